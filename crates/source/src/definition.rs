@@ -1,0 +1,939 @@
+//! Validated source definitions and the static checks that produce them.
+//!
+//! A [`Source`] can only be built by [`validate_commit`] (or the file path in
+//! [`crate::file`], which normalises friendly scalars into the same proto
+//! messages first), so every value of the type satisfies DESIGN.md §2–3:
+//! grammars, cross-field rules (timestamp field, keys, cdc, preproc, where,
+//! time range) and unique names within a commit. No IO happens here.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, TimeZone, Utc};
+use regex::Regex;
+use tributary_proto::pbjson_types;
+use tributary_proto::v1 as proto;
+
+use crate::arn::{RoleArn, StreamArn};
+use crate::data_type::{self, DataType, Field};
+use crate::error::{ErrorCode, Report, ValidationError};
+use crate::init_position::InitPosition;
+use crate::predicate::{Predicate, parse_predicate};
+use crate::secret::Secret;
+
+/// Session name used for `AssumeRole` when the definition sets none.
+pub const DEFAULT_SESSION_NAME: &str = "TributarySession";
+
+/// How late rows may arrive when the definition sets no `disorder`.
+pub const DEFAULT_DISORDER: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// Column names `include_metadata` adds to the dataset.
+pub const METADATA_COLUMNS: [&str; 4] = ["_shard_id", "_sequence_number", "_partition_key", "_arrival_time"];
+
+static SOURCE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,62}$").expect("static regex"));
+static FIELD_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$").expect("static regex"));
+// STS: RoleSessionName and SourceIdentity are 2-64 of [\w+=,.@-]; ExternalId 2-1224 of [\w+=,.@:/-].
+static SESSION_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@\-]{2,64}$").expect("static regex"));
+static EXTERNAL_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/\-]{2,1224}$").expect("static regex"));
+
+/// A validated source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// `[a-z][a-z0-9_]{0,62}`, unique in a commit.
+    pub name: String,
+    /// Where and how records are read.
+    pub kinesis: KinesisSource,
+    /// The dataset rows land in.
+    pub dataset: DatasetSchema,
+    /// How rows relate to earlier rows with the same key.
+    pub cdc: Cdc,
+    /// How late a row may arrive relative to its timestamp.
+    pub disorder: std::time::Duration,
+    /// Keep rows with `since <= timestamp`.
+    pub since: Option<DateTime<Utc>>,
+    /// Keep rows with `timestamp < until`.
+    pub until: Option<DateTime<Utc>>,
+    /// Per dataset field, where its value comes from.
+    pub preproc: BTreeMap<String, Preproc>,
+    /// Rows must satisfy this predicate to be kept.
+    pub filter: Option<Predicate>,
+    /// Fraction of rows kept, in `[0, 1]`.
+    pub sample: Option<f64>,
+}
+
+/// The Kinesis side of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisSource {
+    /// The stream.
+    pub stream_arn: StreamArn,
+    /// The role to assume; `None` reads with the worker's own credentials.
+    pub role: Option<AssumeRole>,
+    /// Where a new source starts.
+    pub init_position: InitPosition,
+    /// How record payloads are encoded.
+    pub format: Format,
+    /// Whether rows carry `_shard_id`, `_sequence_number`, `_partition_key`, `_arrival_time`.
+    pub include_metadata: bool,
+}
+
+/// How to assume the reader role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    /// The role.
+    pub role_arn: RoleArn,
+    /// STS session name.
+    pub session_name: String,
+    /// The external id the role's trust policy asks for.
+    pub external_id: Option<String>,
+    /// STS source identity.
+    pub source_identity: Option<String>,
+}
+
+/// How record payloads are encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Format {
+    /// One JSON object per record.
+    Json,
+    /// Avro datums.
+    Avro(AvroFormat),
+}
+
+/// Where Avro writer schemas come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AvroFormat {
+    /// Confluent wire format: magic byte 0, 4-byte schema id, datum.
+    Registry(SchemaRegistry),
+    /// Raw datums written with this schema.
+    Inline(serde_json::Value),
+}
+
+/// A Confluent-compatible schema registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaRegistry {
+    /// Base URL, `http://` or `https://`.
+    pub url: String,
+    /// Credentials, if the registry wants them.
+    pub auth: Option<RegistryAuth>,
+}
+
+/// Registry credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryAuth {
+    /// HTTP basic auth.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// Bearer token.
+    Token(Secret),
+}
+
+/// The dataset's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetSchema {
+    /// Dataset name, same grammar as a source name.
+    pub name: String,
+    /// Fields, in order; names unique.
+    pub fields: Vec<Field>,
+    /// Name of a non-optional `timestamp` field.
+    pub timestamp: String,
+    /// Key fields.
+    pub keys: Vec<String>,
+}
+
+/// Change-data-capture mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cdc {
+    /// Every record is a new row; the dataset has no keys.
+    Append,
+    /// A record replaces the row with the same key.
+    Upsert,
+    /// Debezium envelopes; needs keys.
+    Debezium,
+}
+
+/// Where a dataset field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Preproc {
+    /// A path into the payload: `address[country]` is `["address", "country"]`.
+    Ref(Vec<String>),
+    /// A constant.
+    Value(serde_json::Value),
+}
+
+/// Validates every source of a commit; all-or-nothing.
+pub fn validate_commit(
+    sources: &[proto::SourceDefinition],
+    now: DateTime<Utc>,
+) -> Result<Vec<Source>, Vec<ValidationError>> {
+    let reports = sources.iter().map(|s| Report::new(s.name.clone())).collect();
+    validate_with_reports(sources, reports, now)
+}
+
+/// Validates sources whose reports may already hold errors from normalising a file.
+pub(crate) fn validate_with_reports(
+    sources: &[proto::SourceDefinition],
+    reports: Vec<Report>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Source>, Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    let mut valid = Vec::new();
+    if sources.is_empty() {
+        errors.push(ValidationError {
+            source: String::new(),
+            field: "sources".into(),
+            code: ErrorCode::MissingField,
+            message: "a commit needs at least one source".into(),
+        });
+    }
+    let mut seen = HashSet::new();
+    for (definition, mut report) in sources.iter().zip(reports) {
+        if !definition.name.is_empty() && !seen.insert(definition.name.as_str()) {
+            report.push("name", ErrorCode::DuplicateName, format!("source `{}` appears more than once in this commit", definition.name));
+        }
+        let checked = check_source(definition, &mut report, now);
+        match checked {
+            Some(source) if report.is_empty() => valid.push(source),
+            _ => errors.extend(report.into_errors()),
+        }
+    }
+    if errors.is_empty() { Ok(valid) } else { Err(errors) }
+}
+
+fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: DateTime<Utc>) -> Option<Source> {
+    let name = check_name(&definition.name, "name", "source", report);
+    let kinesis = match &definition.kinesis {
+        Some(kinesis) => check_kinesis(kinesis, report, now),
+        None => {
+            if !report.has_error_at("kinesis") {
+                report.push("kinesis", ErrorCode::MissingField, "`kinesis` (stream_arn, init_position, format) is required");
+            }
+            None
+        }
+    };
+    let include_metadata = definition.kinesis.as_ref().is_some_and(|k| k.include_metadata);
+    let dataset = match &definition.dataset {
+        Some(dataset) => check_dataset(dataset, &definition.name, include_metadata, report),
+        None => {
+            if !report.has_error_at("dataset") {
+                report.push("dataset", ErrorCode::MissingField, "`dataset` (name, fields, timestamp) is required");
+            }
+            None
+        }
+    };
+    let cdc = check_cdc(definition, report);
+    let disorder = match &definition.disorder {
+        None => Some(DEFAULT_DISORDER),
+        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => {
+            report.push("disorder", ErrorCode::InvalidDuration, "`disorder` must be a non-negative duration");
+            None
+        }
+        Some(d) => u64::try_from(d.seconds)
+            .ok()
+            .zip(u32::try_from(d.nanos).ok())
+            .map(|(seconds, nanos)| std::time::Duration::new(seconds, nanos)),
+    };
+    let since = check_time(definition.since.as_ref(), "since", report);
+    let until = check_time(definition.until.as_ref(), "until", report);
+    if let (Some(Some(since)), Some(Some(until))) = (since, until)
+        && since >= until
+    {
+        report.push("until", ErrorCode::InvalidTimeRange, format!("`since` ({since}) must be before `until` ({until})"));
+    }
+    let fields: &[Field] = dataset.as_ref().map_or(&[], |d: &DatasetSchema| d.fields.as_slice());
+    let preproc = check_preproc(&definition.preproc, fields, dataset.is_some(), report);
+    let filter = check_where(&definition.r#where, fields, dataset.is_some(), report);
+    let sample = match definition.sample {
+        Some(fraction) if !(0.0..=1.0).contains(&fraction) => {
+            report.push("sample", ErrorCode::InvalidSample, format!("`sample` is {fraction}; it must be a fraction in [0, 1]"));
+            None
+        }
+        other => Some(other),
+    };
+    Some(Source {
+        name: name?,
+        kinesis: kinesis?,
+        dataset: dataset?,
+        cdc: cdc?,
+        disorder: disorder?,
+        since: since?,
+        until: until?,
+        preproc: preproc?,
+        filter: filter?,
+        sample: sample?,
+    })
+}
+
+fn check_name(name: &str, field: &str, what: &str, report: &mut Report) -> Option<String> {
+    if name.is_empty() {
+        if !report.has_error_at(field) {
+            report.push(field, ErrorCode::MissingField, format!("the {what} needs a name"));
+        }
+        return None;
+    }
+    if !SOURCE_NAME.is_match(name) {
+        report.push(
+            field,
+            ErrorCode::InvalidName,
+            format!("{what} name `{name}` must start with a-z and have 1-63 characters of a-z 0-9 _"),
+        );
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+fn check_kinesis(kinesis: &proto::KinesisStream, report: &mut Report, now: DateTime<Utc>) -> Option<KinesisSource> {
+    let stream_arn = if kinesis.stream_arn.is_empty() {
+        if !report.has_error_at("kinesis.stream_arn") {
+            report.push("kinesis.stream_arn", ErrorCode::MissingField, "`stream_arn` is required");
+        }
+        None
+    } else {
+        match kinesis.stream_arn.parse::<StreamArn>() {
+            Ok(arn) => Some(arn),
+            Err(e) => {
+                report.push("kinesis.stream_arn", ErrorCode::InvalidArn, e.to_string());
+                None
+            }
+        }
+    };
+    let role_arn = if kinesis.role_arn.is_empty() {
+        Some(None)
+    } else {
+        match kinesis.role_arn.parse::<RoleArn>() {
+            Ok(role) => {
+                if let Some(stream) = &stream_arn
+                    && stream.partition() != role.partition()
+                {
+                    report.push(
+                        "kinesis.role_arn",
+                        ErrorCode::PartitionMismatch,
+                        format!(
+                            "role is in partition `{}` but the stream is in `{}`",
+                            role.partition().as_str(),
+                            stream.partition().as_str()
+                        ),
+                    );
+                }
+                Some(Some(role))
+            }
+            Err(e) => {
+                report.push("kinesis.role_arn", ErrorCode::InvalidArn, e.to_string());
+                None
+            }
+        }
+    };
+    let session_name = check_sts_text(&kinesis.role_session_name, &SESSION_NAME, "kinesis.role_session_name", "2-64 characters of A-Z a-z 0-9 + = , . @ _ -", report);
+    let external_id = check_sts_text(&kinesis.external_id, &EXTERNAL_ID, "kinesis.external_id", "2-1224 characters of A-Z a-z 0-9 + = , . @ : / _ -", report);
+    let source_identity = check_sts_text(&kinesis.source_identity, &SESSION_NAME, "kinesis.source_identity", "2-64 characters of A-Z a-z 0-9 + = , . @ _ -", report);
+    if kinesis.role_arn.is_empty()
+        && [&kinesis.role_session_name, &kinesis.external_id, &kinesis.source_identity].iter().any(|s| !s.is_empty())
+    {
+        report.push(
+            "kinesis.role_arn",
+            ErrorCode::MissingField,
+            "`role_session_name`, `external_id` and `source_identity` only apply with a `role_arn`",
+        );
+    }
+    let init_position = check_init_position(kinesis.init_position.as_ref(), report, now);
+    let format = check_format(kinesis.format.as_ref(), report);
+
+    let role = match (role_arn?, session_name?, external_id?, source_identity?) {
+        (Some(role_arn), session_name, external_id, source_identity) => Some(AssumeRole {
+            role_arn,
+            session_name: session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned()),
+            external_id,
+            source_identity,
+        }),
+        (None, ..) => None,
+    };
+    Some(KinesisSource {
+        stream_arn: stream_arn?,
+        role,
+        init_position: init_position?,
+        format: format?,
+        include_metadata: kinesis.include_metadata,
+    })
+}
+
+/// `Some(None)` when empty (unset), `Some(Some(text))` when valid, `None` when invalid.
+fn check_sts_text(text: &str, grammar: &Regex, field: &str, rule: &str, report: &mut Report) -> Option<Option<String>> {
+    if text.is_empty() {
+        return Some(None);
+    }
+    if grammar.is_match(text) {
+        Some(Some(text.to_owned()))
+    } else {
+        report.push(field, ErrorCode::InvalidName, format!("`{text}` must be {rule}"));
+        None
+    }
+}
+
+fn check_init_position(
+    position: Option<&proto::kinesis_stream::InitPosition>,
+    report: &mut Report,
+    now: DateTime<Utc>,
+) -> Option<InitPosition> {
+    use proto::kinesis_stream::InitPosition as Wire;
+    const FIELD: &str = "kinesis.init_position";
+    match position {
+        None => {
+            if !report.has_error_at(FIELD) {
+                report.push(FIELD, ErrorCode::MissingField, "`init_position` is required: `latest`, `trim_horizon` or a date-time");
+            }
+            None
+        }
+        Some(Wire::Latest(_)) => Some(InitPosition::Latest),
+        Some(Wire::TrimHorizon(_)) => Some(InitPosition::TrimHorizon),
+        Some(Wire::AtTimestamp(timestamp)) => match timestamp_to_utc(timestamp) {
+            Some(time) if time > now => {
+                report.push(FIELD, ErrorCode::InvalidInitPosition, format!("`{time}` is in the future; Kinesis cannot start there"));
+                None
+            }
+            Some(time) if time.timestamp() < 0 => {
+                report.push(FIELD, ErrorCode::InvalidInitPosition, format!("`{time}` is before 1970"));
+                None
+            }
+            Some(time) => Some(InitPosition::AtTimestamp(time)),
+            None => {
+                report.push(FIELD, ErrorCode::InvalidInitPosition, "`at_timestamp` is not a valid timestamp");
+                None
+            }
+        },
+    }
+}
+
+fn timestamp_to_utc(timestamp: &pbjson_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    Utc.timestamp_opt(timestamp.seconds, nanos).single()
+}
+
+/// Converts an instant to its proto form.
+pub(crate) fn utc_to_timestamp(time: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn check_time(value: Option<&pbjson_types::Timestamp>, field: &str, report: &mut Report) -> Option<Option<DateTime<Utc>>> {
+    match value {
+        None => Some(None),
+        Some(timestamp) => match timestamp_to_utc(timestamp) {
+            Some(time) => Some(Some(time)),
+            None => {
+                report.push(field, ErrorCode::InvalidTimeRange, format!("`{field}` is not a valid timestamp"));
+                None
+            }
+        },
+    }
+}
+
+fn check_format(format: Option<&proto::Format>, report: &mut Report) -> Option<Format> {
+    use proto::avro_format::SchemaSource;
+    use proto::format::Kind;
+    const FIELD: &str = "kinesis.format";
+    let Some(kind) = format.and_then(|f| f.kind.as_ref()) else {
+        // Most Kinesis producers write JSON; an unset format means JSON.
+        return if report.has_error_at(FIELD) { None } else { Some(Format::Json) };
+    };
+    match kind {
+        Kind::Json(_) => Some(Format::Json),
+        Kind::Avro(avro) => match &avro.schema_source {
+            None => {
+                report.push(format!("{FIELD}.avro"), ErrorCode::InvalidFormat, "avro needs a `registry` (with `url`) or an inline writer `schema`");
+                None
+            }
+            Some(SchemaSource::Schema(text)) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(schema @ (serde_json::Value::Object(_) | serde_json::Value::Array(_) | serde_json::Value::String(_))) => {
+                    Some(Format::Avro(AvroFormat::Inline(schema)))
+                }
+                Ok(_) => {
+                    report.push(format!("{FIELD}.avro.schema"), ErrorCode::InvalidFormat, "an Avro schema is a JSON object, array or type name");
+                    None
+                }
+                Err(e) => {
+                    report.push(format!("{FIELD}.avro.schema"), ErrorCode::InvalidFormat, format!("the inline Avro schema is not JSON: {e}"));
+                    None
+                }
+            },
+            Some(SchemaSource::Registry(registry)) => check_registry(registry, report).map(|r| Format::Avro(AvroFormat::Registry(r))),
+        },
+    }
+}
+
+fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Option<SchemaRegistry> {
+    use proto::schema_registry::Auth;
+    const FIELD: &str = "kinesis.format.avro";
+    let kind_ok = match proto::RegistryKind::try_from(registry.kind) {
+        Ok(proto::RegistryKind::Confluent | proto::RegistryKind::Unspecified) => true,
+        Err(_) => {
+            report.push(format!("{FIELD}.registry"), ErrorCode::InvalidFormat, "the only registry kind is `confluent`");
+            false
+        }
+    };
+    let url = registry.url.trim();
+    let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let url_ok = match host {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => true,
+        _ => {
+            report.push(format!("{FIELD}.url"), ErrorCode::InvalidFormat, format!("registry url `{url}` must be an http:// or https:// URL with a host"));
+            false
+        }
+    };
+    let auth = match &registry.auth {
+        None => Some(None),
+        Some(Auth::Basic(basic)) => {
+            let password = check_secret(basic.password.as_ref(), &format!("{FIELD}.password"), report);
+            if basic.username.is_empty() {
+                report.push(format!("{FIELD}.username"), ErrorCode::MissingField, "basic auth needs a `username`");
+            }
+            password
+                .filter(|_| !basic.username.is_empty())
+                .map(|password| Some(RegistryAuth::Basic { username: basic.username.clone(), password }))
+        }
+        Some(Auth::Token(token)) => check_secret(Some(token), &format!("{FIELD}.token"), report).map(|t| Some(RegistryAuth::Token(t))),
+    };
+    if kind_ok && url_ok {
+        auth.map(|auth| SchemaRegistry { url: url.trim_end_matches('/').to_owned(), auth })
+    } else {
+        None
+    }
+}
+
+fn check_secret(secret: Option<&proto::Secret>, field: &str, report: &mut Report) -> Option<Secret> {
+    use proto::secret::Value;
+    match secret.and_then(|s| s.value.as_ref()) {
+        Some(Value::Inline(value)) if !value.is_empty() => Some(Secret::Inline(value.clone())),
+        Some(Value::Env(var)) if !var.is_empty() => Some(Secret::Env(var.clone())),
+        _ => {
+            report.push(field, ErrorCode::InvalidSecret, "the secret is empty; give it inline or as `{env: VAR}`");
+            None
+        }
+    }
+}
+
+fn check_dataset(dataset: &proto::Dataset, source_name: &str, include_metadata: bool, report: &mut Report) -> Option<DatasetSchema> {
+    let name = if dataset.name.is_empty() && SOURCE_NAME.is_match(source_name) {
+        // A dataset named like its source is the common case; say it once.
+        Some(source_name.to_owned())
+    } else {
+        check_name(&dataset.name, "dataset.name", "dataset", report)
+    };
+    if dataset.fields.is_empty() && !report.has_error_at("dataset.fields") {
+        report.push("dataset.fields", ErrorCode::MissingField, "the dataset needs at least one field");
+    }
+    let mut fields = Vec::with_capacity(dataset.fields.len());
+    let mut all_fields_ok = true;
+    let mut seen = HashSet::new();
+    for (index, field) in dataset.fields.iter().enumerate() {
+        let path = format!("dataset.fields[{index}]");
+        let mut ok = true;
+        if field.name.is_empty() {
+            report.push(format!("{path}.name"), ErrorCode::MissingField, "the field needs a name");
+            ok = false;
+        } else if !FIELD_NAME.is_match(&field.name) {
+            report.push(
+                format!("{path}.name"),
+                ErrorCode::InvalidName,
+                format!("field name `{}` must start with a letter or `_` and have 1-128 characters of A-Z a-z 0-9 _", field.name),
+            );
+            ok = false;
+        } else if !seen.insert(field.name.as_str()) {
+            report.push(format!("{path}.name"), ErrorCode::DuplicateName, format!("field `{}` appears more than once", field.name));
+            ok = false;
+        } else if include_metadata && METADATA_COLUMNS.contains(&field.name.as_str()) {
+            report.push(
+                format!("{path}.name"),
+                ErrorCode::DuplicateName,
+                format!("field `{}` clashes with a column `include_metadata` adds", field.name),
+            );
+            ok = false;
+        }
+        let data_type = match &field.r#type {
+            Some(wire) => match data_type::from_proto(wire) {
+                Ok(data_type) => Some(data_type),
+                Err(e) => {
+                    report.push(format!("{path}.type"), ErrorCode::UnknownType, format!("field `{}`: {e}", field.name));
+                    None
+                }
+            },
+            None => {
+                if !report.has_error_at(&format!("{path}.type")) {
+                    report.push(format!("{path}.type"), ErrorCode::MissingField, format!("field `{}` has no type", field.name));
+                }
+                None
+            }
+        };
+        match data_type {
+            Some(data_type) if ok => fields.push(Field { name: field.name.clone(), data_type }),
+            _ => all_fields_ok = false,
+        }
+    }
+    let known = |name: &str| dataset.fields.iter().any(|f| f.name == name);
+    let timestamp = if dataset.timestamp.is_empty() {
+        report.push("dataset.timestamp", ErrorCode::MissingField, "the dataset needs a `timestamp` field naming its event time");
+        None
+    } else if !known(&dataset.timestamp) {
+        report.push("dataset.timestamp", ErrorCode::UnknownField, format!("timestamp field `{}` is not a dataset field", dataset.timestamp));
+        None
+    } else {
+        match fields.iter().find(|f| f.name == dataset.timestamp).map(|f| &f.data_type) {
+            Some(DataType::Timestamp) => Some(dataset.timestamp.clone()),
+            Some(other) => {
+                let why = if other.is_optional() { "; every row needs a time, so it cannot be optional" } else { "" };
+                report.push(
+                    "dataset.timestamp",
+                    ErrorCode::InvalidTimestampField,
+                    format!("timestamp field `{}` is `{other}`, not `timestamp`{why}", dataset.timestamp),
+                );
+                None
+            }
+            // The field itself was refused and reported above.
+            None => None,
+        }
+    };
+    let mut keys_ok = true;
+    let mut seen_keys = HashSet::new();
+    for (index, key) in dataset.keys.iter().enumerate() {
+        if !known(key) {
+            report.push(format!("dataset.keys[{index}]"), ErrorCode::UnknownField, format!("key `{key}` is not a dataset field"));
+            keys_ok = false;
+        } else if !seen_keys.insert(key.as_str()) {
+            report.push(format!("dataset.keys[{index}]"), ErrorCode::DuplicateName, format!("key `{key}` appears more than once"));
+            keys_ok = false;
+        }
+    }
+    if !(all_fields_ok && keys_ok) || dataset.fields.is_empty() {
+        return None;
+    }
+    Some(DatasetSchema { name: name?, fields, timestamp: timestamp?, keys: dataset.keys.clone() })
+}
+
+fn check_cdc(definition: &proto::SourceDefinition, report: &mut Report) -> Option<Cdc> {
+    let cdc = match proto::Cdc::try_from(definition.cdc) {
+        Ok(proto::Cdc::Unspecified | proto::Cdc::Append) => Cdc::Append,
+        Ok(proto::Cdc::Upsert) => Cdc::Upsert,
+        Ok(proto::Cdc::Debezium) => Cdc::Debezium,
+        Err(_) => {
+            report.push("cdc", ErrorCode::InvalidCdc, "`cdc` must be `append`, `upsert` or `debezium`");
+            return None;
+        }
+    };
+    let has_keys = definition.dataset.as_ref().is_some_and(|d| !d.keys.is_empty());
+    match (cdc, has_keys) {
+        (Cdc::Append, true) => {
+            report.push("cdc", ErrorCode::InvalidCdc, "`cdc: append` needs a dataset without keys; use `upsert` or drop `keys`");
+            None
+        }
+        (Cdc::Upsert | Cdc::Debezium, false) => {
+            let mode = if cdc == Cdc::Upsert { "upsert" } else { "debezium" };
+            report.push("cdc", ErrorCode::InvalidCdc, format!("`cdc: {mode}` needs `dataset.keys`"));
+            None
+        }
+        _ => Some(cdc),
+    }
+}
+
+/// Parses a preproc reference path: `address[country]`, `a[b][c]`.
+pub fn parse_ref_path(text: &str) -> Result<Vec<String>, String> {
+    let mut path = Vec::new();
+    let (head, mut rest) = match text.find('[') {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    if head.is_empty() || head.contains(']') {
+        return Err(format!("`{text}` must start with a payload field name, e.g. `address[country]`"));
+    }
+    path.push(head.to_owned());
+    while !rest.is_empty() {
+        let Some(inner) = rest.strip_prefix('[') else {
+            return Err(format!("`{text}`: expected `[` at `{rest}`"));
+        };
+        let Some(end) = inner.find(']') else {
+            return Err(format!("`{text}`: `[` is not closed"));
+        };
+        let segment = &inner[..end];
+        if segment.is_empty() || segment.contains('[') {
+            return Err(format!("`{text}`: empty or nested segment"));
+        }
+        path.push(segment.to_owned());
+        rest = &inner[end + 1..];
+    }
+    Ok(path)
+}
+
+fn constant_fits(value: &serde_json::Value, data_type: &DataType) -> bool {
+    use serde_json::Value;
+    match (value, data_type) {
+        (Value::Null, t) => t.is_optional(),
+        (v, DataType::Optional(inner)) => constant_fits(v, inner),
+        (Value::Bool(_), DataType::Bool) => true,
+        (Value::Number(n), DataType::Int32 | DataType::Int64) => n.is_i64() || n.is_u64(),
+        (Value::Number(_), DataType::Float32 | DataType::Float64 | DataType::Decimal { .. } | DataType::Timestamp) => true,
+        (Value::String(_), DataType::String | DataType::Bytes | DataType::Timestamp | DataType::Date | DataType::Decimal { .. }) => true,
+        (Value::Array(items), DataType::List(inner)) => items.iter().all(|v| constant_fits(v, inner)),
+        (Value::Object(map), DataType::Map(inner)) => map.values().all(|v| constant_fits(v, inner)),
+        (Value::Object(map), DataType::Struct(fields)) => {
+            map.keys().all(|k| fields.iter().any(|f| &f.name == k))
+                && fields.iter().all(|f| map.get(&f.name).map_or(f.data_type.is_optional(), |v| constant_fits(v, &f.data_type)))
+        }
+        _ => false,
+    }
+}
+
+fn check_preproc(
+    preproc: &std::collections::HashMap<String, proto::Preproc>,
+    fields: &[Field],
+    fields_known: bool,
+    report: &mut Report,
+) -> Option<BTreeMap<String, Preproc>> {
+    use proto::preproc::Kind;
+    let mut checked = BTreeMap::new();
+    let mut ok = true;
+    // Sorted so errors come out in a stable order.
+    let mut entries: Vec<_> = preproc.iter().collect();
+    entries.sort_by_key(|(name, _)| name.as_str());
+    for (name, entry) in entries {
+        let path = format!("preproc.{name}");
+        let field = fields.iter().find(|f| &f.name == name);
+        if field.is_none() && fields_known {
+            report.push(&path, ErrorCode::UnknownField, format!("preproc key `{name}` is not a dataset field"));
+            ok = false;
+            continue;
+        }
+        match &entry.kind {
+            None => {
+                report.push(&path, ErrorCode::InvalidPreproc, "a preproc entry needs `ref` or `value`");
+                ok = false;
+            }
+            Some(Kind::Ref(text)) => match parse_ref_path(text) {
+                Ok(ref_path) => {
+                    checked.insert(name.clone(), Preproc::Ref(ref_path));
+                }
+                Err(e) => {
+                    report.push(format!("{path}.ref"), ErrorCode::InvalidPreproc, e);
+                    ok = false;
+                }
+            },
+            Some(Kind::Value(value)) => {
+                let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+                match field {
+                    Some(field) if !constant_fits(&json, &field.data_type) => {
+                        report.push(
+                            format!("{path}.value"),
+                            ErrorCode::InvalidPreproc,
+                            format!("constant {json} does not fit field `{name}` of type `{}`", field.data_type),
+                        );
+                        ok = false;
+                    }
+                    _ => {
+                        checked.insert(name.clone(), Preproc::Value(json));
+                    }
+                }
+            }
+        }
+    }
+    ok.then_some(checked)
+}
+
+fn check_where(text: &str, fields: &[Field], fields_known: bool, report: &mut Report) -> Option<Option<Predicate>> {
+    if text.trim().is_empty() {
+        return Some(None);
+    }
+    if !fields_known {
+        // Without a valid schema the predicate cannot be type-checked; the schema's errors say why.
+        return None;
+    }
+    match parse_predicate(text, fields) {
+        Ok(predicate) => Some(Some(predicate)),
+        Err(e) => {
+            report.push("where", ErrorCode::InvalidWhere, e);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data_type::parse_data_type;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).single().expect("valid")
+    }
+
+    fn field(name: &str, type_text: &str) -> proto::Field {
+        proto::Field { name: name.into(), r#type: Some((&parse_data_type(type_text).expect("valid")).into()) }
+    }
+
+    fn valid() -> proto::SourceDefinition {
+        proto::SourceDefinition {
+            name: "orders".into(),
+            kinesis: Some(proto::KinesisStream {
+                stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/orders".into(),
+                role_arn: "arn:aws:iam::000000000000:role/reader".into(),
+                init_position: Some(proto::kinesis_stream::InitPosition::TrimHorizon(pbjson_types::Empty {})),
+                format: Some(proto::Format { kind: Some(proto::format::Kind::Json(proto::JsonFormat {})) }),
+                ..Default::default()
+            }),
+            dataset: Some(proto::Dataset {
+                name: "orders".into(),
+                fields: vec![field("order_id", "int64"), field("amount", "optional<float64>"), field("ts", "timestamp")],
+                timestamp: "ts".into(),
+                keys: vec![],
+            }),
+            r#where: "amount > 0".into(),
+            ..Default::default()
+        }
+    }
+
+    fn codes(result: Result<Vec<Source>, Vec<ValidationError>>) -> Vec<(String, &'static str)> {
+        result.expect_err("invalid").into_iter().map(|e| (e.field, e.code.as_str())).collect()
+    }
+
+    #[test]
+    fn valid_definition_gets_defaults() {
+        let sources = validate_commit(&[valid()], now()).expect("valid");
+        let source = &sources[0];
+        assert_eq!(source.cdc, Cdc::Append);
+        assert_eq!(source.disorder, DEFAULT_DISORDER);
+        assert_eq!(source.kinesis.role.as_ref().map(|r| r.session_name.as_str()), Some(DEFAULT_SESSION_NAME));
+        assert_eq!(source.kinesis.init_position, InitPosition::TrimHorizon);
+        assert!(source.filter.is_some());
+    }
+
+    #[test]
+    fn cdc_rules() {
+        let mut keyed_append = valid();
+        keyed_append.dataset.as_mut().expect("set").keys = vec!["order_id".into()];
+        assert_eq!(codes(validate_commit(&[keyed_append.clone()], now())), [("cdc".to_owned(), "INVALID_CDC")]);
+        keyed_append.cdc = proto::Cdc::Upsert as i32;
+        assert!(validate_commit(&[keyed_append], now()).is_ok());
+        let mut keyless_upsert = valid();
+        keyless_upsert.cdc = proto::Cdc::Debezium as i32;
+        assert_eq!(codes(validate_commit(&[keyless_upsert], now())), [("cdc".to_owned(), "INVALID_CDC")]);
+    }
+
+    #[test]
+    fn timestamp_field_rules() {
+        let mut missing = valid();
+        missing.dataset.as_mut().expect("set").timestamp = "created".into();
+        assert_eq!(codes(validate_commit(&[missing], now())), [("dataset.timestamp".to_owned(), "UNKNOWN_FIELD")]);
+        let mut wrong_type = valid();
+        wrong_type.dataset.as_mut().expect("set").timestamp = "order_id".into();
+        assert_eq!(codes(validate_commit(&[wrong_type], now())), [("dataset.timestamp".to_owned(), "INVALID_TIMESTAMP_FIELD")]);
+        let mut optional = valid();
+        optional.dataset.as_mut().expect("set").fields[2] = field("ts", "optional<timestamp>");
+        let errors = validate_commit(&[optional], now()).expect_err("optional");
+        assert!(errors[0].message.contains("cannot be optional"), "{errors:?}");
+    }
+
+    #[test]
+    fn keys_must_exist_once() {
+        let mut source = valid();
+        source.cdc = proto::Cdc::Upsert as i32;
+        source.dataset.as_mut().expect("set").keys = vec!["order_id".into(), "nope".into(), "order_id".into()];
+        assert_eq!(
+            codes(validate_commit(&[source], now())),
+            [("dataset.keys[1]".to_owned(), "UNKNOWN_FIELD"), ("dataset.keys[2]".to_owned(), "DUPLICATE_NAME")]
+        );
+    }
+
+    #[test]
+    fn time_range_and_sample() {
+        let mut source = valid();
+        source.since = Some(pbjson_types::Timestamp { seconds: 100, nanos: 0 });
+        source.until = Some(pbjson_types::Timestamp { seconds: 100, nanos: 0 });
+        source.sample = Some(1.5);
+        assert_eq!(
+            codes(validate_commit(&[source], now())),
+            [("until".to_owned(), "INVALID_TIME_RANGE"), ("sample".to_owned(), "INVALID_SAMPLE")]
+        );
+    }
+
+    #[test]
+    fn partitions_must_agree() {
+        let mut source = valid();
+        source.kinesis.as_mut().expect("set").role_arn = "arn:aws-cn:iam::000000000000:role/reader".into();
+        assert_eq!(codes(validate_commit(&[source], now())), [("kinesis.role_arn".to_owned(), "PARTITION_MISMATCH")]);
+    }
+
+    #[test]
+    fn names_unique_in_a_commit() {
+        let errors = codes(validate_commit(&[valid(), valid()], now()));
+        assert_eq!(errors, [("name".to_owned(), "DUPLICATE_NAME")]);
+        assert_eq!(codes(validate_commit(&[], now())), [("sources".to_owned(), "MISSING_FIELD")]);
+    }
+
+    #[test]
+    fn preproc_keys_are_dataset_fields() {
+        let mut source = valid();
+        source.preproc.insert("country".into(), proto::Preproc { kind: Some(proto::preproc::Kind::Ref("address[country]".into())) });
+        source.preproc.insert("order_id".into(), proto::Preproc { kind: Some(proto::preproc::Kind::Ref("id[".into())) });
+        source.preproc.insert(
+            "amount".into(),
+            proto::Preproc {
+                kind: Some(proto::preproc::Kind::Value(pbjson_types::Value {
+                    kind: Some(pbjson_types::value::Kind::StringValue("x".into())),
+                })),
+            },
+        );
+        assert_eq!(
+            codes(validate_commit(&[source], now())),
+            [
+                ("preproc.amount.value".to_owned(), "INVALID_PREPROC"),
+                ("preproc.country".to_owned(), "UNKNOWN_FIELD"),
+                ("preproc.order_id.ref".to_owned(), "INVALID_PREPROC"),
+            ]
+        );
+        assert_eq!(parse_ref_path("address[country][code]"), Ok(vec!["address".into(), "country".into(), "code".into()]));
+        assert_eq!(parse_ref_path("id"), Ok(vec!["id".into()]));
+        for bad in ["", "[a]", "a[]", "a[b", "a[b]c", "a[[b]]"] {
+            assert!(parse_ref_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn future_at_timestamp_from_the_api_is_refused() {
+        let mut source = valid();
+        source.kinesis.as_mut().expect("set").init_position =
+            Some(proto::kinesis_stream::InitPosition::AtTimestamp(utc_to_timestamp(now() + chrono::Duration::hours(1))));
+        assert_eq!(codes(validate_commit(&[source], now())), [("kinesis.init_position".to_owned(), "INVALID_INIT_POSITION")]);
+    }
+
+    #[test]
+    fn metadata_columns_are_reserved_with_include_metadata() {
+        let mut source = valid();
+        source.kinesis.as_mut().expect("set").include_metadata = true;
+        source.dataset.as_mut().expect("set").fields.push(field("_shard_id", "string"));
+        assert_eq!(codes(validate_commit(&[source], now())), [("dataset.fields[3].name".to_owned(), "DUPLICATE_NAME")]);
+    }
+
+    #[test]
+    fn avro_registry_checks() {
+        let mut source = valid();
+        source.kinesis.as_mut().expect("set").format = Some(proto::Format {
+            kind: Some(proto::format::Kind::Avro(proto::AvroFormat {
+                schema_source: Some(proto::avro_format::SchemaSource::Registry(proto::SchemaRegistry {
+                    kind: 0,
+                    url: "ftp://registry".into(),
+                    auth: Some(proto::schema_registry::Auth::Basic(proto::BasicAuth { username: String::new(), password: None })),
+                })),
+            })),
+        });
+        assert_eq!(
+            codes(validate_commit(&[source], now())),
+            [
+                ("kinesis.format.avro.url".to_owned(), "INVALID_FORMAT"),
+                ("kinesis.format.avro.password".to_owned(), "INVALID_SECRET"),
+                ("kinesis.format.avro.username".to_owned(), "MISSING_FIELD"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! Definition files (YAML or JSON) and their friendly scalars.
+//!
+//! A file is parsed into raw structs that refuse unknown keys, so a typo in a
+//! key is caught with its line and column rather than silently ignored. The raw
+//! form keeps friendly scalars (`init_position: trim_horizon`, `disorder: 14d`,
+//! `type: list<string>`) as written; [`normalise`] turns them into the proto
+//! messages, reporting a coded error for each it cannot read, and the proto
+//! messages then go through the same validation as an API body.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tributary_proto::pbjson_types;
+use tributary_proto::v1 as proto;
+
+use crate::data_type::parse_data_type;
+use crate::definition::{Source, utc_to_timestamp, validate_with_reports};
+use crate::error::{ErrorCode, Report, ValidationError};
+use crate::init_position::{InitPosition, Scalar, parse_init_position};
+use crate::time::{DATE_TIME_FORMS, parse_date_time, parse_duration};
+
+/// A definition file could not be read or is not a definition at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML/JSON, or not shaped like a definition file.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, 0 when unknown.
+        line: usize,
+        /// 1-based column, 0 when unknown.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// The error as a coded validation error, for callers that report both kinds alike.
+    pub fn to_validation_error(&self) -> ValidationError {
+        ValidationError {
+            source: String::new(),
+            field: String::new(),
+            code: ErrorCode::MalformedDefinition,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The top level of a definition file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionFile {
+    /// The sources it defines.
+    pub sources: Vec<RawSource>,
+}
+
+/// A source as written in a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawSource {
+    #[serde(default)]
+    pub name: String,
+    pub kinesis: Option<RawKinesis>,
+    pub dataset: Option<RawDataset>,
+    pub cdc: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub disorder: Option<RawScalar>,
+    #[serde(default, deserialize_with = "present")]
+    pub since: Option<RawScalar>,
+    #[serde(default, deserialize_with = "present")]
+    pub until: Option<RawScalar>,
+    #[serde(default)]
+    pub preproc: HashMap<String, RawPreproc>,
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub sample: Option<RawScalar>,
+}
+
+/// The `kinesis` block as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawKinesis {
+    #[serde(default)]
+    pub stream_arn: String,
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub init_position: Option<RawScalar>,
+    pub format: Option<RawFormat>,
+    #[serde(default)]
+    pub include_metadata: bool,
+    #[serde(default)]
+    pub role_session_name: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub source_identity: Option<String>,
+}
+
+/// `json`, or `{avro: {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum RawFormat {
+    Name(String),
+    Avro { avro: RawAvro },
+}
+
+/// The `avro` block as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAvro {
+    pub registry: Option<String>,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<RawSecret>,
+    pub token: Option<RawSecret>,
+    /// An inline writer schema: a JSON string or the schema itself as YAML/JSON.
+    pub schema: Option<serde_json::Value>,
+}
+
+/// A secret: inline text or `{env: VAR}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum RawSecret {
+    Inline(String),
+    Env { env: String },
+}
+
+/// The `dataset` block as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawDataset {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub fields: Vec<RawField>,
+    #[serde(default)]
+    pub timestamp: String,
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// A field: `{name: order_id, type: int64}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawField {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub type_text: Option<String>,
+}
+
+/// A preproc entry: `{ref: "a[b]"}` or `{value: ...}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawPreproc {
+    #[serde(default, rename = "ref")]
+    pub reference: Option<String>,
+    #[serde(default, deserialize_with = "present_value")]
+    pub value: Option<serde_json::Value>,
+}
+
+/// A scalar whose meaning depends on the key it is under.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum RawScalar {
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Text(String),
+    Null(()),
+}
+
+impl RawScalar {
+    fn as_scalar(&self) -> Scalar<'_> {
+        match self {
+            RawScalar::Bool(b) => Scalar::Bool(*b),
+            RawScalar::Int(i) => Scalar::Int(i128::from(*i)),
+            RawScalar::UInt(u) => Scalar::Int(i128::from(*u)),
+            RawScalar::Float(f) => Scalar::Float(*f),
+            RawScalar::Text(t) => Scalar::Text(t),
+            RawScalar::Null(()) => Scalar::Null,
+        }
+    }
+}
+
+/// Keeps an explicit `null` distinct from an absent key.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<RawScalar>, D::Error> {
+    RawScalar::deserialize(deserializer).map(Some)
+}
+
+fn present_value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+/// Reads and parses a definition file: JSON when it ends in `.json`, else YAML.
+pub fn load_file(path: &Path) -> Result<DefinitionFile, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    parse_text(&text, is_json).map_err(|(line, column, message)| LoadError::Parse { path: path.to_owned(), line, column, message })
+}
+
+/// Parses definition text; the error is `(line, column, message)`.
+pub fn parse_text(text: &str, is_json: bool) -> Result<DefinitionFile, (usize, usize, String)> {
+    if is_json {
+        serde_json::from_str(text).map_err(|e| (e.line(), e.column(), e.to_string()))
+    } else {
+        serde_norway::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            (line, column, e.to_string())
+        })
+    }
+}
+
+/// Normalises and validates the sources of one or more files as one commit.
+pub fn validate_raw_sources(sources: &[RawSource], now: DateTime<Utc>) -> Result<Vec<Source>, Vec<ValidationError>> {
+    let (definitions, reports): (Vec<_>, Vec<_>) = sources.iter().map(|raw| normalise(raw, now)).unzip();
+    validate_with_reports(&definitions, reports, now)
+}
+
+/// Normalises the sources of files into the proto messages an API commit carries,
+/// or the errors met on the way.
+pub fn to_commit_sources(
+    sources: &[RawSource],
+    now: DateTime<Utc>,
+) -> Result<Vec<proto::SourceDefinition>, Vec<ValidationError>> {
+    let mut definitions = Vec::with_capacity(sources.len());
+    let mut errors = Vec::new();
+    for raw in sources {
+        let (definition, report) = normalise(raw, now);
+        definitions.push(definition);
+        errors.extend(report.into_errors());
+    }
+    if errors.is_empty() { Ok(definitions) } else { Err(errors) }
+}
+
+fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, Report) {
+    let mut report = Report::new(raw.name.clone());
+    let definition = proto::SourceDefinition {
+        name: raw.name.clone(),
+        kinesis: raw.kinesis.as_ref().map(|k| normalise_kinesis(k, &mut report, now)),
+        dataset: raw.dataset.as_ref().map(|d| normalise_dataset(d, &mut report)),
+        cdc: normalise_cdc(raw.cdc.as_deref(), &mut report),
+        disorder: raw.disorder.as_ref().and_then(|d| normalise_duration(d, "disorder", &mut report)),
+        since: raw.since.as_ref().and_then(|t| normalise_time(t, "since", &mut report)),
+        until: raw.until.as_ref().and_then(|t| normalise_time(t, "until", &mut report)),
+        preproc: raw
+            .preproc
+            .iter()
+            .map(|(name, entry)| {
+                let kind = match (&entry.reference, &entry.value) {
+                    (Some(path), None) => Some(proto::preproc::Kind::Ref(path.clone())),
+                    (None, Some(value)) => match json_to_proto_value(value) {
+                        Some(value) => Some(proto::preproc::Kind::Value(value)),
+                        None => {
+                            report.push(format!("preproc.{name}.value"), ErrorCode::InvalidPreproc, "the constant is not representable");
+                            None
+                        }
+                    },
+                    (Some(_), Some(_)) => {
+                        report.push(format!("preproc.{name}"), ErrorCode::InvalidPreproc, "give `ref` or `value`, not both");
+                        None
+                    }
+                    (None, None) => None,
+                };
+                (name.clone(), proto::Preproc { kind })
+            })
+            .collect(),
+        r#where: raw.filter.clone().unwrap_or_default(),
+        sample: raw.sample.as_ref().and_then(|s| normalise_sample(s, &mut report)),
+    };
+    (definition, report)
+}
+
+fn normalise_kinesis(raw: &RawKinesis, report: &mut Report, now: DateTime<Utc>) -> proto::KinesisStream {
+    use proto::kinesis_stream::InitPosition as Wire;
+    let init_position = raw.init_position.as_ref().and_then(|scalar| match parse_init_position(scalar.as_scalar(), now) {
+        Ok(InitPosition::Latest) => Some(Wire::Latest(pbjson_types::Empty {})),
+        Ok(InitPosition::TrimHorizon) => Some(Wire::TrimHorizon(pbjson_types::Empty {})),
+        Ok(InitPosition::AtTimestamp(time)) => Some(Wire::AtTimestamp(utc_to_timestamp(time))),
+        Err(message) => {
+            report.push("kinesis.init_position", ErrorCode::InvalidInitPosition, message);
+            None
+        }
+    });
+    proto::KinesisStream {
+        stream_arn: raw.stream_arn.trim().to_owned(),
+        role_arn: raw.role_arn.as_deref().unwrap_or_default().trim().to_owned(),
+        init_position,
+        format: raw.format.as_ref().and_then(|f| normalise_format(f, report)),
+        include_metadata: raw.include_metadata,
+        role_session_name: raw.role_session_name.clone().unwrap_or_default(),
+        external_id: raw.external_id.clone().unwrap_or_default(),
+        source_identity: raw.source_identity.clone().unwrap_or_default(),
+    }
+}
+
+fn normalise_format(raw: &RawFormat, report: &mut Report) -> Option<proto::Format> {
+    use proto::format::Kind;
+    let kind = match raw {
+        RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("json") => Kind::Json(proto::JsonFormat {}),
+        RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("avro") => {
+            report.push("kinesis.format", ErrorCode::InvalidFormat, "avro needs its schema: `{avro: {registry: confluent, url: ...}}` or `{avro: {schema: ...}}`");
+            return None;
+        }
+        RawFormat::Name(name) => {
+            report.push("kinesis.format", ErrorCode::InvalidFormat, format!("unknown format `{name}`; expected `json` or `{{avro: {{...}}}}`"));
+            return None;
+        }
+        RawFormat::Avro { avro } => Kind::Avro(normalise_avro(avro, report)?),
+    };
+    Some(proto::Format { kind: Some(kind) })
+}
+
+fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroFormat> {
+    use proto::avro_format::SchemaSource;
+    const FIELD: &str = "kinesis.format.avro";
+    let secret = |s: &RawSecret| proto::Secret {
+        value: Some(match s {
+            RawSecret::Inline(v) => proto::secret::Value::Inline(v.clone()),
+            RawSecret::Env { env } => proto::secret::Value::Env(env.clone()),
+        }),
+    };
+    match (&raw.schema, &raw.registry) {
+        (Some(_), Some(_)) => {
+            report.push(FIELD, ErrorCode::InvalidFormat, "give a `registry` or an inline `schema`, not both");
+            None
+        }
+        (Some(schema), None) => {
+            if raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some() {
+                report.push(FIELD, ErrorCode::InvalidFormat, "`url`, `username`, `password` and `token` belong to a `registry`");
+                return None;
+            }
+            let text = match schema {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            Some(proto::AvroFormat { schema_source: Some(SchemaSource::Schema(text)) })
+        }
+        (None, Some(kind)) => {
+            let kind = if kind.trim().eq_ignore_ascii_case("confluent") {
+                proto::RegistryKind::Confluent
+            } else {
+                report.push(format!("{FIELD}.registry"), ErrorCode::InvalidFormat, format!("unknown registry `{kind}`; the only kind is `confluent`"));
+                return None;
+            };
+            let auth = match (&raw.username, &raw.password, &raw.token) {
+                (None, None, None) => None,
+                (_, _, Some(token)) if raw.username.is_none() && raw.password.is_none() => {
+                    Some(proto::schema_registry::Auth::Token(secret(token)))
+                }
+                (username, password, None) => Some(proto::schema_registry::Auth::Basic(proto::BasicAuth {
+                    username: username.clone().unwrap_or_default(),
+                    password: password.as_ref().map(secret),
+                })),
+                _ => {
+                    report.push(FIELD, ErrorCode::InvalidFormat, "give `username` and `password`, or a `token`, not both");
+                    return None;
+                }
+            };
+            Some(proto::AvroFormat {
+                schema_source: Some(SchemaSource::Registry(proto::SchemaRegistry {
+                    kind: kind as i32,
+                    url: raw.url.clone().unwrap_or_default(),
+                    auth,
+                })),
+            })
+        }
+        (None, None) => {
+            report.push(FIELD, ErrorCode::InvalidFormat, "avro needs a `registry` (with `url`) or an inline writer `schema`");
+            None
+        }
+    }
+}
+
+fn normalise_dataset(raw: &RawDataset, report: &mut Report) -> proto::Dataset {
+    let fields = raw
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let data_type = match field.type_text.as_deref() {
+                None => None,
+                Some(text) => match parse_data_type(text) {
+                    Ok(data_type) => Some((&data_type).into()),
+                    Err(e) => {
+                        report.push(format!("dataset.fields[{index}].type"), ErrorCode::UnknownType, format!("field `{}`: {e}", field.name));
+                        None
+                    }
+                },
+            };
+            proto::Field { name: field.name.clone(), r#type: data_type }
+        })
+        .collect();
+    proto::Dataset { name: raw.name.clone(), fields, timestamp: raw.timestamp.clone(), keys: raw.keys.clone() }
+}
+
+fn normalise_cdc(raw: Option<&str>, report: &mut Report) -> i32 {
+    let cdc = match raw.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("append") => proto::Cdc::Append,
+        Some("upsert") => proto::Cdc::Upsert,
+        Some("debezium") => proto::Cdc::Debezium,
+        Some(other) => {
+            report.push("cdc", ErrorCode::InvalidCdc, format!("unknown cdc mode `{other}`; expected `append`, `upsert` or `debezium`"));
+            proto::Cdc::Unspecified
+        }
+    };
+    cdc as i32
+}
+
+fn normalise_duration(raw: &RawScalar, field: &str, report: &mut Report) -> Option<pbjson_types::Duration> {
+    let result = match raw {
+        RawScalar::Text(text) => parse_duration(text),
+        RawScalar::Null(()) => return None,
+        RawScalar::Int(_) | RawScalar::UInt(_) | RawScalar::Float(_) => {
+            Err("a bare number has no unit; write it like `3600s`, `14d` or `1h 30m`".to_owned())
+        }
+        RawScalar::Bool(b) => Err(format!("`{b}` is not a duration; write it like `14d` or `1h 30m`")),
+    };
+    match result.and_then(|seconds| i64::try_from(seconds).map_err(|_| "the duration is too long".to_owned())) {
+        Ok(seconds) => Some(pbjson_types::Duration { seconds, nanos: 0 }),
+        Err(message) => {
+            report.push(field, ErrorCode::InvalidDuration, message);
+            None
+        }
+    }
+}
+
+fn normalise_time(raw: &RawScalar, field: &str, report: &mut Report) -> Option<pbjson_types::Timestamp> {
+    let time = match raw {
+        RawScalar::Null(()) => return None,
+        RawScalar::Text(text) => parse_date_time(text),
+        RawScalar::Int(seconds) => chrono::DateTime::from_timestamp(*seconds, 0),
+        RawScalar::UInt(seconds) => i64::try_from(*seconds).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0)),
+        RawScalar::Float(_) | RawScalar::Bool(_) => None,
+    };
+    match time {
+        Some(time) => Some(utc_to_timestamp(time)),
+        None => {
+            report.push(field, ErrorCode::InvalidTimeRange, format!("`{field}` must be {DATE_TIME_FORMS}, or whole epoch seconds"));
+            None
+        }
+    }
+}
+
+fn normalise_sample(raw: &RawScalar, report: &mut Report) -> Option<f64> {
+    let fraction = match raw {
+        RawScalar::Null(()) => return None,
+        RawScalar::Float(f) => Some(*f),
+        RawScalar::Int(i) => Some(*i as f64),
+        RawScalar::UInt(u) => Some(*u as f64),
+        RawScalar::Text(text) => text.trim().parse::<f64>().ok(),
+        RawScalar::Bool(_) => None,
+    };
+    // Out-of-range fractions are left to the shared check so API and files say the same.
+    if fraction.is_none() {
+        report.push("sample", ErrorCode::InvalidSample, "`sample` must be a fraction in [0, 1]");
+    }
+    fraction
+}
+
+fn json_to_proto_value(value: &serde_json::Value) -> Option<pbjson_types::Value> {
+    serde_json::from_value(value.clone()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).single().expect("valid")
+    }
+
+    const EXAMPLE: &str = r#"
+sources:
+  - name: orders
+    kinesis:
+      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/orders
+      role_arn: arn:aws:iam::000000000000:role/tributary-reader
+      init_position: trim_horizon
+      format: json
+      include_metadata: false
+    dataset:
+      name: orders
+      fields:
+        - {name: order_id, type: int64}
+        - {name: amount, type: "optional<float64>"}
+        - {name: ts, type: timestamp}
+        - {name: tags, type: "list<string>"}
+        - {name: customer, type: "struct<id: int64, email: optional<string>>"}
+        - {name: country, type: "optional<string>"}
+        - {name: source, type: string}
+      timestamp: ts
+    cdc: append
+    disorder: 14d
+    since: 2024-01-01T00:00:00Z
+    until: null
+    preproc:
+      country: {ref: "address[country]"}
+      source:  {value: "kinesis"}
+    where: "amount > 0 AND country <> 'XX'"
+    sample: 0.1
+"#;
+
+    #[test]
+    fn the_design_example_validates() {
+        let file = parse_text(EXAMPLE, false).expect("parses");
+        let sources = validate_raw_sources(&file.sources, now()).unwrap_or_else(|e| panic!("{e:#?}"));
+        let source = &sources[0];
+        assert_eq!(source.disorder.as_secs(), 14 * 86_400);
+        assert_eq!(source.since.map(|t| t.to_rfc3339()), Some("2024-01-01T00:00:00+00:00".to_owned()));
+        assert_eq!(source.until, None);
+        assert_eq!(source.sample, Some(0.1));
+        assert_eq!(source.dataset.fields.len(), 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_parse_errors_with_a_location() {
+        let text = "sources:\n  - name: a\n    kinesis:\n      stream_arm: x\n";
+        let (line, column, message) = parse_text(text, false).expect_err("typo");
+        assert_eq!((line, column), (4, 7));
+        assert!(message.contains("stream_arm"), "{message}");
+        let (line, _, _) = parse_text("{\"sources\": [}", true).expect_err("bad json");
+        assert_eq!(line, 1);
+    }
+
+    #[test]
+    fn friendly_scalar_errors_are_coded_and_not_repeated() {
+        let text = EXAMPLE
+            .replace("init_position: trim_horizon", "init_position: 1685547000000")
+            .replace("disorder: 14d", "disorder: 1x")
+            .replace("list<string>", "list<strng>");
+        let file = parse_text(&text, false).expect("parses");
+        let errors = validate_raw_sources(&file.sources, now()).expect_err("invalid");
+        let codes: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            codes,
+            [
+                ("kinesis.init_position", "INVALID_INIT_POSITION"),
+                ("dataset.fields[3].type", "UNKNOWN_TYPE"),
+                ("disorder", "INVALID_DURATION"),
+            ]
+        );
+        assert!(errors[0].message.contains("milliseconds"));
+        assert!(errors[1].message.contains("`tags`") && errors[1].message.contains("strng"));
+    }
+
+    #[test]
+    fn avro_forms() {
+        let registry = EXAMPLE.replace(
+            "format: json",
+            "format: {avro: {registry: confluent, url: \"http://localhost:8081\", username: u, password: {env: REG_PASSWORD}}}",
+        );
+        let sources = validate_raw_sources(&parse_text(&registry, false).expect("parses").sources, now()).expect("valid");
+        let crate::definition::Format::Avro(crate::definition::AvroFormat::Registry(registry)) = &sources[0].kinesis.format else {
+            panic!("{:?}", sources[0].kinesis.format)
+        };
+        assert_eq!(registry.url, "http://localhost:8081");
+        let inline = EXAMPLE.replace("format: json", "format: {avro: {schema: {type: record, name: r, fields: []}}}");
+        assert!(validate_raw_sources(&parse_text(&inline, false).expect("parses").sources, now()).is_ok());
+        let both = EXAMPLE.replace("format: json", "format: {avro: {schema: \"int\", registry: confluent}}");
+        let errors = validate_raw_sources(&parse_text(&both, false).expect("parses").sources, now()).expect_err("both");
+        assert_eq!(errors[0].code, ErrorCode::InvalidFormat);
+        let xml = EXAMPLE.replace("format: json", "format: xml");
+        let errors = validate_raw_sources(&parse_text(&xml, false).expect("parses").sources, now()).expect_err("xml");
+        assert_eq!((errors[0].field.as_str(), errors[0].code), ("kinesis.format", ErrorCode::InvalidFormat));
+    }
+
+    #[test]
+    fn explicit_null_init_position_is_invalid_not_missing() {
+        let text = EXAMPLE.replace("init_position: trim_horizon", "init_position: null");
+        let errors = validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now()).expect_err("null");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, ErrorCode::InvalidInitPosition);
+        let text = EXAMPLE.replace("      init_position: trim_horizon\n", "");
+        let errors = validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now()).expect_err("absent");
+        assert_eq!(errors[0].code, ErrorCode::MissingField);
+    }
+}
