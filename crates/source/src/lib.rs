@@ -40,6 +40,8 @@ mod predicate;
 mod secret;
 mod time;
 
+pub use aws::{AwsSettings, ClientFactory};
+
 pub use arn::{ArnError, Partition, RoleArn, StreamArn};
 
 pub use data_type::{DataType, Field, MAX_DECIMAL_PRECISION, parse_data_type};

@@ -1,0 +1,169 @@
+//! `tributary validate --live` against the emulators: kinesis-local for streams,
+//! moto for STS and (in its `auth` instance) IAM enforcement.
+#![allow(missing_docs)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Emulators, create_stream, stdout, tributary, unique, write_definition};
+
+#[tokio::test]
+async fn a_valid_source_passes_with_the_role_assumed_through_moto_sts() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream_arn = create_stream(&emulators.kinesis, &unique("valid"), 2, true).await;
+    let account = stream_arn.split(':').nth(4).expect("account");
+    let role = format!("arn:aws:iam::{account}:role/tributary-reader");
+    let file = write_definition(dir.path(), "orders", &stream_arn, Some(&role));
+    let file = file.to_str().expect("utf-8 path");
+
+    let output = tributary(&["validate", "--live", file], &[("AWS_ENDPOINT_URL_STS", &emulators.moto)]);
+    assert_eq!(output.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout(&output).trim(), "valid (live): orders");
+
+    // The role really goes through STS: with STS unreachable the same source fails on its role.
+    let closed = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
+    let output = tributary(&["validate", "--live", file], &[("AWS_ENDPOINT_URL_STS", &format!("http://{closed}"))]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).starts_with("ENDPOINT_UNREACHABLE orders.kinesis.role_arn: STS did not answer"), "{}", stdout(&output));
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_stream_not_found() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A real stream's ARN tells us the emulator's account; the missing one shares it.
+    let existing = create_stream(&emulators.kinesis, &unique("exists"), 1, true).await;
+    let missing = existing.replace(":stream/", ":stream/never-created-");
+    let file = write_definition(dir.path(), "ghost", &missing, None);
+
+    let output = tributary(&["validate", "--live", file.to_str().expect("utf-8")], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("STREAM_NOT_FOUND ghost.kinesis.stream_arn: "), "{out}");
+}
+
+#[tokio::test]
+async fn a_creating_stream_is_stream_not_active() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream_arn = create_stream(&emulators.kinesis_slow, &unique("creating"), 1, false).await;
+    let file = write_definition(dir.path(), "early", &stream_arn, None);
+
+    let output = tributary(
+        &["validate", "--live", file.to_str().expect("utf-8")],
+        &[("AWS_ENDPOINT_URL_KINESIS", &emulators.kinesis_slow)],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("STREAM_NOT_ACTIVE early.kinesis.stream_arn: "), "{out}");
+    assert!(out.contains("CREATING"), "{out}");
+}
+
+/// Runs the IAM fixture script with moto's Python.
+fn moto_iam(emulators: &Emulators, args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/moto_iam.py");
+    let output = Command::new(&emulators.moto_python)
+        .arg(script)
+        .arg(&emulators.moto_auth)
+        .args(args)
+        .output()
+        .expect("run moto_iam.py");
+    assert!(output.status.success(), "moto_iam.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Turns moto-auth's IAM enforcement off again however the test ends.
+struct EnforcementGuard<'a>(&'a Emulators);
+
+impl Drop for EnforcementGuard<'_> {
+    fn drop(&mut self) {
+        moto_iam(self.0, &["-", "inf"]);
+    }
+}
+
+#[tokio::test]
+async fn iam_enforcement_names_the_refused_action() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suffix = unique("iam");
+    let fixture: serde_json::Value = serde_json::from_str(&moto_iam(&emulators, &[&suffix])).expect("fixture JSON");
+    let text = |pointer: &str| fixture.pointer(pointer).and_then(|v| v.as_str()).expect(pointer).to_owned();
+    let (key_id, secret) = (text("/reader/access_key_id"), text("/reader/secret_access_key"));
+    let stream_arn = text("/stream_arn");
+    let env = [
+        ("AWS_ENDPOINT_URL_STS", emulators.moto_auth.as_str()),
+        ("AWS_ENDPOINT_URL_KINESIS", emulators.moto_auth.as_str()),
+        ("AWS_ACCESS_KEY_ID", key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+    ];
+    let full = write_definition(dir.path(), "full", &stream_arn, Some(&text("/full_role")));
+    let partial = write_definition(dir.path(), "partial", &stream_arn, Some(&text("/partial_role")));
+    let foreign = write_definition(dir.path(), "foreign", &stream_arn, Some(&text("/foreign_role")));
+
+    moto_iam(&emulators, &["-", "0"]);
+    let _guard = EnforcementGuard(&emulators);
+
+    // The reader itself may not touch Kinesis: passing proves the role's credentials were used.
+    let output = tributary(&["validate", "--live", full.to_str().expect("utf-8")], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+
+    let output = tributary(&["validate", "--live", partial.to_str().expect("utf-8")], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("ACCESS_DENIED partial.kinesis.stream_arn: `kinesis:GetRecords` was refused"), "{out}");
+    assert!(out.contains("HTTP 403"), "{out}");
+
+    let output = tributary(&["validate", "--live", foreign.to_str().expect("utf-8")], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("ROLE_NOT_ASSUMABLE foreign.kinesis.role_arn: "), "{out}");
+    assert!(out.contains("AccessDenied"), "{out}");
+    for printed in [stdout(&output), String::from_utf8_lossy(&output.stderr).into_owned()] {
+        assert!(!printed.contains(&secret), "the secret key leaked: {printed}");
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_nobody_listens_on_is_unreachable() {
+    // No emulator needed: the point is that nothing answers.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let file = write_definition(dir.path(), "nowhere", "arn:aws:kinesis:us-east-1:000000000000:stream/s", None);
+
+    let started = Instant::now();
+    let output = tributary(
+        &["validate", "--live", "--timeout", "5", file.to_str().expect("utf-8")],
+        &[("AWS_ENDPOINT_URL_KINESIS", &endpoint), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y"), ("AWS_REGION", "us-east-1")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("ENDPOINT_UNREACHABLE nowhere.kinesis.stream_arn: Kinesis did not answer"), "{out}");
+    // Behaviour, not speed: the check must end by its own timeout rather than hang.
+    assert!(started.elapsed() < Duration::from_secs(5 + 10), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_times_out() {
+    // Accepts connections and never replies: only the timeout can end the check.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_definition(dir.path(), "silent", "arn:aws:kinesis:us-east-1:000000000000:stream/s", None);
+
+    let started = Instant::now();
+    let output = tributary(
+        &["validate", "--live", "--timeout", "2", file.to_str().expect("utf-8")],
+        &[("AWS_ENDPOINT_URL_KINESIS", &endpoint), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y"), ("AWS_REGION", "us-east-1")],
+    );
+    drop(listener);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("ENDPOINT_UNREACHABLE silent.kinesis.stream_arn: "), "{out}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "ended before its timeout: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(2 + 10), "took {:?}", started.elapsed());
+}

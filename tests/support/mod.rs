@@ -1,0 +1,118 @@
+//! Shared helpers for the emulator-backed tests: where the emulators are, and
+//! how to make a fresh stream and run the binary against them.
+//!
+//! The emulators are started by `scripts/emulators.sh up` (which `scripts/test.sh`
+//! runs); their addresses arrive in the environment. A test that needs them and
+//! does not find them fails, unless the developer explicitly opts out with
+//! `TRIBUTARY_SKIP_EMULATOR_TESTS=1` outside CI.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_kinesis::config::{Credentials, Region};
+use aws_sdk_kinesis::types::StreamStatus;
+
+/// Where the emulators listen.
+#[derive(Debug, Clone)]
+pub struct Emulators {
+    /// kinesis-local, streams ACTIVE in 10 ms.
+    pub kinesis: String,
+    /// kinesis-local whose streams stay CREATING for minutes.
+    pub kinesis_slow: String,
+    /// moto, without IAM enforcement (STS, IAM, ...).
+    pub moto: String,
+    /// moto reserved for the IAM-enforcement test.
+    pub moto_auth: String,
+    /// The Python of moto's venv (has boto3), for IAM fixtures.
+    pub moto_python: String,
+}
+
+impl Emulators {
+    /// The running emulators, or `None` when the developer opted out of these tests.
+    pub fn from_env() -> Option<Emulators> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let found = (|| {
+            Some(Emulators {
+                kinesis: var("AWS_ENDPOINT_URL_KINESIS")?,
+                kinesis_slow: var("TRIBUTARY_TEST_KINESIS_SLOW_ENDPOINT")?,
+                moto: var("TRIBUTARY_TEST_MOTO_ENDPOINT")?,
+                moto_auth: var("TRIBUTARY_TEST_MOTO_AUTH_ENDPOINT")?,
+                moto_python: var("TRIBUTARY_TEST_MOTO_PYTHON")?,
+            })
+        })();
+        if found.is_some() {
+            return found;
+        }
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
+        if opted_out && !in_ci {
+            eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
+            return None;
+        }
+        panic!(
+            "this test needs the local AWS emulators: run it through ./scripts/test.sh, or \
+             `eval \"$(scripts/emulators.sh up)\"` first (TRIBUTARY_SKIP_EMULATOR_TESTS=1 skips it outside CI)"
+        );
+    }
+}
+
+/// A name no other test (or earlier run against the same emulator) has used.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// A Kinesis client for `endpoint` with the test credentials.
+pub fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test-access-key", "test-secret-key", None, None, "tests"))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+/// Creates a stream and returns its ARN; waits for ACTIVE (bounded) unless `wait` is false.
+pub async fn create_stream(endpoint: &str, name: &str, shards: i32, wait: bool) -> String {
+    let client = kinesis_client(endpoint);
+    client.create_stream().stream_name(name).shard_count(shards).send().await.expect("CreateStream");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = client.describe_stream_summary().stream_name(name).send().await.expect("DescribeStreamSummary");
+        let description = summary.stream_description_summary().expect("a summary");
+        if !wait || description.stream_status() == &StreamStatus::Active {
+            return description.stream_arn().to_owned();
+        }
+        assert!(Instant::now() < deadline, "stream {name} not ACTIVE within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A one-source definition file reading `stream_arn`, optionally through `role_arn`.
+pub fn write_definition(dir: &Path, source: &str, stream_arn: &str, role_arn: Option<&str>) -> std::path::PathBuf {
+    let role = role_arn.map(|arn| format!("      role_arn: {arn}\n")).unwrap_or_default();
+    let text = format!(
+        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n{role}      init_position: latest\n      format: json\n    dataset:\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
+    );
+    let path = dir.join(format!("{source}.yaml"));
+    std::fs::write(&path, text).expect("write definition");
+    path
+}
+
+/// Runs the `tributary` binary with extra environment.
+pub fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    command.args(args).env("AWS_EC2_METADATA_DISABLED", "true");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run tributary")
+}
+
+/// Standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
