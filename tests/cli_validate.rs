@@ -86,7 +86,11 @@ fn an_unparsable_file_exits_2_with_its_location() {
     std::fs::write(&json, "{\"sources\": [\n  {\"name\": }\n]}").expect("write");
     let output = tributary(&["validate", json.to_str().expect("utf-8")], &[]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("broken.json:2:"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("broken.json:2:"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

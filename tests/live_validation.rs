@@ -21,14 +21,24 @@ async fn a_valid_source_passes_with_the_role_assumed_through_moto_sts() {
     let file = file.to_str().expect("utf-8 path");
 
     let output = tributary(&["validate", "--live", file], &[("AWS_ENDPOINT_URL_STS", &emulators.moto)]);
-    assert_eq!(output.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(stdout(&output).trim(), "valid (live): orders");
 
     // The role really goes through STS: with STS unreachable the same source fails on its role.
     let closed = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
     let output = tributary(&["validate", "--live", file], &[("AWS_ENDPOINT_URL_STS", &format!("http://{closed}"))]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stdout(&output).starts_with("ENDPOINT_UNREACHABLE orders.kinesis.role_arn: STS did not answer"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).starts_with("ENDPOINT_UNREACHABLE orders.kinesis.role_arn: STS did not answer"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[tokio::test]
@@ -138,7 +148,12 @@ async fn an_endpoint_nobody_listens_on_is_unreachable() {
     let started = Instant::now();
     let output = tributary(
         &["validate", "--live", "--timeout", "5", file.to_str().expect("utf-8")],
-        &[("AWS_ENDPOINT_URL_KINESIS", &endpoint), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y"), ("AWS_REGION", "us-east-1")],
+        &[
+            ("AWS_ENDPOINT_URL_KINESIS", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "y"),
+            ("AWS_REGION", "us-east-1"),
+        ],
     );
     assert_eq!(output.status.code(), Some(1));
     let out = stdout(&output);
@@ -158,7 +173,12 @@ async fn an_endpoint_that_never_answers_times_out() {
     let started = Instant::now();
     let output = tributary(
         &["validate", "--live", "--timeout", "2", file.to_str().expect("utf-8")],
-        &[("AWS_ENDPOINT_URL_KINESIS", &endpoint), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y"), ("AWS_REGION", "us-east-1")],
+        &[
+            ("AWS_ENDPOINT_URL_KINESIS", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "y"),
+            ("AWS_REGION", "us-east-1"),
+        ],
     );
     drop(listener);
     assert_eq!(output.status.code(), Some(1));

@@ -49,12 +49,9 @@ pub struct ArnError(String);
 
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").expect("static regex"));
-static STREAM_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.\-]{1,128}$").expect("static regex"));
-static ROLE_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9+=,.@_\-]{1,64}$").expect("static regex"));
-static ROLE_PATH_SEGMENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\x21-\x7E]+$").expect("static regex"));
+static STREAM_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.\-]{1,128}$").expect("static regex"));
+static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9+=,.@_\-]{1,64}$").expect("static regex"));
+static ROLE_PATH_SEGMENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\x21-\x7E]+$").expect("static regex"));
 
 fn check_account(account: &str) -> Result<(), ArnError> {
     if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
@@ -77,9 +74,8 @@ fn split_arn<'a>(text: &'a str, expected_service: &str) -> Result<(Partition, [&
     if prefix != "arn" {
         return Err(ArnError(format!("`{text}` does not start with `arn:`")));
     }
-    let partition = Partition::parse(partition).ok_or_else(|| {
-        ArnError(format!("partition `{partition}` is not one of `aws`, `aws-cn`, `aws-us-gov`"))
-    })?;
+    let partition = Partition::parse(partition)
+        .ok_or_else(|| ArnError(format!("partition `{partition}` is not one of `aws`, `aws-cn`, `aws-us-gov`")))?;
     if service != expected_service {
         return Err(ArnError(format!("service is `{service}`, expected `{expected_service}`")));
     }
@@ -139,9 +135,7 @@ impl FromStr for StreamArn {
             )));
         };
         if !STREAM_NAME.is_match(name) {
-            return Err(ArnError(format!(
-                "stream name `{name}` must be 1-128 characters of A-Z a-z 0-9 _ . -"
-            )));
+            return Err(ArnError(format!("stream name `{name}` must be 1-128 characters of A-Z a-z 0-9 _ . -")));
         }
         let region_end = text.len() - resource.len() - account.len() - 2;
         let account_end = region_end + 1 + account.len();
@@ -190,9 +184,7 @@ impl FromStr for RoleArn {
         let mut segments: Vec<&str> = path_and_name.split('/').collect();
         let name = segments.pop().unwrap_or_default();
         if !ROLE_NAME.is_match(name) {
-            return Err(ArnError(format!(
-                "role name `{name}` must be 1-64 characters of A-Z a-z 0-9 + = , . @ _ -"
-            )));
+            return Err(ArnError(format!("role name `{name}` must be 1-64 characters of A-Z a-z 0-9 + = , . @ _ -")));
         }
         if let Some(bad) = segments.iter().find(|s| !ROLE_PATH_SEGMENT.is_match(s)) {
             return Err(ArnError(format!("role path segment `{bad}` is empty or not printable ASCII")));
@@ -213,9 +205,8 @@ mod tests {
 
     #[test]
     fn stream_arn_parts() {
-        let arn: StreamArn = "arn:aws-us-gov:kinesis:us-gov-west-1:123456789012:stream/my.stream-1"
-            .parse()
-            .expect("valid");
+        let arn: StreamArn =
+            "arn:aws-us-gov:kinesis:us-gov-west-1:123456789012:stream/my.stream-1".parse().expect("valid");
         assert_eq!(arn.partition(), Partition::AwsUsGov);
         assert_eq!(arn.region(), "us-gov-west-1");
         assert_eq!(arn.account(), "123456789012");
@@ -231,7 +222,7 @@ mod tests {
         assert!(ok.parse::<StreamArn>().is_ok());
         let long = format!("arn:aws:kinesis:eu-west-1:000000000000:stream/{}", "a".repeat(129));
         assert!(long.parse::<StreamArn>().is_err());
-        let err = "arn:aws:kinesis:eu-west-1:000000000000:stream/a b".parse::<StreamArn>().unwrap_err();
+        let err = "arn:aws:kinesis:eu-west-1:000000000000:stream/a b".parse::<StreamArn>().expect_err("space in name");
         assert!(err.0.contains("stream name"), "{err}");
         assert!("arn:aws:kinesis:eu-west-1:000000000000:stream/".parse::<StreamArn>().is_err());
     }

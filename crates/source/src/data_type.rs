@@ -254,7 +254,12 @@ impl TypeParser<'_> {
             Some('(') => ')',
             Some('<') => '>',
             Some('[') => ']',
-            _ => return Err(format!("`decimal` needs a precision and scale, e.g. `decimal(10, 2)`, in `{}`", self.text)),
+            _ => {
+                return Err(format!(
+                    "`decimal` needs a precision and scale, e.g. `decimal(10, 2)`, in `{}`",
+                    self.text
+                ));
+            }
         };
         self.pos += 1;
         let precision = self.number()?;
@@ -360,10 +365,9 @@ impl From<&DataType> for proto::DataType {
             DataType::Bytes => primitive(proto::PrimitiveType::Bytes),
             DataType::Date => primitive(proto::PrimitiveType::Date),
             DataType::Timestamp => primitive(proto::PrimitiveType::Timestamp),
-            DataType::Decimal { precision, scale } => Kind::Decimal(proto::DecimalType {
-                precision: u32::from(*precision),
-                scale: u32::from(*scale),
-            }),
+            DataType::Decimal { precision, scale } => {
+                Kind::Decimal(proto::DecimalType { precision: u32::from(*precision), scale: u32::from(*scale) })
+            }
             DataType::Optional(inner) => Kind::Optional(Box::new(inner.as_ref().into())),
             DataType::List(inner) => Kind::List(Box::new(inner.as_ref().into())),
             DataType::Map(inner) => Kind::Map(Box::new(inner.as_ref().into())),
@@ -453,7 +457,8 @@ mod tests {
 
     #[test]
     fn proto_round_trip() {
-        let parsed = parse_data_type("struct<a: list<optional<decimal(10, 2)>>, b: map<string, timestamp>>").expect("valid");
+        let parsed =
+            parse_data_type("struct<a: list<optional<decimal(10, 2)>>, b: map<string, timestamp>>").expect("valid");
         let wire: proto::DataType = (&parsed).into();
         assert_eq!(from_proto(&wire), Ok(parsed));
         assert!(from_proto(&proto::DataType { kind: None }).is_err());

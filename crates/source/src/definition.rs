@@ -194,7 +194,11 @@ pub(crate) fn validate_with_reports(
     let mut seen = HashSet::new();
     for (definition, mut report) in sources.iter().zip(reports) {
         if !definition.name.is_empty() && !seen.insert(definition.name.as_str()) {
-            report.push("name", ErrorCode::DuplicateName, format!("source `{}` appears more than once in this commit", definition.name));
+            report.push(
+                "name",
+                ErrorCode::DuplicateName,
+                format!("source `{}` appears more than once in this commit", definition.name),
+            );
         }
         let checked = check_source(definition, &mut report, now);
         match checked {
@@ -211,7 +215,11 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
         Some(kinesis) => check_kinesis(kinesis, report, now),
         None => {
             if !report.has_error_at("kinesis") {
-                report.push("kinesis", ErrorCode::MissingField, "`kinesis` (stream_arn, init_position, format) is required");
+                report.push(
+                    "kinesis",
+                    ErrorCode::MissingField,
+                    "`kinesis` (stream_arn, init_position, format) is required",
+                );
             }
             None
         }
@@ -243,14 +251,22 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
     if let (Some(Some(since)), Some(Some(until))) = (since, until)
         && since >= until
     {
-        report.push("until", ErrorCode::InvalidTimeRange, format!("`since` ({since}) must be before `until` ({until})"));
+        report.push(
+            "until",
+            ErrorCode::InvalidTimeRange,
+            format!("`since` ({since}) must be before `until` ({until})"),
+        );
     }
     let fields: &[Field] = dataset.as_ref().map_or(&[], |d: &DatasetSchema| d.fields.as_slice());
     let preproc = check_preproc(&definition.preproc, fields, dataset.is_some(), report);
     let filter = check_where(&definition.r#where, fields, dataset.is_some(), report);
     let sample = match definition.sample {
         Some(fraction) if !(0.0..=1.0).contains(&fraction) => {
-            report.push("sample", ErrorCode::InvalidSample, format!("`sample` is {fraction}; it must be a fraction in [0, 1]"));
+            report.push(
+                "sample",
+                ErrorCode::InvalidSample,
+                format!("`sample` is {fraction}; it must be a fraction in [0, 1]"),
+            );
             None
         }
         other => Some(other),
@@ -328,9 +344,27 @@ fn check_kinesis(kinesis: &proto::KinesisStream, report: &mut Report, now: DateT
             }
         }
     };
-    let session_name = check_sts_text(&kinesis.role_session_name, &SESSION_NAME, "kinesis.role_session_name", "2-64 characters of A-Z a-z 0-9 + = , . @ _ -", report);
-    let external_id = check_sts_text(&kinesis.external_id, &EXTERNAL_ID, "kinesis.external_id", "2-1224 characters of A-Z a-z 0-9 + = , . @ : / _ -", report);
-    let source_identity = check_sts_text(&kinesis.source_identity, &SESSION_NAME, "kinesis.source_identity", "2-64 characters of A-Z a-z 0-9 + = , . @ _ -", report);
+    let session_name = check_sts_text(
+        &kinesis.role_session_name,
+        &SESSION_NAME,
+        "kinesis.role_session_name",
+        "2-64 characters of A-Z a-z 0-9 + = , . @ _ -",
+        report,
+    );
+    let external_id = check_sts_text(
+        &kinesis.external_id,
+        &EXTERNAL_ID,
+        "kinesis.external_id",
+        "2-1224 characters of A-Z a-z 0-9 + = , . @ : / _ -",
+        report,
+    );
+    let source_identity = check_sts_text(
+        &kinesis.source_identity,
+        &SESSION_NAME,
+        "kinesis.source_identity",
+        "2-64 characters of A-Z a-z 0-9 + = , . @ _ -",
+        report,
+    );
     if kinesis.role_arn.is_empty()
         && [&kinesis.role_session_name, &kinesis.external_id, &kinesis.source_identity].iter().any(|s| !s.is_empty())
     {
@@ -384,7 +418,11 @@ fn check_init_position(
     match position {
         None => {
             if !report.has_error_at(FIELD) {
-                report.push(FIELD, ErrorCode::MissingField, "`init_position` is required: `latest`, `trim_horizon` or a date-time");
+                report.push(
+                    FIELD,
+                    ErrorCode::MissingField,
+                    "`init_position` is required: `latest`, `trim_horizon` or a date-time",
+                );
             }
             None
         }
@@ -392,7 +430,11 @@ fn check_init_position(
         Some(Wire::TrimHorizon(_)) => Some(InitPosition::TrimHorizon),
         Some(Wire::AtTimestamp(timestamp)) => match timestamp_to_utc(timestamp) {
             Some(time) if time > now => {
-                report.push(FIELD, ErrorCode::InvalidInitPosition, format!("`{time}` is in the future; Kinesis cannot start there"));
+                report.push(
+                    FIELD,
+                    ErrorCode::InvalidInitPosition,
+                    format!("`{time}` is in the future; Kinesis cannot start there"),
+                );
                 None
             }
             Some(time) if time.timestamp() < 0 => {
@@ -421,7 +463,11 @@ pub(crate) fn utc_to_timestamp(time: DateTime<Utc>) -> pbjson_types::Timestamp {
     }
 }
 
-fn check_time(value: Option<&pbjson_types::Timestamp>, field: &str, report: &mut Report) -> Option<Option<DateTime<Utc>>> {
+fn check_time(
+    value: Option<&pbjson_types::Timestamp>,
+    field: &str,
+    report: &mut Report,
+) -> Option<Option<DateTime<Utc>>> {
     match value {
         None => Some(None),
         Some(timestamp) => match timestamp_to_utc(timestamp) {
@@ -446,23 +492,38 @@ fn check_format(format: Option<&proto::Format>, report: &mut Report) -> Option<F
         Kind::Json(_) => Some(Format::Json),
         Kind::Avro(avro) => match &avro.schema_source {
             None => {
-                report.push(format!("{FIELD}.avro"), ErrorCode::InvalidFormat, "avro needs a `registry` (with `url`) or an inline writer `schema`");
+                report.push(
+                    format!("{FIELD}.avro"),
+                    ErrorCode::InvalidFormat,
+                    "avro needs a `registry` (with `url`) or an inline writer `schema`",
+                );
                 None
             }
             Some(SchemaSource::Schema(text)) => match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(schema @ (serde_json::Value::Object(_) | serde_json::Value::Array(_) | serde_json::Value::String(_))) => {
-                    Some(Format::Avro(AvroFormat::Inline(schema)))
-                }
+                Ok(
+                    schema
+                    @ (serde_json::Value::Object(_) | serde_json::Value::Array(_) | serde_json::Value::String(_)),
+                ) => Some(Format::Avro(AvroFormat::Inline(schema))),
                 Ok(_) => {
-                    report.push(format!("{FIELD}.avro.schema"), ErrorCode::InvalidFormat, "an Avro schema is a JSON object, array or type name");
+                    report.push(
+                        format!("{FIELD}.avro.schema"),
+                        ErrorCode::InvalidFormat,
+                        "an Avro schema is a JSON object, array or type name",
+                    );
                     None
                 }
                 Err(e) => {
-                    report.push(format!("{FIELD}.avro.schema"), ErrorCode::InvalidFormat, format!("the inline Avro schema is not JSON: {e}"));
+                    report.push(
+                        format!("{FIELD}.avro.schema"),
+                        ErrorCode::InvalidFormat,
+                        format!("the inline Avro schema is not JSON: {e}"),
+                    );
                     None
                 }
             },
-            Some(SchemaSource::Registry(registry)) => check_registry(registry, report).map(|r| Format::Avro(AvroFormat::Registry(r))),
+            Some(SchemaSource::Registry(registry)) => {
+                check_registry(registry, report).map(|r| Format::Avro(AvroFormat::Registry(r)))
+            }
         },
     }
 }
@@ -482,7 +543,11 @@ fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Opti
     let url_ok = match host {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => true,
         _ => {
-            report.push(format!("{FIELD}.url"), ErrorCode::InvalidFormat, format!("registry url `{url}` must be an http:// or https:// URL with a host"));
+            report.push(
+                format!("{FIELD}.url"),
+                ErrorCode::InvalidFormat,
+                format!("registry url `{url}` must be an http:// or https:// URL with a host"),
+            );
             false
         }
     };
@@ -497,7 +562,9 @@ fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Opti
                 .filter(|_| !basic.username.is_empty())
                 .map(|password| Some(RegistryAuth::Basic { username: basic.username.clone(), password }))
         }
-        Some(Auth::Token(token)) => check_secret(Some(token), &format!("{FIELD}.token"), report).map(|t| Some(RegistryAuth::Token(t))),
+        Some(Auth::Token(token)) => {
+            check_secret(Some(token), &format!("{FIELD}.token"), report).map(|t| Some(RegistryAuth::Token(t)))
+        }
     };
     if kind_ok && url_ok {
         auth.map(|auth| SchemaRegistry { url: url.trim_end_matches('/').to_owned(), auth })
@@ -518,7 +585,12 @@ fn check_secret(secret: Option<&proto::Secret>, field: &str, report: &mut Report
     }
 }
 
-fn check_dataset(dataset: &proto::Dataset, source_name: &str, include_metadata: bool, report: &mut Report) -> Option<DatasetSchema> {
+fn check_dataset(
+    dataset: &proto::Dataset,
+    source_name: &str,
+    include_metadata: bool,
+    report: &mut Report,
+) -> Option<DatasetSchema> {
     let name = if dataset.name.is_empty() && SOURCE_NAME.is_match(source_name) {
         // A dataset named like its source is the common case; say it once.
         Some(source_name.to_owned())
@@ -541,11 +613,18 @@ fn check_dataset(dataset: &proto::Dataset, source_name: &str, include_metadata: 
             report.push(
                 format!("{path}.name"),
                 ErrorCode::InvalidName,
-                format!("field name `{}` must start with a letter or `_` and have 1-128 characters of A-Z a-z 0-9 _", field.name),
+                format!(
+                    "field name `{}` must start with a letter or `_` and have 1-128 characters of A-Z a-z 0-9 _",
+                    field.name
+                ),
             );
             ok = false;
         } else if !seen.insert(field.name.as_str()) {
-            report.push(format!("{path}.name"), ErrorCode::DuplicateName, format!("field `{}` appears more than once", field.name));
+            report.push(
+                format!("{path}.name"),
+                ErrorCode::DuplicateName,
+                format!("field `{}` appears more than once", field.name),
+            );
             ok = false;
         } else if include_metadata && METADATA_COLUMNS.contains(&field.name.as_str()) {
             report.push(
@@ -565,7 +644,11 @@ fn check_dataset(dataset: &proto::Dataset, source_name: &str, include_metadata: 
             },
             None => {
                 if !report.has_error_at(&format!("{path}.type")) {
-                    report.push(format!("{path}.type"), ErrorCode::MissingField, format!("field `{}` has no type", field.name));
+                    report.push(
+                        format!("{path}.type"),
+                        ErrorCode::MissingField,
+                        format!("field `{}` has no type", field.name),
+                    );
                 }
                 None
             }
@@ -577,10 +660,18 @@ fn check_dataset(dataset: &proto::Dataset, source_name: &str, include_metadata: 
     }
     let known = |name: &str| dataset.fields.iter().any(|f| f.name == name);
     let timestamp = if dataset.timestamp.is_empty() {
-        report.push("dataset.timestamp", ErrorCode::MissingField, "the dataset needs a `timestamp` field naming its event time");
+        report.push(
+            "dataset.timestamp",
+            ErrorCode::MissingField,
+            "the dataset needs a `timestamp` field naming its event time",
+        );
         None
     } else if !known(&dataset.timestamp) {
-        report.push("dataset.timestamp", ErrorCode::UnknownField, format!("timestamp field `{}` is not a dataset field", dataset.timestamp));
+        report.push(
+            "dataset.timestamp",
+            ErrorCode::UnknownField,
+            format!("timestamp field `{}` is not a dataset field", dataset.timestamp),
+        );
         None
     } else {
         match fields.iter().find(|f| f.name == dataset.timestamp).map(|f| &f.data_type) {
@@ -602,10 +693,18 @@ fn check_dataset(dataset: &proto::Dataset, source_name: &str, include_metadata: 
     let mut seen_keys = HashSet::new();
     for (index, key) in dataset.keys.iter().enumerate() {
         if !known(key) {
-            report.push(format!("dataset.keys[{index}]"), ErrorCode::UnknownField, format!("key `{key}` is not a dataset field"));
+            report.push(
+                format!("dataset.keys[{index}]"),
+                ErrorCode::UnknownField,
+                format!("key `{key}` is not a dataset field"),
+            );
             keys_ok = false;
         } else if !seen_keys.insert(key.as_str()) {
-            report.push(format!("dataset.keys[{index}]"), ErrorCode::DuplicateName, format!("key `{key}` appears more than once"));
+            report.push(
+                format!("dataset.keys[{index}]"),
+                ErrorCode::DuplicateName,
+                format!("key `{key}` appears more than once"),
+            );
             keys_ok = false;
         }
     }
@@ -628,7 +727,11 @@ fn check_cdc(definition: &proto::SourceDefinition, report: &mut Report) -> Optio
     let has_keys = definition.dataset.as_ref().is_some_and(|d| !d.keys.is_empty());
     match (cdc, has_keys) {
         (Cdc::Append, true) => {
-            report.push("cdc", ErrorCode::InvalidCdc, "`cdc: append` needs a dataset without keys; use `upsert` or drop `keys`");
+            report.push(
+                "cdc",
+                ErrorCode::InvalidCdc,
+                "`cdc: append` needs a dataset without keys; use `upsert` or drop `keys`",
+            );
             None
         }
         (Cdc::Upsert | Cdc::Debezium, false) => {
@@ -675,13 +778,20 @@ fn constant_fits(value: &serde_json::Value, data_type: &DataType) -> bool {
         (v, DataType::Optional(inner)) => constant_fits(v, inner),
         (Value::Bool(_), DataType::Bool) => true,
         (Value::Number(n), DataType::Int32 | DataType::Int64) => n.is_i64() || n.is_u64(),
-        (Value::Number(_), DataType::Float32 | DataType::Float64 | DataType::Decimal { .. } | DataType::Timestamp) => true,
-        (Value::String(_), DataType::String | DataType::Bytes | DataType::Timestamp | DataType::Date | DataType::Decimal { .. }) => true,
+        (Value::Number(_), DataType::Float32 | DataType::Float64 | DataType::Decimal { .. } | DataType::Timestamp) => {
+            true
+        }
+        (
+            Value::String(_),
+            DataType::String | DataType::Bytes | DataType::Timestamp | DataType::Date | DataType::Decimal { .. },
+        ) => true,
         (Value::Array(items), DataType::List(inner)) => items.iter().all(|v| constant_fits(v, inner)),
         (Value::Object(map), DataType::Map(inner)) => map.values().all(|v| constant_fits(v, inner)),
         (Value::Object(map), DataType::Struct(fields)) => {
             map.keys().all(|k| fields.iter().any(|f| &f.name == k))
-                && fields.iter().all(|f| map.get(&f.name).map_or(f.data_type.is_optional(), |v| constant_fits(v, &f.data_type)))
+                && fields
+                    .iter()
+                    .all(|f| map.get(&f.name).map_or(f.data_type.is_optional(), |v| constant_fits(v, &f.data_type)))
         }
         _ => false,
     }
@@ -784,7 +894,11 @@ mod tests {
             }),
             dataset: Some(proto::Dataset {
                 name: "orders".into(),
-                fields: vec![field("order_id", "int64"), field("amount", "optional<float64>"), field("ts", "timestamp")],
+                fields: vec![
+                    field("order_id", "int64"),
+                    field("amount", "optional<float64>"),
+                    field("ts", "timestamp"),
+                ],
                 timestamp: "ts".into(),
                 keys: vec![],
             }),
@@ -827,7 +941,10 @@ mod tests {
         assert_eq!(codes(validate_commit(&[missing], now())), [("dataset.timestamp".to_owned(), "UNKNOWN_FIELD")]);
         let mut wrong_type = valid();
         wrong_type.dataset.as_mut().expect("set").timestamp = "order_id".into();
-        assert_eq!(codes(validate_commit(&[wrong_type], now())), [("dataset.timestamp".to_owned(), "INVALID_TIMESTAMP_FIELD")]);
+        assert_eq!(
+            codes(validate_commit(&[wrong_type], now())),
+            [("dataset.timestamp".to_owned(), "INVALID_TIMESTAMP_FIELD")]
+        );
         let mut optional = valid();
         optional.dataset.as_mut().expect("set").fields[2] = field("ts", "optional<timestamp>");
         let errors = validate_commit(&[optional], now()).expect_err("optional");
@@ -874,8 +991,13 @@ mod tests {
     #[test]
     fn preproc_keys_are_dataset_fields() {
         let mut source = valid();
-        source.preproc.insert("country".into(), proto::Preproc { kind: Some(proto::preproc::Kind::Ref("address[country]".into())) });
-        source.preproc.insert("order_id".into(), proto::Preproc { kind: Some(proto::preproc::Kind::Ref("id[".into())) });
+        source.preproc.insert(
+            "country".into(),
+            proto::Preproc { kind: Some(proto::preproc::Kind::Ref("address[country]".into())) },
+        );
+        source
+            .preproc
+            .insert("order_id".into(), proto::Preproc { kind: Some(proto::preproc::Kind::Ref("id[".into())) });
         source.preproc.insert(
             "amount".into(),
             proto::Preproc {
@@ -892,7 +1014,10 @@ mod tests {
                 ("preproc.order_id.ref".to_owned(), "INVALID_PREPROC"),
             ]
         );
-        assert_eq!(parse_ref_path("address[country][code]"), Ok(vec!["address".into(), "country".into(), "code".into()]));
+        assert_eq!(
+            parse_ref_path("address[country][code]"),
+            Ok(vec!["address".into(), "country".into(), "code".into()])
+        );
         assert_eq!(parse_ref_path("id"), Ok(vec!["id".into()]));
         for bad in ["", "[a]", "a[]", "a[b", "a[b]c", "a[[b]]"] {
             assert!(parse_ref_path(bad).is_err(), "{bad}");
@@ -902,9 +1027,13 @@ mod tests {
     #[test]
     fn future_at_timestamp_from_the_api_is_refused() {
         let mut source = valid();
-        source.kinesis.as_mut().expect("set").init_position =
-            Some(proto::kinesis_stream::InitPosition::AtTimestamp(utc_to_timestamp(now() + chrono::Duration::hours(1))));
-        assert_eq!(codes(validate_commit(&[source], now())), [("kinesis.init_position".to_owned(), "INVALID_INIT_POSITION")]);
+        source.kinesis.as_mut().expect("set").init_position = Some(proto::kinesis_stream::InitPosition::AtTimestamp(
+            utc_to_timestamp(now() + chrono::Duration::hours(1)),
+        ));
+        assert_eq!(
+            codes(validate_commit(&[source], now())),
+            [("kinesis.init_position".to_owned(), "INVALID_INIT_POSITION")]
+        );
     }
 
     #[test]
@@ -923,7 +1052,10 @@ mod tests {
                 schema_source: Some(proto::avro_format::SchemaSource::Registry(proto::SchemaRegistry {
                     kind: 0,
                     url: "ftp://registry".into(),
-                    auth: Some(proto::schema_registry::Auth::Basic(proto::BasicAuth { username: String::new(), password: None })),
+                    auth: Some(proto::schema_registry::Auth::Basic(proto::BasicAuth {
+                        username: String::new(),
+                        password: None,
+                    })),
                 })),
             })),
         });

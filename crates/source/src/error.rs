@@ -198,10 +198,9 @@ impl Report {
     /// Whether an error was already reported at `field` or below it, so a
     /// later check does not report the same mistake a second time.
     pub(crate) fn has_error_at(&self, field: &str) -> bool {
-        self.errors.iter().any(|e| {
-            e.field == field
-                || e.field.strip_prefix(field).is_some_and(|rest| rest.starts_with(['.', '[']))
-        })
+        self.errors
+            .iter()
+            .any(|e| e.field == field || e.field.strip_prefix(field).is_some_and(|rest| rest.starts_with(['.', '['])))
     }
 
     pub(crate) fn is_empty(&self) -> bool {

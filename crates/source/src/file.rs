@@ -221,7 +221,12 @@ fn present_value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
 pub fn load_file(path: &Path) -> Result<DefinitionFile, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    parse_text(&text, is_json).map_err(|(line, column, message)| LoadError::Parse { path: path.to_owned(), line, column, message })
+    parse_text(&text, is_json).map_err(|(line, column, message)| LoadError::Parse {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    })
 }
 
 /// Parses definition text; the error is `(line, column, message)`.
@@ -277,12 +282,20 @@ fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, R
                     (None, Some(value)) => match json_to_proto_value(value) {
                         Some(value) => Some(proto::preproc::Kind::Value(value)),
                         None => {
-                            report.push(format!("preproc.{name}.value"), ErrorCode::InvalidPreproc, "the constant is not representable");
+                            report.push(
+                                format!("preproc.{name}.value"),
+                                ErrorCode::InvalidPreproc,
+                                "the constant is not representable",
+                            );
                             None
                         }
                     },
                     (Some(_), Some(_)) => {
-                        report.push(format!("preproc.{name}"), ErrorCode::InvalidPreproc, "give `ref` or `value`, not both");
+                        report.push(
+                            format!("preproc.{name}"),
+                            ErrorCode::InvalidPreproc,
+                            "give `ref` or `value`, not both",
+                        );
                         None
                     }
                     (None, None) => None,
@@ -298,15 +311,16 @@ fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, R
 
 fn normalise_kinesis(raw: &RawKinesis, report: &mut Report, now: DateTime<Utc>) -> proto::KinesisStream {
     use proto::kinesis_stream::InitPosition as Wire;
-    let init_position = raw.init_position.as_ref().and_then(|scalar| match parse_init_position(scalar.as_scalar(), now) {
-        Ok(InitPosition::Latest) => Some(Wire::Latest(pbjson_types::Empty {})),
-        Ok(InitPosition::TrimHorizon) => Some(Wire::TrimHorizon(pbjson_types::Empty {})),
-        Ok(InitPosition::AtTimestamp(time)) => Some(Wire::AtTimestamp(utc_to_timestamp(time))),
-        Err(message) => {
-            report.push("kinesis.init_position", ErrorCode::InvalidInitPosition, message);
-            None
-        }
-    });
+    let init_position =
+        raw.init_position.as_ref().and_then(|scalar| match parse_init_position(scalar.as_scalar(), now) {
+            Ok(InitPosition::Latest) => Some(Wire::Latest(pbjson_types::Empty {})),
+            Ok(InitPosition::TrimHorizon) => Some(Wire::TrimHorizon(pbjson_types::Empty {})),
+            Ok(InitPosition::AtTimestamp(time)) => Some(Wire::AtTimestamp(utc_to_timestamp(time))),
+            Err(message) => {
+                report.push("kinesis.init_position", ErrorCode::InvalidInitPosition, message);
+                None
+            }
+        });
     proto::KinesisStream {
         stream_arn: raw.stream_arn.trim().to_owned(),
         role_arn: raw.role_arn.as_deref().unwrap_or_default().trim().to_owned(),
@@ -324,11 +338,19 @@ fn normalise_format(raw: &RawFormat, report: &mut Report) -> Option<proto::Forma
     let kind = match raw {
         RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("json") => Kind::Json(proto::JsonFormat {}),
         RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("avro") => {
-            report.push("kinesis.format", ErrorCode::InvalidFormat, "avro needs its schema: `{avro: {registry: confluent, url: ...}}` or `{avro: {schema: ...}}`");
+            report.push(
+                "kinesis.format",
+                ErrorCode::InvalidFormat,
+                "avro needs its schema: `{avro: {registry: confluent, url: ...}}` or `{avro: {schema: ...}}`",
+            );
             return None;
         }
         RawFormat::Name(name) => {
-            report.push("kinesis.format", ErrorCode::InvalidFormat, format!("unknown format `{name}`; expected `json` or `{{avro: {{...}}}}`"));
+            report.push(
+                "kinesis.format",
+                ErrorCode::InvalidFormat,
+                format!("unknown format `{name}`; expected `json` or `{{avro: {{...}}}}`"),
+            );
             return None;
         }
         RawFormat::Avro { avro } => Kind::Avro(normalise_avro(avro, report)?),
@@ -352,7 +374,11 @@ fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroForma
         }
         (Some(schema), None) => {
             if raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some() {
-                report.push(FIELD, ErrorCode::InvalidFormat, "`url`, `username`, `password` and `token` belong to a `registry`");
+                report.push(
+                    FIELD,
+                    ErrorCode::InvalidFormat,
+                    "`url`, `username`, `password` and `token` belong to a `registry`",
+                );
                 return None;
             }
             let text = match schema {
@@ -365,7 +391,11 @@ fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroForma
             let kind = if kind.trim().eq_ignore_ascii_case("confluent") {
                 proto::RegistryKind::Confluent
             } else {
-                report.push(format!("{FIELD}.registry"), ErrorCode::InvalidFormat, format!("unknown registry `{kind}`; the only kind is `confluent`"));
+                report.push(
+                    format!("{FIELD}.registry"),
+                    ErrorCode::InvalidFormat,
+                    format!("unknown registry `{kind}`; the only kind is `confluent`"),
+                );
                 return None;
             };
             let auth = match (&raw.username, &raw.password, &raw.token) {
@@ -378,7 +408,11 @@ fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroForma
                     password: password.as_ref().map(secret),
                 })),
                 _ => {
-                    report.push(FIELD, ErrorCode::InvalidFormat, "give `username` and `password`, or a `token`, not both");
+                    report.push(
+                        FIELD,
+                        ErrorCode::InvalidFormat,
+                        "give `username` and `password`, or a `token`, not both",
+                    );
                     return None;
                 }
             };
@@ -391,7 +425,11 @@ fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroForma
             })
         }
         (None, None) => {
-            report.push(FIELD, ErrorCode::InvalidFormat, "avro needs a `registry` (with `url`) or an inline writer `schema`");
+            report.push(
+                FIELD,
+                ErrorCode::InvalidFormat,
+                "avro needs a `registry` (with `url`) or an inline writer `schema`",
+            );
             None
         }
     }
@@ -408,7 +446,11 @@ fn normalise_dataset(raw: &RawDataset, report: &mut Report) -> proto::Dataset {
                 Some(text) => match parse_data_type(text) {
                     Ok(data_type) => Some((&data_type).into()),
                     Err(e) => {
-                        report.push(format!("dataset.fields[{index}].type"), ErrorCode::UnknownType, format!("field `{}`: {e}", field.name));
+                        report.push(
+                            format!("dataset.fields[{index}].type"),
+                            ErrorCode::UnknownType,
+                            format!("field `{}`: {e}", field.name),
+                        );
                         None
                     }
                 },
@@ -425,7 +467,11 @@ fn normalise_cdc(raw: Option<&str>, report: &mut Report) -> i32 {
         Some("upsert") => proto::Cdc::Upsert,
         Some("debezium") => proto::Cdc::Debezium,
         Some(other) => {
-            report.push("cdc", ErrorCode::InvalidCdc, format!("unknown cdc mode `{other}`; expected `append`, `upsert` or `debezium`"));
+            report.push(
+                "cdc",
+                ErrorCode::InvalidCdc,
+                format!("unknown cdc mode `{other}`; expected `append`, `upsert` or `debezium`"),
+            );
             proto::Cdc::Unspecified
         }
     };
@@ -461,7 +507,11 @@ fn normalise_time(raw: &RawScalar, field: &str, report: &mut Report) -> Option<p
     match time {
         Some(time) => Some(utc_to_timestamp(time)),
         None => {
-            report.push(field, ErrorCode::InvalidTimeRange, format!("`{field}` must be {DATE_TIME_FORMS}, or whole epoch seconds"));
+            report.push(
+                field,
+                ErrorCode::InvalidTimeRange,
+                format!("`{field}` must be {DATE_TIME_FORMS}, or whole epoch seconds"),
+            );
             None
         }
     }
@@ -576,8 +626,11 @@ sources:
             "format: json",
             "format: {avro: {registry: confluent, url: \"http://localhost:8081\", username: u, password: {env: REG_PASSWORD}}}",
         );
-        let sources = validate_raw_sources(&parse_text(&registry, false).expect("parses").sources, now()).expect("valid");
-        let crate::definition::Format::Avro(crate::definition::AvroFormat::Registry(registry)) = &sources[0].kinesis.format else {
+        let sources =
+            validate_raw_sources(&parse_text(&registry, false).expect("parses").sources, now()).expect("valid");
+        let crate::definition::Format::Avro(crate::definition::AvroFormat::Registry(registry)) =
+            &sources[0].kinesis.format
+        else {
             panic!("{:?}", sources[0].kinesis.format)
         };
         assert_eq!(registry.url, "http://localhost:8081");
@@ -598,7 +651,8 @@ sources:
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].code, ErrorCode::InvalidInitPosition);
         let text = EXAMPLE.replace("      init_position: trim_horizon\n", "");
-        let errors = validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now()).expect_err("absent");
+        let errors =
+            validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now()).expect_err("absent");
         assert_eq!(errors[0].code, ErrorCode::MissingField);
     }
 }

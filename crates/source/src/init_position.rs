@@ -30,7 +30,9 @@ impl fmt::Display for InitPosition {
         match self {
             InitPosition::Latest => f.write_str("latest"),
             InitPosition::TrimHorizon => f.write_str("trim_horizon"),
-            InitPosition::AtTimestamp(time) => write!(f, "{}", time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            InitPosition::AtTimestamp(time) => {
+                write!(f, "{}", time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
         }
     }
 }
@@ -51,9 +53,7 @@ pub enum Scalar<'a> {
 }
 
 fn accepted_forms() -> String {
-    format!(
-        "expected `latest`, `trim_horizon`, {DATE_TIME_FORMS}, or epoch seconds such as `1704067200`"
-    )
+    format!("expected `latest`, `trim_horizon`, {DATE_TIME_FORMS}, or epoch seconds such as `1704067200`")
 }
 
 /// Parses an `init_position`; `now` bounds it (Kinesis refuses future instants).

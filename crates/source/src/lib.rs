@@ -50,9 +50,7 @@ pub use definition::{
     METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path, validate_commit,
 };
 pub use error::{ErrorCode, ValidationError};
-pub use file::{
-    DefinitionFile, LoadError, RawSource, load_file, parse_text, to_commit_sources, validate_raw_sources,
-};
+pub use file::{DefinitionFile, LoadError, RawSource, load_file, parse_text, to_commit_sources, validate_raw_sources};
 pub use init_position::{InitPosition, Scalar, parse_init_position};
 pub use predicate::{BinaryOp, Expr, Literal, Predicate, parse_predicate};
 pub use secret::Secret;

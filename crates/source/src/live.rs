@@ -139,7 +139,11 @@ async fn run_checks(factory: &ClientFactory, source: &Source) -> Result<(), Fail
     Ok(())
 }
 
-async fn assume_role(factory: &ClientFactory, region: &str, role: &AssumeRole) -> Result<SharedCredentialsProvider, Failure> {
+async fn assume_role(
+    factory: &ClientFactory,
+    region: &str,
+    role: &AssumeRole,
+) -> Result<SharedCredentialsProvider, Failure> {
     let sts = factory.sts(region, None);
     let mut request = sts.assume_role().role_arn(role.role_arn.as_str()).role_session_name(&role.session_name);
     if let Some(external_id) = &role.external_id {
@@ -252,7 +256,9 @@ fn kinesis_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &str,
 ) -> Failure {
     let (code, message) = match classify(error) {
-        Class::Unreachable => (ErrorCode::EndpointUnreachable, format!("Kinesis did not answer: {}", unreachable_cause(error))),
+        Class::Unreachable => {
+            (ErrorCode::EndpointUnreachable, format!("Kinesis did not answer: {}", unreachable_cause(error)))
+        }
         Class::Denied => {
             // KMS-encrypted streams also need the key; name what was really refused.
             let action = if error.code() == Some("KMSAccessDeniedException") { "kms:Decrypt" } else { action };

@@ -220,7 +220,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 .char_indices()
                 .find(|&(i, c)| {
                     let prev_is_exponent = i > 0 && matches!(rest.as_bytes()[i - 1], b'e' | b'E');
-                    !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || (prev_is_exponent && (c == '+' || c == '-')))
+                    !(c.is_ascii_digit()
+                        || c == '.'
+                        || c == 'e'
+                        || c == 'E'
+                        || (prev_is_exponent && (c == '+' || c == '-')))
                 })
                 .map_or(rest.len(), |(i, _)| i);
             let number = &rest[..len];
@@ -502,7 +506,9 @@ impl fmt::Display for Kind {
 fn kind_of_type(data_type: &DataType) -> Kind {
     match data_type.non_null() {
         DataType::Bool => Kind::Bool,
-        DataType::Int32 | DataType::Int64 | DataType::Float32 | DataType::Float64 | DataType::Decimal { .. } => Kind::Number,
+        DataType::Int32 | DataType::Int64 | DataType::Float32 | DataType::Float64 | DataType::Decimal { .. } => {
+            Kind::Number
+        }
         DataType::String => Kind::String,
         DataType::Bytes => Kind::Bytes,
         DataType::Date => Kind::Date,

@@ -9,13 +9,11 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// How a date-time or a duration is written, for error messages.
-pub(crate) const DATE_TIME_FORMS: &str =
-    "an RFC 3339 / ISO-8601 date-time such as `2024-01-01T00:00:00Z` or `2024-01-01 00:00:00` (no zone means UTC), a date such as `2024-01-01`";
+pub(crate) const DATE_TIME_FORMS: &str = "an RFC 3339 / ISO-8601 date-time such as `2024-01-01T00:00:00Z` or `2024-01-01 00:00:00` (no zone means UTC), a date such as `2024-01-01`";
 
 const ZONED_FORMATS: [&str; 4] =
     ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z", "%Y-%m-%d %H:%M%#z"];
-const NAIVE_FORMATS: [&str; 4] =
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"];
+const NAIVE_FORMATS: [&str; 4] = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"];
 
 /// Parses a date-time in any accepted form; `None` when it is none of them.
 pub fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
@@ -124,7 +122,9 @@ mod tests {
 
     #[test]
     fn not_date_times() {
-        for text in ["", "now", "today", "2023-13-01", "2023-05-31T25:00:00", "31/05/2023", "1685547000", "2023-05-31Zx"] {
+        for text in
+            ["", "now", "today", "2023-13-01", "2023-05-31T25:00:00", "31/05/2023", "1685547000", "2023-05-31Zx"]
+        {
             assert_eq!(parse_date_time(text), None, "{text}");
         }
     }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the tests need, starts the local AWS emulators, runs every test
+# (unit, property, CLI and emulator-backed), and stops the emulators again.
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh -E 'test(live)'   # extra arguments go to cargo nextest
+#
+# Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl.
+# Installs: cargo-nextest when missing (crates.io), kinesis-local (npm) and moto (PyPI)
+# under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=""
+for tool in cargo python3 node npm curl; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing$missing with apt-get" >&2
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv nodejs npm curl >/dev/null
+  fi
+  for tool in $missing; do command -v "$tool" >/dev/null || { echo "test.sh: $tool is required" >&2; exit 1; }; done
+fi
+python3 -c 'import venv' 2>/dev/null || { echo "test.sh: python3 needs the venv module (apt-get install python3-venv)" >&2; exit 1; }
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest >&2
+fi
+
+scripts/emulators.sh install
+eval "$(scripts/emulators.sh up)"
+trap 'scripts/emulators.sh down' EXIT
+
+# The emulator-backed tests must fail, not skip, if the emulators are missing.
+unset TRIBUTARY_SKIP_EMULATOR_TESTS
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+# nextest does not run doctests; they are examples in the docs and must stay true.
+cargo test --workspace --doc
