@@ -1,0 +1,94 @@
+//! A sample producer: creates a stream (optionally) and puts JSON order events,
+//! a few of them deliberately malformed, so a source has something to read.
+//!
+//! ```text
+//! cargo run --example producer -- --stream orders --create --shards 2 --records 1000 --malformed-every 100
+//! ```
+//!
+//! Endpoint, region and credentials come from the standard AWS environment
+//! (`AWS_ENDPOINT_URL_KINESIS`, `AWS_REGION`, ...). Prints the stream ARN last.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Stream name.
+    #[arg(long)]
+    stream: String,
+    /// Create the stream first (and wait until it is ACTIVE).
+    #[arg(long)]
+    create: bool,
+    /// Shard count when creating.
+    #[arg(long, default_value_t = 1)]
+    shards: i32,
+    /// How many records to put.
+    #[arg(long, default_value_t = 100)]
+    records: usize,
+    /// Every Nth record is malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    malformed_every: usize,
+}
+
+/// PutRecords takes at most 500 entries per call.
+const BATCH: usize = 500;
+
+fn event(i: usize, malformed_every: usize) -> String {
+    if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
+        // Alternate between broken JSON and a wrong type, the two mistakes producers make.
+        return if i % 2 == 0 { format!("{{\"order_id\": {i}, \"amount\": ") } else { format!("{{\"order_id\": \"#{i}\"}}") };
+    }
+    let countries = ["US", "DE", "IN", "BR", "JP"];
+    format!(
+        "{{\"order_id\": {i}, \"amount\": {:.2}, \"ts\": \"2024-06-01T12:{:02}:{:02}Z\", \"tags\": [\"web\"], \"address\": {{\"country\": \"{}\"}}}}",
+        10.0 + (i % 90) as f64 * 1.5,
+        (i / 60) % 60,
+        i % 60,
+        countries[i % countries.len()]
+    )
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_kinesis::Client::new(&config);
+    if args.create {
+        client.create_stream().stream_name(&args.stream).shard_count(args.shards).send().await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stream_arn = loop {
+        let summary = client.describe_stream_summary().stream_name(&args.stream).send().await?;
+        let description = summary.stream_description_summary().ok_or("DescribeStreamSummary gave no summary")?;
+        if description.stream_status() == &StreamStatus::Active {
+            break description.stream_arn().to_owned();
+        }
+        if Instant::now() > deadline {
+            return Err(format!("stream {} is not ACTIVE after 60 s", args.stream).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut put = 0;
+    while put < args.records {
+        let end = (put + BATCH).min(args.records);
+        let entries = (put..end)
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(event(i, args.malformed_every)))
+                    .partition_key(format!("customer-{}", i % 97))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = client.put_records().stream_arn(&stream_arn).set_records(Some(entries)).send().await?;
+        if output.failed_record_count().unwrap_or(0) > 0 {
+            return Err(format!("{} records were refused", output.failed_record_count().unwrap_or(0)).into());
+        }
+        put = end;
+    }
+    eprintln!("put {put} records into {stream_arn}");
+    println!("{stream_arn}");
+    Ok(())
+}
