@@ -1,0 +1,115 @@
+//! Avro payloads: raw datums with an inline writer schema, or the Confluent
+//! wire format (magic byte 0, a 4-byte big-endian schema id, the datum) with
+//! writer schemas from a registry, each compiled once and cached by id.
+
+mod datum;
+mod program;
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) use program::CompiledSchema;
+pub use registry::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
+
+use crate::columns::Column;
+use crate::decoder::DecodeError;
+use crate::rejection::{Fault, Reason};
+
+/// How long an id the registry did not know stays unknown before it is asked again.
+const UNKNOWN_ID_RETRY: Duration = Duration::from_secs(60);
+
+/// Where writer schemas come from.
+#[derive(Debug)]
+pub(crate) enum WireFormat {
+    /// Bare datums written with one schema.
+    Raw(Arc<CompiledSchema>),
+    /// Confluent framing; schemas from this registry.
+    Confluent(Box<RegistryClient>),
+}
+
+/// What is known about a schema id.
+#[derive(Debug, Clone)]
+enum Cached {
+    Ready(Arc<CompiledSchema>),
+    Incompatible(Arc<str>),
+    Unknown(Instant),
+}
+
+/// Reusable state of the Avro decoder.
+#[derive(Debug)]
+pub(crate) struct AvroState {
+    wire: WireFormat,
+    schemas: HashMap<u32, Cached>,
+}
+
+impl AvroState {
+    pub(crate) fn new(wire: WireFormat) -> AvroState {
+        AvroState { wire, schemas: HashMap::new() }
+    }
+
+    /// Decodes one payload into `root`; the outer error means "retry later".
+    pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<Result<(), Fault>, DecodeError> {
+        let (schema, datum) = match &self.wire {
+            WireFormat::Raw(schema) => (Arc::clone(schema), payload),
+            WireFormat::Confluent(client) => {
+                let Some((&magic, rest)) = payload.split_first() else {
+                    return Ok(Err(Fault::record(Reason::Malformed("payload is empty"))));
+                };
+                if magic != 0 {
+                    return Ok(Err(Fault::record(Reason::Malformed("no Confluent magic byte 0 at the start"))));
+                }
+                let Some((id_bytes, datum)) = rest.split_first_chunk::<4>() else {
+                    return Ok(Err(Fault::record(Reason::Malformed("payload is shorter than the Confluent header"))));
+                };
+                let id = u32::from_be_bytes(*id_bytes);
+                match schema_for(&mut self.schemas, client, id, root)? {
+                    Ok(schema) => (schema, datum),
+                    Err(fault) => return Ok(Err(fault)),
+                }
+            }
+        };
+        let mut cursor = datum::Cursor::new(datum);
+        if let Err(fault) = datum::read(&schema.program, &mut cursor, root) {
+            return Ok(Err(fault));
+        }
+        if cursor.remaining() != 0 {
+            return Ok(Err(Fault::record(Reason::Malformed("datum not fully consumed (trailing bytes)"))));
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn schema_for(
+    schemas: &mut HashMap<u32, Cached>,
+    client: &RegistryClient,
+    id: u32,
+    root: &Column,
+) -> Result<Result<Arc<CompiledSchema>, Fault>, DecodeError> {
+    let cached = match schemas.get(&id) {
+        Some(Cached::Unknown(since)) if since.elapsed() >= UNKNOWN_ID_RETRY => None,
+        other => other.cloned(),
+    };
+    let entry = match cached {
+        Some(entry) => entry,
+        None => {
+            let entry = match client.fetch(id) {
+                Ok(Some(text)) => match CompiledSchema::compile(&text, root) {
+                    Ok(compiled) => Cached::Ready(Arc::new(compiled)),
+                    Err(e) => Cached::Incompatible(Arc::from(format!("writer schema {id}: {e}"))),
+                },
+                Ok(None) => Cached::Unknown(Instant::now()),
+                Err(RegistryError::BadAnswer(why)) => Cached::Incompatible(Arc::from(why)),
+                Err(e) => return Err(DecodeError::RegistryUnavailable(e.to_string())),
+            };
+            schemas.insert(id, entry.clone());
+            entry
+        }
+    };
+    Ok(match entry {
+        Cached::Ready(schema) => Ok(schema),
+        Cached::Incompatible(why) => Err(Fault::record(Reason::SchemaMismatch(why))),
+        Cached::Unknown(_) => Err(Fault::record(Reason::UnknownSchemaId(id))),
+    })
+}

@@ -1,0 +1,209 @@
+//! The decoder: one per source, compiled once from its definition.
+//!
+//! `decode` takes one record payload with its metadata; `flush` returns the
+//! accepted rows as a `RecordBatch` together with the rejections, in arrival
+//! order. A rejected record changes nothing in the batch: its half-written
+//! values are truncated away before `decode` returns.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, Field as ArrowField, Schema, SchemaRef};
+use tributary_source::{AvroFormat, Format, METADATA_COLUMNS, Preproc, Source};
+
+use crate::avro::{AvroState, CompiledSchema, RegistryClient, WireFormat};
+use crate::columns::Column;
+use crate::json::JsonState;
+use crate::rejection::{Fault, RecordMeta, Rejection};
+
+/// Why a decoder could not be built for a definition.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The inline Avro writer schema does not parse or cannot resolve to the dataset schema.
+    #[error("{0}")]
+    SchemaIncompatible(String),
+    /// A definition feature this decoder does not implement.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A failure that is not the record's fault: the caller keeps the record and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The schema registry could not be reached or answered with a server error.
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
+    /// The batch cannot take this record (32-bit offsets); flush, then decode it again.
+    #[error("the batch is full; flush it and decode the record again")]
+    BatchFull,
+    /// Arrow refused the finished arrays (a bug, reported rather than panicking).
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+impl DecodeError {
+    /// Whether decoding the same record again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DecodeError::RegistryUnavailable(_) | DecodeError::BatchFull => true,
+            DecodeError::Arrow(_) => false,
+        }
+    }
+}
+
+/// What [`Decoder::flush`] returns: the accepted rows and the rejected records.
+#[derive(Debug)]
+pub struct DecodedBatch {
+    /// Accepted rows, in the order they were decoded.
+    pub batch: RecordBatch,
+    /// Rejected records, in the order they were decoded.
+    pub rejections: Vec<Rejection>,
+}
+
+#[derive(Debug)]
+enum FormatState {
+    Json(JsonState),
+    Avro(AvroState),
+}
+
+/// The four metadata columns `include_metadata` adds.
+#[derive(Debug)]
+struct MetadataColumns {
+    shard_id: Column,
+    sequence_number: Column,
+    partition_key: Column,
+    arrival_time: Column,
+}
+
+/// Decodes record payloads of one source into Arrow record batches.
+#[derive(Debug)]
+pub struct Decoder {
+    format: FormatState,
+    root: Column,
+    metadata: Option<MetadataColumns>,
+    schema: SchemaRef,
+    rejections: Vec<Rejection>,
+    /// Payload bytes since the last flush: a bound on every variable-length buffer.
+    buffered_bytes: usize,
+}
+
+/// Payload bytes a batch may hold before 32-bit offsets could overflow.
+const MAX_BATCH_BYTES: usize = (i32::MAX as usize) / 2;
+
+impl Decoder {
+    /// Compiles a decoder for `source`. A registry-backed Avro source needs `registry`.
+    pub fn new(source: &Source, registry: Option<RegistryClient>) -> Result<Decoder, CompileError> {
+        if let Some((field, _)) = source.preproc.iter().find(|(_, p)| matches!(p, Preproc::Ref(_) | Preproc::Value(_))) {
+            return Err(CompileError::Unsupported(format!(
+                "preproc (field `{field}`) is validated at commit but not applied by the codec yet"
+            )));
+        }
+        let root = Column::root(&source.dataset.fields);
+        let format = match &source.kinesis.format {
+            Format::Json => FormatState::Json(JsonState::default()),
+            Format::Avro(AvroFormat::Inline(schema)) => {
+                let compiled = CompiledSchema::compile(&schema.to_string(), &root)
+                    .map_err(|e| CompileError::SchemaIncompatible(e.to_string()))?;
+                FormatState::Avro(AvroState::new(WireFormat::Raw(Arc::new(compiled))))
+            }
+            Format::Avro(AvroFormat::Registry(settings)) => {
+                let client = match registry {
+                    Some(client) => client,
+                    None => RegistryClient::new(settings).map_err(|e| CompileError::Unsupported(e.to_string()))?,
+                };
+                FormatState::Avro(AvroState::new(WireFormat::Confluent(Box::new(client))))
+            }
+        };
+        let metadata = source.kinesis.include_metadata.then(|| MetadataColumns {
+            shard_id: Column::metadata_string(METADATA_COLUMNS[0]),
+            sequence_number: Column::metadata_string(METADATA_COLUMNS[1]),
+            partition_key: Column::metadata_string(METADATA_COLUMNS[2]),
+            arrival_time: Column::metadata_timestamp(METADATA_COLUMNS[3]),
+        });
+        let mut fields: Vec<Arc<ArrowField>> = root.child_fields().iter().cloned().collect();
+        if let Some(meta) = &metadata {
+            for column in [&meta.shard_id, &meta.sequence_number, &meta.partition_key, &meta.arrival_time] {
+                fields.push(Arc::new(column.arrow_field(&column.path)));
+            }
+        }
+        Ok(Decoder {
+            format,
+            root,
+            metadata,
+            schema: Arc::new(Schema::new(fields)),
+            rejections: Vec::new(),
+            buffered_bytes: 0,
+        })
+    }
+
+    /// The schema of the batches this decoder produces.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Accepted rows since the last flush.
+    pub fn len(&self) -> usize {
+        self.root.len()
+    }
+
+    /// Whether nothing was accepted or rejected since the last flush.
+    pub fn is_empty(&self) -> bool {
+        self.root.len() == 0 && self.rejections.is_empty()
+    }
+
+    /// Rejections since the last flush.
+    pub fn rejected(&self) -> usize {
+        self.rejections.len()
+    }
+
+    /// Payload bytes taken since the last flush (accepted or rejected).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// Decodes one record. `Ok(true)`: a row was added; `Ok(false)`: the record
+    /// was rejected (see [`Decoder::flush`]); `Err`: nothing happened, retry later.
+    pub fn decode(&mut self, payload: &[u8], meta: &RecordMeta<'_>) -> Result<bool, DecodeError> {
+        if self.buffered_bytes + payload.len() > MAX_BATCH_BYTES && self.buffered_bytes > 0 {
+            return Err(DecodeError::BatchFull);
+        }
+        let rows = self.root.len();
+        let result = match &mut self.format {
+            FormatState::Json(state) => state.decode(payload, &mut self.root),
+            FormatState::Avro(state) => state.decode(payload, &mut self.root)?,
+        };
+        self.buffered_bytes += payload.len();
+        match result {
+            Ok(()) => {
+                if let Some(meta_columns) = &mut self.metadata {
+                    meta_columns.shard_id.push_str(meta.shard_id);
+                    meta_columns.sequence_number.push_str(meta.sequence_number);
+                    meta_columns.partition_key.push_str(meta.partition_key);
+                    meta_columns.arrival_time.push_timestamp(meta.arrival_time_micros);
+                }
+                Ok(true)
+            }
+            Err(Fault { reason, field }) => {
+                self.root.truncate(rows);
+                self.rejections.push(Rejection::new(reason, field, meta, payload));
+                Ok(false)
+            }
+        }
+    }
+
+    /// The accepted rows and rejections since the last flush; the decoder is
+    /// then empty and ready for the next batch.
+    pub fn flush(&mut self) -> Result<DecodedBatch, DecodeError> {
+        let rows = self.root.len();
+        let mut columns = self.root.finish_children()?;
+        if let Some(meta) = &mut self.metadata {
+            for column in [&mut meta.shard_id, &mut meta.sequence_number, &mut meta.partition_key, &mut meta.arrival_time] {
+                columns.push(column.finish()?);
+            }
+        }
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        self.buffered_bytes = 0;
+        Ok(DecodedBatch { batch, rejections: std::mem::take(&mut self.rejections) })
+    }
+}

@@ -1,0 +1,634 @@
+//! JSON payloads: one object per record, parsed in one pass straight into the
+//! dataset's column builders.
+//!
+//! There is no intermediate tree or tape: the parser walks the bytes once and
+//! the schema tells it, for each key, which column the value goes to and what
+//! it must be. Keys that are not dataset fields are skipped (still checked for
+//! well-formedness). Keys are looked up by first guessing the field that
+//! followed the previous one, since producers write keys in a stable order.
+//!
+//! A record that fails part-way leaves its half-written values behind; the
+//! caller undoes them by truncating to the previous row count (see
+//! [`crate::columns`]), so a failed record never disturbs its neighbours.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use crate::columns::{Column, Kind, push_offset};
+use crate::decimal::parse_decimal;
+use crate::rejection::{Fault, Found, Reason};
+use crate::timestamp::{days_from_str, micros_from_epoch_float, micros_from_epoch_int, micros_from_str};
+
+/// Nesting bound for values the schema does not describe (skipped keys), so a
+/// hostile payload cannot exhaust the stack.
+const MAX_SKIP_DEPTH: u32 = 128;
+
+/// Reusable state of the JSON decoder.
+#[derive(Debug, Default)]
+pub(crate) struct JsonState {
+    /// Distinguishes objects, so per-struct "seen" marks never need clearing.
+    stamp: u64,
+    /// Unescaped key or string text when it contains escapes.
+    scratch: Vec<u8>,
+}
+
+impl JsonState {
+    /// Decodes one payload into `root` (a struct column of the dataset's fields).
+    pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<(), Fault> {
+        if simdutf8::basic::from_utf8(payload).is_err() {
+            return Err(Fault::record(Reason::Malformed("payload is not valid UTF-8")));
+        }
+        let mut parser = Parser { bytes: payload, pos: 0 };
+        parser.skip_ws();
+        match parser.peek() {
+            Some(b'{') => {}
+            None => return Err(Fault::record(Reason::Malformed("payload is empty"))),
+            Some(_) => return Err(Fault::record(Reason::Malformed("payload is not a JSON object"))),
+        }
+        decode_object(self, &mut parser, root)?;
+        parser.skip_ws();
+        match parser.peek() {
+            None => Ok(()),
+            Some(b'{') => Err(Fault::record(Reason::Malformed("more than one JSON object in the record"))),
+            Some(_) => Err(Fault::record(Reason::Malformed("trailing bytes after the JSON object"))),
+        }
+    }
+}
+
+/// A cursor over one payload. Every method leaves `pos` after what it read.
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+/// A scanned number: its text, and its value when it is an integer that fits in `i64`.
+struct Number<'a> {
+    text: &'a [u8],
+    integer: Option<i64>,
+    /// Had a fraction or exponent.
+    is_float: bool,
+}
+
+const TRUNCATED: Reason = Reason::Malformed("payload ends inside a value (truncated)");
+
+impl<'a> Parser<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips whitespace and returns the next byte without consuming it.
+    #[inline]
+    fn next_token(&mut self) -> Result<u8, Reason> {
+        self.skip_ws();
+        self.peek().ok_or(TRUNCATED)
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Reason> {
+        match self.bytes.get(self.pos..self.pos + word.len()) {
+            Some(found) if found == word => {
+                self.pos += word.len();
+                Ok(())
+            }
+            Some(_) => Err(Reason::Malformed("invalid literal (expected true, false or null)")),
+            None => Err(TRUNCATED),
+        }
+    }
+
+    /// Scans a JSON number.
+    fn number(&mut self) -> Result<Number<'a>, Reason> {
+        const BAD: Reason = Reason::Malformed("invalid number");
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let digits_start = self.pos;
+        let mut magnitude: u64 = 0;
+        let mut overflow = false;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            match magnitude.checked_mul(10).and_then(|m| m.checked_add(u64::from(b - b'0'))) {
+                Some(m) => magnitude = m,
+                None => overflow = true,
+            }
+            self.pos += 1;
+        }
+        let int_digits = self.pos - digits_start;
+        if int_digits == 0 {
+            return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
+        }
+        if int_digits > 1 && self.bytes[digits_start] == b'0' {
+            return Err(Reason::Malformed("invalid number (leading zero)"));
+        }
+        let mut is_float = false;
+        if self.peek() == Some(b'.') {
+            is_float = true;
+            self.pos += 1;
+            let fraction_start = self.pos;
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.pos += 1;
+            }
+            if self.pos == fraction_start {
+                return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            is_float = true;
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            let exponent_start = self.pos;
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.pos += 1;
+            }
+            if self.pos == exponent_start {
+                return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
+            }
+        }
+        let integer = if is_float || overflow {
+            None
+        } else if negative {
+            // -(2^63) fits though 2^63 does not.
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        };
+        Ok(Number { text: &self.bytes[start..self.pos], integer, is_float })
+    }
+
+    /// Reads a string (at its opening quote). Returns the raw slice when it has
+    /// no escapes, else unescapes into `scratch` and returns `None`.
+    fn string(&mut self, scratch: &mut Vec<u8>) -> Result<Option<&'a [u8]>, Reason> {
+        self.pos += 1;
+        let start = self.pos;
+        let end = self.scan_plain();
+        match self.bytes.get(end) {
+            Some(b'"') => {
+                self.pos = end + 1;
+                Ok(Some(&self.bytes[start..end]))
+            }
+            Some(b'\\') => {
+                scratch.clear();
+                scratch.extend_from_slice(&self.bytes[start..end]);
+                self.pos = end;
+                self.string_rest_into(scratch)?;
+                Ok(None)
+            }
+            Some(_) => Err(Reason::Malformed("control character inside a string")),
+            None => Err(TRUNCATED),
+        }
+    }
+
+    /// Appends a string's unescaped content (at its opening quote) to `out`.
+    fn string_into(&mut self, out: &mut Vec<u8>) -> Result<(), Reason> {
+        self.pos += 1;
+        self.string_rest_into(out)
+    }
+
+    /// The first index from `pos` holding a quote, a backslash or a control character.
+    #[inline]
+    fn scan_plain(&self) -> usize {
+        let rest = &self.bytes[self.pos..];
+        let len = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+        self.pos + len
+    }
+
+    fn string_rest_into(&mut self, out: &mut Vec<u8>) -> Result<(), Reason> {
+        loop {
+            let end = self.scan_plain();
+            out.extend_from_slice(&self.bytes[self.pos..end]);
+            self.pos = end;
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => self.escape_into(out)?,
+                Some(_) => return Err(Reason::Malformed("control character inside a string")),
+                None => return Err(TRUNCATED),
+            }
+        }
+    }
+
+    fn escape_into(&mut self, out: &mut Vec<u8>) -> Result<(), Reason> {
+        let Some(&kind) = self.bytes.get(self.pos + 1) else { return Err(TRUNCATED) };
+        self.pos += 2;
+        let byte = match kind {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let first = self.hex4()?;
+                let code = if (0xD800..0xDC00).contains(&first) {
+                    // A high surrogate must be followed by `\u` and a low one.
+                    if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        return Err(Reason::Malformed("unpaired surrogate in a \\u escape"));
+                    }
+                    self.pos += 2;
+                    let second = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&second) {
+                        return Err(Reason::Malformed("unpaired surrogate in a \\u escape"));
+                    }
+                    0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&first) {
+                    return Err(Reason::Malformed("unpaired surrogate in a \\u escape"));
+                } else {
+                    first
+                };
+                let c = char::from_u32(code).ok_or(Reason::Malformed("invalid \\u escape"))?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                return Ok(());
+            }
+            _ => return Err(Reason::Malformed("invalid escape in a string")),
+        };
+        out.push(byte);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, Reason> {
+        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or(TRUNCATED)?;
+        let mut value = 0u32;
+        for &d in digits {
+            let nibble = (d as char).to_digit(16).ok_or(Reason::Malformed("invalid \\u escape"))?;
+            value = value * 16 + nibble;
+        }
+        self.pos += 4;
+        Ok(value)
+    }
+
+    /// Skips one value of any kind, checking it is well-formed.
+    fn skip_value(&mut self, scratch: &mut Vec<u8>, depth: u32) -> Result<(), Reason> {
+        if depth > MAX_SKIP_DEPTH {
+            return Err(Reason::Malformed("values nest too deeply"));
+        }
+        match self.next_token()? {
+            b'"' => self.string(scratch).map(|_| ()),
+            b'{' => {
+                self.pos += 1;
+                if self.next_token()? == b'}' {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    if self.next_token()? != b'"' {
+                        return Err(Reason::Malformed("expected a string key"));
+                    }
+                    self.string(scratch)?;
+                    self.colon()?;
+                    self.skip_value(scratch, depth + 1)?;
+                    if self.object_continues()? {
+                        continue;
+                    }
+                    return Ok(());
+                }
+            }
+            b'[' => {
+                self.pos += 1;
+                if self.next_token()? == b']' {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_value(scratch, depth + 1)?;
+                    if self.array_continues()? {
+                        continue;
+                    }
+                    return Ok(());
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
+            _ => Err(Reason::Malformed("expected a JSON value")),
+        }
+    }
+
+    fn colon(&mut self) -> Result<(), Reason> {
+        if self.next_token()? != b':' {
+            return Err(Reason::Malformed("expected `:` after an object key"));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// After an object member: `true` on `,`, `false` on `}` (consumed).
+    #[inline]
+    fn object_continues(&mut self) -> Result<bool, Reason> {
+        match self.next_token()? {
+            b',' => {
+                self.pos += 1;
+                Ok(true)
+            }
+            b'}' => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(Reason::Malformed("expected `,` or `}` in an object")),
+        }
+    }
+
+    /// After an array element: `true` on `,`, `false` on `]` (consumed).
+    #[inline]
+    fn array_continues(&mut self) -> Result<bool, Reason> {
+        match self.next_token()? {
+            b',' => {
+                self.pos += 1;
+                Ok(true)
+            }
+            b']' => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(Reason::Malformed("expected `,` or `]` in an array")),
+        }
+    }
+}
+
+fn found(first: u8) -> Found {
+    match first {
+        b'"' => Found::String,
+        b'{' => Found::Object,
+        b'[' => Found::Array,
+        b't' | b'f' => Found::Bool,
+        b'n' => Found::Null,
+        _ => Found::Number,
+    }
+}
+
+fn mismatch(path: &Arc<str>, type_name: &Arc<str>, first: u8) -> Fault {
+    Fault::new(Reason::TypeMismatch { expected: type_name.clone(), found: found(first) }, path)
+}
+
+/// Decodes the value at the cursor into `column` (one row of it).
+fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Column) -> Result<(), Fault> {
+    let first = parser.next_token().map_err(|r| Fault::new(r, &column.path))?;
+    if first == b'n' {
+        parser.literal(b"null").map_err(|r| Fault::new(r, &column.path))?;
+        if !column.nullable {
+            return Err(Fault::new(Reason::NullNotAllowed, &column.path));
+        }
+        column.push_null();
+        return Ok(());
+    }
+    if first == b'{' && matches!(column.kind, Kind::Struct { .. }) {
+        // Marks its own validity.
+        return decode_object(state, parser, column);
+    }
+    let is_number = first == b'-' || first.is_ascii_digit();
+    let (path, type_name) = (&column.path, &column.type_name);
+    let at = |reason: Reason| Fault::new(reason, path);
+    match &mut column.kind {
+        Kind::Bool(values) => match first {
+            b't' => {
+                parser.literal(b"true").map_err(|r| at(r))?;
+                values.append(true);
+            }
+            b'f' => {
+                parser.literal(b"false").map_err(|r| at(r))?;
+                values.append(false);
+            }
+            _ => return Err(mismatch(path, type_name, first)),
+        },
+        Kind::Int32(values) if is_number => {
+            let number = parser.number().map_err(|r| at(r))?;
+            let value = integer(&number, path, type_name)?;
+            let value = i32::try_from(value).map_err(|_| at(Reason::OutOfRange("integer does not fit in int32")))?;
+            values.push(value);
+        }
+        Kind::Int64(values) if is_number => {
+            let number = parser.number().map_err(|r| at(r))?;
+            let value = integer(&number, path, type_name)?;
+            values.push(value);
+        }
+        Kind::Float64(values) if is_number => {
+            let number = parser.number().map_err(|r| at(r))?;
+            let value = match number.integer {
+                // Integers up to 2^53 convert exactly; larger ones round as parsing would.
+                Some(i) if i.unsigned_abs() < (1 << 53) => i as f64,
+                _ => parse_text::<f64>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?,
+            };
+            if !value.is_finite() {
+                return Err(at(Reason::OutOfRange("number does not fit in float64")));
+            }
+            values.push(value);
+        }
+        Kind::Float32(values) if is_number => {
+            let number = parser.number().map_err(|r| at(r))?;
+            let value =
+                parse_text::<f32>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?;
+            if !value.is_finite() {
+                return Err(at(Reason::OutOfRange("number does not fit in float32")));
+            }
+            values.push(value);
+        }
+        Kind::Utf8 { offsets, data } if first == b'"' => {
+            parser.string_into(data).map_err(|r| at(r))?;
+            if !push_offset(offsets, data.len()) {
+                return Err(at(Reason::OutOfRange("batch holds more than 2 GiB of text")));
+            }
+        }
+        Kind::Binary { offsets, data } if first == b'"' => {
+            let text = match parser.string(&mut state.scratch).map_err(|r| at(r))? {
+                Some(raw) => raw,
+                None => state.scratch.as_slice(),
+            };
+            let before = data.len();
+            if base64::engine::general_purpose::STANDARD.decode_vec(text, data).is_err() {
+                data.truncate(before);
+                return Err(at(Reason::TypeMismatch { expected: "bytes (base64)".into(), found: Found::String }));
+            }
+            if !push_offset(offsets, data.len()) {
+                return Err(at(Reason::OutOfRange("batch holds more than 2 GiB of bytes")));
+            }
+        }
+        Kind::Timestamp(values) if first == b'"' || is_number => {
+            let micros = if is_number {
+                let number = parser.number().map_err(|r| at(r))?;
+                match number.integer {
+                    Some(i) => micros_from_epoch_int(i),
+                    None => parse_text::<f64>(number.text).and_then(micros_from_epoch_float),
+                }
+            } else {
+                let text = string_text(&mut state.scratch, parser, path)?;
+                std::str::from_utf8(text).ok().and_then(micros_from_str)
+            };
+            values.push(micros.ok_or_else(|| at(Reason::BadTimestamp))?);
+        }
+        Kind::Date32(values) if first == b'"' || is_number => {
+            let days = if is_number {
+                let number = parser.number().map_err(|r| at(r))?;
+                number.integer.and_then(|i| i32::try_from(i).ok())
+            } else {
+                let text = string_text(&mut state.scratch, parser, path)?;
+                std::str::from_utf8(text).ok().and_then(days_from_str)
+            };
+            values.push(days.ok_or_else(|| at(Reason::BadTimestamp))?);
+        }
+        Kind::Decimal { values, precision, scale } if first == b'"' || is_number => {
+            let (precision, scale) = (*precision, *scale);
+            let parsed = if is_number {
+                let number = parser.number().map_err(|r| at(r))?;
+                parse_decimal(number.text, precision, scale)
+            } else {
+                let text = string_text(&mut state.scratch, parser, path)?;
+                parse_decimal(text.trim_ascii(), precision, scale)
+            };
+            match parsed {
+                Ok(value) => values.push(value),
+                Err(reason) => return Err(at(reason)),
+            }
+        }
+        Kind::List { offsets, item } if first == b'[' => {
+            parser.pos += 1;
+            if parser.next_token().map_err(|r| Fault::new(r, &item.path))? == b']' {
+                parser.pos += 1;
+            } else {
+                loop {
+                    decode_value(state, parser, item)?;
+                    if !parser.array_continues().map_err(|r| Fault::new(r, &item.path))? {
+                        break;
+                    }
+                }
+            }
+            if !push_offset(offsets, item.len()) {
+                return Err(at(Reason::OutOfRange("batch holds more than 2^31 list items")));
+            }
+        }
+        Kind::Map { offsets, keys, values } if first == b'{' => {
+            parser.pos += 1;
+            if parser.next_token().map_err(|r| Fault::new(r, &keys.path))? == b'}' {
+                parser.pos += 1;
+            } else {
+                loop {
+                    if parser.next_token().map_err(|r| Fault::new(r, &keys.path))? != b'"' {
+                        return Err(Fault::new(Reason::Malformed("expected a string key"), &keys.path));
+                    }
+                    decode_value(state, parser, keys)?;
+                    parser.colon().map_err(|r| Fault::new(r, &values.path))?;
+                    decode_value(state, parser, values)?;
+                    if !parser.object_continues().map_err(|r| Fault::new(r, &values.path))? {
+                        break;
+                    }
+                }
+            }
+            if !push_offset(offsets, keys.len()) {
+                return Err(at(Reason::OutOfRange("batch holds more than 2^31 map entries")));
+            }
+        }
+        _ => return Err(mismatch(path, type_name, first)),
+    }
+    column.mark_valid();
+    Ok(())
+}
+
+fn integer(number: &Number<'_>, path: &Arc<str>, type_name: &Arc<str>) -> Result<i64, Fault> {
+    match number.integer {
+        Some(value) => Ok(value),
+        None if number.is_float => {
+            Err(Fault::new(Reason::TypeMismatch { expected: type_name.clone(), found: Found::FractionalNumber }, path))
+        }
+        None => Err(Fault::new(Reason::OutOfRange("integer does not fit in int64"), path)),
+    }
+}
+
+fn parse_text<T: std::str::FromStr>(text: &[u8]) -> Option<T> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A string value's text: borrowed from the payload when it has no escapes,
+/// else unescaped into `scratch`.
+fn string_text<'s, 'a: 's>(
+    scratch: &'s mut Vec<u8>,
+    parser: &mut Parser<'a>,
+    path: &Arc<str>,
+) -> Result<&'s [u8], Fault> {
+    match parser.string(scratch).map_err(|r| Fault::new(r, path))? {
+        Some(raw) => Ok(raw),
+        None => Ok(scratch.as_slice()),
+    }
+}
+
+/// Decodes an object (at `{`) into a struct column: each known key into its
+/// field, unknown keys skipped, absent optional fields null.
+fn decode_object(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Column) -> Result<(), Fault> {
+    let path = column.path.clone();
+    let at = |reason: Reason| Fault::new(reason, &path);
+    let Kind::Struct { fields } = &mut column.kind else {
+        return Err(at(Reason::Malformed("internal: object decoded into a non-struct column")));
+    };
+    state.stamp += 1;
+    let stamp = state.stamp;
+    parser.pos += 1;
+    let mut guess = 0usize;
+    if parser.next_token().map_err(at)? == b'}' {
+        parser.pos += 1;
+    } else {
+        loop {
+            if parser.next_token().map_err(at)? != b'"' {
+                return Err(at(Reason::Malformed("expected a string key")));
+            }
+            let index = {
+                let key = match parser.string(&mut state.scratch).map_err(at)? {
+                    Some(raw) => raw,
+                    None => state.scratch.as_slice(),
+                };
+                find_field(fields, key, guess)
+            };
+            parser.colon().map_err(at)?;
+            match index {
+                Some(index) => {
+                    let field = &mut fields[index];
+                    if field.seen == stamp {
+                        return Err(Fault::new(Reason::Malformed("the same key appears twice in an object"), &field.column.path));
+                    }
+                    field.seen = stamp;
+                    decode_value(state, parser, &mut field.column)?;
+                    guess = index + 1;
+                }
+                None => parser.skip_value(&mut state.scratch, 0).map_err(at)?,
+            }
+            if !parser.object_continues().map_err(at)? {
+                break;
+            }
+        }
+    }
+    for field in fields.iter_mut() {
+        if field.seen != stamp {
+            if !field.column.nullable {
+                return Err(Fault::new(Reason::MissingField, &field.column.path));
+            }
+            field.column.push_null();
+        }
+    }
+    column.mark_valid();
+    Ok(())
+}
+
+#[inline]
+fn find_field(fields: &[crate::columns::StructField], key: &[u8], guess: usize) -> Option<usize> {
+    if let Some(field) = fields.get(guess)
+        && field.name.as_bytes() == key
+    {
+        return Some(guess);
+    }
+    fields.iter().position(|f| f.name.as_bytes() == key)
+}
