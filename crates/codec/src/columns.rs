@@ -62,6 +62,19 @@ pub(crate) struct StructField {
     pub(crate) column: Column,
     /// The JSON decoder's mark of the last object that set this field.
     pub(crate) seen: u64,
+    /// Where the value comes from (only the root's fields use `preproc`).
+    pub(crate) source: FieldSource,
+}
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FieldSource {
+    /// The payload key of the same name.
+    Key,
+    /// A nested path of the payload (`preproc: {ref: ...}`).
+    Ref,
+    /// A constant, kept as JSON text (`preproc: {value: ...}`).
+    Constant(Arc<[u8]>),
 }
 
 impl Column {
@@ -74,7 +87,12 @@ impl Column {
     pub(crate) fn root(fields: &[Field]) -> Column {
         let fields = fields
             .iter()
-            .map(|f| StructField { name: Arc::from(f.name.as_str()), column: Column::new(f), seen: 0 })
+            .map(|f| StructField {
+                name: Arc::from(f.name.as_str()),
+                column: Column::new(f),
+                seen: 0,
+                source: FieldSource::Key,
+            })
             .collect();
         Column {
             kind: Kind::Struct { fields },
@@ -144,6 +162,7 @@ impl Column {
                         name: Arc::from(f.name.as_str()),
                         column: Column::compile(&f.data_type, Arc::from(format!("{path}.{}", f.name))),
                         seen: 0,
+                        source: FieldSource::Key,
                     })
                     .collect(),
             },

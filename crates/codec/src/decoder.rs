@@ -12,7 +12,7 @@ use arrow_schema::{ArrowError, Field as ArrowField, Schema, SchemaRef};
 use tributary_source::{AvroFormat, Format, METADATA_COLUMNS, Preproc, Source};
 
 use crate::avro::{AvroState, CompiledSchema, RegistryClient, WireFormat};
-use crate::columns::Column;
+use crate::columns::{Column, FieldSource, Kind};
 use crate::json::JsonState;
 use crate::rejection::{Fault, RecordMeta, Rejection};
 
@@ -87,20 +87,50 @@ pub struct Decoder {
     buffered_bytes: usize,
 }
 
+/// Marks the root fields fed by `preproc`; returns the reference paths by field index.
+fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<String>)>, CompileError> {
+    let Kind::Struct { fields } = &mut root.kind else { return Ok(Vec::new()) };
+    let mut refs = Vec::new();
+    for (name, preproc) in &source.preproc {
+        let Some(index) = fields.iter().position(|f| &*f.name == name.as_str()) else {
+            return Err(CompileError::Unsupported(format!("preproc names `{name}`, which is not a dataset field")));
+        };
+        match preproc {
+            Preproc::Ref(path) => {
+                fields[index].source = FieldSource::Ref;
+                refs.push((index, path.clone()));
+            }
+            Preproc::Value(value) => {
+                let text: Arc<[u8]> = Arc::from(value.to_string().into_bytes());
+                // Decode the constant once now, so a constant that cannot fit fails here, not on every row.
+                let mut probe = JsonState::default();
+                let mut scratch_root = Column::root(&source.dataset.fields[index..=index]);
+                let mut wrapped = format!("{{\"{name}\": ").into_bytes();
+                wrapped.extend_from_slice(&text);
+                wrapped.push(b'}');
+                if let Err(fault) = probe.decode(&wrapped, &mut scratch_root) {
+                    return Err(CompileError::Unsupported(format!("preproc constant for `{name}`: {}", fault.reason)));
+                }
+                fields[index].source = FieldSource::Constant(text);
+            }
+        }
+    }
+    Ok(refs)
+}
+
 /// Payload bytes a batch may hold before 32-bit offsets could overflow.
 const MAX_BATCH_BYTES: usize = (i32::MAX as usize) / 2;
 
 impl Decoder {
     /// Compiles a decoder for `source`. A registry-backed Avro source needs `registry`.
     pub fn new(source: &Source, registry: Option<RegistryClient>) -> Result<Decoder, CompileError> {
-        if let Some((field, _)) = source.preproc.iter().find(|(_, p)| matches!(p, Preproc::Ref(_) | Preproc::Value(_))) {
-            return Err(CompileError::Unsupported(format!(
-                "preproc (field `{field}`) is validated at commit but not applied by the codec yet"
-            )));
-        }
-        let root = Column::root(&source.dataset.fields);
+        let mut root = Column::root(&source.dataset.fields);
+        let refs = apply_preproc(source, &mut root)?;
         let format = match &source.kinesis.format {
-            Format::Json => FormatState::Json(JsonState::default()),
+            Format::Json => FormatState::Json(JsonState::with_refs(&refs, &root).map_err(CompileError::Unsupported)?),
+            Format::Avro(_) if !source.preproc.is_empty() => {
+                return Err(CompileError::Unsupported("preproc is applied to JSON sources only, not yet to Avro".into()));
+            }
             Format::Avro(AvroFormat::Inline(schema)) => {
                 let compiled = CompiledSchema::compile(&schema.to_string(), &root)
                     .map_err(|e| CompileError::SchemaIncompatible(e.to_string()))?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use crate::columns::{Column, Kind, push_offset};
+use crate::columns::{Column, FieldSource, Kind, StructField, push_offset};
 use crate::decimal::parse_decimal;
 use crate::rejection::{Fault, Found, Reason};
 use crate::timestamp::{days_from_str, micros_from_epoch_float, micros_from_epoch_int, micros_from_str};
@@ -31,9 +31,57 @@ pub(crate) struct JsonState {
     stamp: u64,
     /// Unescaped key or string text when it contains escapes.
     scratch: Vec<u8>,
+    /// `preproc` references into the payload, as a tree of keys from the top level.
+    refs: Vec<RefNode>,
+}
+
+/// One key of a `preproc` reference path: `address[country]` is `address` → `country`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RefNode {
+    key: Box<[u8]>,
+    /// The root field that takes the value found here (at the end of a path).
+    target: Option<usize>,
+    children: Vec<RefNode>,
 }
 
 impl JsonState {
+    /// Builds the reference tree for root fields fed from nested payload paths.
+    /// A path may not pass through a key that is itself a dataset field, nor end
+    /// where another path continues: one pass cannot feed both.
+    pub(crate) fn with_refs(refs: &[(usize, Vec<String>)], root: &Column) -> Result<JsonState, String> {
+        let Kind::Struct { fields } = &root.kind else { return Err("internal: root is not a struct".to_owned()) };
+        let mut tree: Vec<RefNode> = Vec::new();
+        for (target, path) in refs {
+            let Some(first) = path.first() else { continue };
+            if fields.iter().any(|f| f.source == FieldSource::Key && &*f.name == first.as_str()) {
+                return Err(format!(
+                    "preproc ref `{}` starts at `{first}`, which is also a dataset field; rename one of them",
+                    path.join("][")
+                ));
+            }
+            let mut level = &mut tree;
+            for (depth, key) in path.iter().enumerate() {
+                let last = depth + 1 == path.len();
+                let index = match level.iter().position(|n| &*n.key == key.as_bytes()) {
+                    Some(index) => index,
+                    None => {
+                        level.push(RefNode { key: key.as_bytes().into(), target: None, children: Vec::new() });
+                        level.len() - 1
+                    }
+                };
+                let node = &mut level[index];
+                if (last && (!node.children.is_empty() || node.target.is_some())) || (!last && node.target.is_some()) {
+                    return Err(format!("preproc refs overlap at `{key}`: one path ends where another continues"));
+                }
+                if last {
+                    node.target = Some(*target);
+                }
+                level = &mut node.children;
+            }
+        }
+        Ok(JsonState { refs: tree, ..JsonState::default() })
+    }
+
     /// Decodes one payload into `root` (a struct column of the dataset's fields).
     pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<(), Fault> {
         if simdutf8::basic::from_utf8(payload).is_err() {
@@ -46,7 +94,10 @@ impl JsonState {
             None => return Err(Fault::record(Reason::Malformed("payload is empty"))),
             Some(_) => return Err(Fault::record(Reason::Malformed("payload is not a JSON object"))),
         }
-        decode_object(self, &mut parser, root)?;
+        let refs = std::mem::take(&mut self.refs);
+        let result = decode_object(self, &mut parser, root, &refs);
+        self.refs = refs;
+        result?;
         parser.skip_ws();
         match parser.peek() {
             None => Ok(()),
@@ -391,7 +442,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
     }
     if first == b'{' && matches!(column.kind, Kind::Struct { .. }) {
         // Marks its own validity.
-        return decode_object(state, parser, column);
+        return decode_object(state, parser, column, &[]);
     }
     let is_number = first == b'-' || first.is_ascii_digit();
     let (path, type_name) = (&column.path, &column.type_name);
@@ -568,8 +619,14 @@ fn string_text<'s, 'a: 's>(
 }
 
 /// Decodes an object (at `{`) into a struct column: each known key into its
-/// field, unknown keys skipped, absent optional fields null.
-fn decode_object(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Column) -> Result<(), Fault> {
+/// field, unknown keys skipped (or followed, when `refs` names them), constants
+/// filled in, absent optional fields null.
+fn decode_object(
+    state: &mut JsonState,
+    parser: &mut Parser<'_>,
+    column: &mut Column,
+    refs: &[RefNode],
+) -> Result<(), Fault> {
     let path = column.path.clone();
     let at = |reason: Reason| Fault::new(reason, &path);
     let Kind::Struct { fields } = &mut column.kind else {
@@ -586,25 +643,24 @@ fn decode_object(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Co
             if parser.next_token().map_err(at)? != b'"' {
                 return Err(at(Reason::Malformed("expected a string key")));
             }
-            let index = {
+            let (index, ref_node) = {
                 let key = match parser.string(&mut state.scratch).map_err(at)? {
                     Some(raw) => raw,
                     None => state.scratch.as_slice(),
                 };
-                find_field(fields, key, guess)
+                match find_field(fields, key, guess) {
+                    Some(index) => (Some(index), None),
+                    None => (None, refs.iter().find(|n| &*n.key == key)),
+                }
             };
             parser.colon().map_err(at)?;
-            match index {
-                Some(index) => {
-                    let field = &mut fields[index];
-                    if field.seen == stamp {
-                        return Err(Fault::new(Reason::Malformed("the same key appears twice in an object"), &field.column.path));
-                    }
-                    field.seen = stamp;
-                    decode_value(state, parser, &mut field.column)?;
+            match (index, ref_node) {
+                (Some(index), _) => {
+                    decode_field(state, parser, &mut fields[index], stamp)?;
                     guess = index + 1;
                 }
-                None => parser.skip_value(&mut state.scratch, 0).map_err(at)?,
+                (None, Some(node)) => follow_ref(state, parser, fields, node, stamp, &path)?,
+                (None, None) => parser.skip_value(&mut state.scratch, 0).map_err(at)?,
             }
             if !parser.object_continues().map_err(at)? {
                 break;
@@ -612,6 +668,12 @@ fn decode_object(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Co
         }
     }
     for field in fields.iter_mut() {
+        if let FieldSource::Constant(text) = &field.source {
+            let text = Arc::clone(text);
+            let mut constant = Parser { bytes: &text, pos: 0 };
+            decode_value(state, &mut constant, &mut field.column)?;
+            continue;
+        }
         if field.seen != stamp {
             if !field.column.nullable {
                 return Err(Fault::new(Reason::MissingField, &field.column.path));
@@ -623,12 +685,67 @@ fn decode_object(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Co
     Ok(())
 }
 
+/// Decodes a field's value, refusing a second value for the same object.
 #[inline]
-fn find_field(fields: &[crate::columns::StructField], key: &[u8], guess: usize) -> Option<usize> {
+fn decode_field(state: &mut JsonState, parser: &mut Parser<'_>, field: &mut StructField, stamp: u64) -> Result<(), Fault> {
+    if field.seen == stamp {
+        return Err(Fault::new(Reason::Malformed("the same key appears twice in an object"), &field.column.path));
+    }
+    field.seen = stamp;
+    decode_value(state, parser, &mut field.column)
+}
+
+/// Follows a `preproc` reference into the value at the cursor: the value at the
+/// end of a path feeds its field; a path that meets a non-object is absent.
+fn follow_ref(
+    state: &mut JsonState,
+    parser: &mut Parser<'_>,
+    fields: &mut [StructField],
+    node: &RefNode,
+    stamp: u64,
+    path: &Arc<str>,
+) -> Result<(), Fault> {
+    let at = |reason: Reason| Fault::new(reason, path);
+    if let Some(target) = node.target {
+        return decode_field(state, parser, &mut fields[target], stamp);
+    }
+    if parser.next_token().map_err(at)? != b'{' {
+        return parser.skip_value(&mut state.scratch, 0).map_err(at);
+    }
+    parser.pos += 1;
+    if parser.next_token().map_err(at)? == b'}' {
+        parser.pos += 1;
+        return Ok(());
+    }
+    loop {
+        if parser.next_token().map_err(at)? != b'"' {
+            return Err(at(Reason::Malformed("expected a string key")));
+        }
+        let child = {
+            let key = match parser.string(&mut state.scratch).map_err(at)? {
+                Some(raw) => raw,
+                None => state.scratch.as_slice(),
+            };
+            node.children.iter().find(|n| &*n.key == key)
+        };
+        parser.colon().map_err(at)?;
+        match child {
+            Some(child) => follow_ref(state, parser, fields, child, stamp, path)?,
+            None => parser.skip_value(&mut state.scratch, 0).map_err(at)?,
+        }
+        if !parser.object_continues().map_err(at)? {
+            return Ok(());
+        }
+    }
+}
+
+#[inline]
+fn find_field(fields: &[StructField], key: &[u8], guess: usize) -> Option<usize> {
     if let Some(field) = fields.get(guess)
         && field.name.as_bytes() == key
+        && field.source == FieldSource::Key
     {
         return Some(guess);
     }
-    fields.iter().position(|f| f.name.as_bytes() == key)
+    fields.iter().position(|f| f.name.as_bytes() == key && f.source == FieldSource::Key)
 }
