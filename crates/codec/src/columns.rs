@@ -44,15 +44,34 @@ pub(crate) enum Kind {
     Int64(Vec<i64>),
     Float32(Vec<f32>),
     Float64(Vec<f64>),
-    Utf8 { offsets: Vec<i32>, data: Vec<u8> },
-    Binary { offsets: Vec<i32>, data: Vec<u8> },
+    Utf8 {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+    Binary {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
     Date32(Vec<i32>),
     /// Microseconds since the epoch, UTC.
     Timestamp(Vec<i64>),
-    Decimal { values: Vec<i128>, precision: u8, scale: u8 },
-    List { offsets: Vec<i32>, item: Box<Column> },
-    Map { offsets: Vec<i32>, keys: Box<Column>, values: Box<Column> },
-    Struct { fields: Vec<StructField> },
+    Decimal {
+        values: Vec<i128>,
+        precision: u8,
+        scale: u8,
+    },
+    List {
+        offsets: Vec<i32>,
+        item: Box<Column>,
+    },
+    Map {
+        offsets: Vec<i32>,
+        keys: Box<Column>,
+        values: Box<Column>,
+    },
+    Struct {
+        fields: Vec<StructField>,
+    },
 }
 
 /// A field of a struct column.
@@ -146,10 +165,9 @@ impl Column {
             DataType::Decimal { precision, scale } => {
                 Kind::Decimal { values: Vec::new(), precision: *precision, scale: *scale }
             }
-            DataType::List(item) => Kind::List {
-                offsets: vec![0],
-                item: Box::new(Column::compile(item, Arc::from(format!("{path}[]")))),
-            },
+            DataType::List(item) => {
+                Kind::List { offsets: vec![0], item: Box::new(Column::compile(item, Arc::from(format!("{path}[]")))) }
+            }
             DataType::Map(value) => Kind::Map {
                 offsets: vec![0],
                 keys: Box::new(Column::compile(&DataType::String, Arc::from(format!("{path}{{}}")))),

@@ -129,7 +129,9 @@ impl Decoder {
         let format = match &source.kinesis.format {
             Format::Json => FormatState::Json(JsonState::with_refs(&refs, &root).map_err(CompileError::Unsupported)?),
             Format::Avro(_) if !source.preproc.is_empty() => {
-                return Err(CompileError::Unsupported("preproc is applied to JSON sources only, not yet to Avro".into()));
+                return Err(CompileError::Unsupported(
+                    "preproc is applied to JSON sources only, not yet to Avro".into(),
+                ));
             }
             Format::Avro(AvroFormat::Inline(schema)) => {
                 let compiled = CompiledSchema::compile(&schema.to_string(), &root)
@@ -227,7 +229,9 @@ impl Decoder {
         let rows = self.root.len();
         let mut columns = self.root.finish_children()?;
         if let Some(meta) = &mut self.metadata {
-            for column in [&mut meta.shard_id, &mut meta.sequence_number, &mut meta.partition_key, &mut meta.arrival_time] {
+            for column in
+                [&mut meta.shard_id, &mut meta.sequence_number, &mut meta.partition_key, &mut meta.arrival_time]
+            {
                 columns.push(column.finish()?);
             }
         }

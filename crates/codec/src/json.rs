@@ -484,8 +484,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
         }
         Kind::Float32(values) if is_number => {
             let number = parser.number().map_err(|r| at(r))?;
-            let value =
-                parse_text::<f32>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?;
+            let value = parse_text::<f32>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?;
             if !value.is_finite() {
                 return Err(at(Reason::OutOfRange("number does not fit in float32")));
             }
@@ -687,7 +686,12 @@ fn decode_object(
 
 /// Decodes a field's value, refusing a second value for the same object.
 #[inline]
-fn decode_field(state: &mut JsonState, parser: &mut Parser<'_>, field: &mut StructField, stamp: u64) -> Result<(), Fault> {
+fn decode_field(
+    state: &mut JsonState,
+    parser: &mut Parser<'_>,
+    field: &mut StructField,
+    stamp: u64,
+) -> Result<(), Fault> {
     if field.seen == stamp {
         return Err(Fault::new(Reason::Malformed("the same key appears twice in an object"), &field.column.path));
     }

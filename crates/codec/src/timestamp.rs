@@ -206,7 +206,9 @@ mod tests {
 
     #[test]
     fn fast_path_agrees_with_chrono() {
-        for text in ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59.999999Z", "1969-12-31T23:59:59Z", "2400-12-31T12:00:00-11:59"] {
+        for text in
+            ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59.999999Z", "1969-12-31T23:59:59Z", "2400-12-31T12:00:00-11:59"]
+        {
             let chrono = chrono::DateTime::parse_from_rfc3339(text).expect("valid");
             assert_eq!(fast_rfc3339(text.as_bytes()), Some(chrono.timestamp_micros()), "{text}");
         }

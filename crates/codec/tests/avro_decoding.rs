@@ -60,20 +60,26 @@ fn record(id: i32, email: Option<&str>, maybe: Option<i64>) -> Value {
         ("amount".into(), Value::Float(1.5)),
         ("label".into(), Value::Bytes(b"lbl".to_vec())),
         ("kind".into(), Value::Enum(1, "B".into())),
-        ("email".into(), match email {
-            Some(e) => Value::Union(1, Box::new(Value::String(e.into()))),
-            None => Value::Union(0, Box::new(Value::Null)),
-        }),
+        (
+            "email".into(),
+            match email {
+                Some(e) => Value::Union(1, Box::new(Value::String(e.into()))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
         ("ignored".into(), Value::Array(vec![Value::Map([("x".to_owned(), Value::Double(1.0))].into())])),
         ("tags".into(), Value::Array(vec![Value::String("a".into()), Value::String("b".into())])),
         ("attrs".into(), Value::Map([("k".to_owned(), Value::Long(5))].into())),
         ("customer".into(), Value::Record(vec![("id".into(), Value::Long(77))])),
         ("day".into(), Value::Date(19_723)),
         ("price".into(), Value::Decimal(apache_avro::Decimal::from(vec![0x04, 0xd2]))),
-        ("maybe".into(), match maybe {
-            Some(v) => Value::Union(1, Box::new(Value::Long(v))),
-            None => Value::Union(0, Box::new(Value::Null)),
-        }),
+        (
+            "maybe".into(),
+            match maybe {
+                Some(v) => Value::Union(1, Box::new(Value::Long(v))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
     ])
 }
 
@@ -96,7 +102,8 @@ fn inline_source() -> tributary_source::Source {
 #[test]
 fn resolution_promotes_and_converts() {
     let mut decoder = Decoder::new(&inline_source(), None).expect("compiles");
-    let out = common::decode_all(&mut decoder, &[datum(record(1, Some("a@b"), Some(9))), datum(record(2, None, Some(10)))]);
+    let out =
+        common::decode_all(&mut decoder, &[datum(record(1, Some("a@b"), Some(9))), datum(record(2, None, Some(10)))]);
     assert!(out.rejections.is_empty(), "{:?}", out.rejections);
     let batch = out.batch;
     assert_eq!(batch.num_rows(), 2);
@@ -151,7 +158,11 @@ fn rejections_by_reason_code_keep_neighbours() {
 #[test]
 fn union_index_and_negative_length_are_malformed() {
     let schema = r#"{"type": "record", "name": "R", "fields": [{"name": "ts", "type": "long"}, {"name": "s", "type": ["null", "string"]}]}"#;
-    let source = common::source(&[("ts", "timestamp"), ("s", "optional<string>")], &format!("{{avro: {{schema: '{schema}'}}}}"), "");
+    let source = common::source(
+        &[("ts", "timestamp"), ("s", "optional<string>")],
+        &format!("{{avro: {{schema: '{schema}'}}}}"),
+        "",
+    );
     let mut decoder = Decoder::new(&source, None).expect("compiles");
     // ts = 1 (zigzag 2); union index 5 (zigzag 10); then index 1 with length -1 (zigzag 1).
     let out = common::decode_all(&mut decoder, &[vec![2, 10], vec![2, 2, 1], vec![2, 2, 4, b'o', b'k']]);
@@ -167,17 +178,27 @@ fn decimal_out_of_range_and_bad_timestamp_strings() {
         {"name": "ts", "type": "string"},
         {"name": "p", "type": {"type": "fixed", "name": "F", "size": 4, "logicalType": "decimal", "precision": 9, "scale": 0}}]}"#
         .replace('\n', " ");
-    let source = common::source(&[("ts", "timestamp"), ("p", "decimal(4, 0)")], &format!("{{avro: {{schema: '{schema}'}}}}"), "");
+    let source = common::source(
+        &[("ts", "timestamp"), ("p", "decimal(4, 0)")],
+        &format!("{{avro: {{schema: '{schema}'}}}}"),
+        "",
+    );
     let mut decoder = Decoder::new(&source, None).expect("compiles");
     let writer = Schema::parse_str(&schema).expect("schema");
     let make = |ts: &str, p: i32| {
-        to_avro_datum(&writer, Value::Record(vec![
-            ("ts".into(), Value::String(ts.into())),
-            ("p".into(), Value::Decimal(apache_avro::Decimal::from(p.to_be_bytes().to_vec()))),
-        ]))
+        to_avro_datum(
+            &writer,
+            Value::Record(vec![
+                ("ts".into(), Value::String(ts.into())),
+                ("p".into(), Value::Decimal(apache_avro::Decimal::from(p.to_be_bytes().to_vec()))),
+            ]),
+        )
         .expect("encodes")
     };
-    let out = common::decode_all(&mut decoder, &[make("2024-01-01T00:00:00Z", 12), make("never", 1), make("2024-01-01T00:00:00Z", 123_456)]);
+    let out = common::decode_all(
+        &mut decoder,
+        &[make("2024-01-01T00:00:00Z", 12), make("never", 1), make("2024-01-01T00:00:00Z", 123_456)],
+    );
     let codes: Vec<_> = out.rejections.iter().map(|r| (r.code(), r.field.to_string())).collect();
     assert_eq!(codes, [(ReasonCode::BadTimestamp, "ts".to_owned()), (ReasonCode::OutOfRange, "p".to_owned())]);
     assert_eq!(out.batch.num_rows(), 1);
@@ -186,15 +207,23 @@ fn decimal_out_of_range_and_bad_timestamp_strings() {
 #[test]
 fn an_inline_schema_that_cannot_resolve_fails_to_compile() {
     let cases = [
-        (r#"{"type": "record", "name": "R", "fields": [{"name": "ts", "type": "boolean"}]}"#, "cannot be read as `timestamp`"),
-        (r#"{"type": "record", "name": "R", "fields": [{"name": "other", "type": "long"}]}"#, "`ts` is not in the writer schema"),
+        (
+            r#"{"type": "record", "name": "R", "fields": [{"name": "ts", "type": "boolean"}]}"#,
+            "cannot be read as `timestamp`",
+        ),
+        (
+            r#"{"type": "record", "name": "R", "fields": [{"name": "other", "type": "long"}]}"#,
+            "`ts` is not in the writer schema",
+        ),
         (r#"{"type": "record", "name": "R", "fields": [{"name": "ts", "type": "lng"}]}"#, "invalid Avro schema"),
         (r#""long""#, "must be a record"),
     ];
     for (schema, expected) in cases {
         let source = common::source(&[("ts", "timestamp")], &format!("{{avro: {{schema: '{schema}'}}}}"), "");
         match Decoder::new(&source, None) {
-            Err(CompileError::SchemaIncompatible(message)) => assert!(message.contains(expected), "{schema}: {message}"),
+            Err(CompileError::SchemaIncompatible(message)) => {
+                assert!(message.contains(expected), "{schema}: {message}")
+            }
             other => panic!("{schema}: {other:?}"),
         }
     }
@@ -227,12 +256,18 @@ fn registry(schemas: Vec<(u32, String)>, authorization: Option<&'static str>) ->
                 if line.trim().is_empty() {
                     break;
                 }
-                if let Some(value) = line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: ")) {
+                if let Some(value) =
+                    line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: "))
+                {
                     auth = value.trim().to_owned();
                 }
             }
             seen.lock().expect("lock").push(auth.clone());
-            let id: Option<u32> = request_line.split_whitespace().nth(1).and_then(|p| p.strip_prefix("/schemas/ids/")).and_then(|i| i.parse().ok());
+            let id: Option<u32> = request_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.strip_prefix("/schemas/ids/"))
+                .and_then(|i| i.parse().ok());
             let (status, body) = if authorization.is_some_and(|expected| expected != auth) {
                 ("401 Unauthorized", r#"{"error_code": 401, "message": "Unauthorized"}"#.to_owned())
             } else {
@@ -241,7 +276,10 @@ fn registry(schemas: Vec<(u32, String)>, authorization: Option<&'static str>) ->
                     None => ("404 Not Found", r#"{"error_code": 40403, "message": "Schema not found"}"#.to_owned()),
                 }
             };
-            let response = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = stream.write_all(response.as_bytes());
         }
     });
@@ -258,16 +296,15 @@ fn confluent_framing_with_a_registry() {
     let server = registry(vec![(1, WRITER.to_owned()), (2, incompatible)], None);
     let mut decoder = Decoder::new(&registry_source(&server.url, ""), None).expect("compiles");
     let good = datum(record(1, None, Some(1)));
-    let out = common::decode_all(&mut decoder, &[
-        framed(1, &good),
-        framed(7, &good),
-        framed(2, &good),
-        vec![1, 0, 0, 0, 1],
-        vec![0, 0, 0],
-        framed(1, &good),
-    ]);
+    let out = common::decode_all(
+        &mut decoder,
+        &[framed(1, &good), framed(7, &good), framed(2, &good), vec![1, 0, 0, 0, 1], vec![0, 0, 0], framed(1, &good)],
+    );
     let codes: Vec<_> = out.rejections.iter().map(|r| r.code()).collect();
-    assert_eq!(codes, [ReasonCode::UnknownSchemaId, ReasonCode::SchemaMismatch, ReasonCode::Malformed, ReasonCode::Malformed]);
+    assert_eq!(
+        codes,
+        [ReasonCode::UnknownSchemaId, ReasonCode::SchemaMismatch, ReasonCode::Malformed, ReasonCode::Malformed]
+    );
     assert_eq!(out.batch.num_rows(), 2);
     // Ids 1, 7 and 2 were asked for once each: answers, even "unknown", are cached.
     assert_eq!(server.requests.load(Ordering::SeqCst), 3);
@@ -276,7 +313,8 @@ fn confluent_framing_with_a_registry() {
 #[test]
 fn registry_credentials_are_sent() {
     let server = registry(vec![(1, WRITER.to_owned())], Some("Basic dTpwdw=="));
-    let mut decoder = Decoder::new(&registry_source(&server.url, ", username: u, password: pw"), None).expect("compiles");
+    let mut decoder =
+        Decoder::new(&registry_source(&server.url, ", username: u, password: pw"), None).expect("compiles");
     let out = common::decode_all(&mut decoder, &[framed(1, &datum(record(1, None, Some(1))))]);
     assert_eq!((out.batch.num_rows(), out.rejections.len()), (1, 0));
 
@@ -311,21 +349,50 @@ fn an_unreachable_registry_is_transient_and_loses_nothing() {
 #[test]
 fn schema_evolution_across_ids() {
     // v1 lacks `email`; v2 adds it; v3 widens `id` from int to long.
-    let v1 = r#"{"type": "record", "name": "E", "fields": [{"name": "id", "type": "int"}, {"name": "ts", "type": "long"}]}"#;
+    let v1 =
+        r#"{"type": "record", "name": "E", "fields": [{"name": "id", "type": "int"}, {"name": "ts", "type": "long"}]}"#;
     let v2 = r#"{"type": "record", "name": "E", "fields": [{"name": "id", "type": "int"}, {"name": "ts", "type": "long"}, {"name": "email", "type": ["null", "string"], "default": null}]}"#;
     let v3 = r#"{"type": "record", "name": "E", "fields": [{"name": "id", "type": "long"}, {"name": "ts", "type": "long"}, {"name": "email", "type": ["null", "string"], "default": null}]}"#;
     let server = registry(vec![(1, v1.to_owned()), (2, v2.to_owned()), (3, v3.to_owned())], None);
-    let source = common::source(&[("id", "int64"), ("ts", "timestamp"), ("email", "optional<string>")], &format!("{{avro: {{registry: confluent, url: \"{}\"}}}}", server.url), "");
+    let source = common::source(
+        &[("id", "int64"), ("ts", "timestamp"), ("email", "optional<string>")],
+        &format!("{{avro: {{registry: confluent, url: \"{}\"}}}}", server.url),
+        "",
+    );
     let mut decoder = Decoder::new(&source, None).expect("compiles");
     let enc = |schema: &str, fields: Vec<(&str, Value)>| {
         let schema = Schema::parse_str(schema).expect("schema");
-        to_avro_datum(&schema, Value::Record(fields.into_iter().map(|(n, v)| (n.to_owned(), v)).collect())).expect("encodes")
+        to_avro_datum(&schema, Value::Record(fields.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()))
+            .expect("encodes")
     };
-    let out = common::decode_all(&mut decoder, &[
-        framed(1, &enc(v1, vec![("id", Value::Int(1)), ("ts", Value::Long(1_700_000_000))])),
-        framed(2, &enc(v2, vec![("id", Value::Int(2)), ("ts", Value::Long(1_700_000_000)), ("email", Value::Union(1, Box::new(Value::String("e".into()))))])),
-        framed(3, &enc(v3, vec![("id", Value::Long(1 << 40)), ("ts", Value::Long(1_700_000_000)), ("email", Value::Union(0, Box::new(Value::Null)))])),
-    ]);
+    let out = common::decode_all(
+        &mut decoder,
+        &[
+            framed(1, &enc(v1, vec![("id", Value::Int(1)), ("ts", Value::Long(1_700_000_000))])),
+            framed(
+                2,
+                &enc(
+                    v2,
+                    vec![
+                        ("id", Value::Int(2)),
+                        ("ts", Value::Long(1_700_000_000)),
+                        ("email", Value::Union(1, Box::new(Value::String("e".into())))),
+                    ],
+                ),
+            ),
+            framed(
+                3,
+                &enc(
+                    v3,
+                    vec![
+                        ("id", Value::Long(1 << 40)),
+                        ("ts", Value::Long(1_700_000_000)),
+                        ("email", Value::Union(0, Box::new(Value::Null))),
+                    ],
+                ),
+            ),
+        ],
+    );
     assert!(out.rejections.is_empty(), "{:?}", out.rejections);
     let ids = out.batch.column(0).as_primitive::<Int64Type>();
     assert_eq!((ids.value(0), ids.value(1), ids.value(2)), (1, 2, 1 << 40));

@@ -24,7 +24,8 @@ const FIELDS: [(&str, &str); 10] = [
 ];
 
 fn good(id: i64) -> Vec<u8> {
-    format!(r#"{{"id": {id}, "ts": "2024-01-01T00:00:0{}Z", "tags": ["a"], "customer": {{"id": 7}}}}"#, id % 10).into_bytes()
+    format!(r#"{{"id": {id}, "ts": "2024-01-01T00:00:0{}Z", "tags": ["a"], "customer": {{"id": 7}}}}"#, id % 10)
+        .into_bytes()
 }
 
 /// Decodes `[good(1), bad, good(2)]`; returns the batch and the one rejection's (code, field).
@@ -62,8 +63,16 @@ fn rejections_by_reason_code() {
         (r#"{"id": 3, "id": 4, "ts": 1700000000}"#, ReasonCode::Malformed, "id"),
         (r#"{"id": 3, "ts": 1700000000, "extra": [1, }"#, ReasonCode::Malformed, ""),
         (r#"{"id": 3, "ts": 1700000000, "tags": ["a" "b"]}"#, ReasonCode::Malformed, "tags[]"),
-        (r#"{"id": 3, "ts": 1700000000, "customer": {"id": 1, "email": "x\q"}}"#, ReasonCode::Malformed, "customer.email"),
-        (r#"{"id": 3, "ts": 1700000000, "customer": {"id": 1, "email": "\ud800"}}"#, ReasonCode::Malformed, "customer.email"),
+        (
+            r#"{"id": 3, "ts": 1700000000, "customer": {"id": 1, "email": "x\q"}}"#,
+            ReasonCode::Malformed,
+            "customer.email",
+        ),
+        (
+            r#"{"id": 3, "ts": 1700000000, "customer": {"id": 1, "email": "\ud800"}}"#,
+            ReasonCode::Malformed,
+            "customer.email",
+        ),
         (r#"{"id": 03, "ts": 1700000000}"#, ReasonCode::Malformed, "id"),
         (r#"{id: 3, "ts": 1700000000}"#, ReasonCode::Malformed, ""),
         // Missing and null.

@@ -127,7 +127,12 @@ fn value(ty: &Ty) -> BoxedStrategy<(Json, AvroValue)> {
             .boxed(),
         Ty::Decimal => (-9_999_999_999i64..9_999_999_999)
             .prop_map(|cents| {
-                let text = format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+                let text = format!(
+                    "{}{}.{:02}",
+                    if cents < 0 { "-" } else { "" },
+                    cents.unsigned_abs() / 100,
+                    cents.unsigned_abs() % 100
+                );
                 let bytes = i128::from(cents).to_be_bytes().to_vec();
                 (json!(text), AvroValue::Decimal(apache_avro::Decimal::from(bytes)))
             })
@@ -185,10 +190,21 @@ fn names(tys: &[Ty]) -> Vec<String> {
 }
 
 /// Compares two batches column by column, naming the first column that differs.
-fn assert_same(what: &str, left: &arrow_array::RecordBatch, right: &arrow_array::RecordBatch) -> Result<(), TestCaseError> {
+fn assert_same(
+    what: &str,
+    left: &arrow_array::RecordBatch,
+    right: &arrow_array::RecordBatch,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(left.schema(), right.schema(), "{}: schemas", what);
     for (i, (l, r)) in left.columns().iter().zip(right.columns()).enumerate() {
-        prop_assert!(l.to_data() == r.to_data(), "{}: column {} differs:\n{:?}\n{:?}", what, left.schema().field(i).name(), l, r);
+        prop_assert!(
+            l.to_data() == r.to_data(),
+            "{}: column {} differs:\n{:?}\n{:?}",
+            what,
+            left.schema().field(i).name(),
+            l,
+            r
+        );
     }
     Ok(())
 }

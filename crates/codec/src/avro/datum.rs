@@ -170,8 +170,12 @@ fn read_scalar_or_collection(program: &Program, cursor: &mut Cursor<'_>, column:
             values.push(scale_integer(i128::from(cursor.int().map_err(at)?), 0, *precision, *scale).map_err(at)?);
         }
         (Program::Long { timestamp_unit: None }, Kind::Int64(values)) => values.push(cursor.long().map_err(at)?),
-        (Program::Long { timestamp_unit: None }, Kind::Float32(values)) => values.push(cursor.long().map_err(at)? as f32),
-        (Program::Long { timestamp_unit: None }, Kind::Float64(values)) => values.push(cursor.long().map_err(at)? as f64),
+        (Program::Long { timestamp_unit: None }, Kind::Float32(values)) => {
+            values.push(cursor.long().map_err(at)? as f32)
+        }
+        (Program::Long { timestamp_unit: None }, Kind::Float64(values)) => {
+            values.push(cursor.long().map_err(at)? as f64)
+        }
         (Program::Long { timestamp_unit: None }, Kind::Decimal { values, precision, scale }) => {
             values.push(scale_integer(i128::from(cursor.long().map_err(at)?), 0, *precision, *scale).map_err(at)?);
         }

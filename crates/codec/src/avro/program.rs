@@ -99,7 +99,8 @@ impl CompiledSchema {
     /// Parses `writer_json` and resolves it against the dataset's root column.
     pub(crate) fn compile(writer_json: &str, root: &Column) -> Result<CompiledSchema, ResolveError> {
         let schema = Schema::parse_str(writer_json).map_err(|e| ResolveError(format!("invalid Avro schema: {e}")))?;
-        let resolved = ResolvedSchema::try_from(&schema).map_err(|e| ResolveError(format!("invalid Avro schema: {e}")))?;
+        let resolved =
+            ResolvedSchema::try_from(&schema).map_err(|e| ResolveError(format!("invalid Avro schema: {e}")))?;
         let names = resolved.get_names();
         let record = deref(&schema, names, 0)?;
         if !matches!(record, Schema::Record(_)) {
@@ -124,7 +125,10 @@ fn deref<'s>(schema: &'s Schema, names: &NamesRef<'s>, depth: usize) -> Result<&
 }
 
 fn lookup<'s>(names: &NamesRef<'s>, name: &Name) -> Result<&'s Schema, ResolveError> {
-    names.get(name).copied().ok_or_else(|| ResolveError(format!("the writer schema refers to unknown type `{}`", name.fullname(None))))
+    names
+        .get(name)
+        .copied()
+        .ok_or_else(|| ResolveError(format!("the writer schema refers to unknown type `{}`", name.fullname(None))))
 }
 
 fn writer_name(schema: &Schema) -> String {
@@ -233,7 +237,10 @@ impl Resolver<'_, '_> {
                     match fields.iter().position(|f| field_matches(writer_field, &f.name)) {
                         Some(index) => {
                             matched[index] = true;
-                            programs.push((self.resolve(&writer_field.schema, &fields[index].column, depth + 1)?, Some(index)));
+                            programs.push((
+                                self.resolve(&writer_field.schema, &fields[index].column, depth + 1)?,
+                                Some(index),
+                            ));
                         }
                         None => programs.push((Program::Skip(self.skip(&writer_field.schema, depth + 1)?), None)),
                     }
@@ -283,9 +290,9 @@ impl Resolver<'_, '_> {
             Schema::Union(union) => {
                 Skip::Union(union.variants().iter().map(|v| self.skip(v, depth + 1)).collect::<Result<_, _>>()?)
             }
-            Schema::Record(record) => Skip::Record(
-                record.fields.iter().map(|f| self.skip(&f.schema, depth + 1)).collect::<Result<_, _>>()?,
-            ),
+            Schema::Record(record) => {
+                Skip::Record(record.fields.iter().map(|f| self.skip(&f.schema, depth + 1)).collect::<Result<_, _>>()?)
+            }
             Schema::Array(array) => Skip::Array(Box::new(self.skip(&array.items, depth + 1)?)),
             Schema::Map(map) => Skip::Map(Box::new(self.skip(&map.types, depth + 1)?)),
             Schema::Ref { .. } => return Err(ResolveError("unresolved reference in the writer schema".to_owned())),
@@ -294,7 +301,8 @@ impl Resolver<'_, '_> {
 }
 
 fn field_matches(writer: &RecordField, reader_name: &str) -> bool {
-    writer.name == reader_name || writer.aliases.as_ref().is_some_and(|aliases| aliases.iter().any(|a| a == reader_name))
+    writer.name == reader_name
+        || writer.aliases.as_ref().is_some_and(|aliases| aliases.iter().any(|a| a == reader_name))
 }
 
 /// The root column's path is empty; say "the record" then.

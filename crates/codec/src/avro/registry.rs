@@ -76,7 +76,8 @@ impl RegistryClient {
     /// The writer schema registered under `id`, or `None` when the registry does not know it.
     pub fn fetch(&self, id: u32) -> Result<Option<String>, RegistryError> {
         let url = format!("{}/schemas/ids/{id}", self.base_url);
-        let mut request = self.agent.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        let mut request =
+            self.agent.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
@@ -91,7 +92,11 @@ impl RegistryClient {
         match status {
             200 => {}
             404 => return Ok(None),
-            401 | 403 => return Err(RegistryError::Unavailable(format!("GET {url}: HTTP {status}: the registry refused the credentials"))),
+            401 | 403 => {
+                return Err(RegistryError::Unavailable(format!(
+                    "GET {url}: HTTP {status}: the registry refused the credentials"
+                )));
+            }
             _ => return Err(RegistryError::Unavailable(format!("GET {url}: HTTP {status}"))),
         }
         let answer: serde_json::Value =

@@ -18,7 +18,13 @@ pub fn source(fields: &[(&str, &str)], format: &str, extra: &str) -> Source {
 
 /// Metadata for the `n`th record of a test.
 pub fn meta(sequence: &str) -> RecordMeta<'_> {
-    RecordMeta { shard_id: "shardId-000000000001", sequence_number: sequence, sub_sequence: None, partition_key: "pk", arrival_time_micros: 1_700_000_000_000_000 }
+    RecordMeta {
+        shard_id: "shardId-000000000001",
+        sequence_number: sequence,
+        sub_sequence: None,
+        partition_key: "pk",
+        arrival_time_micros: 1_700_000_000_000_000,
+    }
 }
 
 /// Decodes every payload (sequence numbers "1", "2", ...) and flushes.

@@ -1,0 +1,176 @@
+//! `tributary decode`: run the codec alone on a file of records.
+//!
+//! JSON input is one record per line; Avro input is one base64 payload per
+//! line. Accepted rows go to Parquet, rejections to JSON lines, and the last
+//! line printed is `rows=N rejected=M`. It is both a way to try a schema on
+//! sample data and the codec's end-to-end benchmark entry.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::Utc;
+use clap::Args;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tributary_codec::{DecodeError, DecodedBatch, Decoder, RecordMeta};
+use tributary_source::{AvroFormat, Format, load_file, validate_raw_sources};
+
+/// Rows per batch (and per Parquet row group flush).
+const BATCH_ROWS: usize = 8192;
+/// Attempts at a record while the schema registry is unavailable.
+const REGISTRY_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Args)]
+pub(crate) struct DecodeArgs {
+    /// The definition file holding the source.
+    #[arg(long)]
+    definition: PathBuf,
+    /// The source's name in that file.
+    #[arg(long)]
+    source: String,
+    /// Records: JSON, one per line; Avro, one base64 payload per line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Write accepted rows here (Parquet, zstd).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Write rejections here, one JSON object per line.
+    #[arg(long)]
+    errors: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: DecodeArgs) -> ExitCode {
+    match decode(&args) {
+        Ok((rows, rejected)) => {
+            println!("rows={rows} rejected={rejected}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
+    let file = load_file(&args.definition).map_err(|e| e.to_string())?;
+    let sources = validate_raw_sources(&file.sources, Utc::now())
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    let source = sources
+        .iter()
+        .find(|s| s.name == args.source)
+        .ok_or_else(|| format!("no source `{}` in {}", args.source, args.definition.display()))?;
+    let base64_lines = matches!(source.kinesis.format, Format::Avro(AvroFormat::Inline(_) | AvroFormat::Registry(_)));
+    let mut decoder = Decoder::new(source, None).map_err(|e| format!("source `{}`: {e}", source.name))?;
+
+    let input = File::open(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let mut writer = match &args.output {
+        Some(path) => {
+            let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let properties =
+                WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+            Some(ArrowWriter::try_new(file, decoder.schema(), Some(properties)).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let mut errors = match &args.errors {
+        Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)),
+        None => None,
+    };
+
+    let arrival = Utc::now().timestamp_micros();
+    let (mut rows, mut rejected) = (0u64, 0u64);
+    let mut flush = |decoder: &mut Decoder,
+                     writer: &mut Option<ArrowWriter<File>>,
+                     errors: &mut Option<BufWriter<File>>|
+     -> Result<(), String> {
+        let DecodedBatch { batch, rejections } = decoder.flush().map_err(|e| e.to_string())?;
+        rows += batch.num_rows() as u64;
+        rejected += rejections.len() as u64;
+        if let Some(writer) = writer {
+            writer.write(&batch).map_err(|e| e.to_string())?;
+        }
+        if let Some(out) = errors {
+            for rejection in rejections {
+                let line = serde_json::json!({
+                    "line": rejection.sequence_number,
+                    "code": rejection.code().as_str(),
+                    "field": &*rejection.field,
+                    "message": rejection.message(),
+                    "payload": readable(&rejection.payload),
+                });
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+
+    let mut base64_failures = 0u64;
+    for (index, line) in BufReader::new(input).split(b'\n').enumerate() {
+        let mut line = line.map_err(|e| format!("{}: {e}", args.input.display()))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let number = (index + 1).to_string();
+        let payload = if base64_lines {
+            match base64::engine::general_purpose::STANDARD.decode(line.trim_ascii()) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    base64_failures += 1;
+                    if let Some(out) = &mut errors {
+                        let entry = serde_json::json!({"line": number, "code": "MALFORMED", "field": "",
+                            "message": format!("the line is not base64: {e}"), "payload": readable(&line)});
+                        writeln!(out, "{entry}").map_err(|e| e.to_string())?;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            line
+        };
+        let meta = RecordMeta {
+            shard_id: "file",
+            sequence_number: &number,
+            sub_sequence: None,
+            partition_key: "",
+            arrival_time_micros: arrival,
+        };
+        let mut attempt = 0;
+        loop {
+            match decoder.decode(&payload, &meta) {
+                Ok(_) => break,
+                Err(DecodeError::BatchFull) => flush(&mut decoder, &mut writer, &mut errors)?,
+                Err(e @ DecodeError::RegistryUnavailable(_)) if attempt + 1 < REGISTRY_ATTEMPTS => {
+                    attempt += 1;
+                    eprintln!("warning: line {number}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200 << attempt));
+                }
+                Err(e) => return Err(format!("line {number}: {e}")),
+            }
+        }
+        if decoder.len() + decoder.rejected() >= BATCH_ROWS {
+            flush(&mut decoder, &mut writer, &mut errors)?;
+        }
+    }
+    flush(&mut decoder, &mut writer, &mut errors)?;
+    if let Some(writer) = writer {
+        writer.close().map_err(|e| e.to_string())?;
+    }
+    if let Some(mut out) = errors {
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    Ok((rows, rejected + base64_failures))
+}
+
+/// A payload as text when it is UTF-8, else base64.
+fn readable(payload: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::json!(text),
+        Err(_) => serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(payload) }),
+    }
+}
