@@ -27,6 +27,14 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn long(&mut self) -> Result<i64, Reason> {
+        // Most varints are one byte (lengths, small numbers, union branches).
+        if let Some(&byte) = self.bytes.get(self.pos)
+            && byte & 0x80 == 0
+        {
+            self.pos += 1;
+            let value = u64::from(byte);
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -158,9 +166,9 @@ fn internal(column: &Column) -> Fault {
 }
 
 fn read_scalar_or_collection(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Fault> {
-    let path = column.path.clone();
-    let at = |reason: Reason| Fault::new(reason, &path);
-    match (program, &mut column.kind) {
+    let Column { kind, path, type_name, .. } = column;
+    let at = |reason: Reason| Fault::new(reason, path);
+    match (program, kind) {
         (Program::Boolean, Kind::Bool(values)) => values.append(cursor.boolean().map_err(at)?),
         (Program::Int, Kind::Int32(values) | Kind::Date32(values)) => values.push(cursor.int().map_err(at)?),
         (Program::Int, Kind::Int64(values)) => values.push(i64::from(cursor.int().map_err(at)?)),
@@ -291,7 +299,7 @@ fn read_scalar_or_collection(program: &Program, cursor: &mut Cursor<'_>, column:
                 Program::Double => "an Avro double",
                 _ => "an Avro value",
             };
-            return Err(at(Reason::TypeMismatch { expected: column.type_name.clone(), found: Found::Avro(found) }));
+            return Err(at(Reason::TypeMismatch { expected: type_name.clone(), found: Found::Avro(found) }));
         }
     }
     Ok(())

@@ -42,11 +42,13 @@ enum Cached {
 pub(crate) struct AvroState {
     wire: WireFormat,
     schemas: HashMap<u32, Cached>,
+    /// The last schema used: consecutive records nearly always share it.
+    last: Option<(u32, Arc<CompiledSchema>)>,
 }
 
 impl AvroState {
     pub(crate) fn new(wire: WireFormat) -> AvroState {
-        AvroState { wire, schemas: HashMap::new() }
+        AvroState { wire, schemas: HashMap::new(), last: None }
     }
 
     /// Decodes one payload into `root`; the outer error means "retry later".
@@ -64,9 +66,15 @@ impl AvroState {
                     return Ok(Err(Fault::record(Reason::Malformed("payload is shorter than the Confluent header"))));
                 };
                 let id = u32::from_be_bytes(*id_bytes);
-                match schema_for(&mut self.schemas, client, id, root)? {
-                    Ok(schema) => (schema, datum),
-                    Err(fault) => return Ok(Err(fault)),
+                match &self.last {
+                    Some((last_id, schema)) if *last_id == id => (Arc::clone(schema), datum),
+                    _ => match schema_for(&mut self.schemas, client, id, root)? {
+                        Ok(schema) => {
+                            self.last = Some((id, Arc::clone(&schema)));
+                            (schema, datum)
+                        }
+                        Err(fault) => return Ok(Err(fault)),
+                    },
                 }
             }
         };
