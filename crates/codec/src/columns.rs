@@ -69,18 +69,22 @@ pub(crate) enum Kind {
         keys: Box<Column>,
         values: Box<Column>,
     },
-    Struct {
-        fields: Vec<StructField>,
-    },
+    /// `first_key`: the JSON decoder's guess of the field whose key comes first.
+    Struct { fields: Vec<StructField>, first_key: usize },
 }
 
 /// A field of a struct column.
 #[derive(Debug)]
 pub(crate) struct StructField {
     pub(crate) name: Arc<str>,
+    /// The name followed by a closing quote, to match a JSON key in place.
+    pub(crate) quoted_key: Box<[u8]>,
     pub(crate) column: Column,
     /// The JSON decoder's mark of the last object that set this field.
     pub(crate) seen: u64,
+    /// The JSON decoder's guess of the field whose key follows this one,
+    /// learned from the payloads (producers keep their key order).
+    pub(crate) next_key: usize,
     /// Where the value comes from (only the root's fields use `preproc`).
     pub(crate) source: FieldSource,
 }
@@ -106,15 +110,18 @@ impl Column {
     pub(crate) fn root(fields: &[Field]) -> Column {
         let fields = fields
             .iter()
-            .map(|f| StructField {
+            .enumerate()
+            .map(|(i, f)| StructField {
                 name: Arc::from(f.name.as_str()),
+                quoted_key: quoted_key(&f.name),
                 column: Column::new(f),
                 seen: 0,
+                next_key: i + 1,
                 source: FieldSource::Key,
             })
             .collect();
         Column {
-            kind: Kind::Struct { fields },
+            kind: Kind::Struct { fields, first_key: 0 },
             nulls: NullBufferBuilder::new(0),
             nullable: false,
             path: Arc::from(""),
@@ -176,13 +183,17 @@ impl Column {
             DataType::Struct(fields) => Kind::Struct {
                 fields: fields
                     .iter()
-                    .map(|f| StructField {
+                    .enumerate()
+                    .map(|(i, f)| StructField {
                         name: Arc::from(f.name.as_str()),
+                        quoted_key: quoted_key(&f.name),
                         column: Column::compile(&f.data_type, Arc::from(format!("{path}.{}", f.name))),
                         seen: 0,
+                        next_key: i + 1,
                         source: FieldSource::Key,
                     })
                     .collect(),
+                first_key: 0,
             },
             DataType::Optional(_) => unreachable!("non_null() removed the optional wrapper"),
         };
@@ -210,14 +221,14 @@ impl Column {
             }
             Kind::List { item, .. } => ArrowType::List(Arc::new(item.arrow_field("item"))),
             Kind::Map { keys, values, .. } => ArrowType::Map(Arc::new(map_entries_field(keys, values)), false),
-            Kind::Struct { fields } => ArrowType::Struct(struct_fields(fields)),
+            Kind::Struct { fields, .. } => ArrowType::Struct(struct_fields(fields)),
         }
     }
 
     /// The Arrow fields of a struct column's children (the batch schema, for the root).
     pub(crate) fn child_fields(&self) -> Fields {
         match &self.kind {
-            Kind::Struct { fields } => struct_fields(fields),
+            Kind::Struct { fields, .. } => struct_fields(fields),
             _ => Fields::empty(),
         }
     }
@@ -226,7 +237,7 @@ impl Column {
     pub(crate) fn finish_children(&mut self) -> Result<Vec<ArrayRef>, ArrowError> {
         let _ = self.nulls.finish();
         match &mut self.kind {
-            Kind::Struct { fields } => fields.iter_mut().map(|f| f.column.finish()).collect(),
+            Kind::Struct { fields, .. } => fields.iter_mut().map(|f| f.column.finish()).collect(),
             _ => Ok(Vec::new()),
         }
     }
@@ -277,7 +288,7 @@ impl Column {
                 let last = offsets.last().copied().unwrap_or(0);
                 offsets.push(last);
             }
-            Kind::Struct { fields } => {
+            Kind::Struct { fields, .. } => {
                 for field in fields {
                     field.column.push_placeholder();
                     field.column.nulls.append_null();
@@ -309,7 +320,7 @@ impl Column {
                 keys.truncate(entries);
                 values.truncate(entries);
             }
-            Kind::Struct { fields } => {
+            Kind::Struct { fields, .. } => {
                 for field in fields {
                     field.column.truncate(rows);
                 }
@@ -358,7 +369,7 @@ impl Column {
                 let entries = StructArray::try_new(entry_fields, vec![keys.finish()?, values.finish()?], None)?;
                 Arc::new(MapArray::try_new(Arc::new(entries_field), offsets, entries, nulls, false)?)
             }
-            Kind::Struct { fields } => {
+            Kind::Struct { fields, .. } => {
                 let arrow_fields = struct_fields(fields);
                 let children = fields.iter_mut().map(|f| f.column.finish()).collect::<Result<Vec<_>, _>>()?;
                 if children.is_empty() {
@@ -370,6 +381,12 @@ impl Column {
         };
         Ok(array)
     }
+}
+
+fn quoted_key(name: &str) -> Box<[u8]> {
+    let mut key = name.as_bytes().to_vec();
+    key.push(b'"');
+    key.into_boxed_slice()
 }
 
 /// Builds a string array without validating its bytes as UTF-8 a second time.

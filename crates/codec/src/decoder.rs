@@ -89,7 +89,7 @@ pub struct Decoder {
 
 /// Marks the root fields fed by `preproc`; returns the reference paths by field index.
 fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<String>)>, CompileError> {
-    let Kind::Struct { fields } = &mut root.kind else { return Ok(Vec::new()) };
+    let Kind::Struct { fields, .. } = &mut root.kind else { return Ok(Vec::new()) };
     let mut refs = Vec::new();
     for (name, preproc) in &source.preproc {
         let Some(index) = fields.iter().position(|f| &*f.name == name.as_str()) else {

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use crate::columns::{Column, FieldSource, Kind, StructField, push_offset};
 use crate::decimal::parse_decimal;
 use crate::rejection::{Fault, Found, Reason};
-use crate::timestamp::{days_from_str, micros_from_epoch_float, micros_from_epoch_int, micros_from_str};
+use crate::timestamp::{days_from_str, micros_from_bytes, micros_from_epoch_float, micros_from_epoch_int};
 
 /// Nesting bound for values the schema does not describe (skipped keys), so a
 /// hostile payload cannot exhaust the stack.
@@ -49,7 +49,7 @@ impl JsonState {
     /// A path may not pass through a key that is itself a dataset field, nor end
     /// where another path continues: one pass cannot feed both.
     pub(crate) fn with_refs(refs: &[(usize, Vec<String>)], root: &Column) -> Result<JsonState, String> {
-        let Kind::Struct { fields } = &root.kind else { return Err("internal: root is not a struct".to_owned()) };
+        let Kind::Struct { fields, .. } = &root.kind else { return Err("internal: root is not a struct".to_owned()) };
         let mut tree: Vec<RefNode> = Vec::new();
         for (target, path) in refs {
             let Some(first) = path.first() else { continue };
@@ -252,11 +252,11 @@ impl<'a> Parser<'a> {
     #[inline]
     fn scan_plain(&self) -> usize {
         let mut pos = self.pos;
-        // Eight bytes at a time while no byte of the word is special.
+        // Eight bytes at a time; the lowest flagged byte of a word is the first special one.
         while let Some(chunk) = self.bytes.get(pos..pos + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            if has_special_byte(word) {
-                break;
+            let mask = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+            if mask != 0 {
+                return pos + (mask.trailing_zeros() / 8) as usize;
             }
             pos += 8;
         }
@@ -381,6 +381,20 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// At a key's opening quote: consumes the key when it is exactly
+    /// `quoted_key` (a name and its closing quote), without unescaping.
+    #[inline]
+    fn key_is(&mut self, quoted_key: &[u8]) -> bool {
+        let start = self.pos + 1;
+        match self.bytes.get(start..start + quoted_key.len()) {
+            Some(candidate) if short_eq(candidate, quoted_key) => {
+                self.pos = start + quoted_key.len();
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn colon(&mut self) -> Result<(), Reason> {
         if self.next_token()? != b':' {
             return Err(Reason::Malformed("expected `:` after an object key"));
@@ -425,15 +439,17 @@ impl<'a> Parser<'a> {
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any byte of `word` is `"`, `\\` or below 0x20, eight bytes at once
-/// (the classic "has zero byte" / "has byte less than" bit tricks, both exact).
+/// Flags (high bit of each byte) the bytes of `word` that are `"`, `\\` or below
+/// 0x20, eight at once, with the classic "has zero byte" / "has byte less than"
+/// tricks. A borrow can flag a byte above a special one, never below it, so the
+/// lowest flag is exact.
 #[inline]
-fn has_special_byte(word: u64) -> bool {
+fn special_bytes(word: u64) -> u64 {
     let quote = word ^ (LOW_BITS * u64::from(b'"'));
     let backslash = word ^ (LOW_BITS * u64::from(b'\\'));
     let zero_byte = |x: u64| x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS;
     let below_0x20 = word.wrapping_sub(LOW_BITS * 0x20) & !word & HIGH_BITS;
-    (zero_byte(quote) | zero_byte(backslash) | below_0x20) != 0
+    zero_byte(quote) | zero_byte(backslash) | below_0x20
 }
 
 fn found(first: u8) -> Found {
@@ -540,8 +556,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
                     None => parse_text::<f64>(number.text).and_then(micros_from_epoch_float),
                 }
             } else {
-                let text = string_text(&mut state.scratch, parser, path)?;
-                std::str::from_utf8(text).ok().and_then(micros_from_str)
+                micros_from_bytes(string_text(&mut state.scratch, parser, path)?)
             };
             values.push(micros.ok_or_else(|| at(Reason::BadTimestamp))?);
         }
@@ -650,19 +665,34 @@ fn decode_object(
 ) -> Result<(), Fault> {
     let Column { kind, path, nulls, .. } = column;
     let at = |reason: Reason| Fault::new(reason, path);
-    let Kind::Struct { fields } = kind else {
+    let Kind::Struct { fields, first_key } = kind else {
         return Err(at(Reason::Malformed("internal: object decoded into a non-struct column")));
     };
     state.stamp += 1;
     let stamp = state.stamp;
     parser.pos += 1;
-    let mut guess = 0usize;
+    let mut guess = *first_key;
+    let mut previous: Option<usize> = None;
     if parser.next_token().map_err(at)? == b'}' {
         parser.pos += 1;
     } else {
         loop {
             if parser.next_token().map_err(at)? != b'"' {
                 return Err(at(Reason::Malformed("expected a string key")));
+            }
+            // Producers write keys in a stable order: try the expected key in place first.
+            if let Some(field) = fields.get_mut(guess)
+                && field.source == FieldSource::Key
+                && parser.key_is(&field.quoted_key)
+            {
+                parser.colon().map_err(at)?;
+                decode_field(state, parser, field, stamp)?;
+                previous = Some(guess);
+                guess = field.next_key;
+                if !parser.object_continues().map_err(at)? {
+                    break;
+                }
+                continue;
             }
             let (index, ref_node) = {
                 let key = match parser.string(&mut state.scratch).map_err(at)? {
@@ -678,7 +708,13 @@ fn decode_object(
             match (index, ref_node) {
                 (Some(index), _) => {
                     decode_field(state, parser, &mut fields[index], stamp)?;
-                    guess = index + 1;
+                    // Learn the producer's order for the next object.
+                    match previous {
+                        Some(before) => fields[before].next_key = index,
+                        None => *first_key = index,
+                    }
+                    previous = Some(index);
+                    guess = fields[index].next_key;
                 }
                 (None, Some(node)) => follow_ref(state, parser, fields, node, stamp, path)?,
                 (None, None) => parser.skip_value(&mut state.scratch, 0).map_err(at)?,
@@ -780,12 +816,46 @@ fn find_field(fields: &[StructField], key: &[u8], guess: usize) -> Option<usize>
 /// more than the comparison.
 #[inline(always)]
 fn same_key(name: &[u8], key: &[u8]) -> bool {
-    name.len() == key.len() && name.iter().zip(key).all(|(a, b)| a == b)
+    short_eq(name, key)
+}
+
+/// Equality of short byte strings with at most two overlapping word loads per side.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word4 = |s: &[u8], i: usize| s.get(i..i + 4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes);
+    let word8 = |s: &[u8], i: usize| s.get(i..i + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_eq_matches_slice_equality() {
+        let words: [&[u8]; 9] = [b"", b"a", b"ab", b"abc", b"abcd", b"abcdefg", b"abcdefgh", b"abcdefghijklmnop", b"abcdefghijklmnopq"];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");
+                let mut changed = b.to_vec();
+                for i in 0..changed.len() {
+                    changed[i] ^= 1;
+                    assert_eq!(short_eq(a, &changed), a == changed.as_slice());
+                    changed[i] ^= 1;
+                }
+            }
+        }
+    }
 
     #[test]
     fn special_byte_detection_matches_the_byte_loop() {
@@ -801,11 +871,14 @@ mod tests {
                 2 => b % 0x20,
                 _ => b | 0x20,
             });
-            let expected = bytes.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            assert_eq!(has_special_byte(u64::from_le_bytes(bytes)), expected, "{bytes:?}");
+            let first = |bytes: &[u8; 8]| bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            let found = |bytes: [u8; 8]| {
+                let mask = special_bytes(u64::from_le_bytes(bytes));
+                (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize)
+            };
+            assert_eq!(found(bytes), first(&bytes), "{bytes:?}");
             let plain = state.to_le_bytes().map(|b| (b % 0x5b).max(0x20).max(b'#'));
-            let expected = plain.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            assert_eq!(has_special_byte(u64::from_le_bytes(plain)), expected, "{plain:?}");
+            assert_eq!(found(plain), first(&plain), "{plain:?}");
         }
     }
 }

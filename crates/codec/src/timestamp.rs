@@ -46,6 +46,11 @@ pub(crate) fn micros_from_epoch_float(value: f64) -> Option<i64> {
     if micros >= -9.2e18 && micros <= 9.2e18 { Some(micros as i64) } else { None }
 }
 
+/// A timestamp's text as bytes: the common RFC 3339 shape without a UTF-8 check.
+pub(crate) fn micros_from_bytes(text: &[u8]) -> Option<i64> {
+    fast_rfc3339(text).or_else(|| micros_from_str(std::str::from_utf8(text).ok()?))
+}
+
 /// A timestamp string (numeric, RFC 3339, RFC 2822, ...) to microseconds.
 pub(crate) fn micros_from_str(text: &str) -> Option<i64> {
     if let Some(micros) = fast_rfc3339(text.as_bytes()) {

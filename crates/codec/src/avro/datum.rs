@@ -137,7 +137,7 @@ pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Colu
         Program::Mismatch(why) => return Err(at(Reason::SchemaMismatch(why.clone()), column)),
         Program::Skip(skip) => return skip_value(skip, cursor).map_err(|r| at(r, column)),
         Program::Record { fields: programs, absent } => {
-            let Kind::Struct { fields } = &mut column.kind else { return Err(internal(column)) };
+            let Kind::Struct { fields, .. } = &mut column.kind else { return Err(internal(column)) };
             for (program, target) in programs {
                 match target {
                     Some(index) => read(program, cursor, &mut fields[*index].column)?,

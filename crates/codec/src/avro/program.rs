@@ -230,7 +230,7 @@ impl Resolver<'_, '_> {
             (Kind::Map { values, .. }, Schema::Map(map)) => {
                 Program::Map(Box::new(self.resolve(&map.types, values, depth + 1)?))
             }
-            (Kind::Struct { fields }, Schema::Record(record)) => {
+            (Kind::Struct { fields, .. }, Schema::Record(record)) => {
                 let mut programs = Vec::with_capacity(record.fields.len());
                 let mut matched = vec![false; fields.len()];
                 for writer_field in &record.fields {
