@@ -25,7 +25,8 @@ use std::sync::Arc;
 use apache_avro::types::Value;
 use apache_avro::{Schema as AvroSchema, from_avro_datum, to_avro_datum};
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, SchemaRef};
@@ -122,7 +123,13 @@ fn events(count: usize) -> Vec<Event> {
                 version: format!("{}.{}.{}", rng.below(20), rng.below(10), rng.below(100)),
                 mobile: rng.below(2) == 0,
                 referrer: (rng.below(10) != 0).then(|| format!("https://ref{}.example.com/landing", rng.below(100))),
-                session: format!("{:08x}-{:04x}-{:04x}-{:012x}", rng.next() as u32, rng.below(65536), rng.below(65536), rng.next() & 0xffff_ffff_ffff),
+                session: format!(
+                    "{:08x}-{:04x}-{:04x}-{:012x}",
+                    rng.next() as u32,
+                    rng.below(65536),
+                    rng.below(65536),
+                    rng.next() & 0xffff_ffff_ffff
+                ),
             }
         })
         .collect()
@@ -198,7 +205,8 @@ fn registry() -> String {
                 line.clear();
             }
             let mut stream = &stream;
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         }
     });
     url
@@ -236,7 +244,8 @@ fn arrow_json(schema: &SchemaRef, records: &[Vec<u8>]) -> (usize, usize) {
         match arrow_json_decode(schema, &lines) {
             Ok(batch) => rows += black_box(batch).num_rows(),
             Err(_) => {
-                let good: Vec<&[u8]> = lines.iter().copied().filter(|l| arrow_json_decode(schema, &[l]).is_ok()).collect();
+                let good: Vec<&[u8]> =
+                    lines.iter().copied().filter(|l| arrow_json_decode(schema, &[l]).is_ok()).collect();
                 rejected += lines.len() - good.len();
                 rows += black_box(arrow_json_decode(schema, &good).expect("good lines decode")).num_rows();
             }
@@ -335,7 +344,11 @@ impl ValueBuilders {
             ts: TimestampMicrosecondBuilder::with_capacity(BATCH).with_timezone("UTC"),
             amount: Float64Builder::with_capacity(BATCH),
             country: StringBuilder::new(),
-            tags: ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, false))),
+            tags: ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+                "item",
+                DataType::Utf8,
+                false,
+            ))),
             device: StructBuilder::from_fields(device_fields(), BATCH),
             referrer: StringBuilder::new(),
             session: StringBuilder::new(),
@@ -458,7 +471,9 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("avro_{label}"));
         group.sample_size(10).throughput(Throughput::Bytes(avro_bytes as u64));
         group.bench_function(BenchmarkId::new("tributary", count), |b| b.iter(|| ours(&mut avro_decoder, avro)));
-        group.bench_function(BenchmarkId::new("apache_avro", count), |b| b.iter(|| apache_avro(&writer, &arrow_schema, avro)));
+        group.bench_function(BenchmarkId::new("apache_avro", count), |b| {
+            b.iter(|| apache_avro(&writer, &arrow_schema, avro))
+        });
         group.bench_function(BenchmarkId::new("arrow_avro", count), |b| b.iter(|| arrow_avro(avro)));
         group.finish();
     }

@@ -70,7 +70,10 @@ pub(crate) enum Kind {
         values: Box<Column>,
     },
     /// `first_key`: the JSON decoder's guess of the field whose key comes first.
-    Struct { fields: Vec<StructField>, first_key: usize },
+    Struct {
+        fields: Vec<StructField>,
+        first_key: usize,
+    },
 }
 
 /// A field of a struct column.
@@ -399,7 +402,11 @@ fn quoted_key(name: &str) -> Box<[u8]> {
 /// enum symbols and map keys come from `&str`. Rollback truncates at value
 /// boundaries (offsets), never inside a character. Offsets are checked.
 #[allow(unsafe_code)]
-fn utf8_array(offsets: OffsetBuffer<i32>, data: Buffer, nulls: Option<arrow_buffer::NullBuffer>) -> Result<StringArray, ArrowError> {
+fn utf8_array(
+    offsets: OffsetBuffer<i32>,
+    data: Buffer,
+    nulls: Option<arrow_buffer::NullBuffer>,
+) -> Result<StringArray, ArrowError> {
     let last = offsets.last();
     if usize::try_from(last).ok() != Some(data.len()) {
         return Err(ArrowError::InvalidArgumentError("string offsets do not match the data".into()));

@@ -215,7 +215,8 @@ impl Decoder {
                 }
                 Ok(true)
             }
-            Err(Fault { reason, field }) => {
+            Err(fault) => {
+                let Fault { reason, field } = *fault;
                 self.root.truncate(rows);
                 self.rejections.push(Rejection::new(reason, field, meta, payload));
                 Ok(false)

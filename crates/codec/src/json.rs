@@ -83,7 +83,7 @@ impl JsonState {
     }
 
     /// Decodes one payload into `root` (a struct column of the dataset's fields).
-    pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<(), Fault> {
+    pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<(), Box<Fault>> {
         if simdutf8::basic::from_utf8(payload).is_err() {
             return Err(Fault::record(Reason::Malformed("payload is not valid UTF-8")));
         }
@@ -463,12 +463,12 @@ fn found(first: u8) -> Found {
     }
 }
 
-fn mismatch(path: &Arc<str>, type_name: &Arc<str>, first: u8) -> Fault {
+fn mismatch(path: &Arc<str>, type_name: &Arc<str>, first: u8) -> Box<Fault> {
     Fault::new(Reason::TypeMismatch { expected: type_name.clone(), found: found(first) }, path)
 }
 
 /// Decodes the value at the cursor into `column` (one row of it).
-fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Column) -> Result<(), Fault> {
+fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Column) -> Result<(), Box<Fault>> {
     let first = parser.next_token().map_err(|r| Fault::new(r, &column.path))?;
     if first == b'n' {
         parser.literal(b"null").map_err(|r| Fault::new(r, &column.path))?;
@@ -627,7 +627,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
     Ok(())
 }
 
-fn integer(number: &Number<'_>, path: &Arc<str>, type_name: &Arc<str>) -> Result<i64, Fault> {
+fn integer(number: &Number<'_>, path: &Arc<str>, type_name: &Arc<str>) -> Result<i64, Box<Fault>> {
     match number.integer {
         Some(value) => Ok(value),
         None if number.is_float => {
@@ -647,7 +647,7 @@ fn string_text<'s, 'a: 's>(
     scratch: &'s mut Vec<u8>,
     parser: &mut Parser<'a>,
     path: &Arc<str>,
-) -> Result<&'s [u8], Fault> {
+) -> Result<&'s [u8], Box<Fault>> {
     match parser.string(scratch).map_err(|r| Fault::new(r, path))? {
         Some(raw) => Ok(raw),
         None => Ok(scratch.as_slice()),
@@ -662,7 +662,7 @@ fn decode_object(
     parser: &mut Parser<'_>,
     column: &mut Column,
     refs: &[RefNode],
-) -> Result<(), Fault> {
+) -> Result<(), Box<Fault>> {
     let Column { kind, path, nulls, .. } = column;
     let at = |reason: Reason| Fault::new(reason, path);
     let Kind::Struct { fields, first_key } = kind else {
@@ -749,7 +749,7 @@ fn decode_field(
     parser: &mut Parser<'_>,
     field: &mut StructField,
     stamp: u64,
-) -> Result<(), Fault> {
+) -> Result<(), Box<Fault>> {
     if field.seen == stamp {
         return Err(Fault::new(Reason::Malformed("the same key appears twice in an object"), &field.column.path));
     }
@@ -766,7 +766,7 @@ fn follow_ref(
     node: &RefNode,
     stamp: u64,
     path: &Arc<str>,
-) -> Result<(), Fault> {
+) -> Result<(), Box<Fault>> {
     let at = |reason: Reason| Fault::new(reason, path);
     if let Some(target) = node.target {
         return decode_field(state, parser, &mut fields[target], stamp);
@@ -843,7 +843,8 @@ mod tests {
 
     #[test]
     fn short_eq_matches_slice_equality() {
-        let words: [&[u8]; 9] = [b"", b"a", b"ab", b"abc", b"abcd", b"abcdefg", b"abcdefgh", b"abcdefghijklmnop", b"abcdefghijklmnopq"];
+        let words: [&[u8]; 9] =
+            [b"", b"a", b"ab", b"abc", b"abcd", b"abcdefg", b"abcdefgh", b"abcdefghijklmnop", b"abcdefghijklmnopq"];
         for a in words {
             for b in words {
                 assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");

@@ -215,12 +215,13 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
-    pub(crate) fn new(reason: Reason, field: &Arc<str>) -> Fault {
-        Fault { reason, field: Arc::clone(field) }
+    /// Boxed, so a `Result<_, Box<Fault>>` stays one register wide on the hot path.
+    pub(crate) fn new(reason: Reason, field: &Arc<str>) -> Box<Fault> {
+        Box::new(Fault { reason, field: Arc::clone(field) })
     }
 
     /// A fault of the record as a whole (no field).
-    pub(crate) fn record(reason: Reason) -> Fault {
-        Fault { reason, field: Arc::from("") }
+    pub(crate) fn record(reason: Reason) -> Box<Fault> {
+        Box::new(Fault { reason, field: Arc::from("") })
     }
 }

@@ -25,7 +25,7 @@ impl<'a> Cursor<'a> {
         self.bytes.len() - self.pos
     }
 
-    #[inline]
+    #[inline(always)]
     fn long(&mut self) -> Result<i64, Reason> {
         // Most varints are one byte (lengths, small numbers, union branches).
         if let Some(&byte) = self.bytes.get(self.pos)
@@ -35,6 +35,11 @@ impl<'a> Cursor<'a> {
             let value = u64::from(byte);
             return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
         }
+        self.long_multi_byte()
+    }
+
+    #[inline(never)]
+    fn long_multi_byte(&mut self) -> Result<i64, Reason> {
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -61,7 +66,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A length or count that must fit in what is left of the datum.
-    #[inline]
+    #[inline(always)]
     fn length(&mut self) -> Result<usize, Reason> {
         let len = self.long()?;
         let len = usize::try_from(len).map_err(|_| Reason::Malformed("negative Avro length"))?;
@@ -71,7 +76,7 @@ impl<'a> Cursor<'a> {
         Ok(len)
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, len: usize) -> Result<&'a [u8], Reason> {
         let end = self.pos.checked_add(len).filter(|&end| end <= self.bytes.len()).ok_or(TRUNCATED)?;
         let slice = &self.bytes[self.pos..end];
@@ -116,7 +121,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Runs `program` on the datum into `column` (one value of it).
-pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Fault> {
+pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Box<Fault>> {
     let at = |reason: Reason, column: &Column| Fault::new(reason, &column.path);
     match program {
         Program::Null => {
@@ -161,11 +166,16 @@ pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Colu
     Ok(())
 }
 
-fn internal(column: &Column) -> Fault {
+fn internal(column: &Column) -> Box<Fault> {
     Fault::new(Reason::Malformed("internal: program and column disagree"), &column.path)
 }
 
-fn read_scalar_or_collection(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Fault> {
+#[inline(always)]
+fn read_scalar_or_collection(
+    program: &Program,
+    cursor: &mut Cursor<'_>,
+    column: &mut Column,
+) -> Result<(), Box<Fault>> {
     let Column { kind, path, type_name, .. } = column;
     let at = |reason: Reason| Fault::new(reason, path);
     match (program, kind) {
@@ -203,7 +213,7 @@ fn read_scalar_or_collection(program: &Program, cursor: &mut Cursor<'_>, column:
         (Program::String | Program::Bytes { decimal_scale: None }, Kind::Utf8 { offsets, data }) => {
             let len = cursor.length().map_err(at)?;
             let bytes = cursor.take(len).map_err(at)?;
-            if simdutf8::basic::from_utf8(bytes).is_err() {
+            if !is_utf8(bytes) {
                 return Err(at(Reason::Malformed("Avro string is not valid UTF-8")));
             }
             data.extend_from_slice(bytes);
@@ -303,6 +313,21 @@ fn read_scalar_or_collection(program: &Program, cursor: &mut Cursor<'_>, column:
         }
     }
     Ok(())
+}
+
+/// UTF-8 validation with an inline ASCII fast path: most strings are short
+/// ASCII, where a library call costs more than the check.
+#[inline(always)]
+fn is_utf8(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let mut high = 0u64;
+    for word in &mut words {
+        high |= u64::from_le_bytes(word.try_into().unwrap_or([0xff; 8]));
+    }
+    for &byte in words.remainder() {
+        high |= u64::from(byte);
+    }
+    high & 0x8080_8080_8080_8080 == 0 || simdutf8::basic::from_utf8(bytes).is_ok()
 }
 
 fn utf8_string<'a>(cursor: &mut Cursor<'a>) -> Result<&'a str, Reason> {

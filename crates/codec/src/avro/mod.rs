@@ -52,7 +52,7 @@ impl AvroState {
     }
 
     /// Decodes one payload into `root`; the outer error means "retry later".
-    pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<Result<(), Fault>, DecodeError> {
+    pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<Result<(), Box<Fault>>, DecodeError> {
         let (schema, datum) = match &self.wire {
             WireFormat::Raw(schema) => (Arc::clone(schema), payload),
             WireFormat::Confluent(client) => {
@@ -94,7 +94,7 @@ fn schema_for(
     client: &RegistryClient,
     id: u32,
     root: &Column,
-) -> Result<Result<Arc<CompiledSchema>, Fault>, DecodeError> {
+) -> Result<Result<Arc<CompiledSchema>, Box<Fault>>, DecodeError> {
     let cached = match schemas.get(&id) {
         Some(Cached::Unknown(since)) if since.elapsed() >= UNKNOWN_ID_RETRY => None,
         other => other.cloned(),
