@@ -39,7 +39,7 @@ const BATCH: usize = 500;
 fn event(i: usize, malformed_every: usize) -> String {
     if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
         // Alternate between broken JSON and a wrong type, the two mistakes producers make.
-        return if i % 2 == 0 {
+        return if i.is_multiple_of(2) {
             format!("{{\"order_id\": {i}, \"amount\": ")
         } else {
             format!("{{\"order_id\": \"#{i}\"}}")

@@ -33,6 +33,7 @@ trap 'scripts/emulators.sh down' EXIT
 
 # The emulator-backed tests must fail, not skip, if the emulators are missing.
 unset TRIBUTARY_SKIP_EMULATOR_TESTS
-cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+# Benches are built and run by `cargo bench` (release), not here.
+cargo nextest run --workspace --lib --bins --tests --examples --no-fail-fast "$@"
 # nextest does not run doctests; they are examples in the docs and must stay true.
 cargo test --workspace --doc

@@ -115,6 +115,15 @@ fn unreadable_files_and_usage_errors_exit_2() {
 }
 
 #[test]
+fn an_inline_avro_schema_must_resolve_to_the_dataset() {
+    let output = tributary(&["validate", &format!("{FIXTURES}/avro_incompatible.yaml")], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(out.starts_with("SCHEMA_INCOMPATIBLE avro_incompatible.kinesis.format.avro.schema: "), "{out}");
+    assert!(out.contains("`ts`"), "{out}");
+}
+
+#[test]
 fn names_must_be_unique_across_files() {
     let example = format!("{EXAMPLES}/orders.yaml");
     let output = tributary(&["validate", &example, &example], &[]);

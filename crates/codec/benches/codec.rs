@@ -227,11 +227,21 @@ fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
     (rows, rejected)
 }
 
+/// arrow-json as a user would drive it: the batch's records joined by newlines, decoded in one call.
 fn arrow_json_decode(schema: &SchemaRef, lines: &[&[u8]]) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(BATCH).build_decoder()?;
+    let mut buffer = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
-        decoder.decode(line)?;
-        decoder.decode(b"\n")?;
+        buffer.extend_from_slice(line);
+        buffer.push(b'\n');
+    }
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(BATCH).build_decoder()?;
+    let mut rest = buffer.as_slice();
+    while !rest.is_empty() {
+        let used = decoder.decode(rest)?;
+        if used == 0 {
+            break;
+        }
+        rest = &rest[used..];
     }
     decoder.flush()?.ok_or_else(|| arrow_schema::ArrowError::JsonError("no rows".into()))
 }

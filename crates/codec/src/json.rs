@@ -488,28 +488,28 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
     match &mut column.kind {
         Kind::Bool(values) => match first {
             b't' => {
-                parser.literal(b"true").map_err(|r| at(r))?;
+                parser.literal(b"true").map_err(&at)?;
                 values.append(true);
             }
             b'f' => {
-                parser.literal(b"false").map_err(|r| at(r))?;
+                parser.literal(b"false").map_err(&at)?;
                 values.append(false);
             }
             _ => return Err(mismatch(path, type_name, first)),
         },
         Kind::Int32(values) if is_number => {
-            let number = parser.number().map_err(|r| at(r))?;
+            let number = parser.number().map_err(&at)?;
             let value = integer(&number, path, type_name)?;
             let value = i32::try_from(value).map_err(|_| at(Reason::OutOfRange("integer does not fit in int32")))?;
             values.push(value);
         }
         Kind::Int64(values) if is_number => {
-            let number = parser.number().map_err(|r| at(r))?;
+            let number = parser.number().map_err(&at)?;
             let value = integer(&number, path, type_name)?;
             values.push(value);
         }
         Kind::Float64(values) if is_number => {
-            let number = parser.number().map_err(|r| at(r))?;
+            let number = parser.number().map_err(&at)?;
             let value = match number.integer {
                 // Integers up to 2^53 convert exactly; larger ones round as parsing would.
                 Some(i) if i.unsigned_abs() < (1 << 53) => i as f64,
@@ -521,7 +521,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
             values.push(value);
         }
         Kind::Float32(values) if is_number => {
-            let number = parser.number().map_err(|r| at(r))?;
+            let number = parser.number().map_err(&at)?;
             let value = parse_text::<f32>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?;
             if !value.is_finite() {
                 return Err(at(Reason::OutOfRange("number does not fit in float32")));
@@ -529,13 +529,13 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
             values.push(value);
         }
         Kind::Utf8 { offsets, data } if first == b'"' => {
-            parser.string_into(data).map_err(|r| at(r))?;
+            parser.string_into(data).map_err(&at)?;
             if !push_offset(offsets, data.len()) {
                 return Err(at(Reason::OutOfRange("batch holds more than 2 GiB of text")));
             }
         }
         Kind::Binary { offsets, data } if first == b'"' => {
-            let text = match parser.string(&mut state.scratch).map_err(|r| at(r))? {
+            let text = match parser.string(&mut state.scratch).map_err(&at)? {
                 Some(raw) => raw,
                 None => state.scratch.as_slice(),
             };
@@ -550,7 +550,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
         }
         Kind::Timestamp(values) if first == b'"' || is_number => {
             let micros = if is_number {
-                let number = parser.number().map_err(|r| at(r))?;
+                let number = parser.number().map_err(&at)?;
                 match number.integer {
                     Some(i) => micros_from_epoch_int(i),
                     None => parse_text::<f64>(number.text).and_then(micros_from_epoch_float),
@@ -562,7 +562,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
         }
         Kind::Date32(values) if first == b'"' || is_number => {
             let days = if is_number {
-                let number = parser.number().map_err(|r| at(r))?;
+                let number = parser.number().map_err(&at)?;
                 number.integer.and_then(|i| i32::try_from(i).ok())
             } else {
                 let text = string_text(&mut state.scratch, parser, path)?;
@@ -573,7 +573,7 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
         Kind::Decimal { values, precision, scale } if first == b'"' || is_number => {
             let (precision, scale) = (*precision, *scale);
             let parsed = if is_number {
-                let number = parser.number().map_err(|r| at(r))?;
+                let number = parser.number().map_err(&at)?;
                 parse_decimal(number.text, precision, scale)
             } else {
                 let text = string_text(&mut state.scratch, parser, path)?;

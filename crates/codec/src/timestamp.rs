@@ -43,7 +43,7 @@ pub(crate) fn micros_from_epoch_float(value: f64) -> Option<i64> {
     };
     let micros = (value * scale).round();
     // i64 range check before the cast; the cast is then exact for integral values in range.
-    if micros >= -9.2e18 && micros <= 9.2e18 { Some(micros as i64) } else { None }
+    if (-9.2e18..=9.2e18).contains(&micros) { Some(micros as i64) } else { None }
 }
 
 /// A timestamp's text as bytes: the common RFC 3339 shape without a UTF-8 check.

@@ -5,8 +5,9 @@
 //! scalars) or as an API body ([`tributary_proto::v1::CommitRequest`]). Both
 //! become a validated [`Source`] through the same static checks
 //! ([`validate_commit`]), which collect every problem as a [`ValidationError`]
-//! with a stable [`ErrorCode`] and a field path. [`live::check_source`] then
-//! proves, against AWS, that the stream can really be read.
+//! with a stable [`ErrorCode`] and a field path. With the `live` feature (on by
+//! default), `live::check_source` then proves, against AWS, that the stream can
+//! really be read.
 //!
 //! ```
 //! use chrono::Utc;
@@ -29,17 +30,20 @@
 //! ```
 
 mod arn;
+#[cfg(feature = "live")]
 mod aws;
 mod data_type;
 mod definition;
 mod error;
 mod file;
 mod init_position;
+#[cfg(feature = "live")]
 pub mod live;
 mod predicate;
 mod secret;
 mod time;
 
+#[cfg(feature = "live")]
 pub use aws::{AwsSettings, ClientFactory};
 
 pub use arn::{ArnError, Partition, RoleArn, StreamArn};
