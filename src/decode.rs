@@ -20,8 +20,10 @@ use parquet::file::properties::WriterProperties;
 use tributary_codec::{DecodeError, DecodedBatch, Decoder, RecordMeta};
 use tributary_source::{AvroFormat, Format, load_file, validate_raw_sources};
 
-/// Rows per batch (and per Parquet row group flush).
+/// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
+/// Rows per Parquet row group: the writer holds a row group in memory, so this bounds memory.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Attempts at a record while the schema registry is unavailable.
 const REGISTRY_ATTEMPTS: u32 = 5;
 

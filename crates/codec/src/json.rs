@@ -406,32 +406,23 @@ impl<'a> Parser<'a> {
     /// After an object member: `true` on `,`, `false` on `}` (consumed).
     #[inline]
     fn object_continues(&mut self) -> Result<bool, Reason> {
-        match self.next_token()? {
-            b',' => {
-                self.pos += 1;
-                Ok(true)
-            }
-            b'}' => {
-                self.pos += 1;
-                Ok(false)
-            }
-            _ => Err(Reason::Malformed("expected `,` or `}` in an object")),
-        }
+        self.continues(b'}', "expected `,` or `}` in an object")
     }
 
     /// After an array element: `true` on `,`, `false` on `]` (consumed).
     #[inline]
     fn array_continues(&mut self) -> Result<bool, Reason> {
-        match self.next_token()? {
-            b',' => {
-                self.pos += 1;
-                Ok(true)
-            }
-            b']' => {
-                self.pos += 1;
-                Ok(false)
-            }
-            _ => Err(Reason::Malformed("expected `,` or `]` in an array")),
+        self.continues(b']', "expected `,` or `]` in an array")
+    }
+
+    #[inline]
+    fn continues(&mut self, close: u8, otherwise: &'static str) -> Result<bool, Reason> {
+        let next = self.next_token()?;
+        if next == b',' || next == close {
+            self.pos += 1;
+            Ok(next == b',')
+        } else {
+            Err(Reason::Malformed(otherwise))
         }
     }
 }
