@@ -6,8 +6,9 @@
 #   ./scripts/test.sh -E 'test(live)'   # extra arguments go to cargo nextest
 #
 # Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl.
-# Installs: cargo-nextest when missing (crates.io), kinesis-local (npm) and moto (PyPI)
-# under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}.
+# Installs: cargo-nextest and cargo-fuzz when missing (crates.io), kinesis-local (npm) and
+# moto (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
+# (default 15, 0 to skip) bounds the fuzzing of each codec target.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,3 +38,8 @@ unset TRIBUTARY_SKIP_EMULATOR_TESTS
 cargo nextest run --workspace --lib --bins --tests --examples --no-fail-fast "$@"
 # nextest does not run doctests; they are examples in the docs and must stay true.
 cargo test --workspace --doc
+# A short coverage-guided fuzz of both decoders (longer: ./scripts/fuzz.sh 600).
+fuzz_seconds=${TRIBUTARY_FUZZ_SECONDS:-15}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  ./scripts/fuzz.sh "$fuzz_seconds"
+fi
