@@ -28,6 +28,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest >&2
 fi
 
+# A short coverage-guided fuzz of both decoders (longer: ./scripts/fuzz.sh 600).
+fuzz_seconds=${TRIBUTARY_FUZZ_SECONDS:-15}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  ./scripts/fuzz.sh "$fuzz_seconds"
+fi
+
 scripts/emulators.sh install
 eval "$(scripts/emulators.sh up)"
 trap 'scripts/emulators.sh down' EXIT
@@ -38,8 +44,3 @@ unset TRIBUTARY_SKIP_EMULATOR_TESTS
 cargo nextest run --workspace --lib --bins --tests --examples --no-fail-fast "$@"
 # nextest does not run doctests; they are examples in the docs and must stay true.
 cargo test --workspace --doc
-# A short coverage-guided fuzz of both decoders (longer: ./scripts/fuzz.sh 600).
-fuzz_seconds=${TRIBUTARY_FUZZ_SECONDS:-15}
-if [ "$fuzz_seconds" -gt 0 ]; then
-  ./scripts/fuzz.sh "$fuzz_seconds"
-fi
