@@ -53,8 +53,8 @@ impl AvroState {
 
     /// Decodes one payload into `root`; the outer error means "retry later".
     pub(crate) fn decode(&mut self, payload: &[u8], root: &mut Column) -> Result<Result<(), Box<Fault>>, DecodeError> {
-        let (schema, datum) = match &self.wire {
-            WireFormat::Raw(schema) => (Arc::clone(schema), payload),
+        let (schema, datum): (&CompiledSchema, &[u8]) = match &self.wire {
+            WireFormat::Raw(schema) => (schema, payload),
             WireFormat::Confluent(client) => {
                 let Some((&magic, rest)) = payload.split_first() else {
                     return Ok(Err(Fault::record(Reason::Malformed("payload is empty"))));
@@ -66,15 +66,15 @@ impl AvroState {
                     return Ok(Err(Fault::record(Reason::Malformed("payload is shorter than the Confluent header"))));
                 };
                 let id = u32::from_be_bytes(*id_bytes);
-                match &self.last {
-                    Some((last_id, schema)) if *last_id == id => (Arc::clone(schema), datum),
-                    _ => match schema_for(&mut self.schemas, client, id, root)? {
-                        Ok(schema) => {
-                            self.last = Some((id, Arc::clone(&schema)));
-                            (schema, datum)
-                        }
+                if self.last.as_ref().is_none_or(|(last_id, _)| *last_id != id) {
+                    match schema_for(&mut self.schemas, client, id, root)? {
+                        Ok(schema) => self.last = Some((id, schema)),
                         Err(fault) => return Ok(Err(fault)),
-                    },
+                    }
+                }
+                match &self.last {
+                    Some((_, schema)) => (schema, datum),
+                    None => return Ok(Err(Fault::record(Reason::UnknownSchemaId(id)))),
                 }
             }
         };
