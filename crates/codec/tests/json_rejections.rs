@@ -173,6 +173,28 @@ fn accepted_edge_cases() {
 }
 
 #[test]
+fn key_order_may_change_from_record_to_record() {
+    // The decoder learns the producer's key order; a record in another order must decode the same.
+    let source = common::source(&[("a", "int64"), ("b", "string"), ("ts", "timestamp"), ("c", "optional<bool>")], "json", "");
+    let mut decoder = Decoder::new(&source, None).expect("compiles");
+    let orders = [
+        r#"{"ts": 1, "c": true, "b": "x", "a": 1}"#,
+        r#"{"ts": 2, "c": false, "b": "y", "a": 2}"#,
+        r#"{"a": 3, "b": "z", "ts": 3}"#,
+        r#"{"b": "w", "extra": 0, "ts": 4, "a": 4, "c": null}"#,
+        r#"{"ts": 5, "c": true, "b": "v", "a": 5}"#,
+    ];
+    let out = common::decode_all(&mut decoder, &orders.iter().map(|o| o.as_bytes().to_vec()).collect::<Vec<_>>());
+    assert!(out.rejections.is_empty(), "{:?}", out.rejections);
+    let a = out.batch.column(0).as_primitive::<Int64Type>();
+    let b = out.batch.column(1).as_string::<i32>();
+    let c = out.batch.column(3).as_boolean();
+    assert_eq!((1..=5).map(|i| a.value(i - 1)).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!((0..5).map(|i| b.value(i)).collect::<Vec<_>>(), ["x", "y", "z", "w", "v"]);
+    assert_eq!((c.value(0), c.value(1), c.is_null(2), c.is_null(3), c.value(4)), (true, false, true, true, true));
+}
+
+#[test]
 fn include_metadata_adds_the_record_columns() {
     let source = common::source(&[("id", "int64"), ("ts", "timestamp")], "json\n      include_metadata: true", "");
     let mut decoder = Decoder::new(&source, None).expect("compiles");
