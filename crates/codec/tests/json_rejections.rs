@@ -175,7 +175,8 @@ fn accepted_edge_cases() {
 #[test]
 fn key_order_may_change_from_record_to_record() {
     // The decoder learns the producer's key order; a record in another order must decode the same.
-    let source = common::source(&[("a", "int64"), ("b", "string"), ("ts", "timestamp"), ("c", "optional<bool>")], "json", "");
+    let source =
+        common::source(&[("a", "int64"), ("b", "string"), ("ts", "timestamp"), ("c", "optional<bool>")], "json", "");
     let mut decoder = Decoder::new(&source, None).expect("compiles");
     let orders = [
         r#"{"ts": 1, "c": true, "b": "x", "a": 1}"#,

@@ -122,6 +122,48 @@ impl<'a> Cursor<'a> {
 
 /// Runs `program` on the datum into `column` (one value of it).
 pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Box<Fault>> {
+    // The commonest pairs first, each with one check of the column's kind; the
+    // rest (and every error) in `read_general`, kept out of line so this stays small.
+    let fast = match (program, &mut column.kind) {
+        (Program::Long { timestamp_unit: None }, Kind::Int64(values)) => cursor.long().map(|v| values.push(v)),
+        (Program::Int, Kind::Int32(values)) => cursor.int().map(|v| values.push(v)),
+        (Program::Int, Kind::Int64(values)) => cursor.int().map(|v| values.push(i64::from(v))),
+        (Program::Double, Kind::Float64(values)) => cursor.double().map(|v| values.push(v)),
+        (Program::Float, Kind::Float32(values)) => cursor.float().map(|v| values.push(v)),
+        (Program::Boolean, Kind::Bool(values)) => cursor.boolean().map(|v| values.append(v)),
+        (Program::Long { timestamp_unit: Some(TimeUnit::Micros) }, Kind::Timestamp(values)) => {
+            cursor.long().map(|v| values.push(v))
+        }
+        (Program::String, Kind::Utf8 { offsets, data }) => read_utf8(cursor, offsets, data),
+        _ => return read_general(program, cursor, column),
+    };
+    match fast {
+        Ok(()) => {
+            column.mark_valid();
+            Ok(())
+        }
+        Err(reason) => Err(Fault::new(reason, &column.path)),
+    }
+}
+
+/// A string into a string column: length, bytes, UTF-8 check, offset.
+#[inline(always)]
+fn read_utf8(cursor: &mut Cursor<'_>, offsets: &mut Vec<i32>, data: &mut Vec<u8>) -> Result<(), Reason> {
+    let len = cursor.length()?;
+    let bytes = cursor.take(len)?;
+    if !is_utf8(bytes) {
+        return Err(Reason::Malformed("Avro string is not valid UTF-8"));
+    }
+    data.extend_from_slice(bytes);
+    if push_offset(offsets, data.len()) {
+        Ok(())
+    } else {
+        Err(Reason::OutOfRange("batch holds more than 2 GiB of text"))
+    }
+}
+
+#[inline(never)]
+fn read_general(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Box<Fault>> {
     let at = |reason: Reason, column: &Column| Fault::new(reason, &column.path);
     match program {
         Program::Null => {
