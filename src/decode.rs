@@ -74,8 +74,10 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
     let mut writer = match &args.output {
         Some(path) => {
             let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let properties =
-                WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .build();
             Some(ArrowWriter::try_new(file, decoder.schema(), Some(properties)).map_err(|e| e.to_string())?)
         }
         None => None,
