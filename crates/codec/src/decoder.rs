@@ -13,7 +13,7 @@ use tributary_source::{AvroFormat, Format, METADATA_COLUMNS, Preproc, Source};
 
 use crate::avro::{AvroState, CompiledSchema, RegistryClient, WireFormat};
 use crate::columns::{Column, FieldSource, Kind};
-use crate::json::JsonState;
+use crate::json::JsonFormat;
 use crate::rejection::{Fault, RecordMeta, Rejection};
 
 /// Why a decoder could not be built for a definition.
@@ -62,7 +62,7 @@ pub struct DecodedBatch {
 
 #[derive(Debug)]
 enum FormatState {
-    Json(JsonState),
+    Json(JsonFormat),
     Avro(AvroState),
 }
 
@@ -103,7 +103,7 @@ fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<S
             Preproc::Value(value) => {
                 let text: Arc<[u8]> = Arc::from(value.to_string().into_bytes());
                 // Decode the constant once now, so a constant that cannot fit fails here, not on every row.
-                let mut probe = JsonState::default();
+                let mut probe = JsonFormat::default();
                 let mut scratch_root = Column::root(&source.dataset.fields[index..=index]);
                 let mut wrapped = format!("{{\"{name}\": ").into_bytes();
                 wrapped.extend_from_slice(&text);
@@ -127,7 +127,7 @@ impl Decoder {
         let mut root = Column::root(&source.dataset.fields);
         let refs = apply_preproc(source, &mut root)?;
         let format = match &source.kinesis.format {
-            Format::Json => FormatState::Json(JsonState::with_refs(&refs, &root).map_err(CompileError::Unsupported)?),
+            Format::Json => FormatState::Json(JsonFormat::with_refs(&refs, &root).map_err(CompileError::Unsupported)?),
             Format::Avro(_) if !source.preproc.is_empty() => {
                 return Err(CompileError::Unsupported(
                     "preproc is applied to JSON sources only, not yet to Avro".into(),

@@ -24,15 +24,21 @@ use crate::timestamp::{days_from_str, micros_from_bytes, micros_from_epoch_float
 /// hostile payload cannot exhaust the stack.
 const MAX_SKIP_DEPTH: u32 = 128;
 
-/// Reusable state of the JSON decoder.
+/// The JSON decoder of one source: its `preproc` references and its reusable state.
 #[derive(Debug, Default)]
-pub(crate) struct JsonState {
+pub(crate) struct JsonFormat {
+    /// `preproc` references into the payload, as a tree of keys from the top level.
+    refs: Vec<RefNode>,
+    state: JsonState,
+}
+
+/// Scratch state reused from record to record.
+#[derive(Debug, Default)]
+struct JsonState {
     /// Distinguishes objects, so per-struct "seen" marks never need clearing.
     stamp: u64,
     /// Unescaped key or string text when it contains escapes.
     scratch: Vec<u8>,
-    /// `preproc` references into the payload, as a tree of keys from the top level.
-    refs: Vec<RefNode>,
 }
 
 /// One key of a `preproc` reference path: `address[country]` is `address` → `country`.
@@ -44,11 +50,11 @@ pub(crate) struct RefNode {
     children: Vec<RefNode>,
 }
 
-impl JsonState {
+impl JsonFormat {
     /// Builds the reference tree for root fields fed from nested payload paths.
     /// A path may not pass through a key that is itself a dataset field, nor end
     /// where another path continues: one pass cannot feed both.
-    pub(crate) fn with_refs(refs: &[(usize, Vec<String>)], root: &Column) -> Result<JsonState, String> {
+    pub(crate) fn with_refs(refs: &[(usize, Vec<String>)], root: &Column) -> Result<JsonFormat, String> {
         let Kind::Struct { fields, .. } = &root.kind else { return Err("internal: root is not a struct".to_owned()) };
         let mut tree: Vec<RefNode> = Vec::new();
         for (target, path) in refs {
@@ -79,7 +85,7 @@ impl JsonState {
                 level = &mut node.children;
             }
         }
-        Ok(JsonState { refs: tree, ..JsonState::default() })
+        Ok(JsonFormat { refs: tree, state: JsonState::default() })
     }
 
     /// Decodes one payload into `root` (a struct column of the dataset's fields).
@@ -94,10 +100,7 @@ impl JsonState {
             None => return Err(Fault::record(Reason::Malformed("payload is empty"))),
             Some(_) => return Err(Fault::record(Reason::Malformed("payload is not a JSON object"))),
         }
-        let refs = std::mem::take(&mut self.refs);
-        let result = decode_object(self, &mut parser, root, &refs);
-        self.refs = refs;
-        result?;
+        decode_object(&mut self.state, &mut parser, root, &self.refs)?;
         parser.skip_ws();
         match parser.peek() {
             None => Ok(()),
@@ -186,13 +189,7 @@ impl<'a> Parser<'a> {
         if self.peek() == Some(b'.') {
             is_float = true;
             self.pos += 1;
-            let fraction_start = self.pos;
-            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                self.pos += 1;
-            }
-            if self.pos == fraction_start {
-                return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
-            }
+            self.required_digits()?;
         }
         if let Some(b'e' | b'E') = self.peek() {
             is_float = true;
@@ -200,13 +197,7 @@ impl<'a> Parser<'a> {
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
-            let exponent_start = self.pos;
-            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                self.pos += 1;
-            }
-            if self.pos == exponent_start {
-                return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
-            }
+            self.required_digits()?;
         }
         let integer = if is_float || overflow {
             None
@@ -217,6 +208,19 @@ impl<'a> Parser<'a> {
             i64::try_from(magnitude).ok()
         };
         Ok(Number { text: &self.bytes[start..self.pos], integer, is_float })
+    }
+
+    /// Skips one or more digits (a fraction or an exponent).
+    fn required_digits(&mut self) -> Result<(), Reason> {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        match self.pos > start {
+            true => Ok(()),
+            false if self.pos >= self.bytes.len() => Err(TRUNCATED),
+            false => Err(Reason::Malformed("invalid number")),
+        }
     }
 
     /// Reads a string (at its opening quote). Returns the raw slice when it has
