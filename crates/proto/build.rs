@@ -1,11 +1,13 @@
 //! Compiles `proto/tributary/v1/*.proto` with protox (pure Rust, no system
-//! `protoc`), then generates prost types and their pbjson serde impls.
+//! `protoc`), then generates prost types and their pbjson serde impls; and
+//! `proto/kpl/aggregated_record.proto` (KPL aggregation, read by the reader),
+//! which has no JSON form.
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["tributary/v1/source.proto", "tributary/v1/commit.proto"];
+    let files = ["tributary/v1/source.proto", "tributary/v1/commit.proto", "kpl/aggregated_record.proto"];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }
@@ -18,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_build::Config::new()
         .compile_well_known_types()
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Sub-record payloads stay slices of the aggregated record: no copy per sub-record.
+        .bytes([".kpl"])
         .compile_fds(descriptors)?;
 
     let descriptor_set = std::fs::read(&descriptor_path)?;

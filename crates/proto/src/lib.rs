@@ -23,5 +23,12 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/tributary.v1.serde.rs"));
 }
 
+/// The Kinesis Producer Library's aggregated-record format (`proto/kpl/`).
+pub mod kpl {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/kpl.rs"));
+}
+
+pub use bytes;
 pub use pbjson_types;
 pub use prost;

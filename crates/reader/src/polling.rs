@@ -1,0 +1,125 @@
+//! The polling consumer: `GetShardIterator` + `GetRecords` for one shard.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_smithy_types::DateTime as SmithyDateTime;
+
+use crate::cursor::{DeliveryError, Resume, ShardCursor};
+use crate::fault::{Backoff, Fault, classify};
+use crate::lineage::ShardInfo;
+use crate::position::StartPosition;
+use crate::shard::{ShardEnd, ShardTask, child_infos};
+use crate::ReaderError;
+
+/// Reads the shard until it is finished (or the reader stops).
+pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<ShardEnd, ReaderError> {
+    let config = &task.config;
+    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let mut iterator: Option<String> = None;
+    loop {
+        let current = match iterator.take() {
+            Some(iterator) => iterator,
+            None => match shard_iterator(&task, &cursor.resume()).await {
+                Ok(iterator) => iterator,
+                Err(fault) => {
+                    wait_out(fault, &mut backoff, &cursor, &task.shard).await?;
+                    continue;
+                }
+            },
+        };
+        let call = task
+            .client
+            .get_records()
+            .stream_arn(task.stream_arn.as_ref())
+            .shard_iterator(&current)
+            .limit(config.records_per_call)
+            .send();
+        let response = match tokio::time::timeout(config.call_timeout, call).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                let fault = classify(&error, "GetRecords", cursor.shard_id());
+                match &fault {
+                    // A throttled call read nothing: the same iterator is still good.
+                    Fault::Throttled => iterator = Some(current),
+                    Fault::ExpiredIterator => cursor.metrics().iterator_renewed(),
+                    _ => {}
+                }
+                wait_out(fault, &mut backoff, &cursor, &task.shard).await?;
+                continue;
+            }
+            Err(_elapsed) => {
+                // Possibly applied: rebuild from the last position; the cursor skips repeats.
+                let fault = Fault::Transient(format!("GetRecords took over {:?}", config.call_timeout));
+                wait_out(fault, &mut backoff, &cursor, &task.shard).await?;
+                continue;
+            }
+        };
+        backoff.reset();
+        cursor.metrics().call();
+        let millis_behind_latest = response.millis_behind_latest;
+        let received = response.records.len();
+        let closes_shard = response.next_shard_iterator.is_none();
+        match cursor.deliver(response.records, millis_behind_latest, closes_shard).await {
+            Ok(()) => {}
+            Err(DeliveryError::Stopped) => return Ok(ShardEnd::Stopped),
+            Err(DeliveryError::Fatal(error)) => return Err(error),
+        }
+        if closes_shard {
+            return Ok(ShardEnd::Finished { children: child_infos(response.child_shards.unwrap_or_default()) });
+        }
+        iterator = response.next_shard_iterator;
+        let caught_up = millis_behind_latest.map_or(received == 0, |millis| millis == 0);
+        if caught_up {
+            tokio::time::sleep(config.idle_poll_interval).await;
+        }
+    }
+}
+
+async fn shard_iterator(task: &ShardTask, resume: &Resume) -> Result<String, Fault> {
+    let mut request =
+        task.client.get_shard_iterator().stream_arn(task.stream_arn.as_ref()).shard_id(&task.shard.shard_id);
+    request = match resume {
+        Resume::After(sequence_number) => request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(sequence_number.as_str()),
+        Resume::Start(StartPosition::TrimHorizon) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        Resume::Start(StartPosition::AtTimestamp(at)) => request
+            .shard_iterator_type(ShardIteratorType::AtTimestamp)
+            .timestamp(SmithyDateTime::from_millis(at.timestamp_millis())),
+    };
+    match tokio::time::timeout(task.config.call_timeout, request.send()).await {
+        Ok(Ok(output)) => output.shard_iterator.ok_or_else(|| {
+            Fault::Fatal(ReaderError::InvalidResponse {
+                shard_id: task.shard.shard_id.clone(),
+                detail: "GetShardIterator answered without an iterator".to_owned(),
+            })
+        }),
+        Ok(Err(error)) => Err(classify(&error, "GetShardIterator", &task.shard.shard_id)),
+        Err(_elapsed) => Err(Fault::Transient("GetShardIterator timed out".to_owned())),
+    }
+}
+
+/// Waits after a passing fault (counting it), or returns a fatal one.
+pub(crate) async fn wait_out(
+    fault: Fault,
+    backoff: &mut Backoff,
+    cursor: &ShardCursor,
+    shard: &ShardInfo,
+) -> Result<(), ReaderError> {
+    let delay: Duration = match fault {
+        Fault::Fatal(error) => return Err(error),
+        Fault::ExpiredIterator => Duration::ZERO,
+        Fault::Throttled => {
+            cursor.metrics().throttled();
+            backoff.next_delay()
+        }
+        Fault::Transient(reason) => {
+            cursor.metrics().transient_error();
+            tracing::debug!(shard = %shard.shard_id, %reason, "retrying after a passing failure");
+            backoff.next_delay()
+        }
+    };
+    tokio::time::sleep(delay).await;
+    Ok(())
+}

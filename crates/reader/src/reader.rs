@@ -1,0 +1,226 @@
+//! The reader of one source: discovers shards, runs one consumer task per
+//! shard in lineage order, and hands their batches out through one bounded
+//! channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::MissedTickBehavior;
+
+use crate::ReaderError;
+use crate::batch::ShardBatch;
+use crate::checkpoint::CheckpointStore;
+use crate::config::{ConsumerKind, ReaderConfig};
+use crate::cursor::{BatchSender, ShardCursor};
+use crate::efo::register_consumer;
+use crate::fault::{Backoff, Fault, classify};
+use crate::lineage::{ShardGraph, ShardInfo};
+use crate::metrics::SourceMetrics;
+use crate::position::{ShardCheckpoint, StartPosition};
+use crate::shard::{self, ShardEnd, ShardTask, shard_info};
+
+/// Reads every shard of one stream for one source.
+///
+/// Batches come out of [`Reader::next`] per shard in order; batches of
+/// different shards interleave. Dropping the reader (or [`Reader::stop`])
+/// stops every shard task; nothing is checkpointed by the reader itself: the
+/// caller commits each batch's [`ShardBatch::advance`] once its records are
+/// safely written.
+pub struct Reader {
+    batches: mpsc::Receiver<Result<ShardBatch, ReaderError>>,
+    metrics: Arc<SourceMetrics>,
+    coordinator: JoinHandle<()>,
+}
+
+/// What a reader reads.
+#[derive(Clone)]
+pub struct ReadTarget {
+    /// The stream's ARN.
+    pub stream_arn: String,
+    /// Where shards without a checkpoint start.
+    pub start: StartPosition,
+    /// The checkpoint scope (one source reading one stream).
+    pub scope: String,
+}
+
+impl Reader {
+    /// Starts reading `target` on the current tokio runtime.
+    pub fn start(
+        client: aws_sdk_kinesis::Client,
+        target: ReadTarget,
+        checkpoints: Arc<dyn CheckpointStore>,
+        config: ReaderConfig,
+    ) -> Reader {
+        // One retry layer only: ours, which counts throttles and rebuilds iterators.
+        let client = aws_sdk_kinesis::Client::from_conf(client.config().to_builder().retry_config(RetryConfig::disabled()).build());
+        let (sender, batches) = mpsc::channel(config.channel_capacity.max(1));
+        let metrics = Arc::new(SourceMetrics::default());
+        let coordinator = Coordinator {
+            client,
+            stream_arn: Arc::from(target.stream_arn.as_str()),
+            target,
+            checkpoints,
+            config: Arc::new(config),
+            metrics: Arc::clone(&metrics),
+            sender,
+        };
+        Reader { batches, metrics, coordinator: tokio::spawn(coordinator.run()) }
+    }
+
+    /// The next batch; an error ends the reader (after it, `None`).
+    pub async fn next(&mut self) -> Option<Result<ShardBatch, ReaderError>> {
+        self.batches.recv().await
+    }
+
+    /// Lag and counters per shard.
+    pub fn metrics(&self) -> Arc<SourceMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Stops every shard task and waits until they are gone.
+    pub async fn stop(mut self) {
+        self.batches.close();
+        self.coordinator.abort();
+        let _ = (&mut self.coordinator).await;
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.coordinator.abort();
+    }
+}
+
+struct Coordinator {
+    client: aws_sdk_kinesis::Client,
+    stream_arn: Arc<str>,
+    target: ReadTarget,
+    checkpoints: Arc<dyn CheckpointStore>,
+    config: Arc<ReaderConfig>,
+    metrics: Arc<SourceMetrics>,
+    sender: BatchSender,
+}
+
+impl Coordinator {
+    async fn run(self) {
+        // Shard tasks live in this set: when the coordinator ends or is aborted, they go with it.
+        let mut tasks = JoinSet::new();
+        if let Err(error) = self.coordinate(&mut tasks).await {
+            let _ = self.sender.send(Err(error)).await;
+        }
+    }
+
+    async fn coordinate(
+        &self,
+        tasks: &mut JoinSet<(String, Result<ShardEnd, ReaderError>)>,
+    ) -> Result<(), ReaderError> {
+        let checkpoints = self.checkpoints.load(&self.target.scope).await?;
+        let consumer_arn = match &self.config.consumer {
+            ConsumerKind::Polling => None,
+            ConsumerKind::EnhancedFanOut { consumer_name } => {
+                Some(register_consumer(&self.client, &self.stream_arn, consumer_name, &self.config).await?)
+            }
+        };
+        let mut graph = ShardGraph::default();
+        for (shard_id, checkpoint) in &checkpoints {
+            if checkpoint.finished {
+                graph.finish(shard_id);
+            }
+        }
+        for info in self.list_shards_retrying().await? {
+            graph.add(info);
+        }
+        let mut rediscovery = tokio::time::interval(self.config.rediscovery_interval);
+        rediscovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        rediscovery.tick().await;
+        loop {
+            for info in graph.take_ready() {
+                self.spawn_shard(tasks, info, &checkpoints, consumer_arn.clone());
+            }
+            tokio::select! {
+                Some(joined) = tasks.join_next() => {
+                    let (shard_id, outcome) = joined.map_err(|error| ReaderError::Internal(format!("shard task: {error}")))?;
+                    match outcome? {
+                        ShardEnd::Finished { children } => {
+                            graph.finish(&shard_id);
+                            children.into_iter().for_each(|child| graph.add(child));
+                        }
+                        ShardEnd::Stopped => return Ok(()),
+                    }
+                }
+                _ = rediscovery.tick() => match self.list_shards().await {
+                    Ok(shards) => shards.into_iter().for_each(|info| graph.add(info)),
+                    Err(Fault::Fatal(error)) => return Err(error),
+                    // Passing failures: the next tick tries again.
+                    Err(_) => {}
+                },
+                () = self.sender.closed() => return Ok(()),
+            }
+        }
+    }
+
+    fn spawn_shard(
+        &self,
+        tasks: &mut JoinSet<(String, Result<ShardEnd, ReaderError>)>,
+        info: ShardInfo,
+        checkpoints: &HashMap<String, ShardCheckpoint>,
+        consumer_arn: Option<Arc<str>>,
+    ) {
+        let checkpoint = checkpoints.get(&info.shard_id).cloned().unwrap_or_default();
+        let cursor = ShardCursor::new(
+            Arc::from(info.shard_id.as_str()),
+            info.hash_range,
+            self.target.start,
+            checkpoint,
+            self.config.max_batch_records,
+            self.config.max_in_flight_batches_per_shard,
+            self.metrics.register(&info.shard_id),
+            self.sender.clone(),
+        );
+        let task = ShardTask {
+            client: self.client.clone(),
+            stream_arn: Arc::clone(&self.stream_arn),
+            shard: info,
+            config: Arc::clone(&self.config),
+            consumer_arn,
+        };
+        tasks.spawn(shard::run(task, cursor));
+    }
+
+    async fn list_shards_retrying(&self) -> Result<Vec<ShardInfo>, ReaderError> {
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        loop {
+            match self.list_shards().await {
+                Ok(shards) => return Ok(shards),
+                Err(Fault::Fatal(error)) => return Err(error),
+                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
+    }
+
+    /// Every shard Kinesis still lists (open, and closed within retention).
+    async fn list_shards(&self) -> Result<Vec<ShardInfo>, Fault> {
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            // Later pages carry only the token: Kinesis refuses the stream with it.
+            let request = match &next_token {
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_arn(self.stream_arn.as_ref()),
+            };
+            let page = match tokio::time::timeout(self.config.call_timeout, request.max_results(1000).send()).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => return Err(classify(&error, "ListShards", &self.stream_arn)),
+                Err(_elapsed) => return Err(Fault::Transient("ListShards timed out".to_owned())),
+            };
+            shards.extend(page.shards().iter().map(shard_info));
+            match page.next_token {
+                Some(token) if !token.is_empty() => next_token = Some(token),
+                _ => return Ok(shards),
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Where a new source starts: TRIM_HORIZON, AT_TIMESTAMP, and LATEST pinned to the commit time.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use tributary_reader::{MemoryCheckpointStore, ReadTarget, Reader, StartPosition};
+
+fn batch_of(prefix: &str, count: usize) -> Vec<(String, Vec<u8>)> {
+    (0..count).map(|i| (format!("key-{}", i % 7), format!("{prefix}-{i}").into_bytes())).collect()
+}
+
+async fn read_from(endpoint: &str, stream_arn: &str, start: StartPosition, expected: usize) -> Vec<String> {
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let target = ReadTarget { stream_arn: stream_arn.to_owned(), start, scope: "s".into() };
+    let mut reader = Reader::start(client(endpoint), target, store.clone(), test_config());
+    let records = read_committing(&mut reader, &store, "s", expected, Duration::from_secs(30)).await;
+    reader.stop().await;
+    let mut payloads = payloads(&records);
+    payloads.sort();
+    payloads
+}
+
+fn sorted(prefix: &str, count: usize) -> Vec<String> {
+    let mut expected: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    expected.sort();
+    expected
+}
+
+#[tokio::test]
+async fn each_start_position_reads_what_it_promises() {
+    let Some(endpoint) = kinesis_endpoint() else { return };
+    let kinesis = client(&endpoint);
+    let stream_arn = create_stream(&kinesis, &unique("starts"), 2).await;
+
+    put(&kinesis, &stream_arn, &batch_of("before", 40)).await;
+    // Arrival times have millisecond precision: keep the instants well apart.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let between = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put(&kinesis, &stream_arn, &batch_of("middle", 30)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A source committed with `latest` now: the server pins it to this instant.
+    let committed_at = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put(&kinesis, &stream_arn, &batch_of("after", 20)).await;
+
+    // The readers start only now, after every put: LATEST must still see the
+    // records put after its commit, which a plain LATEST iterator would miss.
+    let all = read_from(&endpoint, &stream_arn, StartPosition::TrimHorizon, 90).await;
+    let mut expected = [sorted("before", 40), sorted("middle", 30), sorted("after", 20)].concat();
+    expected.sort();
+    assert_eq!(all, expected);
+
+    let since_between = read_from(&endpoint, &stream_arn, StartPosition::AtTimestamp(between), 50).await;
+    let mut expected = [sorted("middle", 30), sorted("after", 20)].concat();
+    expected.sort();
+    assert_eq!(since_between, expected);
+
+    let latest = read_from(&endpoint, &stream_arn, StartPosition::AtTimestamp(committed_at), 20).await;
+    assert_eq!(latest, sorted("after", 20));
+}
