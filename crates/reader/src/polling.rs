@@ -69,8 +69,10 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
             return Ok(ShardEnd::Finished { children: child_infos(response.child_shards.unwrap_or_default()) });
         }
         iterator = response.next_shard_iterator;
-        let caught_up = millis_behind_latest.map_or(received == 0, |millis| millis == 0);
-        if caught_up {
+        // A full page, or records older than the tip, means more is waiting. (A burst put
+        // within one millisecond reads as 0 ms behind, so the page size must be checked too.)
+        let behind = received >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
+        if !behind {
             tokio::time::sleep(config.idle_poll_interval).await;
         }
     }

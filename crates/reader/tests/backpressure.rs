@@ -1,0 +1,46 @@
+//! A consumer that holds its batches stops the reading of their shard.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tributary_reader::{CheckpointStore, MemoryCheckpointStore, ReadTarget, Reader, ReaderConfig, StartPosition};
+
+#[tokio::test]
+async fn held_batches_pause_their_shard_and_released_ones_resume_it() {
+    let Some(endpoint) = kinesis_endpoint() else { return };
+    let kinesis = client(&endpoint);
+    let stream_arn = create_stream(&kinesis, &unique("pressure"), 1).await;
+    let records: Vec<(String, Vec<u8>)> = (0..300).map(|i| (format!("k{i}"), format!("r{i}").into_bytes())).collect();
+    put(&kinesis, &stream_arn, &records).await;
+
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let target = ReadTarget { stream_arn, start: StartPosition::TrimHorizon, scope: "s".into() };
+    let config = ReaderConfig {
+        records_per_call: 10,
+        max_batch_records: 10,
+        max_in_flight_batches_per_shard: 2,
+        channel_capacity: 1,
+        ..test_config()
+    };
+    let mut reader = Reader::start(client(&endpoint), target, store.clone(), config);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let batch = tokio::time::timeout(Duration::from_secs(30), reader.next()).await.expect("a batch").expect("running");
+        held.push(batch.expect("no reader error"));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let passed_on: u64 = reader.metrics().snapshot().values().map(|shard| shard.records).sum();
+    assert_eq!(passed_on, 20, "two held batches of 10 are all the shard may have out");
+
+    let mut total: usize = held.iter().map(|batch| batch.records.len()).sum();
+    for batch in held.drain(..) {
+        store.commit("s", &[batch.advance()]).await.expect("commit");
+    }
+    let rest = read_committing(&mut reader, &store, "s", 300 - total, Duration::from_secs(60)).await;
+    total += rest.len();
+    reader.stop().await;
+    assert_eq!(total, 300);
+}
