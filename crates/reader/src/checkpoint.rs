@@ -34,7 +34,9 @@ pub struct ShardAdvance {
 pub enum CheckpointError {
     /// Another writer moved the shard's checkpoint: this batch was already
     /// recorded, or another worker owns the shard.
-    #[error("checkpoint of shard {shard_id} is not where this batch began (already recorded, or owned by another worker)")]
+    #[error(
+        "checkpoint of shard {shard_id} is not where this batch began (already recorded, or owned by another worker)"
+    )]
     Conflict {
         /// The shard whose checkpoint moved.
         shard_id: String,
@@ -116,7 +118,9 @@ mod tests {
         let first = [ShardAdvance { shard_id: "a".into(), from: ShardCheckpoint::default(), to: at("10") }];
         store.commit("s", &first).await.expect("first commit");
         // The same batch again: refused, nothing changes.
-        assert!(matches!(store.commit("s", &first).await, Err(CheckpointError::Conflict { shard_id }) if shard_id == "a"));
+        assert!(
+            matches!(store.commit("s", &first).await, Err(CheckpointError::Conflict { shard_id }) if shard_id == "a")
+        );
 
         let mixed = [
             ShardAdvance { shard_id: "b".into(), from: ShardCheckpoint::default(), to: at("5") },

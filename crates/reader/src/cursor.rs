@@ -12,11 +12,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::ReaderError;
 use crate::batch::{Record, ShardBatch};
 use crate::kpl::{self, HashKeyRange, Unpacked};
 use crate::metrics::ShardMetrics;
 use crate::position::{RecordPosition, SequenceNumber, ShardCheckpoint, StartPosition};
-use crate::ReaderError;
 
 /// Where the next iterator or subscription of a shard starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,11 @@ use crate::position::StartPosition;
 use crate::shard::{ShardEnd, ShardTask, child_infos};
 
 /// Reads the shard through subscriptions until it is finished (or the reader stops).
-pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor, consumer_arn: Arc<str>) -> Result<ShardEnd, ReaderError> {
+pub(crate) async fn run(
+    task: ShardTask,
+    mut cursor: ShardCursor,
+    consumer_arn: Arc<str>,
+) -> Result<ShardEnd, ReaderError> {
     let config = Arc::clone(&task.config);
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     loop {
@@ -97,9 +101,9 @@ fn starting_position(resume: &Resume) -> Result<StartingPosition, ReaderError> {
             builder.r#type(ShardIteratorType::AfterSequenceNumber).sequence_number(sequence_number.as_str())
         }
         Resume::Start(StartPosition::TrimHorizon) => builder.r#type(ShardIteratorType::TrimHorizon),
-        Resume::Start(StartPosition::AtTimestamp(at)) => builder
-            .r#type(ShardIteratorType::AtTimestamp)
-            .timestamp(SmithyDateTime::from_millis(at.timestamp_millis())),
+        Resume::Start(StartPosition::AtTimestamp(at)) => {
+            builder.r#type(ShardIteratorType::AtTimestamp).timestamp(SmithyDateTime::from_millis(at.timestamp_millis()))
+        }
     };
     builder.build().map_err(|error| ReaderError::Internal(format!("SubscribeToShard starting position: {error}")))
 }

@@ -35,7 +35,9 @@ where
     match error {
         SdkError::TimeoutError(_) => return Fault::Transient(format!("{operation} timed out")),
         SdkError::DispatchFailure(_) => return Fault::Transient(format!("{operation}: {}", innermost_cause(error))),
-        SdkError::ResponseError(_) => return Fault::Transient(format!("{operation}: unreadable answer (HTTP {status:?})")),
+        SdkError::ResponseError(_) => {
+            return Fault::Transient(format!("{operation}: unreadable answer (HTTP {status:?})"));
+        }
         _ => {}
     }
     match error.code() {
@@ -51,7 +53,9 @@ where
         Some("InternalFailureException" | "ServiceUnavailableException" | "InternalFailure" | "ServiceUnavailable") => {
             Fault::Transient(format!("{operation}: {}", describe(error)))
         }
-        _ if status.is_some_and(|status| status >= 500) => Fault::Transient(format!("{operation}: {}", describe(error))),
+        _ if status.is_some_and(|status| status >= 500) => {
+            Fault::Transient(format!("{operation}: {}", describe(error)))
+        }
         _ => Fault::Fatal(ReaderError::Kinesis {
             operation,
             target: target.to_owned(),
@@ -114,7 +118,10 @@ mod tests {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
         let delays: Vec<Duration> = (0..6).map(|_| backoff.next_delay()).collect();
         for (delay, step) in delays.iter().zip([100u64, 200, 400, 800, 800, 800]) {
-            assert!(*delay >= Duration::from_millis(step / 2) && *delay <= Duration::from_millis(step), "{delay:?} for {step}");
+            assert!(
+                *delay >= Duration::from_millis(step / 2) && *delay <= Duration::from_millis(step),
+                "{delay:?} for {step}"
+            );
         }
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(100));

@@ -88,7 +88,8 @@ pub fn unpack(data: &Bytes) -> Unpacked {
     let Ok(aggregated) = AggregatedRecord::decode(body) else {
         return Unpacked::Corrupt("protobuf does not decode");
     };
-    let partition_keys: Vec<Arc<str>> = aggregated.partition_key_table.iter().map(|key| Arc::from(key.as_str())).collect();
+    let partition_keys: Vec<Arc<str>> =
+        aggregated.partition_key_table.iter().map(|key| Arc::from(key.as_str())).collect();
     let mut explicit_hash_keys = Vec::with_capacity(aggregated.explicit_hash_key_table.len());
     for key in &aggregated.explicit_hash_key_table {
         let Ok(hash_key) = key.parse::<u128>() else {
@@ -155,7 +156,10 @@ mod tests {
         let packed = Bytes::from(pack(&[("a", None, b"one"), ("b", Some(7), b"two"), ("a", None, b"")]));
         let Unpacked::Aggregated(records) = unpack(&packed) else { panic!("not unpacked") };
         assert_eq!(records.len(), 3);
-        assert_eq!((&*records[0].partition_key, records[0].hash_key, &records[0].data[..]), ("a", partition_key_hash("a"), &b"one"[..]));
+        assert_eq!(
+            (&*records[0].partition_key, records[0].hash_key, &records[0].data[..]),
+            ("a", partition_key_hash("a"), &b"one"[..])
+        );
         assert_eq!((&*records[1].partition_key, records[1].hash_key, &records[1].data[..]), ("b", 7, &b"two"[..]));
         assert!(records[2].data.is_empty());
     }
@@ -166,7 +170,10 @@ mod tests {
         let last = packed.len() - 1;
         packed[last] ^= 1;
         assert_eq!(unpack(&Bytes::from(packed)), Unpacked::Corrupt("MD5 digest does not match"));
-        assert_eq!(unpack(&Bytes::from_static(&[0xF3, 0x89, 0x9A, 0xC2, 1])), Unpacked::Corrupt("shorter than magic and digest"));
+        assert_eq!(
+            unpack(&Bytes::from_static(&[0xF3, 0x89, 0x9A, 0xC2, 1])),
+            Unpacked::Corrupt("shorter than magic and digest")
+        );
         // Valid digest over bytes that are not an AggregatedRecord.
         let body = [0xFFu8; 8];
         let mut bad = MAGIC.to_vec();

@@ -94,7 +94,8 @@ mod tests {
     #[test]
     fn children_wait_for_all_parents() {
         let mut graph = ShardGraph::default();
-        for info in [shard("a", &[]), shard("b", &[]), shard("c", &["a"]), shard("d", &["a"]), shard("m", &["c", "b"])] {
+        for info in [shard("a", &[]), shard("b", &[]), shard("c", &["a"]), shard("d", &["a"]), shard("m", &["c", "b"])]
+        {
             graph.add(info);
         }
         assert_eq!(ids(graph.take_ready()), ["a", "b"]);

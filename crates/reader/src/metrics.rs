@@ -124,11 +124,21 @@ impl SourceMetrics {
 
     /// The source's lag: the maximum `MillisBehindLatest` over its open shards.
     pub fn max_millis_behind_latest(&self) -> i64 {
-        self.snapshot().values().filter(|shard| !shard.finished).map(|shard| shard.millis_behind_latest).max().unwrap_or(0)
+        self.snapshot()
+            .values()
+            .filter(|shard| !shard.finished)
+            .map(|shard| shard.millis_behind_latest)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The maximum arrival-time lag over its open shards.
     pub fn max_arrival_lag_millis(&self) -> i64 {
-        self.snapshot().values().filter(|shard| !shard.finished).map(|shard| shard.arrival_lag_millis).max().unwrap_or(0)
+        self.snapshot()
+            .values()
+            .filter(|shard| !shard.finished)
+            .map(|shard| shard.arrival_lag_millis)
+            .max()
+            .unwrap_or(0)
     }
 }

@@ -5,12 +5,12 @@ use std::time::Duration;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime as SmithyDateTime;
 
+use crate::ReaderError;
 use crate::cursor::{DeliveryError, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
 use crate::lineage::ShardInfo;
 use crate::position::StartPosition;
 use crate::shard::{ShardEnd, ShardTask, child_infos};
-use crate::ReaderError;
 
 /// Reads the shard until it is finished (or the reader stops).
 pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<ShardEnd, ReaderError> {
@@ -71,7 +71,8 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         iterator = response.next_shard_iterator;
         // A full page, or records older than the tip, means more is waiting. (A burst put
         // within one millisecond reads as 0 ms behind, so the page size must be checked too.)
-        let behind = received >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
+        let behind =
+            received >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
         if !behind {
             tokio::time::sleep(config.idle_poll_interval).await;
         }

@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn sequence_numbers_compare_as_numbers() {
         assert!(seq("9") < seq("10"));
-        assert!(seq("49590338271490256608559692538361571095921575989136588898") > seq("4959033827149025660855969253836157109592157598913658889"));
+        assert!(
+            seq("49590338271490256608559692538361571095921575989136588898")
+                > seq("4959033827149025660855969253836157109592157598913658889")
+        );
         assert_eq!(seq("007").cmp(&seq("7")), Ordering::Equal);
         assert!(SequenceNumber::new("12a").is_err());
         assert!(SequenceNumber::new("").is_err());

@@ -55,7 +55,9 @@ impl Reader {
         config: ReaderConfig,
     ) -> Reader {
         // One retry layer only: ours, which counts throttles and rebuilds iterators.
-        let client = aws_sdk_kinesis::Client::from_conf(client.config().to_builder().retry_config(RetryConfig::disabled()).build());
+        let client = aws_sdk_kinesis::Client::from_conf(
+            client.config().to_builder().retry_config(RetryConfig::disabled()).build(),
+        );
         let (sender, batches) = mpsc::channel(config.channel_capacity.max(1));
         let metrics = Arc::new(SourceMetrics::default());
         let coordinator = Coordinator {

@@ -48,7 +48,12 @@ pub(crate) fn shard_info(shard: &Shard) -> ShardInfo {
         .unwrap_or(HashKeyRange::ALL);
     ShardInfo {
         shard_id: shard.shard_id().to_owned(),
-        parents: shard.parent_shard_id().into_iter().chain(shard.adjacent_parent_shard_id()).map(str::to_owned).collect(),
+        parents: shard
+            .parent_shard_id()
+            .into_iter()
+            .chain(shard.adjacent_parent_shard_id())
+            .map(str::to_owned)
+            .collect(),
         hash_range,
     }
 }

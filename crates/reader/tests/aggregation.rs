@@ -94,7 +94,8 @@ async fn stopping_mid_aggregate_and_resuming_loses_and_repeats_nothing() {
     for i in 0..20 {
         let key = format!("agg-{i}");
         let payloads: Vec<String> = (0..10).map(|j| format!("agg-{i}-{j}")).collect();
-        let subs: Vec<(&str, Option<u128>, &[u8])> = payloads.iter().map(|p| (key.as_str(), None, p.as_bytes())).collect();
+        let subs: Vec<(&str, Option<u128>, &[u8])> =
+            payloads.iter().map(|p| (key.as_str(), None, p.as_bytes())).collect();
         records.push((key.clone(), pack(&subs)));
         expected.extend(payloads);
         for j in 0..2 {
@@ -135,7 +136,8 @@ async fn stopping_mid_aggregate_and_resuming_loses_and_repeats_nothing() {
     );
 
     let mut reader = Reader::start(client(&endpoint), target, store.clone(), config);
-    let rest = read_committing(&mut reader, &store, "s", expected.len() - committed.len(), Duration::from_secs(30)).await;
+    let rest =
+        read_committing(&mut reader, &store, "s", expected.len() - committed.len(), Duration::from_secs(30)).await;
     reader.stop().await;
 
     let mut seen = HashSet::new();

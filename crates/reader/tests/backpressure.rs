@@ -28,7 +28,8 @@ async fn held_batches_pause_their_shard_and_released_ones_resume_it() {
     let mut reader = Reader::start(client(&endpoint), target, store.clone(), config);
     let mut held = Vec::new();
     for _ in 0..2 {
-        let batch = tokio::time::timeout(Duration::from_secs(30), reader.next()).await.expect("a batch").expect("running");
+        let batch =
+            tokio::time::timeout(Duration::from_secs(30), reader.next()).await.expect("a batch").expect("running");
         held.push(batch.expect("no reader error"));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

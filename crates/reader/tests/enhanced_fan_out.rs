@@ -30,7 +30,8 @@ async fn enhanced_fan_out_reads_the_same_records_as_polling() {
     let Some(endpoint) = kinesis_endpoint() else { return };
     let kinesis = client(&endpoint);
     let stream_arn = create_stream(&kinesis, &unique("efo"), 2).await;
-    let first: Vec<(String, Vec<u8>)> = (0..150).map(|i| (format!("k{}", i % 11), format!("early-{i}").into_bytes())).collect();
+    let first: Vec<(String, Vec<u8>)> =
+        (0..150).map(|i| (format!("k{}", i % 11), format!("early-{i}").into_bytes())).collect();
     put(&kinesis, &stream_arn, &first).await;
 
     let efo = ReaderConfig {

@@ -109,7 +109,8 @@ async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
             let proxy = Arc::clone(&serving);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| Arc::clone(&proxy).handle(request));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
-use tributary_reader::{MemoryCheckpointStore, CheckpointStore, Reader, ReaderConfig, Record, SequenceNumber};
+use tributary_reader::{CheckpointStore, MemoryCheckpointStore, Reader, ReaderConfig, Record, SequenceNumber};
 
 /// kinesis-local's address; panics unless the developer opted out outside CI.
 pub fn kinesis_endpoint() -> Option<String> {
@@ -77,7 +77,11 @@ pub async fn put(client: &aws_sdk_kinesis::Client, stream_arn: &str, records: &[
         let entries = chunk
             .iter()
             .map(|(key, data)| {
-                PutRecordsRequestEntry::builder().partition_key(key).data(Blob::new(data.clone())).build().expect("entry")
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data.clone()))
+                    .build()
+                    .expect("entry")
             })
             .collect::<Vec<_>>();
         let output =

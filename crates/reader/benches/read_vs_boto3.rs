@@ -1,0 +1,154 @@
+//! Reader-only throughput against kinesis-local, side by side with a plain
+//! boto3 GetRecords loop over the same stream (benches/boto3_reader.py).
+//!
+//! ```text
+//! ./scripts/bench-reader.sh            # starts the emulators, runs this, stops them
+//! TRIBUTARY_BENCH_RECORDS=100000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-reader.sh
+//! ```
+//!
+//! Both sides read every record of a freshly filled stream from TRIM_HORIZON.
+//! The emulator's own CPU dominates wall time, so the comparison is each
+//! consumer's CPU seconds (user + system) per 1M records. Our reader runs on a
+//! current-thread tokio runtime: one core.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use tributary_reader::{MemoryCheckpointStore, ReadTarget, Reader, ReaderConfig, StartPosition};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// CPU seconds (user + system, all threads) this process has used so far,
+/// from /proc/self/stat (in USER_HZ ticks, 100 per second on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// A ~250-byte JSON event, the size the product issues measure with.
+fn event(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"id":{i},"user":"user-{:06}","event":"page_view","ts":"2024-06-01T12:{:02}:{:02}.{:06}Z","amount":{}.{:02},"country":"DE","tags":["web","promo"],"device":{{"os":"android","version":"14.{}","mobile":true}},"referrer":null,"session":"s-{:016x}"}}"#,
+        i % 999_983,
+        (i / 60) % 60,
+        i % 60,
+        i % 1_000_000,
+        i % 5000,
+        i % 100,
+        i % 10,
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+    .into_bytes()
+}
+
+async fn fill(client: &aws_sdk_kinesis::Client, name: &str, shards: i32, records: usize) -> String {
+    client.create_stream().stream_name(name).shard_count(shards).send().await.unwrap();
+    let arn = loop {
+        let summary = client.describe_stream_summary().stream_name(name).send().await.unwrap();
+        let description = summary.stream_description_summary().unwrap();
+        if description.stream_status() == &StreamStatus::Active {
+            break description.stream_arn().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let started = Instant::now();
+    let chunks: Vec<Vec<usize>> = (0..records).collect::<Vec<_>>().chunks(500).map(<[usize]>::to_vec).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, chunk) in chunks.into_iter().enumerate() {
+        if tasks.len() >= 8 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+        let (client, arn) = (client.clone(), arn.clone());
+        tasks.spawn(async move {
+            let entries: Vec<PutRecordsRequestEntry> = chunk
+                .iter()
+                .map(|i| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(format!("key-{}-{n}", i % 4096))
+                        .data(Blob::new(event(*i)))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let output = client.put_records().stream_arn(&arn).set_records(Some(entries)).send().await.unwrap();
+            assert_eq!(output.failed_record_count(), Some(0));
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    eprintln!("filled {records} records over {shards} shards in {:.1} s", started.elapsed().as_secs_f64());
+    arn
+}
+
+fn main() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_KINESIS").expect("run through scripts/bench-reader.sh");
+    let python = std::env::var("TRIBUTARY_TEST_MOTO_PYTHON").expect("moto's venv python (has boto3)");
+    let records = env_or("TRIBUTARY_BENCH_RECORDS", 100_000);
+    let shards = env_or("TRIBUTARY_BENCH_SHARDS", 16) as i32;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .build();
+    let client = aws_sdk_kinesis::Client::from_conf(config);
+    let name = format!("bench-reader-{}", std::process::id());
+    let stream_arn = runtime.block_on(fill(&client, &name, shards, records));
+
+    // Ours: every shard from TRIM_HORIZON until all records are handed out.
+    let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
+    let (read, bytes) = runtime.block_on(async {
+        let target =
+            ReadTarget { stream_arn: stream_arn.clone(), start: StartPosition::TrimHorizon, scope: "bench".into() };
+        let mut reader =
+            Reader::start(client.clone(), target, Arc::new(MemoryCheckpointStore::new()), ReaderConfig::default());
+        let (mut read, mut bytes) = (0usize, 0usize);
+        while read < records {
+            let batch = reader.next().await.unwrap().unwrap();
+            read += batch.records.len();
+            bytes += batch.payload_bytes();
+        }
+        reader.stop().await;
+        (read, bytes)
+    });
+    let (ours_cpu, ours_wall) = (cpu_seconds() - cpu_before, wall_before.elapsed().as_secs_f64());
+
+    // The peer, on the same stream.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/boto3_reader.py");
+    let output = Command::new(&python).arg(script).arg(&stream_arn).arg(records.to_string()).output().unwrap();
+    assert!(output.status.success(), "boto3 loop failed: {}", String::from_utf8_lossy(&output.stderr));
+    let peer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let number = |name: &str| peer[name].as_f64().unwrap();
+    let (peer_cpu, peer_wall) = (number("cpu_seconds"), number("wall_seconds"));
+    assert_eq!(number("records") as usize, read, "both read the whole stream");
+
+    let mb = bytes as f64 / 1e6;
+    let per_million = |cpu: f64| cpu * 1e6 / read as f64;
+    println!("reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local");
+    println!(
+        "  tributary-reader: {ours_wall:6.2} s wall, {ours_cpu:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
+        per_million(ours_cpu),
+        read as f64 / ours_cpu
+    );
+    println!(
+        "  boto3 loop:       {:6.2} s wall, {:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
+        peer_wall,
+        peer_cpu,
+        per_million(peer_cpu),
+        read as f64 / peer_cpu
+    );
+    println!("  CPU per record: boto3 / tributary = {:.1}x", peer_cpu / ours_cpu);
+}

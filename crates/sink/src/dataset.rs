@@ -1,0 +1,229 @@
+//! Parquet dataset files, partitioned by event date.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tributary_store::ManifestFile;
+
+use crate::SinkError;
+
+/// Rows per Parquet row group: bounds the writer's memory and gives readers
+/// units they can skip by statistics.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Hive's name for rows whose partition value is null.
+const NULL_DATE: &str = "__HIVE_DEFAULT_PARTITION__";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Writes one dataset's files.
+#[derive(Debug)]
+pub struct DatasetWriter {
+    data_dir: PathBuf,
+    dataset: String,
+    timestamp_column: String,
+    files_written: AtomicU64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
+    move |source| SinkError::Io { path: path.display().to_string(), source }
+}
+
+impl DatasetWriter {
+    /// A writer of dataset `dataset` under `data_dir`, partitioned by the
+    /// UTC date of `timestamp_column` (a microsecond timestamp).
+    pub fn new(data_dir: &Path, dataset: &str, timestamp_column: &str) -> DatasetWriter {
+        DatasetWriter {
+            data_dir: data_dir.to_owned(),
+            dataset: dataset.to_owned(),
+            timestamp_column: timestamp_column.to_owned(),
+            files_written: AtomicU64::new(0),
+        }
+    }
+
+    /// `DATA_DIR/datasets/{name}`.
+    pub fn dataset_dir(&self) -> PathBuf {
+        self.data_dir.join("datasets").join(&self.dataset)
+    }
+
+    /// Writes `batch` as one file per event date; returns the files (paths
+    /// relative to the data directory) for the manifest. Each file is complete
+    /// and synced under its final name before this returns; none is part of
+    /// the dataset until the manifest says so.
+    pub fn write(&self, batch: &RecordBatch) -> Result<Vec<ManifestFile>, SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let mut files = Vec::new();
+        for (date, rows) in self.split_by_date(batch)? {
+            files.push(self.write_file(&date, &rows)?);
+        }
+        Ok(files)
+    }
+
+    fn split_by_date(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, SinkError> {
+        let Some(timestamps) = batch
+            .column_by_name(&self.timestamp_column)
+            .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        else {
+            // No usable event time: partition by the day the rows were written.
+            return Ok(vec![(Utc::now().format("%Y-%m-%d").to_string(), batch.clone())]);
+        };
+        let mut days: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            let day = timestamps.is_valid(row).then(|| timestamps.value(row).div_euclid(MICROS_PER_DAY));
+            days.entry(day).or_default().push(row as u32);
+        }
+        let date_name = |day: Option<i64>| match day.and_then(|day| DateTime::from_timestamp(day * 86_400, 0)) {
+            Some(date) => date.format("%Y-%m-%d").to_string(),
+            None => NULL_DATE.to_owned(),
+        };
+        if days.len() == 1 {
+            let day = days.into_keys().next().flatten();
+            return Ok(vec![(date_name(day), batch.clone())]);
+        }
+        days.into_iter()
+            .map(|(day, rows)| {
+                let taken = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
+                    .map_err(|error| SinkError::Parquet(error.to_string()))?;
+                Ok((date_name(day), taken))
+            })
+            .collect()
+    }
+
+    fn write_file(&self, date: &str, rows: &RecordBatch) -> Result<ManifestFile, SinkError> {
+        let directory = self.dataset_dir().join(format!("date={date}"));
+        std::fs::create_dir_all(&directory).map_err(io(&directory))?;
+        let sequence = self.files_written.fetch_add(1, Ordering::Relaxed);
+        let name =
+            format!("part-{}-{}-{sequence:05}.parquet", Utc::now().format("%Y%m%dT%H%M%S%6f"), std::process::id());
+        let final_path = directory.join(&name);
+        let temporary = directory.join(format!(".{name}{TEMPORARY_SUFFIX}"));
+
+        let file = File::create(&temporary).map_err(io(&temporary))?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
+        let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
+        writer.write(rows).map_err(parquet)?;
+        let file = writer.into_inner().map_err(parquet)?;
+        file.sync_all().map_err(io(&temporary))?;
+        let bytes = file.metadata().map_err(io(&temporary))?.len();
+        drop(file);
+        std::fs::rename(&temporary, &final_path).map_err(io(&final_path))?;
+        // The rename is durable only once the directory is synced.
+        File::open(&directory).and_then(|dir| dir.sync_all()).map_err(io(&directory))?;
+        let relative = final_path.strip_prefix(&self.data_dir).unwrap_or(&final_path);
+        Ok(ManifestFile {
+            dataset: self.dataset.clone(),
+            path: relative.to_string_lossy().into_owned(),
+            rows: rows.num_rows() as u64,
+            bytes,
+        })
+    }
+
+    /// Deletes files of the dataset that the manifest does not list (left by a
+    /// crash between writing and committing) and temporary files. Returns how
+    /// many it removed.
+    pub fn remove_uncommitted(&self, committed: &HashSet<String>) -> Result<usize, SinkError> {
+        let root = self.dataset_dir();
+        if !root.exists() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        for partition in std::fs::read_dir(&root).map_err(io(&root))? {
+            let partition = partition.map_err(io(&root))?.path();
+            if !partition.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&partition).map_err(io(&partition))? {
+                let path = entry.map_err(io(&partition))?.path();
+                let relative = path.strip_prefix(&self.data_dir).unwrap_or(&path).to_string_lossy().into_owned();
+                let ours = path.extension().is_some_and(|ext| ext == "parquet" || ext == "tmp");
+                if ours && !committed.contains(&relative) {
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    fn batch(timestamps: Vec<Option<i64>>) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        ]);
+        let ids = Int64Array::from_iter_values(0..timestamps.len() as i64);
+        let ts = TimestampMicrosecondArray::from(timestamps).with_timezone("UTC");
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(ts)]).expect("batch")
+    }
+
+    fn read_ids(path: &Path) -> Vec<i64> {
+        let file = File::open(path).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+        reader
+            .flat_map(|batch| {
+                let batch = batch.expect("batch");
+                let ids = batch.column(0).as_any().downcast_ref::<Int64Array>().expect("int64").clone();
+                ids.values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_land_in_one_file_per_event_date_and_uncommitted_files_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = DatasetWriter::new(dir.path(), "events", "ts");
+        let day = MICROS_PER_DAY;
+        // 2024-06-01, 2024-06-02, 2024-06-01, null.
+        let june_first = 19_875 * day;
+        let files = writer
+            .write(&batch(vec![Some(june_first), Some(june_first + day), Some(june_first + 5), None]))
+            .expect("write");
+        let mut by_date: Vec<(String, Vec<i64>)> = files
+            .iter()
+            .map(|file| {
+                let date = file.path.split('/').nth(2).expect("date=...").to_owned();
+                (date, read_ids(&dir.path().join(&file.path)))
+            })
+            .collect();
+        by_date.sort();
+        assert_eq!(
+            by_date,
+            [
+                ("date=2024-06-01".to_owned(), vec![0, 2]),
+                ("date=2024-06-02".to_owned(), vec![1]),
+                (format!("date={NULL_DATE}"), vec![3]),
+            ]
+        );
+        assert!(files.iter().all(|file| file.path.starts_with("datasets/events/") && file.bytes > 0));
+
+        // Only the first file was committed: the rest go, and so do temporaries.
+        let committed: HashSet<String> = HashSet::from([files[0].path.clone()]);
+        std::fs::write(dir.path().join("datasets/events/date=2024-06-01/.part-x.parquet.tmp"), b"half").expect("tmp");
+        assert_eq!(writer.remove_uncommitted(&committed).expect("cleanup"), 3);
+        assert!(dir.path().join(&files[0].path).exists());
+        assert_eq!(writer.remove_uncommitted(&committed).expect("cleanup again"), 0);
+    }
+}

@@ -1,0 +1,31 @@
+//! What leaves the runtime: dataset files and error-log rows.
+//!
+//! [`DatasetWriter`] writes a batch of accepted rows as Parquet files under
+//! `DATA_DIR/datasets/{name}/date=YYYY-MM-DD/` (one file per event date of
+//! the batch), each written under a temporary name, synced and renamed into
+//! place. A file becomes part of the dataset only when the store's batch
+//! transaction lists it in the manifest; at start-up
+//! [`DatasetWriter::remove_uncommitted`] deletes whatever a crash left behind.
+//! [`error_rows`] turns the codec's rejections into error-log rows.
+
+mod dataset;
+mod error_rows;
+
+pub use dataset::{DatasetWriter, ROW_GROUP_ROWS};
+pub use error_rows::{PAYLOAD_CAP, error_rows};
+
+/// Why a dataset file could not be written or cleaned up.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Parquet or Arrow refused the batch.
+    #[error("writing Parquet: {0}")]
+    Parquet(String),
+}

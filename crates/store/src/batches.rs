@@ -1,0 +1,232 @@
+//! Recording a written batch: manifest, checkpoints, error log, counters, in
+//! one transaction.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use tributary_reader::ShardAdvance;
+
+use crate::checkpoints::apply_advances;
+use crate::error_log::{self, ErrorRetention, NewErrorRow};
+use crate::{Store, StoreError};
+
+/// A Parquet file that becomes part of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// The dataset.
+    pub dataset: String,
+    /// Its path relative to the data directory.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size of the file.
+    pub bytes: u64,
+}
+
+/// Rows written and records rejected, per shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardCounts {
+    /// The shard.
+    pub shard_id: String,
+    /// Rows written to the dataset.
+    pub rows: u64,
+    /// Records sent to the error log.
+    pub rejected: u64,
+}
+
+/// Everything one written batch changes.
+#[derive(Debug, Clone)]
+pub struct BatchCommit<'a> {
+    /// The source.
+    pub source: &'a str,
+    /// The source version that read the batch.
+    pub version: u64,
+    /// The checkpoint scope (the source reading one stream).
+    pub scope: &'a str,
+    /// Files written (already in place under the data directory).
+    pub files: &'a [ManifestFile],
+    /// Checkpoint moves, one per shard in the batch.
+    pub advances: &'a [ShardAdvance],
+    /// Rejected records.
+    pub rejected: &'a [NewErrorRow],
+    /// Counters to add.
+    pub counts: &'a [ShardCounts],
+    /// Error-log retention applied after the insert.
+    pub retention: ErrorRetention,
+}
+
+impl Store {
+    /// Records a written batch atomically. Fails with
+    /// [`StoreError::CheckpointConflict`] (changing nothing) when a shard's
+    /// checkpoint is no longer where the batch began.
+    pub fn commit_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        apply_advances(&transaction, batch.scope, batch.advances)?;
+        for file in batch.files {
+            transaction.execute(
+                "INSERT INTO manifest (dataset, path, source, version, rows, bytes, committed_at_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    file.dataset,
+                    file.path,
+                    batch.source,
+                    batch.version as i64,
+                    file.rows as i64,
+                    file.bytes as i64,
+                    now.timestamp_micros()
+                ],
+            )?;
+        }
+        error_log::insert(&transaction, batch.source, batch.version, now, batch.rejected)?;
+        if !batch.rejected.is_empty() {
+            error_log::prune(&transaction, batch.source, batch.retention, now)?;
+        }
+        for counts in batch.counts {
+            transaction.execute(
+                "INSERT INTO shard_counts (source, shard_id, rows, rejected) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (source, shard_id) DO UPDATE SET rows = rows + excluded.rows, rejected = rejected + excluded.rejected",
+                params![batch.source, counts.shard_id, counts.rows as i64, counts.rejected as i64],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Paths (relative to the data directory) of a dataset's committed files.
+    pub fn manifest_paths(&self, dataset: &str) -> Result<HashSet<String>, StoreError> {
+        let connection = self.connection.lock();
+        let mut statement = connection.prepare("SELECT path FROM manifest WHERE dataset = ?1")?;
+        let paths = statement.query_map([dataset], |row| row.get(0))?;
+        Ok(paths.collect::<Result<_, _>>()?)
+    }
+
+    /// Rows and bytes of a dataset's committed files.
+    pub fn dataset_totals(&self, dataset: &str) -> Result<(u64, u64), StoreError> {
+        let connection = self.connection.lock();
+        let (rows, bytes): (i64, i64) = connection.query_row(
+            "SELECT COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM manifest WHERE dataset = ?1",
+            [dataset],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((rows as u64, bytes as u64))
+    }
+
+    /// Rows written and records rejected per shard of a source, since it was first committed.
+    pub fn shard_counts(&self, source: &str) -> Result<Vec<ShardCounts>, StoreError> {
+        let connection = self.connection.lock();
+        let mut statement = connection
+            .prepare("SELECT shard_id, rows, rejected FROM shard_counts WHERE source = ?1 ORDER BY shard_id")?;
+        let rows = statement.query_map([source], |row| {
+            Ok(ShardCounts {
+                shard_id: row.get(0)?,
+                rows: row.get::<_, i64>(1)? as u64,
+                rejected: row.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_log::ErrorQuery;
+    use tributary_reader::{RecordPosition, SequenceNumber, ShardCheckpoint};
+
+    fn to(sequence: &str) -> ShardCheckpoint {
+        ShardCheckpoint {
+            position: Some(RecordPosition {
+                sequence_number: SequenceNumber::new(sequence).expect("digits"),
+                sub_sequence: None,
+                record_complete: true,
+                previous_sequence_number: None,
+            }),
+            finished: false,
+        }
+    }
+
+    fn rejected(sequence: &str, reason: &str) -> NewErrorRow {
+        NewErrorRow {
+            shard_id: "shard-0".into(),
+            sequence_number: sequence.into(),
+            sub_sequence: None,
+            arrival_time: Utc::now(),
+            reason: reason.into(),
+            field: "id".into(),
+            message: "expected int64".into(),
+            payload: b"{\"id\": \"x\"}".to_vec(),
+            payload_length: 11,
+        }
+    }
+
+    #[test]
+    fn a_batch_commits_whole_or_not_at_all() {
+        let store = Store::open_in_memory().expect("store");
+        let files = [ManifestFile { dataset: "d".into(), path: "datasets/d/a.parquet".into(), rows: 10, bytes: 100 }];
+        let advances = [ShardAdvance { shard_id: "shard-0".into(), from: ShardCheckpoint::default(), to: to("10") }];
+        let rows = [rejected("7", "TYPE_MISMATCH"), rejected("9", "MALFORMED")];
+        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 10, rejected: 2 }];
+        let batch = BatchCommit {
+            source: "s",
+            version: 1,
+            scope: "s@stream",
+            files: &files,
+            advances: &advances,
+            rejected: &rows,
+            counts: &counts,
+            retention: ErrorRetention::default(),
+        };
+        store.commit_batch(&batch, Utc::now()).expect("first commit");
+        // The same batch again (a replay after a crash): refused, nothing doubled.
+        let replay = BatchCommit {
+            files: &[ManifestFile { path: "datasets/d/b.parquet".into(), ..files[0].clone() }],
+            ..batch.clone()
+        };
+        assert!(matches!(store.commit_batch(&replay, Utc::now()), Err(StoreError::CheckpointConflict { .. })));
+        assert_eq!(store.manifest_paths("d").expect("manifest"), HashSet::from(["datasets/d/a.parquet".to_owned()]));
+        assert_eq!(store.dataset_totals("d").expect("totals"), (10, 100));
+        assert_eq!(store.shard_counts("s").expect("counts"), counts);
+        let query = ErrorQuery { source: "s".into(), limit: 10, before: None, reason: None };
+        let logged = store.errors(&query).expect("errors");
+        assert_eq!(
+            logged.iter().map(|r| r.row.sequence_number.as_str()).collect::<Vec<_>>(),
+            ["9", "7"],
+            "newest first"
+        );
+        let only = store.errors(&ErrorQuery { reason: Some("MALFORMED".into()), ..query.clone() }).expect("errors");
+        assert_eq!(only.len(), 1);
+        let older = store.errors(&ErrorQuery { before: Some(logged[0].id), ..query }).expect("errors");
+        assert_eq!(older[0].row.sequence_number, "7");
+    }
+
+    #[test]
+    fn error_log_retention_keeps_the_newest_rows() {
+        let store = Store::open_in_memory().expect("store");
+        let rows: Vec<NewErrorRow> = (0..10).map(|i| rejected(&i.to_string(), "MALFORMED")).collect();
+        let batch = BatchCommit {
+            source: "s",
+            version: 1,
+            scope: "s@stream",
+            files: &[],
+            advances: &[],
+            rejected: &rows,
+            counts: &[],
+            retention: ErrorRetention { max_rows: 4, max_age: std::time::Duration::from_secs(3600) },
+        };
+        store.commit_batch(&batch, Utc::now()).expect("commit");
+        assert_eq!(store.error_count("s").expect("count"), 4);
+        let query = ErrorQuery { source: "s".into(), limit: 10, before: None, reason: None };
+        assert_eq!(store.errors(&query).expect("errors")[3].row.sequence_number, "6");
+        // Everything is older than a zero age at a later instant.
+        let later = Utc::now() + chrono::Duration::seconds(5);
+        let expire = BatchCommit {
+            rejected: &rows[..1],
+            retention: ErrorRetention { max_rows: 100, max_age: std::time::Duration::from_secs(1) },
+            ..batch
+        };
+        store.commit_batch(&expire, later).expect("commit");
+        assert_eq!(store.error_count("s").expect("count"), 1, "only the row rejected 'now' is younger than 1 s");
+    }
+}

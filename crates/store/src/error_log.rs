@@ -1,0 +1,167 @@
+//! The error log: every record a source could not decode, with the reason.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Row, Transaction, params};
+
+use crate::{Store, StoreError};
+
+/// A rejected record about to be logged (the batch supplies source and version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewErrorRow {
+    /// The shard it was read from.
+    pub shard_id: String,
+    /// Its sequence number.
+    pub sequence_number: String,
+    /// Its KPL sub-sequence, if any.
+    pub sub_sequence: Option<u64>,
+    /// When Kinesis received it.
+    pub arrival_time: DateTime<Utc>,
+    /// The reason code, e.g. `TYPE_MISMATCH`.
+    pub reason: String,
+    /// The dataset field at fault (empty for the whole record).
+    pub field: String,
+    /// The explanation.
+    pub message: String,
+    /// The payload, capped by the caller.
+    pub payload: Vec<u8>,
+    /// The payload's length before capping.
+    pub payload_length: u64,
+}
+
+/// A logged rejected record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRow {
+    /// Its id; larger is newer.
+    pub id: i64,
+    /// The source that rejected it.
+    pub source: String,
+    /// The source version that rejected it.
+    pub version: u64,
+    /// When it was rejected.
+    pub rejected_at: DateTime<Utc>,
+    /// The record and the reason.
+    pub row: NewErrorRow,
+}
+
+/// Which rows [`Store::errors`] returns: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorQuery {
+    /// The source.
+    pub source: String,
+    /// At most this many rows.
+    pub limit: u32,
+    /// Only rows older than this id (for paging).
+    pub before: Option<i64>,
+    /// Only this reason code.
+    pub reason: Option<String>,
+}
+
+/// How much of a source's error log to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorRetention {
+    /// Newest rows kept.
+    pub max_rows: u64,
+    /// Rows older than this are dropped.
+    pub max_age: std::time::Duration,
+}
+
+impl Default for ErrorRetention {
+    fn default() -> ErrorRetention {
+        ErrorRetention { max_rows: 100_000, max_age: std::time::Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+pub(crate) fn insert(
+    transaction: &Transaction<'_>,
+    source: &str,
+    version: u64,
+    now: DateTime<Utc>,
+    rows: &[NewErrorRow],
+) -> Result<(), StoreError> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO error_log (source, version, shard_id, sequence_number, sub_sequence, arrival_time_micros,
+                                rejected_at_micros, reason, field, message, payload, payload_length)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for row in rows {
+        statement.execute(params![
+            source,
+            version as i64,
+            row.shard_id,
+            row.sequence_number,
+            row.sub_sequence.map(|sub| sub as i64),
+            row.arrival_time.timestamp_micros(),
+            now.timestamp_micros(),
+            row.reason,
+            row.field,
+            row.message,
+            row.payload,
+            row.payload_length as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// Drops a source's rows beyond the retention (count and age).
+pub(crate) fn prune(
+    transaction: &Transaction<'_>,
+    source: &str,
+    retention: ErrorRetention,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let oldest_kept = now.timestamp_micros() - i64::try_from(retention.max_age.as_micros()).unwrap_or(i64::MAX);
+    transaction
+        .execute("DELETE FROM error_log WHERE source = ?1 AND rejected_at_micros < ?2", params![source, oldest_kept])?;
+    transaction.execute(
+        "DELETE FROM error_log WHERE source = ?1 AND id <= (
+             SELECT id FROM error_log WHERE source = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![source, i64::try_from(retention.max_rows).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
+}
+
+fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, micros))
+}
+
+fn error_row(row: &Row<'_>) -> rusqlite::Result<ErrorRow> {
+    Ok(ErrorRow {
+        id: row.get("id")?,
+        source: row.get("source")?,
+        version: row.get::<_, i64>("version")? as u64,
+        rejected_at: time(row.get("rejected_at_micros")?)?,
+        row: NewErrorRow {
+            shard_id: row.get("shard_id")?,
+            sequence_number: row.get("sequence_number")?,
+            sub_sequence: row.get::<_, Option<i64>>("sub_sequence")?.map(|sub| sub as u64),
+            arrival_time: time(row.get("arrival_time_micros")?)?,
+            reason: row.get("reason")?,
+            field: row.get("field")?,
+            message: row.get("message")?,
+            payload: row.get("payload")?,
+            payload_length: row.get::<_, i64>("payload_length")? as u64,
+        },
+    })
+}
+
+impl Store {
+    /// A source's rejected records, newest first.
+    pub fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorRow>, StoreError> {
+        let connection = self.connection.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT * FROM error_log
+             WHERE source = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
+             ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = statement.query_map(params![query.source, query.before, query.reason, query.limit], error_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many rejected records a source has in its log.
+    pub fn error_count(&self, source: &str) -> Result<u64, StoreError> {
+        let connection = self.connection.lock();
+        let count: i64 =
+            connection.query_row("SELECT COUNT(*) FROM error_log WHERE source = ?1", [source], |row| row.get(0))?;
+        Ok(count as u64)
+    }
+}

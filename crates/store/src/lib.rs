@@ -1,0 +1,86 @@
+//! Tributary's embedded state in one SQLite database (WAL, full sync).
+//!
+//! It holds the committed versions of every source, the per-shard
+//! checkpoints, the dataset manifest (which Parquet files are part of a
+//! dataset) and the error log. A batch is recorded by **one** transaction
+//! ([`Store::commit_batch`]): its files enter the manifest, its shards'
+//! checkpoints advance (compare-and-set) and its rejected rows enter the error
+//! log together, or not at all. That transaction is the exactly-once point.
+
+mod batches;
+mod checkpoints;
+mod error_log;
+mod migrations;
+mod sources;
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+pub use batches::{BatchCommit, ManifestFile, ShardCounts};
+pub use error_log::{ErrorQuery, ErrorRetention, ErrorRow, NewErrorRow};
+pub use sources::{NewVersion, SourceSummary, StoredVersion};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, corruption, locking).
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A batch began at a checkpoint the store no longer holds.
+    #[error(
+        "checkpoint of shard {shard_id} in {scope} moved: the batch was already recorded or another worker owns it"
+    )]
+    CheckpointConflict {
+        /// The checkpoint scope.
+        scope: String,
+        /// The shard.
+        shard_id: String,
+    },
+    /// The database was written by a newer Tributary.
+    #[error("state database is at schema version {found}; this build knows up to {known}")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build migrates to.
+        known: i64,
+    },
+    /// A stored value cannot be read back.
+    #[error("state database holds an invalid {what}: {detail}")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// The state database.
+#[derive(Debug)]
+pub struct Store {
+    connection: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::from_connection(Connection::open(path)?)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(mut connection: Connection) -> Result<Store, StoreError> {
+        // WAL lets readers (status, errors) run beside the writer; FULL makes each
+        // batch commit durable before the worker moves on.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::migrate(&mut connection)?;
+        Ok(Store { connection: Mutex::new(connection) })
+    }
+}

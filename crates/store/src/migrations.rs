@@ -1,0 +1,99 @@
+//! Versioned schema migrations: each runs once, in order, in its own transaction.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: sources and their versions, checkpoints, manifest, error log.
+    "CREATE TABLE sources (
+        name TEXT PRIMARY KEY,
+        current_version INTEGER NOT NULL,
+        deleted_at_micros INTEGER
+    );
+    CREATE TABLE source_versions (
+        source TEXT NOT NULL REFERENCES sources(name),
+        version INTEGER NOT NULL,
+        definition TEXT NOT NULL,
+        stream_arn TEXT NOT NULL,
+        start_at_micros INTEGER,
+        committed_at_micros INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (source, version)
+    );
+    CREATE TABLE checkpoints (
+        scope TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        sequence_number TEXT,
+        sub_sequence INTEGER,
+        record_complete INTEGER NOT NULL,
+        previous_sequence_number TEXT,
+        finished INTEGER NOT NULL,
+        updated_at_micros INTEGER NOT NULL,
+        PRIMARY KEY (scope, shard_id)
+    );
+    CREATE TABLE shard_counts (
+        source TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        rejected INTEGER NOT NULL,
+        PRIMARY KEY (source, shard_id)
+    );
+    CREATE TABLE manifest (
+        id INTEGER PRIMARY KEY,
+        dataset TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        committed_at_micros INTEGER NOT NULL
+    );
+    CREATE INDEX manifest_by_dataset ON manifest (dataset);
+    CREATE TABLE error_log (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        shard_id TEXT NOT NULL,
+        sequence_number TEXT NOT NULL,
+        sub_sequence INTEGER,
+        arrival_time_micros INTEGER NOT NULL,
+        rejected_at_micros INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        field TEXT NOT NULL,
+        message TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        payload_length INTEGER NOT NULL
+    );
+    CREATE INDEX error_log_by_source ON error_log (source, id);",
+];
+
+pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_refuse_newer_files() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        migrate(&mut connection).expect("first migration");
+        migrate(&mut connection).expect("nothing left to do");
+        connection.pragma_update(None, "user_version", 99).expect("bump");
+        assert!(matches!(migrate(&mut connection), Err(StoreError::TooNew { found: 99, .. })));
+    }
+}
