@@ -15,7 +15,9 @@ import boto3
 
 def main() -> None:
     stream_arn, expected = sys.argv[1], int(sys.argv[2])
-    kinesis = boto3.client("kinesis", endpoint_url=os.environ["AWS_ENDPOINT_URL_KINESIS"])
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=os.environ["AWS_ENDPOINT_URL_KINESIS"], region_name=os.environ.get("AWS_REGION", "us-east-1")
+    )
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     shards, token = [], None
     while True:

@@ -105,8 +105,13 @@ fn main() {
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
         .build();
     let client = aws_sdk_kinesis::Client::from_conf(config);
-    let name = format!("bench-reader-{}", std::process::id());
-    let stream_arn = runtime.block_on(fill(&client, &name, shards, records));
+    // Filling kinesis-local is slow (minutes per 100k records): an already
+    // filled stream can be named to measure again.
+    let stream_arn = match std::env::var("TRIBUTARY_BENCH_STREAM_ARN") {
+        Ok(arn) => arn,
+        Err(_) => runtime.block_on(fill(&client, &format!("bench-reader-{}", std::process::id()), shards, records)),
+    };
+    eprintln!("stream: {stream_arn}");
 
     // Ours: every shard from TRIM_HORIZON until all records are handed out.
     let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
@@ -125,6 +130,14 @@ fn main() {
         (read, bytes)
     });
     let (ours_cpu, ours_wall) = (cpu_seconds() - cpu_before, wall_before.elapsed().as_secs_f64());
+    let mb = bytes as f64 / 1e6;
+    let per_million = |cpu: f64| cpu * 1e6 / read as f64;
+    println!("reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local");
+    println!(
+        "  tributary-reader: {ours_wall:6.2} s wall, {ours_cpu:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
+        per_million(ours_cpu),
+        read as f64 / ours_cpu
+    );
 
     // The peer, on the same stream.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/boto3_reader.py");
@@ -135,14 +148,6 @@ fn main() {
     let (peer_cpu, peer_wall) = (number("cpu_seconds"), number("wall_seconds"));
     assert_eq!(number("records") as usize, read, "both read the whole stream");
 
-    let mb = bytes as f64 / 1e6;
-    let per_million = |cpu: f64| cpu * 1e6 / read as f64;
-    println!("reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local");
-    println!(
-        "  tributary-reader: {ours_wall:6.2} s wall, {ours_cpu:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
-        per_million(ours_cpu),
-        read as f64 / ours_cpu
-    );
     println!(
         "  boto3 loop:       {:6.2} s wall, {:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
         peer_wall,

@@ -1,1 +1,129 @@
-//! placeholder
+//! Tributary's server: the HTTP API of DESIGN.md §7 and the worker
+//! supervisor that runs one continuous ingest worker per committed source.
+//!
+//! [`Server::start`] opens the state database under the data directory,
+//! starts a worker for every live source, and [`Server::serve`] answers the
+//! API until the shutdown future resolves; then every worker flushes and
+//! commits its in-flight batch before the call returns.
+
+mod api;
+mod errors;
+mod prometheus;
+mod status;
+mod supervisor;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tributary_source::ClientFactory;
+use tributary_store::Store;
+
+pub use api::router;
+pub use supervisor::Supervisor;
+pub use worker::{FlushPolicy, WorkerSettings};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the state database and datasets live.
+    pub data_dir: PathBuf,
+    /// Where the API listens (loopback unless told otherwise).
+    pub listen: SocketAddr,
+    /// Bearer token required for mutating calls, when set.
+    pub token: Option<String>,
+    /// Largest request body accepted.
+    pub body_limit: usize,
+    /// Run the live AWS checks on commit (as `tributary validate --live` does).
+    pub live_validation: bool,
+    /// Bound on the live checks of one commit.
+    pub live_timeout: Duration,
+    /// Worker defaults.
+    pub worker: WorkerSettings,
+}
+
+impl ServerConfig {
+    /// Defaults for `data_dir`: 127.0.0.1:7878, no token, 4 MiB bodies, live checks on.
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            token: None,
+            body_limit: 4 * 1024 * 1024,
+            live_validation: true,
+            live_timeout: Duration::from_secs(10),
+            worker: WorkerSettings::default(),
+        }
+    }
+}
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The state database.
+    pub store: Arc<Store>,
+    /// The workers.
+    pub supervisor: Arc<Supervisor>,
+    /// AWS access for live checks (none: static validation only).
+    pub live: Option<(ClientFactory, Duration)>,
+    /// Required bearer token for mutating calls.
+    pub token: Option<Arc<str>>,
+    /// Largest accepted body.
+    pub body_limit: usize,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory or the listener.
+    #[error("{0}")]
+    Io(String),
+    /// The state database.
+    #[error(transparent)]
+    Store(#[from] tributary_store::StoreError),
+}
+
+/// A started server: workers running, API not yet listening.
+pub struct Server {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    /// Opens the state, starts the workers of every live source, binds the listener.
+    pub async fn start(config: ServerConfig, aws: ClientFactory) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|error| ServerError::Io(format!("{}: {error}", config.data_dir.display())))?;
+        let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
+        let supervisor = Arc::new(Supervisor::new(Arc::clone(&store), config.data_dir.clone(), aws.clone(), config.worker.clone()));
+        supervisor.start_committed().await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
+        let state = AppState {
+            store,
+            supervisor,
+            live: config.live_validation.then_some((aws, config.live_timeout)),
+            token: config.token.map(Arc::from),
+            body_limit: config.body_limit,
+        };
+        Ok(Server { state, listener })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves the API until `shutdown` resolves, then stops every worker
+    /// (each flushes and commits what it holds).
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let supervisor = Arc::clone(&self.state.supervisor);
+        let app = router(self.state);
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        supervisor.stop_all().await;
+        served.map_err(|error| ServerError::Io(error.to_string()))
+    }
+}

@@ -133,6 +133,24 @@ impl ClientFactory {
         self.base.credentials_provider()
     }
 
+    /// Credentials of `role`, assumed with the base credentials and renewed
+    /// before they expire (for long-running readers; the live checks call STS
+    /// themselves to classify its answers).
+    pub async fn role_credentials(&self, role: &crate::AssumeRole) -> SharedCredentialsProvider {
+        let mut builder = AssumeRoleProvider::builder(role.role_arn.to_string()).session_name(role.session_name.clone());
+        if let Some(external_id) = &role.external_id {
+            builder = builder.external_id(external_id.clone());
+        }
+        if let Some(region) = self.base.region() {
+            builder = builder.region(region.clone());
+        }
+        let mut base = self.base.clone();
+        if let Some(endpoint) = &self.settings.sts_endpoint_url {
+            base = base.into_builder().endpoint_url(endpoint).build();
+        }
+        SharedCredentialsProvider::new(builder.configure(&base).build().await)
+    }
+
     /// An STS client for `region`, with `credentials` (the base chain when `None`).
     pub fn sts(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_sts::Client {
         let mut config = aws_sdk_sts::config::Builder::from(&self.base).region(Region::new(region.to_owned()));

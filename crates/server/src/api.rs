@@ -1,0 +1,404 @@
+//! The HTTP API (DESIGN.md §7).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use prost::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tributary_proto::v1::{CommitRequest, CommitResponse, SourceVersion, ValidationError as ProtoError};
+use tributary_source::{InitPosition, Source, ValidationError};
+use tributary_store::{ErrorQuery, NewVersion, StoredVersion};
+
+use crate::AppState;
+use crate::errors::ApiError;
+use crate::prometheus;
+use crate::status::Phase;
+use crate::worker::checkpoint_scope;
+
+const PROTOBUF: &str = "application/x-protobuf";
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let mutating = Router::new()
+        .route("/api/v1/commit", post(commit))
+        .route("/api/v1/sources/{name}", axum::routing::delete(delete_source))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/api/v1/sources", get(list_sources))
+        .route("/api/v1/sources/{name}", get(show_source))
+        .route("/api/v1/sources/{name}/status", get(source_status))
+        .route("/api/v1/sources/{name}/errors", get(source_errors))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(mutating)
+        .fallback(|| async { ApiError::not_found("no such endpoint; see DESIGN.md §7 for the API") })
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .with_state(state)
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Mutating calls need `Authorization: Bearer <token>` when a token is configured.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let matches = presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()));
+        if !matches {
+            let message = if presented.is_some() { "the bearer token is not valid" } else { "this call needs `Authorization: Bearer <token>`" };
+            return ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[derive(Debug, Deserialize)]
+struct CommitParams {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn is_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with(PROTOBUF) || value.starts_with("application/protobuf"))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than the server accepts".to_owned()
+        } else {
+            format!("cannot read the request body: {}", rejection.body_text())
+        };
+        ApiError::new(status, message)
+    })
+}
+
+fn commit_response(protobuf: bool, status: StatusCode, response: CommitResponse) -> Response {
+    if protobuf {
+        return (status, [(header::CONTENT_TYPE, PROTOBUF)], response.encode_to_vec()).into_response();
+    }
+    let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
+    if let Value::Object(fields) = &mut body {
+        fields.insert("ok".into(), Value::Bool(response.ok));
+        if !response.ok {
+            let count = response.errors.len();
+            let first = response.errors.first().map(|e| format!("{} {}.{}: {}", e.code, e.source, e.field, e.message));
+            fields.insert(
+                "error".into(),
+                Value::String(format!("{count} validation error(s); nothing was stored; first: {}", first.unwrap_or_default())),
+            );
+        }
+    }
+    (status, Json(body)).into_response()
+}
+
+fn proto_errors(errors: Vec<ValidationError>) -> Vec<ProtoError> {
+    errors
+        .into_iter()
+        .map(|error| ProtoError {
+            source: error.source,
+            field: error.field,
+            code: error.code.as_str().to_owned(),
+            message: error.message,
+        })
+        .collect()
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    Query(params): Query<CommitParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let protobuf = is_protobuf(&headers);
+    let request: CommitRequest = if protobuf {
+        CommitRequest::decode(body)
+            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a protobuf CommitRequest: {error}")))?
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a JSON CommitRequest: {error}"))
+        })?
+    };
+    let now = Utc::now();
+    let invalid = |errors| {
+        let response = CommitResponse { ok: false, errors: proto_errors(errors), versions: Vec::new() };
+        Ok(commit_response(protobuf, StatusCode::UNPROCESSABLE_ENTITY, response))
+    };
+    let sources = match tributary_source::validate_commit(&request.sources, now) {
+        Ok(sources) => sources,
+        Err(errors) => return invalid(errors),
+    };
+    if let Some((factory, timeout)) = &state.live {
+        let mut errors = Vec::new();
+        for source in &sources {
+            if let Err(error) = tributary_source::live::check_source(factory, source, *timeout).await {
+                errors.push(error);
+            }
+        }
+        if !errors.is_empty() {
+            return invalid(errors);
+        }
+    }
+    if params.dry_run {
+        return Ok(commit_response(protobuf, StatusCode::OK, CommitResponse { ok: true, ..CommitResponse::default() }));
+    }
+
+    let mut versions = Vec::with_capacity(sources.len());
+    for (source, definition) in sources.iter().zip(&request.sources) {
+        versions.push(NewVersion {
+            source: source.name.clone(),
+            definition: serde_json::to_string(definition).map_err(ApiError::internal)?,
+            stream_arn: source.kinesis.stream_arn.to_string(),
+            start_at: start_at(&state, source, now)?,
+        });
+    }
+    let stored = state.store.commit_versions(&versions, &request.message, now)?;
+    for version in &stored {
+        state.supervisor.apply(version.clone()).await;
+    }
+    let versions = stored.iter().map(|v| SourceVersion { source: v.source.clone(), version: v.version }).collect();
+    Ok(commit_response(protobuf, StatusCode::OK, CommitResponse { ok: true, errors: Vec::new(), versions }))
+}
+
+/// Where a new version starts: a version on the same stream as the one before
+/// keeps its start (and its checkpoints); otherwise `latest` is pinned to now.
+fn start_at(state: &AppState, source: &Source, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    if let Some(previous) = state.store.source(&source.name)? {
+        if previous.current.stream_arn == source.kinesis.stream_arn.to_string() {
+            return Ok(previous.current.start_at);
+        }
+    }
+    Ok(match source.kinesis.init_position {
+        InitPosition::Latest => Some(now),
+        InitPosition::TrimHorizon => None,
+        InitPosition::AtTimestamp(at) => Some(at),
+    })
+}
+
+/// The stored definition with inline secrets replaced.
+fn redacted_definition(version: &StoredVersion) -> Value {
+    fn redact(value: &mut Value, parent_key: Option<&str>) {
+        match value {
+            Value::Object(fields) => {
+                let secret = matches!(parent_key, Some("password" | "token"));
+                for (key, field) in fields.iter_mut() {
+                    if secret && key == "inline" {
+                        *field = Value::String("***".into());
+                    } else {
+                        redact(field, Some(key));
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| redact(item, parent_key)),
+            _ => {}
+        }
+    }
+    let mut definition = serde_json::from_str(&version.definition).unwrap_or(Value::Null);
+    redact(&mut definition, None);
+    definition
+}
+
+fn state_of(state: &AppState, name: &str, deleted: bool) -> &'static str {
+    if deleted {
+        return "deleted";
+    }
+    state.supervisor.status(name).map_or("stopped", |status| status.snapshot().phase.as_str())
+}
+
+async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let sources: Vec<Value> = state
+        .store
+        .sources()?
+        .into_iter()
+        .map(|summary| {
+            json!({
+                "name": summary.name,
+                "version": summary.current.version,
+                "stream_arn": summary.current.stream_arn,
+                "committed_at": time(summary.current.committed_at),
+                "deleted_at": summary.deleted_at.map(time),
+                "state": state_of(&state, &summary.name, summary.deleted_at.is_some()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sources": sources })))
+}
+
+async fn show_source(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
+    let versions: Vec<Value> = state
+        .store
+        .versions(&name)?
+        .iter()
+        .map(|v| json!({"version": v.version, "committed_at": time(v.committed_at), "message": v.message, "stream_arn": v.stream_arn}))
+        .collect();
+    Ok(Json(json!({
+        "name": summary.name,
+        "version": summary.current.version,
+        "state": state_of(&state, &name, summary.deleted_at.is_some()),
+        "deleted_at": summary.deleted_at.map(time),
+        "start_at": summary.current.start_at.map(time),
+        "definition": redacted_definition(&summary.current),
+        "versions": versions,
+    })))
+}
+
+async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let Some(summary) = state.store.source(&name)? else {
+        return Err(ApiError::not_found(format!("no source named `{name}`")));
+    };
+    if summary.deleted_at.is_some() || !state.store.delete_source(&name, Utc::now())? {
+        return Err(ApiError::not_found(format!("source `{name}` is already deleted")));
+    }
+    state.supervisor.stop(&name).await;
+    Ok(Json(json!({ "deleted": name, "version": summary.current.version })))
+}
+
+async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
+    let version = &summary.current;
+    let dataset_name = crate::supervisor::stored_source(version).map(|source| source.dataset.name).ok();
+    let (rows, bytes) = match &dataset_name {
+        Some(dataset) => state.store.dataset_totals(dataset)?,
+        None => (0, 0),
+    };
+    let checkpoints = state.store.checkpoints(&checkpoint_scope(&name, &version.stream_arn))?;
+    let counts: BTreeMap<String, (u64, u64)> =
+        state.store.shard_counts(&name)?.into_iter().map(|c| (c.shard_id, (c.rows, c.rejected))).collect();
+    let worker = state.supervisor.status(&name).map(|status| status.snapshot());
+    let reader = worker.as_ref().and_then(|w| w.reader.as_ref()).map(|r| r.snapshot()).unwrap_or_default();
+
+    let mut shard_ids: Vec<&String> = checkpoints.keys().chain(counts.keys()).chain(reader.keys()).collect();
+    shard_ids.sort();
+    shard_ids.dedup();
+    let shards: Vec<Value> = shard_ids
+        .into_iter()
+        .map(|shard_id| {
+            let checkpoint = checkpoints.get(shard_id);
+            let metrics = reader.get(shard_id);
+            let finished = checkpoint.is_some_and(|c| c.finished);
+            let shard_state = if finished {
+                "finished"
+            } else if metrics.is_some_and(|m| m.finished) {
+                "closing"
+            } else if metrics.is_some() {
+                "reading"
+            } else {
+                "waiting"
+            };
+            let (rows, rejected) = counts.get(shard_id).copied().unwrap_or_default();
+            json!({
+                "shard_id": shard_id,
+                "state": shard_state,
+                "checkpoint": checkpoint.and_then(|c| c.position.as_ref()).map(|p| json!({
+                    "sequence_number": p.sequence_number.as_str(),
+                    "sub_sequence": p.sub_sequence,
+                })),
+                "millis_behind_latest": metrics.map(|m| m.millis_behind_latest),
+                "arrival_lag_millis": metrics.map(|m| m.arrival_lag_millis),
+                "records_read": metrics.map(|m| m.records),
+                "throttles": metrics.map(|m| m.throttles),
+                "rows": rows,
+                "rejected": rejected,
+            })
+        })
+        .collect();
+    let deleted = summary.deleted_at.is_some();
+    Ok(Json(json!({
+        "source": name,
+        "version": version.version,
+        "state": if deleted { "deleted" } else { worker.as_ref().map_or("stopped", |w| w.phase.as_str()) },
+        "error": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.last_error.clone()),
+        "restarts": worker.as_ref().map_or(0, |w| w.restarts),
+        "last_commit_at": worker.as_ref().and_then(|w| w.last_commit_at).map(time),
+        "dataset": { "name": dataset_name, "rows": rows, "bytes": bytes },
+        "rows": counts.values().map(|c| c.0).sum::<u64>(),
+        "rejected": counts.values().map(|c| c.1).sum::<u64>(),
+        "error_log_rows": state.store.error_count(&name)?,
+        "lag_millis": worker.as_ref().and_then(|w| w.reader.as_ref()).map_or(0, |r| r.max_millis_behind_latest()),
+        "shards": shards,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorParams {
+    limit: Option<u32>,
+    before: Option<i64>,
+    reason: Option<String>,
+}
+
+/// A payload as text when it is UTF-8, else base64.
+fn readable_payload(payload: &[u8]) -> (Value, &'static str) {
+    match std::str::from_utf8(payload) {
+        Ok(text) => (Value::String(text.to_owned()), "utf8"),
+        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(payload)), "base64"),
+    }
+}
+
+async fn source_errors(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<ErrorParams>,
+) -> Result<Json<Value>, ApiError> {
+    if state.store.source(&name)?.is_none() {
+        return Err(ApiError::not_found(format!("no source named `{name}`")));
+    }
+    let limit = params.limit.unwrap_or(50).clamp(1, 1000);
+    let query = ErrorQuery { source: name, limit, before: params.before, reason: params.reason };
+    let rows = state.store.errors(&query)?;
+    let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|row| row.id)).flatten();
+    let errors: Vec<Value> = rows
+        .into_iter()
+        .map(|error| {
+            let (payload, encoding) = readable_payload(&error.row.payload);
+            json!({
+                "id": error.id,
+                "version": error.version,
+                "shard_id": error.row.shard_id,
+                "sequence_number": error.row.sequence_number,
+                "sub_sequence": error.row.sub_sequence,
+                "arrival_time": time(error.row.arrival_time),
+                "rejected_at": time(error.rejected_at),
+                "reason": error.row.reason,
+                "field": error.row.field,
+                "message": error.row.message,
+                "payload": payload,
+                "payload_encoding": encoding,
+                "payload_length": error.row.payload_length,
+                "payload_truncated": (error.row.payload.len() as u64) < error.row.payload_length,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "errors": errors, "next_before": next_before })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let body = prometheus::render(&state.supervisor, &|source| store.error_count(source).unwrap_or(0));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

@@ -1,0 +1,117 @@
+//! What a worker reports about itself, read by the status and metrics endpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use tributary_reader::SourceMetrics;
+
+/// A worker's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading and writing.
+    Running,
+    /// Failed; restarting after a backoff.
+    Failed,
+    /// Stopped (deleted, replaced by a new version, or shut down).
+    Stopped,
+}
+
+impl Phase {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Failed => "failed",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    last_error: Option<String>,
+    restarts: u64,
+    last_commit_at: Option<DateTime<Utc>>,
+}
+
+/// One worker's live state.
+#[derive(Debug)]
+pub(crate) struct WorkerStatus {
+    pub(crate) version: u64,
+    inner: Mutex<Inner>,
+    reader: Mutex<Option<Arc<SourceMetrics>>>,
+    rows_written: AtomicU64,
+    records_rejected: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// A copy of a worker's state.
+#[derive(Debug, Clone)]
+pub(crate) struct StatusSnapshot {
+    pub(crate) version: u64,
+    pub(crate) phase: Phase,
+    pub(crate) last_error: Option<String>,
+    pub(crate) restarts: u64,
+    pub(crate) last_commit_at: Option<DateTime<Utc>>,
+    pub(crate) rows_written: u64,
+    pub(crate) records_rejected: u64,
+    pub(crate) commits: u64,
+    pub(crate) reader: Option<Arc<SourceMetrics>>,
+}
+
+impl WorkerStatus {
+    pub(crate) fn new(version: u64) -> WorkerStatus {
+        WorkerStatus {
+            version,
+            inner: Mutex::new(Inner { phase: Phase::Running, last_error: None, restarts: 0, last_commit_at: None }),
+            reader: Mutex::new(None),
+            rows_written: AtomicU64::new(0),
+            records_rejected: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn running(&self, reader: Arc<SourceMetrics>) {
+        self.inner.lock().phase = Phase::Running;
+        *self.reader.lock() = Some(reader);
+    }
+
+    pub(crate) fn failed(&self, error: String) {
+        let mut inner = self.inner.lock();
+        inner.phase = Phase::Failed;
+        inner.last_error = Some(error);
+        inner.restarts += 1;
+    }
+
+    pub(crate) fn stopped(&self) {
+        self.inner.lock().phase = Phase::Stopped;
+    }
+
+    pub(crate) fn committed(&self, rows: u64, rejected: u64, at: DateTime<Utc>) {
+        self.rows_written.fetch_add(rows, Ordering::Relaxed);
+        self.records_rejected.fetch_add(rejected, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.inner.lock().last_commit_at = Some(at);
+    }
+
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn snapshot(&self) -> StatusSnapshot {
+        let inner = self.inner.lock();
+        StatusSnapshot {
+            version: self.version,
+            phase: inner.phase,
+            last_error: inner.last_error.clone(),
+            restarts: inner.restarts,
+            last_commit_at: inner.last_commit_at,
+            rows_written: self.rows_written.load(Ordering::Relaxed),
+            records_rejected: self.records_rejected.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            reader: self.reader.lock().clone(),
+        }
+    }
+}

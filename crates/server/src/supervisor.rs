@@ -1,0 +1,165 @@
+//! One worker per committed source: started at boot and on commit, replaced
+//! by a new version without a server restart, stopped on delete, restarted
+//! with backoff when it fails.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tributary_proto::v1::SourceDefinition;
+use tributary_source::{ClientFactory, Source};
+use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
+
+use crate::status::WorkerStatus;
+use crate::worker::{self, FlushPolicy, Job, WorkerContext, WorkerSettings};
+
+struct RunningWorker {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    status: Arc<WorkerStatus>,
+}
+
+/// Runs the workers.
+pub struct Supervisor {
+    context: Arc<WorkerContext>,
+    workers: tokio::sync::Mutex<HashMap<String, RunningWorker>>,
+    statuses: parking_lot::Mutex<HashMap<String, Arc<WorkerStatus>>>,
+}
+
+/// Reads a stored version back into a validated source.
+pub(crate) fn stored_source(version: &StoredVersion) -> Result<Source, String> {
+    let definition: SourceDefinition =
+        serde_json::from_str(&version.definition).map_err(|error| format!("stored definition does not parse: {error}"))?;
+    let mut sources = tributary_source::validate_commit(&[definition], Utc::now()).map_err(|errors| {
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    })?;
+    sources.pop().ok_or_else(|| "stored definition holds no source".to_owned())
+}
+
+impl Supervisor {
+    /// A supervisor with no workers yet.
+    pub fn new(store: Arc<Store>, data_dir: PathBuf, aws: ClientFactory, settings: WorkerSettings) -> Supervisor {
+        Supervisor {
+            context: Arc::new(WorkerContext { store, data_dir, aws, settings }),
+            workers: tokio::sync::Mutex::new(HashMap::new()),
+            statuses: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a worker for every source that is committed and not deleted.
+    pub async fn start_committed(&self) -> Result<(), StoreError> {
+        for summary in self.context.store.sources()? {
+            if summary.deleted_at.is_none() {
+                self.apply(summary.current).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `version` of its source, replacing the worker of an older version
+    /// (which first flushes and commits what it holds).
+    pub async fn apply(&self, version: StoredVersion) {
+        let name = version.source.clone();
+        let mut workers = self.workers.lock().await;
+        if let Some(previous) = workers.remove(&name) {
+            stop_worker(previous).await;
+        }
+        let status = Arc::new(WorkerStatus::new(version.version));
+        self.statuses.lock().insert(name.clone(), Arc::clone(&status));
+        let (stop, stopped) = watch::channel(false);
+        let task = match stored_source(&version) {
+            Ok(source) => {
+                let settings = &self.context.settings;
+                let job = Job {
+                    flush: source_flush_policy(&source, settings.flush),
+                    retention: source_retention(&source, settings.error_retention),
+                    version,
+                    source,
+                };
+                tokio::spawn(supervise(Arc::clone(&self.context), job, Arc::clone(&status), stopped))
+            }
+            Err(error) => {
+                status.failed(error);
+                tokio::spawn(async {})
+            }
+        };
+        workers.insert(name, RunningWorker { stop, task, status });
+    }
+
+    /// Stops a source's worker (it flushes and commits first).
+    pub async fn stop(&self, name: &str) {
+        let worker = self.workers.lock().await.remove(name);
+        if let Some(worker) = worker {
+            stop_worker(worker).await;
+        }
+    }
+
+    /// Stops every worker, each flushing and committing first.
+    pub async fn stop_all(&self) {
+        let workers: Vec<RunningWorker> = self.workers.lock().await.drain().map(|(_, worker)| worker).collect();
+        for worker in &workers {
+            let _ = worker.stop.send(true);
+        }
+        for worker in workers {
+            let _ = worker.task.await;
+            worker.status.stopped();
+        }
+    }
+
+    pub(crate) fn status(&self, name: &str) -> Option<Arc<WorkerStatus>> {
+        self.statuses.lock().get(name).cloned()
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<(String, Arc<WorkerStatus>)> {
+        let mut all: Vec<_> = self.statuses.lock().iter().map(|(name, status)| (name.clone(), Arc::clone(status))).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+async fn stop_worker(worker: RunningWorker) {
+    let _ = worker.stop.send(true);
+    let _ = worker.task.await;
+    worker.status.stopped();
+}
+
+fn source_flush_policy(_source: &Source, defaults: FlushPolicy) -> FlushPolicy {
+    defaults
+}
+
+fn source_retention(_source: &Source, defaults: ErrorRetention) -> ErrorRetention {
+    defaults
+}
+
+/// Runs the worker, restarting it with backoff until it is told to stop.
+async fn supervise(context: Arc<WorkerContext>, job: Job, status: Arc<WorkerStatus>, mut stop: watch::Receiver<bool>) {
+    let settings = &context.settings;
+    let mut backoff = settings.restart_backoff;
+    loop {
+        let commits_before = status.commits();
+        match worker::run(&context, &job, &status, &mut stop).await {
+            Ok(()) => {
+                status.stopped();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(source = %job.source.name, %error, "worker failed; restarting");
+                status.failed(error);
+                if status.commits() > commits_before {
+                    backoff = settings.restart_backoff;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {
+                        status.stopped();
+                        return;
+                    }
+                }
+                backoff = (backoff * 2).min(settings.restart_backoff_max);
+            }
+        }
+    }
+}

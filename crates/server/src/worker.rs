@@ -1,0 +1,294 @@
+//! One source's continuous ingest worker: read, decode, write, commit.
+//!
+//! Records are decoded as batches arrive; the decoded rows are written and
+//! committed when the flush policy says (rows, bytes or time, whichever comes
+//! first). A commit is one Parquet write per event date, then one store
+//! transaction with the files, every shard's checkpoint advance and the
+//! rejected rows. Nothing is checkpointed that is not written, and nothing
+//! written counts until it is committed, so a crash anywhere repeats no row
+//! and loses none: on restart, uncommitted files are deleted and reading
+//! resumes after the last committed record of each shard.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient};
+use tributary_reader::{ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
+use tributary_sink::{DatasetWriter, error_rows};
+use tributary_source::{AvroFormat, ClientFactory, Format, Source};
+use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
+
+use crate::status::WorkerStatus;
+
+/// When a worker writes what it has decoded: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Rows (accepted and rejected) per batch.
+    pub max_rows: usize,
+    /// Decoded bytes held in memory.
+    pub max_bytes: usize,
+    /// Age of the oldest unwritten record.
+    pub max_interval: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> FlushPolicy {
+        FlushPolicy { max_rows: 100_000, max_bytes: 64 * 1024 * 1024, max_interval: Duration::from_secs(10) }
+    }
+}
+
+/// Worker defaults (a source's own settings win).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Default flush policy.
+    pub flush: FlushPolicy,
+    /// Default error-log retention.
+    pub error_retention: ErrorRetention,
+    /// Reader pacing, batch sizes and backoff.
+    pub reader: ReaderConfig,
+    /// First wait before restarting a failed worker; doubled up to `restart_backoff_max`.
+    pub restart_backoff: Duration,
+    /// Longest wait between restarts.
+    pub restart_backoff_max: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings {
+            flush: FlushPolicy::default(),
+            error_retention: ErrorRetention::default(),
+            reader: ReaderConfig::default(),
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every worker shares.
+pub(crate) struct WorkerContext {
+    pub(crate) store: Arc<Store>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) aws: ClientFactory,
+    pub(crate) settings: WorkerSettings,
+}
+
+/// A committed version to run.
+pub(crate) struct Job {
+    pub(crate) version: StoredVersion,
+    pub(crate) source: Source,
+    pub(crate) flush: FlushPolicy,
+    pub(crate) retention: ErrorRetention,
+}
+
+/// Checkpoints belong to a source reading one stream: a new version on the
+/// same stream continues where the last one stopped; on another stream it starts afresh.
+pub(crate) fn checkpoint_scope(source: &str, stream_arn: &str) -> String {
+    format!("{source}@{stream_arn}")
+}
+
+/// Rows decoded but not yet committed, and the checkpoint moves they stand for.
+#[derive(Default)]
+struct Pending {
+    advances: BTreeMap<Arc<str>, ShardAdvance>,
+    counts: BTreeMap<Arc<str>, ShardCounts>,
+    rows: usize,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn add(&mut self, batch: &ShardBatch) {
+        self.advances
+            .entry(Arc::clone(&batch.shard_id))
+            .and_modify(|advance| advance.to = batch.to.clone())
+            .or_insert_with(|| batch.advance());
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn count(&mut self, shard_id: &Arc<str>, accepted: bool) {
+        let counts = self
+            .counts
+            .entry(Arc::clone(shard_id))
+            .or_insert_with(|| ShardCounts { shard_id: shard_id.to_string(), ..ShardCounts::default() });
+        if accepted {
+            counts.rows += 1;
+        } else {
+            counts.rejected += 1;
+        }
+        self.rows += 1;
+    }
+}
+
+struct Worker<'a> {
+    context: &'a WorkerContext,
+    job: &'a Job,
+    status: &'a WorkerStatus,
+    scope: String,
+    dataset: Arc<DatasetWriter>,
+    decoder: Decoder,
+    pending: Pending,
+}
+
+/// Runs the worker until `stop` says so (then flushes and commits what it
+/// holds and returns `Ok`), or until it fails.
+pub(crate) async fn run(
+    context: &WorkerContext,
+    job: &Job,
+    status: &WorkerStatus,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let source = &job.source;
+    let stream_arn = source.kinesis.stream_arn.to_string();
+    let dataset = Arc::new(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp));
+    let store = Arc::clone(&context.store);
+    let cleanup = Arc::clone(&dataset);
+    let dataset_name = source.dataset.name.clone();
+    let removed = blocking(move || {
+        let committed = store.manifest_paths(&dataset_name).map_err(|e| e.to_string())?;
+        cleanup.remove_uncommitted(&committed).map_err(|e| e.to_string())
+    })
+    .await?;
+    if removed > 0 {
+        tracing::info!(source = %source.name, removed, "removed dataset files a crash left uncommitted");
+    }
+
+    let registry = match &source.kinesis.format {
+        Format::Avro(AvroFormat::Registry(settings)) => {
+            Some(RegistryClient::new(settings).map_err(|error| format!("schema registry: {error}"))?)
+        }
+        _ => None,
+    };
+    let decoder = Decoder::new(source, registry).map_err(|error| format!("compiling the decoder: {error}"))?;
+    let credentials = match &source.kinesis.role {
+        Some(role) => Some(context.aws.role_credentials(role).await),
+        None => None,
+    };
+    let client = context.aws.kinesis(source.kinesis.stream_arn.region(), credentials);
+    let scope = checkpoint_scope(&source.name, &stream_arn);
+    let start = match job.version.start_at {
+        Some(at) => StartPosition::AtTimestamp(at),
+        None => StartPosition::TrimHorizon,
+    };
+    let target = ReadTarget { stream_arn, start, scope: scope.clone() };
+    let mut reader = Reader::start(client, target, context.store.clone(), context.settings.reader.clone());
+    status.running(reader.metrics());
+
+    let mut worker = Worker { context, job, status, scope, dataset, decoder, pending: Pending::default() };
+    let outcome = worker.pump(&mut reader, stop).await;
+    reader.stop().await;
+    outcome
+}
+
+impl Worker<'_> {
+    async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        loop {
+            let deadline = self.pending.since.map(|since| since + self.job.flush.max_interval);
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return self.flush().await,
+                () = sleep_until(deadline), if deadline.is_some() => self.flush().await?,
+                next = reader.next() => {
+                    let batch = match next {
+                        Some(Ok(batch)) => batch,
+                        Some(Err(error)) => return Err(format!("reading: {error}")),
+                        None => return Err("the reader stopped".to_owned()),
+                    };
+                    if !self.decode(batch, stop).await? {
+                        // Stopped during a registry outage: nothing of the batch is committed, it is read again later.
+                        return Ok(());
+                    }
+                    let policy = self.job.flush;
+                    if self.pending.rows >= policy.max_rows || self.decoder.buffered_bytes() >= policy.max_bytes {
+                        self.flush().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes every record of `batch`; `false` when told to stop while the
+    /// schema registry was unreachable.
+    async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, String> {
+        for record in &batch.records {
+            let meta = RecordMeta {
+                shard_id: &batch.shard_id,
+                sequence_number: record.sequence_number.as_str(),
+                sub_sequence: record.sub_sequence,
+                partition_key: &record.partition_key,
+                arrival_time_micros: record.arrival_time.timestamp_micros(),
+            };
+            let mut wait = Duration::from_millis(500);
+            let accepted = loop {
+                match self.decoder.decode(&record.data, &meta) {
+                    Ok(accepted) => break accepted,
+                    Err(DecodeError::RegistryUnavailable(reason)) => {
+                        tracing::warn!(source = %self.job.source.name, %reason, "schema registry unavailable; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = stop.changed() => return Ok(false),
+                        }
+                        wait = (wait * 2).min(Duration::from_secs(30));
+                    }
+                    Err(error) => return Err(format!("decoding: {error}")),
+                }
+            };
+            self.pending.count(&batch.shard_id, accepted);
+        }
+        self.pending.add(&batch);
+        Ok(true)
+    }
+
+    /// Writes the decoded rows and commits files, checkpoints and rejections together.
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.pending.advances.is_empty() {
+            return Ok(());
+        }
+        let decoded = self.decoder.flush().map_err(|error| format!("finishing the batch: {error}"))?;
+        let pending = std::mem::take(&mut self.pending);
+        let dataset = Arc::clone(&self.dataset);
+        let store = Arc::clone(&self.context.store);
+        let source = self.job.source.name.clone();
+        let version = self.job.version.version;
+        let scope = self.scope.clone();
+        let retention = self.job.retention;
+        let rows = decoded.batch.num_rows() as u64;
+        let rejected = error_rows(&decoded.rejections);
+        let rejected_count = rejected.len() as u64;
+        let now = Utc::now();
+        blocking(move || {
+            let files = dataset.write(&decoded.batch).map_err(|error| format!("writing the dataset: {error}"))?;
+            let advances: Vec<ShardAdvance> = pending.advances.into_values().collect();
+            let counts: Vec<ShardCounts> = pending.counts.into_values().collect();
+            let commit = BatchCommit {
+                source: &source,
+                version,
+                scope: &scope,
+                files: &files,
+                advances: &advances,
+                rejected: &rejected,
+                counts: &counts,
+                retention,
+            };
+            store.commit_batch(&commit, now).map_err(|error| format!("committing the batch: {error}"))
+        })
+        .await?;
+        self.status.committed(rows, rejected_count, now);
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs file and database work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| format!("worker task: {error}"))?
+}
