@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod decode;
+mod serve;
 mod validate;
 
 /// Ingest AWS Kinesis Data Streams into typed Arrow datasets.
@@ -27,6 +29,14 @@ enum Command {
     /// JSON input holds one record per line; Avro input one base64 payload per line.
     /// Prints `rows=N rejected=M` last.
     Decode(decode::DecodeArgs),
+    /// Run the API and one continuous ingest worker per committed source.
+    Serve(serve::ServeArgs),
+    /// Commit definition files to a server: validate and store a new version of each source.
+    Commit(client::CommitArgs),
+    /// Show the sources, or one source's workers, shards, checkpoints, lag and counts.
+    Status(client::StatusArgs),
+    /// Show a source's rejected rows, newest first, with reason, field, shard, sequence and payload.
+    Errors(client::ErrorsArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +44,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Decode(args) => decode::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Commit(args) => client::commit(args),
+        Command::Status(args) => client::status(args),
+        Command::Errors(args) => client::errors(args),
     }
 }

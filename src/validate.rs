@@ -6,11 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Args;
-use tributary_codec::{CompileError, Decoder};
-use tributary_source::{
-    AvroFormat, AwsSettings, ClientFactory, ErrorCode, Format, RawSource, Source, ValidationError, live, load_file,
-    validate_raw_sources,
-};
+use tributary_codec::compile_check;
+use tributary_source::{AwsSettings, ClientFactory, RawSource, ValidationError, live, load_file, validate_raw_sources};
 
 /// Exit code when every source is valid.
 const VALID: u8 = 0;
@@ -63,7 +60,7 @@ pub(crate) fn run(args: ValidateArgs) -> ExitCode {
             return ExitCode::from(INVALID);
         }
     };
-    let codec_errors: Vec<ValidationError> = validated.iter().filter_map(codec_check).collect();
+    let codec_errors: Vec<ValidationError> = validated.iter().filter_map(|source| compile_check(source).err()).collect();
     if !codec_errors.is_empty() {
         for error in codec_errors {
             println!("{error}");
@@ -100,20 +97,4 @@ pub(crate) fn run(args: ValidateArgs) -> ExitCode {
     let mode = if args.live { "valid (live)" } else { "valid" };
     println!("{mode}: {}", names.join(", "));
     ExitCode::from(VALID)
-}
-
-/// Compiles the source's decoder, which resolves an inline Avro writer schema
-/// against the dataset (no IO; registry schemas are resolved per record).
-fn codec_check(source: &Source) -> Option<ValidationError> {
-    if matches!(source.kinesis.format, Format::Avro(AvroFormat::Registry(_))) {
-        return None;
-    }
-    let (field, code, message) = match Decoder::new(source, None) {
-        Ok(_) => return None,
-        Err(CompileError::SchemaIncompatible(message)) => {
-            ("kinesis.format.avro.schema", ErrorCode::SchemaIncompatible, message)
-        }
-        Err(CompileError::Unsupported(message)) => ("preproc", ErrorCode::InvalidPreproc, message),
-    };
-    Some(ValidationError { source: source.name.clone(), field: field.to_owned(), code, message })
 }

@@ -242,3 +242,20 @@ impl Decoder {
         Ok(DecodedBatch { batch, rejections: std::mem::take(&mut self.rejections) })
     }
 }
+
+/// Compiles `source`'s decoder as a commit check: an inline Avro writer schema
+/// must resolve to the dataset (no I/O; registry schemas resolve per record).
+pub fn compile_check(source: &Source) -> Result<(), tributary_source::ValidationError> {
+    use tributary_source::{ErrorCode, ValidationError};
+    if matches!(source.kinesis.format, Format::Avro(AvroFormat::Registry(_))) {
+        return Ok(());
+    }
+    let (field, code, message) = match Decoder::new(source, None) {
+        Ok(_) => return Ok(()),
+        Err(CompileError::SchemaIncompatible(message)) => {
+            ("kinesis.format.avro.schema", ErrorCode::SchemaIncompatible, message)
+        }
+        Err(CompileError::Unsupported(message)) => ("preproc", ErrorCode::InvalidPreproc, message),
+    };
+    Err(ValidationError { source: source.name.clone(), field: field.to_owned(), code, message })
+}

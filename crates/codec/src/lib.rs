@@ -44,5 +44,5 @@ mod rejection;
 mod timestamp;
 
 pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
-pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder};
+pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, compile_check};
 pub use rejection::{Found, Reason, ReasonCode, RecordMeta, Rejection};

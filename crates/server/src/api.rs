@@ -153,6 +153,11 @@ async fn commit(
         Ok(sources) => sources,
         Err(errors) => return invalid(errors),
     };
+    let compile_errors: Vec<ValidationError> =
+        sources.iter().filter_map(|source| tributary_codec::compile_check(source).err()).collect();
+    if !compile_errors.is_empty() {
+        return invalid(compile_errors);
+    }
     if let Some((factory, timeout)) = &state.live {
         let mut errors = Vec::new();
         for source in &sources {

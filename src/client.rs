@@ -1,0 +1,293 @@
+//! `tributary commit`, `status` and `errors`: clients of a running server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Args;
+use serde_json::Value;
+use tributary_proto::v1::CommitRequest;
+use tributary_source::{RawSource, load_file, to_commit_sources};
+
+/// Where the server is and how to authenticate.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "TRIBUTARY_SERVER", default_value = "http://127.0.0.1:7878")]
+    server: String,
+    /// Bearer token for commit and delete (better: the TRIBUTARY_TOKEN environment variable).
+    #[arg(long, env = "TRIBUTARY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CommitArgs {
+    /// Definition files (YAML, or JSON when named `*.json`); all form one commit.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Validate on the server without storing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// A message kept with the new versions.
+    #[arg(long, short, default_value = "")]
+    message: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// A source; all sources when omitted.
+    name: Option<String>,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ErrorsArgs {
+    /// The source.
+    name: String,
+    /// How many rows, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Only rows with this reason code (e.g. TYPE_MISMATCH).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Exit codes: 0 done, 1 refused (invalid definition, unknown source), 2 cannot ask.
+const REFUSED: u8 = 1;
+const UNREACHABLE: u8 = 2;
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// A server answer: status and JSON body.
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Client { base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone(), agent }
+    }
+
+    fn answer(&self, url: &str, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Answer, String> {
+        let mut response = response.map_err(|error| format!("cannot reach the server at {url}: {error}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().map_err(|error| format!("reading the answer of {url}: {error}"))?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Answer { status, body })
+    }
+
+    fn get(&self, path: &str) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.base);
+        self.answer(&url, self.agent.get(&url).call())
+    }
+
+    fn post(&self, path: &str, body: String) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        self.answer(&url, request.send(body))
+    }
+}
+
+fn error_message(answer: &Answer) -> String {
+    match answer.body.get("error").and_then(Value::as_str) {
+        Some(message) => format!("HTTP {}: {message}", answer.status),
+        None => format!("HTTP {}: {}", answer.status, answer.body),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+pub(crate) fn commit(args: CommitArgs) -> ExitCode {
+    let mut sources: Vec<RawSource> = Vec::new();
+    for path in &args.files {
+        match load_file(path) {
+            Ok(file) => sources.extend(file.sources),
+            Err(error) => return fail(UNREACHABLE, &error.to_string()),
+        }
+    }
+    let definitions = match to_commit_sources(&sources, Utc::now()) {
+        Ok(definitions) => definitions,
+        Err(errors) => {
+            errors.iter().for_each(|error| println!("{error}"));
+            return ExitCode::from(REFUSED);
+        }
+    };
+    let request = CommitRequest { sources: definitions, message: args.message.clone() };
+    let body = match serde_json::to_string(&request) {
+        Ok(body) => body,
+        Err(error) => return fail(UNREACHABLE, &format!("encoding the commit: {error}")),
+    };
+    let path = if args.dry_run { "/api/v1/commit?dry_run=true" } else { "/api/v1/commit" };
+    let answer = match Client::new(&args.server).post(path, body) {
+        Ok(answer) => answer,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
+    if let Some(errors) = answer.body.get("errors").and_then(Value::as_array).filter(|errors| !errors.is_empty()) {
+        for error in errors {
+            let text = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+            println!("{} {}.{}: {}", text("code"), text("source"), text("field"), text("message"));
+        }
+        return ExitCode::from(REFUSED);
+    }
+    if answer.status != 200 {
+        return fail(REFUSED, &error_message(&answer));
+    }
+    if args.dry_run {
+        println!("valid (dry run, nothing stored)");
+        return ExitCode::SUCCESS;
+    }
+    for version in answer.body.get("versions").and_then(Value::as_array).into_iter().flatten() {
+        let source = version.get("source").and_then(Value::as_str).unwrap_or_default();
+        // proto3 JSON writes 64-bit integers as strings.
+        let number = version.get("version").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+        println!("committed {source} v{number}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn status(args: StatusArgs) -> ExitCode {
+    let client = Client::new(&args.server);
+    let path = match &args.name {
+        Some(name) => format!("/api/v1/sources/{name}/status"),
+        None => "/api/v1/sources".to_owned(),
+    };
+    let answer = match client.get(&path) {
+        Ok(answer) => answer,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
+    if answer.status != 200 {
+        return fail(REFUSED, &error_message(&answer));
+    }
+    if args.json {
+        println!("{:#}", answer.body);
+        return ExitCode::SUCCESS;
+    }
+    let body = &answer.body;
+    if args.name.is_none() {
+        println!("{:<24} {:>7} {:<9} STREAM", "SOURCE", "VERSION", "STATE");
+        for source in body.get("sources").and_then(Value::as_array).into_iter().flatten() {
+            println!(
+                "{:<24} {:>7} {:<9} {}",
+                text(&source["name"]),
+                text(&source["version"]),
+                text(&source["state"]),
+                text(&source["stream_arn"])
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "source {} v{}: {}  rows={} rejected={} lag={}ms restarts={} last_commit={}",
+        text(&body["source"]),
+        text(&body["version"]),
+        text(&body["state"]),
+        text(&body["rows"]),
+        text(&body["rejected"]),
+        text(&body["lag_millis"]),
+        text(&body["restarts"]),
+        text(&body["last_commit_at"])
+    );
+    if let Some(error) = body["error"].as_str() {
+        println!("error: {error}");
+    }
+    println!(
+        "dataset {}: {} rows, {} bytes",
+        text(&body["dataset"]["name"]),
+        text(&body["dataset"]["rows"]),
+        text(&body["dataset"]["bytes"])
+    );
+    println!("{:<24} {:<9} {:>9} {:>9} {:>10}  CHECKPOINT", "SHARD", "STATE", "ROWS", "REJECTED", "LAG_MS");
+    for shard in body.get("shards").and_then(Value::as_array).into_iter().flatten() {
+        let checkpoint = match &shard["checkpoint"] {
+            Value::Null => "-".to_owned(),
+            position => match position["sub_sequence"].as_u64() {
+                Some(sub) => format!("{}/{sub}", text(&position["sequence_number"])),
+                None => text(&position["sequence_number"]),
+            },
+        };
+        println!(
+            "{:<24} {:<9} {:>9} {:>9} {:>10}  {checkpoint}",
+            text(&shard["shard_id"]),
+            text(&shard["state"]),
+            text(&shard["rows"]),
+            text(&shard["rejected"]),
+            text(&shard["millis_behind_latest"])
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
+    let client = Client::new(&args.server);
+    let mut path = format!("/api/v1/sources/{}/errors?limit={}", args.name, args.limit);
+    if let Some(reason) = &args.reason {
+        path.push_str(&format!("&reason={reason}"));
+    }
+    let answer = match client.get(&path) {
+        Ok(answer) => answer,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
+    if answer.status != 200 {
+        return fail(REFUSED, &error_message(&answer));
+    }
+    if args.json {
+        println!("{:#}", answer.body);
+        return ExitCode::SUCCESS;
+    }
+    let rows = answer.body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no rejected rows");
+    }
+    for row in rows {
+        let sequence = match row["sub_sequence"].as_u64() {
+            Some(sub) => format!("{}/{sub}", text(&row["sequence_number"])),
+            None => text(&row["sequence_number"]),
+        };
+        let field = row["field"].as_str().filter(|field| !field.is_empty()).unwrap_or("(record)");
+        println!("{} {} shard={} seq={sequence} at {}", text(&row["reason"]), field, text(&row["shard_id"]), text(&row["arrival_time"]));
+        println!("  {}", text(&row["message"]));
+        let truncated = if row["payload_truncated"].as_bool() == Some(true) {
+            format!(" (first {} of {} bytes)", 64 * 1024, text(&row["payload_length"]))
+        } else {
+            String::new()
+        };
+        println!("  payload [{}]{truncated}: {}", text(&row["payload_encoding"]), text(&row["payload"]));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,113 @@
+//! `tributary serve`: the API and one ingest worker per committed source.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tributary_server::{FlushPolicy, Server, ServerConfig};
+use tributary_source::{AwsSettings, ClientFactory};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where the state database and datasets live.
+    #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = "tributary-data")]
+    data_dir: PathBuf,
+    /// Address to listen on; loopback unless you mean otherwise.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// Require `Authorization: Bearer <token>` on commit and delete (read from the environment
+    /// so it stays out of process listings).
+    #[arg(long = "token-env", value_name = "VAR", default_value = "TRIBUTARY_TOKEN")]
+    token_env: String,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    body_limit: usize,
+    /// Validate commits statically only (skip assuming the role and probing the stream).
+    #[arg(long)]
+    no_live_validation: bool,
+    /// Default flush policy: rows per batch.
+    #[arg(long, default_value_t = FlushPolicy::default().max_rows)]
+    flush_rows: usize,
+    /// Default flush policy: decoded bytes per batch.
+    #[arg(long, default_value_t = FlushPolicy::default().max_bytes)]
+    flush_bytes: usize,
+    /// Default flush policy: seconds before buffered rows are written.
+    #[arg(long, default_value_t = FlushPolicy::default().max_interval.as_secs_f64())]
+    flush_seconds: f64,
+    /// How often (ms) a caught-up shard is polled again.
+    #[arg(long, default_value_t = 500)]
+    idle_poll_ms: u64,
+}
+
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let Ok(flush_interval) = Duration::try_from_secs_f64(args.flush_seconds) else {
+        eprintln!("error: --flush-seconds must be a non-negative number, got {}", args.flush_seconds);
+        return ExitCode::from(2);
+    };
+    let mut config = ServerConfig::new(args.data_dir.clone());
+    config.listen = args.listen;
+    config.token = std::env::var(&args.token_env).ok().filter(|token| !token.is_empty());
+    config.body_limit = args.body_limit;
+    config.live_validation = !args.no_live_validation;
+    config.worker.flush = FlushPolicy { max_rows: args.flush_rows.max(1), max_bytes: args.flush_bytes.max(1), max_interval: flush_interval };
+    config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async move {
+        let aws = ClientFactory::load(AwsSettings::default(), config.live_timeout).await;
+        let authenticated = config.token.is_some();
+        let server = Server::start(config, aws).await?;
+        if let Some(address) = server.local_addr() {
+            eprintln!(
+                "tributary: serving http://{address} (data in {}, {})",
+                args.data_dir.display(),
+                if authenticated { "token required for changes" } else { "no token" }
+            );
+        }
+        server.serve(shutdown_signal()).await
+    });
+    match served {
+        Ok(()) => {
+            eprintln!("tributary: stopped; every worker committed what it held");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
