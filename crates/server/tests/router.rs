@@ -1,0 +1,174 @@
+//! The API's contract, through `oneshot` on the router (no sockets, no AWS).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tributary_proto::prost::Message;
+use tributary_server::{AppState, Supervisor, WorkerSettings, router};
+use tributary_source::{AwsSettings, ClientFactory};
+use tributary_store::Store;
+
+async fn state(token: Option<&str>, body_limit: usize) -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
+    let supervisor = Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default()));
+    let state = AppState { store, supervisor, live: None, token: token.map(Arc::from), body_limit };
+    (state, dir)
+}
+
+fn source(name: &str) -> Value {
+    json!({
+        "name": name,
+        "kinesis": {
+            "stream_arn": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}"),
+            "trim_horizon": {},
+            "format": {"json": {}}
+        },
+        "dataset": {
+            "name": name,
+            "fields": [
+                {"name": "id", "type": {"primitive": "PRIMITIVE_TYPE_INT64"}},
+                {"name": "ts", "type": {"primitive": "PRIMITIVE_TYPE_TIMESTAMP"}}
+            ],
+            "timestamp": "ts"
+        }
+    })
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router(state.clone()).oneshot(request).await.expect("the router answers");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, body)
+}
+
+fn post(uri: &str, body: impl Into<Body>, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    request.body(body.into()).expect("request")
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).expect("request")
+}
+
+fn sources_stored(body: &Value) -> usize {
+    body["sources"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn mutating_calls_need_the_token_when_one_is_configured() {
+    let (state, _dir) = state(Some("s3cret-token"), 1 << 20).await;
+    let body = json!({"sources": [source("orders")]}).to_string();
+    let (status, answer) = call(&state, post("/api/v1/commit?dry_run=true", body.clone(), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(answer["error"].as_str().expect("a message").contains("Bearer"), "{answer}");
+    let (status, answer) = call(&state, post("/api/v1/commit?dry_run=true", body.clone(), Some("wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!answer.to_string().contains("s3cret-token"), "the expected token is never echoed");
+    let delete = Request::delete("/api/v1/sources/orders").body(Body::empty()).expect("request");
+    assert_eq!(call(&state, delete).await.0, StatusCode::UNAUTHORIZED);
+
+    let (status, answer) = call(&state, post("/api/v1/commit?dry_run=true", body, Some("s3cret-token"))).await;
+    assert_eq!((status, answer["ok"].as_bool()), (StatusCode::OK, Some(true)), "{answer}");
+    // Reads need no token.
+    assert_eq!(call(&state, get("/api/v1/sources")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let (state, _dir) = state(None, 1024).await;
+    let body = json!({"sources": [source("orders")], "message": "x".repeat(4096)}).to_string();
+    let (status, answer) = call(&state, post("/api/v1/commit", body, None)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer["error"].as_str().expect("a JSON error").contains("larger"), "{answer}");
+}
+
+#[tokio::test]
+async fn bad_json_is_a_400_that_names_the_problem() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let (status, answer) = call(&state, post("/api/v1/commit", "{\"sources\": [", None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = answer["error"].as_str().expect("a message");
+    assert!(message.contains("JSON CommitRequest") && message.contains("line 1"), "{message}");
+
+    let (status, answer) = call(&state, post("/api/v1/commit", r#"{"sourcez": []}"#, None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().expect("a message").contains("sourcez"), "{answer}");
+}
+
+#[tokio::test]
+async fn unknown_sources_and_paths_are_404() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    for path in ["/api/v1/sources/nope", "/api/v1/sources/nope/status", "/api/v1/sources/nope/errors", "/api/v2/whatever"] {
+        let (status, answer) = call(&state, get(path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(answer["error"].is_string(), "{path}: {answer}");
+    }
+    let delete = Request::delete("/api/v1/sources/nope").body(Body::empty()).expect("request");
+    assert_eq!(call(&state, delete).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_dry_run_stores_nothing_and_one_invalid_source_stores_none() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let (status, answer) = call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [source("orders")]}).to_string(), None)).await;
+    assert_eq!((status, answer["ok"].as_bool()), (StatusCode::OK, Some(true)), "{answer}");
+    assert_eq!(sources_stored(&call(&state, get("/api/v1/sources")).await.1), 0, "a dry run stores nothing");
+
+    let mut invalid = source("clicks");
+    invalid["kinesis"]["stream_arn"] = json!("arn:aws:kinesis:us-east-1:12345:stream/clicks");
+    let body = json!({"sources": [source("orders"), invalid]}).to_string();
+    let (status, answer) = call(&state, post("/api/v1/commit", body, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["ok"], json!(false));
+    let errors = answer["errors"].as_array().expect("errors");
+    assert!(errors.iter().all(|e| e["source"] == "clicks"), "{answer}");
+    assert_eq!(errors[0]["field"], "kinesis.stream_arn");
+    assert!(answer["error"].as_str().expect("a message").contains("nothing was stored"));
+    assert_eq!(sources_stored(&call(&state, get("/api/v1/sources")).await.1), 0, "all or nothing");
+}
+
+#[tokio::test]
+async fn protobuf_bodies_get_protobuf_answers() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let request: tributary_proto::v1::CommitRequest =
+        serde_json::from_value(json!({"sources": [source("orders")]})).expect("a CommitRequest");
+    let http = Request::post("/api/v1/commit?dry_run=true")
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Body::from(request.encode_to_vec()))
+        .expect("request");
+    let response = router(state.clone()).oneshot(http).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/x-protobuf");
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let answer = tributary_proto::v1::CommitResponse::decode(bytes).expect("a protobuf CommitResponse");
+    assert!(answer.ok && answer.errors.is_empty());
+
+    let garbage = Request::post("/api/v1/commit")
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Body::from(vec![0xFF, 0xFF, 0xFF]))
+        .expect("request");
+    let (status, answer) = call(&state, garbage).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().expect("message").contains("protobuf"), "{answer}");
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let (status, body) = call(&state, get("/healthz")).await;
+    assert_eq!((status, body), (StatusCode::OK, Value::String("ok\n".into())));
+    let (status, body) = call(&state, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.as_str().expect("text").contains("# TYPE tributary_rows_written_total counter"));
+}
