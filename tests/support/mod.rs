@@ -91,6 +91,20 @@ pub async fn create_stream(endpoint: &str, name: &str, shards: i32, wait: bool) 
     }
 }
 
+/// Waits (bounded) until a resharded stream is ACTIVE again.
+pub async fn wait_active(endpoint: &str, stream_arn: &str) {
+    let client = kinesis_client(endpoint);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = client.describe_stream_summary().stream_arn(stream_arn).send().await.expect("DescribeStreamSummary");
+        if summary.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "stream {stream_arn} not ACTIVE within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A one-source definition file reading `stream_arn`, optionally through `role_arn`.
 pub fn write_definition(dir: &Path, source: &str, stream_arn: &str, role_arn: Option<&str>) -> std::path::PathBuf {
     let role = role_arn.map(|arn| format!("      role_arn: {arn}\n")).unwrap_or_default();
@@ -113,6 +127,8 @@ pub fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Standard output as text.
+pub mod server;
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

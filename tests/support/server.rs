@@ -1,0 +1,199 @@
+//! A `tributary serve` process for end-to-end tests, and what it wrote.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// A running server on a loopback port, with its data directory.
+pub struct ServerProcess {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("address").port()
+}
+
+impl ServerProcess {
+    /// Starts `tributary serve` (quick flushes and polls) and waits for /healthz.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let port = free_port();
+        let child = spawn(data_dir, port, &extra);
+        let server = ServerProcess { child, port, data_dir: data_dir.to_owned(), extra };
+        server.wait_healthy();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if ureq::get(&format!("{}/healthz", self.url())).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tributary serve did not answer /healthz within 30 s");
+    }
+
+    /// `kill -9`, then a fresh process on the same port and data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+        self.child = spawn(&self.data_dir, self.port, &self.extra);
+        self.wait_healthy();
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "tributary serve did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET a JSON answer.
+    pub fn get(&self, path: &str) -> Value {
+        let mut response = ureq::get(&format!("{}{path}", self.url())).call().expect("GET");
+        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("JSON")
+    }
+
+    /// Waits until the source has committed `rows` + `rejected` records in all.
+    pub fn wait_for_records(&self, source: &str, total: u64, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.get(&format!("/api/v1/sources/{source}/status"));
+            let done = status["rows"].as_u64().unwrap_or(0) + status["rejected"].as_u64().unwrap_or(0);
+            if done >= total {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{done} of {total} records ingested within {limit:?}: {status:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every rejected row of a source (newest first).
+    pub fn errors(&self, source: &str) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let mut before = None::<i64>;
+        loop {
+            let mut path = format!("/api/v1/sources/{source}/errors?limit=1000");
+            if let Some(id) = before {
+                path.push_str(&format!("&before={id}"));
+            }
+            let page = self.get(&path);
+            rows.extend(page["errors"].as_array().cloned().unwrap_or_default());
+            match page["next_before"].as_i64() {
+                Some(id) => before = Some(id),
+                None => return rows,
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(data_dir: &Path, port: u16, extra: &[String]) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .expect("server log");
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--flush-seconds", "0.3", "--idle-poll-ms", "100"])
+        .args(extra)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tributary serve")
+}
+
+/// One dataset row as the tests compare it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Row {
+    pub id: i64,
+    pub shard_id: Option<String>,
+    pub sequence_number: Option<String>,
+    pub extra: Option<String>,
+}
+
+/// Every row in every Parquet file of the dataset, read with the parquet crate.
+pub fn dataset_rows(data_dir: &Path, dataset: &str, extra_column: Option<&str>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let root = data_dir.join("datasets").join(dataset);
+    let Ok(partitions) = std::fs::read_dir(&root) else { return rows };
+    for partition in partitions {
+        for file in std::fs::read_dir(partition.expect("entry").path()).expect("partition") {
+            let path = file.expect("entry").path();
+            if path.extension().is_none_or(|ext| ext != "parquet") {
+                continue;
+            }
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
+                .expect("a Parquet file")
+                .build()
+                .expect("reader");
+            for batch in reader {
+                rows.extend(batch_rows(&batch.expect("batch"), extra_column));
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+    batch.column_by_name(name).and_then(|column| column.as_any().downcast_ref::<StringArray>())
+}
+
+fn batch_rows(batch: &RecordBatch, extra_column: Option<&str>) -> Vec<Row> {
+    let ids = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).expect("an int64 id column");
+    let shard = strings(batch, "_shard_id");
+    let sequence = strings(batch, "_sequence_number");
+    let extra = extra_column.and_then(|name| strings(batch, name));
+    (0..batch.num_rows())
+        .map(|i| Row {
+            id: ids.value(i),
+            shard_id: shard.map(|s| s.value(i).to_owned()),
+            sequence_number: sequence.map(|s| s.value(i).to_owned()),
+            extra: extra.filter(|e| e.is_valid(i)).map(|e| e.value(i).to_owned()),
+        })
+        .collect()
+}
+
+/// Counts of each id, to spot repeats.
+pub fn id_counts(rows: &[Row]) -> HashMap<i64, usize> {
+    let mut counts = HashMap::new();
+    for row in rows {
+        *counts.entry(row.id).or_insert(0) += 1;
+    }
+    counts
+}
