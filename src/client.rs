@@ -90,10 +90,15 @@ impl Client {
         Client { base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone(), agent }
     }
 
-    fn answer(&self, url: &str, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Answer, String> {
+    fn answer(
+        &self,
+        url: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, String> {
         let mut response = response.map_err(|error| format!("cannot reach the server at {url}: {error}"))?;
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().map_err(|error| format!("reading the answer of {url}: {error}"))?;
+        let text =
+            response.body_mut().read_to_string().map_err(|error| format!("reading the answer of {url}: {error}"))?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok(Answer { status, body })
     }
@@ -167,7 +172,8 @@ pub(crate) fn commit(args: CommitArgs) -> ExitCode {
     for version in answer.body.get("versions").and_then(Value::as_array).into_iter().flatten() {
         let source = version.get("source").and_then(Value::as_str).unwrap_or_default();
         // proto3 JSON writes 64-bit integers as strings.
-        let number = version.get("version").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+        let number =
+            version.get("version").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
         println!("committed {source} v{number}");
     }
     ExitCode::SUCCESS
@@ -213,12 +219,13 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "source {} v{}: {}  rows={} rejected={} lag={}ms restarts={} last_commit={}",
+        "source {} v{}: {}  rows={} rejected={} filtered={} lag={}ms restarts={} last_commit={}",
         text(&body["source"]),
         text(&body["version"]),
         text(&body["state"]),
         text(&body["rows"]),
         text(&body["rejected"]),
+        text(&body["filtered"]),
         text(&body["lag_millis"]),
         text(&body["restarts"]),
         text(&body["last_commit_at"])
@@ -280,7 +287,13 @@ pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
             None => text(&row["sequence_number"]),
         };
         let field = row["field"].as_str().filter(|field| !field.is_empty()).unwrap_or("(record)");
-        println!("{} {} shard={} seq={sequence} at {}", text(&row["reason"]), field, text(&row["shard_id"]), text(&row["arrival_time"]));
+        println!(
+            "{} {} shard={} seq={sequence} at {}",
+            text(&row["reason"]),
+            field,
+            text(&row["shard_id"]),
+            text(&row["arrival_time"])
+        );
         println!("  {}", text(&row["message"]));
         let truncated = if row["payload_truncated"].as_bool() == Some(true) {
             format!(" (first {} of {} bytes)", 64 * 1024, text(&row["payload_length"]))

@@ -54,7 +54,11 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.token = std::env::var(&args.token_env).ok().filter(|token| !token.is_empty());
     config.body_limit = args.body_limit;
     config.live_validation = !args.no_live_validation;
-    config.worker.flush = FlushPolicy { max_rows: args.flush_rows.max(1), max_bytes: args.flush_bytes.max(1), max_interval: flush_interval };
+    config.worker.flush = FlushPolicy {
+        max_rows: args.flush_rows.max(1),
+        max_bytes: args.flush_bytes.max(1),
+        max_interval: flush_interval,
+    };
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -60,7 +60,8 @@ pub(crate) fn run(args: ValidateArgs) -> ExitCode {
             return ExitCode::from(INVALID);
         }
     };
-    let codec_errors: Vec<ValidationError> = validated.iter().filter_map(|source| compile_check(source).err()).collect();
+    let codec_errors: Vec<ValidationError> =
+        validated.iter().filter_map(|source| compile_check(source).err()).collect();
     if !codec_errors.is_empty() {
         for error in codec_errors {
             println!("{error}");

@@ -58,7 +58,8 @@ async fn put(
                     .expect("entry")
             })
             .collect();
-        let output = client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send().await.expect("PutRecords");
+        let output =
+            client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send().await.expect("PutRecords");
         assert_eq!(output.failed_record_count(), Some(0));
         for (i, result) in chunk.iter().zip(output.records()) {
             placed.insert(
@@ -71,9 +72,14 @@ async fn put(
 }
 
 fn definition(dir: &Path, source: &str, stream_arn: &str, with_country: bool) -> std::path::PathBuf {
-    let country = if with_country { "        - {name: country, type: \"optional<string>\"}\n" } else { "" };
+    // Version 2 of a source adds a column and a filter.
+    let (country, filter) = if with_country {
+        ("        - {name: country, type: \"optional<string>\"}\n", "    where: \"id < 90 OR country IS NULL\"\n")
+    } else {
+        ("", "")
+    };
     let text = format!(
-        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n      include_metadata: true\n    dataset:\n      name: {source}_rows\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"optional<string>\"}}\n{country}      timestamp: ts\n"
+        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n      include_metadata: true\n    dataset:\n      name: {source}_rows\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"optional<string>\"}}\n{country}      timestamp: ts\n{filter}"
     );
     let path = dir.join(format!("{source}-{}.yaml", u8::from(with_country)));
     std::fs::write(&path, text).expect("write definition");
@@ -90,11 +96,18 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The error log holds exactly the malformed records, each once, with shard, sequence and reason.
-fn assert_error_log(server: &ServerProcess, source: &str, placed: &HashMap<usize, (String, String)>, malformed_every: usize) {
+fn assert_error_log(
+    server: &ServerProcess,
+    source: &str,
+    placed: &HashMap<usize, (String, String)>,
+    malformed_every: usize,
+) {
     let errors = server.errors(source);
     let logged: HashSet<(String, String)> = errors
         .iter()
-        .map(|e| (e["shard_id"].as_str().expect("shard").to_owned(), e["sequence_number"].as_str().expect("seq").to_owned()))
+        .map(|e| {
+            (e["shard_id"].as_str().expect("shard").to_owned(), e["sequence_number"].as_str().expect("seq").to_owned())
+        })
         .collect();
     assert_eq!(logged.len(), errors.len(), "no rejected record is logged twice");
     let malformed: HashMap<(String, String), usize> = placed
@@ -104,7 +117,10 @@ fn assert_error_log(server: &ServerProcess, source: &str, placed: &HashMap<usize
         .collect();
     assert_eq!(logged, malformed.keys().cloned().collect::<HashSet<_>>(), "every malformed record is logged");
     for error in &errors {
-        let key = (error["shard_id"].as_str().unwrap_or_default().to_owned(), error["sequence_number"].as_str().unwrap_or_default().to_owned());
+        let key = (
+            error["shard_id"].as_str().unwrap_or_default().to_owned(),
+            error["sequence_number"].as_str().unwrap_or_default().to_owned(),
+        );
         let i = malformed[&key];
         assert_eq!(error["reason"], expected_reason(i, malformed_every), "record {i}: {error}");
         assert_eq!(error["payload"].as_str().map(str::as_bytes), Some(&payload(i, malformed_every, false)[..]));
@@ -259,7 +275,12 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
     assert!(server.stop());
     let server = ServerProcess::start(&data_dir, &["--flush-rows", "700"]);
     std::thread::sleep(Duration::from_secs(3));
-    let metrics = ureq::get(&format!("{}/metrics", server.url())).call().expect("metrics").body_mut().read_to_string().expect("text");
+    let metrics = ureq::get(&format!("{}/metrics", server.url()))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
     let read_again: u64 = metrics
         .lines()
         .filter(|line| line.starts_with("tributary_shard_records_read_total{"))
@@ -267,7 +288,8 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
         .sum();
     assert_eq!(read_again, 0, "nothing is read again after a graceful restart:\n{metrics}");
     let status = server.get("/api/v1/sources/crashy/status");
-    let finished = status["shards"].as_array().expect("shards").iter().filter(|shard| shard["state"] == "finished").count();
+    let finished =
+        status["shards"].as_array().expect("shards").iter().filter(|shard| shard["state"] == "finished").count();
     assert_eq!(finished, 3, "the split and merged parents are checkpointed as finished: {status:#}");
     assert!(server.stop());
 
@@ -275,7 +297,8 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
     let counts = id_counts(&rows);
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "rows written twice: {repeated:?}");
-    let valid: HashSet<i64> = (0..RECORDS).filter(|i| i % MALFORMED_EVERY != MALFORMED_EVERY - 1).map(|i| i as i64).collect();
+    let valid: HashSet<i64> =
+        (0..RECORDS).filter(|i| i % MALFORMED_EVERY != MALFORMED_EVERY - 1).map(|i| i as i64).collect();
     assert_eq!(counts.keys().copied().collect::<HashSet<_>>(), valid, "every valid record is in the dataset");
     for row in &rows {
         let (shard, sequence) = &placed[&(row.id as usize)];
@@ -302,9 +325,10 @@ fn a_schema_change_applies_while_running_and_delete_stops_the_source() {
     commit(&server, &definition(dir.path(), "evolving", &stream_arn, true));
     rt.block_on(put(&client, &stream_arn, 50..100, 0, true));
     let status = server.wait_for_records("evolving", 100, Duration::from_secs(60));
-    assert_eq!((status["version"].as_u64(), status["rows"].as_u64()), (Some(2), Some(100)), "nothing re-read: {status:#}");
+    let counts = (status["version"].as_u64(), status["rows"].as_u64(), status["filtered"].as_u64());
+    assert_eq!(counts, (Some(2), Some(90), Some(10)), "nothing re-read, `where` applied: {status:#}");
     let rows = dataset_rows(&data_dir, "evolving_rows", Some("country"));
-    assert_eq!(rows.len(), 100);
+    assert_eq!(rows.len(), 90);
     for row in &rows {
         let expected = (row.id >= 50).then(|| format!("C{}", row.id % 7));
         assert_eq!(row.extra, expected, "row {}: only version 2 reads the new column", row.id);
@@ -315,7 +339,11 @@ fn a_schema_change_applies_while_running_and_delete_stops_the_source() {
     rt.block_on(put(&client, &stream_arn, 100..130, 0, true));
     std::thread::sleep(Duration::from_secs(2));
     let status = server.get("/api/v1/sources/evolving/status");
-    assert_eq!((status["state"].as_str(), status["dataset"]["rows"].as_u64()), (Some("deleted"), Some(100)), "{status:#}");
-    assert_eq!(dataset_rows(&data_dir, "evolving_rows", None).len(), 100, "a deleted source reads no more");
+    assert_eq!(
+        (status["state"].as_str(), status["dataset"]["rows"].as_u64()),
+        (Some("deleted"), Some(90)),
+        "{status:#}"
+    );
+    assert_eq!(dataset_rows(&data_dir, "evolving_rows", None).len(), 90, "a deleted source reads no more");
     assert!(server.stop());
 }

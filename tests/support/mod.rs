@@ -96,7 +96,8 @@ pub async fn wait_active(endpoint: &str, stream_arn: &str) {
     let client = kinesis_client(endpoint);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let summary = client.describe_stream_summary().stream_arn(stream_arn).send().await.expect("DescribeStreamSummary");
+        let summary =
+            client.describe_stream_summary().stream_arn(stream_arn).send().await.expect("DescribeStreamSummary");
         if summary.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active) {
             return;
         }

@@ -73,18 +73,22 @@ impl ServerProcess {
         }
     }
 
-    /// GET a JSON answer.
+    /// GET a JSON answer; panics with the server's message on anything but 200.
     pub fn get(&self, path: &str) -> Value {
-        let mut response = ureq::get(&format!("{}{path}", self.url())).call().expect("GET");
-        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("JSON")
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent.get(&format!("{}{path}", self.url())).call().expect("GET");
+        let body = response.body_mut().read_to_string().expect("body");
+        assert_eq!(response.status(), 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
     }
 
-    /// Waits until the source has committed `rows` + `rejected` records in all.
+    /// Waits until the source has committed `rows` + `rejected` + `filtered` records in all.
     pub fn wait_for_records(&self, source: &str, total: u64, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let status = self.get(&format!("/api/v1/sources/{source}/status"));
-            let done = status["rows"].as_u64().unwrap_or(0) + status["rejected"].as_u64().unwrap_or(0);
+            let done =
+                ["rows", "rejected", "filtered"].iter().map(|key| status[key].as_u64().unwrap_or(0)).sum::<u64>();
             if done >= total {
                 return status;
             }
@@ -120,11 +124,7 @@ impl Drop for ServerProcess {
 }
 
 fn spawn(data_dir: &Path, port: u16, extra: &[String]) -> Child {
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(data_dir.with_extension("log"))
-        .expect("server log");
+    let log = File::options().create(true).append(true).open(data_dir.with_extension("log")).expect("server log");
     Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
@@ -175,7 +175,8 @@ fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
 }
 
 fn batch_rows(batch: &RecordBatch, extra_column: Option<&str>) -> Vec<Row> {
-    let ids = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).expect("an int64 id column");
+    let ids =
+        batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).expect("an int64 id column");
     let shard = strings(batch, "_shard_id");
     let sequence = strings(batch, "_sequence_number");
     let extra = extra_column.and_then(|name| strings(batch, name));

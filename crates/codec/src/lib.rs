@@ -39,10 +39,12 @@ mod avro;
 mod columns;
 mod decimal;
 mod decoder;
+mod filter;
 mod json;
 mod rejection;
 mod timestamp;
 
 pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
 pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, compile_check};
+pub use filter::RowFilter;
 pub use rejection::{Found, Reason, ReasonCode, RecordMeta, Rejection};

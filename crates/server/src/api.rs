@@ -61,7 +61,11 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             .and_then(|value| value.strip_prefix("Bearer "));
         let matches = presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()));
         if !matches {
-            let message = if presented.is_some() { "the bearer token is not valid" } else { "this call needs `Authorization: Bearer <token>`" };
+            let message = if presented.is_some() {
+                "the bearer token is not valid"
+            } else {
+                "this call needs `Authorization: Bearer <token>`"
+            };
             return ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
         }
     }
@@ -109,7 +113,10 @@ fn commit_response(protobuf: bool, status: StatusCode, response: CommitResponse)
             let first = response.errors.first().map(|e| format!("{} {}.{}: {}", e.code, e.source, e.field, e.message));
             fields.insert(
                 "error".into(),
-                Value::String(format!("{count} validation error(s); nothing was stored; first: {}", first.unwrap_or_default())),
+                Value::String(format!(
+                    "{count} validation error(s); nothing was stored; first: {}",
+                    first.unwrap_or_default()
+                )),
             );
         }
     }
@@ -137,8 +144,9 @@ async fn commit(
     let body = body_bytes(body)?;
     let protobuf = is_protobuf(&headers);
     let request: CommitRequest = if protobuf {
-        CommitRequest::decode(body)
-            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a protobuf CommitRequest: {error}")))?
+        CommitRequest::decode(body).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a protobuf CommitRequest: {error}"))
+        })?
     } else {
         serde_json::from_slice(&body).map_err(|error| {
             ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a JSON CommitRequest: {error}"))
@@ -293,8 +301,8 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
         None => (0, 0),
     };
     let checkpoints = state.store.checkpoints(&checkpoint_scope(&name, &version.stream_arn))?;
-    let counts: BTreeMap<String, (u64, u64)> =
-        state.store.shard_counts(&name)?.into_iter().map(|c| (c.shard_id, (c.rows, c.rejected))).collect();
+    let counts: BTreeMap<String, (u64, u64, u64)> =
+        state.store.shard_counts(&name)?.into_iter().map(|c| (c.shard_id, (c.rows, c.rejected, c.filtered))).collect();
     let worker = state.supervisor.status(&name).map(|status| status.snapshot());
     let reader = worker.as_ref().and_then(|w| w.reader.as_ref()).map(|r| r.snapshot()).unwrap_or_default();
 
@@ -316,7 +324,7 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
             } else {
                 "waiting"
             };
-            let (rows, rejected) = counts.get(shard_id).copied().unwrap_or_default();
+            let (rows, rejected, filtered) = counts.get(shard_id).copied().unwrap_or_default();
             json!({
                 "shard_id": shard_id,
                 "state": shard_state,
@@ -330,6 +338,7 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
                 "throttles": metrics.map(|m| m.throttles),
                 "rows": rows,
                 "rejected": rejected,
+                "filtered": filtered,
             })
         })
         .collect();
@@ -344,6 +353,7 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
         "dataset": { "name": dataset_name, "rows": rows, "bytes": bytes },
         "rows": counts.values().map(|c| c.0).sum::<u64>(),
         "rejected": counts.values().map(|c| c.1).sum::<u64>(),
+        "filtered": counts.values().map(|c| c.2).sum::<u64>(),
         "error_log_rows": state.store.error_count(&name)?,
         "lag_millis": worker.as_ref().and_then(|w| w.reader.as_ref()).map_or(0, |r| r.max_millis_behind_latest()),
         "shards": shards,

@@ -97,7 +97,8 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|error| ServerError::Io(format!("{}: {error}", config.data_dir.display())))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
-        let supervisor = Arc::new(Supervisor::new(Arc::clone(&store), config.data_dir.clone(), aws.clone(), config.worker.clone()));
+        let supervisor =
+            Arc::new(Supervisor::new(Arc::clone(&store), config.data_dir.clone(), aws.clone(), config.worker.clone()));
         supervisor.start_committed().await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -119,7 +120,10 @@ impl Server {
 
     /// Serves the API until `shutdown` resolves, then stops every worker
     /// (each flushes and commits what it holds).
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let supervisor = Arc::clone(&self.state.supervisor);
         let app = router(self.state);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;

@@ -25,12 +25,42 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
             .map(|(name, status)| (format!("source=\"{}\"", escape(name)), value(&status.snapshot())))
             .collect::<Vec<_>>()
     };
-    family("tributary_source_up", "gauge", "1 while the source's worker runs.", per_source(&|s| u8::from(s.phase == Phase::Running).to_string()));
-    family("tributary_source_version", "gauge", "Committed version the worker runs.", per_source(&|s| s.version.to_string()));
-    family("tributary_worker_restarts_total", "counter", "Worker failures followed by a restart.", per_source(&|s| s.restarts.to_string()));
-    family("tributary_rows_written_total", "counter", "Rows committed to the dataset since start.", per_source(&|s| s.rows_written.to_string()));
-    family("tributary_records_rejected_total", "counter", "Records sent to the error log since start.", per_source(&|s| s.records_rejected.to_string()));
-    family("tributary_batches_committed_total", "counter", "Batch commits since start.", per_source(&|s| s.commits.to_string()));
+    family(
+        "tributary_source_up",
+        "gauge",
+        "1 while the source's worker runs.",
+        per_source(&|s| u8::from(s.phase == Phase::Running).to_string()),
+    );
+    family(
+        "tributary_source_version",
+        "gauge",
+        "Committed version the worker runs.",
+        per_source(&|s| s.version.to_string()),
+    );
+    family(
+        "tributary_worker_restarts_total",
+        "counter",
+        "Worker failures followed by a restart.",
+        per_source(&|s| s.restarts.to_string()),
+    );
+    family(
+        "tributary_rows_written_total",
+        "counter",
+        "Rows committed to the dataset since start.",
+        per_source(&|s| s.rows_written.to_string()),
+    );
+    family(
+        "tributary_records_rejected_total",
+        "counter",
+        "Records sent to the error log since start.",
+        per_source(&|s| s.records_rejected.to_string()),
+    );
+    family(
+        "tributary_batches_committed_total",
+        "counter",
+        "Batch commits since start.",
+        per_source(&|s| s.commits.to_string()),
+    );
     family(
         "tributary_source_millis_behind_latest",
         "gauge",
@@ -41,7 +71,10 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         "tributary_error_log_rows",
         "gauge",
         "Rows in the source's error log.",
-        workers.iter().map(|(name, _)| (format!("source=\"{}\"", escape(name)), error_log_rows(name).to_string())).collect(),
+        workers
+            .iter()
+            .map(|(name, _)| (format!("source=\"{}\"", escape(name)), error_log_rows(name).to_string()))
+            .collect(),
     );
 
     let shards: Vec<(String, tributary_reader::ShardMetricsSnapshot)> = workers
@@ -57,13 +90,48 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
     let per_shard = |value: fn(&tributary_reader::ShardMetricsSnapshot) -> String| {
         shards.iter().map(|(labels, metrics)| (labels.clone(), value(metrics))).collect::<Vec<_>>()
     };
-    family("tributary_shard_millis_behind_latest", "gauge", "MillisBehindLatest of the shard's last response.", per_shard(|m| m.millis_behind_latest.to_string()));
-    family("tributary_shard_arrival_lag_millis", "gauge", "Age of the newest record when it was read.", per_shard(|m| m.arrival_lag_millis.to_string()));
-    family("tributary_shard_records_read_total", "counter", "Records (and KPL sub-records) read.", per_shard(|m| m.records.to_string()));
+    family(
+        "tributary_shard_millis_behind_latest",
+        "gauge",
+        "MillisBehindLatest of the shard's last response.",
+        per_shard(|m| m.millis_behind_latest.to_string()),
+    );
+    family(
+        "tributary_shard_arrival_lag_millis",
+        "gauge",
+        "Age of the newest record when it was read.",
+        per_shard(|m| m.arrival_lag_millis.to_string()),
+    );
+    family(
+        "tributary_shard_records_read_total",
+        "counter",
+        "Records (and KPL sub-records) read.",
+        per_shard(|m| m.records.to_string()),
+    );
     family("tributary_shard_bytes_read_total", "counter", "Payload bytes read.", per_shard(|m| m.bytes.to_string()));
-    family("tributary_shard_throttles_total", "counter", "Calls throttled by Kinesis.", per_shard(|m| m.throttles.to_string()));
-    family("tributary_shard_iterator_renewals_total", "counter", "Iterators or subscriptions rebuilt.", per_shard(|m| m.iterator_renewals.to_string()));
-    family("tributary_shard_dropped_sub_records_total", "counter", "KPL sub-records of another shard's hash range.", per_shard(|m| m.dropped_sub_records.to_string()));
-    family("tributary_shard_finished", "gauge", "1 once the shard is closed and fully read.", per_shard(|m| u8::from(m.finished).to_string()));
+    family(
+        "tributary_shard_throttles_total",
+        "counter",
+        "Calls throttled by Kinesis.",
+        per_shard(|m| m.throttles.to_string()),
+    );
+    family(
+        "tributary_shard_iterator_renewals_total",
+        "counter",
+        "Iterators or subscriptions rebuilt.",
+        per_shard(|m| m.iterator_renewals.to_string()),
+    );
+    family(
+        "tributary_shard_dropped_sub_records_total",
+        "counter",
+        "KPL sub-records of another shard's hash range.",
+        per_shard(|m| m.dropped_sub_records.to_string()),
+    );
+    family(
+        "tributary_shard_finished",
+        "gauge",
+        "1 once the shard is closed and fully read.",
+        per_shard(|m| u8::from(m.finished).to_string()),
+    );
     out
 }

@@ -31,11 +31,10 @@ pub struct Supervisor {
 
 /// Reads a stored version back into a validated source.
 pub(crate) fn stored_source(version: &StoredVersion) -> Result<Source, String> {
-    let definition: SourceDefinition =
-        serde_json::from_str(&version.definition).map_err(|error| format!("stored definition does not parse: {error}"))?;
-    let mut sources = tributary_source::validate_commit(&[definition], Utc::now()).map_err(|errors| {
-        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-    })?;
+    let definition: SourceDefinition = serde_json::from_str(&version.definition)
+        .map_err(|error| format!("stored definition does not parse: {error}"))?;
+    let mut sources = tributary_source::validate_commit(&[definition], Utc::now())
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
     sources.pop().ok_or_else(|| "stored definition holds no source".to_owned())
 }
 
@@ -114,7 +113,8 @@ impl Supervisor {
     }
 
     pub(crate) fn statuses(&self) -> Vec<(String, Arc<WorkerStatus>)> {
-        let mut all: Vec<_> = self.statuses.lock().iter().map(|(name, status)| (name.clone(), Arc::clone(status))).collect();
+        let mut all: Vec<_> =
+            self.statuses.lock().iter().map(|(name, status)| (name.clone(), Arc::clone(status))).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }

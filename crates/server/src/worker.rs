@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient};
+use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
 use tributary_reader::{ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::{DatasetWriter, error_rows};
 use tributary_source::{AvroFormat, ClientFactory, Format, Source};
@@ -96,8 +96,24 @@ pub(crate) fn checkpoint_scope(source: &str, stream_arn: &str) -> String {
 struct Pending {
     advances: BTreeMap<Arc<str>, ShardAdvance>,
     counts: BTreeMap<Arc<str>, ShardCounts>,
+    /// Per accepted row, its shard and record key: only kept when a row filter needs them.
+    accepted: Vec<(Arc<str>, u64)>,
     rows: usize,
     since: Option<Instant>,
+}
+
+/// A stable 64-bit key of a record's position (FNV-1a, then a finaliser that
+/// spreads the bits), so `sample` chooses the same way after a restart.
+fn record_key(sequence_number: &str, sub_sequence: Option<u64>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sequence_number.bytes().chain(sub_sequence.unwrap_or(u64::MAX).to_le_bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 impl Pending {
@@ -109,17 +125,10 @@ impl Pending {
         self.since.get_or_insert_with(Instant::now);
     }
 
-    fn count(&mut self, shard_id: &Arc<str>, accepted: bool) {
-        let counts = self
-            .counts
+    fn counts(&mut self, shard_id: &Arc<str>) -> &mut ShardCounts {
+        self.counts
             .entry(Arc::clone(shard_id))
-            .or_insert_with(|| ShardCounts { shard_id: shard_id.to_string(), ..ShardCounts::default() });
-        if accepted {
-            counts.rows += 1;
-        } else {
-            counts.rejected += 1;
-        }
-        self.rows += 1;
+            .or_insert_with(|| ShardCounts { shard_id: shard_id.to_string(), ..ShardCounts::default() })
     }
 }
 
@@ -130,6 +139,7 @@ struct Worker<'a> {
     scope: String,
     dataset: Arc<DatasetWriter>,
     decoder: Decoder,
+    filter: Option<RowFilter>,
     pending: Pending,
 }
 
@@ -177,7 +187,8 @@ pub(crate) async fn run(
     let mut reader = Reader::start(client, target, context.store.clone(), context.settings.reader.clone());
     status.running(reader.metrics());
 
-    let mut worker = Worker { context, job, status, scope, dataset, decoder, pending: Pending::default() };
+    let filter = RowFilter::new(source);
+    let mut worker = Worker { context, job, status, scope, dataset, decoder, filter, pending: Pending::default() };
     let outcome = worker.pump(&mut reader, stop).await;
     reader.stop().await;
     outcome
@@ -236,7 +247,15 @@ impl Worker<'_> {
                     Err(error) => return Err(format!("decoding: {error}")),
                 }
             };
-            self.pending.count(&batch.shard_id, accepted);
+            self.pending.rows += 1;
+            if !accepted {
+                self.pending.counts(&batch.shard_id).rejected += 1;
+            } else if self.filter.is_some() {
+                let key = record_key(meta.sequence_number, meta.sub_sequence);
+                self.pending.accepted.push((Arc::clone(&batch.shard_id), key));
+            } else {
+                self.pending.counts(&batch.shard_id).rows += 1;
+            }
         }
         self.pending.add(&batch);
         Ok(true)
@@ -247,8 +266,19 @@ impl Worker<'_> {
         if self.pending.advances.is_empty() {
             return Ok(());
         }
-        let decoded = self.decoder.flush().map_err(|error| format!("finishing the batch: {error}"))?;
-        let pending = std::mem::take(&mut self.pending);
+        let mut decoded = self.decoder.flush().map_err(|error| format!("finishing the batch: {error}"))?;
+        let mut pending = std::mem::take(&mut self.pending);
+        if let Some(filter) = &self.filter {
+            let keys: Vec<u64> = pending.accepted.iter().map(|(_, key)| *key).collect();
+            let mask = filter.mask(&decoded.batch, &keys).map_err(|error| format!("applying `where`: {error}"))?;
+            let accepted = std::mem::take(&mut pending.accepted);
+            for ((shard_id, _), kept) in accepted.iter().zip(mask.values().iter()) {
+                let counts = pending.counts(shard_id);
+                if kept { counts.rows += 1 } else { counts.filtered += 1 }
+            }
+            decoded.batch = arrow_select::filter::filter_record_batch(&decoded.batch, &mask)
+                .map_err(|error| format!("applying `where`: {error}"))?;
+        }
         let dataset = Arc::clone(&self.dataset);
         let store = Arc::clone(&self.context.store);
         let source = self.job.source.name.clone();

@@ -17,7 +17,8 @@ async fn state(token: Option<&str>, body_limit: usize) -> (AppState, tempfile::T
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
-    let supervisor = Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default()));
+    let supervisor =
+        Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default()));
     let state = AppState { store, supervisor, live: None, token: token.map(Arc::from), body_limit };
     (state, dir)
 }
@@ -45,7 +46,8 @@ async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
     let response = router(state.clone()).oneshot(request).await.expect("the router answers");
     let status = response.status();
     let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let body =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, body)
 }
 
@@ -109,7 +111,9 @@ async fn bad_json_is_a_400_that_names_the_problem() {
 #[tokio::test]
 async fn unknown_sources_and_paths_are_404() {
     let (state, _dir) = state(None, 1 << 20).await;
-    for path in ["/api/v1/sources/nope", "/api/v1/sources/nope/status", "/api/v1/sources/nope/errors", "/api/v2/whatever"] {
+    for path in
+        ["/api/v1/sources/nope", "/api/v1/sources/nope/status", "/api/v1/sources/nope/errors", "/api/v2/whatever"]
+    {
         let (status, answer) = call(&state, get(path)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(answer["error"].is_string(), "{path}: {answer}");
@@ -121,7 +125,9 @@ async fn unknown_sources_and_paths_are_404() {
 #[tokio::test]
 async fn a_dry_run_stores_nothing_and_one_invalid_source_stores_none() {
     let (state, _dir) = state(None, 1 << 20).await;
-    let (status, answer) = call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [source("orders")]}).to_string(), None)).await;
+    let (status, answer) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [source("orders")]}).to_string(), None))
+            .await;
     assert_eq!((status, answer["ok"].as_bool()), (StatusCode::OK, Some(true)), "{answer}");
     assert_eq!(sources_stored(&call(&state, get("/api/v1/sources")).await.1), 0, "a dry run stores nothing");
 

@@ -137,7 +137,8 @@ impl ClientFactory {
     /// before they expire (for long-running readers; the live checks call STS
     /// themselves to classify its answers).
     pub async fn role_credentials(&self, role: &crate::AssumeRole) -> SharedCredentialsProvider {
-        let mut builder = AssumeRoleProvider::builder(role.role_arn.to_string()).session_name(role.session_name.clone());
+        let mut builder =
+            AssumeRoleProvider::builder(role.role_arn.to_string()).session_name(role.session_name.clone());
         if let Some(external_id) = &role.external_id {
             builder = builder.external_id(external_id.clone());
         }

@@ -33,6 +33,8 @@ pub struct ShardCounts {
     pub rows: u64,
     /// Records sent to the error log.
     pub rejected: u64,
+    /// Decoded rows the source's `where`, `since`/`until` or `sample` left out.
+    pub filtered: u64,
 }
 
 /// Everything one written batch changes.
@@ -85,9 +87,10 @@ impl Store {
         }
         for counts in batch.counts {
             transaction.execute(
-                "INSERT INTO shard_counts (source, shard_id, rows, rejected) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (source, shard_id) DO UPDATE SET rows = rows + excluded.rows, rejected = rejected + excluded.rejected",
-                params![batch.source, counts.shard_id, counts.rows as i64, counts.rejected as i64],
+                "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (source, shard_id) DO UPDATE SET
+                   rows = rows + excluded.rows, rejected = rejected + excluded.rejected, filtered = filtered + excluded.filtered",
+                params![batch.source, counts.shard_id, counts.rows as i64, counts.rejected as i64, counts.filtered as i64],
             )?;
         }
         transaction.commit()?;
@@ -116,13 +119,15 @@ impl Store {
     /// Rows written and records rejected per shard of a source, since it was first committed.
     pub fn shard_counts(&self, source: &str) -> Result<Vec<ShardCounts>, StoreError> {
         let connection = self.connection.lock();
-        let mut statement = connection
-            .prepare("SELECT shard_id, rows, rejected FROM shard_counts WHERE source = ?1 ORDER BY shard_id")?;
+        let mut statement = connection.prepare(
+            "SELECT shard_id, rows, rejected, filtered FROM shard_counts WHERE source = ?1 ORDER BY shard_id",
+        )?;
         let rows = statement.query_map([source], |row| {
             Ok(ShardCounts {
                 shard_id: row.get(0)?,
                 rows: row.get::<_, i64>(1)? as u64,
                 rejected: row.get::<_, i64>(2)? as u64,
+                filtered: row.get::<_, i64>(3)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -167,7 +172,7 @@ mod tests {
         let files = [ManifestFile { dataset: "d".into(), path: "datasets/d/a.parquet".into(), rows: 10, bytes: 100 }];
         let advances = [ShardAdvance { shard_id: "shard-0".into(), from: ShardCheckpoint::default(), to: to("10") }];
         let rows = [rejected("7", "TYPE_MISMATCH"), rejected("9", "MALFORMED")];
-        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 10, rejected: 2 }];
+        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 10, rejected: 2, filtered: 1 }];
         let batch = BatchCommit {
             source: "s",
             version: 1,

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
         shard_id TEXT NOT NULL,
         rows INTEGER NOT NULL,
         rejected INTEGER NOT NULL,
+        filtered INTEGER NOT NULL,
         PRIMARY KEY (source, shard_id)
     );
     CREATE TABLE manifest (
