@@ -126,12 +126,21 @@ async fn stop_worker(worker: RunningWorker) {
     worker.status.stopped();
 }
 
-fn source_flush_policy(_source: &Source, defaults: FlushPolicy) -> FlushPolicy {
-    defaults
+fn source_flush_policy(source: &Source, defaults: FlushPolicy) -> FlushPolicy {
+    let ingest = &source.ingest;
+    let size = |value: Option<u64>, default: usize| value.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX));
+    FlushPolicy {
+        max_rows: size(ingest.flush_rows, defaults.max_rows),
+        max_bytes: size(ingest.flush_bytes, defaults.max_bytes),
+        max_interval: ingest.flush_interval.unwrap_or(defaults.max_interval),
+    }
 }
 
-fn source_retention(_source: &Source, defaults: ErrorRetention) -> ErrorRetention {
-    defaults
+fn source_retention(source: &Source, defaults: ErrorRetention) -> ErrorRetention {
+    ErrorRetention {
+        max_rows: source.ingest.error_log_max_rows.unwrap_or(defaults.max_rows),
+        max_age: source.ingest.error_log_max_age.unwrap_or(defaults.max_age),
+    }
 }
 
 /// Runs the worker, restarting it with backoff until it is told to stop.

@@ -62,6 +62,23 @@ pub struct Source {
     pub filter: Option<Predicate>,
     /// Fraction of rows kept, in `[0, 1]`.
     pub sample: Option<f64>,
+    /// Per-source flush policy and error-log retention (unset: the server's defaults).
+    pub ingest: Ingest,
+}
+
+/// A source's own flush policy and error-log retention; `None` takes the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingest {
+    /// Write a batch at this many records.
+    pub flush_rows: Option<u64>,
+    /// Write a batch at this many decoded bytes.
+    pub flush_bytes: Option<u64>,
+    /// Write a batch when its oldest record is this old.
+    pub flush_interval: Option<std::time::Duration>,
+    /// Keep at most this many error-log rows.
+    pub error_log_max_rows: Option<u64>,
+    /// Keep no error-log row older than this.
+    pub error_log_max_age: Option<std::time::Duration>,
 }
 
 /// The Kinesis side of a source.
@@ -271,6 +288,7 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
         }
         other => Some(other),
     };
+    let ingest = check_ingest(definition.ingest.as_ref(), report);
     Some(Source {
         name: name?,
         kinesis: kinesis?,
@@ -282,6 +300,55 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
         preproc: preproc?,
         filter: filter?,
         sample: sample?,
+        ingest: ingest?,
+    })
+}
+
+fn positive_duration(
+    duration: Option<&pbjson_types::Duration>,
+    field: &str,
+    report: &mut Report,
+) -> Option<Option<std::time::Duration>> {
+    match duration {
+        None => Some(None),
+        Some(d) if d.seconds > 0 && (0..1_000_000_000).contains(&d.nanos) => {
+            Some(Some(std::time::Duration::new(d.seconds as u64, d.nanos as u32)))
+        }
+        Some(_) => {
+            report.push(
+                field,
+                ErrorCode::InvalidIngest,
+                format!("`{field}` must be a positive duration such as `10s`"),
+            );
+            None
+        }
+    }
+}
+
+fn check_ingest(ingest: Option<&proto::Ingest>, report: &mut Report) -> Option<Ingest> {
+    let Some(ingest) = ingest else { return Some(Ingest::default()) };
+    let mut valid = true;
+    for (field, value) in [
+        ("ingest.flush_rows", ingest.flush_rows),
+        ("ingest.flush_bytes", ingest.flush_bytes),
+        ("ingest.error_log_max_rows", ingest.error_log_max_rows),
+    ] {
+        if value == Some(0) {
+            report.push(field, ErrorCode::InvalidIngest, format!("`{field}` must be at least 1"));
+            valid = false;
+        }
+    }
+    let flush_interval = positive_duration(ingest.flush_interval.as_ref(), "ingest.flush_interval", report);
+    let error_log_max_age = positive_duration(ingest.error_log_max_age.as_ref(), "ingest.error_log_max_age", report);
+    if !valid {
+        return None;
+    }
+    Some(Ingest {
+        flush_rows: ingest.flush_rows,
+        flush_bytes: ingest.flush_bytes,
+        flush_interval: flush_interval?,
+        error_log_max_rows: ingest.error_log_max_rows,
+        error_log_max_age: error_log_max_age?,
     })
 }
 

@@ -63,6 +63,8 @@ pub enum ErrorCode {
     SchemaIncompatible,
     /// AWS answered with an error no other code describes.
     AwsError,
+    /// An `ingest` setting (flush policy, error-log retention) is out of range.
+    InvalidIngest,
 }
 
 impl ErrorCode {
@@ -94,6 +96,7 @@ impl ErrorCode {
             ErrorCode::EndpointUnreachable => "ENDPOINT_UNREACHABLE",
             ErrorCode::SchemaIncompatible => "SCHEMA_INCOMPATIBLE",
             ErrorCode::AwsError => "AWS_ERROR",
+            ErrorCode::InvalidIngest => "INVALID_INGEST",
         }
     }
 
@@ -113,6 +116,7 @@ impl ErrorCode {
             | ErrorCode::DuplicateName
             | ErrorCode::InvalidArn
             | ErrorCode::PartitionMismatch
+            | ErrorCode::InvalidIngest
             | ErrorCode::InvalidInitPosition
             | ErrorCode::UnknownType
             | ErrorCode::UnknownField

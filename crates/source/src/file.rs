@@ -89,6 +89,21 @@ pub struct RawSource {
     pub filter: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub sample: Option<RawScalar>,
+    pub ingest: Option<RawIngest>,
+}
+
+/// The `ingest` block as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawIngest {
+    pub flush_rows: Option<u64>,
+    pub flush_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    pub flush_interval: Option<RawScalar>,
+    pub error_log_max_rows: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    pub error_log_max_age: Option<RawScalar>,
 }
 
 /// The `kinesis` block as written.
@@ -273,6 +288,19 @@ fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, R
         disorder: raw.disorder.as_ref().and_then(|d| normalise_duration(d, "disorder", &mut report)),
         since: raw.since.as_ref().and_then(|t| normalise_time(t, "since", &mut report)),
         until: raw.until.as_ref().and_then(|t| normalise_time(t, "until", &mut report)),
+        ingest: raw.ingest.as_ref().map(|ingest| proto::Ingest {
+            flush_rows: ingest.flush_rows,
+            flush_bytes: ingest.flush_bytes,
+            flush_interval: ingest
+                .flush_interval
+                .as_ref()
+                .and_then(|d| normalise_duration(d, "ingest.flush_interval", &mut report)),
+            error_log_max_rows: ingest.error_log_max_rows,
+            error_log_max_age: ingest
+                .error_log_max_age
+                .as_ref()
+                .and_then(|d| normalise_duration(d, "ingest.error_log_max_age", &mut report)),
+        }),
         preproc: raw
             .preproc
             .iter()
@@ -587,6 +615,38 @@ sources:
         assert_eq!(source.until, None);
         assert_eq!(source.sample, Some(0.1));
         assert_eq!(source.dataset.fields.len(), 7);
+    }
+
+    #[test]
+    fn ingest_settings_override_the_server_defaults_and_are_checked() {
+        let text = format!(
+            "{EXAMPLE}    ingest: {{flush_rows: 5000, flush_interval: 2s, error_log_max_rows: 10, error_log_max_age: 1d}}\n"
+        );
+        let sources = validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now()).expect("valid");
+        let ingest = sources[0].ingest;
+        assert_eq!((ingest.flush_rows, ingest.flush_bytes), (Some(5000), None));
+        assert_eq!(ingest.flush_interval, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            (ingest.error_log_max_rows, ingest.error_log_max_age),
+            (Some(10), Some(std::time::Duration::from_secs(86_400)))
+        );
+
+        let bad = format!("{EXAMPLE}    ingest: {{flush_rows: 0, flush_interval: 0s, error_log_max_age: soon}}\n");
+        let errors =
+            validate_raw_sources(&parse_text(&bad, false).expect("parses").sources, now()).expect_err("invalid");
+        let codes: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            codes,
+            [
+                ("ingest.error_log_max_age", "INVALID_DURATION"),
+                ("ingest.flush_rows", "INVALID_INGEST"),
+                ("ingest.flush_interval", "INVALID_INGEST"),
+            ]
+        );
+        assert!(
+            parse_text(&format!("{EXAMPLE}    ingest: {{flush_rowz: 1}}\n"), false).is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

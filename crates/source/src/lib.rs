@@ -50,7 +50,7 @@ pub use arn::{ArnError, Partition, RoleArn, StreamArn};
 
 pub use data_type::{DataType, Field, MAX_DECIMAL_PRECISION, parse_data_type};
 pub use definition::{
-    AssumeRole, AvroFormat, Cdc, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetSchema, Format, KinesisSource,
+    AssumeRole, AvroFormat, Cdc, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetSchema, Format, Ingest, KinesisSource,
     METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path, validate_commit,
 };
 pub use error::{ErrorCode, ValidationError};
