@@ -46,9 +46,10 @@ fn event(i: usize, malformed_every: usize) -> String {
         };
     }
     let countries = ["US", "DE", "IN", "BR", "JP"];
+    // Every 50th order is a refund (negative amount): a `where: amount > 0` leaves it out.
+    let amount = if i % 50 == 25 { -5.0 } else { 10.0 + (i % 90) as f64 * 1.5 };
     format!(
-        "{{\"order_id\": {i}, \"amount\": {:.2}, \"ts\": \"2024-06-01T12:{:02}:{:02}Z\", \"tags\": [\"web\"], \"address\": {{\"country\": \"{}\"}}}}",
-        10.0 + (i % 90) as f64 * 1.5,
+        "{{\"order_id\": {i}, \"amount\": {amount:.2}, \"ts\": \"2024-06-01T12:{:02}:{:02}Z\", \"tags\": [\"web\"], \"address\": {{\"country\": \"{}\"}}}}",
         (i / 60) % 60,
         i % 60,
         countries[i % countries.len()]

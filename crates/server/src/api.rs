@@ -201,10 +201,10 @@ async fn commit(
 /// Where a new version starts: a version on the same stream as the one before
 /// keeps its start (and its checkpoints); otherwise `latest` is pinned to now.
 fn start_at(state: &AppState, source: &Source, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    if let Some(previous) = state.store.source(&source.name)? {
-        if previous.current.stream_arn == source.kinesis.stream_arn.to_string() {
-            return Ok(previous.current.start_at);
-        }
+    if let Some(previous) = state.store.source(&source.name)?
+        && previous.current.stream_arn == source.kinesis.stream_arn.to_string()
+    {
+        return Ok(previous.current.start_at);
     }
     Ok(match source.kinesis.init_position {
         InitPosition::Latest => Some(now),
