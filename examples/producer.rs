@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! cargo run --example producer -- --stream orders --create --shards 2 --records 1000 --malformed-every 100
+//! cargo run --example producer -- --stream events --create --shards 64 --records 100000 --kind events
 //! ```
+//!
+//! `--kind orders` (the quickstart's schema) or `--kind events`: ~250-byte
+//! click events, the benchmarks' payload (`examples/events.yaml`).
 //!
 //! Endpoint, region and credentials come from the standard AWS environment
 //! (`AWS_ENDPOINT_URL_KINESIS`, `AWS_REGION`, ...). Prints the stream ARN last.
@@ -31,12 +35,45 @@ struct Args {
     /// Every Nth record is malformed (0: none).
     #[arg(long, default_value_t = 0)]
     malformed_every: usize,
+    /// What to produce.
+    #[arg(long, value_enum, default_value_t = Kind::Orders)]
+    kind: Kind,
+    /// PutRecords calls in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Kind {
+    Orders,
+    Events,
 }
 
 /// PutRecords takes at most 500 entries per call.
 const BATCH: usize = 500;
 
-fn event(i: usize, malformed_every: usize) -> String {
+/// A ~250-byte click event.
+fn click(i: usize) -> String {
+    format!(
+        r#"{{"id":{i},"user":"user-{:06}","event":"page_view","ts":"2024-06-01T12:{:02}:{:02}.{:06}Z","amount":{}.{:02},"country":"DE","tags":["web","promo"],"device":{{"os":"android","version":"14.{}","mobile":true}},"referrer":null,"session":"s-{:016x}"}}"#,
+        i % 999_983,
+        (i / 60) % 60,
+        i % 60,
+        i % 1_000_000,
+        i % 5000,
+        i % 100,
+        i % 10,
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+}
+
+fn event(i: usize, malformed_every: usize, kind: Kind) -> String {
+    if let Kind::Events = kind {
+        if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
+            return format!("{{\"id\": \"#{i}\"}}");
+        }
+        return click(i);
+    }
     if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
         // Alternate between broken JSON and a wrong type, the two mistakes producers make.
         return if i.is_multiple_of(2) {
@@ -76,23 +113,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
     let mut put = 0;
-    while put < args.records {
-        let end = (put + BATCH).min(args.records);
-        let entries = (put..end)
+    for start in (0..args.records).step_by(BATCH) {
+        if calls.len() >= args.concurrency.max(1) {
+            put += calls.join_next().await.ok_or("no call in flight")???;
+        }
+        let end = (start + BATCH).min(args.records);
+        let entries = (start..end)
             .map(|i| {
                 PutRecordsRequestEntry::builder()
-                    .data(Blob::new(event(i, args.malformed_every)))
+                    .data(Blob::new(event(i, args.malformed_every, args.kind)))
                     .partition_key(format!("customer-{}", i % 97))
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let output = client.put_records().stream_arn(&stream_arn).set_records(Some(entries)).send().await?;
-        if output.failed_record_count().unwrap_or(0) > 0 {
-            return Err(format!("{} records were refused", output.failed_record_count().unwrap_or(0)).into());
-        }
-        put = end;
+        let (client, stream_arn) = (client.clone(), stream_arn.clone());
+        calls.spawn(async move {
+            let output = client
+                .put_records()
+                .stream_arn(&stream_arn)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .map_err(|error| format!("PutRecords: {}", aws_sdk_kinesis::error::DisplayErrorContext(error)))?;
+            match output.failed_record_count().unwrap_or(0) {
+                0 => Ok::<usize, String>(end - start),
+                failed => Err(format!("{failed} records were refused")),
+            }
+        });
     }
+    while let Some(done) = calls.join_next().await {
+        put += done??;
+    }
+    eprintln!("put {put} records in {:.1} s", started.elapsed().as_secs_f64());
     eprintln!("put {put} records into {stream_arn}");
     println!("{stream_arn}");
     Ok(())

@@ -2,7 +2,7 @@
 //! boto3 GetRecords loop over the same stream (benches/boto3_reader.py).
 //!
 //! ```text
-//! ./scripts/bench-reader.sh            # starts the emulators, runs this, stops them
+//! ./scripts/bench-reader.sh            # starts the emulators, fills a stream, runs this, stops them
 //! TRIBUTARY_BENCH_RECORDS=100000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-reader.sh
 //! ```
 //!
@@ -14,11 +14,9 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use tributary_reader::{MemoryCheckpointStore, ReadTarget, Reader, ReaderConfig, StartPosition};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -35,62 +33,6 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// A ~250-byte JSON event, the size the product issues measure with.
-fn event(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"id":{i},"user":"user-{:06}","event":"page_view","ts":"2024-06-01T12:{:02}:{:02}.{:06}Z","amount":{}.{:02},"country":"DE","tags":["web","promo"],"device":{{"os":"android","version":"14.{}","mobile":true}},"referrer":null,"session":"s-{:016x}"}}"#,
-        i % 999_983,
-        (i / 60) % 60,
-        i % 60,
-        i % 1_000_000,
-        i % 5000,
-        i % 100,
-        i % 10,
-        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    )
-    .into_bytes()
-}
-
-async fn fill(client: &aws_sdk_kinesis::Client, name: &str, shards: i32, records: usize) -> String {
-    client.create_stream().stream_name(name).shard_count(shards).send().await.unwrap();
-    let arn = loop {
-        let summary = client.describe_stream_summary().stream_name(name).send().await.unwrap();
-        let description = summary.stream_description_summary().unwrap();
-        if description.stream_status() == &StreamStatus::Active {
-            break description.stream_arn().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let started = Instant::now();
-    let chunks: Vec<Vec<usize>> = (0..records).collect::<Vec<_>>().chunks(500).map(<[usize]>::to_vec).collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (n, chunk) in chunks.into_iter().enumerate() {
-        if tasks.len() >= 8 {
-            tasks.join_next().await.unwrap().unwrap();
-        }
-        let (client, arn) = (client.clone(), arn.clone());
-        tasks.spawn(async move {
-            let entries: Vec<PutRecordsRequestEntry> = chunk
-                .iter()
-                .map(|i| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(format!("key-{}-{n}", i % 4096))
-                        .data(Blob::new(event(*i)))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            let output = client.put_records().stream_arn(&arn).set_records(Some(entries)).send().await.unwrap();
-            assert_eq!(output.failed_record_count(), Some(0));
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
-    eprintln!("filled {records} records over {shards} shards in {:.1} s", started.elapsed().as_secs_f64());
-    arn
-}
-
 fn main() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_KINESIS").expect("run through scripts/bench-reader.sh");
     let python = std::env::var("TRIBUTARY_TEST_MOTO_PYTHON").expect("moto's venv python (has boto3)");
@@ -105,13 +47,9 @@ fn main() {
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
         .build();
     let client = aws_sdk_kinesis::Client::from_conf(config);
-    // Filling kinesis-local is slow (minutes per 100k records): an already
-    // filled stream can be named to measure again.
-    let stream_arn = match std::env::var("TRIBUTARY_BENCH_STREAM_ARN") {
-        Ok(arn) => arn,
-        Err(_) => runtime.block_on(fill(&client, &format!("bench-reader-{}", std::process::id()), shards, records)),
-    };
-    eprintln!("stream: {stream_arn}");
+    // scripts/bench-reader.sh fills the stream (examples/producer.rs --kind events);
+    // filling kinesis-local takes minutes per 100k records, so a filled stream is reused.
+    let stream_arn = std::env::var("TRIBUTARY_BENCH_STREAM_ARN").expect("TRIBUTARY_BENCH_STREAM_ARN: run scripts/bench-reader.sh");
 
     // Ours: every shard from TRIM_HORIZON until all records are handed out.
     let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: `tributary serve` ingesting a stream of ~250-byte
+# events to Parquet, side by side with a plain Python consumer (boto3
+# GetRecords loop + pyarrow JSON -> Parquet, benches/python_consumer.py) over
+# the same kinesis-local stream. Compares each consumer's own CPU seconds per
+# 1M records and peak RSS (the emulator's CPU dominates wall time).
+#
+#   ./scripts/bench-ingest.sh                                          # 100k records over 64 shards
+#   TRIBUTARY_BENCH_RECORDS=200000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-ingest.sh
+#   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-ingest.sh         # reuse a filled stream (emulators already up)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+records=${TRIBUTARY_BENCH_RECORDS:-100000}
+shards=${TRIBUTARY_BENCH_SHARDS:-64}
+work=$(mktemp -d)
+server_pid=""
+started_emulators=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" || true; fi
+  if [ -n "$started_emulators" ]; then scripts/emulators.sh down; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "${TRIBUTARY_BENCH_STREAM_ARN:-}" ]; then
+  scripts/emulators.sh install
+  eval "$(scripts/emulators.sh up)"
+  started_emulators=1
+fi
+python=${TRIBUTARY_TEST_MOTO_PYTHON:?moto venv python}
+"$python" -c 'import pyarrow' 2>/dev/null || "$python" -m pip install --quiet 'pyarrow==21.0.0'
+cargo build --release --quiet --bin tributary --example producer
+stream_arn=${TRIBUTARY_BENCH_STREAM_ARN:-}
+if [ -z "$stream_arn" ]; then
+  echo "filling a stream with $records events over $shards shards (kinesis-local is slow to fill)" >&2
+  stream_arn=$(target/release/examples/producer --stream "bench-ingest-$$" --create --shards "$shards" --records "$records" --kind events)
+fi
+echo "stream: $stream_arn" >&2
+
+# Ours: the release server, one source, defaults for everything.
+port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export TRIBUTARY_SERVER="http://127.0.0.1:$port"
+target/release/tributary serve --data-dir "$work/data" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 1 100); do curl -fsS "$TRIBUTARY_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+sed -e "s|\${STREAM_ARN}|$stream_arn|" examples/events.yaml >"$work/events.yaml"
+start=$(date +%s.%N)
+target/release/tributary commit "$work/events.yaml" -m bench >&2
+while :; do
+  rows=$(target/release/tributary status events --json | "$python" -c 'import json, sys; s = json.load(sys.stdin); print(s["rows"] + s["rejected"])')
+  [ "$rows" -ge "$records" ] && break
+  sleep 0.2
+done
+end=$(date +%s.%N)
+ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
+hz=$(getconf CLK_TCK)
+
+peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
+
+"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$start" "$end" "$peer" <<'PY'
+import json, sys
+records, shards, ticks, hz, hwm_kib, start, end, peer = sys.argv[1:]
+records = int(records)
+ours_cpu = int(ticks) / int(hz)
+peer = json.loads(peer)
+per_m = lambda cpu: cpu * 1e6 / records
+print(f"end-to-end ingest: {records} events (~250 B) over {shards} shards, kinesis-local, to Parquet")
+print(f"  tributary serve: {float(end) - float(start):7.2f} s wall, {ours_cpu:6.2f} CPU s, {per_m(ours_cpu):6.2f} CPU s per 1M, peak RSS {int(hwm_kib) / 1024:6.1f} MiB")
+print(f"  python consumer: {peer['wall_seconds']:7.2f} s wall, {peer['cpu_seconds']:6.2f} CPU s, {per_m(peer['cpu_seconds']):6.2f} CPU s per 1M, peak RSS {peer['peak_rss_mib']:6.1f} MiB")
+print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
+PY
