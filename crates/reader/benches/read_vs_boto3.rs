@@ -49,7 +49,8 @@ fn main() {
     let client = aws_sdk_kinesis::Client::from_conf(config);
     // scripts/bench-reader.sh fills the stream (examples/producer.rs --kind events);
     // filling kinesis-local takes minutes per 100k records, so a filled stream is reused.
-    let stream_arn = std::env::var("TRIBUTARY_BENCH_STREAM_ARN").expect("TRIBUTARY_BENCH_STREAM_ARN: run scripts/bench-reader.sh");
+    let stream_arn =
+        std::env::var("TRIBUTARY_BENCH_STREAM_ARN").expect("TRIBUTARY_BENCH_STREAM_ARN: run scripts/bench-reader.sh");
 
     // Ours: every shard from TRIM_HORIZON until all records are handed out.
     let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());

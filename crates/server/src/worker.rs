@@ -18,9 +18,9 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
-use tributary_reader::{ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
+use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::{DatasetWriter, error_rows};
-use tributary_source::{AvroFormat, ClientFactory, Format, Source};
+use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
 use crate::status::WorkerStatus;
@@ -184,7 +184,11 @@ pub(crate) async fn run(
         None => StartPosition::TrimHorizon,
     };
     let target = ReadTarget { stream_arn, start, scope: scope.clone() };
-    let mut reader = Reader::start(client, target, context.store.clone(), context.settings.reader.clone());
+    let mut reader_config = context.settings.reader.clone();
+    if let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer {
+        reader_config.consumer = ConsumerKind::EnhancedFanOut { consumer_name: consumer_name.clone() };
+    }
+    let mut reader = Reader::start(client, target, context.store.clone(), reader_config);
     status.running(reader.metrics());
 
     let filter = RowFilter::new(source);

@@ -94,6 +94,20 @@ pub struct KinesisSource {
     pub format: Format,
     /// Whether rows carry `_shard_id`, `_sequence_number`, `_partition_key`, `_arrival_time`.
     pub include_metadata: bool,
+    /// How shards are read.
+    pub consumer: Consumer,
+}
+
+/// How a source's shards are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumer {
+    /// `GetRecords` polling.
+    Polling,
+    /// Enhanced fan-out through the registered stream consumer of this name.
+    EnhancedFanOut {
+        /// The stream consumer's name.
+        consumer_name: String,
+    },
 }
 
 /// How to assume the reader role.
@@ -229,7 +243,7 @@ pub(crate) fn validate_with_reports(
 fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: DateTime<Utc>) -> Option<Source> {
     let name = check_name(&definition.name, "name", "source", report);
     let kinesis = match &definition.kinesis {
-        Some(kinesis) => check_kinesis(kinesis, report, now),
+        Some(kinesis) => check_kinesis(kinesis, &definition.name, report, now),
         None => {
             if !report.has_error_at("kinesis") {
                 report.push(
@@ -370,7 +384,12 @@ fn check_name(name: &str, field: &str, what: &str, report: &mut Report) -> Optio
     Some(name.to_owned())
 }
 
-fn check_kinesis(kinesis: &proto::KinesisStream, report: &mut Report, now: DateTime<Utc>) -> Option<KinesisSource> {
+fn check_kinesis(
+    kinesis: &proto::KinesisStream,
+    source_name: &str,
+    report: &mut Report,
+    now: DateTime<Utc>,
+) -> Option<KinesisSource> {
     let stream_arn = if kinesis.stream_arn.is_empty() {
         if !report.has_error_at("kinesis.stream_arn") {
             report.push("kinesis.stream_arn", ErrorCode::MissingField, "`stream_arn` is required");
@@ -453,12 +472,50 @@ fn check_kinesis(kinesis: &proto::KinesisStream, report: &mut Report, now: DateT
         }),
         (None, ..) => None,
     };
+    let consumer = match kinesis.consumer.trim() {
+        "" | "polling" if kinesis.consumer_name.is_empty() => Some(Consumer::Polling),
+        "" | "polling" => {
+            report.push(
+                "kinesis.consumer_name",
+                ErrorCode::InvalidConsumer,
+                "`consumer_name` only applies with `consumer: efo`",
+            );
+            None
+        }
+        "efo" => {
+            let name = if kinesis.consumer_name.is_empty() {
+                format!("tributary-{source_name}")
+            } else {
+                kinesis.consumer_name.clone()
+            };
+            // Kinesis: 1-128 of [a-zA-Z0-9_.-].
+            if name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                Some(Consumer::EnhancedFanOut { consumer_name: name })
+            } else {
+                report.push(
+                    "kinesis.consumer_name",
+                    ErrorCode::InvalidConsumer,
+                    format!("`{name}` is not a stream consumer name (1-128 of a-z A-Z 0-9 _ . -)"),
+                );
+                None
+            }
+        }
+        other => {
+            report.push(
+                "kinesis.consumer",
+                ErrorCode::InvalidConsumer,
+                format!("`{other}` is not a consumer; use `polling` (GetRecords) or `efo` (enhanced fan-out)"),
+            );
+            None
+        }
+    };
     Some(KinesisSource {
         stream_arn: stream_arn?,
         role,
         init_position: init_position?,
         format: format?,
         include_metadata: kinesis.include_metadata,
+        consumer: consumer?,
     })
 }
 

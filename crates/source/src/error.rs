@@ -65,6 +65,8 @@ pub enum ErrorCode {
     AwsError,
     /// An `ingest` setting (flush policy, error-log retention) is out of range.
     InvalidIngest,
+    /// `consumer` is neither `polling` nor `efo`, or its consumer name is invalid.
+    InvalidConsumer,
 }
 
 impl ErrorCode {
@@ -97,6 +99,7 @@ impl ErrorCode {
             ErrorCode::SchemaIncompatible => "SCHEMA_INCOMPATIBLE",
             ErrorCode::AwsError => "AWS_ERROR",
             ErrorCode::InvalidIngest => "INVALID_INGEST",
+            ErrorCode::InvalidConsumer => "INVALID_CONSUMER",
         }
     }
 
@@ -117,6 +120,7 @@ impl ErrorCode {
             | ErrorCode::InvalidArn
             | ErrorCode::PartitionMismatch
             | ErrorCode::InvalidIngest
+            | ErrorCode::InvalidConsumer
             | ErrorCode::InvalidInitPosition
             | ErrorCode::UnknownType
             | ErrorCode::UnknownField

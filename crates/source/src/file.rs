@@ -126,6 +126,10 @@ pub struct RawKinesis {
     pub external_id: Option<String>,
     #[serde(default)]
     pub source_identity: Option<String>,
+    #[serde(default)]
+    pub consumer: Option<String>,
+    #[serde(default)]
+    pub consumer_name: Option<String>,
 }
 
 /// `json`, or `{avro: {...}}`.
@@ -358,6 +362,8 @@ fn normalise_kinesis(raw: &RawKinesis, report: &mut Report, now: DateTime<Utc>) 
         role_session_name: raw.role_session_name.clone().unwrap_or_default(),
         external_id: raw.external_id.clone().unwrap_or_default(),
         source_identity: raw.source_identity.clone().unwrap_or_default(),
+        consumer: raw.consumer.clone().unwrap_or_default(),
+        consumer_name: raw.consumer_name.clone().unwrap_or_default(),
     }
 }
 
@@ -647,6 +653,30 @@ sources:
             parse_text(&format!("{EXAMPLE}    ingest: {{flush_rowz: 1}}\n"), false).is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn consumer_is_polling_or_efo() {
+        let check = |consumer: &str| {
+            let text = EXAMPLE.replace("format: json", &format!("format: json\n      {consumer}"));
+            validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now())
+        };
+        let efo = check("consumer: efo").expect("valid");
+        assert_eq!(
+            efo[0].kinesis.consumer,
+            crate::Consumer::EnhancedFanOut { consumer_name: "tributary-orders".into() }
+        );
+        let named = check("consumer: efo\n      consumer_name: analytics").expect("valid");
+        assert_eq!(named[0].kinesis.consumer, crate::Consumer::EnhancedFanOut { consumer_name: "analytics".into() });
+        assert_eq!(check("consumer: polling").expect("valid")[0].kinesis.consumer, crate::Consumer::Polling);
+        for (bad, field) in [
+            ("consumer: kcl", "kinesis.consumer"),
+            ("consumer: efo\n      consumer_name: \"no spaces\"", "kinesis.consumer_name"),
+            ("consumer_name: analytics", "kinesis.consumer_name"),
+        ] {
+            let errors = check(bad).expect_err(bad);
+            assert_eq!((errors[0].field.as_str(), errors[0].code.as_str()), (field, "INVALID_CONSUMER"), "{bad}");
+        }
     }
 
     #[test]

@@ -50,8 +50,8 @@ pub use arn::{ArnError, Partition, RoleArn, StreamArn};
 
 pub use data_type::{DataType, Field, MAX_DECIMAL_PRECISION, parse_data_type};
 pub use definition::{
-    AssumeRole, AvroFormat, Cdc, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetSchema, Format, Ingest, KinesisSource,
-    METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path, validate_commit,
+    AssumeRole, AvroFormat, Cdc, Consumer, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetSchema, Format, Ingest,
+    KinesisSource, METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path, validate_commit,
 };
 pub use error::{ErrorCode, ValidationError};
 pub use file::{DefinitionFile, LoadError, RawSource, load_file, parse_text, to_commit_sources, validate_raw_sources};
