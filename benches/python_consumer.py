@@ -13,7 +13,7 @@ import resource
 import sys
 import time
 
-import boto3
+from boto3_shards import kinesis_client, trim_horizon_iterators
 import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
@@ -45,23 +45,9 @@ def write(lines, out_dir, part):
 def main() -> None:
     stream_arn, expected, out_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
-    kinesis = boto3.client(
-        "kinesis", endpoint_url=os.environ["AWS_ENDPOINT_URL_KINESIS"], region_name=os.environ.get("AWS_REGION", "us-east-1")
-    )
+    kinesis = kinesis_client()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    shards, token = [], None
-    while True:
-        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamARN=stream_arn)
-        shards += [shard["ShardId"] for shard in page["Shards"]]
-        token = page.get("NextToken")
-        if not token:
-            break
-    iterators = {
-        shard: kinesis.get_shard_iterator(StreamARN=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        for shard in shards
-    }
+    iterators = trim_horizon_iterators(kinesis, stream_arn)
     read = rows = parts = 0
     buffered = []
     while read < expected and iterators:

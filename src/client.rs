@@ -187,24 +187,32 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// GETs `path`: the JSON body to format, or `None` once printed as JSON
+/// (`--json`), or the exit code of a failure (already reported).
+fn fetch(client: &Client, path: &str, json: bool) -> Result<Option<Value>, ExitCode> {
+    let answer = client.get(path).map_err(|error| fail(UNREACHABLE, &error))?;
+    if answer.status != 200 {
+        return Err(fail(REFUSED, &error_message(&answer)));
+    }
+    if json {
+        println!("{:#}", answer.body);
+        return Ok(None);
+    }
+    Ok(Some(answer.body))
+}
+
 pub(crate) fn status(args: StatusArgs) -> ExitCode {
     let client = Client::new(&args.server);
     let path = match &args.name {
         Some(name) => format!("/api/v1/sources/{name}/status"),
         None => "/api/v1/sources".to_owned(),
     };
-    let answer = match client.get(&path) {
-        Ok(answer) => answer,
-        Err(error) => return fail(UNREACHABLE, &error),
+    let body = match fetch(&client, &path, args.json) {
+        Ok(Some(body)) => body,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(code) => return code,
     };
-    if answer.status != 200 {
-        return fail(REFUSED, &error_message(&answer));
-    }
-    if args.json {
-        println!("{:#}", answer.body);
-        return ExitCode::SUCCESS;
-    }
-    let body = &answer.body;
+    let body = &body;
     if args.name.is_none() {
         println!("{:<24} {:>7} {:<9} STREAM", "SOURCE", "VERSION", "STATE");
         for source in body.get("sources").and_then(Value::as_array).into_iter().flatten() {
@@ -266,18 +274,12 @@ pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
     if let Some(reason) = &args.reason {
         path.push_str(&format!("&reason={reason}"));
     }
-    let answer = match client.get(&path) {
-        Ok(answer) => answer,
-        Err(error) => return fail(UNREACHABLE, &error),
+    let body = match fetch(&client, &path, args.json) {
+        Ok(Some(body)) => body,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(code) => return code,
     };
-    if answer.status != 200 {
-        return fail(REFUSED, &error_message(&answer));
-    }
-    if args.json {
-        println!("{:#}", answer.body);
-        return ExitCode::SUCCESS;
-    }
-    let rows = answer.body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default();
+    let rows = body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default();
     if rows.is_empty() {
         println!("no rejected rows");
     }

@@ -347,3 +347,75 @@ fn a_schema_change_applies_while_running_and_delete_stops_the_source() {
     assert_eq!(dataset_rows(&data_dir, "evolving_rows", None).len(), 90, "a deleted source reads no more");
     assert!(server.stop());
 }
+
+#[test]
+fn sigterm_writes_and_commits_what_the_worker_holds() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let client = kinesis_client(&emulators.kinesis);
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("sigterm"), 2, true));
+    rt.block_on(put(&client, &stream_arn, 0..200, 0, false));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    // Nothing would be written for ten minutes but for the shutdown.
+    let server = ServerProcess::start(&data_dir, &["--flush-seconds", "600"]);
+    commit(&server, &definition(dir.path(), "held", &stream_arn, false));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = ureq::get(&format!("{}/metrics", server.url()))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("text");
+        let read: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("tributary_shard_records_read_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if read >= 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker did not read 200 records");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.get("/api/v1/sources/held/status")["rows"].as_u64(), Some(0), "nothing is committed yet");
+    assert!(server.stop(), "SIGTERM ends the server cleanly");
+    assert_eq!(dataset_rows(&data_dir, "held_rows", None).len(), 200, "the held batch was written on the way out");
+}
+
+#[test]
+fn a_failing_worker_restarts_with_backoff_and_says_why_in_status() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    // A stream ARN in the emulator's account that does not exist; live validation is off.
+    let real = rt.block_on(create_stream(&emulators.kinesis, &unique("real"), 1, true));
+    let missing = format!("{}-missing", real);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let server = ServerProcess::start(&data_dir, &["--no-live-validation"]);
+    commit(&server, &definition(dir.path(), "broken", &missing, false));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = server.get("/api/v1/sources/broken/status");
+        if status["restarts"].as_u64().unwrap_or(0) >= 2 {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no restarts within 30 s: {status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["state"], "failed", "{status:#}");
+    let error = status["error"].as_str().expect("the error is shown");
+    assert!(error.contains("ResourceNotFoundException"), "{error}");
+    let metrics = ureq::get(&format!("{}/metrics", server.url()))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(metrics.contains("tributary_worker_restarts_total{source=\"broken\"}"), "{metrics}");
+    assert!(server.stop());
+}

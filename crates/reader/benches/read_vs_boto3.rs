@@ -79,7 +79,7 @@ fn main() {
     );
 
     // The peer, on the same stream.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/boto3_reader.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/boto3_reader.py");
     let output = Command::new(&python).arg(script).arg(&stream_arn).arg(records.to_string()).output().unwrap();
     assert!(output.status.success(), "boto3 loop failed: {}", String::from_utf8_lossy(&output.stderr));
     let peer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

@@ -6,32 +6,17 @@ read the expected number of records. Prints its own CPU and wall time as JSON.
 """
 
 import json
-import os
 import sys
 import time
 
-import boto3
+from boto3_shards import kinesis_client, trim_horizon_iterators
 
 
 def main() -> None:
     stream_arn, expected = sys.argv[1], int(sys.argv[2])
-    kinesis = boto3.client(
-        "kinesis", endpoint_url=os.environ["AWS_ENDPOINT_URL_KINESIS"], region_name=os.environ.get("AWS_REGION", "us-east-1")
-    )
+    kinesis = kinesis_client()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    shards, token = [], None
-    while True:
-        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamARN=stream_arn)
-        shards += [shard["ShardId"] for shard in page["Shards"]]
-        token = page.get("NextToken")
-        if not token:
-            break
-    iterators = {
-        shard: kinesis.get_shard_iterator(StreamARN=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        for shard in shards
-    }
+    iterators = trim_horizon_iterators(kinesis, stream_arn)
     records = payload_bytes = 0
     while records < expected and iterators:
         for shard, iterator in list(iterators.items()):

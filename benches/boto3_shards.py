@@ -1,0 +1,29 @@
+"""What both Python benchmark peers share: a boto3 Kinesis client for the
+local emulator and a TRIM_HORIZON iterator for every shard of a stream."""
+
+import os
+
+import boto3
+
+
+def kinesis_client():
+    return boto3.client(
+        "kinesis", endpoint_url=os.environ["AWS_ENDPOINT_URL_KINESIS"], region_name=os.environ.get("AWS_REGION", "us-east-1")
+    )
+
+
+def trim_horizon_iterators(kinesis, stream_arn):
+    """Shard id -> iterator, for every shard ListShards returns (all pages)."""
+    shards, token = [], None
+    while True:
+        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamARN=stream_arn)
+        shards += [shard["ShardId"] for shard in page["Shards"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    return {
+        shard: kinesis.get_shard_iterator(StreamARN=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        for shard in shards
+    }
