@@ -39,6 +39,9 @@ pub(crate) struct ServeArgs {
     /// How often (ms) a caught-up shard is polled again.
     #[arg(long, default_value_t = 500)]
     idle_poll_ms: u64,
+    /// Threads running the API and the workers (file and database writes get their own).
+    #[arg(long, default_value_t = 1)]
+    worker_threads: usize,
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
@@ -61,7 +64,11 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     };
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads.max(1))
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -18,6 +18,36 @@ use crate::kpl::{self, HashKeyRange, Unpacked};
 use crate::metrics::ShardMetrics;
 use crate::position::{RecordPosition, SequenceNumber, ShardCheckpoint, StartPosition};
 
+/// A Kinesis record as a consumer received it, before KPL unpacking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IncomingRecord {
+    pub(crate) sequence_number: SequenceNumber,
+    pub(crate) partition_key: Arc<str>,
+    pub(crate) arrival_time: Option<DateTime<Utc>>,
+    pub(crate) data: Bytes,
+}
+
+impl IncomingRecord {
+    /// A record the SDK parsed (enhanced fan-out, or an answer we did not divert).
+    pub(crate) fn from_sdk(
+        record: aws_sdk_kinesis::types::Record,
+        shard_id: &str,
+    ) -> Result<IncomingRecord, DeliveryError> {
+        let sequence_number = SequenceNumber::new(&record.sequence_number).map_err(|invalid| {
+            DeliveryError::Fatal(ReaderError::InvalidResponse {
+                shard_id: shard_id.to_owned(),
+                detail: invalid.to_string(),
+            })
+        })?;
+        Ok(IncomingRecord {
+            sequence_number,
+            partition_key: Arc::from(record.partition_key),
+            arrival_time: record.approximate_arrival_timestamp.and_then(to_chrono),
+            data: Bytes::from(record.data.into_inner()),
+        })
+    }
+}
+
 /// Where the next iterator or subscription of a shard starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Resume {
@@ -95,22 +125,16 @@ impl ShardCursor {
     /// shard's last. Waits while the shard's in-flight batches are all held.
     pub(crate) async fn deliver(
         &mut self,
-        records: Vec<aws_sdk_kinesis::types::Record>,
+        records: Vec<IncomingRecord>,
         millis_behind_latest: Option<i64>,
         closes_shard: bool,
     ) -> Result<(), DeliveryError> {
         let read_at = Utc::now();
         let mut newest_arrival = None;
         for record in records {
-            let sequence_number = SequenceNumber::new(&record.sequence_number).map_err(|invalid| {
-                DeliveryError::Fatal(ReaderError::InvalidResponse {
-                    shard_id: self.shard_id.to_string(),
-                    detail: invalid.to_string(),
-                })
-            })?;
-            let arrival_time = record.approximate_arrival_timestamp.and_then(to_chrono).unwrap_or(read_at);
+            let IncomingRecord { sequence_number, partition_key, arrival_time, data } = record;
+            let arrival_time = arrival_time.unwrap_or(read_at);
             newest_arrival = Some(arrival_time);
-            let data = Bytes::from(record.data.into_inner());
             match kpl::unpack(&data) {
                 Unpacked::Aggregated(sub_records) => {
                     let count = sub_records.len() as u64;
@@ -149,7 +173,7 @@ impl ShardCursor {
                     self.pending.push(Record {
                         sequence_number: sequence_number.clone(),
                         sub_sequence: None,
-                        partition_key: Arc::from(record.partition_key),
+                        partition_key,
                         arrival_time,
                         data,
                     });

@@ -16,7 +16,7 @@ use aws_smithy_types::DateTime as SmithyDateTime;
 use tokio::time::Instant;
 
 use crate::ReaderError;
-use crate::cursor::{DeliveryError, Resume, ShardCursor};
+use crate::cursor::{DeliveryError, IncomingRecord, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
 use crate::polling::wait_out;
 use crate::position::StartPosition;
@@ -63,7 +63,16 @@ pub(crate) async fn run(
                     cursor.metrics().call();
                     let children = event.child_shards.unwrap_or_default();
                     let closes_shard = !children.is_empty();
-                    match cursor.deliver(event.records, Some(event.millis_behind_latest), closes_shard).await {
+                    let records = event
+                        .records
+                        .into_iter()
+                        .map(|record| IncomingRecord::from_sdk(record, cursor.shard_id()))
+                        .collect::<Result<Vec<_>, _>>();
+                    let delivered = match records {
+                        Ok(records) => cursor.deliver(records, Some(event.millis_behind_latest), closes_shard).await,
+                        Err(error) => Err(error),
+                    };
+                    match delivered {
                         Ok(()) => {}
                         Err(DeliveryError::Stopped) => return Ok(ShardEnd::Stopped),
                         Err(DeliveryError::Fatal(error)) => return Err(error),

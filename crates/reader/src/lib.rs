@@ -33,6 +33,7 @@ mod config;
 mod cursor;
 mod efo;
 mod fault;
+mod get_records;
 pub mod kpl;
 mod lineage;
 mod metrics;

@@ -1,13 +1,15 @@
 //! The polling consumer: `GetShardIterator` + `GetRecords` for one shard.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime as SmithyDateTime;
 
 use crate::ReaderError;
-use crate::cursor::{DeliveryError, Resume, ShardCursor};
+use crate::cursor::{DeliveryError, IncomingRecord, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
+use crate::get_records::{DivertRecords, RecordSlot};
 use crate::lineage::ShardInfo;
 use crate::position::StartPosition;
 use crate::shard::{ShardEnd, ShardTask, child_infos};
@@ -28,12 +30,15 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
                 }
             },
         };
+        let diverted: RecordSlot = RecordSlot::default();
         let call = task
             .client
             .get_records()
             .stream_arn(task.stream_arn.as_ref())
             .shard_iterator(&current)
             .limit(config.records_per_call)
+            .customize()
+            .interceptor(DivertRecords::new(Arc::clone(&diverted)))
             .send();
         let response = match tokio::time::timeout(config.call_timeout, call).await {
             Ok(Ok(response)) => response,
@@ -58,9 +63,20 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         backoff.reset();
         cursor.metrics().call();
         let millis_behind_latest = response.millis_behind_latest;
-        let received = response.records.len();
         let closes_shard = response.next_shard_iterator.is_none();
-        match cursor.deliver(response.records, millis_behind_latest, closes_shard).await {
+        // Diverted records, or (for an answer the interceptor left alone) the SDK's.
+        let records = match diverted.lock().take() {
+            Some(records) => Ok(records),
+            None => {
+                response.records.into_iter().map(|record| IncomingRecord::from_sdk(record, cursor.shard_id())).collect()
+            }
+        };
+        let received = records.as_ref().map_or(0, Vec::len);
+        let delivered = match records {
+            Ok(records) => cursor.deliver(records, millis_behind_latest, closes_shard).await,
+            Err(error) => Err(error),
+        };
+        match delivered {
             Ok(()) => {}
             Err(DeliveryError::Stopped) => return Ok(ShardEnd::Stopped),
             Err(DeliveryError::Fatal(error)) => return Err(error),
