@@ -36,9 +36,12 @@ pub(crate) struct ServeArgs {
     /// Default flush policy: seconds before buffered rows are written.
     #[arg(long, default_value_t = FlushPolicy::default().max_interval.as_secs_f64())]
     flush_seconds: f64,
-    /// How often (ms) a caught-up shard is polled again.
+    /// How soon (ms) a caught-up shard is polled again.
     #[arg(long, default_value_t = 500)]
     idle_poll_ms: u64,
+    /// Longest wait (ms) between polls of a shard that stays idle.
+    #[arg(long, default_value_t = 2000)]
+    idle_poll_max_ms: u64,
     /// Threads running the API and the workers (file and database writes get their own).
     #[arg(long, default_value_t = 1)]
     worker_threads: usize,
@@ -63,6 +66,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         max_interval: flush_interval,
     };
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
+    config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.worker_threads.max(1))

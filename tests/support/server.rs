@@ -128,7 +128,16 @@ fn spawn(data_dir: &Path, port: u16, extra: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--flush-seconds", "0.3", "--idle-poll-ms", "100"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--flush-seconds",
+            "0.3",
+            "--idle-poll-ms",
+            "100",
+            "--idle-poll-max-ms",
+            "300",
+        ])
         .args(extra)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::null())

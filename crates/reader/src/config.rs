@@ -30,6 +30,9 @@ pub struct ReaderConfig {
     /// is made at once). 500 ms keeps a caught-up shard at 2 calls per second,
     /// leaving room under Kinesis' 5 per second for other readers.
     pub idle_poll_interval: Duration,
+    /// A shard that stays idle waits longer after each empty answer, up to
+    /// this; the first record brings it back to `idle_poll_interval`.
+    pub idle_poll_max: Duration,
     /// How often `ListShards` looks for new shards (children also arrive in
     /// `ChildShards` as soon as a parent closes).
     pub rediscovery_interval: Duration,
@@ -57,6 +60,7 @@ impl Default for ReaderConfig {
             records_per_call: 10_000,
             max_batch_records: 10_000,
             idle_poll_interval: Duration::from_millis(500),
+            idle_poll_max: Duration::from_secs(2),
             rediscovery_interval: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),

@@ -19,6 +19,7 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
     let config = &task.config;
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     let mut iterator: Option<String> = None;
+    let mut idle_wait = config.idle_poll_interval;
     loop {
         let current = match iterator.take() {
             Some(iterator) => iterator,
@@ -89,8 +90,12 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         // within one millisecond reads as 0 ms behind, so the page size must be checked too.)
         let behind =
             received >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
+        if behind || received > 0 {
+            idle_wait = config.idle_poll_interval;
+        }
         if !behind {
-            tokio::time::sleep(config.idle_poll_interval).await;
+            tokio::time::sleep(idle_wait).await;
+            idle_wait = (idle_wait * 2).min(config.idle_poll_max.max(config.idle_poll_interval));
         }
     }
 }

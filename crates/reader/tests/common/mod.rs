@@ -38,6 +38,7 @@ pub fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
 pub fn test_config() -> ReaderConfig {
     ReaderConfig {
         idle_poll_interval: Duration::from_millis(100),
+        idle_poll_max: Duration::from_millis(200),
         rediscovery_interval: Duration::from_millis(500),
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
