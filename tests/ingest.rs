@@ -275,18 +275,8 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
     assert!(server.stop());
     let server = ServerProcess::start(&data_dir, &["--flush-rows", "700"]);
     std::thread::sleep(Duration::from_secs(3));
-    let metrics = ureq::get(&format!("{}/metrics", server.url()))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
-    let read_again: u64 = metrics
-        .lines()
-        .filter(|line| line.starts_with("tributary_shard_records_read_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(read_again, 0, "nothing is read again after a graceful restart:\n{metrics}");
+    let read_again = server.records_read();
+    assert_eq!(read_again, 0, "nothing is read again after a graceful restart");
     let status = server.get("/api/v1/sources/crashy/status");
     let finished =
         status["shards"].as_array().expect("shards").iter().filter(|shard| shard["state"] == "finished").count();
@@ -364,17 +354,7 @@ fn sigterm_writes_and_commits_what_the_worker_holds() {
     commit(&server, &definition(dir.path(), "held", &stream_arn, false));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = ureq::get(&format!("{}/metrics", server.url()))
-            .call()
-            .expect("metrics")
-            .body_mut()
-            .read_to_string()
-            .expect("text");
-        let read: u64 = metrics
-            .lines()
-            .filter(|line| line.starts_with("tributary_shard_records_read_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
+        let read = server.records_read();
         if read >= 200 {
             break;
         }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,17 +19,12 @@ pub struct ServerProcess {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("address").port()
-}
-
 impl ServerProcess {
-    /// Starts `tributary serve` (quick flushes and polls) and waits for /healthz.
+    /// Starts `tributary serve` (quick flushes and polls) on a port of its own
+    /// choosing and waits until it answers /healthz.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let port = free_port();
-        let child = spawn(data_dir, port, &extra);
+        let (child, port) = spawn(data_dir, &extra);
         let server = ServerProcess { child, port, data_dir: data_dir.to_owned(), extra };
         server.wait_healthy();
         server
@@ -51,11 +45,12 @@ impl ServerProcess {
         panic!("tributary serve did not answer /healthz within 30 s");
     }
 
-    /// `kill -9`, then a fresh process on the same port and data directory.
+    /// `kill -9`, then a fresh process on the same data directory.
     pub fn crash_and_restart(&mut self) {
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();
-        self.child = spawn(&self.data_dir, self.port, &self.extra);
+        let (child, port) = spawn(&self.data_dir, &self.extra);
+        (self.child, self.port) = (child, port);
         self.wait_healthy();
     }
 
@@ -97,6 +92,17 @@ impl ServerProcess {
         }
     }
 
+    /// Records this process's readers have handed on, summed over shards (from /metrics).
+    pub fn records_read(&self) -> u64 {
+        let mut response = ureq::get(&format!("{}/metrics", self.url())).call().expect("GET /metrics");
+        let metrics = response.body_mut().read_to_string().expect("text");
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("tributary_shard_records_read_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Every rejected row of a source (newest first).
     pub fn errors(&self, source: &str) -> Vec<Value> {
         let mut rows = Vec::new();
@@ -123,27 +129,49 @@ impl Drop for ServerProcess {
     }
 }
 
-fn spawn(data_dir: &Path, port: u16, extra: &[String]) -> Child {
-    let log = File::options().create(true).append(true).open(data_dir.with_extension("log")).expect("server log");
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
+/// Quick flushes and polls for tests, unless the test sets the flag itself.
+fn quick_defaults(extra: &[String]) -> Vec<&'static str> {
+    [("--flush-seconds", "0.3"), ("--idle-poll-ms", "100"), ("--idle-poll-max-ms", "300")]
+        .into_iter()
+        .filter(|(flag, _)| !extra.iter().any(|arg| arg == flag))
+        .flat_map(|(flag, value)| [flag, value])
+        .collect()
+}
+
+/// Starts the server on 127.0.0.1:0 and reads the port it bound from its log.
+/// (Ports picked by the test could be taken by another test's server in between.)
+fn spawn(data_dir: &Path, extra: &[String]) -> (Child, u16) {
+    let log_path = data_dir.with_extension("log");
+    let log = File::options().create(true).append(true).open(&log_path).expect("server log");
+    let logged_before = std::fs::metadata(&log_path).map(|m| m.len() as usize).unwrap_or(0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--flush-seconds",
-            "0.3",
-            "--idle-poll-ms",
-            "100",
-            "--idle-poll-max-ms",
-            "300",
-        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(quick_defaults(extra))
         .args(extra)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("start tributary serve")
+        .expect("start tributary serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let port =
+            text.get(logged_before..).unwrap_or_default().split("serving http://127.0.0.1:").nth(1).and_then(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u16>().ok()
+            });
+        if let Some(port) = port {
+            return (child, port);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tributary serve exited ({status}): {}", text.get(logged_before..).unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "tributary serve did not say where it listens within 30 s: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One dataset row as the tests compare it.

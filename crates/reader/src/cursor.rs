@@ -202,6 +202,25 @@ impl ShardCursor {
         Ok(())
     }
 
+    /// [`Self::deliver`] for records that may have failed to convert;
+    /// `Ok(false)` when the reader is stopping.
+    pub(crate) async fn hand_on(
+        &mut self,
+        records: Result<Vec<IncomingRecord>, DeliveryError>,
+        millis_behind_latest: Option<i64>,
+        closes_shard: bool,
+    ) -> Result<bool, ReaderError> {
+        let delivered = match records {
+            Ok(records) => self.deliver(records, millis_behind_latest, closes_shard).await,
+            Err(error) => Err(error),
+        };
+        match delivered {
+            Ok(()) => Ok(true),
+            Err(DeliveryError::Stopped) => Ok(false),
+            Err(DeliveryError::Fatal(error)) => Err(error),
+        }
+    }
+
     fn passed(&self, sequence_number: &SequenceNumber, sub_sequence: Option<u64>) -> bool {
         self.checkpoint.position.as_ref().is_some_and(|position| position.covers(sequence_number, sub_sequence))
     }

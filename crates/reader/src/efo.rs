@@ -16,7 +16,7 @@ use aws_smithy_types::DateTime as SmithyDateTime;
 use tokio::time::Instant;
 
 use crate::ReaderError;
-use crate::cursor::{DeliveryError, IncomingRecord, Resume, ShardCursor};
+use crate::cursor::{IncomingRecord, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
 use crate::polling::wait_out;
 use crate::position::StartPosition;
@@ -68,14 +68,8 @@ pub(crate) async fn run(
                         .into_iter()
                         .map(|record| IncomingRecord::from_sdk(record, cursor.shard_id()))
                         .collect::<Result<Vec<_>, _>>();
-                    let delivered = match records {
-                        Ok(records) => cursor.deliver(records, Some(event.millis_behind_latest), closes_shard).await,
-                        Err(error) => Err(error),
-                    };
-                    match delivered {
-                        Ok(()) => {}
-                        Err(DeliveryError::Stopped) => return Ok(ShardEnd::Stopped),
-                        Err(DeliveryError::Fatal(error)) => return Err(error),
+                    if !cursor.hand_on(records, Some(event.millis_behind_latest), closes_shard).await? {
+                        return Ok(ShardEnd::Stopped);
                     }
                     if closes_shard {
                         return Ok(ShardEnd::Finished { children: child_infos(children) });

@@ -7,7 +7,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime as SmithyDateTime;
 
 use crate::ReaderError;
-use crate::cursor::{DeliveryError, IncomingRecord, Resume, ShardCursor};
+use crate::cursor::{IncomingRecord, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
 use crate::get_records::{DivertRecords, RecordSlot};
 use crate::lineage::ShardInfo;
@@ -73,14 +73,8 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
             }
         };
         let received = records.as_ref().map_or(0, Vec::len);
-        let delivered = match records {
-            Ok(records) => cursor.deliver(records, millis_behind_latest, closes_shard).await,
-            Err(error) => Err(error),
-        };
-        match delivered {
-            Ok(()) => {}
-            Err(DeliveryError::Stopped) => return Ok(ShardEnd::Stopped),
-            Err(DeliveryError::Fatal(error)) => return Err(error),
+        if !cursor.hand_on(records, millis_behind_latest, closes_shard).await? {
+            return Ok(ShardEnd::Stopped);
         }
         if closes_shard {
             return Ok(ShardEnd::Finished { children: child_infos(response.child_shards.unwrap_or_default()) });
