@@ -54,7 +54,7 @@ fn main() {
 
     // Ours: every shard from TRIM_HORIZON until all records are handed out.
     let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
-    let (read, bytes) = runtime.block_on(async {
+    let (read, bytes, calls) = runtime.block_on(async {
         let target =
             ReadTarget { stream_arn: stream_arn.clone(), start: StartPosition::TrimHorizon, scope: "bench".into() };
         let mut reader =
@@ -65,13 +65,14 @@ fn main() {
             read += batch.records.len();
             bytes += batch.payload_bytes();
         }
+        let calls: u64 = reader.metrics().snapshot().values().map(|shard| shard.calls).sum();
         reader.stop().await;
-        (read, bytes)
+        (read, bytes, calls)
     });
     let (ours_cpu, ours_wall) = (cpu_seconds() - cpu_before, wall_before.elapsed().as_secs_f64());
     let mb = bytes as f64 / 1e6;
     let per_million = |cpu: f64| cpu * 1e6 / read as f64;
-    println!("reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local");
+    println!("reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local; {calls} GetRecords calls");
     println!(
         "  tributary-reader: {ours_wall:6.2} s wall, {ours_cpu:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
         per_million(ours_cpu),
