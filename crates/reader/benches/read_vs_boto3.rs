@@ -72,7 +72,9 @@ fn main() {
     let (ours_cpu, ours_wall) = (cpu_seconds() - cpu_before, wall_before.elapsed().as_secs_f64());
     let mb = bytes as f64 / 1e6;
     let per_million = |cpu: f64| cpu * 1e6 / read as f64;
-    println!("reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local; {calls} GetRecords calls");
+    println!(
+        "reader benchmark: {read} records ({mb:.1} MB) over {shards} shards, kinesis-local; {calls} GetRecords calls"
+    );
     println!(
         "  tributary-reader: {ours_wall:6.2} s wall, {ours_cpu:6.2} CPU s, {:7.2} CPU s per 1M records, {:8.0} records per CPU s",
         per_million(ours_cpu),

@@ -11,7 +11,6 @@
 //! refuses) it as usual.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -63,9 +62,12 @@ impl Intercept for DivertRecords {
         if !response.status().is_success() {
             return Ok(());
         }
+        // Sized once from Content-Length: answers run to megabytes.
+        let length = response.headers().get("content-length").and_then(|value| value.parse::<usize>().ok());
+        let buffer = Vec::with_capacity(length.unwrap_or(0).min(16 * 1024 * 1024));
         let inner = std::mem::replace(response.body_mut(), SdkBody::taken());
         *response.body_mut() =
-            SdkBody::from_body_1_x(Diverting { inner, buffer: Vec::new(), slot: Arc::clone(&self.slot), done: false });
+            SdkBody::from_body_1_x(Diverting { inner, buffer, slot: Arc::clone(&self.slot), done: false });
         Ok(())
     }
 }
@@ -124,30 +126,42 @@ struct WireRecord<'a> {
     arrival: Option<f64>,
 }
 
-/// The records of a `GetRecords` answer, and the answer without them.
-pub(crate) fn split_records(body: &[u8]) -> Result<(Vec<IncomingRecord>, Vec<u8>), String> {
-    let answer: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let mut rest = Vec::with_capacity(512);
-    rest.push(b'{');
-    let mut records = Vec::new();
-    for (key, value) in &answer {
-        if key == "Records" {
-            records = parse_records(value.get())?;
-            continue;
-        }
-        if rest.len() > 1 {
-            rest.push(b',');
-        }
-        serde_json::to_writer(&mut rest, key).map_err(|e| e.to_string())?;
-        rest.push(b':');
-        rest.extend_from_slice(value.get().as_bytes());
-    }
-    rest.push(b'}');
-    Ok((records, rest))
+/// A `GetRecords` answer: the records parsed, everything the SDK still needs kept verbatim.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(rename = "Records", borrow, default)]
+    records: Vec<WireRecord<'a>>,
+    #[serde(rename = "NextShardIterator", borrow, default)]
+    next_shard_iterator: Option<&'a RawValue>,
+    #[serde(rename = "MillisBehindLatest", borrow, default)]
+    millis_behind_latest: Option<&'a RawValue>,
+    #[serde(rename = "ChildShards", borrow, default)]
+    child_shards: Option<&'a RawValue>,
 }
 
-fn parse_records(json: &str) -> Result<Vec<IncomingRecord>, String> {
-    let wire: Vec<WireRecord<'_>> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+/// The records of a `GetRecords` answer, and the answer without them (one pass).
+pub(crate) fn split_records(body: &[u8]) -> Result<(Vec<IncomingRecord>, Vec<u8>), String> {
+    let answer: Answer<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut rest = Vec::with_capacity(256);
+    rest.push(b'{');
+    for (key, value) in [
+        ("NextShardIterator", answer.next_shard_iterator),
+        ("MillisBehindLatest", answer.millis_behind_latest),
+        ("ChildShards", answer.child_shards),
+    ] {
+        if let Some(value) = value {
+            if rest.len() > 1 {
+                rest.push(b',');
+            }
+            rest.extend_from_slice(format!("\"{key}\":").as_bytes());
+            rest.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    rest.push(b'}');
+    Ok((parse_records(answer.records)?, rest))
+}
+
+fn parse_records(wire: Vec<WireRecord<'_>>) -> Result<Vec<IncomingRecord>, String> {
     // Every payload decoded into one buffer: one allocation per answer, not per record.
     let mut payloads = Vec::with_capacity(wire.iter().map(|r| r.data.len() / 4 * 3 + 3).sum());
     let mut ends = Vec::with_capacity(wire.len());

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_kinesis::config::StalledStreamProtectionConfig;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -54,10 +55,14 @@ impl Reader {
         checkpoints: Arc<dyn CheckpointStore>,
         config: ReaderConfig,
     ) -> Reader {
-        // One retry layer only: ours, which counts throttles and rebuilds iterators.
-        let client = aws_sdk_kinesis::Client::from_conf(
-            client.config().to_builder().retry_config(RetryConfig::disabled()).build(),
-        );
+        // One retry layer only: ours, which counts throttles and rebuilds iterators; and
+        // one stall guard: our per-call timeout (the SDK's polls a check per body frame).
+        let config_builder = client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        let client = aws_sdk_kinesis::Client::from_conf(config_builder.build());
         let (sender, batches) = mpsc::channel(config.channel_capacity.max(1));
         let metrics = Arc::new(SourceMetrics::default());
         let coordinator = Coordinator {
