@@ -35,17 +35,17 @@ use crate::position::SequenceNumber;
 /// Where a diverted answer's records wait for the consumer that made the call.
 pub(crate) type RecordSlot = Arc<Mutex<Option<Vec<IncomingRecord>>>>;
 
-/// Diverts the records of one `GetRecords` answer into its slot.
-#[derive(Debug)]
-pub(crate) struct DivertRecords {
-    slot: RecordSlot,
+tokio::task_local! {
+    /// The slot of the `GetRecords` call being made in this task. The SDK runs
+    /// a call (interceptors, body reads) inside the caller's future, so one
+    /// interceptor registered on the client finds each call's slot here, with
+    /// no per-call plugin to merge.
+    pub(crate) static RECORD_SLOT: RecordSlot;
 }
 
-impl DivertRecords {
-    pub(crate) fn new(slot: RecordSlot) -> DivertRecords {
-        DivertRecords { slot }
-    }
-}
+/// Diverts the records of `GetRecords` answers into the calling task's [`RECORD_SLOT`].
+#[derive(Debug)]
+pub(crate) struct DivertRecords;
 
 impl Intercept for DivertRecords {
     fn name(&self) -> &'static str {
@@ -59,6 +59,9 @@ impl Intercept for DivertRecords {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let response = context.response_mut();
+        let Ok(slot) = RECORD_SLOT.try_with(Arc::clone) else {
+            return Ok(());
+        };
         if !response.status().is_success() {
             return Ok(());
         }
@@ -66,8 +69,7 @@ impl Intercept for DivertRecords {
         let length = response.headers().get("content-length").and_then(|value| value.parse::<usize>().ok());
         let buffer = Vec::with_capacity(length.unwrap_or(0).min(16 * 1024 * 1024));
         let inner = std::mem::replace(response.body_mut(), SdkBody::taken());
-        *response.body_mut() =
-            SdkBody::from_body_1_x(Diverting { inner, buffer, slot: Arc::clone(&self.slot), done: false });
+        *response.body_mut() = SdkBody::from_body_1_x(Diverting { inner, buffer, slot, done: false });
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use aws_smithy_types::DateTime as SmithyDateTime;
 use crate::ReaderError;
 use crate::cursor::{IncomingRecord, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
-use crate::get_records::{DivertRecords, RecordSlot};
+use crate::get_records::{RECORD_SLOT, RecordSlot};
 use crate::lineage::ShardInfo;
 use crate::position::StartPosition;
 use crate::shard::{ShardEnd, ShardTask, child_infos};
@@ -38,9 +38,8 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
             .stream_arn(task.stream_arn.as_ref())
             .shard_iterator(&current)
             .limit(config.records_per_call)
-            .customize()
-            .interceptor(DivertRecords::new(Arc::clone(&diverted)))
             .send();
+        let call = RECORD_SLOT.scope(Arc::clone(&diverted), call);
         let response = match tokio::time::timeout(config.call_timeout, call).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {

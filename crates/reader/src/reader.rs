@@ -18,6 +18,7 @@ use crate::config::{ConsumerKind, ReaderConfig};
 use crate::cursor::{BatchSender, ShardCursor};
 use crate::efo::register_consumer;
 use crate::fault::{Backoff, Fault, classify};
+use crate::get_records::DivertRecords;
 use crate::lineage::{ShardGraph, ShardInfo};
 use crate::metrics::SourceMetrics;
 use crate::position::{ShardCheckpoint, StartPosition};
@@ -61,7 +62,8 @@ impl Reader {
             .config()
             .to_builder()
             .retry_config(RetryConfig::disabled())
-            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .interceptor(DivertRecords);
         let client = aws_sdk_kinesis::Client::from_conf(config_builder.build());
         let (sender, batches) = mpsc::channel(config.channel_capacity.max(1));
         let metrics = Arc::new(SourceMetrics::default());
