@@ -54,21 +54,22 @@ while :; do
 done
 end=$(date +%s.%N)
 ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+calls=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}')
 hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 hz=$(getconf CLK_TCK)
 
 peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
 
-"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$start" "$end" "$peer" <<'PY'
+"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$start" "$end" "$peer" "$calls" <<'PY'
 import json, sys
-records, shards, ticks, hz, hwm_kib, start, end, peer = sys.argv[1:]
+records, shards, ticks, hz, hwm_kib, start, end, peer, calls = sys.argv[1:]
 records = int(records)
 ours_cpu = int(ticks) / int(hz)
 peer = json.loads(peer)
 per_m = lambda cpu: cpu * 1e6 / records
 print(f"end-to-end ingest: {records} events (~250 B) over {shards} shards, kinesis-local, to Parquet")
-print(f"  tributary serve: {float(end) - float(start):7.2f} s wall, {ours_cpu:6.2f} CPU s, {per_m(ours_cpu):6.2f} CPU s per 1M, peak RSS {int(hwm_kib) / 1024:6.1f} MiB")
+print(f"  tributary serve: {float(end) - float(start):7.2f} s wall, {ours_cpu:6.2f} CPU s, {per_m(ours_cpu):6.2f} CPU s per 1M, peak RSS {int(hwm_kib) / 1024:6.1f} MiB, {calls} GetRecords calls")
 print(f"  python consumer: {peer['wall_seconds']:7.2f} s wall, {peer['cpu_seconds']:6.2f} CPU s, {per_m(peer['cpu_seconds']):6.2f} CPU s per 1M, peak RSS {peer['peak_rss_mib']:6.1f} MiB")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 PY

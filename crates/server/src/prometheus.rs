@@ -110,6 +110,12 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
     );
     family("tributary_shard_bytes_read_total", "counter", "Payload bytes read.", per_shard(|m| m.bytes.to_string()));
     family(
+        "tributary_shard_calls_total",
+        "counter",
+        "GetRecords answers (or EFO events) received.",
+        per_shard(|m| m.calls.to_string()),
+    );
+    family(
         "tributary_shard_throttles_total",
         "counter",
         "Calls throttled by Kinesis.",
