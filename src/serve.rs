@@ -68,11 +68,15 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.worker_threads.max(1))
-        .enable_all()
-        .build()
-    {
+    // One worker thread: a current-thread runtime (fewest wake-ups); more: a multi-thread one.
+    let mut builder = if args.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(args.worker_threads);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
