@@ -228,6 +228,7 @@ impl Worker<'_> {
     /// Decodes every record of `batch`; `false` when told to stop while the
     /// schema registry was unreachable.
     async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, String> {
+        let (mut kept, mut rejected) = (0u64, 0u64);
         for record in &batch.records {
             let meta = RecordMeta {
                 shard_id: &batch.shard_id,
@@ -251,16 +252,20 @@ impl Worker<'_> {
                     Err(error) => return Err(format!("decoding: {error}")),
                 }
             };
-            self.pending.rows += 1;
             if !accepted {
-                self.pending.counts(&batch.shard_id).rejected += 1;
+                rejected += 1;
             } else if self.filter.is_some() {
                 let key = record_key(meta.sequence_number, meta.sub_sequence);
                 self.pending.accepted.push((Arc::clone(&batch.shard_id), key));
             } else {
-                self.pending.counts(&batch.shard_id).rows += 1;
+                kept += 1;
             }
         }
+        // Counted per batch, not per record.
+        self.pending.rows += batch.records.len();
+        let counts = self.pending.counts(&batch.shard_id);
+        counts.rows += kept;
+        counts.rejected += rejected;
         self.pending.add(&batch);
         Ok(true)
     }
