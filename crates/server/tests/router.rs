@@ -178,3 +178,32 @@ async fn health_and_metrics_answer() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.as_str().expect("text").contains("# TYPE tributary_rows_written_total counter"));
 }
+
+#[tokio::test]
+async fn stored_secrets_never_come_back_from_the_api() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let mut with_secrets = source("avro_orders");
+    with_secrets["kinesis"]["format"] = json!({"avro": {"registry": {
+        "kind": "REGISTRY_KIND_CONFLUENT",
+        "url": "http://127.0.0.1:9",
+        "basic": {"username": "reader", "password": {"inline": "hunter2-registry-password"}}
+    }}});
+    let (status, answer) =
+        call(&state, post("/api/v1/commit", json!({"sources": [with_secrets]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for path in [
+        "/api/v1/sources",
+        "/api/v1/sources/avro_orders",
+        "/api/v1/sources/avro_orders/status",
+        "/api/v1/sources/avro_orders/errors",
+        "/metrics",
+    ] {
+        let (status, body) = call(&state, get(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.to_string().contains("hunter2"), "{path} leaks the secret: {body}");
+    }
+    let (_, shown) = call(&state, get("/api/v1/sources/avro_orders")).await;
+    let password = &shown["definition"]["kinesis"]["format"]["avro"]["registry"]["basic"]["password"];
+    assert_eq!(password, &json!({"inline": "***"}), "{shown}");
+    state.supervisor.stop_all().await;
+}
