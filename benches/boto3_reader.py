@@ -9,25 +9,17 @@ import json
 import sys
 import time
 
-from boto3_shards import kinesis_client, trim_horizon_iterators
+from boto3_shards import kinesis_client, record_pages
 
 
 def main() -> None:
     stream_arn, expected = sys.argv[1], int(sys.argv[2])
     kinesis = kinesis_client()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    iterators = trim_horizon_iterators(kinesis, stream_arn)
     records = payload_bytes = 0
-    while records < expected and iterators:
-        for shard, iterator in list(iterators.items()):
-            response = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10000)
-            for record in response["Records"]:
-                records += 1
-                payload_bytes += len(record["Data"])
-            if response.get("NextShardIterator"):
-                iterators[shard] = response["NextShardIterator"]
-            else:
-                del iterators[shard]
+    for page in record_pages(kinesis, stream_arn, expected):
+        records += len(page)
+        payload_bytes += sum(len(record["Data"]) for record in page)
     print(
         json.dumps(
             {

@@ -1,5 +1,6 @@
 """What both Python benchmark peers share: a boto3 Kinesis client for the
-local emulator and a TRIM_HORIZON iterator for every shard of a stream."""
+local emulator and a plain GetRecords loop over every shard from TRIM_HORIZON,
+the way a user would write one."""
 
 import os
 
@@ -27,3 +28,18 @@ def trim_horizon_iterators(kinesis, stream_arn):
         ]
         for shard in shards
     }
+
+
+def record_pages(kinesis, stream_arn, expected):
+    """Yields each GetRecords answer's records, shard after shard, until `expected` records were read."""
+    iterators = trim_horizon_iterators(kinesis, stream_arn)
+    read = 0
+    while read < expected and iterators:
+        for shard, iterator in list(iterators.items()):
+            response = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10000)
+            read += len(response["Records"])
+            yield response["Records"]
+            if response.get("NextShardIterator"):
+                iterators[shard] = response["NextShardIterator"]
+            else:
+                del iterators[shard]

@@ -13,7 +13,7 @@ import resource
 import sys
 import time
 
-from boto3_shards import kinesis_client, trim_horizon_iterators
+from boto3_shards import kinesis_client, record_pages
 import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
@@ -47,22 +47,14 @@ def main() -> None:
     os.makedirs(out_dir, exist_ok=True)
     kinesis = kinesis_client()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    iterators = trim_horizon_iterators(kinesis, stream_arn)
     read = rows = parts = 0
     buffered = []
-    while read < expected and iterators:
-        for shard, iterator in list(iterators.items()):
-            response = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10000)
-            for record in response["Records"]:
-                buffered.append(record["Data"])
-            read += len(response["Records"])
-            if response.get("NextShardIterator"):
-                iterators[shard] = response["NextShardIterator"]
-            else:
-                del iterators[shard]
-            if len(buffered) >= FLUSH_RECORDS:
-                rows += write(buffered, out_dir, parts)
-                parts, buffered = parts + 1, []
+    for page in record_pages(kinesis, stream_arn, expected):
+        buffered += [record["Data"] for record in page]
+        read += len(page)
+        if len(buffered) >= FLUSH_RECORDS:
+            rows += write(buffered, out_dir, parts)
+            parts, buffered = parts + 1, []
     if buffered:
         rows += write(buffered, out_dir, parts)
     print(

@@ -98,18 +98,10 @@ impl CheckpointStore for MemoryCheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::{RecordPosition, SequenceNumber};
+    use crate::position::SequenceNumber;
 
     fn at(sequence: &str) -> ShardCheckpoint {
-        ShardCheckpoint {
-            position: Some(RecordPosition {
-                sequence_number: SequenceNumber::new(sequence).expect("digits"),
-                sub_sequence: None,
-                record_complete: true,
-                previous_sequence_number: None,
-            }),
-            finished: false,
-        }
+        ShardCheckpoint::after(SequenceNumber::new(sequence).expect("digits"))
     }
 
     #[tokio::test]

@@ -112,6 +112,21 @@ pub struct ShardCheckpoint {
     pub finished: bool,
 }
 
+impl ShardCheckpoint {
+    /// The checkpoint of a shard read up to and including the whole record `sequence_number`.
+    pub fn after(sequence_number: SequenceNumber) -> ShardCheckpoint {
+        ShardCheckpoint {
+            position: Some(RecordPosition {
+                sequence_number,
+                sub_sequence: None,
+                record_complete: true,
+                previous_sequence_number: None,
+            }),
+            finished: false,
+        }
+    }
+}
+
 /// Where a shard with no checkpoint starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartPosition {

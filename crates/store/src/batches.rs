@@ -138,18 +138,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::error_log::ErrorQuery;
-    use tributary_reader::{RecordPosition, SequenceNumber, ShardCheckpoint};
+    use tributary_reader::{SequenceNumber, ShardCheckpoint};
 
     fn to(sequence: &str) -> ShardCheckpoint {
-        ShardCheckpoint {
-            position: Some(RecordPosition {
-                sequence_number: SequenceNumber::new(sequence).expect("digits"),
-                sub_sequence: None,
-                record_complete: true,
-                previous_sequence_number: None,
-            }),
-            finished: false,
-        }
+        ShardCheckpoint::after(SequenceNumber::new(sequence).expect("digits"))
     }
 
     fn rejected(sequence: &str, reason: &str) -> NewErrorRow {
