@@ -166,6 +166,10 @@ async fn commit(
     if !compile_errors.is_empty() {
         return invalid(compile_errors);
     }
+    let conflicts = dataset_conflicts(&state, &sources)?;
+    if !conflicts.is_empty() {
+        return invalid(conflicts);
+    }
     if let Some((factory, timeout)) = &state.live {
         let mut errors = Vec::new();
         for source in &sources {
@@ -196,6 +200,40 @@ async fn commit(
     }
     let versions = stored.iter().map(|v| SourceVersion { source: v.source.clone(), version: v.version }).collect();
     Ok(commit_response(protobuf, StatusCode::OK, CommitResponse { ok: true, errors: Vec::new(), versions }))
+}
+
+/// A dataset has one writer: two live sources writing the same dataset would
+/// delete each other's uncommitted files at start-up.
+fn dataset_conflicts(state: &AppState, sources: &[Source]) -> Result<Vec<ValidationError>, ApiError> {
+    let mut writers: BTreeMap<String, String> = BTreeMap::new();
+    for summary in state.store.sources()? {
+        if summary.deleted_at.is_some() {
+            continue;
+        }
+        if let Ok(existing) = crate::supervisor::stored_source(&summary.current) {
+            writers.insert(existing.dataset.name, existing.name);
+        }
+    }
+    let mut errors = Vec::new();
+    let mut in_commit: BTreeMap<&str, &str> = BTreeMap::new();
+    for source in sources {
+        let dataset = source.dataset.name.as_str();
+        let other = in_commit
+            .insert(dataset, &source.name)
+            .map(str::to_owned)
+            .or_else(|| writers.get(dataset).filter(|writer| **writer != source.name).cloned());
+        if let Some(other) = other {
+            errors.push(ValidationError {
+                source: source.name.clone(),
+                field: "dataset.name".to_owned(),
+                code: tributary_source::ErrorCode::DuplicateName,
+                message: format!(
+                    "dataset `{dataset}` is already written by source `{other}`; a dataset has one source"
+                ),
+            });
+        }
+    }
+    Ok(errors)
 }
 
 /// Where a new version starts: a version on the same stream as the one before

@@ -207,3 +207,33 @@ async fn stored_secrets_never_come_back_from_the_api() {
     assert_eq!(password, &json!({"inline": "***"}), "{shown}");
     state.supervisor.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_dataset_has_one_source() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let first = source("orders");
+    let (status, answer) =
+        call(&state, post("/api/v1/commit", json!({"sources": [first.clone()]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Re-committing the same source is fine; another source on its dataset is not.
+    let (status, _) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [first]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut rival = source("orders_copy");
+    rival["dataset"]["name"] = json!("orders");
+    let (status, answer) = call(&state, post("/api/v1/commit", json!({"sources": [rival]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(
+        (answer["errors"][0]["field"].as_str(), answer["errors"][0]["code"].as_str()),
+        (Some("dataset.name"), Some("DUPLICATE_NAME"))
+    );
+    // Two sources of one commit on one dataset: refused too.
+    let mut a = source("a_src");
+    let mut b = source("b_src");
+    a["dataset"]["name"] = json!("shared");
+    b["dataset"]["name"] = json!("shared");
+    let (status, _) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [a, b]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    state.supervisor.stop_all().await;
+}
