@@ -399,3 +399,34 @@ fn a_failing_worker_restarts_with_backoff_and_says_why_in_status() {
     assert!(metrics.contains("tributary_worker_restarts_total{source=\"broken\"}"), "{metrics}");
     assert!(server.stop());
 }
+
+#[test]
+fn a_source_read_through_enhanced_fan_out_lands_the_same_rows() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let client = kinesis_client(&emulators.kinesis);
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("efo-src"), 2, true));
+    let placed = rt.block_on(put(&client, &stream_arn, 0..150, 50, false));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let file = definition(dir.path(), "pushed", &stream_arn, false);
+    let text = std::fs::read_to_string(&file)
+        .expect("definition")
+        .replace("      format: json\n", "      format: json\n      consumer: efo\n");
+    std::fs::write(&file, text).expect("write definition");
+    let server = ServerProcess::start(&data_dir, &[]);
+    commit(&server, &file);
+    let status = server.wait_for_records("pushed", 150, Duration::from_secs(60));
+    assert_eq!((status["rows"].as_u64(), status["rejected"].as_u64()), (Some(147), Some(3)), "{status:#}");
+    assert_error_log(&server, "pushed", &placed, 50);
+    // Read through the registered stream consumer, not GetRecords.
+    let consumer = rt
+        .block_on(client.describe_stream_consumer().stream_arn(&stream_arn).consumer_name("tributary-pushed").send())
+        .expect("the worker registered its stream consumer");
+    assert!(consumer.consumer_description().is_some());
+    assert!(server.stop());
+    let ids: HashSet<i64> = dataset_rows(&data_dir, "pushed_rows", None).iter().map(|row| row.id).collect();
+    assert_eq!(ids, (0..150).filter(|i| i % 50 != 49).map(|i| i as i64).collect::<HashSet<_>>());
+}
