@@ -170,14 +170,15 @@ impl ShardCursor {
                     if self.passed(&sequence_number, None) {
                         continue;
                     }
+                    // Position first, so the record can take the sequence number without a clone.
+                    self.advance(&sequence_number, None, true);
                     self.pending.push(Record {
-                        sequence_number: sequence_number.clone(),
+                        sequence_number,
                         sub_sequence: None,
                         partition_key,
                         arrival_time,
                         data,
                     });
-                    self.advance(&sequence_number, None, true);
                     if self.pending.len() >= self.max_batch_records {
                         self.send(millis_behind_latest, false).await?;
                     }

@@ -136,13 +136,24 @@ impl Store {
 
     /// Every source (deleted ones too), by name.
     pub fn sources(&self) -> Result<Vec<SourceSummary>, StoreError> {
+        self.summaries(None)
+    }
+
+    /// One source by name.
+    pub fn source(&self, name: &str) -> Result<Option<SourceSummary>, StoreError> {
+        Ok(self.summaries(Some(name))?.pop())
+    }
+
+    /// Sources with their current version: all, or the one named.
+    fn summaries(&self, name: Option<&str>) -> Result<Vec<SourceSummary>, StoreError> {
         let connection = self.connection.lock();
-        let mut statement = connection.prepare(&format!(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT {VERSION_COLUMNS}, s.deleted_at_micros FROM sources s
-             JOIN source_versions v ON v.source = s.name AND v.version = s.current_version ORDER BY s.name"
+             JOIN source_versions v ON v.source = s.name AND v.version = s.current_version
+             WHERE ?1 IS NULL OR s.name = ?1 ORDER BY s.name"
         ))?;
         let rows = statement
-            .query_map([], |row| Ok((version_from_row(row)?, row.get::<_, Option<i64>>("deleted_at_micros")?)))?;
+            .query_map([name], |row| Ok((version_from_row(row)?, row.get::<_, Option<i64>>("deleted_at_micros")?)))?;
         let mut summaries = Vec::new();
         for row in rows {
             let (version, deleted_at) = row?;
@@ -154,11 +165,6 @@ impl Store {
             });
         }
         Ok(summaries)
-    }
-
-    /// One source by name.
-    pub fn source(&self, name: &str) -> Result<Option<SourceSummary>, StoreError> {
-        Ok(self.sources()?.into_iter().find(|summary| summary.name == name))
     }
 
     /// Every version of a source, oldest first.
