@@ -8,7 +8,8 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Emulators, create_stream, stdout, tributary, unique, write_definition};
+use support::server::{ServerProcess, dataset_rows};
+use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique, write_definition};
 
 #[tokio::test]
 async fn a_valid_source_passes_with_the_role_assumed_through_moto_sts() {
@@ -96,7 +97,9 @@ impl Drop for EnforcementGuard<'_> {
 }
 
 #[tokio::test]
-async fn iam_enforcement_names_the_refused_action() {
+// One test for everything under moto-auth's enforcement: the switch is global to
+// that emulator, and nextest runs tests in parallel processes.
+async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
     let Some(emulators) = Emulators::from_env() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let suffix = unique("iam");
@@ -113,6 +116,7 @@ async fn iam_enforcement_names_the_refused_action() {
     let full = write_definition(dir.path(), "full", &stream_arn, Some(&text("/full_role")));
     let partial = write_definition(dir.path(), "partial", &stream_arn, Some(&text("/partial_role")));
     let foreign = write_definition(dir.path(), "foreign", &stream_arn, Some(&text("/foreign_role")));
+    let produced = put_numbered(&emulators.moto_auth, &stream_arn, 40).await;
 
     moto_iam(&emulators, &["-", "0"]);
     let _guard = EnforcementGuard(&emulators);
@@ -135,6 +139,38 @@ async fn iam_enforcement_names_the_refused_action() {
     for printed in [stdout(&output), String::from_utf8_lossy(&output.stderr).into_owned()] {
         assert!(!printed.contains(&secret), "the secret key leaked: {printed}");
     }
+
+    // The worker reads through the assumed role; moto checks every request's SigV4
+    // signature, including the GetRecords calls the reader signs itself.
+    let source =
+        std::fs::read_to_string(&full).expect("read").replace("init_position: latest", "init_position: trim_horizon");
+    std::fs::write(&full, source).expect("write");
+    let server = ServerProcess::start_with_env(&dir.path().join("data"), &[], &env);
+    let output = tributary(&["commit", full.to_str().expect("utf-8"), "--server", &server.url(), "-m", "signed"], &[]);
+    assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    let status = server.wait_for_records("full", produced, Duration::from_secs(60));
+    assert_eq!(status["rows"], produced, "{status:#}");
+    let mut ids: Vec<i64> = dataset_rows(&server.data_dir, "full", None).iter().map(|row| row.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..produced as i64).collect::<Vec<_>>());
+    assert!(server.stop(), "a clean stop");
+}
+
+/// Puts records with ids 0..count (enforcement off) and returns how many.
+async fn put_numbered(endpoint: &str, stream_arn: &str, count: u64) -> u64 {
+    let client = kinesis_client(endpoint);
+    for id in 0..count {
+        let payload = format!(r#"{{"id": {id}, "ts": "2026-11-22T06:00:00Z"}}"#);
+        client
+            .put_record()
+            .stream_arn(stream_arn)
+            .partition_key(format!("k{id}"))
+            .data(aws_sdk_kinesis::primitives::Blob::new(payload))
+            .send()
+            .await
+            .expect("PutRecord");
+    }
+    count
 }
 
 #[tokio::test]

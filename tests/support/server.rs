@@ -17,15 +17,22 @@ pub struct ServerProcess {
     pub port: u16,
     pub data_dir: PathBuf,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
     /// Starts `tributary serve` (quick flushes and polls) on a port of its own
     /// choosing and waits until it answers /healthz.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`ServerProcess::start`] with extra environment variables (endpoints, credentials).
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let (child, port) = spawn(data_dir, &extra);
-        let server = ServerProcess { child, port, data_dir: data_dir.to_owned(), extra };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let (child, port) = spawn(data_dir, &extra, &env);
+        let server = ServerProcess { child, port, data_dir: data_dir.to_owned(), extra, env };
         server.wait_healthy();
         server
     }
@@ -49,7 +56,7 @@ impl ServerProcess {
     pub fn crash_and_restart(&mut self) {
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();
-        let (child, port) = spawn(&self.data_dir, &self.extra);
+        let (child, port) = spawn(&self.data_dir, &self.extra, &self.env);
         (self.child, self.port) = (child, port);
         self.wait_healthy();
     }
@@ -140,7 +147,7 @@ fn quick_defaults(extra: &[String]) -> Vec<&'static str> {
 
 /// Starts the server on 127.0.0.1:0 and reads the port it bound from its log.
 /// (Ports picked by the test could be taken by another test's server in between.)
-fn spawn(data_dir: &Path, extra: &[String]) -> (Child, u16) {
+fn spawn(data_dir: &Path, extra: &[String], env: &[(String, String)]) -> (Child, u16) {
     let log_path = data_dir.with_extension("log");
     let log = File::options().create(true).append(true).open(&log_path).expect("server log");
     let logged_before = std::fs::metadata(&log_path).map(|m| m.len() as usize).unwrap_or(0);
@@ -151,6 +158,7 @@ fn spawn(data_dir: &Path, extra: &[String]) -> (Child, u16) {
         .args(quick_defaults(extra))
         .args(extra)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -40,7 +40,25 @@ where
         }
         _ => {}
     }
-    match error.code() {
+    classify_refusal(error.code(), status, error.message(), operation, target)
+}
+
+/// Classifies a call Kinesis answered with an error `code` (and HTTP `status`).
+pub(crate) fn classify_refusal(
+    code: Option<&str>,
+    status: Option<u16>,
+    message: Option<&str>,
+    operation: &'static str,
+    target: &str,
+) -> Fault {
+    let describe = || match (code, message) {
+        (Some(code), Some(message)) => {
+            format!("{operation}: {code}: {}", message.chars().take(500).collect::<String>())
+        }
+        (Some(code), None) => format!("{operation}: {code}"),
+        _ => format!("{operation}: HTTP {status:?}"),
+    };
+    match code {
         Some(
             "ProvisionedThroughputExceededException"
             | "KMSThrottlingException"
@@ -49,31 +67,21 @@ where
         ) => Fault::Throttled,
         Some("ExpiredIteratorException") => Fault::ExpiredIterator,
         // An EFO subscription still open from the previous attempt, or a consumer still being registered.
-        Some("ResourceInUseException") => Fault::Transient(format!("{operation}: {}", describe(error))),
+        Some("ResourceInUseException") => Fault::Transient(describe()),
         Some("InternalFailureException" | "ServiceUnavailableException" | "InternalFailure" | "ServiceUnavailable") => {
-            Fault::Transient(format!("{operation}: {}", describe(error)))
+            Fault::Transient(describe())
         }
-        _ if status.is_some_and(|status| status >= 500) => {
-            Fault::Transient(format!("{operation}: {}", describe(error)))
-        }
+        _ if status.is_some_and(|status| status >= 500) => Fault::Transient(describe()),
         _ => Fault::Fatal(ReaderError::Kinesis {
             operation,
             target: target.to_owned(),
-            code: error.code().map(str::to_owned).or(status.map(|status| format!("HTTP {status}"))).unwrap_or_default(),
-            message: error.message().map(|message| message.chars().take(500).collect()).unwrap_or_default(),
+            code: code.map(str::to_owned).or(status.map(|status| format!("HTTP {status}"))).unwrap_or_default(),
+            message: message.map(|message| message.chars().take(500).collect()).unwrap_or_default(),
         }),
     }
 }
 
-fn describe<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> String {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {}", message.chars().take(500).collect::<String>()),
-        (Some(code), None) => code.to_owned(),
-        _ => format!("HTTP {:?}", error.raw_response().map(|response| response.status().as_u16())),
-    }
-}
-
-fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;

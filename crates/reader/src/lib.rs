@@ -45,6 +45,7 @@ mod shard;
 pub use batch::{Record, ShardBatch};
 pub use checkpoint::{CheckpointError, CheckpointFuture, CheckpointStore, MemoryCheckpointStore, ShardAdvance};
 pub use config::{ConsumerKind, ReaderConfig};
+pub use get_records::USER_AGENT;
 pub use lineage::ShardInfo;
 pub use metrics::{ShardMetricsSnapshot, SourceMetrics};
 pub use position::{InvalidSequenceNumber, RecordPosition, SequenceNumber, ShardCheckpoint, StartPosition};

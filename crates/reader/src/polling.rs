@@ -1,18 +1,17 @@
 //! The polling consumer: `GetShardIterator` + `GetRecords` for one shard.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime as SmithyDateTime;
 
 use crate::ReaderError;
-use crate::cursor::{IncomingRecord, Resume, ShardCursor};
+use crate::cursor::{Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
-use crate::get_records::{RECORD_SLOT, RecordSlot};
+use crate::get_records::{Answer, get_records};
 use crate::lineage::ShardInfo;
 use crate::position::StartPosition;
-use crate::shard::{ShardEnd, ShardTask, child_infos};
+use crate::shard::{ShardEnd, ShardTask};
 
 /// Reads the shard until it is finished (or the reader stops).
 pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<ShardEnd, ReaderError> {
@@ -31,19 +30,17 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
                 }
             },
         };
-        let diverted: RecordSlot = RecordSlot::default();
-        let call = task
-            .client
-            .get_records()
-            .stream_arn(task.stream_arn.as_ref())
-            .shard_iterator(&current)
-            .limit(config.records_per_call)
-            .send();
-        let call = RECORD_SLOT.scope(Arc::clone(&diverted), call);
-        let response = match tokio::time::timeout(config.call_timeout, call).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                let fault = classify(&error, "GetRecords", cursor.shard_id());
+        let call = get_records(
+            &task.client,
+            &task.get_records_route,
+            &task.stream_arn,
+            &current,
+            config.records_per_call,
+            cursor.shard_id(),
+        );
+        let answer = match tokio::time::timeout(config.call_timeout, call).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(fault)) => {
                 match &fault {
                     // A throttled call read nothing: the same iterator is still good.
                     Fault::Throttled => iterator = Some(current),
@@ -62,23 +59,16 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         };
         backoff.reset();
         cursor.metrics().call();
-        let millis_behind_latest = response.millis_behind_latest;
-        let closes_shard = response.next_shard_iterator.is_none();
-        // Diverted records, or (for an answer the interceptor left alone) the SDK's.
-        let records = match diverted.lock().take() {
-            Some(records) => Ok(records),
-            None => {
-                response.records.into_iter().map(|record| IncomingRecord::from_sdk(record, cursor.shard_id())).collect()
-            }
-        };
-        let received = records.as_ref().map_or(0, Vec::len);
-        if !cursor.hand_on(records, millis_behind_latest, closes_shard).await? {
+        let Answer { records, next_shard_iterator, millis_behind_latest, children } = answer;
+        let closes_shard = next_shard_iterator.is_none();
+        let received = records.len();
+        if !cursor.hand_on(Ok(records), millis_behind_latest, closes_shard).await? {
             return Ok(ShardEnd::Stopped);
         }
         if closes_shard {
-            return Ok(ShardEnd::Finished { children: child_infos(response.child_shards.unwrap_or_default()) });
+            return Ok(ShardEnd::Finished { children });
         }
-        iterator = response.next_shard_iterator;
+        iterator = next_shard_iterator;
         // A full page, or records older than the tip, means more is waiting. (A burst put
         // within one millisecond reads as 0 ms behind, so the page size must be checked too.)
         let behind =

@@ -18,7 +18,7 @@ use crate::config::{ConsumerKind, ReaderConfig};
 use crate::cursor::{BatchSender, ShardCursor};
 use crate::efo::register_consumer;
 use crate::fault::{Backoff, Fault, classify};
-use crate::get_records::DivertRecords;
+use crate::get_records::{LearnRoute, RouteCell};
 use crate::lineage::{ShardGraph, ShardInfo};
 use crate::metrics::SourceMetrics;
 use crate::position::{ShardCheckpoint, StartPosition};
@@ -58,17 +58,22 @@ impl Reader {
     ) -> Reader {
         // One retry layer only: ours, which counts throttles and rebuilds iterators; and
         // one stall guard: our per-call timeout (the SDK's polls a check per body frame).
+        let get_records_route = RouteCell::default();
         let config_builder = client
             .config()
             .to_builder()
             .retry_config(RetryConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-            .interceptor(DivertRecords);
+            .interceptor(LearnRoute {
+                cell: Arc::clone(&get_records_route),
+                region: client.config().region().map(|region| region.to_string()),
+            });
         let client = aws_sdk_kinesis::Client::from_conf(config_builder.build());
         let (sender, batches) = mpsc::channel(config.channel_capacity.max(1));
         let metrics = Arc::new(SourceMetrics::default());
         let coordinator = Coordinator {
             client,
+            get_records_route,
             stream_arn: Arc::from(target.stream_arn.as_str()),
             target,
             checkpoints,
@@ -105,6 +110,7 @@ impl Drop for Reader {
 
 struct Coordinator {
     client: aws_sdk_kinesis::Client,
+    get_records_route: RouteCell,
     stream_arn: Arc<str>,
     target: ReadTarget,
     checkpoints: Arc<dyn CheckpointStore>,
@@ -195,6 +201,7 @@ impl Coordinator {
             shard: info,
             config: Arc::clone(&self.config),
             consumer_arn,
+            get_records_route: Arc::clone(&self.get_records_route),
         };
         tasks.spawn(shard::run(task, cursor));
     }

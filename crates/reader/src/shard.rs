@@ -7,6 +7,7 @@ use aws_sdk_kinesis::types::{ChildShard, Shard};
 use crate::ReaderError;
 use crate::config::{ConsumerKind, ReaderConfig};
 use crate::cursor::ShardCursor;
+use crate::get_records::RouteCell;
 use crate::kpl::HashKeyRange;
 use crate::lineage::ShardInfo;
 use crate::{efo, polling};
@@ -19,6 +20,8 @@ pub(crate) struct ShardTask {
     pub(crate) config: Arc<ReaderConfig>,
     /// The registered stream consumer, for enhanced fan-out.
     pub(crate) consumer_arn: Option<Arc<str>>,
+    /// Where `GetRecords` calls go without the SDK, once learned.
+    pub(crate) get_records_route: RouteCell,
 }
 
 /// How a shard consumer ended without error.

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
-use tributary_reader::{MemoryCheckpointStore, ReadTarget, Reader, ReaderConfig, StartPosition};
+use tributary_reader::{MemoryCheckpointStore, ReadTarget, Reader, ReaderConfig, StartPosition, USER_AGENT};
 
 const EXPIRED_AT: usize = 4;
 const SERVER_ERROR_AT: usize = 9;
@@ -30,6 +30,8 @@ struct Proxy {
     client: Client<HttpConnector, Full<Bytes>>,
     get_records_calls: AtomicUsize,
     throttled: AtomicUsize,
+    /// The user agent of each GetRecords call.
+    get_records_agents: Mutex<Vec<String>>,
     random: Mutex<fastrand::Rng>,
 }
 
@@ -52,6 +54,8 @@ impl Proxy {
             parts.headers.get("x-amz-target").is_some_and(|target| target.as_bytes().ends_with(b".GetRecords"));
         let mut slow = false;
         if is_get_records {
+            let agent = parts.headers.get("user-agent").and_then(|agent| agent.to_str().ok()).unwrap_or_default();
+            self.get_records_agents.lock().push(agent.to_owned());
             let call = self.get_records_calls.fetch_add(1, Ordering::SeqCst);
             match call {
                 EXPIRED_AT => {
@@ -101,6 +105,7 @@ async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
         client: Client::builder(TokioExecutor::new()).build_http(),
         get_records_calls: AtomicUsize::new(0),
         throttled: AtomicUsize::new(0),
+        get_records_agents: Mutex::new(Vec::new()),
         random: Mutex::new(fastrand::Rng::with_seed(7)),
     });
     let serving = Arc::clone(&proxy);
@@ -147,4 +152,7 @@ async fn throttling_expiry_5xx_and_timeouts_lose_and_repeat_nothing() {
     assert!(sum(|shard| shard.throttles) > 0);
     assert_eq!(sum(|shard| shard.iterator_renewals), 1, "one expired iterator: {metrics:#?}");
     assert_eq!(sum(|shard| shard.transient_errors), 2, "one 500 and one timeout: {metrics:#?}");
+    // Every GetRecords was the reader's own signed call, not the SDK's (which follows GetShardIterator).
+    let agents = proxy.get_records_agents.lock();
+    assert!(agents.iter().all(|agent| agent == USER_AGENT), "{agents:?}");
 }
