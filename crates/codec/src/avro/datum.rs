@@ -9,6 +9,9 @@ use crate::timestamp::{days_from_str, micros_from_epoch_int, micros_from_str};
 
 const TRUNCATED: Reason = Reason::Malformed("datum ends early (truncated)");
 const BAD_VARINT: Reason = Reason::Malformed("bad Avro varint");
+/// Strings up to this long are copied with one fixed-size copy.
+const SHORT: usize = 16;
+const ASCII_HIGH_BITS: u128 = u128::from_le_bytes([0x80; SHORT]);
 
 /// A cursor over one datum.
 pub(crate) struct Cursor<'a> {
@@ -76,6 +79,12 @@ impl<'a> Cursor<'a> {
         Ok(len)
     }
 
+    /// The next `N` bytes without moving, when that many are left.
+    #[inline(always)]
+    fn window<const N: usize>(&self) -> Option<&'a [u8; N]> {
+        self.bytes.get(self.pos..)?.first_chunk::<N>()
+    }
+
     #[inline(always)]
     fn take(&mut self, len: usize) -> Result<&'a [u8], Reason> {
         let end = self.pos.checked_add(len).filter(|&end| end <= self.bytes.len()).ok_or(TRUNCATED)?;
@@ -122,6 +131,13 @@ impl<'a> Cursor<'a> {
 
 /// Runs `program` on the datum into `column` (one value of it).
 pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Box<Fault>> {
+    read_inline(program, cursor, column)
+}
+
+/// [`read`], inlined into the loops over a record's fields and an array's
+/// items, so a leaf value costs no call.
+#[inline(always)]
+fn read_inline(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<(), Box<Fault>> {
     // The commonest pairs first, each with one check of the column's kind; the
     // rest (and every error) in `read_general`, kept out of line so this stays small.
     let fast = match (program, &mut column.kind) {
@@ -150,11 +166,28 @@ pub(crate) fn read(program: &Program, cursor: &mut Cursor<'_>, column: &mut Colu
 #[inline(always)]
 fn read_utf8(cursor: &mut Cursor<'_>, offsets: &mut Vec<i32>, data: &mut Vec<u8>) -> Result<(), Reason> {
     let len = cursor.length()?;
-    let bytes = cursor.take(len)?;
-    if !is_utf8(bytes) {
-        return Err(Reason::Malformed("Avro string is not valid UTF-8"));
+    // Most strings are short: one fixed 16-byte copy (then cut back to the
+    // string) beats a variable-length memcpy call.
+    if len <= SHORT
+        && let Some(window) = cursor.window::<SHORT>()
+    {
+        // ASCII check of the whole window at once, the bytes past the string masked off.
+        let word = u128::from_le_bytes(*window);
+        let string_bytes = u128::MAX.checked_shr((SHORT - len) as u32 * 8).unwrap_or(0);
+        if word & string_bytes & ASCII_HIGH_BITS != 0 && !is_utf8(&window[..len]) {
+            return Err(Reason::Malformed("Avro string is not valid UTF-8"));
+        }
+        let end = data.len() + len;
+        data.extend_from_slice(window);
+        data.truncate(end);
+        cursor.pos += len;
+    } else {
+        let bytes = cursor.take(len)?;
+        if !is_utf8(bytes) {
+            return Err(Reason::Malformed("Avro string is not valid UTF-8"));
+        }
+        data.extend_from_slice(bytes);
     }
-    data.extend_from_slice(bytes);
     if push_offset(offsets, data.len()) {
         Ok(())
     } else {
@@ -187,7 +220,7 @@ fn read_general(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column)
             let Kind::Struct { fields, .. } = &mut column.kind else { return Err(internal(column)) };
             for (program, target) in programs {
                 match target {
-                    Some(index) => read(program, cursor, &mut fields[*index].column)?,
+                    Some(index) => read_inline(program, cursor, &mut fields[*index].column)?,
                     None => {
                         if let Program::Skip(skip) = program {
                             skip_value(skip, cursor).map_err(|r| Fault::new(r, &column.path))?;
@@ -315,7 +348,7 @@ fn read_scalar_or_collection(
                     break;
                 }
                 for _ in 0..count {
-                    read(item_program, cursor, item)?;
+                    read_inline(item_program, cursor, item)?;
                 }
             }
             if !push_offset(offsets, item.len()) {
@@ -446,5 +479,60 @@ fn skip_value(skip: &Skip, cursor: &mut Cursor<'_>) -> Result<(), Reason> {
                 skip_value(value, cursor)?;
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Avro string: zig-zag length, then the bytes.
+    fn avro_string(bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(bytes.len() as u8) << 1];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// Reads one string datum followed by `padding` bytes (so the 16-byte window is there or not).
+    fn read_string(bytes: &[u8], padding: usize) -> Result<String, Reason> {
+        let mut datum = avro_string(bytes);
+        let end = datum.len();
+        datum.resize(end + padding, b'x');
+        let mut column = Column::metadata_string("s");
+        let mut cursor = Cursor::new(&datum);
+        read(&Program::String, &mut cursor, &mut column).map_err(|fault| fault.reason)?;
+        assert_eq!(cursor.pos, end, "read exactly the string");
+        let Kind::Utf8 { offsets, data } = &column.kind else { unreachable!("a string column") };
+        assert_eq!(offsets.last().copied(), Some(data.len() as i32));
+        Ok(String::from_utf8(data.clone()).expect("stored UTF-8"))
+    }
+
+    #[test]
+    fn strings_read_the_same_with_and_without_the_short_copy() {
+        let cases: [&[u8]; 6] = [
+            b"",
+            b"US",
+            "é😀".as_bytes(),
+            b"exactly-16-bytes",
+            b"seventeen-bytes!!",
+            "ünïcödé-longer-than-16".as_bytes(),
+        ];
+        for bytes in cases {
+            for padding in [0, 20] {
+                assert_eq!(read_string(bytes, padding).ok().as_deref(), std::str::from_utf8(bytes).ok(), "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_on_both_paths() {
+        for bytes in [&b"a\xffb"[..], b"\xc3", b"sixteen-bytes-\xff!", b"longer-than-sixteen-\xff"] {
+            for padding in [0, 20] {
+                assert!(
+                    matches!(read_string(bytes, padding), Err(Reason::Malformed(message)) if message.contains("UTF-8")),
+                    "{bytes:?} + {padding}"
+                );
+            }
+        }
     }
 }
