@@ -41,7 +41,8 @@ pub struct ReaderConfig {
     /// Longest wait between retries.
     pub backoff_max: Duration,
     /// Bound on each call; a call that takes longer is treated as possibly
-    /// applied and retried from the last position.
+    /// applied and retried from the last position. Generous: an answer may
+    /// carry 10 MiB, and a retried one is read (and paid for) again.
     pub call_timeout: Duration,
     /// Batches of one shard handed on and not yet dropped; reading that shard
     /// pauses while this many are held.
@@ -64,7 +65,7 @@ impl Default for ReaderConfig {
             rediscovery_interval: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
-            call_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
             max_in_flight_batches_per_shard: 2,
             channel_capacity: 16,
             subscription_renewal: Duration::from_secs(300),

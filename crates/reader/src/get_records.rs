@@ -16,10 +16,9 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_credential_types::Credentials;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnector, HttpConnectorSettings, SharedHttpConnector};
@@ -33,6 +32,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::ReaderError;
@@ -42,9 +42,8 @@ use crate::kpl::HashKeyRange;
 use crate::lineage::ShardInfo;
 use crate::position::SequenceNumber;
 use crate::shard::child_infos;
+use crate::signing::{CONTENT_TYPE, GetRecordsSigner, TARGET};
 
-const TARGET: &str = "Kinesis_20131202.GetRecords";
-const SIGNING_NAME: &str = "kinesis";
 /// Names our calls in AWS' request logs (and tells tests which path made a call).
 pub const USER_AGENT: &str = concat!("tributary-reader/", env!("CARGO_PKG_VERSION"));
 
@@ -55,11 +54,13 @@ pub(crate) type RouteCell = Arc<OnceLock<GetRecordsRoute>>;
 #[derive(Debug)]
 pub(crate) struct GetRecordsRoute {
     endpoint: http::Uri,
-    region: String,
+    signer: GetRecordsSigner,
     connector: SharedHttpConnector,
     identity_resolver: SharedIdentityResolver,
     identity_cache: SharedIdentityCache,
     components: RuntimeComponents,
+    /// Credentials from the SDK's cache, asked again after a while (see [`reuse_for`]).
+    credentials: Mutex<Option<(Credentials, Instant)>>,
 }
 
 /// Learns the route from the first `GetShardIterator` the SDK sends.
@@ -96,14 +97,20 @@ impl Intercept for LearnRoute {
         ) else {
             return Ok(());
         };
+        // Our signer writes the canonical form of `POST /` only; an endpoint with a path stays with the SDK.
+        let (Some(authority), "/" | "", None) = (endpoint.authority(), endpoint.path(), endpoint.query()) else {
+            return Ok(());
+        };
+        let signer = GetRecordsSigner::new(region, authority.as_str().to_owned());
         let connector = http_client.http_connector(&HttpConnectorSettings::default(), runtime_components);
         let _ = self.cell.set(GetRecordsRoute {
             endpoint,
-            region,
+            signer,
             connector,
             identity_resolver,
             identity_cache: runtime_components.identity_cache(),
             components: runtime_components.clone(),
+            credentials: Mutex::new(None),
         });
         Ok(())
     }
@@ -168,49 +175,67 @@ impl GetRecordsRoute {
     }
 
     async fn signed_request(&self, body: Vec<u8>) -> Result<HttpRequest, Fault> {
-        let identity = self
-            .identity_cache
-            .resolve_cached_identity(self.identity_resolver.clone(), &self.components, &ConfigBag::base())
-            .await
-            .map_err(|error| {
-                Fault::Fatal(ReaderError::Kinesis {
-                    operation: "GetRecords",
-                    target: "credentials".to_owned(),
-                    code: "CredentialsUnavailable".to_owned(),
-                    message: innermost_cause(error.as_ref()),
-                })
-            })?;
-        let internal = |what: &str, error: &dyn std::fmt::Display| {
-            Fault::Fatal(ReaderError::Internal(format!("signing GetRecords: {what}: {error}")))
-        };
+        let credentials = self.credentials().await?;
+        let signed = self.signer.sign(&credentials, &body, SystemTime::now());
         let host = self.endpoint.authority().map(|authority| authority.as_str()).unwrap_or_default();
         let mut request = http::Request::builder()
             .method("POST")
             .uri(self.endpoint.clone())
             .header("host", host)
-            .header("content-type", "application/x-amz-json-1.1")
+            .header("content-type", CONTENT_TYPE)
             .header("x-amz-target", TARGET)
+            .header("x-amz-date", signed.amz_date)
+            .header("authorization", signed.authorization)
             .header("user-agent", USER_AGENT)
-            .header("content-length", body.len())
-            .body(())
-            .map_err(|e| internal("request", &e))?;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SIGNING_NAME)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| internal("parameters", &e))?
-            .into();
-        let uri = self.endpoint.to_string();
-        let headers = request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
-        let signable = SignableRequest::new("POST", &uri, headers, SignableBody::Bytes(&body))
-            .map_err(|e| internal("request", &e))?;
-        let (instructions, _signature) = sign(signable, &params).map_err(|e| internal("signature", &e))?.into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-        let request = request.map(|()| SdkBody::from(body));
-        HttpRequest::try_from(request).map_err(|e| internal("request", &e))
+            .header("content-length", body.len());
+        if let Some(token) = credentials.session_token() {
+            request = request.header("x-amz-security-token", token);
+        }
+        let internal = |error: &dyn std::fmt::Display| {
+            Fault::Fatal(ReaderError::Internal(format!("building the GetRecords request: {error}")))
+        };
+        let request = request.body(SdkBody::from(body)).map_err(|e| internal(&e))?;
+        HttpRequest::try_from(request).map_err(|e| internal(&e))
+    }
+
+    /// The SDK's cached credentials, kept for a while: asking its cache costs
+    /// about as much as the rest of an idle poll.
+    async fn credentials(&self) -> Result<Credentials, Fault> {
+        if let Some((credentials, until)) = self.credentials.lock().as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(credentials.clone());
+        }
+        let unavailable = |message: String| {
+            Fault::Fatal(ReaderError::Kinesis {
+                operation: "GetRecords",
+                target: "credentials".to_owned(),
+                code: "CredentialsUnavailable".to_owned(),
+                message,
+            })
+        };
+        let identity = self
+            .identity_cache
+            .resolve_cached_identity(self.identity_resolver.clone(), &self.components, &ConfigBag::base())
+            .await
+            .map_err(|error| unavailable(innermost_cause(error.as_ref())))?;
+        let credentials = identity
+            .data::<Credentials>()
+            .cloned()
+            .ok_or_else(|| unavailable("the SigV4 identity holds no AWS credentials".to_owned()))?;
+        let until = Instant::now() + reuse_for(identity.expiration(), SystemTime::now());
+        *self.credentials.lock() = Some((credentials.clone(), until));
+        Ok(credentials)
+    }
+}
+
+/// How long credentials are reused: a minute at most, and never past half
+/// of their remaining life, so the SDK's cache renews them first.
+fn reuse_for(expiration: Option<SystemTime>, now: SystemTime) -> Duration {
+    let most = Duration::from_secs(60);
+    match expiration {
+        None => most,
+        Some(expiration) => expiration.duration_since(now).map_or(Duration::ZERO, |left| (left / 2).min(most)),
     }
 }
 
@@ -398,6 +423,15 @@ mod tests {
         assert_eq!(answer.children[0].shard_id, "shardId-1");
         assert_eq!(answer.children[0].parents, ["shardId-0"]);
         assert_eq!(answer.children[0].hash_range, HashKeyRange::parse("0", "9").expect("a range"));
+    }
+
+    #[test]
+    fn credentials_are_reused_for_a_minute_or_half_their_remaining_life() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(reuse_for(None, now), Duration::from_secs(60));
+        assert_eq!(reuse_for(Some(now + Duration::from_secs(3600)), now), Duration::from_secs(60));
+        assert_eq!(reuse_for(Some(now + Duration::from_secs(30)), now), Duration::from_secs(15));
+        assert_eq!(reuse_for(Some(now - Duration::from_secs(1)), now), Duration::ZERO);
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod polling;
 mod position;
 mod reader;
 mod shard;
+mod signing;
 
 pub use batch::{Record, ShardBatch};
 pub use checkpoint::{CheckpointError, CheckpointFuture, CheckpointStore, MemoryCheckpointStore, ShardAdvance};

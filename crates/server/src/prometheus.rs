@@ -122,6 +122,18 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         per_shard(|m| m.throttles.to_string()),
     );
     family(
+        "tributary_shard_transient_errors_total",
+        "counter",
+        "Calls that failed for a passing reason (5xx, timeouts, dropped connections) and were retried.",
+        per_shard(|m| m.transient_errors.to_string()),
+    );
+    family(
+        "tributary_shard_corrupt_aggregates_total",
+        "counter",
+        "Records that looked like KPL aggregates but were not valid ones (passed on whole).",
+        per_shard(|m| m.corrupt_aggregates.to_string()),
+    );
+    family(
         "tributary_shard_iterator_renewals_total",
         "counter",
         "Iterators or subscriptions rebuilt.",

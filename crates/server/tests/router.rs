@@ -176,7 +176,14 @@ async fn health_and_metrics_answer() {
     assert_eq!((status, body), (StatusCode::OK, Value::String("ok\n".into())));
     let (status, body) = call(&state, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.as_str().expect("text").contains("# TYPE tributary_rows_written_total counter"));
+    let text = body.as_str().expect("text");
+    for family in [
+        "tributary_rows_written_total counter",
+        "tributary_shard_transient_errors_total counter",
+        "tributary_shard_corrupt_aggregates_total counter",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family}")), "{family} missing: {text}");
+    }
 }
 
 #[tokio::test]
