@@ -82,8 +82,9 @@ impl Store {
             )?;
         }
         error_log::insert(&transaction, batch.source, batch.version, now, batch.rejected)?;
+        error_log::prune_by_age(&transaction, batch.source, batch.retention, now)?;
         if !batch.rejected.is_empty() {
-            error_log::prune(&transaction, batch.source, batch.retention, now)?;
+            error_log::prune_by_count(&transaction, batch.source, batch.retention)?;
         }
         for counts in batch.counts {
             transaction.execute(
@@ -225,5 +226,9 @@ mod tests {
         };
         store.commit_batch(&expire, later).expect("commit");
         assert_eq!(store.error_count("s").expect("count"), 1, "only the row rejected 'now' is younger than 1 s");
+        // Rows expire on later commits even when those reject nothing.
+        let quiet = BatchCommit { rejected: &[], ..expire };
+        store.commit_batch(&quiet, later + chrono::Duration::seconds(5)).expect("commit");
+        assert_eq!(store.error_count("s").expect("count"), 0);
     }
 }

@@ -102,16 +102,31 @@ pub(crate) fn insert(
     Ok(())
 }
 
-/// Drops a source's rows beyond the retention (count and age).
-pub(crate) fn prune(
+/// Drops a source's rows older than the retention's age: every commit, so
+/// rows expire even when no new ones arrive. Rows go in in time order, so
+/// the walk stops at the first young row: it costs what it deletes.
+pub(crate) fn prune_by_age(
     transaction: &Transaction<'_>,
     source: &str,
     retention: ErrorRetention,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let oldest_kept = now.timestamp_micros() - i64::try_from(retention.max_age.as_micros()).unwrap_or(i64::MAX);
-    transaction
-        .execute("DELETE FROM error_log WHERE source = ?1 AND rejected_at_micros < ?2", params![source, oldest_kept])?;
+    transaction.execute(
+        "DELETE FROM error_log WHERE source = ?1 AND id < COALESCE(
+             (SELECT id FROM error_log WHERE source = ?1 AND rejected_at_micros >= ?2 ORDER BY id LIMIT 1),
+             9223372036854775807)",
+        params![source, oldest_kept],
+    )?;
+    Ok(())
+}
+
+/// Drops a source's rows beyond the retention's count.
+pub(crate) fn prune_by_count(
+    transaction: &Transaction<'_>,
+    source: &str,
+    retention: ErrorRetention,
+) -> Result<(), StoreError> {
     transaction.execute(
         "DELETE FROM error_log WHERE source = ?1 AND id <= (
              SELECT id FROM error_log WHERE source = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
