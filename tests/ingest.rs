@@ -426,7 +426,25 @@ fn a_source_read_through_enhanced_fan_out_lands_the_same_rows() {
         .block_on(client.describe_stream_consumer().stream_arn(&stream_arn).consumer_name("tributary-pushed").send())
         .expect("the worker registered its stream consumer");
     assert!(consumer.consumer_description().is_some());
-    assert!(server.stop());
     let ids: HashSet<i64> = dataset_rows(&data_dir, "pushed_rows", None).iter().map(|row| row.id).collect();
     assert_eq!(ids, (0..150).filter(|i| i % 50 != 49).map(|i| i as i64).collect::<HashSet<_>>());
+
+    // Deleting the source deregisters its stream consumer.
+    let deleted = ureq::delete(&format!("{}/api/v1/sources/pushed", server.url())).call().expect("DELETE");
+    assert_eq!(deleted.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let described = rt.block_on(
+            client.describe_stream_consumer().stream_arn(&stream_arn).consumer_name("tributary-pushed").send(),
+        );
+        match described {
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => break,
+            other => {
+                let status = other.ok().and_then(|d| d.consumer_description().map(|c| c.consumer_status().clone()));
+                assert!(std::time::Instant::now() < deadline, "consumer still registered: {status:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    assert!(server.stop());
 }

@@ -326,7 +326,7 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
     if summary.deleted_at.is_some() || !state.store.delete_source(&name, Utc::now())? {
         return Err(ApiError::not_found(format!("source `{name}` is already deleted")));
     }
-    state.supervisor.stop(&name).await;
+    state.supervisor.retire(&summary.current).await;
     Ok(Json(json!({ "deleted": name, "version": summary.current.version })))
 }
 

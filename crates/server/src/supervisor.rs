@@ -6,15 +6,19 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use aws_sdk_kinesis::error::DisplayErrorContext;
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tributary_proto::v1::SourceDefinition;
-use tributary_source::{ClientFactory, Source};
+use tributary_source::{ClientFactory, Consumer, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
 use crate::status::WorkerStatus;
 use crate::worker::{self, FlushPolicy, Job, WorkerContext, WorkerSettings};
+
+/// Bound on the call that deregisters a deleted source's stream consumer.
+const DEREGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct RunningWorker {
     stop: watch::Sender<bool>,
@@ -93,6 +97,42 @@ impl Supervisor {
         let worker = self.workers.lock().await.remove(name);
         if let Some(worker) = worker {
             stop_worker(worker).await;
+        }
+    }
+
+    /// Stops a deleted source's worker and deregisters the stream consumer it
+    /// read through (enhanced fan-out), which would otherwise stay registered,
+    /// and billed, after the source is gone. A failure is logged, not fatal:
+    /// the source is deleted either way.
+    pub async fn retire(&self, version: &StoredVersion) {
+        self.stop(&version.source).await;
+        let Ok(source) = stored_source(version) else { return };
+        let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer else { return };
+        let credentials = match &source.kinesis.role {
+            Some(role) => Some(self.context.aws.role_credentials(role).await),
+            None => None,
+        };
+        let client = self.context.aws.kinesis(source.kinesis.stream_arn.region(), credentials);
+        let call = client
+            .deregister_stream_consumer()
+            .stream_arn(source.kinesis.stream_arn.to_string())
+            .consumer_name(consumer_name)
+            .send();
+        match tokio::time::timeout(DEREGISTER_TIMEOUT, call).await {
+            Ok(Ok(_)) => {
+                tracing::info!(source = %source.name, consumer = %consumer_name, "deregistered the stream consumer")
+            }
+            Ok(Err(error)) => tracing::warn!(
+                source = %source.name,
+                consumer = %consumer_name,
+                error = %DisplayErrorContext(&error),
+                "could not deregister the stream consumer; deregister it by hand"
+            ),
+            Err(_) => tracing::warn!(
+                source = %source.name,
+                consumer = %consumer_name,
+                "deregistering the stream consumer timed out; deregister it by hand"
+            ),
         }
     }
 
