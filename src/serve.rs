@@ -68,6 +68,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
 
+    keep_freed_memory();
     // One worker thread: a current-thread runtime (fewest wake-ups); more: a multi-thread one.
     let mut builder = if args.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -130,3 +131,24 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
 }
+
+/// Keeps freed blocks in the allocator instead of handing them back to the OS.
+///
+/// Every `GetRecords` answer (up to 10 MiB) and every batch's column buffers are
+/// large allocations; glibc maps each one fresh and unmaps it when freed, so the
+/// next one page-faults all its memory in again (7-8% of the server's CPU in a
+/// profile of an ingest). Above these thresholds behaviour is unchanged.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only adjusts allocator tunables; called before the runtime starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}

@@ -2,6 +2,7 @@
 //! which stretch of their shard they cover.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,7 +10,45 @@ use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::checkpoint::ShardAdvance;
+use crate::compact::CompactStr;
 use crate::position::{SequenceNumber, ShardCheckpoint};
+
+/// A record's partition key (held inline up to 22 bytes: one per record, no allocation).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PartitionKey(CompactStr<22>);
+
+impl PartitionKey {
+    /// The key as the producer wrote it.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl From<&str> for PartitionKey {
+    fn from(key: &str) -> PartitionKey {
+        PartitionKey(CompactStr::new(key))
+    }
+}
+
+impl Deref for PartitionKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 /// One user record: a Kinesis record, or one sub-record of a KPL aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +58,7 @@ pub struct Record {
     /// The index inside a KPL aggregate, for sub-records.
     pub sub_sequence: Option<u64>,
     /// Its partition key.
-    pub partition_key: Arc<str>,
+    pub partition_key: PartitionKey,
     /// When Kinesis received it.
     pub arrival_time: DateTime<Utc>,
     /// Its payload.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::ReaderError;
-use crate::batch::{Record, ShardBatch};
+use crate::batch::{PartitionKey, Record, ShardBatch};
 use crate::kpl::{self, HashKeyRange, Unpacked};
 use crate::metrics::ShardMetrics;
 use crate::position::{RecordPosition, SequenceNumber, ShardCheckpoint, StartPosition};
@@ -22,7 +22,7 @@ use crate::position::{RecordPosition, SequenceNumber, ShardCheckpoint, StartPosi
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IncomingRecord {
     pub(crate) sequence_number: SequenceNumber,
-    pub(crate) partition_key: Arc<str>,
+    pub(crate) partition_key: PartitionKey,
     pub(crate) arrival_time: Option<DateTime<Utc>>,
     pub(crate) data: Bytes,
 }
@@ -41,7 +41,7 @@ impl IncomingRecord {
         })?;
         Ok(IncomingRecord {
             sequence_number,
-            partition_key: Arc::from(record.partition_key),
+            partition_key: PartitionKey::from(record.partition_key.as_str()),
             arrival_time: record.approximate_arrival_timestamp.and_then(to_chrono),
             data: Bytes::from(record.data.into_inner()),
         })

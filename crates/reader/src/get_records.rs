@@ -29,23 +29,24 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::{GetIdentityResolver, RuntimeComponents};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use http::header::{self, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::ReaderError;
+use crate::answer::{Answer, parse_answer};
 use crate::cursor::IncomingRecord;
 use crate::fault::{Fault, classify, classify_refusal, innermost_cause};
-use crate::kpl::HashKeyRange;
-use crate::lineage::ShardInfo;
-use crate::position::SequenceNumber;
 use crate::shard::child_infos;
 use crate::signing::{CONTENT_TYPE, GetRecordsSigner, TARGET};
 
 /// Names our calls in AWS' request logs (and tells tests which path made a call).
 pub const USER_AGENT: &str = concat!("tributary-reader/", env!("CARGO_PKG_VERSION"));
+
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 
 /// Where a reader's `GetRecords` calls go, once learned.
 pub(crate) type RouteCell = Arc<OnceLock<GetRecordsRoute>>;
@@ -54,6 +55,8 @@ pub(crate) type RouteCell = Arc<OnceLock<GetRecordsRoute>>;
 #[derive(Debug)]
 pub(crate) struct GetRecordsRoute {
     endpoint: http::Uri,
+    /// The `Host` header: the endpoint's authority.
+    host: HeaderValue,
     signer: GetRecordsSigner,
     connector: SharedHttpConnector,
     identity_resolver: SharedIdentityResolver,
@@ -101,10 +104,14 @@ impl Intercept for LearnRoute {
         let (Some(authority), "/" | "", None) = (endpoint.authority(), endpoint.path(), endpoint.query()) else {
             return Ok(());
         };
+        let Ok(host) = HeaderValue::from_str(authority.as_str()) else {
+            return Ok(());
+        };
         let signer = GetRecordsSigner::new(region, authority.as_str().to_owned());
         let connector = http_client.http_connector(&HttpConnectorSettings::default(), runtime_components);
         let _ = self.cell.set(GetRecordsRoute {
             endpoint,
+            host,
             signer,
             connector,
             identity_resolver,
@@ -114,16 +121,6 @@ impl Intercept for LearnRoute {
         });
         Ok(())
     }
-}
-
-/// A `GetRecords` answer.
-#[derive(Debug, Default)]
-pub(crate) struct Answer {
-    pub(crate) records: Vec<IncomingRecord>,
-    /// `None`: the shard is closed and fully read.
-    pub(crate) next_shard_iterator: Option<String>,
-    pub(crate) millis_behind_latest: Option<i64>,
-    pub(crate) children: Vec<ShardInfo>,
 }
 
 /// One `GetRecords` call: ours when the route is known, else the SDK's.
@@ -177,24 +174,28 @@ impl GetRecordsRoute {
     async fn signed_request(&self, body: Vec<u8>) -> Result<HttpRequest, Fault> {
         let credentials = self.credentials().await?;
         let signed = self.signer.sign(&credentials, &body, SystemTime::now());
-        let host = self.endpoint.authority().map(|authority| authority.as_str()).unwrap_or_default();
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(self.endpoint.clone())
-            .header("host", host)
-            .header("content-type", CONTENT_TYPE)
-            .header("x-amz-target", TARGET)
-            .header("x-amz-date", signed.amz_date)
-            .header("authorization", signed.authorization)
-            .header("user-agent", USER_AGENT)
-            .header("content-length", body.len());
-        if let Some(token) = credentials.session_token() {
-            request = request.header("x-amz-security-token", token);
-        }
         let internal = |error: &dyn std::fmt::Display| {
             Fault::Fatal(ReaderError::Internal(format!("building the GetRecords request: {error}")))
         };
-        let request = request.body(SdkBody::from(body)).map_err(|e| internal(&e))?;
+        // Headers by constant name: parsing names and static values again on every poll is wasted work.
+        let mut headers = http::HeaderMap::with_capacity(9);
+        headers.insert(header::HOST, self.host.clone());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        headers.insert(X_AMZ_TARGET, HeaderValue::from_static(TARGET));
+        headers.insert(X_AMZ_DATE, HeaderValue::try_from(signed.amz_date).map_err(|e| internal(&e))?);
+        headers.insert(header::AUTHORIZATION, HeaderValue::try_from(signed.authorization).map_err(|e| internal(&e))?);
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if let Some(token) = credentials.session_token() {
+            let mut token =
+                HeaderValue::from_str(token).map_err(|_| internal(&"the session token is not a header value"))?;
+            token.set_sensitive(true);
+            headers.insert(X_AMZ_SECURITY_TOKEN, token);
+        }
+        let mut request = http::Request::new(SdkBody::from(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.endpoint.clone();
+        *request.headers_mut() = headers;
         HttpRequest::try_from(request).map_err(|e| internal(&e))
     }
 
@@ -270,101 +271,6 @@ fn refusal(status: u16, error_type: Option<&str>, body: &[u8], shard_id: &str) -
     classify_refusal(code, Some(status), message, "GetRecords", shard_id)
 }
 
-#[derive(Deserialize)]
-struct WireRecord<'a> {
-    #[serde(rename = "SequenceNumber", borrow)]
-    sequence_number: Cow<'a, str>,
-    #[serde(rename = "PartitionKey", borrow)]
-    partition_key: Cow<'a, str>,
-    #[serde(rename = "Data", borrow)]
-    data: Cow<'a, str>,
-    #[serde(rename = "ApproximateArrivalTimestamp", default)]
-    arrival: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct WireHashKeyRange<'a> {
-    #[serde(rename = "StartingHashKey", borrow)]
-    starting: Cow<'a, str>,
-    #[serde(rename = "EndingHashKey", borrow)]
-    ending: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct WireChild<'a> {
-    #[serde(rename = "ShardId")]
-    shard_id: String,
-    #[serde(rename = "ParentShards", default)]
-    parents: Vec<String>,
-    #[serde(rename = "HashKeyRange", borrow, default)]
-    hash_range: Option<WireHashKeyRange<'a>>,
-}
-
-#[derive(Deserialize)]
-struct WireAnswer<'a> {
-    // Kinesis may send `null` for an empty list.
-    #[serde(rename = "Records", borrow, default)]
-    records: Option<Vec<WireRecord<'a>>>,
-    #[serde(rename = "NextShardIterator", default)]
-    next_shard_iterator: Option<String>,
-    #[serde(rename = "MillisBehindLatest", default)]
-    millis_behind_latest: Option<i64>,
-    #[serde(rename = "ChildShards", borrow, default)]
-    child_shards: Option<Vec<WireChild<'a>>>,
-}
-
-/// Parses a `GetRecords` answer body in one pass.
-pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault> {
-    // A 200 whose body does not parse was cut short or garbled in transit: try again.
-    let answer: WireAnswer<'_> = serde_json::from_slice(body)
-        .map_err(|error| Fault::Transient(format!("GetRecords: unreadable answer: {error}")))?;
-    let wire_records = answer.records.unwrap_or_default();
-    let invalid = |detail: String| Fault::Fatal(ReaderError::InvalidResponse { shard_id: shard_id.to_owned(), detail });
-    // Every payload decoded into one buffer: one allocation per answer, not per record.
-    let mut payloads = Vec::with_capacity(wire_records.iter().map(|r| r.data.len() / 4 * 3 + 3).sum());
-    let mut ends = Vec::with_capacity(wire_records.len());
-    for record in &wire_records {
-        // SIMD: payloads are most of an answer's bytes.
-        base64_simd::STANDARD
-            .decode_append(record.data.as_bytes(), &mut payloads)
-            .map_err(|e| invalid(format!("record {}: Data is not base64: {e}", record.sequence_number)))?;
-        ends.push(payloads.len());
-    }
-    let payloads = Bytes::from(payloads);
-    let mut start = 0;
-    let mut records = Vec::with_capacity(wire_records.len());
-    for (record, end) in wire_records.into_iter().zip(ends) {
-        records.push(IncomingRecord {
-            sequence_number: SequenceNumber::new(&record.sequence_number).map_err(|e| invalid(e.to_string()))?,
-            partition_key: Arc::from(record.partition_key.as_ref()),
-            arrival_time: record
-                .arrival
-                .and_then(|seconds| DateTime::<Utc>::from_timestamp_micros((seconds * 1e6).round() as i64)),
-            data: payloads.slice(start..end),
-        });
-        start = end;
-    }
-    let children = answer
-        .child_shards
-        .unwrap_or_default()
-        .into_iter()
-        .map(|child| ShardInfo {
-            hash_range: child
-                .hash_range
-                .and_then(|range| HashKeyRange::parse(&range.starting, &range.ending))
-                .unwrap_or(HashKeyRange::ALL),
-            shard_id: child.shard_id,
-            parents: child.parents,
-        })
-        .collect();
-    Ok(Answer {
-        records,
-        next_shard_iterator: answer.next_shard_iterator,
-        millis_behind_latest: answer.millis_behind_latest,
-        children,
-    })
-}
-
 /// The SDK's `GetRecords`, for the calls made before the route is known.
 async fn sdk_get_records(
     client: &aws_sdk_kinesis::Client,
@@ -403,51 +309,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_are_parsed_in_one_pass() {
-        let body = br#"{"MillisBehindLatest":0,"NextShardIterator":"AAA=","Records":[
-            {"SequenceNumber":"4959","ApproximateArrivalTimestamp":1.717243200123E9,"Data":"eyJpZCI6MX0=","PartitionKey":"k\"1"},
-            {"SequenceNumber":"4960","Data":"","PartitionKey":"k2","EncryptionType":"NONE"}],
-            "ChildShards":[{"ShardId":"shardId-1","ParentShards":["shardId-0"],"HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"9"}}]}"#;
-        let answer = parse_answer(body, "shardId-0").expect("parses");
-        let records = &answer.records;
-        assert_eq!(records.len(), 2);
-        assert_eq!(
-            (records[0].sequence_number.as_str(), &*records[0].partition_key, &records[0].data[..]),
-            ("4959", "k\"1", &b"{\"id\":1}"[..])
-        );
-        assert_eq!(records[0].arrival_time.map(|t| t.timestamp_micros()), Some(1_717_243_200_123_000));
-        assert!(records[1].data.is_empty() && records[1].arrival_time.is_none());
-        assert_eq!(answer.next_shard_iterator.as_deref(), Some("AAA="));
-        assert_eq!(answer.millis_behind_latest, Some(0));
-        assert_eq!(answer.children.len(), 1);
-        assert_eq!(answer.children[0].shard_id, "shardId-1");
-        assert_eq!(answer.children[0].parents, ["shardId-0"]);
-        assert_eq!(answer.children[0].hash_range, HashKeyRange::parse("0", "9").expect("a range"));
-    }
-
-    #[test]
     fn credentials_are_reused_for_a_minute_or_half_their_remaining_life() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(reuse_for(None, now), Duration::from_secs(60));
         assert_eq!(reuse_for(Some(now + Duration::from_secs(3600)), now), Duration::from_secs(60));
         assert_eq!(reuse_for(Some(now + Duration::from_secs(30)), now), Duration::from_secs(15));
         assert_eq!(reuse_for(Some(now - Duration::from_secs(1)), now), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_closed_shard_has_no_next_iterator() {
-        let answer =
-            parse_answer(br#"{"Records":null,"MillisBehindLatest":0,"ChildShards":null}"#, "s").expect("parses");
-        assert!(answer.next_shard_iterator.is_none() && answer.records.is_empty());
-    }
-
-    #[test]
-    fn garbled_answers_are_transient_and_impossible_records_fatal() {
-        assert!(matches!(parse_answer(b"{\"Records\": [", "s"), Err(Fault::Transient(_))));
-        let bad_sequence = br#"{"Records": [{"SequenceNumber": "x", "Data": "", "PartitionKey": "k"}]}"#;
-        assert!(matches!(parse_answer(bad_sequence, "s"), Err(Fault::Fatal(ReaderError::InvalidResponse { .. }))));
-        let bad_base64 = br#"{"Records": [{"SequenceNumber": "1", "Data": "!!", "PartitionKey": "k"}]}"#;
-        assert!(matches!(parse_answer(bad_base64, "s"), Err(Fault::Fatal(ReaderError::InvalidResponse { .. }))));
     }
 
     #[test]

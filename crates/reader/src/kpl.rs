@@ -11,12 +11,12 @@
 //! decode is handed on as the plain record it then is: a producer's bytes are
 //! never lost to our interpretation of them.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use prost::Message;
 use tributary_proto::kpl::AggregatedRecord;
+
+use crate::batch::PartitionKey;
 
 /// The four bytes every aggregated record starts with.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -55,7 +55,7 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubRecord {
     /// Its partition key.
-    pub partition_key: Arc<str>,
+    pub partition_key: PartitionKey,
     /// The hash key that places it on a shard (explicit, or from the partition key).
     pub hash_key: u128,
     /// Its payload: a slice of the aggregated record, not a copy.
@@ -88,8 +88,8 @@ pub fn unpack(data: &Bytes) -> Unpacked {
     let Ok(aggregated) = AggregatedRecord::decode(body) else {
         return Unpacked::Corrupt("protobuf does not decode");
     };
-    let partition_keys: Vec<Arc<str>> =
-        aggregated.partition_key_table.iter().map(|key| Arc::from(key.as_str())).collect();
+    let partition_keys: Vec<PartitionKey> =
+        aggregated.partition_key_table.iter().map(|key| PartitionKey::from(key.as_str())).collect();
     let mut explicit_hash_keys = Vec::with_capacity(aggregated.explicit_hash_key_table.len());
     for key in &aggregated.explicit_hash_key_table {
         let Ok(hash_key) = key.parse::<u128>() else {
@@ -110,7 +110,7 @@ pub fn unpack(data: &Bytes) -> Unpacked {
                 None => return Unpacked::Corrupt("explicit hash key index out of range"),
             },
         };
-        records.push(SubRecord { partition_key: Arc::clone(partition_key), hash_key, data: record.data });
+        records.push(SubRecord { partition_key: partition_key.clone(), hash_key, data: record.data });
     }
     Unpacked::Aggregated(records)
 }

@@ -27,8 +27,10 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod batch;
 mod checkpoint;
+mod compact;
 mod config;
 mod cursor;
 mod efo;
@@ -43,7 +45,7 @@ mod reader;
 mod shard;
 mod signing;
 
-pub use batch::{Record, ShardBatch};
+pub use batch::{PartitionKey, Record, ShardBatch};
 pub use checkpoint::{CheckpointError, CheckpointFuture, CheckpointStore, MemoryCheckpointStore, ShardAdvance};
 pub use config::{ConsumerKind, ReaderConfig};
 pub use get_records::USER_AGENT;

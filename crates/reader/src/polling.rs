@@ -6,9 +6,10 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime as SmithyDateTime;
 
 use crate::ReaderError;
+use crate::answer::Answer;
 use crate::cursor::{Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
-use crate::get_records::{Answer, get_records};
+use crate::get_records::get_records;
 use crate::lineage::ShardInfo;
 use crate::position::StartPosition;
 use crate::shard::{ShardEnd, ShardTask};
@@ -77,10 +78,21 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
             idle_wait = config.idle_poll_interval;
         }
         if !behind {
-            tokio::time::sleep(idle_wait).await;
+            tokio::time::sleep_until(idle_tick(tokio::time::Instant::now() + idle_wait)).await;
             idle_wait = (idle_wait * 2).min(config.idle_poll_max.max(config.idle_poll_interval));
         }
     }
+}
+
+/// Idle polls wake on a shared 250 ms grid: the caught-up shards of a reader
+/// then poll together, one wake-up of the process for many calls instead of one each.
+fn idle_tick(at: tokio::time::Instant) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    const GRID: Duration = Duration::from_millis(250);
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    let since = at.saturating_duration_since(epoch);
+    let ticks = since.as_nanos().div_ceil(GRID.as_nanos());
+    epoch + GRID * u32::try_from(ticks).unwrap_or(u32::MAX)
 }
 
 async fn shard_iterator(task: &ShardTask, resume: &Resume) -> Result<String, Fault> {
