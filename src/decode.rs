@@ -15,15 +15,12 @@ use base64::Engine as _;
 use chrono::Utc;
 use clap::Args;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use tributary_codec::{DecodeError, DecodedBatch, Decoder, RecordMeta};
+use tributary_sink::writer_properties;
 use tributary_source::{AvroFormat, Format, load_file, validate_raw_sources};
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
-/// Rows per Parquet row group: the writer holds a row group in memory, so this bounds memory.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Attempts at a record while the schema registry is unavailable.
 const REGISTRY_ATTEMPTS: u32 = 5;
 
@@ -74,10 +71,7 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
     let mut writer = match &args.output {
         Some(path) => {
             let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let properties = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                .build();
+            let properties = writer_properties(&decoder.schema()).map_err(|e| e.to_string())?;
             Some(ArrowWriter::try_new(file, decoder.schema(), Some(properties)).map_err(|e| e.to_string())?)
         }
         None => None,

@@ -131,6 +131,8 @@ impl ShardCursor {
     ) -> Result<(), DeliveryError> {
         let read_at = Utc::now();
         let mut newest_arrival = None;
+        // Sized once: a batch that grows record by record copies itself a dozen times.
+        self.pending.reserve(records.len().min(self.max_batch_records).saturating_sub(self.pending.len()));
         for record in records {
             let IncomingRecord { sequence_number, partition_key, arrival_time, data } = record;
             let arrival_time = arrival_time.unwrap_or(read_at);

@@ -11,7 +11,7 @@
 mod dataset;
 mod error_rows;
 
-pub use dataset::{DatasetWriter, ROW_GROUP_ROWS};
+pub use dataset::{DatasetWriter, ROW_GROUP_ROWS, writer_properties};
 pub use error_rows::{PAYLOAD_CAP, error_rows};
 
 /// Why a dataset file could not be written or cleaned up.
