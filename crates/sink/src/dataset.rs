@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow_schema::Schema;
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, LogicalType, Type as PhysicalType, ZstdLevel};
+use parquet::basic::{Compression, Encoding, LogicalType, PageType, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
+use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tributary_store::ManifestFile;
 
 use crate::SinkError;
@@ -28,6 +31,14 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// is larger than the values, and building it was the writer's largest cost
 /// (measured on 1M ~250-byte events: 12% less CPU, 12% smaller files).
 pub fn writer_properties(schema: &Schema) -> Result<WriterProperties, ParquetError> {
+    properties_without_dictionary(schema, &HashSet::new())
+}
+
+/// [`writer_properties`], with no dictionary for the columns in `plain` either.
+fn properties_without_dictionary(
+    schema: &Schema,
+    plain: &HashSet<ColumnPath>,
+) -> Result<WriterProperties, ParquetError> {
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
@@ -36,11 +47,28 @@ pub fn writer_properties(schema: &Schema) -> Result<WriterProperties, ParquetErr
     for column in leaves.columns() {
         let distinct_by_nature = matches!(column.physical_type(), PhysicalType::FLOAT | PhysicalType::DOUBLE)
             || matches!(column.logical_type_ref(), Some(LogicalType::Timestamp { .. }));
-        if distinct_by_nature {
+        if distinct_by_nature || plain.contains(column.path()) {
             properties = properties.set_column_dictionary_enabled(column.path().clone(), false);
         }
     }
     Ok(properties.build())
+}
+
+/// Whether a column chunk started with a dictionary and then wrote plain pages.
+fn dictionary_overflowed(column: &ColumnChunkMetaData) -> bool {
+    let dictionary_encoded =
+        |encoding: Encoding| matches!(encoding, Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY);
+    if column.dictionary_page_offset().is_none() {
+        return false;
+    }
+    if let Some(stats) = column.page_encoding_stats() {
+        return stats.iter().any(|stat| {
+            matches!(stat.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2) && !dictionary_encoded(stat.encoding)
+        });
+    }
+    column
+        .page_encoding_stats_mask()
+        .is_some_and(|mask| !(mask.is_only(Encoding::PLAIN_DICTIONARY) || mask.is_only(Encoding::RLE_DICTIONARY)))
 }
 
 /// Hive's name for rows whose partition value is null.
@@ -55,6 +83,13 @@ pub struct DatasetWriter {
     dataset: String,
     timestamp_column: String,
     files_written: AtomicU64,
+    /// Leaf columns whose dictionary overflowed in a file written earlier.
+    ///
+    /// A column with too many distinct values for a dictionary page (1 MiB)
+    /// falls back to plain encoding part way through each file, after paying
+    /// for hashing every value until then; once seen, later files write it
+    /// plain from the start. Learned again after a restart.
+    plain_columns: Mutex<HashSet<ColumnPath>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
@@ -70,6 +105,7 @@ impl DatasetWriter {
             dataset: dataset.to_owned(),
             timestamp_column: timestamp_column.to_owned(),
             files_written: AtomicU64::new(0),
+            plain_columns: Mutex::new(HashSet::new()),
         }
     }
 
@@ -134,13 +170,17 @@ impl DatasetWriter {
 
         let file = File::create(&temporary).map_err(io(&temporary))?;
         let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
-        let properties = writer_properties(&rows.schema()).map_err(parquet)?;
+        let properties = properties_without_dictionary(&rows.schema(), &self.plain_columns.lock()).map_err(parquet)?;
         let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
         writer.write(rows).map_err(parquet)?;
-        let file = writer.into_inner().map_err(parquet)?;
+        let metadata = writer.finish().map_err(parquet)?;
+        let file = writer.inner();
         file.sync_all().map_err(io(&temporary))?;
         let bytes = file.metadata().map_err(io(&temporary))?.len();
-        drop(file);
+        drop(writer);
+        let overflowed =
+            metadata.row_groups().iter().flat_map(|group| group.columns()).filter(|c| dictionary_overflowed(c));
+        self.plain_columns.lock().extend(overflowed.map(|column| column.column_path().clone()));
         std::fs::rename(&temporary, &final_path).map_err(io(&final_path))?;
         // The rename is durable only once the directory is synced.
         File::open(&directory).and_then(|dir| dir.sync_all()).map_err(io(&directory))?;
@@ -185,9 +225,10 @@ impl DatasetWriter {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::Int64Array;
+    use arrow_array::{Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
 
@@ -244,6 +285,54 @@ mod tests {
                 ids.values().to_vec()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_column_whose_dictionary_overflowed_is_written_plain_in_later_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = DatasetWriter::new(dir.path(), "events", "ts");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("session", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, false),
+        ]));
+        // 40,000 distinct 40-byte sessions: 1.6 MB, more than a dictionary page holds.
+        let rows = 40_000;
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![1_717_243_200_000_000; rows]).with_timezone("UTC")),
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("session-{i:032}")))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| ["DE", "FR", "BR"][i % 3]))),
+            ],
+        )
+        .expect("batch");
+        let dictionary_pages = |file: &ManifestFile| -> Vec<(String, bool)> {
+            let file = File::open(dir.path().join(&file.path)).expect("open");
+            let reader = SerializedFileReader::new(file).expect("parquet");
+            let group = reader.metadata().row_group(0);
+            group
+                .columns()
+                .iter()
+                .map(|column| (column.column_path().string(), column.dictionary_page_offset().is_some()))
+                .collect()
+        };
+        let first = writer.write(&batch).expect("first file");
+        let second = writer.write(&batch).expect("second file");
+        let expected = |session: bool| {
+            vec![("ts".to_owned(), false), ("session".to_owned(), session), ("country".to_owned(), true)]
+        };
+        assert_eq!(dictionary_pages(&first[0]), expected(true), "the first file tries a dictionary");
+        assert_eq!(dictionary_pages(&second[0]), expected(false), "later files write the overflowing column plain");
+        for file in [&first[0], &second[0]] {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(dir.path().join(&file.path)).expect("open"))
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+            let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("rows");
+            assert_eq!(arrow_select::concat::concat_batches(&schema, &read).expect("concat"), batch);
+        }
     }
 
     #[test]
