@@ -77,7 +77,9 @@ start_kinesis() {
 start_moto() {
   local name=$1 port
   port=$(free_port)
-  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG_DIR/$name.log" 2>&1 &
+  # Tests may record the requests moto receives (/moto-api/recorder/...); the recording stays with the logs.
+  MOTO_RECORDER_FILEPATH="$LOG_DIR/$name.recording" \
+    "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG_DIR/$name.log" 2>&1 &
   echo "$! $port"
 }
 

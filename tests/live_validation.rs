@@ -8,8 +8,11 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aws_credential_types::provider::ProvideCredentials;
+use base64::Engine as _;
 use support::server::{ServerProcess, dataset_rows};
 use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique, write_definition};
+use tributary_source::{AssumeRole, AwsSettings, ClientFactory};
 
 #[tokio::test]
 async fn a_valid_source_passes_with_the_role_assumed_through_moto_sts() {
@@ -40,6 +43,57 @@ async fn a_valid_source_passes_with_the_role_assumed_through_moto_sts() {
         "{}",
         stdout(&output)
     );
+}
+
+#[tokio::test]
+async fn a_reader_role_with_a_source_identity_is_assumed_with_it() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let recorder = |action: &str| format!("{}/moto-api/recorder/{action}", emulators.moto);
+    ureq::post(&recorder("start-recording")).send_empty().expect("start moto's recorder");
+    let identity = unique("alice");
+    let role = AssumeRole {
+        role_arn: "arn:aws:iam::123456789012:role/tributary-reader".parse().expect("role ARN"),
+        session_name: "tributary-worker".to_owned(),
+        external_id: Some("ext-42".to_owned()),
+        source_identity: Some(identity.clone()),
+    };
+    let settings = AwsSettings { sts_endpoint_url: Some(emulators.moto.clone()), ..AwsSettings::default() };
+    let factory = ClientFactory::load(settings, Duration::from_secs(10)).await;
+    let credentials = factory.role_credentials(&role).await.provide_credentials().await.expect("assumed");
+    assert!(credentials.session_token().is_some(), "an assumed role's credentials carry a session token");
+
+    // What moto received: the AssumeRole call, with the source identity and the rest of the role.
+    let recording = ureq::get(&recorder("download-recording"))
+        .call()
+        .expect("download the recording")
+        .body_mut()
+        .read_to_string()
+        .expect("recording text");
+    let sent: Vec<String> = recording
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| {
+            let body = entry["body"].as_str()?.to_owned();
+            match entry["body_encoded"].as_bool() {
+                Some(true) => base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok()),
+                _ => Some(body),
+            }
+        })
+        .filter(|body| body.contains("Action=AssumeRole") && body.contains(&identity))
+        .collect();
+    assert_eq!(sent.len(), 1, "one AssumeRole with the source identity reached STS: {sent:?}");
+    for field in [
+        format!("SourceIdentity={identity}"),
+        "ExternalId=ext-42".to_owned(),
+        "RoleSessionName=tributary-worker".to_owned(),
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Ftributary-reader".to_owned(),
+    ] {
+        assert!(sent[0].split('&').any(|pair| pair == field), "{field} missing from {}", sent[0]);
+    }
+    ureq::post(&recorder("stop-recording")).send_empty().expect("stop moto's recorder");
 }
 
 #[tokio::test]

@@ -22,6 +22,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_kinesis::config::Region;
 use serde::Deserialize;
 
+use crate::assumed_role::SourceIdentityRole;
+
 /// How long a live check may take in all when nothing else is said.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,6 +139,12 @@ impl ClientFactory {
     /// before they expire (for long-running readers; the live checks call STS
     /// themselves to classify its answers).
     pub async fn role_credentials(&self, role: &crate::AssumeRole) -> SharedCredentialsProvider {
+        if role.source_identity.is_some() {
+            // aws-config's provider cannot pass a source identity; the role's region is the base's.
+            let region = self.base.region().map_or_else(|| "us-east-1".to_owned(), |region| region.to_string());
+            let sts = self.sts(&region, None);
+            return SharedCredentialsProvider::new(SourceIdentityRole::new(sts, role.clone()));
+        }
         let mut builder =
             AssumeRoleProvider::builder(role.role_arn.to_string()).session_name(role.session_name.clone());
         if let Some(external_id) = &role.external_id {

@@ -31,6 +31,8 @@
 
 mod arn;
 #[cfg(feature = "live")]
+mod assumed_role;
+#[cfg(feature = "live")]
 mod aws;
 mod data_type;
 mod definition;
