@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use tributary_reader::ReaderConfig;
 use tributary_server::{FlushPolicy, Server, ServerConfig};
 use tributary_source::{AwsSettings, ClientFactory};
 
@@ -42,6 +43,9 @@ pub(crate) struct ServeArgs {
     /// Longest wait (ms) between polls of a shard that stays idle.
     #[arg(long, default_value_t = 2000)]
     idle_poll_max_ms: u64,
+    /// GetRecords calls of one source in flight at once (each answer can hold 10 MiB).
+    #[arg(long, default_value_t = ReaderConfig::default().max_concurrent_calls)]
+    max_concurrent_reads: usize,
     /// Threads running the API and the workers (file and database writes get their own).
     #[arg(long, default_value_t = 1)]
     worker_threads: usize,
@@ -67,6 +71,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     };
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
+    config.worker.reader.max_concurrent_calls = args.max_concurrent_reads.max(1);
 
     keep_freed_memory();
     // One worker thread: a current-thread runtime (fewest wake-ups); more: a multi-thread one.

@@ -44,6 +44,11 @@ pub struct ReaderConfig {
     /// applied and retried from the last position. Generous: an answer may
     /// carry 10 MiB, and a retried one is read (and paid for) again.
     pub call_timeout: Duration,
+    /// `GetRecords` calls of one reader in flight at once. Each answer may
+    /// carry up to 10 MiB, so this bounds the memory of a many-shard reader,
+    /// and it keeps a slow endpoint from answering every shard at once only
+    /// after the call timeout.
+    pub max_concurrent_calls: usize,
     /// Batches of one shard handed on and not yet dropped; reading that shard
     /// pauses while this many are held.
     pub max_in_flight_batches_per_shard: usize,
@@ -66,6 +71,7 @@ impl Default for ReaderConfig {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             call_timeout: Duration::from_secs(30),
+            max_concurrent_calls: 8,
             max_in_flight_batches_per_shard: 2,
             channel_capacity: 16,
             subscription_renewal: Duration::from_secs(300),

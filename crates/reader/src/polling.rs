@@ -31,15 +31,23 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
                 }
             },
         };
-        let call = get_records(
-            &task.client,
-            &task.get_records_route,
-            &task.stream_arn,
-            &current,
-            config.records_per_call,
-            cursor.shard_id(),
-        );
-        let answer = match tokio::time::timeout(config.call_timeout, call).await {
+        let outcome = {
+            // Held while the answer is read and parsed, not while it is handed on or waited after;
+            // waiting for it is not part of the call's time limit.
+            let Ok(_permit) = task.call_permits.acquire().await else {
+                return Ok(ShardEnd::Stopped);
+            };
+            let call = get_records(
+                &task.client,
+                &task.get_records_route,
+                &task.stream_arn,
+                &current,
+                config.records_per_call,
+                cursor.shard_id(),
+            );
+            tokio::time::timeout(config.call_timeout, call).await
+        };
+        let answer = match outcome {
             Ok(Ok(answer)) => answer,
             Ok(Err(fault)) => {
                 match &fault {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_sdk_kinesis::config::StalledStreamProtectionConfig;
 use aws_sdk_kinesis::config::retry::RetryConfig;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 
@@ -74,6 +74,7 @@ impl Reader {
         let coordinator = Coordinator {
             client,
             get_records_route,
+            call_permits: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
             stream_arn: Arc::from(target.stream_arn.as_str()),
             target,
             checkpoints,
@@ -111,6 +112,7 @@ impl Drop for Reader {
 struct Coordinator {
     client: aws_sdk_kinesis::Client,
     get_records_route: RouteCell,
+    call_permits: Arc<Semaphore>,
     stream_arn: Arc<str>,
     target: ReadTarget,
     checkpoints: Arc<dyn CheckpointStore>,
@@ -202,6 +204,7 @@ impl Coordinator {
             config: Arc::clone(&self.config),
             consumer_arn,
             get_records_route: Arc::clone(&self.get_records_route),
+            call_permits: Arc::clone(&self.call_permits),
         };
         tasks.spawn(shard::run(task, cursor));
     }

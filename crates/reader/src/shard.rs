@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use aws_sdk_kinesis::types::{ChildShard, Shard};
+use tokio::sync::Semaphore;
 
 use crate::ReaderError;
 use crate::config::{ConsumerKind, ReaderConfig};
@@ -22,6 +23,8 @@ pub(crate) struct ShardTask {
     pub(crate) consumer_arn: Option<Arc<str>>,
     /// Where `GetRecords` calls go without the SDK, once learned.
     pub(crate) get_records_route: RouteCell,
+    /// Permits for `GetRecords` calls, shared by the reader's shards.
+    pub(crate) call_permits: Arc<Semaphore>,
 }
 
 /// How a shard consumer ended without error.
