@@ -45,3 +45,46 @@ async fn held_batches_pause_their_shard_and_released_ones_resume_it() {
     reader.stop().await;
     assert_eq!(total, 300);
 }
+
+#[tokio::test]
+async fn a_shard_held_back_does_not_keep_the_others_from_their_one_call_slot() {
+    let Some(endpoint) = kinesis_endpoint() else { return };
+    let kinesis = client(&endpoint);
+    let stream_arn = create_stream(&kinesis, &unique("one-call"), 2).await;
+    let records: Vec<(String, Vec<u8>)> = (0..200).map(|i| (format!("k{i}"), format!("r{i}").into_bytes())).collect();
+    put(&kinesis, &stream_arn, &records).await;
+
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let target = ReadTarget { stream_arn, start: StartPosition::TrimHorizon, scope: "s".into() };
+    let config = ReaderConfig {
+        records_per_call: 10,
+        max_batch_records: 10,
+        max_in_flight_batches_per_shard: 1,
+        max_concurrent_calls: 1,
+        channel_capacity: 1,
+        ..test_config()
+    };
+    let mut reader = Reader::start(client(&endpoint), target, store.clone(), config);
+    // Holding a batch pauses its shard (one batch in flight); the one call slot must keep
+    // serving the other shard, call after call, instead of waiting with the paused one.
+    let held = next_batch(&mut reader).await;
+    let mut total = held.records.len();
+    let mut others = 0;
+    while others < 3 {
+        let batch = next_batch(&mut reader).await;
+        assert_ne!(batch.shard_id, held.shard_id, "the held shard stays paused");
+        total += batch.records.len();
+        others += 1;
+        store.commit("s", &[batch.advance()]).await.expect("commit");
+    }
+    store.commit("s", &[held.advance()]).await.expect("commit");
+    drop(held);
+    total += read_committing(&mut reader, &store, "s", 200 - total, Duration::from_secs(60)).await.len();
+    reader.stop().await;
+    assert_eq!(total, 200, "every record, one call at a time");
+}
+
+async fn next_batch(reader: &mut Reader) -> tributary_reader::ShardBatch {
+    let batch = tokio::time::timeout(Duration::from_secs(30), reader.next()).await;
+    batch.expect("a batch in time").expect("running").expect("no reader error")
+}
