@@ -183,7 +183,8 @@ impl<'a> Scanner<'a> {
     }
 
     fn records(&mut self) -> Result<Vec<WireRecord<'a>>, Garbled> {
-        let mut records = Vec::new();
+        // Sized once from the body (a record takes a few hundred bytes; an answer holds at most 10,000).
+        let mut records = Vec::with_capacity((self.bytes.len() / 256).min(10_000));
         if self.literal(b"null") {
             return Ok(records);
         }

@@ -40,9 +40,20 @@ impl<const N: usize> CompactStr<N> {
     }
 }
 
+impl<const N: usize> CompactStr<N> {
+    /// The UTF-8 bytes, unchecked: what comparisons and hashes need.
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            CompactStr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            CompactStr::Shared(text) => text.as_bytes(),
+        }
+    }
+}
+
+// By bytes, as `str` compares and hashes: the cursor compares sequence numbers once per record.
 impl<const N: usize> PartialEq for CompactStr<N> {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -50,7 +61,8 @@ impl<const N: usize> Eq for CompactStr<N> {}
 
 impl<const N: usize> Hash for CompactStr<N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 
