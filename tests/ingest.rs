@@ -411,13 +411,14 @@ fn a_source_read_through_enhanced_fan_out_lands_the_same_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).expect("data dir");
-    let file = definition(dir.path(), "pushed", &stream_arn, false);
-    let text = std::fs::read_to_string(&file)
+    let polled = definition(dir.path(), "pushed", &stream_arn, false);
+    let pushed = dir.path().join("pushed-efo.yaml");
+    let text = std::fs::read_to_string(&polled)
         .expect("definition")
         .replace("      format: json\n", "      format: json\n      consumer: efo\n");
-    std::fs::write(&file, text).expect("write definition");
+    std::fs::write(&pushed, text).expect("write definition");
     let server = ServerProcess::start(&data_dir, &[]);
-    commit(&server, &file);
+    commit(&server, &pushed);
     let status = server.wait_for_records("pushed", 150, Duration::from_secs(60));
     assert_eq!((status["rows"].as_u64(), status["rejected"].as_u64()), (Some(147), Some(3)), "{status:#}");
     assert_error_log(&server, "pushed", &placed, 50);
@@ -429,22 +430,42 @@ fn a_source_read_through_enhanced_fan_out_lands_the_same_rows() {
     let ids: HashSet<i64> = dataset_rows(&data_dir, "pushed_rows", None).iter().map(|row| row.id).collect();
     assert_eq!(ids, (0..150).filter(|i| i % 50 != 49).map(|i| i as i64).collect::<HashSet<_>>());
 
-    // Deleting the source deregisters its stream consumer.
-    let deleted = ureq::delete(&format!("{}/api/v1/sources/pushed", server.url())).call().expect("DELETE");
-    assert_eq!(deleted.status(), 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let described = rt.block_on(
-            client.describe_stream_consumer().stream_arn(&stream_arn).consumer_name("tributary-pushed").send(),
-        );
-        match described {
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => break,
-            other => {
-                let status = other.ok().and_then(|d| d.consumer_description().map(|c| c.consumer_status().clone()));
-                assert!(std::time::Instant::now() < deadline, "consumer still registered: {status:?}");
-                std::thread::sleep(Duration::from_millis(100));
+    let consumer_gone = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let described = rt.block_on(
+                client.describe_stream_consumer().stream_arn(&stream_arn).consumer_name("tributary-pushed").send(),
+            );
+            match described {
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => break,
+                other => {
+                    let status = other.ok().and_then(|d| d.consumer_description().map(|c| c.consumer_status().clone()));
+                    assert!(std::time::Instant::now() < deadline, "consumer still registered: {status:?}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
-    }
+    };
+    // A version that polls instead deregisters the consumer and goes on from where it was.
+    commit(&server, &polled);
+    consumer_gone();
+    rt.block_on(put(&client, &stream_arn, 150..200, 50, false));
+    let status = server.wait_for_records("pushed", 200, Duration::from_secs(60));
+    assert_eq!((status["rows"].as_u64(), status["rejected"].as_u64()), (Some(196), Some(4)), "{status:#}");
+
+    // Back to enhanced fan-out, then deleting the source deregisters its consumer.
+    commit(&server, &pushed);
+    rt.block_on(put(&client, &stream_arn, 200..250, 50, false));
+    let status = server.wait_for_records("pushed", 250, Duration::from_secs(60));
+    assert_eq!((status["rows"].as_u64(), status["rejected"].as_u64()), (Some(245), Some(5)), "{status:#}");
+    let ids: Vec<i64> = dataset_rows(&data_dir, "pushed_rows", None).iter().map(|row| row.id).collect();
+    assert_eq!(ids.len(), 245, "nothing read twice across the switches");
+    assert_eq!(
+        ids.into_iter().collect::<HashSet<_>>(),
+        (0..250).filter(|i| i % 50 != 49).map(|i| i as i64).collect::<HashSet<_>>()
+    );
+    let deleted = ureq::delete(&format!("{}/api/v1/sources/pushed", server.url())).call().expect("DELETE");
+    assert_eq!(deleted.status(), 200);
+    consumer_gone();
     assert!(server.stop());
 }

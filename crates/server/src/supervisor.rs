@@ -11,19 +11,49 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tributary_proto::v1::SourceDefinition;
-use tributary_source::{ClientFactory, Consumer, Source};
+use tributary_source::{AssumeRole, ClientFactory, Consumer, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
 use crate::status::WorkerStatus;
 use crate::worker::{self, FlushPolicy, Job, WorkerContext, WorkerSettings};
 
-/// Bound on the call that deregisters a deleted source's stream consumer.
+/// Bound on the call that deregisters a stream consumer no source reads through any more.
 const DEREGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct RunningWorker {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     status: Arc<WorkerStatus>,
+    /// The stream consumer it reads through (enhanced fan-out), if any.
+    consumer: Option<StreamConsumer>,
+}
+
+/// A registered stream consumer and what reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StreamConsumer {
+    stream_arn: String,
+    name: String,
+    region: String,
+    role: Option<AssumeRole>,
+}
+
+impl StreamConsumer {
+    /// The consumer `version` reads through, when it uses enhanced fan-out.
+    fn of(version: &StoredVersion) -> Option<StreamConsumer> {
+        let source = stored_source(version).ok()?;
+        let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer else { return None };
+        Some(StreamConsumer {
+            stream_arn: source.kinesis.stream_arn.to_string(),
+            name: consumer_name.clone(),
+            region: source.kinesis.stream_arn.region().to_owned(),
+            role: source.kinesis.role.clone(),
+        })
+    }
+
+    /// Same consumer on the same stream: credentials do not make it another one.
+    fn is(&self, other: &StreamConsumer) -> bool {
+        (&self.stream_arn, &self.name) == (&other.stream_arn, &other.name)
+    }
 }
 
 /// Runs the workers.
@@ -64,10 +94,16 @@ impl Supervisor {
 
     /// Runs `version` of its source, replacing the worker of an older version
     /// (which first flushes and commits what it holds).
+    ///
+    /// A stream consumer the older version read through and the new one does
+    /// not (polling now, another consumer or another stream) is deregistered.
     pub async fn apply(&self, version: StoredVersion) {
         let name = version.source.clone();
+        let consumer = StreamConsumer::of(&version);
         let mut workers = self.workers.lock().await;
-        if let Some(previous) = workers.remove(&name) {
+        let mut abandoned = None;
+        if let Some(mut previous) = workers.remove(&name) {
+            abandoned = previous.consumer.take().filter(|old| !consumer.as_ref().is_some_and(|new| new.is(old)));
             stop_worker(previous).await;
         }
         let status = Arc::new(WorkerStatus::new(version.version));
@@ -89,7 +125,11 @@ impl Supervisor {
                 tokio::spawn(async {})
             }
         };
-        workers.insert(name, RunningWorker { stop, task, status });
+        workers.insert(name.clone(), RunningWorker { stop, task, status, consumer });
+        drop(workers);
+        if let Some(abandoned) = abandoned {
+            self.deregister(&name, &abandoned).await;
+        }
     }
 
     /// Stops a source's worker (it flushes and commits first).
@@ -106,31 +146,33 @@ impl Supervisor {
     /// the source is deleted either way.
     pub async fn retire(&self, version: &StoredVersion) {
         self.stop(&version.source).await;
-        let Ok(source) = stored_source(version) else { return };
-        let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer else { return };
-        let credentials = match &source.kinesis.role {
+        if let Some(consumer) = StreamConsumer::of(version) {
+            self.deregister(&version.source, &consumer).await;
+        }
+    }
+
+    /// Deregisters `consumer`, which `source` no longer reads through. A
+    /// failure is logged, not fatal: the consumer can be deregistered by hand.
+    async fn deregister(&self, source: &str, consumer: &StreamConsumer) {
+        let credentials = match &consumer.role {
             Some(role) => Some(self.context.aws.role_credentials(role).await),
             None => None,
         };
-        let client = self.context.aws.kinesis(source.kinesis.stream_arn.region(), credentials);
-        let call = client
-            .deregister_stream_consumer()
-            .stream_arn(source.kinesis.stream_arn.to_string())
-            .consumer_name(consumer_name)
-            .send();
+        let client = self.context.aws.kinesis(&consumer.region, credentials);
+        let call =
+            client.deregister_stream_consumer().stream_arn(&consumer.stream_arn).consumer_name(&consumer.name).send();
+        let name = &consumer.name;
         match tokio::time::timeout(DEREGISTER_TIMEOUT, call).await {
-            Ok(Ok(_)) => {
-                tracing::info!(source = %source.name, consumer = %consumer_name, "deregistered the stream consumer")
-            }
+            Ok(Ok(_)) => tracing::info!(source, consumer = %name, "deregistered the stream consumer"),
             Ok(Err(error)) => tracing::warn!(
-                source = %source.name,
-                consumer = %consumer_name,
+                source,
+                consumer = %name,
                 error = %DisplayErrorContext(&error),
                 "could not deregister the stream consumer; deregister it by hand"
             ),
             Err(_) => tracing::warn!(
-                source = %source.name,
-                consumer = %consumer_name,
+                source,
+                consumer = %name,
                 "deregistering the stream consumer timed out; deregister it by hand"
             ),
         }
