@@ -469,3 +469,60 @@ fn a_source_read_through_enhanced_fan_out_lands_the_same_rows() {
     consumer_gone();
     assert!(server.stop());
 }
+
+#[test]
+fn a_schema_registry_that_never_answers_holds_up_its_source_only() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let client = kinesis_client(&emulators.kinesis);
+    // A "registry" that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let registry_url = format!("http://{}", silent.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in silent.incoming().flatten() {
+            held.push(connection);
+        }
+    });
+    let framed_stream = rt.block_on(create_stream(&emulators.kinesis, &unique("framed"), 1, true));
+    let framed = PutRecordsRequestEntry::builder()
+        .partition_key("k")
+        .data(Blob::new(vec![0, 0, 0, 0, 7, 2, 4]))
+        .build()
+        .expect("entry");
+    rt.block_on(client.put_records().stream_arn(&framed_stream).records(framed).send()).expect("PutRecords");
+    let json_stream = rt.block_on(create_stream(&emulators.kinesis, &unique("beside"), 1, true));
+    rt.block_on(put(&client, &json_stream, 0..50, 0, false));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let registry_source = dir.path().join("registry.yaml");
+    std::fs::write(
+        &registry_source,
+        format!(
+            "sources:\n  - name: framed\n    kinesis:\n      stream_arn: {framed_stream}\n      init_position: trim_horizon\n      format: {{avro: {{registry: confluent, url: \"{registry_url}\"}}}}\n    dataset:\n      name: framed_rows\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
+        ),
+    )
+    .expect("write definition");
+    // Live validation would ask the silent registry too.
+    let server = ServerProcess::start(&data_dir, &["--no-live-validation"]);
+    commit(&server, &registry_source);
+    commit(&server, &definition(dir.path(), "beside", &json_stream, false));
+
+    // While the framed source waits on the registry (5 s per attempt), the API answers
+    // at once and the other source ingests everything.
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        let health = agent.get(&format!("{}/healthz", server.url())).call();
+        assert!(health.is_ok_and(|answer| answer.status() == 200), "the API stalled behind the registry");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let beside = server.wait_for_records("beside", 50, Duration::from_secs(60));
+    assert_eq!(beside["rows"].as_u64(), Some(50), "{beside:#}");
+    let framed = server.get("/api/v1/sources/framed/status");
+    let done: u64 = ["rows", "rejected"].iter().map(|key| framed[key].as_u64().unwrap_or(0)).sum();
+    assert_eq!(done, 0, "the framed record waits for the registry, neither written nor rejected: {framed:#}");
+    assert!(server.stop(), "SIGTERM ends the server cleanly while the registry is silent");
+}

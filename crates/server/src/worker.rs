@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
@@ -102,6 +103,54 @@ struct Pending {
     since: Option<Instant>,
 }
 
+/// What decoding (part of) a batch gave.
+#[derive(Debug, Default)]
+struct DecodedRecords {
+    /// Rows kept (counted here when no row filter decides later).
+    kept: u64,
+    rejected: u64,
+    /// Record keys of accepted rows, when a row filter needs them.
+    accepted_keys: Vec<u64>,
+}
+
+/// Why decoding a batch stopped before its end.
+#[derive(Debug)]
+enum Halt {
+    /// Record `at` needs the registry, which did not answer: retry from there.
+    RegistryUnavailable {
+        at: usize,
+        reason: String,
+    },
+    Failed(String),
+}
+
+/// Decodes `batch.records[from..]` into the decoder's rows, counting into `decoded`.
+fn decode_records(
+    decoder: &mut Decoder,
+    batch: &ShardBatch,
+    from: usize,
+    filtering: bool,
+    decoded: &mut DecodedRecords,
+) -> Result<(), Halt> {
+    for (at, record) in batch.records.iter().enumerate().skip(from) {
+        let meta = RecordMeta {
+            shard_id: &batch.shard_id,
+            sequence_number: record.sequence_number.as_str(),
+            sub_sequence: record.sub_sequence,
+            partition_key: &record.partition_key,
+            arrival_time_micros: record.arrival_time.timestamp_micros(),
+        };
+        match decoder.decode(&record.data, &meta) {
+            Ok(false) => decoded.rejected += 1,
+            Ok(true) if filtering => decoded.accepted_keys.push(record_key(meta.sequence_number, meta.sub_sequence)),
+            Ok(true) => decoded.kept += 1,
+            Err(DecodeError::RegistryUnavailable(reason)) => return Err(Halt::RegistryUnavailable { at, reason }),
+            Err(error) => return Err(Halt::Failed(error.to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// A stable 64-bit key of a record's position (FNV-1a, then a finaliser that
 /// spreads the bits), so `sample` chooses the same way after a restart.
 fn record_key(sequence_number: &str, sub_sequence: Option<u64>) -> u64 {
@@ -138,7 +187,10 @@ struct Worker<'a> {
     status: &'a WorkerStatus,
     scope: String,
     dataset: Arc<DatasetWriter>,
-    decoder: Decoder,
+    /// Shared with the blocking thread that decodes when the decoder may block.
+    decoder: Arc<Mutex<Decoder>>,
+    /// The decoder asks a schema registry (blocking HTTP) for unknown schema ids.
+    decoder_may_block: bool,
     filter: Option<RowFilter>,
     pending: Pending,
 }
@@ -172,7 +224,9 @@ pub(crate) async fn run(
         }
         _ => None,
     };
+    let decoder_may_block = registry.is_some();
     let decoder = Decoder::new(source, registry).map_err(|error| format!("compiling the decoder: {error}"))?;
+    let decoder = Arc::new(Mutex::new(decoder));
     let credentials = match &source.kinesis.role {
         Some(role) => Some(context.aws.role_credentials(role).await),
         None => None,
@@ -192,7 +246,17 @@ pub(crate) async fn run(
     status.running(reader.metrics());
 
     let filter = RowFilter::new(source);
-    let mut worker = Worker { context, job, status, scope, dataset, decoder, filter, pending: Pending::default() };
+    let mut worker = Worker {
+        context,
+        job,
+        status,
+        scope,
+        dataset,
+        decoder,
+        decoder_may_block,
+        filter,
+        pending: Pending::default(),
+    };
     let outcome = worker.pump(&mut reader, stop).await;
     reader.stop().await;
     outcome
@@ -217,7 +281,7 @@ impl Worker<'_> {
                         return Ok(());
                     }
                     let policy = self.job.flush;
-                    if self.pending.rows >= policy.max_rows || self.decoder.buffered_bytes() >= policy.max_bytes {
+                    if self.pending.rows >= policy.max_rows || self.decoder.lock().buffered_bytes() >= policy.max_bytes {
                         self.flush().await?;
                     }
                 }
@@ -227,45 +291,52 @@ impl Worker<'_> {
 
     /// Decodes every record of `batch`; `false` when told to stop while the
     /// schema registry was unreachable.
+    ///
+    /// A decoder that may ask a registry (blocking HTTP, up to its timeout)
+    /// runs on a blocking thread, so a slow registry stalls this source only,
+    /// not every worker and the API sharing the runtime.
     async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, String> {
-        let (mut kept, mut rejected) = (0u64, 0u64);
-        for record in &batch.records {
-            let meta = RecordMeta {
-                shard_id: &batch.shard_id,
-                sequence_number: record.sequence_number.as_str(),
-                sub_sequence: record.sub_sequence,
-                partition_key: &record.partition_key,
-                arrival_time_micros: record.arrival_time.timestamp_micros(),
-            };
-            let mut wait = Duration::from_millis(500);
-            let accepted = loop {
-                match self.decoder.decode(&record.data, &meta) {
-                    Ok(accepted) => break accepted,
-                    Err(DecodeError::RegistryUnavailable(reason)) => {
-                        tracing::warn!(source = %self.job.source.name, %reason, "schema registry unavailable; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(wait) => {}
-                            _ = stop.changed() => return Ok(false),
-                        }
-                        wait = (wait * 2).min(Duration::from_secs(30));
-                    }
-                    Err(error) => return Err(format!("decoding: {error}")),
-                }
-            };
-            if !accepted {
-                rejected += 1;
-            } else if self.filter.is_some() {
-                let key = record_key(meta.sequence_number, meta.sub_sequence);
-                self.pending.accepted.push((Arc::clone(&batch.shard_id), key));
+        let batch = Arc::new(batch);
+        let filtering = self.filter.is_some();
+        let mut decoded = DecodedRecords::default();
+        let mut from = 0;
+        let mut wait = Duration::from_millis(500);
+        loop {
+            let outcome = if self.decoder_may_block {
+                let (decoder, records) = (Arc::clone(&self.decoder), Arc::clone(&batch));
+                let mut part = std::mem::take(&mut decoded);
+                let (part, outcome) = blocking(move || {
+                    let outcome = decode_records(&mut decoder.lock(), &records, from, filtering, &mut part);
+                    Ok((part, outcome))
+                })
+                .await?;
+                decoded = part;
+                outcome
             } else {
-                kept += 1;
+                decode_records(&mut self.decoder.lock(), &batch, from, filtering, &mut decoded)
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(Halt::Failed(error)) => return Err(format!("decoding: {error}")),
+                Err(Halt::RegistryUnavailable { at, reason }) => {
+                    tracing::warn!(source = %self.job.source.name, %reason, "schema registry unavailable; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        // Nothing of the batch is committed: it is read again later.
+                        _ = stop.changed() => return Ok(false),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                    from = at;
+                }
             }
         }
+        let shard_id = &batch.shard_id;
+        self.pending.accepted.extend(decoded.accepted_keys.into_iter().map(|key| (Arc::clone(shard_id), key)));
         // Counted per batch, not per record.
         self.pending.rows += batch.records.len();
-        let counts = self.pending.counts(&batch.shard_id);
-        counts.rows += kept;
-        counts.rejected += rejected;
+        let counts = self.pending.counts(shard_id);
+        counts.rows += decoded.kept;
+        counts.rejected += decoded.rejected;
         self.pending.add(&batch);
         Ok(true)
     }
@@ -275,7 +346,7 @@ impl Worker<'_> {
         if self.pending.advances.is_empty() {
             return Ok(());
         }
-        let mut decoded = self.decoder.flush().map_err(|error| format!("finishing the batch: {error}"))?;
+        let mut decoded = self.decoder.lock().flush().map_err(|error| format!("finishing the batch: {error}"))?;
         let mut pending = std::mem::take(&mut self.pending);
         if let Some(filter) = &self.filter {
             let keys: Vec<u64> = pending.accepted.iter().map(|(_, key)| *key).collect();
