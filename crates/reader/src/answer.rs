@@ -20,7 +20,7 @@ use crate::ReaderError;
 use crate::batch::PartitionKey;
 use crate::cursor::IncomingRecord;
 use crate::fault::Fault;
-use crate::kpl::HashKeyRange;
+use crate::kpl::{self, HashKeyRange};
 use crate::lineage::ShardInfo;
 use crate::position::SequenceNumber;
 
@@ -49,15 +49,16 @@ pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault>
     let mut payloads = Vec::with_capacity(decoded_len);
     let mut ends = Vec::with_capacity(wire.records.len());
     for record in &wire.records {
+        let start = payloads.len();
         base64_simd::STANDARD
             .decode_append(&record.data, &mut payloads)
             .map_err(|e| invalid(format!("record {}: Data is not base64: {e}", record.sequence_number)))?;
-        ends.push(payloads.len());
+        ends.push((payloads.len(), payloads[start..].starts_with(&kpl::MAGIC)));
     }
     let payloads = Bytes::from(payloads);
     let mut start = 0;
     let mut records = Vec::with_capacity(wire.records.len());
-    for (record, end) in wire.records.iter().zip(ends) {
+    for (record, (end, kpl_magic)) in wire.records.iter().zip(ends) {
         records.push(IncomingRecord {
             sequence_number: SequenceNumber::new(&record.sequence_number).map_err(|e| invalid(e.to_string()))?,
             partition_key: PartitionKey::from(record.partition_key.as_ref()),
@@ -65,6 +66,7 @@ pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault>
                 .arrival
                 .and_then(|seconds| DateTime::<Utc>::from_timestamp_micros((seconds * 1e6).round() as i64)),
             data: payloads.slice(start..end),
+            kpl_magic,
         });
         start = end;
     }
@@ -553,6 +555,17 @@ mod tests {
         assert!(record.arrival_time.is_none());
         assert!(answer.next_shard_iterator.is_none() && answer.millis_behind_latest.is_none());
         assert!(answer.children.is_empty());
+    }
+
+    #[test]
+    fn payloads_that_start_like_kpl_aggregates_are_marked_where_decoded() {
+        let aggregate_like = base64_simd::STANDARD.encode_to_string([&kpl::MAGIC[..], b"rest"].concat());
+        let body = format!(
+            r#"{{"Records":[{{"SequenceNumber":"1","Data":"{aggregate_like}","PartitionKey":"k"}},{{"SequenceNumber":"2","Data":"eyJpZCI6MX0=","PartitionKey":"k"}}]}}"#
+        );
+        let answer = parse_answer(body.as_bytes(), "s").expect("parses");
+        let marks: Vec<bool> = answer.records.iter().map(|record| record.kpl_magic).collect();
+        assert_eq!(marks, [true, false]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl<const N: usize> CompactStr<N> {
 
 impl<const N: usize> CompactStr<N> {
     /// The UTF-8 bytes, unchecked: what comparisons and hashes need.
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             CompactStr::Inline { len, bytes } => &bytes[..usize::from(*len)],
             CompactStr::Shared(text) => text.as_bytes(),

@@ -25,6 +25,9 @@ pub(crate) struct IncomingRecord {
     pub(crate) partition_key: PartitionKey,
     pub(crate) arrival_time: Option<DateTime<Utc>>,
     pub(crate) data: Bytes,
+    /// The payload starts with the KPL magic: checked where it was decoded
+    /// (still in cache), not where it is handed on.
+    pub(crate) kpl_magic: bool,
 }
 
 impl IncomingRecord {
@@ -43,6 +46,7 @@ impl IncomingRecord {
             sequence_number,
             partition_key: PartitionKey::from(record.partition_key.as_str()),
             arrival_time: record.approximate_arrival_timestamp.and_then(to_chrono),
+            kpl_magic: record.data.as_ref().starts_with(&kpl::MAGIC),
             data: Bytes::from(record.data.into_inner()),
         })
     }
@@ -134,10 +138,11 @@ impl ShardCursor {
         // Sized once: a batch that grows record by record copies itself a dozen times.
         self.pending.reserve(records.len().min(self.max_batch_records).saturating_sub(self.pending.len()));
         for record in records {
-            let IncomingRecord { sequence_number, partition_key, arrival_time, data } = record;
+            let IncomingRecord { sequence_number, partition_key, arrival_time, data, kpl_magic } = record;
             let arrival_time = arrival_time.unwrap_or(read_at);
             newest_arrival = Some(arrival_time);
-            match kpl::unpack(&data) {
+            let unpacked = if kpl_magic { kpl::unpack(&data) } else { Unpacked::Plain };
+            match unpacked {
                 Unpacked::Aggregated(sub_records) => {
                     let count = sub_records.len() as u64;
                     for (index, sub_record) in (0u64..).zip(sub_records) {

@@ -34,9 +34,11 @@ impl SequenceNumber {
         self.0.as_str()
     }
 
-    fn significant_digits(&self) -> &str {
-        let trimmed = self.as_str().trim_start_matches('0');
-        if trimmed.is_empty() { "0" } else { trimmed }
+    /// The digits without leading zeros (`0` for zero), as bytes: compared once per record.
+    fn significant_digits(&self) -> &[u8] {
+        let digits = self.0.as_bytes();
+        let first = digits.iter().position(|&digit| digit != b'0').unwrap_or(digits.len());
+        if first == digits.len() { b"0" } else { &digits[first..] }
     }
 }
 
