@@ -170,6 +170,16 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
     let full = write_definition(dir.path(), "full", &stream_arn, Some(&text("/full_role")));
     let partial = write_definition(dir.path(), "partial", &stream_arn, Some(&text("/partial_role")));
     let foreign = write_definition(dir.path(), "foreign", &stream_arn, Some(&text("/foreign_role")));
+    let efo_definition = |name: &str, role: &str| {
+        let file = write_definition(dir.path(), name, &stream_arn, Some(&text(role)));
+        let text = std::fs::read_to_string(&file)
+            .expect("read")
+            .replace("format: json\n", "format: json\n      consumer: efo\n");
+        std::fs::write(&file, text).expect("write");
+        file
+    };
+    let pushed = efo_definition("pushed", "/efo_role");
+    let unseen = efo_definition("unseen", "/full_role");
     let produced = put_numbered(&emulators.moto_auth, &stream_arn, 40).await;
 
     moto_iam(&emulators, &["-", "0"]);
@@ -184,6 +194,18 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
     let out = stdout(&output);
     assert!(out.starts_with("ACCESS_DENIED partial.kinesis.stream_arn: `kinesis:GetRecords` was refused"), "{out}");
     assert!(out.contains("HTTP 403"), "{out}");
+
+    // Enhanced fan-out is checked for what it uses: no GetRecords, but DescribeStreamConsumer
+    // (a consumer not registered yet passes).
+    let output = tributary(&["validate", "--live", pushed.to_str().expect("utf-8")], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let output = tributary(&["validate", "--live", unseen.to_str().expect("utf-8")], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(
+        out.starts_with("ACCESS_DENIED unseen.kinesis.consumer: `kinesis:DescribeStreamConsumer` was refused"),
+        "{out}"
+    );
 
     let output = tributary(&["validate", "--live", foreign.to_str().expect("utf-8")], &env);
     assert_eq!(output.status.code(), Some(1));

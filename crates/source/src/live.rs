@@ -7,10 +7,14 @@
 //!    ([AssumeRole](https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html));
 //! 2. with those credentials, [`DescribeStreamSummary`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_DescribeStreamSummary.html):
 //!    the stream exists and is `ACTIVE` or `UPDATING`;
-//! 3. [`ListShards`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_ListShards.html),
-//!    [`GetShardIterator`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetShardIterator.html) and
-//!    [`GetRecords`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetRecords.html):
-//!    each call proves one IAM action the reader needs.
+//! 3. [`ListShards`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_ListShards.html), then
+//!    for polling [`GetShardIterator`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetShardIterator.html) and
+//!    [`GetRecords`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetRecords.html),
+//!    for enhanced fan-out [`DescribeStreamConsumer`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_DescribeStreamConsumer.html)
+//!    (a consumer not registered yet is fine: the worker registers it): each
+//!    call proves one IAM action the reader needs. `RegisterStreamConsumer` and
+//!    `SubscribeToShard` cannot be tried without registering a consumer, so
+//!    they are not.
 //!
 //! A refusal is classified by HTTP status as well as by error code: some
 //! peers (and proxies) answer a denied call with a 403 whose body is not the
@@ -26,7 +30,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::aws::ClientFactory;
-use crate::definition::{AssumeRole, Source};
+use crate::definition::{AssumeRole, Consumer, Source};
 use crate::error::{ErrorCode, ValidationError};
 
 pub use crate::aws::DEFAULT_TIMEOUT;
@@ -35,6 +39,8 @@ pub use crate::aws::DEFAULT_TIMEOUT;
 const ROLE_FIELD: &str = "kinesis.role_arn";
 /// Field path of errors about the stream.
 const STREAM_FIELD: &str = "kinesis.stream_arn";
+/// Field path of errors about the stream consumer (enhanced fan-out).
+const CONSUMER_FIELD: &str = "kinesis.consumer";
 
 /// Runs every live check for `source` within `timeout`; `Ok` when the stream
 /// can be read, else the one error that stopped the checks.
@@ -111,6 +117,17 @@ async fn run_checks(factory: &ClientFactory, source: &Source) -> Result<(), Fail
             message: format!("stream `{stream_arn}` lists no shards"),
         });
     };
+
+    if let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer {
+        return match kinesis.describe_stream_consumer().stream_arn(stream_arn).consumer_name(consumer_name).send().await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if classify(&error) == Class::NotFound => Ok(()),
+            Err(error) => {
+                Err(Failure { field: CONSUMER_FIELD, ..kinesis_failure(&error, "kinesis:DescribeStreamConsumer") })
+            }
+        };
+    }
 
     let iterator = kinesis
         .get_shard_iterator()
