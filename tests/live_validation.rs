@@ -59,7 +59,7 @@ async fn a_reader_role_with_a_source_identity_is_assumed_with_it() {
     };
     let settings = AwsSettings { sts_endpoint_url: Some(emulators.moto.clone()), ..AwsSettings::default() };
     let factory = ClientFactory::load(settings, Duration::from_secs(10)).await;
-    let credentials = factory.role_credentials(&role).await.provide_credentials().await.expect("assumed");
+    let credentials = factory.role_credentials(&role, "us-east-1").await.provide_credentials().await.expect("assumed");
     assert!(credentials.session_token().is_some(), "an assumed role's credentials carry a session token");
 
     // What moto received: the AssumeRole call, with the source identity and the rest of the role.

@@ -215,52 +215,45 @@ impl<'a> Scanner<'a> {
 
     /// `{ "key": value, ... }`; `field` reads each value.
     fn object(&mut self, mut field: impl FnMut(&mut Self, &[u8]) -> Result<(), Garbled>) -> Result<(), Garbled> {
-        self.whitespace();
-        self.expect(b'{')?;
-        self.whitespace();
-        if self.next_is(b'}') {
-            self.at += 1;
-            return Ok(());
-        }
-        loop {
-            self.whitespace();
-            let key = self.string_bytes()?;
-            self.whitespace();
-            self.expect(b':')?;
-            self.whitespace();
-            field(self, &key)?;
-            self.whitespace();
-            match self.bytes.get(self.at) {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return self.garbled("expected , or }"),
-            }
-        }
+        self.delimited(b'{', b'}', |scanner| {
+            let key = scanner.string_bytes()?;
+            scanner.whitespace();
+            scanner.expect(b':')?;
+            scanner.whitespace();
+            field(scanner, &key)
+        })
     }
 
     /// `[ item, ... ]`; `item` reads each one.
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), Garbled>) -> Result<(), Garbled> {
+    fn array(&mut self, item: impl FnMut(&mut Self) -> Result<(), Garbled>) -> Result<(), Garbled> {
+        self.delimited(b'[', b']', item)
+    }
+
+    /// `open` entries separated by commas `close`, each read by `entry`.
+    fn delimited(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut entry: impl FnMut(&mut Self) -> Result<(), Garbled>,
+    ) -> Result<(), Garbled> {
         self.whitespace();
-        self.expect(b'[')?;
+        self.expect(open)?;
         self.whitespace();
-        if self.next_is(b']') {
+        if self.next_is(close) {
             self.at += 1;
             return Ok(());
         }
         loop {
             self.whitespace();
-            item(self)?;
+            entry(self)?;
             self.whitespace();
             match self.bytes.get(self.at) {
                 Some(b',') => self.at += 1,
-                Some(b']') => {
+                Some(&byte) if byte == close => {
                     self.at += 1;
                     return Ok(());
                 }
-                _ => return self.garbled("expected , or ]"),
+                _ => return self.garbled(if close == b'}' { "expected , or }" } else { "expected , or ]" }),
             }
         }
     }

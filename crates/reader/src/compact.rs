@@ -38,9 +38,7 @@ impl<const N: usize> CompactStr<N> {
             CompactStr::Shared(text) => text,
         }
     }
-}
 
-impl<const N: usize> CompactStr<N> {
     /// The UTF-8 bytes, unchecked: what comparisons and hashes need.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {

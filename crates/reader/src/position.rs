@@ -1,8 +1,9 @@
 //! Where a shard has been read up to: sequence numbers and checkpoint positions.
 
-use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 
 use crate::compact::CompactStr;
 

@@ -155,7 +155,7 @@ impl Supervisor {
     /// failure is logged, not fatal: the consumer can be deregistered by hand.
     async fn deregister(&self, source: &str, consumer: &StreamConsumer) {
         let credentials = match &consumer.role {
-            Some(role) => Some(self.context.aws.role_credentials(role).await),
+            Some(role) => Some(self.context.aws.role_credentials(role, &consumer.region).await),
             None => None,
         };
         let client = self.context.aws.kinesis(&consumer.region, credentials);

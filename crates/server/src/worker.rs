@@ -228,7 +228,7 @@ pub(crate) async fn run(
     let decoder = Decoder::new(source, registry).map_err(|error| format!("compiling the decoder: {error}"))?;
     let decoder = Arc::new(Mutex::new(decoder));
     let credentials = match &source.kinesis.role {
-        Some(role) => Some(context.aws.role_credentials(role).await),
+        Some(role) => Some(context.aws.role_credentials(role, source.kinesis.stream_arn.region()).await),
         None => None,
     };
     let client = context.aws.kinesis(source.kinesis.stream_arn.region(), credentials);

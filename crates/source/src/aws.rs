@@ -137,21 +137,20 @@ impl ClientFactory {
 
     /// Credentials of `role`, assumed with the base credentials and renewed
     /// before they expire (for long-running readers; the live checks call STS
-    /// themselves to classify its answers).
-    pub async fn role_credentials(&self, role: &crate::AssumeRole) -> SharedCredentialsProvider {
+    /// themselves to classify its answers). STS is asked in the base
+    /// configuration's region, else in `stream_region`.
+    pub async fn role_credentials(&self, role: &crate::AssumeRole, stream_region: &str) -> SharedCredentialsProvider {
+        let region = self.base.region().cloned().unwrap_or_else(|| Region::new(stream_region.to_owned()));
         if role.source_identity.is_some() {
-            // aws-config's provider cannot pass a source identity; the role's region is the base's.
-            let region = self.base.region().map_or_else(|| "us-east-1".to_owned(), |region| region.to_string());
-            let sts = self.sts(&region, None);
+            // aws-config's provider cannot pass a source identity.
+            let sts = self.sts(region.as_ref(), None);
             return SharedCredentialsProvider::new(SourceIdentityRole::new(sts, role.clone()));
         }
-        let mut builder =
-            AssumeRoleProvider::builder(role.role_arn.to_string()).session_name(role.session_name.clone());
+        let mut builder = AssumeRoleProvider::builder(role.role_arn.to_string())
+            .session_name(role.session_name.clone())
+            .region(region);
         if let Some(external_id) = &role.external_id {
             builder = builder.external_id(external_id.clone());
-        }
-        if let Some(region) = self.base.region() {
-            builder = builder.region(region.clone());
         }
         let mut base = self.base.clone();
         if let Some(endpoint) = &self.settings.sts_endpoint_url {
