@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use base64::Engine as _;
 use chrono::Utc;
 use clap::Args;
@@ -68,13 +69,10 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
     let mut decoder = Decoder::new(source, None).map_err(|e| format!("source `{}`: {e}", source.name))?;
 
     let input = File::open(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
-    let mut writer = match &args.output {
-        Some(path) => {
-            let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let properties = writer_properties(&decoder.schema()).map_err(|e| e.to_string())?;
-            Some(ArrowWriter::try_new(file, decoder.schema(), Some(properties)).map_err(|e| e.to_string())?)
-        }
-        None => None,
+    // The writer starts with the first batch, whose values choose the columns' encodings.
+    let mut output = match &args.output {
+        Some(path) => Output::Unstarted(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => Output::None,
     };
     let mut errors = match &args.errors {
         Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)),
@@ -83,16 +81,11 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
 
     let arrival = Utc::now().timestamp_micros();
     let (mut rows, mut rejected) = (0u64, 0u64);
-    let mut flush = |decoder: &mut Decoder,
-                     writer: &mut Option<ArrowWriter<File>>,
-                     errors: &mut Option<BufWriter<File>>|
-     -> Result<(), String> {
+    let mut flush = |decoder: &mut Decoder, output: &mut Output, errors: &mut Option<BufWriter<File>>| {
         let DecodedBatch { batch, rejections } = decoder.flush().map_err(|e| e.to_string())?;
         rows += batch.num_rows() as u64;
         rejected += rejections.len() as u64;
-        if let Some(writer) = writer {
-            writer.write(&batch).map_err(|e| e.to_string())?;
-        }
+        output.write(&batch)?;
         if let Some(out) = errors {
             for rejection in rejections {
                 let line = serde_json::json!({
@@ -105,7 +98,7 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
                 writeln!(out, "{line}").map_err(|e| e.to_string())?;
             }
         }
-        Ok(())
+        Ok::<(), String>(())
     };
 
     let mut base64_failures = 0u64;
@@ -142,7 +135,7 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
         loop {
             match decoder.decode(&payload, &meta) {
                 Ok(_) => break,
-                Err(DecodeError::BatchFull) => flush(&mut decoder, &mut writer, &mut errors)?,
+                Err(DecodeError::BatchFull) => flush(&mut decoder, &mut output, &mut errors)?,
                 Err(e @ DecodeError::RegistryUnavailable(_)) if attempt + 1 < REGISTRY_ATTEMPTS => {
                     attempt += 1;
                     eprintln!("warning: line {number}: {e}; retrying");
@@ -152,17 +145,41 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
             }
         }
         if decoder.len() + decoder.rejected() >= BATCH_ROWS {
-            flush(&mut decoder, &mut writer, &mut errors)?;
+            flush(&mut decoder, &mut output, &mut errors)?;
         }
     }
-    flush(&mut decoder, &mut writer, &mut errors)?;
-    if let Some(writer) = writer {
+    flush(&mut decoder, &mut output, &mut errors)?;
+    if let Output::Started(writer) = output {
         writer.close().map_err(|e| e.to_string())?;
     }
     if let Some(mut out) = errors {
         out.flush().map_err(|e| e.to_string())?;
     }
     Ok((rows, rejected + base64_failures))
+}
+
+/// Where accepted rows go.
+enum Output {
+    None,
+    /// The file, before the first batch.
+    Unstarted(File),
+    Started(ArrowWriter<File>),
+}
+
+impl Output {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let mut writer = match std::mem::replace(self, Output::None) {
+            Output::None => return Ok(()),
+            Output::Unstarted(file) => {
+                let properties = writer_properties(batch).map_err(|e| e.to_string())?;
+                ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(|e| e.to_string())?
+            }
+            Output::Started(writer) => writer,
+        };
+        let written = writer.write(batch).map_err(|e| e.to_string());
+        *self = Output::Started(writer);
+        written
+    }
 }
 
 /// A payload as text when it is UTF-8, else base64.

@@ -10,9 +10,11 @@
 
 mod dataset;
 mod error_rows;
+mod properties;
 
-pub use dataset::{DatasetWriter, ROW_GROUP_ROWS, writer_properties};
+pub use dataset::DatasetWriter;
 pub use error_rows::{PAYLOAD_CAP, error_rows};
+pub use properties::{ROW_GROUP_ROWS, writer_properties};
 
 /// Why a dataset file could not be written or cleaned up.
 #[derive(Debug, thiserror::Error)]
