@@ -42,17 +42,19 @@ mod metrics;
 mod polling;
 mod position;
 mod reader;
+mod route;
 mod shard;
+mod shard_iterator;
 mod signing;
 
 pub use batch::{PartitionKey, Record, ShardBatch};
 pub use checkpoint::{CheckpointError, CheckpointFuture, CheckpointStore, MemoryCheckpointStore, ShardAdvance};
 pub use config::{ConsumerKind, ReaderConfig};
-pub use get_records::USER_AGENT;
 pub use lineage::ShardInfo;
 pub use metrics::{ShardMetricsSnapshot, SourceMetrics};
 pub use position::{InvalidSequenceNumber, RecordPosition, SequenceNumber, ShardCheckpoint, StartPosition};
 pub use reader::{ReadTarget, Reader};
+pub use route::USER_AGENT;
 
 /// Why a reader stopped.
 #[derive(Debug, thiserror::Error)]

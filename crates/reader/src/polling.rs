@@ -2,17 +2,14 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_smithy_types::DateTime as SmithyDateTime;
-
 use crate::ReaderError;
 use crate::answer::Answer;
 use crate::cursor::{Resume, ShardCursor};
-use crate::fault::{Backoff, Fault, classify};
+use crate::fault::{Backoff, Fault};
 use crate::get_records::get_records;
 use crate::lineage::ShardInfo;
-use crate::position::StartPosition;
 use crate::shard::{ShardEnd, ShardTask};
+use crate::shard_iterator::get_shard_iterator;
 
 /// Reads the shard until it is finished (or the reader stops).
 pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<ShardEnd, ReaderError> {
@@ -23,9 +20,10 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
     loop {
         let current = match iterator.take() {
             Some(iterator) => iterator,
-            None => match shard_iterator(&task, &cursor.resume()).await {
-                Ok(iterator) => iterator,
-                Err(fault) => {
+            None => match iterator_call(&task, &cursor.resume()).await {
+                Some(Ok(iterator)) => iterator,
+                None => return Ok(ShardEnd::Stopped),
+                Some(Err(fault)) => {
                     wait_out(fault, &mut backoff, &cursor, &task.shard).await?;
                     continue;
                 }
@@ -39,7 +37,7 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
             };
             let call = get_records(
                 &task.client,
-                &task.get_records_route,
+                &task.route,
                 &task.stream_arn,
                 &current,
                 config.records_per_call,
@@ -92,6 +90,13 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
     }
 }
 
+/// A `GetShardIterator` call, within the reader's call permits like `GetRecords`
+/// (which also bounds the connections a reader opens); `None` when the reader stops.
+async fn iterator_call(task: &ShardTask, resume: &Resume) -> Option<Result<String, Fault>> {
+    let _permit = task.call_permits.acquire().await.ok()?;
+    Some(get_shard_iterator(task, resume).await)
+}
+
 /// Idle polls wake on a shared 250 ms grid: the caught-up shards of a reader
 /// then poll together, one wake-up of the process for many calls instead of one each.
 fn idle_tick(at: tokio::time::Instant) -> tokio::time::Instant {
@@ -101,30 +106,6 @@ fn idle_tick(at: tokio::time::Instant) -> tokio::time::Instant {
     let since = at.saturating_duration_since(epoch);
     let ticks = since.as_nanos().div_ceil(GRID.as_nanos());
     epoch + GRID * u32::try_from(ticks).unwrap_or(u32::MAX)
-}
-
-async fn shard_iterator(task: &ShardTask, resume: &Resume) -> Result<String, Fault> {
-    let mut request =
-        task.client.get_shard_iterator().stream_arn(task.stream_arn.as_ref()).shard_id(&task.shard.shard_id);
-    request = match resume {
-        Resume::After(sequence_number) => request
-            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-            .starting_sequence_number(sequence_number.as_str()),
-        Resume::Start(StartPosition::TrimHorizon) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-        Resume::Start(StartPosition::AtTimestamp(at)) => request
-            .shard_iterator_type(ShardIteratorType::AtTimestamp)
-            .timestamp(SmithyDateTime::from_millis(at.timestamp_millis())),
-    };
-    match tokio::time::timeout(task.config.call_timeout, request.send()).await {
-        Ok(Ok(output)) => output.shard_iterator.ok_or_else(|| {
-            Fault::Fatal(ReaderError::InvalidResponse {
-                shard_id: task.shard.shard_id.clone(),
-                detail: "GetShardIterator answered without an iterator".to_owned(),
-            })
-        }),
-        Ok(Err(error)) => Err(classify(&error, "GetShardIterator", &task.shard.shard_id)),
-        Err(_elapsed) => Err(Fault::Transient("GetShardIterator timed out".to_owned())),
-    }
 }
 
 /// Waits after a passing fault (counting it), or returns a fatal one.

@@ -18,10 +18,10 @@ use crate::config::{ConsumerKind, ReaderConfig};
 use crate::cursor::{BatchSender, ShardCursor};
 use crate::efo::register_consumer;
 use crate::fault::{Backoff, Fault, classify};
-use crate::get_records::{LearnRoute, RouteCell};
 use crate::lineage::{ShardGraph, ShardInfo};
 use crate::metrics::SourceMetrics;
 use crate::position::{ShardCheckpoint, StartPosition};
+use crate::route::{LearnRoute, RouteCell};
 use crate::shard::{self, ShardEnd, ShardTask, shard_info};
 
 /// Reads every shard of one stream for one source.
@@ -58,14 +58,14 @@ impl Reader {
     ) -> Reader {
         // One retry layer only: ours, which counts throttles and rebuilds iterators; and
         // one stall guard: our per-call timeout (the SDK's polls a check per body frame).
-        let get_records_route = RouteCell::default();
+        let route = RouteCell::default();
         let config_builder = client
             .config()
             .to_builder()
             .retry_config(RetryConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .interceptor(LearnRoute {
-                cell: Arc::clone(&get_records_route),
+                cell: Arc::clone(&route),
                 region: client.config().region().map(|region| region.to_string()),
             });
         let client = aws_sdk_kinesis::Client::from_conf(config_builder.build());
@@ -73,7 +73,7 @@ impl Reader {
         let metrics = Arc::new(SourceMetrics::default());
         let coordinator = Coordinator {
             client,
-            get_records_route,
+            route,
             call_permits: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
             stream_arn: Arc::from(target.stream_arn.as_str()),
             target,
@@ -111,7 +111,7 @@ impl Drop for Reader {
 
 struct Coordinator {
     client: aws_sdk_kinesis::Client,
-    get_records_route: RouteCell,
+    route: RouteCell,
     call_permits: Arc<Semaphore>,
     stream_arn: Arc<str>,
     target: ReadTarget,
@@ -203,7 +203,7 @@ impl Coordinator {
             shard: info,
             config: Arc::clone(&self.config),
             consumer_arn,
-            get_records_route: Arc::clone(&self.get_records_route),
+            route: Arc::clone(&self.route),
             call_permits: Arc::clone(&self.call_permits),
         };
         tasks.spawn(shard::run(task, cursor));

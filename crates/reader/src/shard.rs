@@ -8,9 +8,9 @@ use tokio::sync::Semaphore;
 use crate::ReaderError;
 use crate::config::{ConsumerKind, ReaderConfig};
 use crate::cursor::ShardCursor;
-use crate::get_records::RouteCell;
 use crate::kpl::HashKeyRange;
 use crate::lineage::ShardInfo;
+use crate::route::RouteCell;
 use crate::{efo, polling};
 
 /// Everything a shard consumer needs besides its cursor.
@@ -21,9 +21,9 @@ pub(crate) struct ShardTask {
     pub(crate) config: Arc<ReaderConfig>,
     /// The registered stream consumer, for enhanced fan-out.
     pub(crate) consumer_arn: Option<Arc<str>>,
-    /// Where `GetRecords` calls go without the SDK, once learned.
-    pub(crate) get_records_route: RouteCell,
-    /// Permits for `GetRecords` calls, shared by the reader's shards.
+    /// Where `GetRecords` and `GetShardIterator` calls go without the SDK, once learned.
+    pub(crate) route: RouteCell,
+    /// Permits for `GetRecords` and `GetShardIterator` calls, shared by the reader's shards.
     pub(crate) call_permits: Arc<Semaphore>,
 }
 

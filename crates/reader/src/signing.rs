@@ -1,6 +1,6 @@
-//! SigV4 for the reader's own `GetRecords` call.
+//! SigV4 for the reader's own `GetRecords` and `GetShardIterator` calls.
 //!
-//! The request has one fixed shape (`POST /`, four or five headers, a small
+//! The requests have one fixed shape (`POST /`, four or five headers, a small
 //! JSON body), so its canonical form is written directly instead of through
 //! a general signer, which canonicalizes every header and query of every
 //! request (a measured 35 µs per call, as much as the rest of an idle poll).
@@ -19,8 +19,32 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 pub(crate) const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-pub(crate) const TARGET: &str = "Kinesis_20131202.GetRecords";
 const SERVICE: &str = "kinesis";
+
+/// The calls the reader makes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    GetRecords,
+    GetShardIterator,
+}
+
+impl Operation {
+    /// The operation's name, as in errors and metrics.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Operation::GetRecords => "GetRecords",
+            Operation::GetShardIterator => "GetShardIterator",
+        }
+    }
+
+    /// Its `X-Amz-Target` header.
+    pub(crate) fn target(self) -> &'static str {
+        match self {
+            Operation::GetRecords => "Kinesis_20131202.GetRecords",
+            Operation::GetShardIterator => "Kinesis_20131202.GetShardIterator",
+        }
+    }
+}
 
 /// The values that sign one request, for its headers.
 #[derive(Debug)]
@@ -31,8 +55,8 @@ pub(crate) struct Signed {
     pub(crate) authorization: String,
 }
 
-/// Signs `GetRecords` requests to one host in one region.
-pub(crate) struct GetRecordsSigner {
+/// Signs the reader's requests to one host in one region.
+pub(crate) struct Signer {
     region: String,
     host: String,
     key: Mutex<Option<CachedKey>>,
@@ -46,21 +70,21 @@ struct CachedKey {
     key: Vec<u8>,
 }
 
-impl fmt::Debug for GetRecordsSigner {
+impl fmt::Debug for Signer {
     // No key material in logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GetRecordsSigner").field("region", &self.region).field("host", &self.host).finish()
+        f.debug_struct("Signer").field("region", &self.region).field("host", &self.host).finish()
     }
 }
 
-impl GetRecordsSigner {
+impl Signer {
     /// `host` is the `Host` header as sent (with the port when not the scheme's default).
-    pub(crate) fn new(region: String, host: String) -> GetRecordsSigner {
-        GetRecordsSigner { region, host, key: Mutex::new(None) }
+    pub(crate) fn new(region: String, host: String) -> Signer {
+        Signer { region, host, key: Mutex::new(None) }
     }
 
-    /// Signs a `POST /` with `body`, the fixed content type and target, at `now`.
-    pub(crate) fn sign(&self, credentials: &Credentials, body: &[u8], now: SystemTime) -> Signed {
+    /// Signs a `POST /` of `operation` with `body` and the fixed content type, at `now`.
+    pub(crate) fn sign(&self, credentials: &Credentials, operation: Operation, body: &[u8], now: SystemTime) -> Signed {
         let time: DateTime<Utc> = now.into();
         let amz_date = time.format("%Y%m%dT%H%M%SZ").to_string();
         let date = &amz_date[..8];
@@ -81,7 +105,8 @@ impl GetRecordsSigner {
         } else {
             "content-type;host;x-amz-date;x-amz-target"
         };
-        let _ = write!(canonical, "x-amz-target:{TARGET}\n\n{signed_headers}\n{}", hex::encode(Sha256::digest(body)));
+        let target = operation.target();
+        let _ = write!(canonical, "x-amz-target:{target}\n\n{signed_headers}\n{}", hex::encode(Sha256::digest(body)));
 
         let scope = format!("{date}/{}/{SERVICE}/aws4_request", self.region);
         let string_to_sign =
@@ -126,7 +151,13 @@ mod tests {
     use super::*;
 
     /// The `Authorization` aws-sigv4 computes for the same request.
-    fn reference(credentials: &Credentials, host: &str, body: &[u8], now: SystemTime) -> (String, String) {
+    fn reference(
+        credentials: &Credentials,
+        host: &str,
+        operation: Operation,
+        body: &[u8],
+        now: SystemTime,
+    ) -> (String, String) {
         let identity = Identity::from(credentials.clone());
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -137,7 +168,7 @@ mod tests {
             .build()
             .expect("params")
             .into();
-        let headers = [("content-type", CONTENT_TYPE), ("host", host), ("x-amz-target", TARGET)];
+        let headers = [("content-type", CONTENT_TYPE), ("host", host), ("x-amz-target", operation.target())];
         let signable =
             SignableRequest::new("POST", format!("http://{host}/"), headers.into_iter(), SignableBody::Bytes(body))
                 .expect("signable");
@@ -153,7 +184,7 @@ mod tests {
     fn signatures_match_aws_sigv4() {
         let body = br#"{"ShardIterator":"AAAA/+==","Limit":10000,"StreamARN":"arn:aws:kinesis:eu-west-1:1:stream/s"}"#;
         let host = "kinesis.eu-west-1.amazonaws.com";
-        let signer = GetRecordsSigner::new("eu-west-1".into(), host.into());
+        let signer = Signer::new("eu-west-1".into(), host.into());
         let keys = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "test");
         let session =
             Credentials::new("ASIAEXAMPLE", "c2VjcmV0", Some("FwoGZXIvYXdzEJr//token+/=".into()), None, "test");
@@ -165,29 +196,33 @@ mod tests {
             (&keys, day + Duration::from_secs(86_400)),
             (&session, day + Duration::from_secs(86_401)),
         ] {
-            let signed = signer.sign(credentials, body, now);
-            let (authorization, amz_date) = reference(credentials, host, body, now);
+            let signed = signer.sign(credentials, Operation::GetRecords, body, now);
+            let (authorization, amz_date) = reference(credentials, host, Operation::GetRecords, body, now);
             assert_eq!(signed.authorization, authorization);
             assert_eq!(signed.amz_date, amz_date);
         }
-        let with_token = signer.sign(&session, body, day);
+        let iterator = br#"{"StreamARN":"arn:aws:kinesis:eu-west-1:1:stream/s","ShardId":"shardId-000000000001","ShardIteratorType":"AFTER_SEQUENCE_NUMBER","StartingSequenceNumber":"49590338271490256608559692538361571095921575989136588898"}"#;
+        let signed = signer.sign(&session, Operation::GetShardIterator, iterator, day);
+        let (authorization, _) = reference(&session, host, Operation::GetShardIterator, iterator, day);
+        assert_eq!(signed.authorization, authorization);
+        let with_token = signer.sign(&session, Operation::GetRecords, body, day);
         assert!(with_token.authorization.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;"));
     }
 
     #[test]
     fn a_host_with_a_port_is_signed_as_sent() {
-        let signer = GetRecordsSigner::new("eu-west-1".into(), "127.0.0.1:4567".into());
+        let signer = Signer::new("eu-west-1".into(), "127.0.0.1:4567".into());
         let keys = Credentials::new("AKID", "secret", None, None, "test");
         let now = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let (authorization, _) = reference(&keys, "127.0.0.1:4567", b"{}", now);
-        assert_eq!(signer.sign(&keys, b"{}", now).authorization, authorization);
+        let (authorization, _) = reference(&keys, "127.0.0.1:4567", Operation::GetRecords, b"{}", now);
+        assert_eq!(signer.sign(&keys, Operation::GetRecords, b"{}", now).authorization, authorization);
     }
 
     #[test]
     fn debug_output_holds_no_key_material() {
-        let signer = GetRecordsSigner::new("eu-west-1".into(), "h".into());
+        let signer = Signer::new("eu-west-1".into(), "h".into());
         let keys = Credentials::new("AKID", "very-secret", None, None, "test");
-        let _ = signer.sign(&keys, b"{}", SystemTime::now());
+        let _ = signer.sign(&keys, Operation::GetRecords, b"{}", SystemTime::now());
         let printed = format!("{signer:?}");
         assert!(!printed.contains("very-secret") && !printed.contains("AKID"), "{printed}");
     }

@@ -32,6 +32,8 @@ struct Proxy {
     throttled: AtomicUsize,
     /// The user agent of each GetRecords call.
     get_records_agents: Mutex<Vec<String>>,
+    /// The user agent of each GetShardIterator call.
+    iterator_agents: Mutex<Vec<String>>,
     random: Mutex<fastrand::Rng>,
 }
 
@@ -50,11 +52,13 @@ impl Proxy {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return Ok(aws_error(StatusCode::BAD_REQUEST, "BadRequest", "unreadable body")),
         };
-        let is_get_records =
-            parts.headers.get("x-amz-target").is_some_and(|target| target.as_bytes().ends_with(b".GetRecords"));
+        let target = parts.headers.get("x-amz-target").map(|target| target.as_bytes()).unwrap_or_default();
+        let agent = parts.headers.get("user-agent").and_then(|agent| agent.to_str().ok()).unwrap_or_default();
+        if target.ends_with(b".GetShardIterator") {
+            self.iterator_agents.lock().push(agent.to_owned());
+        }
         let mut slow = false;
-        if is_get_records {
-            let agent = parts.headers.get("user-agent").and_then(|agent| agent.to_str().ok()).unwrap_or_default();
+        if target.ends_with(b".GetRecords") {
             self.get_records_agents.lock().push(agent.to_owned());
             let call = self.get_records_calls.fetch_add(1, Ordering::SeqCst);
             match call {
@@ -106,6 +110,7 @@ async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
         get_records_calls: AtomicUsize::new(0),
         throttled: AtomicUsize::new(0),
         get_records_agents: Mutex::new(Vec::new()),
+        iterator_agents: Mutex::new(Vec::new()),
         random: Mutex::new(fastrand::Rng::with_seed(7)),
     });
     let serving = Arc::clone(&proxy);
@@ -155,4 +160,9 @@ async fn throttling_expiry_5xx_and_timeouts_lose_and_repeat_nothing() {
     // Every GetRecords was the reader's own signed call, not the SDK's (which follows GetShardIterator).
     let agents = proxy.get_records_agents.lock();
     assert!(agents.iter().all(|agent| agent == USER_AGENT), "{agents:?}");
+    // So was every GetShardIterator after the first of each shard (the SDK's, which teach the route):
+    // the expired, failed and timed-out calls were resumed through our own.
+    let iterator_agents = proxy.iterator_agents.lock();
+    let ours = iterator_agents.iter().filter(|agent| *agent == USER_AGENT).count();
+    assert!(iterator_agents.len() - ours <= 2 && ours >= 3, "{iterator_agents:?}");
 }
