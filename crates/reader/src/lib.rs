@@ -36,6 +36,7 @@ mod cursor;
 mod efo;
 mod fault;
 mod get_records;
+mod http1;
 pub mod kpl;
 mod lineage;
 mod metrics;
@@ -46,6 +47,7 @@ mod route;
 mod shard;
 mod shard_iterator;
 mod signing;
+mod transport;
 
 pub use batch::{PartitionKey, Record, ShardBatch};
 pub use checkpoint::{CheckpointError, CheckpointFuture, CheckpointStore, MemoryCheckpointStore, ShardAdvance};

@@ -35,7 +35,9 @@ use serde::Deserialize;
 
 use crate::ReaderError;
 use crate::fault::{Fault, classify_refusal, innermost_cause};
+use crate::http1;
 use crate::signing::{CONTENT_TYPE, Operation, Signer};
+use crate::transport::{Connect, PlainTcp, Tls, system_config};
 
 /// Names our calls in AWS' request logs (and tells tests which path made a call).
 pub const USER_AGENT: &str = concat!("tributary-reader/", env!("CARGO_PKG_VERSION"));
@@ -55,6 +57,8 @@ pub(crate) struct DirectRoute {
     host: HeaderValue,
     signer: Signer,
     connector: SharedHttpConnector,
+    /// Our own client; `None` when calls go through the SDK's connector.
+    http: Option<http1::Client>,
     identity_resolver: SharedIdentityResolver,
     identity_cache: SharedIdentityCache,
     components: RuntimeComponents,
@@ -105,11 +109,13 @@ impl Intercept for LearnRoute {
         };
         let signer = Signer::new(region, authority.as_str().to_owned());
         let connector = http_client.http_connector(&HttpConnectorSettings::default(), runtime_components);
+        let http = own_client(&endpoint, proxy_configured());
         let _ = self.cell.set(DirectRoute {
             endpoint,
             host,
             signer,
             connector,
+            http,
             identity_resolver,
             identity_cache: runtime_components.identity_cache(),
             components: runtime_components.clone(),
@@ -119,10 +125,49 @@ impl Intercept for LearnRoute {
     }
 }
 
+/// Whether the environment names a proxy, which the SDK's client honours (ours does not).
+fn proxy_configured() -> bool {
+    const PROXY_VARIABLES: [&str; 6] =
+        ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+    PROXY_VARIABLES.iter().any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// Our own HTTP client for `endpoint`; `None` keeps the SDK's (behind a
+/// proxy, or without system root certificates for TLS).
+fn own_client(endpoint: &http::Uri, behind_proxy: bool) -> Option<http1::Client> {
+    if behind_proxy {
+        return None;
+    }
+    // An IPv6 literal keeps its brackets in the address, not in the certificate's name.
+    let host = endpoint.host()?;
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    let connector: Box<dyn Connect> = match endpoint.scheme_str()? {
+        "http" => Box::new(PlainTcp { address: format!("{host}:{}", endpoint.port_u16().unwrap_or(80)) }),
+        "https" => {
+            let address = format!("{host}:{}", endpoint.port_u16().unwrap_or(443));
+            Box::new(Tls::new(address, name, system_config()?).ok()?)
+        }
+        _ => return None,
+    };
+    Some(http1::Client::new(connector))
+}
+
 impl DirectRoute {
     /// Sends `operation` with the JSON `body`; the answer's body when Kinesis
     /// accepted the call, else the refusal as a [`Fault`].
     pub(crate) async fn call(&self, operation: Operation, body: Vec<u8>, shard_id: &str) -> Result<Vec<u8>, Fault> {
+        if let Some(http) = &self.http {
+            let head = self.head(operation, &body).await?;
+            let reply = http
+                .send(&head, &body)
+                .await
+                .map_err(|error| Fault::Transient(format!("{}: {error}", operation.name())))?;
+            return if reply.status == 200 {
+                Ok(reply.body)
+            } else {
+                Err(refusal(operation, reply.status, reply.error_type.as_deref(), &reply.body, shard_id))
+            };
+        }
         let request = self.signed_request(operation, body).await?;
         let response = self
             .connector
@@ -136,6 +181,31 @@ impl DirectRoute {
             .await
             .map_err(|error| Fault::Transient(format!("{}: reading the answer: {error}", operation.name())))?;
         if status == 200 { Ok(body) } else { Err(refusal(operation, status, error_type.as_deref(), &body, shard_id)) }
+    }
+
+    /// The request line and headers, signed, for our own client.
+    async fn head(&self, operation: Operation, body: &[u8]) -> Result<Vec<u8>, Fault> {
+        use std::fmt::Write as _;
+        let credentials = self.credentials(operation).await?;
+        let signed = self.signer.sign(&credentials, operation, body, SystemTime::now());
+        let mut head = String::with_capacity(640);
+        let _ = write!(
+            head,
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {}\r\nX-Amz-Date: {}\r\nAuthorization: {}\r\nUser-Agent: {USER_AGENT}\r\nContent-Length: {}\r\n",
+            self.signer.host(),
+            operation.target(),
+            signed.amz_date,
+            signed.authorization,
+            body.len(),
+        );
+        if let Some(token) = credentials.session_token() {
+            if token.contains(['\r', '\n']) {
+                return Err(Fault::Fatal(ReaderError::Internal("the session token is not a header value".to_owned())));
+            }
+            let _ = write!(head, "X-Amz-Security-Token: {token}\r\n");
+        }
+        head.push_str("\r\n");
+        Ok(head.into_bytes())
     }
 
     async fn signed_request(&self, operation: Operation, body: Vec<u8>) -> Result<HttpRequest, Fault> {
@@ -241,6 +311,22 @@ fn refusal(operation: Operation, status: u16, error_type: Option<&str>, body: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_client_serves_http_and_https_endpoints_unless_behind_a_proxy() {
+        let uri = |text: &str| text.parse::<http::Uri>().expect("uri");
+        let described = |client: Option<http1::Client>| client.map(|client| format!("{client:?}"));
+        let plain = described(own_client(&uri("http://127.0.0.1:4567"), false)).expect("plain HTTP");
+        assert!(plain.contains("PlainTcp") && plain.contains("127.0.0.1:4567"), "{plain}");
+        let ipv6 = described(own_client(&uri("http://[::1]:4567/"), false)).expect("IPv6");
+        assert!(ipv6.contains("[::1]:4567"), "{ipv6}");
+        if system_config().is_some() {
+            let tls = described(own_client(&uri("https://kinesis.eu-west-1.amazonaws.com"), false)).expect("TLS");
+            assert!(tls.contains("Tls") && tls.contains("kinesis.eu-west-1.amazonaws.com:443"), "{tls}");
+        }
+        assert!(own_client(&uri("http://127.0.0.1:4567"), true).is_none(), "a proxy keeps the SDK's client");
+        assert!(own_client(&uri("https://kinesis.eu-west-1.amazonaws.com"), true).is_none());
+    }
 
     #[test]
     fn credentials_are_reused_for_a_minute_or_half_their_remaining_life() {
