@@ -163,7 +163,7 @@ enum Output {
     None,
     /// The file, before the first batch.
     Unstarted(File),
-    Started(ArrowWriter<File>),
+    Started(Box<ArrowWriter<File>>),
 }
 
 impl Output {
@@ -172,7 +172,7 @@ impl Output {
             Output::None => return Ok(()),
             Output::Unstarted(file) => {
                 let properties = writer_properties(batch).map_err(|e| e.to_string())?;
-                ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(|e| e.to_string())?
+                Box::new(ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(|e| e.to_string())?)
             }
             Output::Started(writer) => writer,
         };

@@ -26,12 +26,46 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A connection unused for longer may have been closed by the server: it is not reused.
 const IDLE_FOR_AT_MOST: Duration = Duration::from_secs(4);
 
+/// Body buffers larger than this are not kept for reuse.
+const KEPT_BUFFER: usize = 4 * 1024 * 1024;
+
 /// An answer: status, AWS' error type header, body.
 #[derive(Debug)]
-pub(crate) struct Reply {
+pub(crate) struct Reply<'a> {
     pub(crate) status: u16,
     pub(crate) error_type: Option<String>,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Body<'a>,
+}
+
+/// An answer's body. Its buffer goes back to the client that read it, for
+/// the next answer: a fresh one would be paged in by the kernel on every call.
+#[derive(Debug)]
+pub(crate) struct Body<'a> {
+    bytes: Vec<u8>,
+    home: Option<&'a Client>,
+}
+
+impl<'a> Body<'a> {
+    /// A body read elsewhere, not kept for reuse.
+    pub(crate) fn unpooled(bytes: Vec<u8>) -> Body<'a> {
+        Body { bytes, home: None }
+    }
+}
+
+impl std::ops::Deref for Body<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Body<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.home {
+            client.keep_buffer(std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 struct Connection {
@@ -43,6 +77,8 @@ struct Connection {
 pub(crate) struct Client {
     connector: Box<dyn Connect>,
     idle: Mutex<Vec<Connection>>,
+    /// Body buffers of answers already parsed.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -61,12 +97,26 @@ struct Failed {
 
 impl Client {
     pub(crate) fn new(connector: Box<dyn Connect>) -> Client {
-        Client { connector, idle: Mutex::new(Vec::new()) }
+        Client { connector, idle: Mutex::new(Vec::new()), buffers: Mutex::new(Vec::new()) }
+    }
+
+    fn keep_buffer(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= KEPT_BUFFER {
+            buffer.clear();
+            let mut buffers = self.buffers.lock();
+            if buffers.len() < IDLE_CONNECTIONS {
+                buffers.push(buffer);
+            }
+        }
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers.lock().pop().unwrap_or_default()
     }
 
     /// Sends `head` (the request line and headers, ending in a blank line)
     /// and `body`; returns the answer.
-    pub(crate) async fn send(&self, head: &[u8], body: &[u8]) -> io::Result<Reply> {
+    pub(crate) async fn send(&self, head: &[u8], body: &[u8]) -> io::Result<Reply<'_>> {
         if let Some(connection) = self.reused() {
             match self.exchange(connection, head, body, true).await {
                 Ok(reply) => return Ok(reply),
@@ -95,14 +145,14 @@ impl Client {
         head: &[u8],
         body: &[u8],
         reused: bool,
-    ) -> Result<Reply, Failed> {
+    ) -> Result<Reply<'_>, Failed> {
         let mut request = Vec::with_capacity(head.len() + body.len());
         request.extend_from_slice(head);
         request.extend_from_slice(body);
         if let Err(error) = connection.stream.write_all(&request).await {
             return Err(Failed { error, stale: reused });
         }
-        let (reply, keep_alive) = read_reply(&mut connection.stream, reused).await?;
+        let (reply, keep_alive) = read_reply(&mut connection.stream, reused, self).await?;
         if keep_alive {
             connection.idle_since = tokio::time::Instant::now();
             let mut idle = self.idle.lock();
@@ -126,7 +176,11 @@ enum Framing {
 }
 
 /// Reads one answer; `true` when the connection can carry another request.
-async fn read_reply(stream: &mut Box<dyn Transport>, reused: bool) -> Result<(Reply, bool), Failed> {
+async fn read_reply<'a>(
+    stream: &mut Box<dyn Transport>,
+    reused: bool,
+    client: &'a Client,
+) -> Result<(Reply<'a>, bool), Failed> {
     let mut buffer: Vec<u8> = Vec::with_capacity(8 * 1024);
     let (status, error_type, framing, mut keep_alive, head_len) = loop {
         match stream.read_buf(&mut buffer).await {
@@ -184,7 +238,8 @@ async fn read_reply(stream: &mut Box<dyn Transport>, reused: bool) -> Result<(Re
     };
     let body = match framing {
         Framing::Length(length) => {
-            let mut body = Vec::with_capacity(length);
+            let mut body = client.buffer();
+            body.reserve_exact(length);
             let already = buffer.len() - head_len;
             if already > length {
                 return Err(failed(invalid("more bytes than the answer's Content-Length")));
@@ -220,7 +275,7 @@ async fn read_reply(stream: &mut Box<dyn Transport>, reused: bool) -> Result<(Re
             body
         }
     };
-    Ok((Reply { status, error_type, body }, keep_alive))
+    Ok((Reply { status, error_type, body: Body { bytes: body, home: Some(client) } }, keep_alive))
 }
 
 fn failed(error: io::Error) -> Failed {
@@ -430,10 +485,10 @@ mod tests {
         .await;
         let client = plain(&script);
         let first = client.send(HEAD, b"{}").await.expect("first answer");
-        assert_eq!((first.status, first.body.as_slice()), (200, &b"{\"first\":1}"[..]));
+        assert_eq!((first.status, &*first.body), (200, &b"{\"first\":1}"[..]));
         let second = client.send(HEAD, b"{}").await.expect("second answer");
         assert_eq!(second.status, 200);
-        assert!(second.body == large, "the 3 MB body arrived whole");
+        assert!(*second.body == *large, "the 3 MB body arrived whole");
         let refused = client.send(HEAD, b"{}").await.expect("third answer");
         assert_eq!(refused.status, 400);
         assert_eq!(refused.error_type.as_deref(), Some("ProvisionedThroughputExceededException:http://internal/"));
@@ -446,8 +501,8 @@ mod tests {
         let until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end".to_vec();
         let script = serve(vec![(chunked, Then::KeepOpen), (until_close, Then::Close)], None).await;
         let client = plain(&script);
-        assert_eq!(client.send(HEAD, b"{}").await.expect("chunked").body, b"hello, chunked!!");
-        assert_eq!(client.send(HEAD, b"{}").await.expect("until close").body, b"to the end");
+        assert_eq!(&*client.send(HEAD, b"{}").await.expect("chunked").body, b"hello, chunked!!");
+        assert_eq!(&*client.send(HEAD, b"{}").await.expect("until close").body, b"to the end");
         assert_eq!(script.connections.load(Ordering::SeqCst), 1);
     }
 
@@ -459,10 +514,10 @@ mod tests {
         )
         .await;
         let client = plain(&script);
-        assert_eq!(client.send(HEAD, b"{}").await.expect("first").body, b"one");
+        assert_eq!(&*client.send(HEAD, b"{}").await.expect("first").body, b"one");
         // The server closed the kept connection; give the close time to arrive.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(client.send(HEAD, b"{}").await.expect("second, on a new connection").body, b"two");
+        assert_eq!(&*client.send(HEAD, b"{}").await.expect("second, on a new connection").body, b"two");
         assert_eq!(script.connections.load(Ordering::SeqCst), 2);
     }
 
@@ -479,7 +534,8 @@ mod tests {
         ];
         for case in cases {
             let script = serve(vec![(case.clone(), Then::Close)], None).await;
-            let outcome = plain(&script).send(HEAD, b"{}").await;
+            let client = plain(&script);
+            let outcome = client.send(HEAD, b"{}").await;
             assert!(outcome.is_err(), "{:?} gave {outcome:?}", String::from_utf8_lossy(&case[..case.len().min(60)]));
         }
     }
@@ -515,8 +571,8 @@ mod tests {
         .await;
         let trusting = client_config(roots(CA)).expect("client config");
         let client = Client::new(Box::new(Tls::new(script.address.clone(), "localhost", trusting).expect("tls")));
-        assert!(client.send(HEAD, b"{}").await.expect("over TLS").body == body);
-        assert_eq!(client.send(HEAD, b"{}").await.expect("again over TLS").body, b"again");
+        assert!(*client.send(HEAD, b"{}").await.expect("over TLS").body == *body);
+        assert_eq!(&*client.send(HEAD, b"{}").await.expect("again over TLS").body, b"again");
         assert_eq!(script.connections.load(Ordering::SeqCst), 1);
 
         // Another name than the certificate's, or no trust in its issuer: refused.

@@ -155,7 +155,12 @@ fn own_client(endpoint: &http::Uri, behind_proxy: bool) -> Option<http1::Client>
 impl DirectRoute {
     /// Sends `operation` with the JSON `body`; the answer's body when Kinesis
     /// accepted the call, else the refusal as a [`Fault`].
-    pub(crate) async fn call(&self, operation: Operation, body: Vec<u8>, shard_id: &str) -> Result<Vec<u8>, Fault> {
+    pub(crate) async fn call(
+        &self,
+        operation: Operation,
+        body: Vec<u8>,
+        shard_id: &str,
+    ) -> Result<http1::Body<'_>, Fault> {
         if let Some(http) = &self.http {
             let head = self.head(operation, &body).await?;
             let reply = http
@@ -180,7 +185,11 @@ impl DirectRoute {
         let body = read_body(response.into_body(), length)
             .await
             .map_err(|error| Fault::Transient(format!("{}: reading the answer: {error}", operation.name())))?;
-        if status == 200 { Ok(body) } else { Err(refusal(operation, status, error_type.as_deref(), &body, shard_id)) }
+        if status == 200 {
+            Ok(http1::Body::unpooled(body))
+        } else {
+            Err(refusal(operation, status, error_type.as_deref(), &body, shard_id))
+        }
     }
 
     /// The request line and headers, signed, for our own client.

@@ -210,7 +210,8 @@ mod tests {
         // Every other row one hot session, the rest 30,000 distinct 40-byte ones: a sample
         // looks half repeated, but the dictionary needs 1.2 MB, more than a page holds.
         let rows = 60_000;
-        let session = |i: usize| if i % 2 == 0 { "session-hot".to_owned() } else { format!("session-{i:032}") };
+        let session =
+            |i: usize| if i.is_multiple_of(2) { "session-hot".to_owned() } else { format!("session-{i:032}") };
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
