@@ -149,7 +149,12 @@ impl Client {
         let mut request = Vec::with_capacity(head.len() + body.len());
         request.extend_from_slice(head);
         request.extend_from_slice(body);
-        if let Err(error) = connection.stream.write_all(&request).await {
+        let written = async {
+            connection.stream.write_all(&request).await?;
+            // TLS may hold the last record until flushed.
+            connection.stream.flush().await
+        };
+        if let Err(error) = written.await {
             return Err(Failed { error, stale: reused });
         }
         let (reply, keep_alive) = read_reply(&mut connection.stream, reused, self).await?;
@@ -182,15 +187,19 @@ async fn read_reply<'a>(
     client: &'a Client,
 ) -> Result<(Reply<'a>, bool), Failed> {
     let mut buffer: Vec<u8> = Vec::with_capacity(8 * 1024);
+    let mut must_read = true;
     let (status, error_type, framing, mut keep_alive, head_len) = loop {
-        match stream.read_buf(&mut buffer).await {
-            Ok(0) => {
-                let error = io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection");
-                return Err(Failed { error, stale: reused && buffer.is_empty() });
+        if must_read {
+            match stream.read_buf(&mut buffer).await {
+                Ok(0) => {
+                    let error = io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection");
+                    return Err(Failed { error, stale: reused && buffer.is_empty() });
+                }
+                Ok(_) => {}
+                Err(error) => return Err(Failed { stale: reused && buffer.is_empty(), error }),
             }
-            Ok(_) => {}
-            Err(error) => return Err(Failed { stale: reused && buffer.is_empty(), error }),
         }
+        must_read = true;
         let mut headers = [httparse::EMPTY_HEADER; 48];
         let mut response = httparse::Response::new(&mut headers);
         let head_len = match response.parse(&buffer) {
@@ -204,26 +213,25 @@ async fn read_reply<'a>(
         };
         let status = response.code.unwrap_or(0);
         if (100..200).contains(&status) {
-            // An interim answer: the real one follows.
+            // An interim answer: the real one follows (perhaps already read).
             buffer.drain(..head_len);
+            must_read = buffer.is_empty();
             continue;
         }
-        let mut framing = Framing::UntilClose;
+        let (mut length, mut chunked) = (None, false);
         let mut keep_alive = response.version == Some(1);
         let mut error_type = None;
         for header in response.headers.iter() {
             let value = header.value;
             if header.name.eq_ignore_ascii_case("content-length") {
-                let length = std::str::from_utf8(value).ok().and_then(|text| text.trim().parse::<usize>().ok());
-                match length {
-                    Some(length) if length <= MAX_BODY => framing = Framing::Length(length),
+                let declared = std::str::from_utf8(value).ok().and_then(|text| text.trim().parse::<usize>().ok());
+                match declared {
+                    Some(bytes) if bytes <= MAX_BODY => length = Some(bytes),
                     Some(_) => return Err(failed(invalid("the answer is too large"))),
                     None => return Err(failed(invalid("unreadable Content-Length"))),
                 }
             } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                if value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                    framing = Framing::Chunked;
-                }
+                chunked = value.trim_ascii().eq_ignore_ascii_case(b"chunked");
             } else if header.name.eq_ignore_ascii_case("connection") {
                 if value.trim_ascii().eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
@@ -234,6 +242,12 @@ async fn read_reply<'a>(
                 error_type = std::str::from_utf8(value).ok().map(str::to_owned);
             }
         }
+        // Chunked framing wins over a length (RFC 9112 §6.3).
+        let framing = match (chunked, length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(length)) => Framing::Length(length),
+            (false, None) => Framing::UntilClose,
+        };
         break (status, error_type, framing, keep_alive, head_len);
     };
     let body = match framing {
@@ -497,7 +511,8 @@ mod tests {
 
     #[tokio::test]
     async fn chunked_and_close_delimited_answers_are_read() {
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nb;ext=1\r\n, chunked!!\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec();
+        // An interim 100 first, in the same write; a length the chunked framing overrides.
+        let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nb;ext=1\r\n, chunked!!\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec();
         let until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end".to_vec();
         let script = serve(vec![(chunked, Then::KeepOpen), (until_close, Then::Close)], None).await;
         let client = plain(&script);
