@@ -26,8 +26,10 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A connection unused for longer may have been closed by the server: it is not reused.
 const IDLE_FOR_AT_MOST: Duration = Duration::from_secs(4);
 
-/// Body buffers larger than this are not kept for reuse.
-const KEPT_BUFFER: usize = 4 * 1024 * 1024;
+/// Body buffers kept for reuse, and the largest kept: at most 16 MiB held per client.
+/// (Kinesis answers can reach 13 MiB; those are rare enough to take fresh memory.)
+const KEPT_BUFFERS: usize = 8;
+const KEPT_BUFFER: usize = 2 * 1024 * 1024;
 
 /// An answer: status, AWS' error type header, body.
 #[derive(Debug)]
@@ -104,7 +106,7 @@ impl Client {
         if buffer.capacity() <= KEPT_BUFFER {
             buffer.clear();
             let mut buffers = self.buffers.lock();
-            if buffers.len() < IDLE_CONNECTIONS {
+            if buffers.len() < KEPT_BUFFERS {
                 buffers.push(buffer);
             }
         }
