@@ -67,6 +67,7 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
         .ok_or_else(|| format!("no source `{}` in {}", args.source, args.definition.display()))?;
     let base64_lines = matches!(source.kinesis.format, Format::Avro(AvroFormat::Inline(_) | AvroFormat::Registry(_)));
     let mut decoder = Decoder::new(source, None).map_err(|e| format!("source `{}`: {e}", source.name))?;
+    decoder.expect_rows(BATCH_ROWS);
 
     let input = File::open(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
     // The writer starts with the first batch, whose values choose the columns' encodings.

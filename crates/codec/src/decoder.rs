@@ -85,6 +85,8 @@ pub struct Decoder {
     rejections: Vec<Rejection>,
     /// Payload bytes since the last flush: a bound on every variable-length buffer.
     buffered_bytes: usize,
+    /// Rows a batch usually reaches (0: unknown); see [`Decoder::expect_rows`].
+    expected_rows: usize,
 }
 
 /// Marks the root fields fed by `preproc`; returns the reference paths by field index.
@@ -120,6 +122,10 @@ fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<S
 
 /// Payload bytes a batch may hold before 32-bit offsets could overflow.
 const MAX_BATCH_BYTES: usize = (i32::MAX as usize) / 2;
+/// Rows after which a batch's buffers are sized for the expected batch.
+const SIZED_AFTER: usize = 1024;
+/// Bytes a batch's buffers may be sized for at once (the payloads' size, scaled).
+const SIZED_AT_MOST: usize = 256 * 1024 * 1024;
 
 impl Decoder {
     /// Compiles a decoder for `source`. A registry-backed Avro source needs `registry`.
@@ -165,7 +171,14 @@ impl Decoder {
             schema: Arc::new(Schema::new(fields)),
             rejections: Vec::new(),
             buffered_bytes: 0,
+            expected_rows: 0,
         })
+    }
+
+    /// Tells the decoder how many rows a batch usually reaches before it is
+    /// flushed, so its buffers are sized once early in each batch.
+    pub fn expect_rows(&mut self, rows: usize) {
+        self.expected_rows = rows;
     }
 
     /// The schema of the batches this decoder produces.
@@ -213,6 +226,9 @@ impl Decoder {
                     meta_columns.partition_key.push_str(meta.partition_key);
                     meta_columns.arrival_time.push_timestamp(meta.arrival_time_micros);
                 }
+                if rows + 1 == SIZED_AFTER && self.expected_rows > SIZED_AFTER {
+                    self.size_for_expected_rows();
+                }
                 Ok(true)
             }
             Err(fault) => {
@@ -220,6 +236,25 @@ impl Decoder {
                 self.root.truncate(rows);
                 self.rejections.push(Rejection::new(reason, field, meta, payload));
                 Ok(false)
+            }
+        }
+    }
+
+    /// Sizes every buffer for the expected rows, as the batch's first rows
+    /// suggest (bounded: a sample of large payloads sizes for fewer rows).
+    fn size_for_expected_rows(&mut self) {
+        let sampled = self.root.len();
+        let bytes_per_row = (self.buffered_bytes / sampled.max(1)).max(1);
+        let rows = self.expected_rows.min(SIZED_AT_MOST / bytes_per_row);
+        if rows <= sampled {
+            return;
+        }
+        self.root.reserve_like(sampled, rows);
+        if let Some(meta) = &mut self.metadata {
+            for column in
+                [&mut meta.shard_id, &mut meta.sequence_number, &mut meta.partition_key, &mut meta.arrival_time]
+            {
+                column.reserve_like(sampled, rows);
             }
         }
     }
@@ -258,4 +293,54 @@ pub fn compile_check(source: &Source) -> Result<(), tributary_source::Validation
         Err(CompileError::Unsupported(message)) => ("preproc", ErrorCode::InvalidPreproc, message),
     };
     Err(ValidationError { source: source.name.clone(), field: field.to_owned(), code, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use tributary_source::{parse_text, validate_raw_sources};
+
+    use super::*;
+    use crate::columns::Kind;
+
+    fn decoder() -> Decoder {
+        let yaml = "sources:\n  - name: t\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/t\n      init_position: trim_horizon\n      format: json\n    dataset:\n      fields:\n        - {name: ts, type: timestamp}\n        - {name: name, type: string}\n        - {name: tags, type: \"list<string>\"}\n      timestamp: ts\n";
+        let file = parse_text(yaml, false).expect("parses");
+        let source = validate_raw_sources(&file.sources, Utc::now()).expect("valid").remove(0);
+        Decoder::new(&source, None).expect("compiles")
+    }
+
+    /// (length, capacity) of the `name` strings and of the tag strings.
+    fn string_buffers(decoder: &Decoder) -> [(usize, usize); 2] {
+        let Kind::Struct { fields, .. } = &decoder.root.kind else { panic!("the root is a struct") };
+        let data = |kind: &Kind| match kind {
+            Kind::Utf8 { data, .. } => (data.len(), data.capacity()),
+            _ => panic!("a string column"),
+        };
+        let Kind::List { item, .. } = &fields[2].column.kind else { panic!("tags is a list") };
+        [data(&fields[1].column.kind), data(&item.kind)]
+    }
+
+    #[test]
+    fn buffers_are_sized_for_the_expected_rows_after_the_first_rows() {
+        let mut decoder = decoder();
+        decoder.expect_rows(16 * SIZED_AFTER);
+        let meta = RecordMeta {
+            shard_id: "s",
+            sequence_number: "1",
+            sub_sequence: None,
+            partition_key: "k",
+            arrival_time_micros: 0,
+        };
+        let payload = br#"{"ts": "2024-06-01T12:00:00Z", "name": "a-name", "tags": ["x", "yz"]}"#;
+        for _ in 0..SIZED_AFTER - 1 {
+            assert_eq!(decoder.decode(payload, &meta).ok(), Some(true));
+        }
+        assert!(string_buffers(&decoder).iter().all(|(len, capacity)| *capacity < 16 * len));
+        assert_eq!(decoder.decode(payload, &meta).ok(), Some(true));
+        for (len, capacity) in string_buffers(&decoder) {
+            assert!(capacity >= 16 * len, "sized for 16 times the rows: {len} bytes, room for {capacity}");
+        }
+        assert_eq!(decoder.flush().expect("flush").batch.num_rows(), SIZED_AFTER);
+    }
 }

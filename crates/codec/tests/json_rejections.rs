@@ -246,3 +246,25 @@ fn a_million_bad_rows_keep_the_batch_empty_and_flush_resets() {
     let next = common::decode_all(&mut decoder, &[good(5)]);
     assert_eq!((next.batch.num_rows(), next.rejections.len()), (1, 0));
 }
+
+#[test]
+fn a_batch_sized_early_for_its_expected_rows_decodes_the_same() {
+    // Rejections before and after the row at which buffers are sized, and a second batch.
+    let payloads: Vec<Vec<u8>> =
+        (0..3000).map(|i| if i % 997 == 3 { br#"{"id": "x"}"#.to_vec() } else { good(i) }).collect();
+    let decode = |expected_rows: Option<usize>| {
+        let source = common::source(&FIELDS, "json", "");
+        let mut decoder = Decoder::new(&source, None).expect("compiles");
+        if let Some(rows) = expected_rows {
+            decoder.expect_rows(rows);
+        }
+        let first = common::decode_all(&mut decoder, &payloads[..2000]);
+        let second = common::decode_all(&mut decoder, &payloads[2000..]);
+        [first, second]
+            .map(|out| (out.batch, out.rejections.iter().map(|r| r.sequence_number.clone()).collect::<Vec<_>>()))
+    };
+    let plain = decode(None);
+    assert_eq!(plain[0].0.num_rows() + plain[1].0.num_rows(), 2996, "four rejected (3, 1000, 1997, 2994)");
+    assert_eq!(decode(Some(100_000)), plain);
+    assert_eq!(decode(Some(10)), plain);
+}

@@ -225,7 +225,8 @@ pub(crate) async fn run(
         _ => None,
     };
     let decoder_may_block = registry.is_some();
-    let decoder = Decoder::new(source, registry).map_err(|error| format!("compiling the decoder: {error}"))?;
+    let mut decoder = Decoder::new(source, registry).map_err(|error| format!("compiling the decoder: {error}"))?;
+    decoder.expect_rows(job.flush.max_rows);
     let decoder = Arc::new(Mutex::new(decoder));
     let credentials = match &source.kinesis.role {
         Some(role) => Some(context.aws.role_credentials(role, source.kinesis.stream_arn.region()).await),
