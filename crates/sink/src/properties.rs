@@ -60,8 +60,9 @@ pub(crate) fn properties_without_dictionary(
     for (index, column) in leaves.columns().iter().enumerate() {
         let distinct_by_nature = matches!(column.physical_type(), PhysicalType::FLOAT | PhysicalType::DOUBLE)
             || matches!(column.logical_type_ref(), Some(LogicalType::Timestamp { .. }));
-        let distinct_here = sampled && nearly_distinct(&leaf_values[index]);
-        if distinct_by_nature || distinct_here || plain.contains(column.path()) {
+        // Sampled only when nothing else decided already.
+        let plain_already = distinct_by_nature || plain.contains(column.path());
+        if plain_already || (sampled && nearly_distinct(&leaf_values[index])) {
             properties = properties.set_column_dictionary_enabled(column.path().clone(), false);
             // Ids, times and counts differ little from row to row: deltas are far smaller
             // than plain values, and zstd then has a fraction of the bytes to compress.
