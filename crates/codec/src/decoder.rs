@@ -296,7 +296,7 @@ pub fn compile_check(source: &Source) -> Result<(), tributary_source::Validation
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::Utc;
     use tributary_source::{parse_text, validate_raw_sources};
 
@@ -321,17 +321,20 @@ mod tests {
         [data(&fields[1].column.kind), data(&item.kind)]
     }
 
+    /// Record metadata for the codec's unit tests.
+    pub(crate) const META: RecordMeta<'static> = RecordMeta {
+        shard_id: "s",
+        sequence_number: "1",
+        sub_sequence: None,
+        partition_key: "k",
+        arrival_time_micros: 0,
+    };
+
     #[test]
     fn buffers_are_sized_for_the_expected_rows_after_the_first_rows() {
         let mut decoder = decoder();
         decoder.expect_rows(16 * SIZED_AFTER);
-        let meta = RecordMeta {
-            shard_id: "s",
-            sequence_number: "1",
-            sub_sequence: None,
-            partition_key: "k",
-            arrival_time_micros: 0,
-        };
+        let meta = META;
         let payload = br#"{"ts": "2024-06-01T12:00:00Z", "name": "a-name", "tags": ["x", "yz"]}"#;
         for _ in 0..SIZED_AFTER - 1 {
             assert_eq!(decoder.decode(payload, &meta).ok(), Some(true));

@@ -255,7 +255,7 @@ fn coerce(left: &ArrayRef, right: &ArrayRef) -> Result<(ArrayRef, ArrayRef), Arr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Decoder, RecordMeta};
+    use crate::Decoder;
 
     fn kept_ids(extra: &str, records: &[&str], keys: &[u64]) -> Vec<i64> {
         let text = format!(
@@ -264,13 +264,7 @@ mod tests {
         let file = tributary_source::parse_text(&text, false).expect("parses");
         let sources = tributary_source::validate_raw_sources(&file.sources, Utc::now()).expect("valid");
         let mut decoder = Decoder::new(&sources[0], None).expect("decoder");
-        let meta = RecordMeta {
-            shard_id: "s",
-            sequence_number: "1",
-            sub_sequence: None,
-            partition_key: "k",
-            arrival_time_micros: 0,
-        };
+        let meta = crate::decoder::tests::META;
         for record in records {
             assert!(decoder.decode(record.as_bytes(), &meta).expect("decodes"), "{record}");
         }
