@@ -194,55 +194,49 @@ impl DirectRoute {
 
     /// The request line and headers, signed, for our own client.
     async fn head(&self, operation: Operation, body: &[u8]) -> Result<Vec<u8>, Fault> {
-        use std::fmt::Write as _;
-        let credentials = self.credentials(operation).await?;
-        let signed = self.signer.sign(&credentials, operation, body, SystemTime::now());
-        let mut head = String::with_capacity(640);
-        let _ = write!(
-            head,
-            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: {CONTENT_TYPE}\r\nX-Amz-Target: {}\r\nX-Amz-Date: {}\r\nAuthorization: {}\r\nUser-Agent: {USER_AGENT}\r\nContent-Length: {}\r\n",
-            self.signer.host(),
-            operation.target(),
-            signed.amz_date,
-            signed.authorization,
-            body.len(),
-        );
-        if let Some(token) = credentials.session_token() {
-            if token.contains(['\r', '\n']) {
-                return Err(Fault::Fatal(ReaderError::Internal("the session token is not a header value".to_owned())));
-            }
-            let _ = write!(head, "X-Amz-Security-Token: {token}\r\n");
+        let mut head = Vec::with_capacity(640);
+        head.extend_from_slice(b"POST / HTTP/1.1\r\n");
+        for (name, value) in self.signed_headers(operation, body).await? {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
-        head.push_str("\r\n");
-        Ok(head.into_bytes())
+        head.extend_from_slice(b"\r\n");
+        Ok(head)
     }
 
+    /// The request for the SDK's HTTP connector (behind a proxy).
     async fn signed_request(&self, operation: Operation, body: Vec<u8>) -> Result<HttpRequest, Fault> {
-        let credentials = self.credentials(operation).await?;
-        let signed = self.signer.sign(&credentials, operation, &body, SystemTime::now());
-        let internal = |error: &dyn std::fmt::Display| {
-            Fault::Fatal(ReaderError::Internal(format!("building the {} request: {error}", operation.name())))
-        };
-        // Headers by constant name: parsing names and static values again on every poll is wasted work.
-        let mut headers = http::HeaderMap::with_capacity(9);
-        headers.insert(header::HOST, self.host.clone());
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        headers.insert(X_AMZ_TARGET, HeaderValue::from_static(operation.target()));
-        headers.insert(X_AMZ_DATE, HeaderValue::try_from(signed.amz_date).map_err(|e| internal(&e))?);
-        headers.insert(header::AUTHORIZATION, HeaderValue::try_from(signed.authorization).map_err(|e| internal(&e))?);
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        if let Some(token) = credentials.session_token() {
-            let mut token =
-                HeaderValue::from_str(token).map_err(|_| internal(&"the session token is not a header value"))?;
-            token.set_sensitive(true);
-            headers.insert(X_AMZ_SECURITY_TOKEN, token);
-        }
+        let headers = self.signed_headers(operation, &body).await?;
         let mut request = http::Request::new(SdkBody::from(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.endpoint.clone();
-        *request.headers_mut() = headers;
-        HttpRequest::try_from(request).map_err(|e| internal(&e))
+        request.headers_mut().extend(headers.into_iter().map(|(name, value)| (Some(name), value)));
+        HttpRequest::try_from(request).map_err(|e| internal(operation, &e))
+    }
+
+    /// A request's headers, signed, in the order they are sent; the session token marked sensitive.
+    async fn signed_headers(&self, operation: Operation, body: &[u8]) -> Result<Vec<(HeaderName, HeaderValue)>, Fault> {
+        let credentials = self.credentials(operation).await?;
+        let signed = self.signer.sign(&credentials, operation, body, SystemTime::now());
+        // Headers by constant name: parsing names and static values again on every poll is wasted work.
+        let mut headers = Vec::with_capacity(8);
+        headers.push((header::HOST, self.host.clone()));
+        headers.push((header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)));
+        headers.push((X_AMZ_TARGET, HeaderValue::from_static(operation.target())));
+        headers.push((X_AMZ_DATE, HeaderValue::try_from(signed.amz_date).map_err(|e| internal(operation, &e))?));
+        let authorization = HeaderValue::try_from(signed.authorization).map_err(|e| internal(operation, &e))?;
+        headers.push((header::AUTHORIZATION, authorization));
+        headers.push((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
+        headers.push((header::CONTENT_LENGTH, HeaderValue::from(body.len())));
+        if let Some(token) = credentials.session_token() {
+            let mut token = HeaderValue::from_str(token)
+                .map_err(|_| internal(operation, &"the session token is not a header value"))?;
+            token.set_sensitive(true);
+            headers.push((X_AMZ_SECURITY_TOKEN, token));
+        }
+        Ok(headers)
     }
 
     /// The SDK's cached credentials, kept for a while: asking its cache costs
@@ -274,6 +268,11 @@ impl DirectRoute {
         *self.credentials.lock() = Some((credentials.clone(), until));
         Ok(credentials)
     }
+}
+
+/// A request that could not be built (a bug or unusable credentials, not a passing fault).
+fn internal(operation: Operation, error: &dyn std::fmt::Display) -> Fault {
+    Fault::Fatal(ReaderError::Internal(format!("building the {} request: {error}", operation.name())))
 }
 
 /// How long credentials are reused: a minute at most, and never past half

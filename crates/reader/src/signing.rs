@@ -83,11 +83,6 @@ impl Signer {
         Signer { region, host, key: Mutex::new(None) }
     }
 
-    /// The `Host` header signed.
-    pub(crate) fn host(&self) -> &str {
-        &self.host
-    }
-
     /// Signs a `POST /` of `operation` with `body` and the fixed content type, at `now`.
     pub(crate) fn sign(&self, credentials: &Credentials, operation: Operation, body: &[u8], now: SystemTime) -> Signed {
         let time: DateTime<Utc> = now.into();
