@@ -280,21 +280,21 @@ impl<'a> Scanner<'a> {
     }
 
     fn nullable_i64(&mut self) -> Result<Option<i64>, Garbled> {
-        if self.literal(b"null") {
-            return Ok(None);
-        }
-        let at = self.at;
-        let text = self.number()?;
-        text.parse().map(Some).map_err(|_| Garbled { at, what: "expected an integer" })
+        self.nullable_number("expected an integer")
     }
 
     fn nullable_f64(&mut self) -> Result<Option<f64>, Garbled> {
+        self.nullable_number("expected a number")
+    }
+
+    /// `null`, or a number that parses as `T` (`what` says which, when it does not).
+    fn nullable_number<T: std::str::FromStr>(&mut self, what: &'static str) -> Result<Option<T>, Garbled> {
         if self.literal(b"null") {
             return Ok(None);
         }
         let at = self.at;
         let text = self.number()?;
-        text.parse().map(Some).map_err(|_| Garbled { at, what: "expected a number" })
+        text.parse().map(Some).map_err(|_| Garbled { at, what })
     }
 
     /// A JSON number's text (grammar checked).
