@@ -8,16 +8,26 @@ use std::time::Duration;
 use common::*;
 use tributary_reader::{CheckpointStore, MemoryCheckpointStore, ReadTarget, Reader, ReaderConfig, StartPosition};
 
+/// A new stream of `shards` holding `records` records, a store, and a target reading it from the start.
+async fn filled_stream(
+    endpoint: &str,
+    name: &str,
+    shards: i32,
+    records: usize,
+) -> (Arc<MemoryCheckpointStore>, ReadTarget) {
+    let kinesis = client(endpoint);
+    let stream_arn = create_stream(&kinesis, &unique(name), shards).await;
+    let records: Vec<(String, Vec<u8>)> =
+        (0..records).map(|i| (format!("k{i}"), format!("r{i}").into_bytes())).collect();
+    put(&kinesis, &stream_arn, &records).await;
+    let target = ReadTarget { stream_arn, start: StartPosition::TrimHorizon, scope: "s".into() };
+    (Arc::new(MemoryCheckpointStore::new()), target)
+}
+
 #[tokio::test]
 async fn held_batches_pause_their_shard_and_released_ones_resume_it() {
     let Some(endpoint) = kinesis_endpoint() else { return };
-    let kinesis = client(&endpoint);
-    let stream_arn = create_stream(&kinesis, &unique("pressure"), 1).await;
-    let records: Vec<(String, Vec<u8>)> = (0..300).map(|i| (format!("k{i}"), format!("r{i}").into_bytes())).collect();
-    put(&kinesis, &stream_arn, &records).await;
-
-    let store = Arc::new(MemoryCheckpointStore::new());
-    let target = ReadTarget { stream_arn, start: StartPosition::TrimHorizon, scope: "s".into() };
+    let (store, target) = filled_stream(&endpoint, "pressure", 1, 300).await;
     let config = ReaderConfig {
         records_per_call: 10,
         max_batch_records: 10,
@@ -49,13 +59,7 @@ async fn held_batches_pause_their_shard_and_released_ones_resume_it() {
 #[tokio::test]
 async fn a_shard_held_back_does_not_keep_the_others_from_their_one_call_slot() {
     let Some(endpoint) = kinesis_endpoint() else { return };
-    let kinesis = client(&endpoint);
-    let stream_arn = create_stream(&kinesis, &unique("one-call"), 2).await;
-    let records: Vec<(String, Vec<u8>)> = (0..200).map(|i| (format!("k{i}"), format!("r{i}").into_bytes())).collect();
-    put(&kinesis, &stream_arn, &records).await;
-
-    let store = Arc::new(MemoryCheckpointStore::new());
-    let target = ReadTarget { stream_arn, start: StartPosition::TrimHorizon, scope: "s".into() };
+    let (store, target) = filled_stream(&endpoint, "one-call", 2, 200).await;
     let config = ReaderConfig {
         records_per_call: 10,
         max_batch_records: 10,
