@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use crate::ReaderError;
 use crate::batch::PartitionKey;
-use crate::cursor::IncomingRecord;
+use crate::batch::Record;
+use crate::cursor::Received;
 use crate::fault::Fault;
 use crate::kpl::{self, HashKeyRange};
 use crate::lineage::ShardInfo;
@@ -27,7 +28,7 @@ use crate::position::SequenceNumber;
 /// A `GetRecords` answer.
 #[derive(Debug, Default)]
 pub(crate) struct Answer {
-    pub(crate) records: Vec<IncomingRecord>,
+    pub(crate) received: Received,
     /// `None`: the shard is closed and fully read.
     pub(crate) next_shard_iterator: Option<String>,
     pub(crate) millis_behind_latest: Option<i64>,
@@ -48,25 +49,33 @@ pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault>
     let decoded_len = wire.records.iter().map(|record| record.data.len() / 4 * 3 + 3).sum();
     let mut payloads = Vec::with_capacity(decoded_len);
     let mut ends = Vec::with_capacity(wire.records.len());
+    let mut aggregated = false;
     for record in &wire.records {
         let start = payloads.len();
         base64_simd::STANDARD
             .decode_append(&record.data, &mut payloads)
-            .map_err(|e| invalid(format!("record {}: Data is not base64: {e}", record.sequence_number)))?;
-        ends.push((payloads.len(), payloads[start..].starts_with(&kpl::MAGIC)));
+            .map_err(|e| {
+                let sequence_number = String::from_utf8_lossy(&record.sequence_number);
+                invalid(format!("record {sequence_number}: Data is not base64: {e}"))
+            })?;
+        aggregated |= payloads[start..].starts_with(&kpl::MAGIC);
+        ends.push(payloads.len());
     }
     let payloads = Bytes::from(payloads);
+    // Kinesis always stamps arrival; a record without one counts as arriving now.
+    let read_at = Utc::now();
     let mut start = 0;
     let mut records = Vec::with_capacity(wire.records.len());
-    for (record, (end, kpl_magic)) in wire.records.iter().zip(ends) {
-        records.push(IncomingRecord {
-            sequence_number: SequenceNumber::new(&record.sequence_number).map_err(|e| invalid(e.to_string()))?,
+    for (record, end) in wire.records.iter().zip(ends) {
+        records.push(Record {
+            sequence_number: SequenceNumber::from_digits(&record.sequence_number).map_err(|e| invalid(e.to_string()))?,
+            sub_sequence: None,
             partition_key: PartitionKey::from(record.partition_key.as_ref()),
             arrival_time: record
                 .arrival
-                .and_then(|seconds| DateTime::<Utc>::from_timestamp_micros((seconds * 1e6).round() as i64)),
+                .and_then(|seconds| DateTime::<Utc>::from_timestamp_micros((seconds * 1e6).round() as i64))
+                .unwrap_or(read_at),
             data: payloads.slice(start..end),
-            kpl_magic,
         });
         start = end;
     }
@@ -87,7 +96,7 @@ pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault>
             .collect(),
     };
     Ok(Answer {
-        records,
+        received: Received { records, aggregated },
         next_shard_iterator: wire.next_shard_iterator.map(Cow::into_owned),
         millis_behind_latest: wire.millis_behind_latest,
         children,
@@ -124,7 +133,8 @@ struct WireAnswer<'a> {
 
 #[derive(Debug)]
 struct WireRecord<'a> {
-    sequence_number: Cow<'a, str>,
+    /// Checked as digits (so as UTF-8) when it becomes a [`SequenceNumber`].
+    sequence_number: Cow<'a, [u8]>,
     partition_key: Cow<'a, str>,
     /// Base64, still encoded.
     data: Cow<'a, [u8]>,
@@ -194,7 +204,7 @@ impl<'a> Scanner<'a> {
             let (mut sequence_number, mut partition_key, mut data, mut arrival) = (None, None, None, None);
             scanner.object(|scanner, key| {
                 match key {
-                    b"SequenceNumber" => sequence_number = Some(scanner.string()?),
+                    b"SequenceNumber" => sequence_number = Some(scanner.string_bytes()?),
                     b"PartitionKey" => partition_key = Some(scanner.string()?),
                     b"Data" => data = Some(scanner.string_bytes()?),
                     b"ApproximateArrivalTimestamp" => arrival = scanner.nullable_f64()?,
@@ -502,14 +512,14 @@ mod tests {
             {"SequenceNumber":"4960","Data":"","PartitionKey":"k2","EncryptionType":"NONE"}],
             "ChildShards":[{"ShardId":"shardId-1","ParentShards":["shardId-0"],"HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"9"}}]}"#;
         let answer = parse_answer(body, "shardId-0").expect("parses");
-        let records = &answer.records;
+        let records = &answer.received.records;
         assert_eq!(records.len(), 2);
         assert_eq!(
             (records[0].sequence_number.as_str(), &*records[0].partition_key, &records[0].data[..]),
             ("4959", "k\"1", &b"{\"id\":1}"[..])
         );
-        assert_eq!(records[0].arrival_time.map(|t| t.timestamp_micros()), Some(1_717_243_200_123_000));
-        assert!(records[1].data.is_empty() && records[1].arrival_time.is_none());
+        assert_eq!(records[0].arrival_time.timestamp_micros(), 1_717_243_200_123_000);
+        assert!(records[1].data.is_empty());
         assert_eq!(answer.next_shard_iterator.as_deref(), Some("AAA="));
         assert_eq!(answer.millis_behind_latest, Some(0));
         assert_eq!(answer.children.len(), 1);
@@ -522,7 +532,7 @@ mod tests {
     fn a_closed_shard_has_no_next_iterator() {
         let answer =
             parse_answer(br#"{"Records":null,"MillisBehindLatest":0,"ChildShards":null}"#, "s").expect("parses");
-        assert!(answer.next_shard_iterator.is_none() && answer.records.is_empty());
+        assert!(answer.next_shard_iterator.is_none() && answer.received.records.is_empty());
     }
 
     #[test]
@@ -539,26 +549,27 @@ mod tests {
         let body = br#" { "Records" : [ { "Data" : "ab\/d" , "Extra" : {"a": [1, -2.5e3, true, false, null, "x\"]"]},
             "PartitionKey" : "caf\u00e9 \ud83e\udd80\n", "SequenceNumber" : "007", "ApproximateArrivalTimestamp" : null } ] ,
             "NextShardIterator" : null , "MillisBehindLatest" : null , "ChildShards" : null } "#;
+        let before = Utc::now();
         let answer = parse_answer(body, "s").expect("parses");
-        assert_eq!(answer.records.len(), 1);
-        let record = &answer.records[0];
+        assert_eq!(answer.received.records.len(), 1);
+        let record = &answer.received.records[0];
         assert_eq!(&*record.partition_key, "café 🦀\n");
         assert_eq!(record.sequence_number.as_str(), "007");
         assert_eq!(&record.data[..], base64_simd::STANDARD.decode_to_vec("ab/d").expect("base64"));
-        assert!(record.arrival_time.is_none());
+        assert!(record.arrival_time >= before && record.arrival_time <= Utc::now(), "no arrival counts as now");
         assert!(answer.next_shard_iterator.is_none() && answer.millis_behind_latest.is_none());
         assert!(answer.children.is_empty());
     }
 
     #[test]
-    fn payloads_that_start_like_kpl_aggregates_are_marked_where_decoded() {
+    fn answers_holding_a_payload_that_starts_like_a_kpl_aggregate_are_marked_where_decoded() {
         let aggregate_like = base64_simd::STANDARD.encode_to_string([&kpl::MAGIC[..], b"rest"].concat());
         let body = format!(
             r#"{{"Records":[{{"SequenceNumber":"1","Data":"{aggregate_like}","PartitionKey":"k"}},{{"SequenceNumber":"2","Data":"eyJpZCI6MX0=","PartitionKey":"k"}}]}}"#
         );
-        let answer = parse_answer(body.as_bytes(), "s").expect("parses");
-        let marks: Vec<bool> = answer.records.iter().map(|record| record.kpl_magic).collect();
-        assert_eq!(marks, [true, false]);
+        assert!(parse_answer(body.as_bytes(), "s").expect("parses").received.aggregated);
+        let plain = r#"{"Records":[{"SequenceNumber":"2","Data":"eyJpZCI6MX0=","PartitionKey":"k"}]}"#;
+        assert!(!parse_answer(plain.as_bytes(), "s").expect("parses").received.aggregated);
     }
 
     #[test]
@@ -698,15 +709,14 @@ mod tests {
             // The body is valid JSON by serde_json's judgement too.
             prop_assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok());
             let answer = parse_answer(body.as_bytes(), "s").map_err(|fault| TestCaseError::fail(format!("{fault:?} on {body}")))?;
-            prop_assert_eq!(answer.records.len(), generated.records.len());
-            for (record, (sequence_number, partition_key, data, arrival)) in answer.records.iter().zip(&generated.records) {
+            prop_assert_eq!(answer.received.records.len(), generated.records.len());
+            for (record, (sequence_number, partition_key, data, arrival)) in answer.received.records.iter().zip(&generated.records) {
                 prop_assert_eq!(record.sequence_number.as_str(), sequence_number.as_str());
                 prop_assert_eq!(&*record.partition_key, partition_key.as_str());
                 prop_assert_eq!(&record.data[..], &data[..]);
-                prop_assert_eq!(
-                    record.arrival_time.map(|time| time.timestamp_micros()),
-                    arrival.map(|seconds| (seconds * 1e6).round() as i64)
-                );
+                if let Some(seconds) = arrival {
+                    prop_assert_eq!(record.arrival_time.timestamp_micros(), (seconds * 1e6).round() as i64);
+                }
             }
             prop_assert_eq!(answer.next_shard_iterator, generated.next_shard_iterator);
             prop_assert_eq!(answer.millis_behind_latest, generated.millis_behind_latest);

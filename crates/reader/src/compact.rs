@@ -10,8 +10,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A string held inline when it has at most `N` bytes (`N` < 256).
+///
+/// The inline bytes are always UTF-8: the only constructors take a `&str` or
+/// bytes they check are ASCII, and the fields are private to this module.
 #[derive(Clone)]
-pub(crate) enum CompactStr<const N: usize> {
+pub(crate) struct CompactStr<const N: usize>(Repr<N>);
+
+#[derive(Clone)]
+enum Repr<const N: usize> {
     Inline { len: u8, bytes: [u8; N] },
     Shared(Arc<str>),
 }
@@ -25,25 +31,49 @@ impl<const N: usize> CompactStr<N> {
             Ok(len) if text.len() <= N => {
                 let mut bytes = [0u8; N];
                 bytes[..text.len()].copy_from_slice(text.as_bytes());
-                CompactStr::Inline { len, bytes }
+                CompactStr(Repr::Inline { len, bytes })
             }
-            _ => CompactStr::Shared(Arc::from(text)),
+            _ => CompactStr(Repr::Shared(Arc::from(text))),
+        }
+    }
+
+    /// `bytes` as a string when they are ASCII (sequence numbers, checked as digits
+    /// where they are read, skip a second UTF-8 pass).
+    pub(crate) fn from_ascii(bytes: &[u8]) -> Option<CompactStr<N>> {
+        if !bytes.is_ascii() {
+            return None;
+        }
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= N => {
+                let mut inline = [0u8; N];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                Some(CompactStr(Repr::Inline { len, bytes: inline }))
+            }
+            _ => std::str::from_utf8(bytes).ok().map(|text| CompactStr(Repr::Shared(Arc::from(text)))),
         }
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        match self {
-            // Copied from a `&str` whole, so always valid; the check is a few nanoseconds of ASCII.
-            CompactStr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
-            CompactStr::Shared(text) => text,
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                let bytes = &bytes[..usize::from(*len)];
+                // Read once or twice per record: checking it again each time showed in profiles.
+                // SAFETY: inline bytes come whole from a `&str` or from bytes checked to be ASCII
+                // (see the constructors above), and nothing else writes them.
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::str::from_utf8_unchecked(bytes)
+                }
+            }
+            Repr::Shared(text) => text,
         }
     }
 
-    /// The UTF-8 bytes, unchecked: what comparisons and hashes need.
+    /// The UTF-8 bytes: what comparisons and hashes need.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            CompactStr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            CompactStr::Shared(text) => text.as_bytes(),
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(text) => text.as_bytes(),
         }
     }
 }
@@ -78,14 +108,22 @@ mod tests {
     fn short_strings_are_inline_and_long_ones_shared_and_both_read_back() {
         for text in ["", "k", "customer-42", "é✓🦀", "exactly-twenty-two-by!"] {
             let compact = CompactStr::<22>::new(text);
-            assert!(matches!(compact, CompactStr::Inline { .. }), "{text:?} is inline");
+            assert!(matches!(compact.0, Repr::Inline { .. }), "{text:?} is inline");
             assert_eq!(compact.as_str(), text);
         }
         let long = "a partition key longer than twenty-two bytes";
         let compact = CompactStr::<22>::new(long);
-        assert!(matches!(compact, CompactStr::Shared(_)));
+        assert!(matches!(compact.0, Repr::Shared(_)));
         assert_eq!(compact.as_str(), long);
         assert_eq!(compact, CompactStr::<22>::new(long));
         assert_ne!(CompactStr::<22>::new("a"), CompactStr::<22>::new("b"));
+    }
+
+    #[test]
+    fn only_ascii_bytes_are_taken_without_a_str() {
+        assert_eq!(CompactStr::<4>::from_ascii(b"0123").map(|c| c.as_str().to_owned()).as_deref(), Some("0123"));
+        assert_eq!(CompactStr::<4>::from_ascii(b"01234").map(|c| c.as_str().to_owned()).as_deref(), Some("01234"));
+        assert!(CompactStr::<4>::from_ascii("é".as_bytes()).is_none());
+        assert!(CompactStr::<4>::from_ascii(&[0xff]).is_none());
     }
 }

@@ -18,37 +18,43 @@ use crate::kpl::{self, HashKeyRange, Unpacked};
 use crate::metrics::ShardMetrics;
 use crate::position::{RecordPosition, SequenceNumber, ShardCheckpoint, StartPosition};
 
-/// A Kinesis record as a consumer received it, before KPL unpacking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IncomingRecord {
-    pub(crate) sequence_number: SequenceNumber,
-    pub(crate) partition_key: PartitionKey,
-    pub(crate) arrival_time: Option<DateTime<Utc>>,
-    pub(crate) data: Bytes,
-    /// The payload starts with the KPL magic: checked where it was decoded
-    /// (still in cache), not where it is handed on.
-    pub(crate) kpl_magic: bool,
+/// The records of one response, before KPL unpacking.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    pub(crate) records: Vec<Record>,
+    /// Some payload starts with the KPL magic: checked where the payloads were
+    /// decoded (still in cache), so plain responses skip the look per record.
+    pub(crate) aggregated: bool,
 }
 
-impl IncomingRecord {
-    /// A record the SDK parsed (enhanced fan-out, or an answer we did not divert).
+impl Received {
+    /// Records the SDK parsed (enhanced fan-out, or an answer we did not divert).
     pub(crate) fn from_sdk(
-        record: aws_sdk_kinesis::types::Record,
+        records: Vec<aws_sdk_kinesis::types::Record>,
         shard_id: &str,
-    ) -> Result<IncomingRecord, DeliveryError> {
-        let sequence_number = SequenceNumber::new(&record.sequence_number).map_err(|invalid| {
-            DeliveryError::Fatal(ReaderError::InvalidResponse {
-                shard_id: shard_id.to_owned(),
-                detail: invalid.to_string(),
+    ) -> Result<Received, DeliveryError> {
+        let read_at = Utc::now();
+        let mut aggregated = false;
+        let records = records
+            .into_iter()
+            .map(|record| {
+                let sequence_number = SequenceNumber::new(&record.sequence_number).map_err(|invalid| {
+                    DeliveryError::Fatal(ReaderError::InvalidResponse {
+                        shard_id: shard_id.to_owned(),
+                        detail: invalid.to_string(),
+                    })
+                })?;
+                aggregated |= record.data.as_ref().starts_with(&kpl::MAGIC);
+                Ok(Record {
+                    sequence_number,
+                    sub_sequence: None,
+                    partition_key: PartitionKey::from(record.partition_key.as_str()),
+                    arrival_time: record.approximate_arrival_timestamp.and_then(to_chrono).unwrap_or(read_at),
+                    data: Bytes::from(record.data.into_inner()),
+                })
             })
-        })?;
-        Ok(IncomingRecord {
-            sequence_number,
-            partition_key: PartitionKey::from(record.partition_key.as_str()),
-            arrival_time: record.approximate_arrival_timestamp.and_then(to_chrono),
-            kpl_magic: record.data.as_ref().starts_with(&kpl::MAGIC),
-            data: Bytes::from(record.data.into_inner()),
-        })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Received { records, aggregated })
     }
 }
 
@@ -129,19 +135,72 @@ impl ShardCursor {
     /// shard's last. Waits while the shard's in-flight batches are all held.
     pub(crate) async fn deliver(
         &mut self,
-        records: Vec<IncomingRecord>,
+        received: Received,
         millis_behind_latest: Option<i64>,
         closes_shard: bool,
     ) -> Result<(), DeliveryError> {
         let read_at = Utc::now();
-        let mut newest_arrival = None;
+        let Received { mut records, aggregated } = received;
+        let newest_arrival = records.last().map(|record| record.arrival_time);
+        if aggregated || !self.take_whole(&mut records) {
+            self.take_each(records, aggregated, millis_behind_latest).await?;
+        }
+        let arrival_lag = match newest_arrival {
+            Some(arrival) => Some((read_at - arrival).num_milliseconds().max(0)),
+            None if millis_behind_latest == Some(0) => Some(0),
+            None => None,
+        };
+        self.metrics.lag(millis_behind_latest, arrival_lag);
+        if closes_shard {
+            self.checkpoint.finished = true;
+        }
+        if !self.pending.is_empty() || closes_shard || self.checkpoint != self.batch_from {
+            self.send(millis_behind_latest, closes_shard).await?;
+        }
+        if closes_shard {
+            self.metrics.finish();
+        }
+        Ok(())
+    }
+
+    /// The common case, without touching each record: plain records that all
+    /// follow what was passed on, in order, and fit in one batch become the
+    /// pending batch as they are, and the checkpoint moves once, to where the
+    /// record-by-record path would have left it. False (nothing taken) otherwise.
+    fn take_whole(&mut self, records: &mut Vec<Record>) -> bool {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return false;
+        };
+        if !self.pending.is_empty()
+            || records.len() > self.max_batch_records
+            || self.passed(&first.sequence_number, None)
+            || !records.windows(2).all(|pair| pair[0].sequence_number < pair[1].sequence_number)
+        {
+            return false;
+        }
+        if let [.., before, _] = records.as_slice() {
+            self.last_complete = Some(before.sequence_number.clone());
+        }
+        let last = last.sequence_number.clone();
+        self.advance(&last, None, true);
+        self.pending = std::mem::take(records);
+        true
+    }
+
+    /// Record by record: skips what was passed on, unpacks KPL aggregates,
+    /// drops sub-records of other shards, and sends full batches on the way.
+    async fn take_each(
+        &mut self,
+        records: Vec<Record>,
+        aggregated: bool,
+        millis_behind_latest: Option<i64>,
+    ) -> Result<(), DeliveryError> {
         // Sized once: a batch that grows record by record copies itself a dozen times.
         self.pending.reserve(records.len().min(self.max_batch_records).saturating_sub(self.pending.len()));
         for record in records {
-            let IncomingRecord { sequence_number, partition_key, arrival_time, data, kpl_magic } = record;
-            let arrival_time = arrival_time.unwrap_or(read_at);
-            newest_arrival = Some(arrival_time);
-            let unpacked = if kpl_magic { kpl::unpack(&data) } else { Unpacked::Plain };
+            let Record { sequence_number, partition_key, arrival_time, data, .. } = record;
+            let unpacked =
+                if aggregated && data.starts_with(&kpl::MAGIC) { kpl::unpack(&data) } else { Unpacked::Plain };
             match unpacked {
                 Unpacked::Aggregated(sub_records) => {
                     let count = sub_records.len() as u64;
@@ -192,21 +251,6 @@ impl ShardCursor {
                 }
             }
         }
-        let arrival_lag = match newest_arrival {
-            Some(arrival) => Some((read_at - arrival).num_milliseconds().max(0)),
-            None if millis_behind_latest == Some(0) => Some(0),
-            None => None,
-        };
-        self.metrics.lag(millis_behind_latest, arrival_lag);
-        if closes_shard {
-            self.checkpoint.finished = true;
-        }
-        if !self.pending.is_empty() || closes_shard || self.checkpoint != self.batch_from {
-            self.send(millis_behind_latest, closes_shard).await?;
-        }
-        if closes_shard {
-            self.metrics.finish();
-        }
         Ok(())
     }
 
@@ -214,12 +258,12 @@ impl ShardCursor {
     /// `Ok(false)` when the reader is stopping.
     pub(crate) async fn hand_on(
         &mut self,
-        records: Result<Vec<IncomingRecord>, DeliveryError>,
+        received: Result<Received, DeliveryError>,
         millis_behind_latest: Option<i64>,
         closes_shard: bool,
     ) -> Result<bool, ReaderError> {
-        let delivered = match records {
-            Ok(records) => self.deliver(records, millis_behind_latest, closes_shard).await,
+        let delivered = match received {
+            Ok(received) => self.deliver(received, millis_behind_latest, closes_shard).await,
             Err(error) => Err(error),
         };
         match delivered {
@@ -283,4 +327,117 @@ pub(crate) enum DeliveryError {
 
 fn to_chrono(time: aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Delivered = (Vec<(String, Option<u64>)>, ShardCheckpoint, ShardCheckpoint);
+
+    fn record(sequence_number: &str, data: Vec<u8>) -> Record {
+        Record {
+            sequence_number: SequenceNumber::new(sequence_number).expect("digits"),
+            sub_sequence: None,
+            partition_key: PartitionKey::from("k"),
+            arrival_time: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            data: Bytes::from(data),
+        }
+    }
+
+    fn plain(sequence_numbers: &[&str]) -> Vec<Record> {
+        sequence_numbers.iter().map(|number| record(number, b"{}".to_vec())).collect()
+    }
+
+    /// Delivers `answers` to a cursor starting at `checkpoint` and returns the
+    /// batches it sent and where it would resume. `per_record` marks every
+    /// answer as possibly aggregated, which takes the record-by-record path.
+    async fn deliver_all(
+        checkpoint: ShardCheckpoint,
+        answers: Vec<Vec<Record>>,
+        per_record: bool,
+        max_batch_records: usize,
+    ) -> (Vec<Delivered>, Resume) {
+        let (sender, mut receiver) = mpsc::channel(64);
+        let metrics = Arc::new(ShardMetrics::default());
+        let mut cursor = ShardCursor::new(
+            Arc::from("shardId-0"),
+            HashKeyRange::ALL,
+            StartPosition::TrimHorizon,
+            checkpoint,
+            max_batch_records,
+            64,
+            metrics,
+            sender,
+        );
+        for records in answers {
+            let aggregated = per_record || records.iter().any(|record| record.data.starts_with(&kpl::MAGIC));
+            cursor.deliver(Received { records, aggregated }, Some(0), false).await.expect("delivered");
+        }
+        let resume = cursor.resume();
+        drop(cursor);
+        let mut batches = Vec::new();
+        while let Some(batch) = receiver.recv().await {
+            let batch = batch.expect("a batch");
+            let records = batch
+                .records
+                .iter()
+                .map(|record| (record.sequence_number.to_string(), record.sub_sequence))
+                .collect();
+            batches.push((records, batch.from, batch.to));
+        }
+        (batches, resume)
+    }
+
+    /// Whole answers and the record-by-record path hand on the same records
+    /// and leave the same checkpoints, previous sequence numbers included.
+    async fn same_either_way(checkpoint: ShardCheckpoint, answers: Vec<Vec<Record>>) -> Vec<Delivered> {
+        let whole = deliver_all(checkpoint.clone(), answers.clone(), false, 4).await;
+        let each = deliver_all(checkpoint, answers, true, 4).await;
+        assert_eq!(whole.0, each.0);
+        assert_eq!(whole.1, each.1);
+        whole.0
+    }
+
+    fn numbers(batches: &[Delivered]) -> Vec<Vec<&str>> {
+        batches.iter().map(|(records, _, _)| records.iter().map(|(number, _)| number.as_str()).collect()).collect()
+    }
+
+    #[tokio::test]
+    async fn whole_answers_match_the_record_by_record_path() {
+        let batches = same_either_way(
+            ShardCheckpoint::default(),
+            vec![plain(&["1", "2", "3"]), plain(&["4"]), plain(&[]), plain(&["10", "11"])],
+        )
+        .await;
+        assert_eq!(numbers(&batches), [vec!["1", "2", "3"], vec!["4"], vec!["10", "11"]]);
+        let last = batches[2].2.position.as_ref().expect("a position");
+        assert_eq!(last.previous_sequence_number.as_ref().map(SequenceNumber::as_str), Some("10"));
+    }
+
+    #[tokio::test]
+    async fn answers_that_repeat_skip_or_overflow_go_record_by_record() {
+        let resumed = ShardCheckpoint::after(SequenceNumber::new("3").expect("digits"));
+        // Repeats what was passed on, out of order, then more than one batch holds.
+        let batches = same_either_way(
+            resumed,
+            vec![plain(&["2", "3", "4"]), plain(&["7", "5", "9"]), plain(&["12", "13", "14", "15", "16"])],
+        )
+        .await;
+        assert_eq!(numbers(&batches), [vec!["4"], vec!["7", "9"], vec!["12", "13", "14", "15"], vec!["16"]]);
+    }
+
+    #[tokio::test]
+    async fn aggregates_among_plain_records_are_unpacked() {
+        let aggregate = kpl::pack(&[("a", None, b"one"), ("b", None, b"two")]);
+        let answers = vec![plain(&["1"]), vec![record("2", b"{}".to_vec()), record("3", aggregate)], plain(&["4"])];
+        let (batches, resume) = deliver_all(ShardCheckpoint::default(), answers, false, 10).await;
+        let expected: Vec<Vec<(String, Option<u64>)>> = vec![
+            vec![("1".into(), None)],
+            vec![("2".into(), None), ("3".into(), Some(0)), ("3".into(), Some(1))],
+            vec![("4".into(), None)],
+        ];
+        assert_eq!(batches.iter().map(|(records, _, _)| records.clone()).collect::<Vec<_>>(), expected);
+        assert_eq!(resume, Resume::After(SequenceNumber::new("4").expect("digits")));
+    }
 }

@@ -16,7 +16,7 @@ use aws_smithy_types::DateTime as SmithyDateTime;
 use tokio::time::Instant;
 
 use crate::ReaderError;
-use crate::cursor::{IncomingRecord, Resume, ShardCursor};
+use crate::cursor::{Received, Resume, ShardCursor};
 use crate::fault::{Backoff, Fault, classify};
 use crate::polling::wait_out;
 use crate::position::StartPosition;
@@ -63,11 +63,7 @@ pub(crate) async fn run(
                     cursor.metrics().call();
                     let children = event.child_shards.unwrap_or_default();
                     let closes_shard = !children.is_empty();
-                    let records = event
-                        .records
-                        .into_iter()
-                        .map(|record| IncomingRecord::from_sdk(record, cursor.shard_id()))
-                        .collect::<Result<Vec<_>, _>>();
+                    let records = Received::from_sdk(event.records, cursor.shard_id());
                     if !cursor.hand_on(records, Some(event.millis_behind_latest), closes_shard).await? {
                         return Ok(ShardEnd::Stopped);
                     }

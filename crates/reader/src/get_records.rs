@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::ReaderError;
 use crate::answer::{Answer, parse_answer};
-use crate::cursor::IncomingRecord;
+use crate::cursor::Received;
 use crate::fault::{Fault, classify};
 use crate::route::RouteCell;
 use crate::shard::child_infos;
@@ -55,17 +55,12 @@ async fn sdk_get_records(
         .send()
         .await
         .map_err(|error| classify(&error, "GetRecords", shard_id))?;
-    let records = output
-        .records
-        .into_iter()
-        .map(|record| IncomingRecord::from_sdk(record, shard_id))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| match error {
+    let records = Received::from_sdk(output.records, shard_id).map_err(|error| match error {
             crate::cursor::DeliveryError::Fatal(error) => Fault::Fatal(error),
             crate::cursor::DeliveryError::Stopped => Fault::Transient("stopped".to_owned()),
         })?;
     Ok(Answer {
-        records,
+        received: records,
         next_shard_iterator: output.next_shard_iterator,
         millis_behind_latest: output.millis_behind_latest,
         children: child_infos(output.child_shards.unwrap_or_default()),

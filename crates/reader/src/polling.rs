@@ -66,10 +66,10 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         };
         backoff.reset();
         cursor.metrics().call();
-        let Answer { records, next_shard_iterator, millis_behind_latest, children } = answer;
+        let Answer { received, next_shard_iterator, millis_behind_latest, children } = answer;
         let closes_shard = next_shard_iterator.is_none();
-        let received = records.len();
-        if !cursor.hand_on(Ok(records), millis_behind_latest, closes_shard).await? {
+        let count = received.records.len();
+        if !cursor.hand_on(Ok(received), millis_behind_latest, closes_shard).await? {
             return Ok(ShardEnd::Stopped);
         }
         if closes_shard {
@@ -79,8 +79,8 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         // A full page, or records older than the tip, means more is waiting. (A burst put
         // within one millisecond reads as 0 ms behind, so the page size must be checked too.)
         let behind =
-            received >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
-        if behind || received > 0 {
+            count >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
+        if behind || count > 0 {
             idle_wait = config.idle_poll_interval;
         }
         if !behind {

@@ -24,10 +24,17 @@ pub struct InvalidSequenceNumber(pub String);
 impl SequenceNumber {
     /// Checks that `text` is a sequence number (decimal digits, no sign).
     pub fn new(text: &str) -> Result<SequenceNumber, InvalidSequenceNumber> {
-        if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(InvalidSequenceNumber(text.chars().take(64).collect()));
+        SequenceNumber::from_digits(text.as_bytes())
+    }
+
+    /// [`Self::new`] for bytes as found in an answer: digits are ASCII, so no
+    /// separate UTF-8 check is needed.
+    pub(crate) fn from_digits(digits: &[u8]) -> Result<SequenceNumber, InvalidSequenceNumber> {
+        let invalid = || InvalidSequenceNumber(String::from_utf8_lossy(digits).chars().take(64).collect());
+        if digits.is_empty() || digits.len() > 128 || !all_digits(digits) {
+            return Err(invalid());
         }
-        Ok(SequenceNumber(CompactStr::new(text)))
+        CompactStr::from_ascii(digits).map(SequenceNumber).ok_or_else(invalid)
     }
 
     /// The digits as Kinesis wrote them.
@@ -41,6 +48,23 @@ impl SequenceNumber {
         let first = digits.iter().position(|&digit| digit != b'0').unwrap_or(digits.len());
         if first == digits.len() { b"0" } else { &digits[first..] }
     }
+}
+
+/// Whether every byte is an ASCII digit, eight at a time: one per record.
+fn all_digits(bytes: &[u8]) -> bool {
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    let mut chunks = bytes.chunks_exact(8);
+    let words_are_digits = chunks.by_ref().all(|chunk| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        // Each byte is 0x30..=0x3F, and adding 6 keeps it below 0x40: 0x30..=0x39.
+        // (When the first test passes no byte carries into the next.)
+        word & HIGH_NIBBLES == ZEROS && word.wrapping_add(SIXES) & HIGH_NIBBLES == ZEROS
+    });
+    words_are_digits && chunks.remainder().iter().all(u8::is_ascii_digit)
 }
 
 impl Ord for SequenceNumber {
@@ -162,6 +186,21 @@ mod tests {
         assert!(SequenceNumber::new("12a").is_err());
         assert!(SequenceNumber::new("").is_err());
         assert!(SequenceNumber::new("-1").is_err());
+    }
+
+    #[test]
+    fn only_digits_make_a_sequence_number() {
+        for byte in 0..=u8::MAX {
+            let mut digits = *b"4959033827149025660855969253836157109592157598913658889";
+            for at in [0, 7, 8, 31, digits.len() - 1] {
+                let saved = digits[at];
+                digits[at] = byte;
+                assert_eq!(SequenceNumber::from_digits(&digits).is_ok(), byte.is_ascii_digit(), "{byte:#x} at {at}");
+                digits[at] = saved;
+            }
+        }
+        assert!(SequenceNumber::from_digits(&[b'1'; 129]).is_err());
+        assert!(SequenceNumber::from_digits(&[b'1'; 128]).is_ok());
     }
 
     #[test]
