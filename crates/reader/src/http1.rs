@@ -255,7 +255,10 @@ async fn read_reply<'a>(
     let body = match framing {
         Framing::Length(length) => {
             let mut body = client.buffer();
-            body.reserve_exact(length);
+            if body.capacity() < length {
+                // Growing the empty buffer would copy its old contents (realloc cannot know they are dead).
+                body = Vec::with_capacity(length);
+            }
             let already = buffer.len() - head_len;
             if already > length {
                 return Err(failed(invalid("more bytes than the answer's Content-Length")));

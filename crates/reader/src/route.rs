@@ -63,7 +63,7 @@ pub(crate) struct DirectRoute {
     identity_cache: SharedIdentityCache,
     components: RuntimeComponents,
     /// Credentials from the SDK's cache, asked again after a while (see [`reuse_for`]).
-    credentials: Mutex<Option<(Credentials, Instant)>>,
+    credentials: Mutex<Option<(Arc<Credentials>, Instant)>>,
 }
 
 /// Learns the route from the first `GetShardIterator` the SDK sends.
@@ -241,11 +241,12 @@ impl DirectRoute {
 
     /// The SDK's cached credentials, kept for a while: asking its cache costs
     /// about as much as the rest of an idle poll.
-    async fn credentials(&self, operation: Operation) -> Result<Credentials, Fault> {
+    /// (Shared, not cloned: a `Credentials` clone copies its property map on every call.)
+    async fn credentials(&self, operation: Operation) -> Result<Arc<Credentials>, Fault> {
         if let Some((credentials, until)) = self.credentials.lock().as_ref()
             && Instant::now() < *until
         {
-            return Ok(credentials.clone());
+            return Ok(Arc::clone(credentials));
         }
         let unavailable = |message: String| {
             Fault::Fatal(ReaderError::Kinesis {
@@ -263,9 +264,10 @@ impl DirectRoute {
         let credentials = identity
             .data::<Credentials>()
             .cloned()
+            .map(Arc::new)
             .ok_or_else(|| unavailable("the SigV4 identity holds no AWS credentials".to_owned()))?;
         let until = Instant::now() + reuse_for(identity.expiration(), SystemTime::now());
-        *self.credentials.lock() = Some((credentials.clone(), until));
+        *self.credentials.lock() = Some((Arc::clone(&credentials), until));
         Ok(credentials)
     }
 }

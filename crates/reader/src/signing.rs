@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
@@ -85,8 +85,7 @@ impl Signer {
 
     /// Signs a `POST /` of `operation` with `body` and the fixed content type, at `now`.
     pub(crate) fn sign(&self, credentials: &Credentials, operation: Operation, body: &[u8], now: SystemTime) -> Signed {
-        let time: DateTime<Utc> = now.into();
-        let amz_date = time.format("%Y%m%dT%H%M%SZ").to_string();
+        let amz_date = amz_date(now.into());
         let date = &amz_date[..8];
         let token = credentials.session_token();
 
@@ -138,6 +137,22 @@ impl Signer {
         }
         cached.as_ref().map(|key| key.key.clone()).unwrap_or_default()
     }
+}
+
+/// `YYYYMMDDTHHMMSSZ`, written directly: a strftime pattern is parsed again on every call.
+fn amz_date(time: DateTime<Utc>) -> String {
+    let mut text = String::with_capacity(16);
+    let _ = write!(
+        text,
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    text
 }
 
 #[cfg(test)]
@@ -216,6 +231,12 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let (authorization, _) = reference(&keys, "127.0.0.1:4567", Operation::GetRecords, b"{}", now);
         assert_eq!(signer.sign(&keys, Operation::GetRecords, b"{}", now).authorization, authorization);
+    }
+
+    #[test]
+    fn dates_are_written_with_every_digit() {
+        let time = DateTime::parse_from_rfc3339("2001-02-03T04:05:06.789Z").expect("a time").with_timezone(&Utc);
+        assert_eq!(amz_date(time), "20010203T040506Z");
     }
 
     #[test]
