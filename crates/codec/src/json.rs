@@ -122,6 +122,36 @@ struct Number<'a> {
     integer: Option<i64>,
     /// Had a fraction or exponent.
     is_float: bool,
+    /// The digits as mantissa × 10^exponent, unless they overflow 64 bits.
+    decimal: Option<Decimal>,
+}
+
+/// A number's digits as an integer mantissa and a power of ten.
+#[derive(Debug, Clone, Copy)]
+struct Decimal {
+    negative: bool,
+    mantissa: u64,
+    exponent: i64,
+}
+
+impl Decimal {
+    /// The nearest `f64` when it can be had from one exact operation (Clinger's
+    /// fast path: the mantissa and the power of ten are both exact in an f64,
+    /// so the one multiplication or division rounds correctly), else `None`.
+    /// Nearly every number a producer writes takes it; the rest are parsed.
+    fn fast_f64(self) -> Option<f64> {
+        const EXACT_POWERS: [f64; 23] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+            1e19, 1e20, 1e21, 1e22,
+        ];
+        if self.mantissa >= 1 << 53 {
+            return None;
+        }
+        let power = *EXACT_POWERS.get(usize::try_from(self.exponent.unsigned_abs()).ok()?)?;
+        let magnitude = self.mantissa as f64;
+        let value = if self.exponent < 0 { magnitude / power } else { magnitude * power };
+        Some(if self.negative { -value } else { value })
+    }
 }
 
 const TRUNCATED: Reason = Reason::Malformed("payload ends inside a value (truncated)");
@@ -186,18 +216,40 @@ impl<'a> Parser<'a> {
             return Err(Reason::Malformed("invalid number (leading zero)"));
         }
         let mut is_float = false;
+        let mut exponent: i64 = 0;
         if self.peek() == Some(b'.') {
             is_float = true;
             self.pos += 1;
-            self.required_digits()?;
+            let fraction_start = self.pos;
+            // Fraction digits join the mantissa: `12.34` is 1234e-2.
+            while let Some(&b) = self.bytes.get(self.pos) {
+                if !b.is_ascii_digit() {
+                    break;
+                }
+                match magnitude.checked_mul(10).and_then(|m| m.checked_add(u64::from(b - b'0'))) {
+                    Some(m) => magnitude = m,
+                    None => overflow = true,
+                }
+                self.pos += 1;
+            }
+            if self.pos == fraction_start {
+                return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
+            }
+            exponent = -((self.pos - fraction_start) as i64);
         }
         if let Some(b'e' | b'E') = self.peek() {
             is_float = true;
             self.pos += 1;
+            let negative_exponent = self.peek() == Some(b'-');
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
+            let exponent_start = self.pos;
             self.required_digits()?;
+            let written = self.bytes[exponent_start..self.pos]
+                .iter()
+                .fold(0i64, |value, &digit| value.saturating_mul(10).saturating_add(i64::from(digit - b'0')));
+            exponent = exponent.saturating_add(if negative_exponent { -written } else { written });
         }
         let integer = if is_float || overflow {
             None
@@ -207,7 +259,8 @@ impl<'a> Parser<'a> {
         } else {
             i64::try_from(magnitude).ok()
         };
-        Ok(Number { text: &self.bytes[start..self.pos], integer, is_float })
+        let decimal = (!overflow).then_some(Decimal { negative, mantissa: magnitude, exponent });
+        Ok(Number { text: &self.bytes[start..self.pos], integer, is_float, decimal })
     }
 
     /// Skips one or more digits (a fraction or an exponent).
@@ -508,7 +561,10 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
             let value = match number.integer {
                 // Integers up to 2^53 convert exactly; larger ones round as parsing would.
                 Some(i) if i.unsigned_abs() < (1 << 53) => i as f64,
-                _ => parse_text::<f64>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?,
+                _ => match number.decimal.and_then(Decimal::fast_f64) {
+                    Some(value) => value,
+                    None => parse_text::<f64>(number.text).ok_or_else(|| at(Reason::Malformed("invalid number")))?,
+                },
             };
             if !value.is_finite() {
                 return Err(at(Reason::OutOfRange("number does not fit in float64")));
@@ -548,7 +604,11 @@ fn decode_value(state: &mut JsonState, parser: &mut Parser<'_>, column: &mut Col
                 let number = parser.number().map_err(&at)?;
                 match number.integer {
                     Some(i) => micros_from_epoch_int(i),
-                    None => parse_text::<f64>(number.text).and_then(micros_from_epoch_float),
+                    None => number
+                        .decimal
+                        .and_then(Decimal::fast_f64)
+                        .or_else(|| parse_text::<f64>(number.text))
+                        .and_then(micros_from_epoch_float),
                 }
             } else {
                 micros_from_bytes(string_text(&mut state.scratch, parser, path)?)
@@ -834,7 +894,51 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn parsed(text: &str) -> Number<'_> {
+        let mut parser = Parser { bytes: text.as_bytes(), pos: 0 };
+        parser.number().expect("a JSON number")
+    }
+
+    proptest! {
+        /// The fast path gives what parsing gives, bit for bit, whenever it answers.
+        #[test]
+        fn fast_floats_are_the_parsed_floats(
+            negative in any::<bool>(),
+            int in "(0|[1-9][0-9]{0,19})",
+            fraction in proptest::option::of("[0-9]{1,20}"),
+            exponent in proptest::option::of((any::<bool>(), 0u32..40)),
+        ) {
+            let mut text = format!("{}{int}", if negative { "-" } else { "" });
+            if let Some(fraction) = &fraction {
+                text.push('.');
+                text.push_str(fraction);
+            }
+            if let Some((negative, power)) = exponent {
+                text.push_str(if negative { "e-" } else { "E+" });
+                text.push_str(&power.to_string());
+            }
+            let expected: f64 = text.parse().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            if let Some(fast) = parsed(&text).decimal.and_then(Decimal::fast_f64) {
+                prop_assert_eq!(fast.to_bits(), expected.to_bits(), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn everyday_numbers_take_the_fast_path() {
+        for (text, value) in [("0.00", 0.0), ("1.01", 1.01), ("-2.5e3", -2500.0), ("1717243200.123", 1_717_243_200.123)] {
+            assert_eq!(parsed(text).decimal.and_then(Decimal::fast_f64), Some(value), "{text}");
+        }
+        assert_eq!(parsed("-0.0").decimal.and_then(Decimal::fast_f64).map(f64::to_bits), Some((-0.0f64).to_bits()));
+        // 2^53 + 1 digits, or powers past 10^22, are left to the parser.
+        assert!(parsed("9007199254740993").decimal.and_then(Decimal::fast_f64).is_none());
+        assert!(parsed("1e23").decimal.and_then(Decimal::fast_f64).is_none());
+        assert!(parsed("123456789012345678901").decimal.is_none(), "past 64 bits");
+    }
 
     #[test]
     fn short_eq_matches_slice_equality() {
