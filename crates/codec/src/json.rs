@@ -728,6 +728,8 @@ fn decode_object(
     parser.pos += 1;
     let mut guess = *first_key;
     let mut previous: Option<usize> = None;
+    // Fields set from their own keys (each at most once), and whether a `preproc` path was followed.
+    let (mut filled, mut followed) = (0usize, false);
     if parser.next_token().map_err(at)? == b'}' {
         parser.pos += 1;
     } else {
@@ -742,6 +744,7 @@ fn decode_object(
             {
                 parser.colon().map_err(at)?;
                 decode_field(state, parser, field, stamp)?;
+                filled += 1;
                 previous = Some(guess);
                 guess = field.next_key;
                 if !parser.object_continues().map_err(at)? {
@@ -763,6 +766,7 @@ fn decode_object(
             match (index, ref_node) {
                 (Some(index), _) => {
                     decode_field(state, parser, &mut fields[index], stamp)?;
+                    filled += 1;
                     // Learn the producer's order for the next object.
                     match previous {
                         Some(before) => fields[before].next_key = index,
@@ -771,7 +775,10 @@ fn decode_object(
                     previous = Some(index);
                     guess = fields[index].next_key;
                 }
-                (None, Some(node)) => follow_ref(state, parser, fields, node, stamp, path)?,
+                (None, Some(node)) => {
+                    followed = true;
+                    follow_ref(state, parser, fields, node, stamp, path)?;
+                }
                 (None, None) => parser.skip_value(&mut state.scratch, 0).map_err(at)?,
             }
             if !parser.object_continues().map_err(at)? {
@@ -779,6 +786,17 @@ fn decode_object(
             }
         }
     }
+    // Every field came from its own key: none is absent and no constant is due.
+    if followed || filled != fields.len() {
+        fill_the_rest(state, fields, stamp)?;
+    }
+    nulls.append_non_null();
+    Ok(())
+}
+
+/// After an object: constants decoded, absent optional fields null, an absent
+/// required field an error.
+fn fill_the_rest(state: &mut JsonState, fields: &mut [StructField], stamp: u64) -> Result<(), Box<Fault>> {
     for field in fields.iter_mut() {
         if let FieldSource::Constant(text) = &field.source {
             let text = Arc::clone(text);
@@ -793,7 +811,6 @@ fn decode_object(
             field.column.push_null();
         }
     }
-    nulls.append_non_null();
     Ok(())
 }
 
