@@ -196,19 +196,8 @@ impl<'a> Parser<'a> {
             self.pos += 1;
         }
         let digits_start = self.pos;
-        let mut magnitude: u64 = 0;
-        let mut overflow = false;
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if !b.is_ascii_digit() {
-                break;
-            }
-            match magnitude.checked_mul(10).and_then(|m| m.checked_add(u64::from(b - b'0'))) {
-                Some(m) => magnitude = m,
-                None => overflow = true,
-            }
-            self.pos += 1;
-        }
-        let int_digits = self.pos - digits_start;
+        let (mut magnitude, mut overflow) = (0u64, false);
+        let int_digits = self.digits_into(&mut magnitude, &mut overflow);
         if int_digits == 0 {
             return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
         }
@@ -220,22 +209,12 @@ impl<'a> Parser<'a> {
         if self.peek() == Some(b'.') {
             is_float = true;
             self.pos += 1;
-            let fraction_start = self.pos;
             // Fraction digits join the mantissa: `12.34` is 1234e-2.
-            while let Some(&b) = self.bytes.get(self.pos) {
-                if !b.is_ascii_digit() {
-                    break;
-                }
-                match magnitude.checked_mul(10).and_then(|m| m.checked_add(u64::from(b - b'0'))) {
-                    Some(m) => magnitude = m,
-                    None => overflow = true,
-                }
-                self.pos += 1;
-            }
-            if self.pos == fraction_start {
+            let fraction_digits = self.digits_into(&mut magnitude, &mut overflow);
+            if fraction_digits == 0 {
                 return Err(if self.pos >= self.bytes.len() { TRUNCATED } else { BAD });
             }
-            exponent = -((self.pos - fraction_start) as i64);
+            exponent = -(fraction_digits as i64);
         }
         if let Some(b'e' | b'E') = self.peek() {
             is_float = true;
@@ -261,6 +240,23 @@ impl<'a> Parser<'a> {
         };
         let decimal = (!overflow).then_some(Decimal { negative, mantissa: magnitude, exponent });
         Ok(Number { text: &self.bytes[start..self.pos], integer, is_float, decimal })
+    }
+
+    /// Reads digits onto `magnitude` (noting when it overflows 64 bits); returns how many.
+    #[inline]
+    fn digits_into(&mut self, magnitude: &mut u64, overflow: &mut bool) -> usize {
+        let start = self.pos;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            match magnitude.checked_mul(10).and_then(|m| m.checked_add(u64::from(b - b'0'))) {
+                Some(m) => *magnitude = m,
+                None => *overflow = true,
+            }
+            self.pos += 1;
+        }
+        self.pos - start
     }
 
     /// Skips one or more digits (a fraction or an exponent).
