@@ -31,10 +31,10 @@ impl SequenceNumber {
     /// separate UTF-8 check is needed.
     pub(crate) fn from_digits(digits: &[u8]) -> Result<SequenceNumber, InvalidSequenceNumber> {
         let invalid = || InvalidSequenceNumber(String::from_utf8_lossy(digits).chars().take(64).collect());
-        if digits.is_empty() || digits.len() > 128 || !all_digits(digits) {
+        if digits.is_empty() || digits.len() > 128 {
             return Err(invalid());
         }
-        CompactStr::from_ascii(digits).map(SequenceNumber).ok_or_else(invalid)
+        CompactStr::from_digits(digits).map(SequenceNumber).ok_or_else(invalid)
     }
 
     /// The digits as Kinesis wrote them.
@@ -48,23 +48,6 @@ impl SequenceNumber {
         let first = digits.iter().position(|&digit| digit != b'0').unwrap_or(digits.len());
         if first == digits.len() { b"0" } else { &digits[first..] }
     }
-}
-
-/// Whether every byte is an ASCII digit, eight at a time: one per record.
-fn all_digits(bytes: &[u8]) -> bool {
-    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const SIXES: u64 = 0x0606_0606_0606_0606;
-    let mut chunks = bytes.chunks_exact(8);
-    let words_are_digits = chunks.by_ref().all(|chunk| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        // Each byte is 0x30..=0x3F, and adding 6 keeps it below 0x40: 0x30..=0x39.
-        // (When the first test passes no byte carries into the next.)
-        word & HIGH_NIBBLES == ZEROS && word.wrapping_add(SIXES) & HIGH_NIBBLES == ZEROS
-    });
-    words_are_digits && chunks.remainder().iter().all(u8::is_ascii_digit)
 }
 
 impl Ord for SequenceNumber {
