@@ -943,7 +943,8 @@ mod tests {
 
     #[test]
     fn everyday_numbers_take_the_fast_path() {
-        for (text, value) in [("0.00", 0.0), ("1.01", 1.01), ("-2.5e3", -2500.0), ("1717243200.123", 1_717_243_200.123)] {
+        for (text, value) in [("0.00", 0.0), ("1.01", 1.01), ("-2.5e3", -2500.0), ("1717243200.123", 1_717_243_200.123)]
+        {
             assert_eq!(parsed(text).decimal.and_then(Decimal::fast_f64), Some(value), "{text}");
         }
         assert_eq!(parsed("-0.0").decimal.and_then(Decimal::fast_f64).map(f64::to_bits), Some((-0.0f64).to_bits()));

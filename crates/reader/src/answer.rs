@@ -52,12 +52,10 @@ pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault>
     let mut aggregated = false;
     for record in &wire.records {
         let start = payloads.len();
-        base64_simd::STANDARD
-            .decode_append(&record.data, &mut payloads)
-            .map_err(|e| {
-                let sequence_number = String::from_utf8_lossy(&record.sequence_number);
-                invalid(format!("record {sequence_number}: Data is not base64: {e}"))
-            })?;
+        base64_simd::STANDARD.decode_append(&record.data, &mut payloads).map_err(|e| {
+            let sequence_number = String::from_utf8_lossy(&record.sequence_number);
+            invalid(format!("record {sequence_number}: Data is not base64: {e}"))
+        })?;
         aggregated |= payloads[start..].starts_with(&kpl::MAGIC);
         ends.push(payloads.len());
     }
@@ -68,7 +66,8 @@ pub(crate) fn parse_answer(body: &[u8], shard_id: &str) -> Result<Answer, Fault>
     let mut records = Vec::with_capacity(wire.records.len());
     for (record, end) in wire.records.iter().zip(ends) {
         records.push(Record {
-            sequence_number: SequenceNumber::from_digits(&record.sequence_number).map_err(|e| invalid(e.to_string()))?,
+            sequence_number: SequenceNumber::from_digits(&record.sequence_number)
+                .map_err(|e| invalid(e.to_string()))?,
             sub_sequence: None,
             partition_key: PartitionKey::from(record.partition_key.as_ref()),
             arrival_time: record

@@ -379,11 +379,8 @@ mod tests {
         let mut batches = Vec::new();
         while let Some(batch) = receiver.recv().await {
             let batch = batch.expect("a batch");
-            let records = batch
-                .records
-                .iter()
-                .map(|record| (record.sequence_number.to_string(), record.sub_sequence))
-                .collect();
+            let records =
+                batch.records.iter().map(|record| (record.sequence_number.to_string(), record.sub_sequence)).collect();
             batches.push((records, batch.from, batch.to));
         }
         (batches, resume)

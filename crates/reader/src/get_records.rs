@@ -56,9 +56,9 @@ async fn sdk_get_records(
         .await
         .map_err(|error| classify(&error, "GetRecords", shard_id))?;
     let records = Received::from_sdk(output.records, shard_id).map_err(|error| match error {
-            crate::cursor::DeliveryError::Fatal(error) => Fault::Fatal(error),
-            crate::cursor::DeliveryError::Stopped => Fault::Transient("stopped".to_owned()),
-        })?;
+        crate::cursor::DeliveryError::Fatal(error) => Fault::Fatal(error),
+        crate::cursor::DeliveryError::Stopped => Fault::Transient("stopped".to_owned()),
+    })?;
     Ok(Answer {
         received: records,
         next_shard_iterator: output.next_shard_iterator,

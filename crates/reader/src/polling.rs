@@ -78,8 +78,7 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         iterator = next_shard_iterator;
         // A full page, or records older than the tip, means more is waiting. (A burst put
         // within one millisecond reads as 0 ms behind, so the page size must be checked too.)
-        let behind =
-            count >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
+        let behind = count >= config.records_per_call as usize || millis_behind_latest.is_some_and(|millis| millis > 0);
         if behind || count > 0 {
             idle_wait = config.idle_poll_interval;
         }
