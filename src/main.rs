@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod decode;
+mod metadata;
 mod serve;
 mod validate;
 
@@ -37,6 +38,9 @@ enum Command {
     Status(client::StatusArgs),
     /// Show a source's rejected rows, newest first, with reason, field, shard, sequence and payload.
     Errors(client::ErrorsArgs),
+    /// OpenMetadata's Kinesis metadata workflow: publish topics, sample data, schemas and lineage.
+    #[command(subcommand)]
+    Metadata(metadata::MetadataCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +52,6 @@ fn main() -> ExitCode {
         Command::Commit(args) => client::commit(args),
         Command::Status(args) => client::status(args),
         Command::Errors(args) => client::errors(args),
+        Command::Metadata(command) => metadata::run_command(command),
     }
 }

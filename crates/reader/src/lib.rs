@@ -29,6 +29,7 @@
 
 mod answer;
 mod batch;
+pub mod catalog;
 mod checkpoint;
 mod compact;
 mod config;

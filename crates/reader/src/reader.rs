@@ -13,11 +13,12 @@ use tokio::time::MissedTickBehavior;
 
 use crate::ReaderError;
 use crate::batch::ShardBatch;
+use crate::catalog::list_all_shards;
 use crate::checkpoint::CheckpointStore;
 use crate::config::{ConsumerKind, ReaderConfig};
 use crate::cursor::{BatchSender, ShardCursor};
 use crate::efo::register_consumer;
-use crate::fault::{Backoff, Fault, classify};
+use crate::fault::{Backoff, Fault};
 use crate::lineage::{ShardGraph, ShardInfo};
 use crate::metrics::SourceMetrics;
 use crate::position::{ShardCheckpoint, StartPosition};
@@ -222,24 +223,7 @@ impl Coordinator {
 
     /// Every shard Kinesis still lists (open, and closed within retention).
     async fn list_shards(&self) -> Result<Vec<ShardInfo>, Fault> {
-        let mut shards = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            // Later pages carry only the token: Kinesis refuses the stream with it.
-            let request = match &next_token {
-                Some(token) => self.client.list_shards().next_token(token),
-                None => self.client.list_shards().stream_arn(self.stream_arn.as_ref()),
-            };
-            let page = match tokio::time::timeout(self.config.call_timeout, request.max_results(1000).send()).await {
-                Ok(Ok(page)) => page,
-                Ok(Err(error)) => return Err(classify(&error, "ListShards", &self.stream_arn)),
-                Err(_elapsed) => return Err(Fault::Transient("ListShards timed out".to_owned())),
-            };
-            shards.extend(page.shards().iter().map(shard_info));
-            match page.next_token {
-                Some(token) if !token.is_empty() => next_token = Some(token),
-                _ => return Ok(shards),
-            }
-        }
+        let shards = list_all_shards(&self.client, &self.stream_arn, 1000, self.config.call_timeout).await?;
+        Ok(shards.iter().map(shard_info).collect())
     }
 }

@@ -308,9 +308,15 @@ async fn show_source(State(state): State<AppState>, Path(name): Path<String>) ->
         .iter()
         .map(|v| json!({"version": v.version, "committed_at": time(v.committed_at), "message": v.message, "stream_arn": v.stream_arn}))
         .collect();
+    // Where the dataset lives, for catalogs (the metadata workflow's lineage).
+    let dataset = crate::supervisor::stored_source(&summary.current).ok().map(|source| {
+        let location = state.supervisor.dataset_dir(&source.dataset.name);
+        json!({"name": source.dataset.name, "location": location.display().to_string()})
+    });
     Ok(Json(json!({
         "name": summary.name,
         "version": summary.current.version,
+        "dataset": dataset,
         "state": state_of(&state, &name, summary.deleted_at.is_some()),
         "deleted_at": summary.deleted_at.map(time),
         "start_at": summary.current.start_at.map(time),

@@ -82,6 +82,11 @@ impl Supervisor {
         }
     }
 
+    /// Where dataset `name`'s files are written.
+    pub fn dataset_dir(&self, name: &str) -> PathBuf {
+        self.context.data_dir.join("datasets").join(name)
+    }
+
     /// Starts a worker for every source that is committed and not deleted.
     pub async fn start_committed(&self) -> Result<(), StoreError> {
         for summary in self.context.store.sources()? {

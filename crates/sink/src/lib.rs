@@ -10,6 +10,7 @@
 
 mod dataset;
 mod error_rows;
+pub mod openmetadata;
 mod properties;
 
 pub use dataset::DatasetWriter;

@@ -1,0 +1,75 @@
+//! What a Tributary server knows that no connector does: which source reads
+//! which stream, with what dataset schema, into which dataset.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tributary_proto::v1::SourceDefinition;
+use tributary_proto::v1::avro_format::SchemaSource;
+use tributary_proto::v1::format::Kind as FormatKind;
+use tributary_sink::openmetadata::SchemaKind;
+
+/// A committed (not deleted) source, as the server describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct CommittedSource {
+    pub(crate) name: String,
+    pub(crate) stream_arn: String,
+    pub(crate) definition: SourceDefinition,
+    pub(crate) location: String,
+}
+
+impl CommittedSource {
+    /// JSON or Avro, and the inline Avro writer schema if there is one.
+    pub(crate) fn format(&self) -> (SchemaKind, Option<&str>) {
+        let format = self.definition.kinesis.as_ref().and_then(|k| k.format.as_ref()).and_then(|f| f.kind.as_ref());
+        match format {
+            Some(FormatKind::Avro(avro)) => match &avro.schema_source {
+                Some(SchemaSource::Schema(schema)) => (SchemaKind::Avro, Some(schema.as_str())),
+                _ => (SchemaKind::Avro, None),
+            },
+            _ => (SchemaKind::Json, None),
+        }
+    }
+}
+
+/// Every committed source of the server at `base`.
+pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<CommittedSource>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let base = base.trim_end_matches('/');
+    let get = |path: &str| -> Result<Value, String> {
+        let url = format!("{base}{path}");
+        let mut request = agent.get(&url);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut answer = request.call().map_err(|error| format!("cannot reach the Tributary server at {base}: {error}"))?;
+        let status = answer.status().as_u16();
+        let text = answer.body_mut().read_to_string().map_err(|error| format!("reading {url}: {error}"))?;
+        if status != 200 {
+            return Err(format!("GET {url}: HTTP {status}"));
+        }
+        serde_json::from_str(&text).map_err(|error| format!("GET {url}: not JSON: {error}"))
+    };
+    let listing = get("/api/v1/sources")?;
+    let mut sources = Vec::new();
+    for summary in listing.get("sources").and_then(Value::as_array).into_iter().flatten() {
+        let (Some(name), Some(stream_arn)) =
+            (summary.get("name").and_then(Value::as_str), summary.get("stream_arn").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        if !summary.get("deleted_at").is_none_or(Value::is_null) {
+            continue;
+        }
+        let shown = get(&format!("/api/v1/sources/{name}"))?;
+        let definition: SourceDefinition = serde_json::from_value(shown.get("definition").cloned().unwrap_or(Value::Null))
+            .map_err(|error| format!("source `{name}`: unreadable definition: {error}"))?;
+        let location = shown.pointer("/dataset/location").and_then(Value::as_str).unwrap_or_default().to_owned();
+        sources.push(CommittedSource { name: name.to_owned(), stream_arn: stream_arn.to_owned(), definition, location });
+    }
+    Ok(sources)
+}

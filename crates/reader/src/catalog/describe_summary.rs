@@ -1,0 +1,52 @@
+//! [`DescribeStreamSummary`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_DescribeStreamSummary.html):
+//! a stream's status, retention and shard count without listing its shards.
+
+use super::{Catalog, CatalogError, Failure};
+
+/// What a catalog shows of a stream besides its shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// The stream's name.
+    pub name: String,
+    /// Its ARN.
+    pub arn: String,
+    /// `ACTIVE`, `CREATING`, `UPDATING` or `DELETING`.
+    pub status: String,
+    /// How long records stay readable, in hours.
+    pub retention_hours: i32,
+    /// Open shards, as Kinesis counts them.
+    pub open_shard_count: Option<i32>,
+    /// `PROVISIONED` or `ON_DEMAND`, when said.
+    pub mode: Option<String>,
+    /// `NONE` or `KMS`, when said.
+    pub encryption: Option<String>,
+}
+
+impl Catalog {
+    /// Describes the stream named `name`.
+    pub async fn describe_summary(&self, name: &str) -> Result<StreamSummary, CatalogError> {
+        let answer = self
+            .retrying("DescribeStreamSummary", name, || {
+                let request = self.client.describe_stream_summary().stream_name(name);
+                async move { request.send().await.map_err(|e| Failure::of(&e, "DescribeStreamSummary", name)) }
+            })
+            .await?;
+        let Some(summary) = answer.stream_description_summary() else {
+            return Err(CatalogError {
+                operation: "DescribeStreamSummary",
+                target: name.to_owned(),
+                kind: super::CatalogErrorKind::Refused,
+                detail: "the answer has no StreamDescriptionSummary".to_owned(),
+            });
+        };
+        Ok(StreamSummary {
+            name: summary.stream_name().to_owned(),
+            arn: summary.stream_arn().to_owned(),
+            status: summary.stream_status().as_str().to_owned(),
+            retention_hours: summary.retention_period_hours(),
+            open_shard_count: Some(summary.open_shard_count()),
+            mode: summary.stream_mode_details().map(|mode| mode.stream_mode().as_str().to_owned()),
+            encryption: summary.encryption_type().map(|kind| kind.as_str().to_owned()),
+        })
+    }
+}
