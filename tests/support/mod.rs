@@ -128,6 +128,7 @@ pub fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Standard output as text.
+pub mod openmetadata;
 pub mod server;
 
 pub fn stdout(output: &Output) -> String {

@@ -608,10 +608,10 @@ workflowConfig:
     #[test]
     fn unknown_keys_wrong_types_and_missing_region_name_their_path() {
         let cases = [
-            ("awsRegion: us-east-2", "awsRegion: us-east-2\n        awsRegoin: x", "source.serviceConnection.config.awsConfig", "unknown field `awsRegoin`"),
+            ("awsRegion: us-east-2", "awsRegion: us-east-2\n        awsRegoin: x", "source.serviceConnection.config.awsConfig.awsRegoin", "unknown field `awsRegoin`"),
             ("        awsRegion: us-east-2\n", "", "source.serviceConnection.config.awsConfig", "missing field `awsRegion`"),
             ("type: MessagingMetadata", "type: MessagingMetadata\n      generateSampleData: maybe", "source.sourceConfig.config.generateSampleData", "invalid type"),
-            ("hostPort:", "hostport:", "workflowConfig.openMetadataServerConfig", "unknown field `hostport`"),
+            ("hostPort:", "hostport:", "workflowConfig.openMetadataServerConfig.hostport", "unknown field `hostport`"),
             ("      type: Kinesis\n", "      type: Kafka\n", "source.serviceConnection.config.type", "unknown variant `Kafka`"),
             ("          - _confluent.*", "          - \"(bad\"", "source.sourceConfig.config.topicFilterPattern.excludes[0]", "not a valid regex"),
             ("sink:\n  type: metadata-rest", "sink:\n  type: kafka", "sink.type", "use `metadata-rest` or `file`"),

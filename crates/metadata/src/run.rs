@@ -171,7 +171,7 @@ pub async fn run(
                 lineage.push(LineageRecord {
                     source: source.name.clone(),
                     stream: stream.name.clone(),
-                    dataset: dataset.name.clone(),
+                    dataset: source.dataset_name.clone(),
                     location: source.location.clone(),
                     columns: container_columns(dataset),
                 });

@@ -15,6 +15,8 @@ pub(crate) struct CommittedSource {
     pub(crate) name: String,
     pub(crate) stream_arn: String,
     pub(crate) definition: SourceDefinition,
+    /// The dataset's name as the server resolved it (a definition may leave it to default).
+    pub(crate) dataset_name: String,
     pub(crate) location: String,
 }
 
@@ -69,7 +71,17 @@ pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<C
         let definition: SourceDefinition = serde_json::from_value(shown.get("definition").cloned().unwrap_or(Value::Null))
             .map_err(|error| format!("source `{name}`: unreadable definition: {error}"))?;
         let location = shown.pointer("/dataset/location").and_then(Value::as_str).unwrap_or_default().to_owned();
-        sources.push(CommittedSource { name: name.to_owned(), stream_arn: stream_arn.to_owned(), definition, location });
+        let dataset_name = match shown.pointer("/dataset/name").and_then(Value::as_str) {
+            Some(dataset) if !dataset.is_empty() => dataset.to_owned(),
+            _ => name.to_owned(),
+        };
+        sources.push(CommittedSource {
+            name: name.to_owned(),
+            stream_arn: stream_arn.to_owned(),
+            definition,
+            dataset_name,
+            location,
+        });
     }
     Ok(sources)
 }

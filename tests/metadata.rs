@@ -1,0 +1,354 @@
+//! `tributary metadata ingest` end to end: kinesis-local streams of every
+//! shape, a committed Tributary source, and an OpenMetadata stand-in that
+//! validates every request body against OpenMetadata's own schemas.
+
+mod support;
+
+use std::path::Path;
+
+use aws_sdk_kinesis::primitives::Blob;
+use serde_json::{Value, json};
+use support::openmetadata::{Fault, FaultProxy, OpenMetadataStandIn, errors, validator};
+use support::server::ServerProcess;
+use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique, wait_active, write_definition};
+
+const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.stand-in-bot.token";
+const SECRET: &str = "SECRET-NEVER-SENT-wJalrXUtnFEMI";
+
+/// The docs' workflow with this test's endpoint, filter and sink.
+fn workflow(dir: &Path, service: &str, endpoint: &str, includes: &[&str], excludes: &[&str], sink: &str, host_port: &str) -> std::path::PathBuf {
+    let list = |items: &[&str]| items.iter().map(|i| format!("\n          - \"{i}\"")).collect::<String>();
+    let text = format!(
+        r#"source:
+  type: kinesis
+  serviceName: {service}
+  serviceConnection:
+    config:
+      type: Kinesis
+      awsConfig:
+        awsAccessKeyId: test-access-key
+        awsSecretAccessKey: "${{OM_TEST_AWS_SECRET}}"
+        awsRegion: us-east-1
+        endPointURL: {endpoint}
+  sourceConfig:
+    config:
+      type: MessagingMetadata
+      generateSampleData: true
+      markDeletedTopics: true
+      topicFilterPattern:
+        includes:{}
+        excludes:{}
+{sink}
+workflowConfig:
+  loggerLevel: INFO
+  openMetadataServerConfig:
+    hostPort: "{host_port}"
+    authProvider: openmetadata
+    securityConfig:
+      jwtToken: "$OM_TEST_JWT"
+"#,
+        list(includes),
+        list(excludes),
+    );
+    let path = dir.join(format!("{service}.yaml"));
+    std::fs::write(&path, text).expect("write workflow");
+    path
+}
+
+const REST_SINK: &str = "sink:\n  type: metadata-rest\n  config: {}";
+
+async fn put(endpoint: &str, stream: &str, key: &str, data: &[u8]) {
+    kinesis_client(endpoint)
+        .put_record()
+        .stream_name(stream)
+        .partition_key(key)
+        .data(Blob::new(data.to_vec()))
+        .send()
+        .await
+        .expect("PutRecord");
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    tributary(args, &[("OM_TEST_JWT", JWT), ("OM_TEST_AWS_SECRET", SECRET)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let kinesis = emulators.kinesis.as_str();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("om").replace('-', "_");
+    let name = |suffix: &str| format!("{prefix}-{suffix}");
+
+    // 40 one-shard streams, then one of each shape worth a look.
+    let mut expected: Vec<String> = Vec::new();
+    for index in 0..40 {
+        create_stream(kinesis, &name(&format!("plain{index:02}")), 1, false).await;
+        expected.push(name(&format!("plain{index:02}")));
+    }
+    for (suffix, shards) in [("four", 4), ("split", 2), ("kpl", 1), ("binary", 1), ("b64", 1), ("empty", 1), ("long", 1), ("many", 3), ("dot.ted", 1), ("src", 1)] {
+        create_stream(kinesis, &name(suffix), shards, true).await;
+        expected.push(name(suffix));
+    }
+    create_stream(kinesis, &name("excluded1"), 1, true).await;
+    let client = kinesis_client(kinesis);
+
+    // A split: one closed parent and two open children, three open in all.
+    let split = name("split");
+    let shards = client.list_shards().stream_name(&split).send().await.expect("ListShards");
+    let parent = shards.shards()[0].clone();
+    let range = parent.hash_key_range().expect("hash range");
+    let middle = (range.starting_hash_key().parse::<u128>().expect("u128") + range.ending_hash_key().parse::<u128>().expect("u128")) / 2;
+    client
+        .split_shard()
+        .stream_name(&split)
+        .shard_to_split(parent.shard_id())
+        .new_starting_hash_key(middle.to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    let split_arn = client.describe_stream_summary().stream_name(&split).send().await.expect("describe").stream_description_summary().expect("summary").stream_arn().to_owned();
+    wait_active(kinesis, &split_arn).await;
+
+    let kpl = tributary_reader::kpl::pack(&[("a", None, b"{\"sub\":1}"), ("b", None, b"{\"sub\":2}"), ("c", None, b"{\"sub\":3}")]);
+    put(kinesis, &name("kpl"), "a", &kpl).await;
+    let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, 0x81, 0x10];
+    put(kinesis, &name("binary"), "k", &binary).await;
+    // Valid JSON that is also valid base64 text: must not be decoded a second time.
+    for payload in [r#"{"QUFB":"QUFB"}"#, "\"aGVsbG8gd29ybGQ=\"", "eyJrIjoidiJ9"] {
+        put(kinesis, &name("b64"), "k", payload.as_bytes()).await;
+    }
+    for index in 0..12 {
+        put(kinesis, &name("many"), &format!("key{index}"), format!("{{\"n\":{index}}}").as_bytes()).await;
+    }
+    put(kinesis, &name("dot.ted"), "k", b"dotted").await;
+    client.increase_stream_retention_period().stream_name(name("long")).retention_period_hours(48).send().await.expect("retention");
+
+    // A committed Tributary source reads `src`: its schema and lineage get published.
+    let src_arn = client.describe_stream_summary().stream_name(name("src")).send().await.expect("describe").stream_description_summary().expect("summary").stream_arn().to_owned();
+    let server = ServerProcess::start(&dir.path().join("data"), &[]);
+    let definition = write_definition(dir.path(), "clicks", &src_arn, None);
+    let output = tributary(&["commit", definition.to_str().expect("utf-8"), "--server", &server.url()], &[]);
+    assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+
+    let om = OpenMetadataStandIn::start(JWT).await;
+    let service = format!("svc_{}", prefix);
+    {
+        let mut state = om.state.lock().expect("state");
+        // From an earlier run: gone from Kinesis and admitted (deleted); excluded, and outside the includes (kept).
+        state.seed_topic(&service, &name("gone"));
+        state.seed_topic(&service, &name("excluded_old"));
+        state.seed_topic(&service, "someone_elses_topic");
+        // The server is busy twice: both are retried.
+        state.faults.push_back(("PUT".into(), "/api/v1/topics".into(), 429));
+        state.faults.push_back(("PUT".into(), "/api/v1/topics".into(), 503));
+    }
+    let escaped = regex_escape(&prefix);
+    let file = workflow(dir.path(), &service, kinesis, &[&format!("{escaped}-")], &[&format!("{escaped}-EXCLUDED")], REST_SINK, &om.host_port());
+    // Pages of two: ListStreams and ListShards both paginate (ListShards' later pages carry only the token).
+    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8"), "--page-size", "2", "--tributary-server", &server.url()]);
+    let (out, err) = (stdout(&output), String::from_utf8_lossy(&output.stderr).into_owned());
+    assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.lines().last().is_some_and(|line| line.starts_with(&format!("listed=")) && line.contains(&format!("published={}", expected.len())) && line.contains("failed=0") && line.contains("deleted=1")), "{out}");
+
+    let state = om.state.lock().expect("state");
+    assert!(state.invalid.is_empty(), "bodies OpenMetadata would refuse:\n{}", state.invalid.join("\n"));
+    assert!(state.requests.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {JWT}"))), "every request carries the JWT");
+    for request in &state.requests {
+        assert!(!request.body.to_string().contains(SECRET), "the AWS secret reached the server: {}", request.path);
+    }
+    assert_eq!(state.requests[0].path, "/api/v1/system/version");
+    let service_body = &state.entities["messagingServices"][&service].1;
+    assert_eq!(service_body["serviceType"], "Kinesis");
+    assert_eq!(service_body["connection"]["config"]["awsConfig"]["awsAccessKeyId"], "test-access-key");
+    assert!(service_body["connection"]["config"]["awsConfig"].get("awsSecretAccessKey").is_none());
+    assert!(state.requests.iter().filter(|r| r.method == "PUT" && r.path == "/api/v1/topics").count() >= expected.len() + 2, "429 and 503 were retried");
+
+    let fqn = |suffix: &str| {
+        let topic = name(suffix);
+        format!("{service}.{}", if topic.contains('.') { format!("\"{topic}\"") } else { topic })
+    };
+    let live: Vec<String> = state.entities["topics"]
+        .iter()
+        .filter(|(_, (_, body, deleted))| !deleted && body.get("partitions").is_some())
+        .map(|(_, (_, body, _))| body["name"].as_str().expect("name").to_owned())
+        .collect();
+    let mut live = live;
+    live.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(live, want, "exactly the admitted streams are topics");
+    let topic = |suffix: &str| state.topic(&fqn(suffix)).unwrap_or_else(|| panic!("topic {suffix}")).1.clone();
+    assert_eq!(topic("plain00")["partitions"], 1);
+    assert_eq!(topic("four")["partitions"], 4);
+    assert_eq!(topic("split")["partitions"], 3, "open shards only, the closed parent is not a partition");
+    assert_eq!(topic("many")["partitions"], 3);
+    assert_eq!(topic("plain00")["retentionTime"], 24 * 3_600_000);
+    assert_eq!(topic("long")["retentionTime"], 48 * 3_600_000);
+    assert_eq!(topic("plain00")["maximumMessageSize"], 1_000_000);
+    assert!(topic("plain00")["sourceUrl"].as_str().is_some_and(|url| url.contains("console.aws.amazon.com/kinesis")));
+
+    // Sample data: on the first run, decoded exactly once.
+    let sample = |suffix: &str| state.sample_of(&fqn(suffix)).unwrap_or_else(|| panic!("sample of {suffix}")).clone();
+    assert_eq!(sample("b64"), [r#"{"QUFB":"QUFB"}"#, "\"aGVsbG8gd29ybGQ=\"", "eyJrIjoidiJ9"]);
+    assert_eq!(sample("kpl"), [r#"{"sub":1}"#, r#"{"sub":2}"#, r#"{"sub":3}"#], "KPL aggregates unpacked");
+    assert_eq!(sample("binary"), ["base64://4AgRA="]);
+    assert_eq!(sample("dot.ted"), ["dotted"]);
+    assert!(sample("empty").is_empty());
+    let many = sample("many");
+    assert_eq!(many.len(), 10, "at most --sample-size records: {many:?}");
+    assert!(many.iter().all(|m| m.starts_with("{\"n\":")), "{many:?}");
+
+    // What only Tributary knows: the dataset schema and the lineage.
+    let schema = &topic("src")["messageSchema"];
+    assert_eq!(schema["schemaType"], "JSON");
+    assert_eq!(schema["schemaFields"], json!([{"name": "id", "dataType": "LONG"}, {"name": "ts", "dataType": "TIMESTAMP"}]));
+    assert!(topic("plain00").get("messageSchema").is_none());
+    let (src_id, pipeline_id, container_id) = (
+        state.topic(&fqn("src")).expect("src").0.clone(),
+        state.entities["pipelines"]["tributary.clicks"].0.clone(),
+        state.entities["containers"]["tributary_datasets.clicks"].0.clone(),
+    );
+    assert_eq!(
+        state.edges,
+        [("topic".to_owned(), src_id, "pipeline".to_owned(), pipeline_id.clone()), ("pipeline".to_owned(), pipeline_id, "container".to_owned(), container_id)]
+    );
+    let container = &state.entities["containers"]["tributary_datasets.clicks"].1;
+    assert_eq!(container["dataModel"]["columns"][0], json!({"name": "id", "dataType": "BIGINT", "dataTypeDisplay": "int64"}));
+    assert!(container["fullPath"].as_str().is_some_and(|p| p.ends_with("datasets/clicks")), "{container}");
+
+    // markDeletedTopics: only the stale, admitted topic.
+    let deleted: Vec<&str> = state.entities["topics"].values().filter(|(_, _, deleted)| *deleted).map(|(_, body, _)| body["name"].as_str().expect("name")).collect();
+    assert_eq!(deleted, [name("gone").as_str()]);
+    drop(state);
+    assert!(server.stop(), "a clean stop");
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { vec![c] } else { vec!['\\', c] }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_stream_is_reported_and_throttling_is_retried() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omf").replace('-', "_");
+    for suffix in ["ok1", "ok2", "broken", "throttled"] {
+        create_stream(&emulators.kinesis, &format!("{prefix}-{suffix}"), 1, true).await;
+    }
+    let proxy = FaultProxy::start(
+        &emulators.kinesis,
+        vec![
+            // Deleted under our feet: fails for good, reported, the others go on.
+            Fault { operation: "DescribeStreamSummary", body_contains: format!("{prefix}-broken"), error_type: "ResourceNotFoundException", remaining: 100 },
+            // Over the account's control-plane rate three times, then through.
+            Fault { operation: "DescribeStreamSummary", body_contains: format!("{prefix}-throttled"), error_type: "LimitExceededException", remaining: 3 },
+        ],
+    )
+    .await;
+    let om = OpenMetadataStandIn::start(JWT).await;
+    let file = workflow(dir.path(), "svc_faults", &proxy.url(), &[&regex_escape(&prefix)], &[], REST_SINK, &om.host_port());
+    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8")]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "a failed stream fails the run: {out}");
+    assert!(out.contains(&format!("FAILED {prefix}-broken: DescribeStreamSummary")) && out.contains("ResourceNotFoundException"), "{out}");
+    assert!(out.lines().last().is_some_and(|l| l.contains("published=3") && l.contains("failed=1")), "{out}");
+    assert_eq!(proxy.injected.lock().expect("injected").iter().filter(|f| f.contains("LimitExceeded")).count(), 3);
+    let state = om.state.lock().expect("state");
+    assert!(state.invalid.is_empty(), "{:?}", state.invalid);
+    assert!(state.topic(&format!("svc_faults.{prefix}-throttled")).is_some(), "throttled, retried, published");
+    // The listing was complete, the failed stream still exists: nothing is stale.
+    assert!(state.requests.iter().all(|r| r.method != "DELETE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_sink_writes_one_line_per_request() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omfile").replace('-', "_");
+    create_stream(&emulators.kinesis, &format!("{prefix}-a"), 2, true).await;
+    put(&emulators.kinesis, &format!("{prefix}-a"), "k", b"hello").await;
+    let lines = dir.path().join("requests.jsonl");
+    let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
+    let file = workflow(dir.path(), "svc_file", &emulators.kinesis, &[&regex_escape(&prefix)], &[], &sink, "http://127.0.0.1:9/api");
+    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let requests: Vec<Value> = std::fs::read_to_string(&lines).expect("read").lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let topic = requests.iter().find(|r| r["path"] == "/v1/topics").expect("topic request");
+    assert_eq!(topic["method"], "PUT");
+    assert_eq!(topic["body"]["partitions"], 2);
+    let errors = errors(&validator("api/data/createTopic.json"), &topic["body"]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let sample = requests.iter().find(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/sampleData"))).expect("sample request");
+    assert_eq!(sample["body"], json!({"messages": ["hello"]}));
+    assert!(!std::fs::read_to_string(&lines).expect("read").contains(SECRET));
+}
+
+#[test]
+fn workflow_files_are_validated_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = workflow(dir.path(), "svc", "http://127.0.0.1:9", &["a"], &[], REST_SINK, "http://127.0.0.1:9/api");
+    let text = std::fs::read_to_string(&good).expect("read");
+    for (from, to, path) in [
+        ("awsRegion: us-east-1", "awsRegoin: us-east-1", "source.serviceConnection.config.awsConfig.awsRegoin: unknown field `awsRegoin`"),
+        ("        awsRegion: us-east-1\n", "", "source.serviceConnection.config.awsConfig: missing field `awsRegion`"),
+        ("generateSampleData: true", "generateSampleData: 3", "source.sourceConfig.config.generateSampleData: invalid type"),
+        ("loggerLevel: INFO", "loggerLevel: LOUD", "workflowConfig.loggerLevel: unknown variant `LOUD`"),
+    ] {
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, text.replacen(from, to, 1)).expect("write");
+        let output = run(&["metadata", "ingest", "-c", bad.to_str().expect("utf-8")]);
+        assert_eq!(output.status.code(), Some(2), "{path}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains(path), "{err}");
+        assert!(stdout(&output).is_empty(), "nothing ran");
+    }
+    let output = tributary(&["metadata", "test-connection", "-c", good.to_str().expect("utf-8")], &[("OM_TEST_JWT", JWT)]);
+    assert_eq!(output.status.code(), Some(2), "OM_TEST_AWS_SECRET is unset: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("environment variable `OM_TEST_AWS_SECRET` is not set"));
+}
+
+/// The docs' examples: our parser and OpenMetadata's schema agree on each.
+#[test]
+fn the_docs_workflow_parses_and_agrees_with_openmetadatas_schema() {
+    let schema = validator("metadataIngestion/workflow.json#/properties/openMetadataWorkflowConfig");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/openmetadata/kinesis.yaml")).expect("example");
+    let mut cases: Vec<(String, bool)> = vec![(example.clone(), true)];
+    for (from, to) in [
+        ("awsRegion: us-east-2", "awsRegoin: us-east-2"),
+        ("      type: Kinesis\n", "      type: Kinesis\n      bootstrapServers: x\n"),
+        ("generateSampleData: true", "generateSampleData: yes please"),
+        ("hostPort:", "hostport:"),
+        ("type: MessagingMetadata", "type: MessagingMetadata\n      markDeletedTopics: 1"),
+    ] {
+        assert!(example.contains(from), "{from}");
+        cases.push((example.replacen(from, to, 1), false));
+    }
+    for (text, valid) in cases {
+        let value: Value = serde_norway::from_str(&text).expect("yaml");
+        let schema_errors = errors(&schema, &value);
+        assert_eq!(schema_errors.is_empty(), valid, "schema: {schema_errors:?}\n{text}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.yaml");
+        std::fs::write(&path, &text).expect("write");
+        let output = tributary(&["metadata", "test-connection", "-c", path.to_str().expect("utf-8"), "--timeout", "1"], &[("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:9")]);
+        // Valid: it runs (and fails to connect, exit 1); invalid: refused before anything runs (exit 2).
+        assert_eq!(output.status.code(), Some(if valid { 1 } else { 2 }), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn the_airflow_dag_compiles() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dag = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/openmetadata/airflow_dag.py");
+    let output = std::process::Command::new(&emulators.moto_python).args(["-m", "py_compile", dag]).output().expect("python");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // With Airflow installed, the DAG also imports and names its task.
+    let import = std::process::Command::new(&emulators.moto_python)
+        .args(["-c", &format!("import importlib.util as u, sys\ntry:\n    import airflow\nexcept ImportError:\n    print('no airflow'); sys.exit(0)\nspec=u.spec_from_file_location('dag', '{dag}'); m=u.module_from_spec(spec); spec.loader.exec_module(m)\nassert m.dag.task_ids == ['tributary_metadata_ingest'], m.dag.task_ids\nprint('imported')")])
+        .output()
+        .expect("python");
+    assert!(output.status.success() && import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let said = String::from_utf8_lossy(&import.stdout);
+    assert!(said.contains("imported") || said.contains("no airflow"), "{said}");
+}
