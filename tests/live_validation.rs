@@ -216,6 +216,31 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
         assert!(!printed.contains(&secret), "the secret key leaked: {printed}");
     }
 
+    // The metadata workflow through the same role, which lacks kinesis:ListStreams: the run
+    // stops at once with IAM's answer (no retries), and test-connection says which step failed.
+    let workflow = dir.path().join("workflow.yaml");
+    std::fs::write(
+        &workflow,
+        format!(
+            "source:\n  type: kinesis\n  serviceName: iam_svc\n  serviceConnection:\n    config:\n      type: Kinesis\n      awsConfig:\n        awsAccessKeyId: {key_id}\n        awsSecretAccessKey: \"${{WORKFLOW_SECRET}}\"\n        awsRegion: us-east-1\n        endPointURL: {}\n        assumeRoleArn: {}\n  sourceConfig:\n    config:\n      type: MessagingMetadata\nsink:\n  type: metadata-rest\nworkflowConfig:\n  openMetadataServerConfig:\n    hostPort: http://127.0.0.1:9/api\n",
+            emulators.moto_auth,
+            text("/full_role")
+        ),
+    )
+    .expect("write workflow");
+    let path = workflow.to_str().expect("utf-8");
+    let output = tributary(&["metadata", "ingest", "-c", path], &[("WORKFLOW_SECRET", secret.as_str())]);
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("listing streams failed: ListStreams") && err.contains("403"), "{err}");
+    assert!(err.contains("needs kinesis:ListStreams") && !err.contains("gave up after"), "fails fast: {err}");
+    let output = tributary(&["metadata", "test-connection", "-c", path], &[("WORKFLOW_SECRET", secret.as_str())]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.starts_with("PASS AssumeRole: assumed ") && out.contains("\nFAIL ListStreams: "), "{out}");
+    assert!(out.contains("SKIP GetRecords"), "{out}");
+    assert!(!out.contains(&secret) && !err.contains(&secret), "the secret key leaked");
+
     // The worker reads through the assumed role; moto checks every request's SigV4
     // signature, including the GetRecords calls the reader signs itself.
     let source =

@@ -352,3 +352,54 @@ fn the_airflow_dag_compiles() {
     let said = String::from_utf8_lossy(&import.stdout);
     assert!(said.contains("imported") || said.contains("no airflow"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_passes_each_step_and_every_runs_until_sigterm() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omevery").replace('-', "_");
+    create_stream(&emulators.kinesis, &format!("{prefix}-a"), 1, true).await;
+    let lines = dir.path().join("requests.jsonl");
+    let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
+    let file = workflow(dir.path(), "svc_every", &emulators.kinesis, &[&regex_escape(&prefix)], &[], &sink, "http://127.0.0.1:9/api");
+    let path = file.to_str().expect("utf-8");
+
+    let output = run(&["metadata", "test-connection", "-c", path]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    let steps: Vec<&str> = out.lines().map(|line| line.split(':').next().unwrap_or_default()).collect();
+    assert_eq!(steps, ["PASS ListStreams", "PASS DescribeStreamSummary", "PASS ListShards", "PASS GetShardIterator", "PASS GetRecords"]);
+
+    // --every: a summary per run; SIGTERM between runs ends it cleanly.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["metadata", "ingest", "-c", path, "--every", "1s"])
+        .envs([("OM_TEST_JWT", JWT), ("OM_TEST_AWS_SECRET", SECRET), ("AWS_EC2_METADATA_DISABLED", "true")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line == "run 3" {
+                let _ = seen_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let third_run = seen_rx.recv_timeout(std::time::Duration::from_secs(60));
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("wait");
+    let err = reader.join().expect("stderr reader");
+    assert!(third_run.is_ok(), "no third run within 60 s: {err}");
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains("stopping: signal received"), "{err}");
+    let summaries = String::from_utf8_lossy(&output.stdout).lines().filter(|line| line.starts_with("listed=")).count();
+    assert!(summaries >= 2, "a summary per run: {}", String::from_utf8_lossy(&output.stdout));
+}

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use tributary_reader::catalog::{Catalog, CatalogConfig};
-use tributary_source::ClientFactory;
+use tributary_source::{AwsSettings, ClientFactory};
 
 use crate::config::WorkflowConfig;
 
@@ -25,7 +26,9 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
     let region = config.aws.aws_region.clone().unwrap_or_default();
     let factory = ClientFactory::load(config.aws.clone(), timeout).await;
     if let Some(role_arn) = &config.aws.assume_role_arn {
-        let sts = factory.sts(&region, None);
+        // The identity before the role assumes it, as OpenMetadata's step does.
+        let unassumed = AwsSettings { assume_role_arn: None, ..config.aws.clone() };
+        let sts = ClientFactory::load(unassumed, timeout).await.sts(&region, None);
         // The base chain's own credentials assume the role, as OpenMetadata's does.
         let mut request = sts
             .assume_role()
@@ -36,7 +39,7 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
         }
         let outcome = match request.send().await {
             Ok(_) => Ok(format!("assumed {role_arn}")),
-            Err(error) => Err(format!("{}", DisplayErrorContext(&error))),
+            Err(error) => Err(describe(&error)),
         };
         let failed = outcome.is_err();
         steps.push(ConnectionStep { name: "AssumeRole", outcome: Some(outcome) });
@@ -90,7 +93,7 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
     let iterator = match iterator {
         Ok(answer) => answer.shard_iterator,
         Err(error) => {
-            steps.push(ConnectionStep { name: "GetShardIterator", outcome: Some(Err(format!("{}", DisplayErrorContext(&error)))) });
+            steps.push(ConnectionStep { name: "GetShardIterator", outcome: Some(Err(describe(&error))) });
             return skip_rest(steps, &["GetRecords"]);
         }
     };
@@ -101,7 +104,7 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
     };
     let outcome = match catalog.client().get_records().shard_iterator(iterator).stream_arn(&summary.arn).limit(1).send().await {
         Ok(_) => Ok("read".to_owned()),
-        Err(error) => Err(format!("{}", DisplayErrorContext(&error))),
+        Err(error) => Err(describe(&error)),
     };
     steps.push(ConnectionStep { name: "GetRecords", outcome: Some(outcome) });
     steps
@@ -110,4 +113,21 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
 fn skip_rest(mut steps: Vec<ConnectionStep>, names: &[&'static str]) -> Vec<ConnectionStep> {
     steps.extend(names.iter().map(|name| ConnectionStep { name, outcome: None }));
     steps
+}
+
+/// An AWS failure in one line: status, code and message (from an XML body when
+/// the SDK could not read one), or the connection's own error.
+fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let Some(response) = error.raw_response() else {
+        return format!("{}", DisplayErrorContext(error));
+    };
+    let body = response.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+    let between = |open: &str, close: &str| body.split(open).nth(1).and_then(|rest| rest.split(close).next()).map(str::to_owned);
+    let code = error.code().map(str::to_owned).or_else(|| between("<Code>", "</Code>")).unwrap_or_default();
+    let message = error.message().map(str::to_owned).or_else(|| between("<Message>", "</Message>")).unwrap_or_default();
+    let line = format!("HTTP {}: {code}: {message}", response.status().as_u16());
+    line.chars().take(500).collect()
 }

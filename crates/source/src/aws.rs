@@ -117,7 +117,24 @@ impl ClientFactory {
             ));
         }
         let mut base = loader.load().await;
-        if let Some(role_arn) = &settings.assume_role_arn {
+        let source_identity_role = settings.assume_role_arn.as_ref().zip(settings.assume_role_source_identity.as_ref());
+        if let Some((role_arn, source_identity)) = source_identity_role
+            && let Ok(role_arn) = role_arn.parse::<crate::RoleArn>()
+        {
+            // aws-config's provider cannot pass a source identity: ours does.
+            let role = crate::AssumeRole {
+                role_arn,
+                session_name: settings.assume_role_session_name.clone().unwrap_or_else(|| crate::DEFAULT_SESSION_NAME.to_owned()),
+                external_id: None,
+                source_identity: Some(source_identity.clone()),
+            };
+            let mut sts = aws_sdk_sts::config::Builder::from(&base);
+            if let Some(endpoint) = &settings.sts_endpoint_url {
+                sts = sts.endpoint_url(endpoint);
+            }
+            let provider = SourceIdentityRole::new(aws_sdk_sts::Client::from_conf(sts.build()), role);
+            base = base.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
+        } else if let Some(role_arn) = &settings.assume_role_arn {
             let mut builder = AssumeRoleProvider::builder(role_arn).session_name(
                 settings.assume_role_session_name.clone().unwrap_or_else(|| crate::DEFAULT_SESSION_NAME.to_owned()),
             );
