@@ -7,6 +7,8 @@
 //! transaction lists it in the manifest; at start-up
 //! [`DatasetWriter::remove_uncommitted`] deletes whatever a crash left behind.
 //! [`error_rows`] turns the codec's rejections into error-log rows.
+//! [`openmetadata`] publishes stream metadata to an OpenMetadata server (or a
+//! file of its requests), the metadata workflow's sink.
 
 mod dataset;
 mod error_rows;
