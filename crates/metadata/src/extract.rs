@@ -131,7 +131,7 @@ async fn describe(
     let sample = match sample {
         Some(settings) => {
             let open: Vec<String> = shards.iter().filter(|shard| shard.open).map(|shard| shard.shard_id.clone()).collect();
-            let records = catalog.sample(&summary.arn, &open, settings).await?;
+            let records = catalog.sample(&summary.arn, &open, settings, summary.created).await?;
             Some(records.iter().map(|record| sample_text(&record.data)).collect())
         }
         None => None,

@@ -20,6 +20,8 @@ pub struct StreamSummary {
     pub mode: Option<String>,
     /// `NONE` or `KMS`, when said.
     pub encryption: Option<String>,
+    /// When the stream was created.
+    pub created: Option<std::time::SystemTime>,
 }
 
 impl Catalog {
@@ -47,6 +49,7 @@ impl Catalog {
             open_shard_count: Some(summary.open_shard_count()),
             mode: summary.stream_mode_details().map(|mode| mode.stream_mode().as_str().to_owned()),
             encryption: summary.encryption_type().map(|kind| kind.as_str().to_owned()),
+            created: std::time::SystemTime::try_from(*summary.stream_creation_timestamp()).ok(),
         })
     }
 }
