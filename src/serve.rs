@@ -46,6 +46,9 @@ pub(crate) struct ServeArgs {
     /// GetRecords calls of one source in flight at once (each answer can hold 10 MiB).
     #[arg(long, default_value_t = ReaderConfig::default().max_concurrent_calls)]
     max_concurrent_reads: usize,
+    /// Definitions may name (`{env: VAR}`) only environment variables starting with this.
+    #[arg(long, env = "TRIBUTARY_SECRET_ENV_PREFIX", default_value = tributary_source::DEFAULT_SECRET_ENV_PREFIX, value_parser = parse_prefix)]
+    secret_env_prefix: String,
     /// Threads running the API and the workers (file and database writes get their own).
     #[arg(long, default_value_t = 1)]
     worker_threads: usize,
@@ -72,6 +75,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
     config.worker.reader.max_concurrent_calls = args.max_concurrent_reads.max(1);
+    config.worker.secret_policy = tributary_source::SecretPolicy { env_prefix: args.secret_env_prefix.clone() };
 
     keep_freed_memory();
     // One worker thread: a current-thread runtime (fewest wake-ups); more: a multi-thread one.
@@ -157,3 +161,11 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// A secret prefix must narrow the environment: an empty one would let definitions read everything.
+pub(crate) fn parse_prefix(text: &str) -> Result<String, String> {
+    if text.len() < 3 || !text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+        return Err(format!("`{text}`: use at least 3 of A-Z, 0-9 and `_`, e.g. TRIBUTARY_SECRET_"));
+    }
+    Ok(text.to_owned())
+}

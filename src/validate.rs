@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::Utc;
 use clap::Args;
 use tributary_codec::compile_check;
-use tributary_source::{AwsSettings, ClientFactory, RawSource, ValidationError, live, load_file, validate_raw_sources};
+use tributary_source::{
+    AwsSettings, ClientFactory, RawSource, SecretPolicy, ValidationError, live, load_file, validate_raw_sources_with,
+};
 
 /// Exit code when every source is valid.
 const VALID: u8 = 0;
@@ -27,6 +29,9 @@ pub(crate) struct ValidateArgs {
     /// Seconds the live checks of one source may take.
     #[arg(long, default_value_t = live::DEFAULT_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
     timeout: f64,
+    /// Secrets may name (`{env: VAR}`) only environment variables starting with this (as `serve`'s).
+    #[arg(long, env = "TRIBUTARY_SECRET_ENV_PREFIX", default_value = tributary_source::DEFAULT_SECRET_ENV_PREFIX, value_parser = crate::serve::parse_prefix)]
+    secret_env_prefix: String,
 }
 
 pub(crate) fn run(args: ValidateArgs) -> ExitCode {
@@ -51,7 +56,8 @@ pub(crate) fn run(args: ValidateArgs) -> ExitCode {
     if unreadable {
         return ExitCode::from(UNREADABLE);
     }
-    let validated = match validate_raw_sources(&sources, Utc::now()) {
+    let policy = SecretPolicy { env_prefix: args.secret_env_prefix.clone() };
+    let validated = match validate_raw_sources_with(&sources, Utc::now(), &policy) {
         Ok(validated) => validated,
         Err(errors) => {
             for error in errors {

