@@ -16,9 +16,13 @@ pub(crate) struct ServerArgs {
     /// The server's URL.
     #[arg(long, env = "TRIBUTARY_SERVER", default_value = "http://127.0.0.1:7878")]
     server: String,
-    /// Bearer token for commit and delete (better: the TRIBUTARY_TOKEN environment variable).
+    /// Bearer token (better: the TRIBUTARY_TOKEN environment variable or --token-file; argv is
+    /// visible to every local user).
     #[arg(long, env = "TRIBUTARY_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the bearer token from this file (first line; wins over --token).
+    #[arg(long, env = "TRIBUTARY_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -81,13 +85,24 @@ struct Answer {
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> Client {
+    fn new(args: &ServerArgs) -> Result<Client, String> {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
             .build()
             .into();
-        Client { base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone(), agent }
+        let token = match &args.token_file {
+            Some(path) => Some(crate::serve::read_token_file(path)?),
+            None => args.token.clone(),
+        };
+        Ok(Client { base: args.server.trim_end_matches('/').to_owned(), token, agent })
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
     }
 
     fn answer(
@@ -105,15 +120,12 @@ impl Client {
 
     fn get(&self, path: &str) -> Result<Answer, String> {
         let url = format!("{}{path}", self.base);
-        self.answer(&url, self.agent.get(&url).call())
+        self.answer(&url, self.authorized(self.agent.get(&url)).call())
     }
 
     fn post(&self, path: &str, body: String) -> Result<Answer, String> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
+        let request = self.authorized(self.agent.post(&url)).header("Content-Type", "application/json");
         self.answer(&url, request.send(body))
     }
 }
@@ -151,7 +163,7 @@ pub(crate) fn commit(args: CommitArgs) -> ExitCode {
         Err(error) => return fail(UNREACHABLE, &format!("encoding the commit: {error}")),
     };
     let path = if args.dry_run { "/api/v1/commit?dry_run=true" } else { "/api/v1/commit" };
-    let answer = match Client::new(&args.server).post(path, body) {
+    let answer = match Client::new(&args.server).and_then(|client| client.post(path, body)) {
         Ok(answer) => answer,
         Err(error) => return fail(UNREACHABLE, &error),
     };
@@ -202,7 +214,10 @@ fn fetch(client: &Client, path: &str, json: bool) -> Result<Option<Value>, ExitC
 }
 
 pub(crate) fn status(args: StatusArgs) -> ExitCode {
-    let client = Client::new(&args.server);
+    let client = match Client::new(&args.server) {
+        Ok(client) => client,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
     let path = match &args.name {
         Some(name) => format!("/api/v1/sources/{name}/status"),
         None => "/api/v1/sources".to_owned(),
@@ -269,7 +284,10 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
 }
 
 pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
-    let client = Client::new(&args.server);
+    let client = match Client::new(&args.server) {
+        Ok(client) => client,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
     let mut path = format!("/api/v1/sources/{}/errors?limit={}", args.name, args.limit);
     if let Some(reason) = &args.reason {
         path.push_str(&format!("&reason={reason}"));

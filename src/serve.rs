@@ -18,10 +18,19 @@ pub(crate) struct ServeArgs {
     /// Address to listen on; loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// Require `Authorization: Bearer <token>` on commit and delete (read from the environment
-    /// so it stays out of process listings).
+    /// Require `Authorization: Bearer <token>` on every call but /healthz, the token read from
+    /// this environment variable (so it stays out of process listings).
     #[arg(long = "token-env", value_name = "VAR", default_value = "TRIBUTARY_TOKEN")]
     token_env: String,
+    /// Read the token from this file instead (first line; wins over the variable).
+    #[arg(long, env = "TRIBUTARY_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve /metrics without the token (for scrapers).
+    #[arg(long)]
+    open_metrics: bool,
+    /// Listen beyond loopback with no token (only behind something that authenticates).
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     body_limit: usize,
@@ -64,7 +73,18 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     };
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
-    config.token = std::env::var(&args.token_env).ok().filter(|token| !token.is_empty());
+    config.token = match &args.token_file {
+        Some(path) => match read_token_file(path) {
+            Ok(token) => Some(token),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        },
+        None => std::env::var(&args.token_env).ok().filter(|token| !token.is_empty()),
+    };
+    config.open_metrics = args.open_metrics;
+    config.insecure_no_auth = args.insecure_no_auth;
     config.body_limit = args.body_limit;
     config.live_validation = !args.no_live_validation;
     config.worker.flush = FlushPolicy {
@@ -101,7 +121,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             eprintln!(
                 "tributary: serving http://{address} (data in {}, {})",
                 args.data_dir.display(),
-                if authenticated { "token required for changes" } else { "no token" }
+                if authenticated { "token required" } else { "no token" }
             );
         }
         server.serve(shutdown_signal()).await
@@ -168,4 +188,13 @@ pub(crate) fn parse_prefix(text: &str) -> Result<String, String> {
         return Err(format!("`{text}`: use at least 3 of A-Z, 0-9 and `_`, e.g. TRIBUTARY_SECRET_"));
     }
     Ok(text.to_owned())
+}
+
+/// The first line of a token file; an empty or unreadable one is an error, never "no token".
+pub(crate) fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("token file {}: {error}", path.display()))?;
+    match text.lines().next().map(str::trim) {
+        Some(token) if !token.is_empty() => Ok(token.to_owned()),
+        _ => Err(format!("token file {} is empty", path.display())),
+    }
 }

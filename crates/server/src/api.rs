@@ -30,28 +30,59 @@ const PROTOBUF: &str = "application/x-protobuf";
 
 /// The API's routes over `state`.
 pub fn router(state: AppState) -> Router {
-    let mutating = Router::new()
+    // Everything but liveness needs the token when one is configured: reads show
+    // payloads, role ARNs and registry URLs too.
+    let mut protected = Router::new()
         .route("/api/v1/commit", post(commit))
         .route("/api/v1/sources/{name}", axum::routing::delete(delete_source))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
         .route("/api/v1/sources", get(list_sources))
         .route("/api/v1/sources/{name}", get(show_source))
         .route("/api/v1/sources/{name}/status", get(source_status))
-        .route("/api/v1/sources/{name}/errors", get(source_errors))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .merge(mutating)
+        .route("/api/v1/sources/{name}/errors", get(source_errors));
+    let mut open = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    if state.open_metrics {
+        open = open.route("/metrics", get(metrics));
+    } else {
+        protected = protected.route("/metrics", get(metrics));
+    }
+    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(protected)
+        .merge(open)
         .fallback(|| async { ApiError::not_found("no such endpoint; see DESIGN.md §7 for the API") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_loopback_host))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .with_state(state)
+}
+
+/// On a loopback bind, a request naming another host came through a browser
+/// whose page rebound a DNS name to 127.0.0.1: refuse it (421).
+async fn require_loopback_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.loopback_hosts_only
+        && let Some(host) = request.headers().get(header::HOST)
+        && !host.to_str().is_ok_and(is_loopback_host)
+    {
+        return ApiError::new(StatusCode::MISDIRECTED_REQUEST, "this server answers only to localhost and loopback addresses")
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.0.0.1`, `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
 }
 
 fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Mutating calls need `Authorization: Bearer <token>` when a token is configured.
+/// Calls need `Authorization: Bearer <token>` when a token is configured.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.token {
         let presented = request
@@ -82,11 +113,22 @@ struct CommitParams {
     dry_run: bool,
 }
 
-fn is_protobuf(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with(PROTOBUF) || value.starts_with("application/protobuf"))
+/// The body's encoding, from its `Content-Type`: JSON or protobuf, nothing else.
+///
+/// A browser page may send `text/plain` (or a form) to 127.0.0.1 without asking
+/// first; only a "non-simple" type like `application/json` needs a CORS
+/// preflight, which this server never grants. So any other type is a 415.
+fn body_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let media_type = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/json" => Ok(false),
+        PROTOBUF | "application/protobuf" => Ok(true),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the body as `application/json` or `{PROTOBUF}`, not `{value}`"),
+        )),
+    }
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -141,8 +183,8 @@ async fn commit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let protobuf = body_encoding(&headers)?;
     let body = body_bytes(body)?;
-    let protobuf = is_protobuf(&headers);
     let request: CommitRequest = if protobuf {
         CommitRequest::decode(body).map_err(|error| {
             ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a protobuf CommitRequest: {error}"))

@@ -32,8 +32,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Where the API listens (loopback unless told otherwise).
     pub listen: SocketAddr,
-    /// Bearer token required for mutating calls, when set.
+    /// Bearer token every call but `/healthz` needs, when set.
     pub token: Option<String>,
+    /// Serve `/metrics` without the token (for scrapers).
+    pub open_metrics: bool,
+    /// Listen beyond loopback without a token (refused otherwise).
+    pub insecure_no_auth: bool,
     /// Largest request body accepted.
     pub body_limit: usize,
     /// Run the live AWS checks on commit (as `tributary validate --live` does).
@@ -51,6 +55,8 @@ impl ServerConfig {
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             token: None,
+            open_metrics: false,
+            insecure_no_auth: false,
             body_limit: 4 * 1024 * 1024,
             live_validation: true,
             live_timeout: Duration::from_secs(10),
@@ -68,8 +74,13 @@ pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     /// AWS access for live checks (none: static validation only).
     pub live: Option<(ClientFactory, Duration)>,
-    /// Required bearer token for mutating calls.
+    /// Bearer token every call but `/healthz` needs, when set.
     pub token: Option<Arc<str>>,
+    /// Whether `/metrics` is served without the token.
+    pub open_metrics: bool,
+    /// Refuse requests whose `Host` is not a loopback name or address (the
+    /// server listens on loopback: anything else is a DNS-rebinding page).
+    pub loopback_hosts_only: bool,
     /// Largest accepted body.
     pub body_limit: usize,
 }
@@ -83,6 +94,11 @@ pub enum ServerError {
     /// The state database.
     #[error(transparent)]
     Store(#[from] tributary_store::StoreError),
+    /// Listening beyond loopback with no token.
+    #[error(
+        "refusing to listen on {0} without a token: set TRIBUTARY_TOKEN or --token-file (or pass --insecure-no-auth if something in front of the server authenticates)"
+    )]
+    Unauthenticated(SocketAddr),
 }
 
 /// A started server: workers running, API not yet listening.
@@ -94,6 +110,9 @@ pub struct Server {
 impl Server {
     /// Opens the state, starts the workers of every live source, binds the listener.
     pub async fn start(config: ServerConfig, aws: ClientFactory) -> Result<Server, ServerError> {
+        if config.token.is_none() && !config.listen.ip().is_loopback() && !config.insecure_no_auth {
+            return Err(ServerError::Unauthenticated(config.listen));
+        }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|error| ServerError::Io(format!("{}: {error}", config.data_dir.display())))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
@@ -108,6 +127,8 @@ impl Server {
             supervisor,
             live: config.live_validation.then_some((aws, config.live_timeout)),
             token: config.token.map(Arc::from),
+            open_metrics: config.open_metrics,
+            loopback_hosts_only: config.listen.ip().is_loopback(),
             body_limit: config.body_limit,
         };
         Ok(Server { state, listener })

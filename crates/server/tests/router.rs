@@ -19,7 +19,15 @@ async fn state(token: Option<&str>, body_limit: usize) -> (AppState, tempfile::T
     let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
     let supervisor =
         Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default()));
-    let state = AppState { store, supervisor, live: None, token: token.map(Arc::from), body_limit };
+    let state = AppState {
+        store,
+        supervisor,
+        live: None,
+        token: token.map(Arc::from),
+        open_metrics: false,
+        loopback_hosts_only: true,
+        body_limit,
+    };
     (state, dir)
 }
 
@@ -82,8 +90,8 @@ async fn mutating_calls_need_the_token_when_one_is_configured() {
 
     let (status, answer) = call(&state, post("/api/v1/commit?dry_run=true", body, Some("s3cret-token"))).await;
     assert_eq!((status, answer["ok"].as_bool()), (StatusCode::OK, Some(true)), "{answer}");
-    // Reads need no token.
-    assert_eq!(call(&state, get("/api/v1/sources")).await.0, StatusCode::OK);
+    // Reads need it too (they show payloads and ARNs).
+    assert_eq!(call(&state, get("/api/v1/sources")).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -272,4 +280,80 @@ async fn a_definition_cannot_name_the_servers_own_credentials() {
         call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [allowed]}).to_string(), None)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     state.supervisor.stop_all().await;
+}
+
+fn with_host(mut request: Request<Body>, host: &str) -> Request<Body> {
+    request.headers_mut().insert(header::HOST, host.parse().expect("host"));
+    request
+}
+
+#[tokio::test]
+async fn every_route_but_healthz_needs_the_token_when_one_is_configured() {
+    let (state, _dir) = state(Some("read-token"), 1 << 20).await;
+    let authorized = |request: Request<Body>| {
+        let mut request = request;
+        request.headers_mut().insert(header::AUTHORIZATION, "Bearer read-token".parse().expect("header"));
+        request
+    };
+    for path in ["/api/v1/sources", "/api/v1/sources/x", "/api/v1/sources/x/status", "/api/v1/sources/x/errors", "/metrics"] {
+        let (status, answer) = call(&state, get(path)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {answer}");
+        let (status, _) = call(&state, authorized(get(path))).await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{path} with the token");
+    }
+    let (status, _) = call(&state, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK, "liveness stays open");
+    // Scrapers may be let in to /metrics alone.
+    let open = AppState { open_metrics: true, ..state.clone() };
+    let (status, _) = call(&open, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&open, get("/api/v1/sources")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    state.supervisor.stop_all().await;
+}
+
+#[tokio::test]
+async fn browsers_cannot_commit_across_sites_or_through_rebound_names() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let body = json!({"sources": [source("orders")]}).to_string();
+    // A cross-site form or fetch without preflight can only send "simple" types.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""] {
+        let mut request = Request::post("/api/v1/commit?dry_run=true");
+        if !content_type.is_empty() {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let (status, answer) = call(&state, request.body(Body::from(body.clone())).expect("request")).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}: {answer}");
+    }
+    let request = Request::post("/api/v1/commit?dry_run=true")
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(body.clone()))
+        .expect("request");
+    assert_eq!(call(&state, request).await.0, StatusCode::OK);
+    // DNS rebinding: the page's own name arrives as Host.
+    for host in ["evil.example", "evil.example:7878", "127.0.0.1.evil.example", "10.0.0.1:7878"] {
+        let (status, _) = call(&state, with_host(get("/api/v1/sources"), host)).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+        let (status, _) = call(&state, with_host(post("/api/v1/commit?dry_run=true", body.clone(), None), host)).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+    }
+    for host in ["localhost", "localhost:7878", "127.0.0.1:7878", "127.0.0.2", "[::1]:7878", "LOCALHOST"] {
+        let (status, _) = call(&state, with_host(get("/api/v1/sources"), host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+    }
+    state.supervisor.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_server_beyond_loopback_needs_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
+    // A documentation address: nothing could listen there, and nothing tries.
+    let mut config = tributary_server::ServerConfig::new(dir.path().to_owned());
+    config.listen = "192.0.2.1:7878".parse().expect("address");
+    let refused = tributary_server::Server::start(config.clone(), aws.clone()).await.err().expect("refused");
+    assert!(refused.to_string().contains("without a token"), "{refused}");
+    config.insecure_no_auth = true;
+    let error = tributary_server::Server::start(config, aws).await.err().expect("192.0.2.1 is not ours to bind");
+    assert!(error.to_string().contains("listen on 192.0.2.1"), "told it may, it tries: {error}");
 }
