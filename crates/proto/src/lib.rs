@@ -23,10 +23,46 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/tributary.v1.serde.rs"));
 }
 
+/// Shows which form a secret takes and, for `{env: VAR}`, the variable's name; never an inline value.
+impl std::fmt::Debug for v1::Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret").field("value", &self.value).finish()
+    }
+}
+
+impl std::fmt::Debug for v1::secret::Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            v1::secret::Value::Inline(_) => f.write_str("Inline(***)"),
+            v1::secret::Value::Env(var) => f.debug_tuple("Env").field(var).finish(),
+        }
+    }
+}
+
 /// The Kinesis Producer Library's aggregated-record format (`proto/kpl/`).
 pub mod kpl {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     include!(concat!(env!("OUT_DIR"), "/kpl.rs"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1::{BasicAuth, CommitRequest, Secret, secret};
+
+    #[test]
+    fn secrets_never_print() {
+        let inline = Secret { value: Some(secret::Value::Inline("hunter2-inline".into())) };
+        let request = CommitRequest {
+            sources: Vec::new(),
+            message: format!("{:?}", BasicAuth { username: "u".into(), password: Some(inline.clone()) }),
+        };
+        for printed in [format!("{inline:?}"), format!("{inline:#?}"), format!("{request:?}")] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("Inline(***)"), "{printed}");
+        }
+        let env = Secret { value: Some(secret::Value::Env("TRIBUTARY_SECRET_X".into())) };
+        assert_eq!(format!("{env:?}"), "Secret { value: Some(Env(\"TRIBUTARY_SECRET_X\")) }");
+    }
 }
 
 pub use bytes;

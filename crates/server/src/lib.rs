@@ -26,7 +26,7 @@ pub use supervisor::Supervisor;
 pub use worker::{FlushPolicy, WorkerSettings};
 
 /// How the server runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Where the state database and datasets live.
     pub data_dir: PathBuf,
@@ -46,6 +46,23 @@ pub struct ServerConfig {
     pub live_timeout: Duration,
     /// Worker defaults.
     pub worker: WorkerSettings,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // The token is a credential: only whether there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("open_metrics", &self.open_metrics)
+            .field("insecure_no_auth", &self.insecure_no_auth)
+            .field("body_limit", &self.body_limit)
+            .field("live_validation", &self.live_validation)
+            .field("live_timeout", &self.live_timeout)
+            .field("worker", &self.worker)
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -113,7 +130,7 @@ impl Server {
         if config.token.is_none() && !config.listen.ip().is_loopback() && !config.insecure_no_auth {
             return Err(ServerError::Unauthenticated(config.listen));
         }
-        std::fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .map_err(|error| ServerError::Io(format!("{}: {error}", config.data_dir.display())))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
         let supervisor =
@@ -151,4 +168,15 @@ impl Server {
         supervisor.stop_all().await;
         served.map_err(|error| ServerError::Io(error.to_string()))
     }
+}
+
+/// The data directory, owner-only (`0700`): it holds the state database and the datasets.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }

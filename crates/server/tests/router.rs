@@ -357,3 +357,27 @@ async fn a_server_beyond_loopback_needs_a_token() {
     let error = tributary_server::Server::start(config, aws).await.err().expect("192.0.2.1 is not ours to bind");
     assert!(error.to_string().contains("listen on 192.0.2.1"), "told it may, it tries: {error}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_state_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
+    let mut config = tributary_server::ServerConfig::new(data.clone());
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.token = Some("t0ken-never-printed".into());
+    assert!(!format!("{config:?}").contains("t0ken-never-printed"), "ServerConfig's Debug hides the token");
+    let server = tributary_server::Server::start(config, aws).await.expect("start");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["tributary.db", "tributary.db-wal", "tributary.db-shm"] {
+        let path = data.join(file);
+        assert!(path.exists(), "{file}");
+        assert_eq!(mode(&path), 0o600, "{file}");
+    }
+    drop(server);
+}

@@ -46,6 +46,9 @@ pub enum StoreError {
         /// Newest version this build migrates to.
         known: i64,
     },
+    /// The database file's permissions could not be set.
+    #[error("state database file {0}")]
+    Io(String),
     /// A stored value cannot be read back.
     #[error("state database holds an invalid {what}: {detail}")]
     Corrupt {
@@ -65,7 +68,18 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::from_connection(Connection::open(path)?)
+        owner_only(path).map_err(|error| StoreError::Io(format!("{}: {error}", path.display())))?;
+        let store = Store::from_connection(Connection::open(path)?)?;
+        // SQLite gives its WAL and shared-memory files the database's mode; make sure.
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            let companion = std::path::PathBuf::from(companion);
+            if companion.exists() {
+                owner_only(&companion).map_err(|error| StoreError::Io(format!("{}: {error}", companion.display())))?;
+            }
+        }
+        Ok(store)
     }
 
     /// A private in-memory database, for tests.
@@ -83,4 +97,20 @@ impl Store {
         migrations::migrate(&mut connection)?;
         Ok(Store { connection: Mutex::new(connection) })
     }
+}
+
+/// Creates `path` if needed, readable and writable by its owner only: the
+/// state holds definitions (registry URLs, role ARNs) and rejected payloads.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    }
+    Ok(())
 }
