@@ -191,11 +191,12 @@ pub(crate) fn commit(args: CommitArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A value of the server's answer, safe to print on a terminal.
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
+        Value::String(text) => terminal_safe(text),
+        other => terminal_safe(&other.to_string()),
     }
 }
 
@@ -219,7 +220,7 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
         Err(error) => return fail(UNREACHABLE, &error),
     };
     let path = match &args.name {
-        Some(name) => format!("/api/v1/sources/{name}/status"),
+        Some(name) => format!("/api/v1/sources/{}/status", encode(name)),
         None => "/api/v1/sources".to_owned(),
     };
     let body = match fetch(&client, &path, args.json) {
@@ -288,9 +289,9 @@ pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
         Ok(client) => client,
         Err(error) => return fail(UNREACHABLE, &error),
     };
-    let mut path = format!("/api/v1/sources/{}/errors?limit={}", args.name, args.limit);
+    let mut path = format!("/api/v1/sources/{}/errors?limit={}", encode(&args.name), args.limit);
     if let Some(reason) = &args.reason {
-        path.push_str(&format!("&reason={reason}"));
+        path.push_str(&format!("&reason={}", encode(reason)));
     }
     let body = match fetch(&client, &path, args.json) {
         Ok(Some(body)) => body,
@@ -323,4 +324,54 @@ pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
         println!("  payload [{}]{truncated}: {}", text(&row["payload_encoding"]), text(&row["payload"]));
     }
     ExitCode::SUCCESS
+}
+
+/// A path segment or query value, percent-encoded (a name like `../x` or `a?b` stays one part).
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Server text as it may be printed on a terminal: control characters (escape
+/// sequences, carriage returns) and bidirectional overrides from a payload are
+/// shown escaped, never interpreted.
+fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_parts_are_encoded() {
+        assert_eq!(encode("orders"), "orders");
+        assert_eq!(encode("../metrics?x=1"), "..%2Fmetrics%3Fx%3D1");
+        assert_eq!(encode("TYPE MISMATCH&a"), "TYPE%20MISMATCH%26a");
+    }
+
+    #[test]
+    fn terminal_escapes_are_shown_not_run() {
+        assert_eq!(terminal_safe("ok {\"a\": 1}"), "ok {\"a\": 1}");
+        assert_eq!(terminal_safe("\u{1b}]0;pwned\u{7}\u{1b}[2J"), "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J");
+        assert_eq!(terminal_safe("a\rb\nc"), "a\\rb\\nc");
+        assert_eq!(terminal_safe("x\u{202E}y"), "x\\u{202e}y");
+        assert_eq!(terminal_safe("héllo"), "héllo");
+    }
 }

@@ -34,6 +34,12 @@ pub(crate) struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     body_limit: usize,
+    /// Seconds a client has to send a request's headers (idle keep-alive connections too).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_connections: u64,
     /// Validate commits statically only (skip assuming the role and probing the stream).
     #[arg(long)]
     no_live_validation: bool,
@@ -86,6 +92,8 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.open_metrics = args.open_metrics;
     config.insecure_no_auth = args.insecure_no_auth;
     config.body_limit = args.body_limit;
+    config.header_read_timeout = Duration::from_secs(args.header_timeout);
+    config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     config.live_validation = !args.no_live_validation;
     config.worker.flush = FlushPolicy {
         max_rows: args.flush_rows.max(1),

@@ -27,6 +27,8 @@ use crate::status::Phase;
 use crate::worker::checkpoint_scope;
 
 const PROTOBUF: &str = "application/x-protobuf";
+/// Largest sum of payloads and messages in one `/errors` answer.
+const ERRORS_ANSWER_BYTES: usize = 4 << 20;
 
 /// The API's routes over `state`.
 pub fn router(state: AppState) -> Router {
@@ -471,8 +473,25 @@ async fn source_errors(
     }
     let limit = params.limit.unwrap_or(50).clamp(1, 1000);
     let query = ErrorQuery { source: name, limit, before: params.before, reason: params.reason };
-    let rows = state.store.errors(&query)?;
-    let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|row| row.id)).flatten();
+    let mut rows = state.store.errors(&query)?;
+    let mut more = rows.len() == limit as usize;
+    // At most ERRORS_ANSWER_BYTES of payloads and messages per answer (each payload is
+    // capped at 64 KiB; 1,000 of them would be 64 MiB): the rest is on the next page.
+    let mut budget = ERRORS_ANSWER_BYTES;
+    let fits = rows
+        .iter()
+        .position(|error| {
+            let size = error.row.payload.len() * 4 / 3 + error.row.message.len() + 512;
+            let over = size > budget;
+            budget = budget.saturating_sub(size);
+            over
+        })
+        .map_or(rows.len(), |first_over| first_over.max(1));
+    if fits < rows.len() {
+        rows.truncate(fits);
+        more = true;
+    }
+    let next_before = more.then(|| rows.last().map(|row| row.id)).flatten();
     let errors: Vec<Value> = rows
         .into_iter()
         .map(|error| {

@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub insecure_no_auth: bool,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// A client must send a request's headers within this (idle keep-alive connections too).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Run the live AWS checks on commit (as `tributary validate --live` does).
     pub live_validation: bool,
     /// Bound on the live checks of one commit.
@@ -58,6 +62,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("open_metrics", &self.open_metrics)
             .field("insecure_no_auth", &self.insecure_no_auth)
             .field("body_limit", &self.body_limit)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .field("live_validation", &self.live_validation)
             .field("live_timeout", &self.live_timeout)
             .field("worker", &self.worker)
@@ -75,6 +81,8 @@ impl ServerConfig {
             open_metrics: false,
             insecure_no_auth: false,
             body_limit: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
             live_validation: true,
             live_timeout: Duration::from_secs(10),
             worker: WorkerSettings::default(),
@@ -122,6 +130,14 @@ pub enum ServerError {
 pub struct Server {
     state: AppState,
     listener: tokio::net::TcpListener,
+    limits: ConnectionLimits,
+}
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -148,7 +164,9 @@ impl Server {
             loopback_hosts_only: config.listen.ip().is_loopback(),
             body_limit: config.body_limit,
         };
-        Ok(Server { state, listener })
+        let limits =
+            ConnectionLimits { header_read_timeout: config.header_read_timeout, max_connections: config.max_connections.max(1) };
+        Ok(Server { state, listener, limits })
     }
 
     /// The address the API listens on.
@@ -164,9 +182,9 @@ impl Server {
     ) -> Result<(), ServerError> {
         let supervisor = Arc::clone(&self.state.supervisor);
         let app = router(self.state);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        serve_connections(self.listener, app, self.limits, shutdown).await;
         supervisor.stop_all().await;
-        served.map_err(|error| ServerError::Io(error.to_string()))
+        Ok(())
     }
 }
 
@@ -179,4 +197,54 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Accepts connections while fewer than `max_connections` are open (the rest
+/// wait in the kernel's backlog) and closes any that does not send its request
+/// headers within the timeout, so slow or idle clients cannot hold the server.
+/// On `shutdown`, stops accepting and lets requests in flight finish (bounded).
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: passing; do not spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {}
+    }
 }

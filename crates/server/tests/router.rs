@@ -381,3 +381,95 @@ async fn the_data_directory_and_state_files_are_owner_only() {
     }
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_clients_cannot_hold_the_server() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
+    let mut config = tributary_server::ServerConfig::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.live_validation = false;
+    config.header_read_timeout = Duration::from_secs(1);
+    config.max_connections = 50;
+    let server = tributary_server::Server::start(config, aws).await.expect("start");
+    let address = server.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    // 200 clients connect and never send a request (one sends half a header line).
+    let mut idle = Vec::new();
+    for index in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        if index == 0 {
+            tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /api/v1/sources HTTP/1.1\r\nHost: local").await.expect("write");
+        }
+        idle.push(stream);
+    }
+    // A commit is still served (the idle ones are dropped after the header timeout).
+    let url = format!("http://{address}/api/v1/commit?dry_run=true");
+    let body = json!({"sources": [source("orders")]}).to_string();
+    let committed = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            ureq::post(&url).header("Content-Type", "application/json").send(body).map(|r| r.status().as_u16())
+        }),
+    )
+    .await
+    .expect("the commit is answered within 30 s")
+    .expect("join");
+    assert_eq!(committed.expect("answered"), 200);
+    // The server closed the idle connections itself.
+    for stream in idle.iter_mut().take(3) {
+        let mut buffer = [0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.expect("closed within 10 s");
+        // Closed outright, or after a 408 for the half-sent head.
+        if let Ok(n) = read && n > 0 {
+            assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buffer[..n]));
+        }
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), serving).await.expect("stops").expect("join").expect("served");
+}
+
+#[tokio::test]
+async fn an_errors_answer_is_bounded_in_rows_and_bytes() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let (status, answer) = call(&state, post("/api/v1/commit", json!({"sources": [source("orders")]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    state.supervisor.stop_all().await;
+    let payload = vec![b'x'; 64 * 1024];
+    let rows: Vec<tributary_store::NewErrorRow> = (0..200)
+        .map(|index| tributary_store::NewErrorRow {
+            shard_id: "shard-0".into(),
+            sequence_number: index.to_string(),
+            sub_sequence: None,
+            arrival_time: chrono::Utc::now(),
+            reason: "TYPE_MISMATCH".into(),
+            field: "id".into(),
+            message: "expected int64".into(),
+            payload: payload.clone(),
+            payload_length: payload.len() as u64,
+        })
+        .collect();
+    let batch = tributary_store::BatchCommit {
+        source: "orders",
+        version: 1,
+        scope: "orders@bounded-test",
+        files: &[],
+        advances: &[],
+        rejected: &rows,
+        counts: &[],
+        retention: tributary_store::ErrorRetention::default(),
+    };
+    state.store.commit_batch(&batch, chrono::Utc::now()).expect("commit rejected rows");
+    let (status, answer) = call(&state, get("/api/v1/sources/orders/errors?limit=100000")).await;
+    assert_eq!(status, StatusCode::OK);
+    let returned = answer["errors"].as_array().expect("rows");
+    let bytes: usize = returned.iter().map(|row| row["payload"].as_str().map_or(0, str::len)).sum();
+    assert!(!returned.is_empty() && returned.len() < 200, "{} rows", returned.len());
+    assert!(bytes <= 4 << 20, "{bytes} payload bytes in one answer");
+    assert!(answer["next_before"].is_i64(), "the rest is a page away: {}", answer["next_before"]);
+}
