@@ -311,6 +311,24 @@ fn confluent_framing_with_a_registry() {
 }
 
 #[test]
+fn a_flood_of_made_up_schema_ids_costs_a_bounded_number_of_registry_calls() {
+    let server = registry(vec![(1, WRITER.to_owned())], None);
+    let mut decoder = Decoder::new(&registry_source(&server.url, ""), None).expect("compiles");
+    let good = datum(record(1, None, Some(1)));
+    // A schema in use before the flood keeps decoding through it (it stays cached).
+    let mut payloads = vec![framed(1, &good)];
+    payloads.extend((1_000..101_000).map(|id| framed(id, &good)));
+    payloads.push(framed(1, &good));
+    let out = common::decode_all(&mut decoder, &payloads);
+    assert_eq!(out.rejections.len(), 100_000);
+    assert!(out.rejections.iter().all(|r| r.code() == ReasonCode::UnknownSchemaId));
+    assert_eq!(out.batch.num_rows(), 2, "the known id still decodes");
+    // The burst of unknown-id lookups (100) plus refills while it ran, and id 1: not 100,000 calls.
+    let asked = server.requests.load(Ordering::SeqCst);
+    assert!(asked <= 200, "{asked} registry calls");
+}
+
+#[test]
 fn registry_credentials_are_sent() {
     let server = registry(vec![(1, WRITER.to_owned())], Some("Basic dTpwdw=="));
     let mut decoder =

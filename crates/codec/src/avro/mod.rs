@@ -5,8 +5,8 @@
 mod datum;
 mod program;
 mod registry;
+mod schema_cache;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ pub use registry::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
 use crate::columns::Column;
 use crate::decoder::DecodeError;
 use crate::rejection::{Fault, Reason};
+use schema_cache::{SCHEMA_CACHE_CAPACITY, SchemaCache};
 
 /// How long an id the registry did not know stays unknown before it is asked again.
 const UNKNOWN_ID_RETRY: Duration = Duration::from_secs(60);
@@ -41,14 +42,14 @@ enum Cached {
 #[derive(Debug)]
 pub(crate) struct AvroState {
     wire: WireFormat,
-    schemas: HashMap<u32, Cached>,
+    schemas: SchemaCache<Cached>,
     /// The last schema used: consecutive records nearly always share it.
     last: Option<(u32, Arc<CompiledSchema>)>,
 }
 
 impl AvroState {
     pub(crate) fn new(wire: WireFormat) -> AvroState {
-        AvroState { wire, schemas: HashMap::new(), last: None }
+        AvroState { wire, schemas: SchemaCache::new(SCHEMA_CACHE_CAPACITY), last: None }
     }
 
     /// Decodes one payload into `root`; the outer error means "retry later".
@@ -90,24 +91,29 @@ impl AvroState {
 }
 
 fn schema_for(
-    schemas: &mut HashMap<u32, Cached>,
+    schemas: &mut SchemaCache<Cached>,
     client: &RegistryClient,
     id: u32,
     root: &Column,
 ) -> Result<Result<Arc<CompiledSchema>, Box<Fault>>, DecodeError> {
-    let cached = match schemas.get(&id) {
+    let cached = match schemas.get(id) {
         Some(Cached::Unknown(since)) if since.elapsed() >= UNKNOWN_ID_RETRY => None,
-        other => other.cloned(),
+        other => other,
     };
     let entry = match cached {
         Some(entry) => entry,
+        // Too many made-up ids of late: this one is not worth a registry call.
+        None if !schemas.may_look_up() => return Ok(Err(Fault::record(Reason::UnknownSchemaId(id)))),
         None => {
             let entry = match client.fetch(id) {
                 Ok(Some(text)) => match CompiledSchema::compile(&text, root) {
                     Ok(compiled) => Cached::Ready(Arc::new(compiled)),
                     Err(e) => Cached::Incompatible(Arc::from(format!("writer schema {id}: {e}"))),
                 },
-                Ok(None) => Cached::Unknown(Instant::now()),
+                Ok(None) => {
+                    schemas.looked_up_unknown();
+                    Cached::Unknown(Instant::now())
+                }
                 Err(RegistryError::BadAnswer(why)) => Cached::Incompatible(Arc::from(why)),
                 Err(e) => return Err(DecodeError::RegistryUnavailable(e.to_string())),
             };
