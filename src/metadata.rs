@@ -83,7 +83,7 @@ pub(crate) fn run_command(command: MetadataCommand) -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> Result<WorkflowConfig, ExitCode> {
+fn load(path: &std::path::Path) -> Result<WorkflowConfig, ExitCode> {
     WorkflowConfig::load(path).map_err(|error| {
         eprintln!("invalid workflow: {error}");
         ExitCode::from(INVALID)
@@ -179,7 +179,9 @@ async fn ingest_once(config: &WorkflowConfig, options: &RunOptions, run_number: 
         Ok(summary) => print_summary(&config.service_name, &summary),
         Err(error) => {
             if error.is_access_denied() {
-                eprintln!("error: {error}\n  the workflow's AWS identity needs kinesis:ListStreams (and DescribeStreamSummary, ListShards, GetShardIterator, GetRecords)");
+                eprintln!(
+                    "error: {error}\n  the workflow's AWS identity needs kinesis:ListStreams (and DescribeStreamSummary, ListShards, GetShardIterator, GetRecords)"
+                );
             } else {
                 eprintln!("error: {error}");
             }
@@ -233,7 +235,10 @@ impl ProgressLine {
         // About ten lines per run, plus the first and the last.
         let step = (progress.total / 10).max(1);
         let tenth = progress.done / step;
-        if progress.done == 0 || progress.done == progress.total || self.last_printed.swap(tenth, Ordering::Relaxed) != tenth {
+        if progress.done == 0
+            || progress.done == progress.total
+            || self.last_printed.swap(tenth, Ordering::Relaxed) != tenth
+        {
             let _ = writeln!(stderr, "described {}/{} streams", progress.done, progress.total);
         }
     }

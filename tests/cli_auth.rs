@@ -30,6 +30,15 @@ fn clients_send_the_token_from_a_file_and_reads_need_it() {
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").expect("write");
-    let output = tributary(&["serve", "--data-dir", dir.path().join("d2").to_str().expect("utf-8"), "--token-file", empty.to_str().expect("utf-8")], &[]);
+    let output = tributary(
+        &[
+            "serve",
+            "--data-dir",
+            dir.path().join("d2").to_str().expect("utf-8"),
+            "--token-file",
+            empty.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(2), "an empty token file is an error, never \"no token\"");
 }

@@ -134,15 +134,20 @@ fn names_must_be_unique_across_files() {
 #[test]
 fn a_secret_may_name_only_prefixed_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/users_upsert.yaml")).expect("example");
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/users_upsert.yaml")).expect("example");
     assert!(example.contains("{env: TRIBUTARY_SECRET_REGISTRY_PASSWORD}"));
     let stealing = dir.path().join("stealing.yaml");
-    std::fs::write(&stealing, example.replace("TRIBUTARY_SECRET_REGISTRY_PASSWORD", "AWS_SECRET_ACCESS_KEY")).expect("write");
+    std::fs::write(&stealing, example.replace("TRIBUTARY_SECRET_REGISTRY_PASSWORD", "AWS_SECRET_ACCESS_KEY"))
+        .expect("write");
     let path = stealing.to_str().expect("utf-8");
     let output = tributary(&["validate", path], &[]);
     assert_eq!(output.status.code(), Some(1));
     let out = stdout(&output);
-    assert!(out.contains("INVALID_SECRET") && out.contains("AWS_SECRET_ACCESS_KEY") && out.contains("TRIBUTARY_SECRET_"), "{out}");
+    assert!(
+        out.contains("INVALID_SECRET") && out.contains("AWS_SECRET_ACCESS_KEY") && out.contains("TRIBUTARY_SECRET_"),
+        "{out}"
+    );
     // The operator may choose another prefix (the same flag as `serve`'s).
     let output = tributary(&["validate", path, "--secret-env-prefix", "AWS_SECRET_"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));

@@ -16,7 +16,15 @@ const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.stand-in-bot.token";
 const SECRET: &str = "SECRET-NEVER-SENT-wJalrXUtnFEMI";
 
 /// The docs' workflow with this test's endpoint, filter and sink.
-fn workflow(dir: &Path, service: &str, endpoint: &str, includes: &[&str], excludes: &[&str], sink: &str, host_port: &str) -> std::path::PathBuf {
+fn workflow(
+    dir: &Path,
+    service: &str,
+    endpoint: &str,
+    includes: &[&str],
+    excludes: &[&str],
+    sink: &str,
+    host_port: &str,
+) -> std::path::PathBuf {
     let list = |items: &[&str]| items.iter().map(|i| format!("\n          - \"{i}\"")).collect::<String>();
     let text = format!(
         r#"source:
@@ -86,7 +94,18 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         create_stream(kinesis, &name(&format!("plain{index:02}")), 1, false).await;
         expected.push(name(&format!("plain{index:02}")));
     }
-    for (suffix, shards) in [("four", 4), ("split", 2), ("kpl", 1), ("binary", 1), ("b64", 1), ("empty", 1), ("long", 1), ("many", 3), ("dot.ted", 1), ("src", 1)] {
+    for (suffix, shards) in [
+        ("four", 4),
+        ("split", 2),
+        ("kpl", 1),
+        ("binary", 1),
+        ("b64", 1),
+        ("empty", 1),
+        ("long", 1),
+        ("many", 3),
+        ("dot.ted", 1),
+        ("src", 1),
+    ] {
         create_stream(kinesis, &name(suffix), shards, true).await;
         expected.push(name(suffix));
     }
@@ -98,7 +117,9 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
     let shards = client.list_shards().stream_name(&split).send().await.expect("ListShards");
     let parent = shards.shards()[0].clone();
     let range = parent.hash_key_range().expect("hash range");
-    let middle = (range.starting_hash_key().parse::<u128>().expect("u128") + range.ending_hash_key().parse::<u128>().expect("u128")) / 2;
+    let middle = (range.starting_hash_key().parse::<u128>().expect("u128")
+        + range.ending_hash_key().parse::<u128>().expect("u128"))
+        / 2;
     client
         .split_shard()
         .stream_name(&split)
@@ -107,10 +128,23 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         .send()
         .await
         .expect("SplitShard");
-    let split_arn = client.describe_stream_summary().stream_name(&split).send().await.expect("describe").stream_description_summary().expect("summary").stream_arn().to_owned();
+    let split_arn = client
+        .describe_stream_summary()
+        .stream_name(&split)
+        .send()
+        .await
+        .expect("describe")
+        .stream_description_summary()
+        .expect("summary")
+        .stream_arn()
+        .to_owned();
     wait_active(kinesis, &split_arn).await;
 
-    let kpl = tributary_reader::kpl::pack(&[("a", None, b"{\"sub\":1}"), ("b", None, b"{\"sub\":2}"), ("c", None, b"{\"sub\":3}")]);
+    let kpl = tributary_reader::kpl::pack(&[
+        ("a", None, b"{\"sub\":1}"),
+        ("b", None, b"{\"sub\":2}"),
+        ("c", None, b"{\"sub\":3}"),
+    ]);
     put(kinesis, &name("kpl"), "a", &kpl).await;
     let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, 0x81, 0x10];
     put(kinesis, &name("binary"), "k", &binary).await;
@@ -122,10 +156,25 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         put(kinesis, &name("many"), &format!("key{index}"), format!("{{\"n\":{index}}}").as_bytes()).await;
     }
     put(kinesis, &name("dot.ted"), "k", b"dotted").await;
-    client.increase_stream_retention_period().stream_name(name("long")).retention_period_hours(48).send().await.expect("retention");
+    client
+        .increase_stream_retention_period()
+        .stream_name(name("long"))
+        .retention_period_hours(48)
+        .send()
+        .await
+        .expect("retention");
 
     // A committed Tributary source reads `src`: its schema and lineage get published.
-    let src_arn = client.describe_stream_summary().stream_name(name("src")).send().await.expect("describe").stream_description_summary().expect("summary").stream_arn().to_owned();
+    let src_arn = client
+        .describe_stream_summary()
+        .stream_name(name("src"))
+        .send()
+        .await
+        .expect("describe")
+        .stream_description_summary()
+        .expect("summary")
+        .stream_arn()
+        .to_owned();
     let server = ServerProcess::start(&dir.path().join("data"), &[]);
     let definition = write_definition(dir.path(), "clicks", &src_arn, None);
     let output = tributary(&["commit", definition.to_str().expect("utf-8"), "--server", &server.url()], &[]);
@@ -144,16 +193,42 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         state.faults.push_back(("PUT".into(), "/api/v1/topics".into(), 503));
     }
     let escaped = regex_escape(&prefix);
-    let file = workflow(dir.path(), &service, kinesis, &[&format!("{escaped}-")], &[&format!("{escaped}-EXCLUDED")], REST_SINK, &om.host_port());
+    let file = workflow(
+        dir.path(),
+        &service,
+        kinesis,
+        &[&format!("{escaped}-")],
+        &[&format!("{escaped}-EXCLUDED")],
+        REST_SINK,
+        &om.host_port(),
+    );
     // Pages of two: ListStreams and ListShards both paginate (ListShards' later pages carry only the token).
-    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8"), "--page-size", "2", "--tributary-server", &server.url()]);
+    let output = run(&[
+        "metadata",
+        "ingest",
+        "-c",
+        file.to_str().expect("utf-8"),
+        "--page-size",
+        "2",
+        "--tributary-server",
+        &server.url(),
+    ]);
     let (out, err) = (stdout(&output), String::from_utf8_lossy(&output.stderr).into_owned());
     assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
-    assert!(out.lines().last().is_some_and(|line| line.starts_with(&format!("listed=")) && line.contains(&format!("published={}", expected.len())) && line.contains("failed=0") && line.contains("deleted=1")), "{out}");
+    assert!(
+        out.lines().last().is_some_and(|line| line.starts_with("listed=")
+            && line.contains(&format!("published={}", expected.len()))
+            && line.contains("failed=0")
+            && line.contains("deleted=1")),
+        "{out}"
+    );
 
     let state = om.state.lock().expect("state");
     assert!(state.invalid.is_empty(), "bodies OpenMetadata would refuse:\n{}", state.invalid.join("\n"));
-    assert!(state.requests.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {JWT}"))), "every request carries the JWT");
+    assert!(
+        state.requests.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {JWT}"))),
+        "every request carries the JWT"
+    );
     for request in &state.requests {
         assert!(!request.body.to_string().contains(SECRET), "the AWS secret reached the server: {}", request.path);
     }
@@ -162,7 +237,10 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
     assert_eq!(service_body["serviceType"], "Kinesis");
     assert_eq!(service_body["connection"]["config"]["awsConfig"]["awsAccessKeyId"], "test-access-key");
     assert!(service_body["connection"]["config"]["awsConfig"].get("awsSecretAccessKey").is_none());
-    assert!(state.requests.iter().filter(|r| r.method == "PUT" && r.path == "/api/v1/topics").count() >= expected.len() + 2, "429 and 503 were retried");
+    assert!(
+        state.requests.iter().filter(|r| r.method == "PUT" && r.path == "/api/v1/topics").count() >= expected.len() + 2,
+        "429 and 503 were retried"
+    );
 
     let fqn = |suffix: &str| {
         let topic = name(suffix);
@@ -202,7 +280,10 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
     // What only Tributary knows: the dataset schema and the lineage.
     let schema = &topic("src")["messageSchema"];
     assert_eq!(schema["schemaType"], "JSON");
-    assert_eq!(schema["schemaFields"], json!([{"name": "id", "dataType": "LONG"}, {"name": "ts", "dataType": "TIMESTAMP"}]));
+    assert_eq!(
+        schema["schemaFields"],
+        json!([{"name": "id", "dataType": "LONG"}, {"name": "ts", "dataType": "TIMESTAMP"}])
+    );
     assert!(topic("plain00").get("messageSchema").is_none());
     let (src_id, pipeline_id, container_id) = (
         state.topic(&fqn("src")).expect("src").0.clone(),
@@ -211,21 +292,33 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
     );
     assert_eq!(
         state.edges,
-        [("topic".to_owned(), src_id, "pipeline".to_owned(), pipeline_id.clone()), ("pipeline".to_owned(), pipeline_id, "container".to_owned(), container_id)]
+        [
+            ("topic".to_owned(), src_id, "pipeline".to_owned(), pipeline_id.clone()),
+            ("pipeline".to_owned(), pipeline_id, "container".to_owned(), container_id)
+        ]
     );
     let container = &state.entities["containers"]["tributary_datasets.clicks"].1;
-    assert_eq!(container["dataModel"]["columns"][0], json!({"name": "id", "dataType": "BIGINT", "dataTypeDisplay": "int64"}));
+    assert_eq!(
+        container["dataModel"]["columns"][0],
+        json!({"name": "id", "dataType": "BIGINT", "dataTypeDisplay": "int64"})
+    );
     assert!(container["fullPath"].as_str().is_some_and(|p| p.ends_with("datasets/clicks")), "{container}");
 
     // markDeletedTopics: only the stale, admitted topic.
-    let deleted: Vec<&str> = state.entities["topics"].values().filter(|(_, _, deleted)| *deleted).map(|(_, body, _)| body["name"].as_str().expect("name")).collect();
+    let deleted: Vec<&str> = state.entities["topics"]
+        .values()
+        .filter(|(_, _, deleted)| *deleted)
+        .map(|(_, body, _)| body["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(deleted, [name("gone").as_str()]);
     drop(state);
     assert!(server.stop(), "a clean stop");
 }
 
 fn regex_escape(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { vec![c] } else { vec!['\\', c] }).collect()
+    text.chars()
+        .flat_map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { vec![c] } else { vec!['\\', c] })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,18 +333,33 @@ async fn a_failing_stream_is_reported_and_throttling_is_retried() {
         &emulators.kinesis,
         vec![
             // Deleted under our feet: fails for good, reported, the others go on.
-            Fault { operation: "DescribeStreamSummary", body_contains: format!("{prefix}-broken"), error_type: "ResourceNotFoundException", remaining: 100 },
+            Fault {
+                operation: "DescribeStreamSummary",
+                body_contains: format!("{prefix}-broken"),
+                error_type: "ResourceNotFoundException",
+                remaining: 100,
+            },
             // Over the account's control-plane rate three times, then through.
-            Fault { operation: "DescribeStreamSummary", body_contains: format!("{prefix}-throttled"), error_type: "LimitExceededException", remaining: 3 },
+            Fault {
+                operation: "DescribeStreamSummary",
+                body_contains: format!("{prefix}-throttled"),
+                error_type: "LimitExceededException",
+                remaining: 3,
+            },
         ],
     )
     .await;
     let om = OpenMetadataStandIn::start(JWT).await;
-    let file = workflow(dir.path(), "svc_faults", &proxy.url(), &[&regex_escape(&prefix)], &[], REST_SINK, &om.host_port());
+    let file =
+        workflow(dir.path(), "svc_faults", &proxy.url(), &[&regex_escape(&prefix)], &[], REST_SINK, &om.host_port());
     let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8")]);
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "a failed stream fails the run: {out}");
-    assert!(out.contains(&format!("FAILED {prefix}-broken: DescribeStreamSummary")) && out.contains("ResourceNotFoundException"), "{out}");
+    assert!(
+        out.contains(&format!("FAILED {prefix}-broken: DescribeStreamSummary"))
+            && out.contains("ResourceNotFoundException"),
+        "{out}"
+    );
     assert!(out.lines().last().is_some_and(|l| l.contains("published=3") && l.contains("failed=1")), "{out}");
     assert_eq!(proxy.injected.lock().expect("injected").iter().filter(|f| f.contains("LimitExceeded")).count(), 3);
     let state = om.state.lock().expect("state");
@@ -270,16 +378,31 @@ async fn the_file_sink_writes_one_line_per_request() {
     put(&emulators.kinesis, &format!("{prefix}-a"), "k", b"hello").await;
     let lines = dir.path().join("requests.jsonl");
     let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
-    let file = workflow(dir.path(), "svc_file", &emulators.kinesis, &[&regex_escape(&prefix)], &[], &sink, "http://127.0.0.1:9/api");
+    let file = workflow(
+        dir.path(),
+        "svc_file",
+        &emulators.kinesis,
+        &[&regex_escape(&prefix)],
+        &[],
+        &sink,
+        "http://127.0.0.1:9/api",
+    );
     let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8")]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    let requests: Vec<Value> = std::fs::read_to_string(&lines).expect("read").lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let requests: Vec<Value> = std::fs::read_to_string(&lines)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
     let topic = requests.iter().find(|r| r["path"] == "/v1/topics").expect("topic request");
     assert_eq!(topic["method"], "PUT");
     assert_eq!(topic["body"]["partitions"], 2);
     let errors = errors(&validator("api/data/createTopic.json"), &topic["body"]);
     assert!(errors.is_empty(), "{errors:?}");
-    let sample = requests.iter().find(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/sampleData"))).expect("sample request");
+    let sample = requests
+        .iter()
+        .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/sampleData")))
+        .expect("sample request");
     assert_eq!(sample["body"], json!({"messages": ["hello"]}));
     assert!(!std::fs::read_to_string(&lines).expect("read").contains(SECRET));
 }
@@ -290,9 +413,17 @@ fn workflow_files_are_validated_before_anything_runs() {
     let good = workflow(dir.path(), "svc", "http://127.0.0.1:9", &["a"], &[], REST_SINK, "http://127.0.0.1:9/api");
     let text = std::fs::read_to_string(&good).expect("read");
     for (from, to, path) in [
-        ("awsRegion: us-east-1", "awsRegoin: us-east-1", "source.serviceConnection.config.awsConfig.awsRegoin: unknown field `awsRegoin`"),
+        (
+            "awsRegion: us-east-1",
+            "awsRegoin: us-east-1",
+            "source.serviceConnection.config.awsConfig.awsRegoin: unknown field `awsRegoin`",
+        ),
         ("        awsRegion: us-east-1\n", "", "source.serviceConnection.config.awsConfig: missing field `awsRegion`"),
-        ("generateSampleData: true", "generateSampleData: 3", "source.sourceConfig.config.generateSampleData: invalid type"),
+        (
+            "generateSampleData: true",
+            "generateSampleData: 3",
+            "source.sourceConfig.config.generateSampleData: invalid type",
+        ),
         ("loggerLevel: INFO", "loggerLevel: LOUD", "workflowConfig.loggerLevel: unknown variant `LOUD`"),
     ] {
         let bad = dir.path().join("bad.yaml");
@@ -303,8 +434,14 @@ fn workflow_files_are_validated_before_anything_runs() {
         assert!(err.contains(path), "{err}");
         assert!(stdout(&output).is_empty(), "nothing ran");
     }
-    let output = tributary(&["metadata", "test-connection", "-c", good.to_str().expect("utf-8")], &[("OM_TEST_JWT", JWT)]);
-    assert_eq!(output.status.code(), Some(2), "OM_TEST_AWS_SECRET is unset: {}", String::from_utf8_lossy(&output.stderr));
+    let output =
+        tributary(&["metadata", "test-connection", "-c", good.to_str().expect("utf-8")], &[("OM_TEST_JWT", JWT)]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "OM_TEST_AWS_SECRET is unset: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("environment variable `OM_TEST_AWS_SECRET` is not set"));
 }
 
@@ -312,7 +449,8 @@ fn workflow_files_are_validated_before_anything_runs() {
 #[test]
 fn the_docs_workflow_parses_and_agrees_with_openmetadatas_schema() {
     let schema = validator("metadataIngestion/workflow.json#/properties/openMetadataWorkflowConfig");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/openmetadata/kinesis.yaml")).expect("example");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/openmetadata/kinesis.yaml"))
+        .expect("example");
     let mut cases: Vec<(String, bool)> = vec![(example.clone(), true)];
     for (from, to) in [
         ("awsRegion: us-east-2", "awsRegoin: us-east-2"),
@@ -331,9 +469,18 @@ fn the_docs_workflow_parses_and_agrees_with_openmetadatas_schema() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.yaml");
         std::fs::write(&path, &text).expect("write");
-        let output = tributary(&["metadata", "test-connection", "-c", path.to_str().expect("utf-8"), "--timeout", "1"], &[("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:9")]);
+        let output = tributary(
+            &["metadata", "test-connection", "-c", path.to_str().expect("utf-8"), "--timeout", "1"],
+            &[("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:9")],
+        );
         // Valid: it runs (and fails to connect, exit 1); invalid: refused before anything runs (exit 2).
-        assert_eq!(output.status.code(), Some(if valid { 1 } else { 2 }), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(if valid { 1 } else { 2 }),
+            "{}{}",
+            stdout(&output),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -341,7 +488,8 @@ fn the_docs_workflow_parses_and_agrees_with_openmetadatas_schema() {
 fn the_airflow_dag_compiles() {
     let Some(emulators) = Emulators::from_env() else { return };
     let dag = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/openmetadata/airflow_dag.py");
-    let output = std::process::Command::new(&emulators.moto_python).args(["-m", "py_compile", dag]).output().expect("python");
+    let output =
+        std::process::Command::new(&emulators.moto_python).args(["-m", "py_compile", dag]).output().expect("python");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     // With Airflow installed, the DAG also imports and names its task.
     let import = std::process::Command::new(&emulators.moto_python)
@@ -361,14 +509,31 @@ async fn test_connection_passes_each_step_and_every_runs_until_sigterm() {
     create_stream(&emulators.kinesis, &format!("{prefix}-a"), 1, true).await;
     let lines = dir.path().join("requests.jsonl");
     let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
-    let file = workflow(dir.path(), "svc_every", &emulators.kinesis, &[&regex_escape(&prefix)], &[], &sink, "http://127.0.0.1:9/api");
+    let file = workflow(
+        dir.path(),
+        "svc_every",
+        &emulators.kinesis,
+        &[&regex_escape(&prefix)],
+        &[],
+        &sink,
+        "http://127.0.0.1:9/api",
+    );
     let path = file.to_str().expect("utf-8");
 
     let output = run(&["metadata", "test-connection", "-c", path]);
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     let steps: Vec<&str> = out.lines().map(|line| line.split(':').next().unwrap_or_default()).collect();
-    assert_eq!(steps, ["PASS ListStreams", "PASS DescribeStreamSummary", "PASS ListShards", "PASS GetShardIterator", "PASS GetRecords"]);
+    assert_eq!(
+        steps,
+        [
+            "PASS ListStreams",
+            "PASS DescribeStreamSummary",
+            "PASS ListShards",
+            "PASS GetShardIterator",
+            "PASS GetRecords"
+        ]
+    );
 
     // --every: a summary per run; SIGTERM between runs ends it cleanly.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))

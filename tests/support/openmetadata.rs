@@ -75,7 +75,8 @@ fn matching_nothing(missing: &Path) -> Value {
                 for (index, key) in keys.iter().enumerate() {
                     let last = index + 1 == keys.len();
                     let object = node.as_object_mut().expect("object");
-                    node = object.entry((*key).to_owned()).or_insert_with(|| if last { json!(false) } else { json!({}) });
+                    node =
+                        object.entry((*key).to_owned()).or_insert_with(|| if last { json!(false) } else { json!({}) });
                 }
             }
         }
@@ -158,7 +159,10 @@ impl OmState {
     pub fn seed_topic(&mut self, service: &str, name: &str) {
         let fqn = format!("{service}.{}", quote(name));
         let id = self.new_id();
-        self.entities.entry("topics".into()).or_default().insert(fqn, (id, json!({"name": name, "service": service}), false));
+        self.entities
+            .entry("topics".into())
+            .or_default()
+            .insert(fqn, (id, json!({"name": name, "service": service}), false));
     }
 
     fn new_id(&mut self) -> String {
@@ -215,17 +219,35 @@ impl OpenMetadataStandIn {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or_default().to_owned();
-    let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::String("<not json>".into())) };
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::String("<not json>".into()))
+    };
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut state = shared.state.lock().expect("state");
-    state.requests.push(Received { method: method.to_string(), path: path.clone(), query: query.clone(), authorization: authorization.clone(), body: body.clone() });
+    state.requests.push(Received {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        authorization: authorization.clone(),
+        body: body.clone(),
+    });
     if authorization.as_deref() != Some(&format!("Bearer {}", shared.token)) {
         return (StatusCode::UNAUTHORIZED, "{\"code\":401,\"message\":\"Not authorized\"}").into_response();
     }
-    if let Some(position) = state.faults.iter().position(|(m, p, _)| *m == method.as_str() && path.starts_with(p.as_str())) {
+    if let Some(position) =
+        state.faults.iter().position(|(m, p, _)| *m == method.as_str() && path.starts_with(p.as_str()))
+    {
         let (_, _, status) = state.faults.remove(position).expect("fault");
         return (StatusCode::from_u16(status).expect("status"), "{\"message\":\"injected\"}").into_response();
     }
@@ -241,7 +263,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
     };
     match (method.as_str(), parts.as_slice()) {
-        ("GET", ["system", "version"]) => axum::Json(json!({"version": "2.0.7", "revision": "stand-in", "timestamp": 0})).into_response(),
+        ("GET", ["system", "version"]) => {
+            axum::Json(json!({"version": "2.0.7", "revision": "stand-in", "timestamp": 0})).into_response()
+        }
         ("GET", ["services", kind, "name", name]) => {
             let name = decode(name);
             match state.entities.get(*kind).and_then(|all| all.get(&name)) {
@@ -275,14 +299,24 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
         ("PUT", ["lineage"]) => {
             validate(&mut state, "lineage");
-            let pick = |end: &str, key: &str| body.pointer(&format!("/edge/{end}/{key}")).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let edge = (pick("fromEntity", "type"), pick("fromEntity", "id"), pick("toEntity", "type"), pick("toEntity", "id"));
+            let pick = |end: &str, key: &str| {
+                body.pointer(&format!("/edge/{end}/{key}")).and_then(Value::as_str).unwrap_or_default().to_owned()
+            };
+            let edge = (
+                pick("fromEntity", "type"),
+                pick("fromEntity", "id"),
+                pick("toEntity", "type"),
+                pick("toEntity", "id"),
+            );
             state.edges.push(edge);
             StatusCode::OK.into_response()
         }
         ("GET", ["topics"]) => {
-            let params: BTreeMap<String, String> =
-                query.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), decode(v))).collect();
+            let params: BTreeMap<String, String> = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), decode(v)))
+                .collect();
             let service = params.get("service").cloned().unwrap_or_default();
             let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
             let after: usize = params.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
@@ -291,7 +325,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
                 .get("topics")
                 .into_iter()
                 .flatten()
-                .filter(|(_, (_, body, deleted))| !deleted && body.get("service").and_then(Value::as_str) == Some(service.as_str()))
+                .filter(|(_, (_, body, deleted))| {
+                    !deleted && body.get("service").and_then(Value::as_str) == Some(service.as_str())
+                })
                 .map(|(fqn, (id, body, _))| json!({"id": id, "name": body["name"], "fullyQualifiedName": fqn}))
                 .collect();
             let page: Vec<Value> = live.iter().skip(after).take(limit).cloned().collect();
@@ -300,7 +336,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
         ("DELETE", ["topics", id]) => {
             let mut found = false;
-            for (entity_id, _, deleted) in state.entities.get_mut("topics").into_iter().flatten().map(|(_, entry)| entry) {
+            for (entity_id, _, deleted) in
+                state.entities.get_mut("topics").into_iter().flatten().map(|(_, entry)| entry)
+            {
                 if entity_id == id {
                     *deleted = true;
                     found = true;
@@ -317,12 +355,13 @@ fn decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -351,7 +390,8 @@ impl FaultProxy {
         let upstream = upstream.trim_end_matches('/').to_owned();
         let (faults_state, injected_state) = (Arc::clone(&faults), Arc::clone(&injected));
         let app = Router::new().fallback(move |request: Request| {
-            let (faults, injected, upstream) = (Arc::clone(&faults_state), Arc::clone(&injected_state), upstream.clone());
+            let (faults, injected, upstream) =
+                (Arc::clone(&faults_state), Arc::clone(&injected_state), upstream.clone());
             async move { forward(request, &upstream, &faults, &injected).await }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -365,7 +405,12 @@ impl FaultProxy {
     }
 }
 
-async fn forward(request: Request, upstream: &str, faults: &Mutex<Vec<Fault>>, injected: &Mutex<Vec<String>>) -> Response {
+async fn forward(
+    request: Request,
+    upstream: &str,
+    faults: &Mutex<Vec<Fault>>,
+    injected: &Mutex<Vec<String>>,
+) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 16 << 20).await.expect("body");
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -401,7 +446,12 @@ async fn forward(request: Request, upstream: &str, faults: &Mutex<Vec<Fault>>, i
         }
         let mut response = request.send(&body[..]).expect("forward to kinesis-local");
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/x-amz-json-1.1").to_owned();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/x-amz-json-1.1")
+            .to_owned();
         let bytes = response.body_mut().read_to_vec().expect("read answer");
         (status, content_type, bytes)
     })

@@ -88,13 +88,15 @@ impl WorkflowConfig {
     pub fn load(path: &Path) -> Result<WorkflowConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::at(path.display().to_string(), format!("cannot read: {error}")))?;
-        WorkflowConfig::parse(&text, &|name| std::env::var(name).ok())
-            .map_err(|error| if error.path.is_empty() { ConfigError::at(path.display().to_string(), error.message) } else { error })
+        WorkflowConfig::parse(&text, &|name| std::env::var(name).ok()).map_err(|error| {
+            if error.path.is_empty() { ConfigError::at(path.display().to_string(), error.message) } else { error }
+        })
     }
 
     /// Validates workflow `text`, expanding variables through `env`.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<WorkflowConfig, ConfigError> {
-        let mut value: Value = serde_norway::from_str(text).map_err(|error| ConfigError::at("", format!("not valid YAML: {error}")))?;
+        let mut value: Value =
+            serde_norway::from_str(text).map_err(|error| ConfigError::at("", format!("not valid YAML: {error}")))?;
         expand(&mut value, &mut String::new(), env)?;
         let raw: RawWorkflow = serde_path_to_error::deserialize(value).map_err(|error| {
             let path = error.path().to_string();
@@ -144,9 +146,9 @@ fn expand_text(text: &str, path: &str, env: &dyn Fn(&str) -> Option<String>) -> 
                 return Err(ConfigError::at(path, "`${` without a closing `}`"));
             };
             (&braced[..end], end + 2)
-        } else if after.starts_with('$') {
+        } else if let Some(escaped) = after.strip_prefix('$') {
             out.push('$');
-            rest = &after[1..];
+            rest = escaped;
             continue;
         } else {
             let end = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
@@ -424,13 +426,19 @@ impl RawWorkflow {
     fn validate(self) -> Result<WorkflowConfig, ConfigError> {
         let source = self.source;
         if !source.kind.eq_ignore_ascii_case("kinesis") {
-            return Err(ConfigError::at("source.type", format!("`{}`: this workflow runs the `kinesis` source only", source.kind)));
+            return Err(ConfigError::at(
+                "source.type",
+                format!("`{}`: this workflow runs the `kinesis` source only", source.kind),
+            ));
         }
         if source.service_name.is_empty() || source.service_name.contains("::") {
             return Err(ConfigError::at("source.serviceName", "must be a non-empty name without `::`"));
         }
         let Some(connection) = source.service_connection else {
-            return Err(ConfigError::at("source.serviceConnection", "missing: the Kinesis connection (`config.type: Kinesis`, `config.awsConfig`)"));
+            return Err(ConfigError::at(
+                "source.serviceConnection",
+                "missing: the Kinesis connection (`config.type: Kinesis`, `config.awsConfig`)",
+            ));
         };
         let connection = connection.config;
         let KinesisType::Kinesis = connection.kind;
@@ -476,7 +484,9 @@ impl RawWorkflow {
             profile_name: aws.profile_name,
             assume_role_arn: aws.assume_role_arn,
             // OpenMetadata's default session name, so CloudTrail reads the same for both.
-            assume_role_session_name: Some(aws.assume_role_session_name.unwrap_or_else(|| "OpenMetadataSession".to_owned())),
+            assume_role_session_name: Some(
+                aws.assume_role_session_name.unwrap_or_else(|| "OpenMetadataSession".to_owned()),
+            ),
             assume_role_source_identity: aws.assume_role_source_identity,
             kinesis_endpoint_url: None,
             sts_endpoint_url: None,
@@ -487,7 +497,10 @@ impl RawWorkflow {
             Some(sink) => match sink.kind.as_str() {
                 "metadata-rest" => {
                     if let Some(key) = sink.config.as_ref().and_then(|config| config.keys().next()) {
-                        return Err(ConfigError::at(format!("sink.config.{key}"), "the metadata-rest sink takes no settings"));
+                        return Err(ConfigError::at(
+                            format!("sink.config.{key}"),
+                            "the metadata-rest sink takes no settings",
+                        ));
                     }
                     SinkKind::MetadataRest
                 }
@@ -496,17 +509,26 @@ impl RawWorkflow {
                     let filename = match config.remove("filename") {
                         Some(Value::String(filename)) if !filename.is_empty() => filename,
                         Some(_) => return Err(ConfigError::at("sink.config.filename", "must be a file path")),
-                        None => return Err(ConfigError::at("sink.config.filename", "missing: the file sink writes to `filename`")),
+                        None => {
+                            return Err(ConfigError::at(
+                                "sink.config.filename",
+                                "missing: the file sink writes to `filename`",
+                            ));
+                        }
                     };
                     if let Some(key) = config.keys().next() {
-                        return Err(ConfigError::at(format!("sink.config.{key}"), "unknown key; the file sink takes `filename`"));
+                        return Err(ConfigError::at(
+                            format!("sink.config.{key}"),
+                            "unknown key; the file sink takes `filename`",
+                        ));
                     }
                     SinkKind::File(PathBuf::from(filename))
                 }
                 other => return Err(ConfigError::at("sink.type", format!("`{other}`: use `metadata-rest` or `file`"))),
             },
         };
-        for (name, component) in [("processor", &self.processor), ("stage", &self.stage), ("bulkSink", &self.bulk_sink)] {
+        for (name, component) in [("processor", &self.processor), ("stage", &self.stage), ("bulkSink", &self.bulk_sink)]
+        {
             if let Some(component) = component {
                 return Err(ConfigError::at(name, format!("`{}`: a metadata workflow has no {name}", component.kind)));
             }
@@ -608,12 +630,37 @@ workflowConfig:
     #[test]
     fn unknown_keys_wrong_types_and_missing_region_name_their_path() {
         let cases = [
-            ("awsRegion: us-east-2", "awsRegion: us-east-2\n        awsRegoin: x", "source.serviceConnection.config.awsConfig.awsRegoin", "unknown field `awsRegoin`"),
-            ("        awsRegion: us-east-2\n", "", "source.serviceConnection.config.awsConfig", "missing field `awsRegion`"),
-            ("type: MessagingMetadata", "type: MessagingMetadata\n      generateSampleData: maybe", "source.sourceConfig.config.generateSampleData", "invalid type"),
+            (
+                "awsRegion: us-east-2",
+                "awsRegion: us-east-2\n        awsRegoin: x",
+                "source.serviceConnection.config.awsConfig.awsRegoin",
+                "unknown field `awsRegoin`",
+            ),
+            (
+                "        awsRegion: us-east-2\n",
+                "",
+                "source.serviceConnection.config.awsConfig",
+                "missing field `awsRegion`",
+            ),
+            (
+                "type: MessagingMetadata",
+                "type: MessagingMetadata\n      generateSampleData: maybe",
+                "source.sourceConfig.config.generateSampleData",
+                "invalid type",
+            ),
             ("hostPort:", "hostport:", "workflowConfig.openMetadataServerConfig.hostport", "unknown field `hostport`"),
-            ("      type: Kinesis\n", "      type: Kafka\n", "source.serviceConnection.config.type", "unknown variant `Kafka`"),
-            ("          - _confluent.*", "          - \"(bad\"", "source.sourceConfig.config.topicFilterPattern.excludes[0]", "not a valid regex"),
+            (
+                "      type: Kinesis\n",
+                "      type: Kafka\n",
+                "source.serviceConnection.config.type",
+                "unknown variant `Kafka`",
+            ),
+            (
+                "          - _confluent.*",
+                "          - \"(bad\"",
+                "source.sourceConfig.config.topicFilterPattern.excludes[0]",
+                "not a valid regex",
+            ),
             ("sink:\n  type: metadata-rest", "sink:\n  type: kafka", "sink.type", "use `metadata-rest` or `file`"),
         ];
         for (from, to, path, message) in cases {
@@ -644,7 +691,8 @@ workflowConfig:
 
     #[test]
     fn the_file_sink_takes_a_filename() {
-        let text = DOCS_EXAMPLE.replace("type: metadata-rest\n  config: {}", "type: file\n  config:\n    filename: /tmp/out.jsonl");
+        let text = DOCS_EXAMPLE
+            .replace("type: metadata-rest\n  config: {}", "type: file\n  config:\n    filename: /tmp/out.jsonl");
         let config = WorkflowConfig::parse(&text, &no_env).expect("valid");
         assert_eq!(config.sink, SinkKind::File(PathBuf::from("/tmp/out.jsonl")));
         let error = WorkflowConfig::parse(&text.replace("filename", "path"), &no_env).expect_err("no filename");

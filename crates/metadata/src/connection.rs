@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tributary_reader::catalog::{Catalog, CatalogConfig};
 use tributary_source::{AwsSettings, ClientFactory};
 
@@ -44,7 +44,10 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
         let failed = outcome.is_err();
         steps.push(ConnectionStep { name: "AssumeRole", outcome: Some(outcome) });
         if failed {
-            return skip_rest(steps, &["ListStreams", "DescribeStreamSummary", "ListShards", "GetShardIterator", "GetRecords"]);
+            return skip_rest(
+                steps,
+                &["ListStreams", "DescribeStreamSummary", "ListShards", "GetShardIterator", "GetRecords"],
+            );
         }
     }
     let client = factory.kinesis(&region, None);
@@ -70,7 +73,10 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
             return skip_rest(steps, &["ListShards", "GetShardIterator", "GetRecords"]);
         }
     };
-    steps.push(ConnectionStep { name: "DescribeStreamSummary", outcome: Some(Ok(format!("stream `{}`", summary.name))) });
+    steps.push(ConnectionStep {
+        name: "DescribeStreamSummary",
+        outcome: Some(Ok(format!("stream `{}`", summary.name))),
+    });
     let shards = match catalog.list_shards(&summary.arn).await {
         Ok(shards) => shards,
         Err(error) => {
@@ -99,13 +105,17 @@ pub async fn test_connection(config: &WorkflowConfig, timeout: Duration) -> Vec<
     };
     steps.push(ConnectionStep { name: "GetShardIterator", outcome: Some(Ok(format!("shard {}", shard.shard_id))) });
     let Some(iterator) = iterator else {
-        steps.push(ConnectionStep { name: "GetRecords", outcome: Some(Err("GetShardIterator answered without an iterator".into())) });
+        steps.push(ConnectionStep {
+            name: "GetRecords",
+            outcome: Some(Err("GetShardIterator answered without an iterator".into())),
+        });
         return steps;
     };
-    let outcome = match catalog.client().get_records().shard_iterator(iterator).stream_arn(&summary.arn).limit(1).send().await {
-        Ok(_) => Ok("read".to_owned()),
-        Err(error) => Err(describe(&error)),
-    };
+    let outcome =
+        match catalog.client().get_records().shard_iterator(iterator).stream_arn(&summary.arn).limit(1).send().await {
+            Ok(_) => Ok("read".to_owned()),
+            Err(error) => Err(describe(&error)),
+        };
     steps.push(ConnectionStep { name: "GetRecords", outcome: Some(outcome) });
     steps
 }
@@ -125,7 +135,8 @@ where
         return format!("{}", DisplayErrorContext(error));
     };
     let body = response.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-    let between = |open: &str, close: &str| body.split(open).nth(1).and_then(|rest| rest.split(close).next()).map(str::to_owned);
+    let between =
+        |open: &str, close: &str| body.split(open).nth(1).and_then(|rest| rest.split(close).next()).map(str::to_owned);
     let code = error.code().map(str::to_owned).or_else(|| between("<Code>", "</Code>")).unwrap_or_default();
     let message = error.message().map(str::to_owned).or_else(|| between("<Message>", "</Message>")).unwrap_or_default();
     let line = format!("HTTP {}: {code}: {message}", response.status().as_u16());

@@ -73,7 +73,8 @@ pub(crate) async fn extract(
     let sample = sample.map(Arc::new);
     let mut tasks = JoinSet::new();
     for (index, stream) in admitted.iter().enumerate() {
-        let (catalog, permits, sample, stream) = (catalog.clone(), Arc::clone(&permits), sample.clone(), stream.clone());
+        let (catalog, permits, sample, stream) =
+            (catalog.clone(), Arc::clone(&permits), sample.clone(), stream.clone());
         tasks.spawn(async move {
             // Never closed: a permit is always granted in turn.
             let _permit = permits.acquire_owned().await.ok();
@@ -130,7 +131,8 @@ async fn describe(
     };
     let sample = match sample {
         Some(settings) => {
-            let open: Vec<String> = shards.iter().filter(|shard| shard.open).map(|shard| shard.shard_id.clone()).collect();
+            let open: Vec<String> =
+                shards.iter().filter(|shard| shard.open).map(|shard| shard.shard_id.clone()).collect();
             let records = catalog.sample(&summary.arn, &open, settings, summary.created).await?;
             Some(records.iter().map(|record| sample_text(&record.data)).collect())
         }

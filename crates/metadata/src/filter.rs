@@ -65,9 +65,9 @@ mod tests {
         let cases: &[(&[&str], &[&str], &str, bool)] = &[
             (&[], &[], "anything", true),
             (&["orders"], &[], "orders", true),
-            (&["orders"], &[], "orders_v2", true), // anchored at the start only
+            (&["orders"], &[], "orders_v2", true),  // anchored at the start only
             (&["orders"], &[], "my_orders", false), // not a search
-            (&["ORDERS"], &[], "orders", true),   // case-insensitive
+            (&["ORDERS"], &[], "orders", true),     // case-insensitive
             (&["orders$"], &[], "orders_v2", false),
             (&["a.*", "b.*"], &[], "beta", true), // any include
             (&["a.*", "b.*"], &[], "gamma", false),

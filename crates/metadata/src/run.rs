@@ -179,7 +179,10 @@ pub async fn run(
         }
         let open = findings.open_shards();
         if open == 0 {
-            summary.warnings.push(format!("stream `{}` has no open shard ({}): published with 1 partition", stream.name, stream.status));
+            summary.warnings.push(format!(
+                "stream `{}` has no open shard ({}): published with 1 partition",
+                stream.name, stream.status
+            ));
         }
         summary.sample_messages += findings.sample.as_ref().map_or(0, Vec::len);
         topics.push(TopicRecord {
@@ -225,7 +228,8 @@ fn publish(
     match &config.sink {
         SinkKind::MetadataRest => {
             let headers = config.extra_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let transport = RestTransport::new(&config.host_port, config.jwt_token.clone(), retry).with_headers(headers);
+            let transport =
+                RestTransport::new(&config.host_port, config.jwt_token.clone(), retry).with_headers(headers);
             Publisher::new(transport).publish(service, topics, lineage, stale)
         }
         SinkKind::File(path) => {

@@ -48,7 +48,8 @@ pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<C
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut answer = request.call().map_err(|error| format!("cannot reach the Tributary server at {base}: {error}"))?;
+        let mut answer =
+            request.call().map_err(|error| format!("cannot reach the Tributary server at {base}: {error}"))?;
         let status = answer.status().as_u16();
         let text = answer.body_mut().read_to_string().map_err(|error| format!("reading {url}: {error}"))?;
         if status != 200 {
@@ -68,8 +69,9 @@ pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<C
             continue;
         }
         let shown = get(&format!("/api/v1/sources/{name}"))?;
-        let definition: SourceDefinition = serde_json::from_value(shown.get("definition").cloned().unwrap_or(Value::Null))
-            .map_err(|error| format!("source `{name}`: unreadable definition: {error}"))?;
+        let definition: SourceDefinition =
+            serde_json::from_value(shown.get("definition").cloned().unwrap_or(Value::Null))
+                .map_err(|error| format!("source `{name}`: unreadable definition: {error}"))?;
         let location = shown.pointer("/dataset/location").and_then(Value::as_str).unwrap_or_default().to_owned();
         let dataset_name = match shown.pointer("/dataset/name").and_then(Value::as_str) {
             Some(dataset) if !dataset.is_empty() => dataset.to_owned(),

@@ -45,6 +45,10 @@ pub mod kpl {
     include!(concat!(env!("OUT_DIR"), "/kpl.rs"));
 }
 
+pub use bytes;
+pub use pbjson_types;
+pub use prost;
+
 #[cfg(test)]
 mod tests {
     use super::v1::{BasicAuth, CommitRequest, Secret, secret};
@@ -64,7 +68,3 @@ mod tests {
         assert_eq!(format!("{env:?}"), "Secret { value: Some(Env(\"TRIBUTARY_SECRET_X\")) }");
     }
 }
-
-pub use bytes;
-pub use pbjson_types;
-pub use prost;

@@ -64,8 +64,11 @@ async fn require_loopback_host(State(state): State<AppState>, request: Request, 
         && let Some(host) = request.headers().get(header::HOST)
         && !host.to_str().is_ok_and(is_loopback_host)
     {
-        return ApiError::new(StatusCode::MISDIRECTED_REQUEST, "this server answers only to localhost and loopback addresses")
-            .into_response();
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server answers only to localhost and loopback addresses",
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -74,7 +77,9 @@ async fn require_loopback_host(State(state): State<AppState>, request: Request, 
 fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }),
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
@@ -201,7 +206,8 @@ async fn commit(
         let response = CommitResponse { ok: false, errors: proto_errors(errors), versions: Vec::new() };
         Ok(commit_response(protobuf, StatusCode::UNPROCESSABLE_ENTITY, response))
     };
-    let sources = match tributary_source::validate_commit_with(&request.sources, now, state.supervisor.secret_policy()) {
+    let sources = match tributary_source::validate_commit_with(&request.sources, now, state.supervisor.secret_policy())
+    {
         Ok(sources) => sources,
         Err(errors) => return invalid(errors),
     };
@@ -353,10 +359,11 @@ async fn show_source(State(state): State<AppState>, Path(name): Path<String>) ->
         .map(|v| json!({"version": v.version, "committed_at": time(v.committed_at), "message": v.message, "stream_arn": v.stream_arn}))
         .collect();
     // Where the dataset lives, for catalogs (the metadata workflow's lineage).
-    let dataset = crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok().map(|source| {
-        let location = state.supervisor.dataset_dir(&source.dataset.name);
-        json!({"name": source.dataset.name, "location": location.display().to_string()})
-    });
+    let dataset =
+        crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok().map(|source| {
+            let location = state.supervisor.dataset_dir(&source.dataset.name);
+            json!({"name": source.dataset.name, "location": location.display().to_string()})
+        });
     Ok(Json(json!({
         "name": summary.name,
         "version": summary.current.version,
@@ -383,7 +390,9 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
 async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
     let version = &summary.current;
-    let dataset_name = crate::supervisor::stored_source(version, state.supervisor.secret_policy()).map(|source| source.dataset.name).ok();
+    let dataset_name = crate::supervisor::stored_source(version, state.supervisor.secret_policy())
+        .map(|source| source.dataset.name)
+        .ok();
     let (rows, bytes) = match &dataset_name {
         Some(dataset) => state.store.dataset_totals(dataset)?,
         None => (0, 0),

@@ -164,8 +164,10 @@ impl Server {
             loopback_hosts_only: config.listen.ip().is_loopback(),
             body_limit: config.body_limit,
         };
-        let limits =
-            ConnectionLimits { header_read_timeout: config.header_read_timeout, max_connections: config.max_connections.max(1) };
+        let limits = ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            max_connections: config.max_connections.max(1),
+        };
         Ok(Server { state, listener, limits })
     }
 

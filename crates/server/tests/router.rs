@@ -295,7 +295,9 @@ async fn every_route_but_healthz_needs_the_token_when_one_is_configured() {
         request.headers_mut().insert(header::AUTHORIZATION, "Bearer read-token".parse().expect("header"));
         request
     };
-    for path in ["/api/v1/sources", "/api/v1/sources/x", "/api/v1/sources/x/status", "/api/v1/sources/x/errors", "/metrics"] {
+    for path in
+        ["/api/v1/sources", "/api/v1/sources/x", "/api/v1/sources/x/status", "/api/v1/sources/x/errors", "/metrics"]
+    {
         let (status, answer) = call(&state, get(path)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {answer}");
         let (status, _) = call(&state, authorized(get(path))).await;
@@ -404,7 +406,9 @@ async fn idle_and_slow_clients_cannot_hold_the_server() {
     for index in 0..200 {
         let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
         if index == 0 {
-            tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /api/v1/sources HTTP/1.1\r\nHost: local").await.expect("write");
+            tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /api/v1/sources HTTP/1.1\r\nHost: local")
+                .await
+                .expect("write");
         }
         idle.push(stream);
     }
@@ -424,10 +428,17 @@ async fn idle_and_slow_clients_cannot_hold_the_server() {
     // The server closed the idle connections itself.
     for stream in idle.iter_mut().take(3) {
         let mut buffer = [0u8; 512];
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.expect("closed within 10 s");
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.expect("closed within 10 s");
         // Closed outright, or after a 408 for the half-sent head.
-        if let Ok(n) = read && n > 0 {
-            assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buffer[..n]));
+        if let Ok(n) = read
+            && n > 0
+        {
+            assert!(
+                String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 408"),
+                "{}",
+                String::from_utf8_lossy(&buffer[..n])
+            );
         }
     }
     let _ = stop.send(());
@@ -437,7 +448,8 @@ async fn idle_and_slow_clients_cannot_hold_the_server() {
 #[tokio::test]
 async fn an_errors_answer_is_bounded_in_rows_and_bytes() {
     let (state, _dir) = state(None, 1 << 20).await;
-    let (status, answer) = call(&state, post("/api/v1/commit", json!({"sources": [source("orders")]}).to_string(), None)).await;
+    let (status, answer) =
+        call(&state, post("/api/v1/commit", json!({"sources": [source("orders")]}).to_string(), None)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     state.supervisor.stop_all().await;
     let payload = vec![b'x'; 64 * 1024];

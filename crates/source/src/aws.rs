@@ -124,7 +124,10 @@ impl ClientFactory {
             // aws-config's provider cannot pass a source identity: ours does.
             let role = crate::AssumeRole {
                 role_arn,
-                session_name: settings.assume_role_session_name.clone().unwrap_or_else(|| crate::DEFAULT_SESSION_NAME.to_owned()),
+                session_name: settings
+                    .assume_role_session_name
+                    .clone()
+                    .unwrap_or_else(|| crate::DEFAULT_SESSION_NAME.to_owned()),
                 external_id: None,
                 source_identity: Some(source_identity.clone()),
             };

@@ -17,9 +17,9 @@ use tributary_proto::v1 as proto;
 
 use crate::data_type::parse_data_type;
 use crate::definition::{Source, utc_to_timestamp, validate_with_reports};
-use crate::secret::SecretPolicy;
 use crate::error::{ErrorCode, Report, ValidationError};
 use crate::init_position::{InitPosition, Scalar, parse_init_position};
+use crate::secret::SecretPolicy;
 use crate::time::{DATE_TIME_FORMS, parse_date_time, parse_duration};
 
 /// A definition file could not be read or is not a definition at all.
@@ -744,12 +744,20 @@ sources:
         // The server's own credentials are not for a definition to name (and send to its registry).
         for var in ["AWS_SECRET_ACCESS_KEY", "TRIBUTARY_TOKEN"] {
             let stealing = registry_text(var);
-            let errors = validate_raw_sources(&parse_text(&stealing, false).expect("parses").sources, now()).expect_err(var);
-            assert_eq!((errors[0].field.as_str(), errors[0].code), ("kinesis.format.avro.password", ErrorCode::InvalidSecret));
+            let errors =
+                validate_raw_sources(&parse_text(&stealing, false).expect("parses").sources, now()).expect_err(var);
+            assert_eq!(
+                (errors[0].field.as_str(), errors[0].code),
+                ("kinesis.format.avro.password", ErrorCode::InvalidSecret)
+            );
             assert!(errors[0].message.contains("TRIBUTARY_SECRET_"), "{}", errors[0].message);
         }
         let custom = crate::secret::SecretPolicy { env_prefix: "REG_".into() };
-        let sources = validate_raw_sources_with(&parse_text(&registry_text("REG_PASSWORD"), false).expect("parses").sources, now(), &custom);
+        let sources = validate_raw_sources_with(
+            &parse_text(&registry_text("REG_PASSWORD"), false).expect("parses").sources,
+            now(),
+            &custom,
+        );
         assert!(sources.is_ok(), "{sources:?}");
         let inline = EXAMPLE.replace("format: json", "format: {avro: {schema: {type: record, name: r, fields: []}}}");
         assert!(validate_raw_sources(&parse_text(&inline, false).expect("parses").sources, now()).is_ok());

@@ -53,11 +53,14 @@ pub use arn::{ArnError, Partition, RoleArn, StreamArn};
 pub use data_type::{DataType, Field, MAX_DECIMAL_PRECISION, parse_data_type};
 pub use definition::{
     AssumeRole, AvroFormat, Cdc, Consumer, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetSchema, Format, Ingest,
-    KinesisSource, METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path, validate_commit, validate_commit_with,
+    KinesisSource, METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path, validate_commit,
+    validate_commit_with,
 };
 pub use error::{ErrorCode, ValidationError};
-pub use file::{DefinitionFile, LoadError, RawSource, load_file, parse_text, to_commit_sources, validate_raw_sources,
-    validate_raw_sources_with};
+pub use file::{
+    DefinitionFile, LoadError, RawSource, load_file, parse_text, to_commit_sources, validate_raw_sources,
+    validate_raw_sources_with,
+};
 pub use init_position::{InitPosition, Scalar, parse_init_position};
 pub use predicate::{BinaryOp, Expr, Literal, Predicate, parse_predicate};
 pub use secret::{DEFAULT_SECRET_ENV_PREFIX, Secret, SecretPolicy};

@@ -72,7 +72,12 @@ impl Catalog {
             .iter()
             .map(|shard| ListedShard {
                 shard_id: shard.shard_id().to_owned(),
-                parents: shard.parent_shard_id().into_iter().chain(shard.adjacent_parent_shard_id()).map(str::to_owned).collect(),
+                parents: shard
+                    .parent_shard_id()
+                    .into_iter()
+                    .chain(shard.adjacent_parent_shard_id())
+                    .map(str::to_owned)
+                    .collect(),
                 open: shard.sequence_number_range().is_none_or(|range| range.ending_sequence_number().is_none()),
             })
             .collect())

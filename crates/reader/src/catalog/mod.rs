@@ -25,8 +25,8 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use describe_summary::StreamSummary;
-pub(crate) use list_shards::list_all_shards;
 pub use list_shards::ListedShard;
+pub(crate) use list_shards::list_all_shards;
 pub use list_streams::ListedStream;
 pub use sample::{SampleSettings, SampledRecord};
 
@@ -139,7 +139,12 @@ impl Catalog {
             };
             if attempt >= self.config.attempts {
                 let detail = format!("gave up after {attempt} attempts: {failure}");
-                return Err(CatalogError { operation, target: target.to_owned(), kind: CatalogErrorKind::Exhausted, detail });
+                return Err(CatalogError {
+                    operation,
+                    target: target.to_owned(),
+                    kind: CatalogErrorKind::Exhausted,
+                    detail,
+                });
             }
             attempt += 1;
             tokio::time::sleep(backoff.next_delay()).await;

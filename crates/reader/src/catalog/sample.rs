@@ -138,7 +138,8 @@ impl Catalog {
             let limit = i32::try_from(share - records.len()).unwrap_or(i32::MAX);
             let answer = self
                 .retrying("GetRecords", &target, || {
-                    let request = self.client.get_records().shard_iterator(&current).stream_arn(stream_arn).limit(limit);
+                    let request =
+                        self.client.get_records().shard_iterator(&current).stream_arn(stream_arn).limit(limit);
                     async move { request.send().await.map_err(|e| Failure::of(&e, "GetRecords", shard_id)) }
                 })
                 .await?;
@@ -148,13 +149,19 @@ impl Catalog {
                 let partition_key = record.partition_key;
                 let data = Bytes::from(record.data.into_inner());
                 match unpack(&data) {
-                    Unpacked::Aggregated(sub_records) => records.extend(sub_records.into_iter().map(|sub| SampledRecord {
-                        shard_id: shard_id.to_owned(),
-                        partition_key: sub.partition_key.to_string(),
-                        data: sub.data,
-                    })),
+                    Unpacked::Aggregated(sub_records) => {
+                        records.extend(sub_records.into_iter().map(|sub| SampledRecord {
+                            shard_id: shard_id.to_owned(),
+                            partition_key: sub.partition_key.to_string(),
+                            data: sub.data,
+                        }))
+                    }
                     Unpacked::Plain | Unpacked::Corrupt(_) => {
-                        records.push(SampledRecord { shard_id: shard_id.to_owned(), partition_key: partition_key.clone(), data });
+                        records.push(SampledRecord {
+                            shard_id: shard_id.to_owned(),
+                            partition_key: partition_key.clone(),
+                            data,
+                        });
                     }
                 }
             }

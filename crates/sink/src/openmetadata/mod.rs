@@ -16,8 +16,7 @@ mod publisher;
 mod transport;
 
 pub use entities::{
-    ContainerColumn, LineageRecord, MessageSchema, SchemaField, SchemaKind, ServiceRecord, TopicRecord,
-    quoted_fqn_part,
+    ContainerColumn, LineageRecord, MessageSchema, SchemaField, SchemaKind, ServiceRecord, TopicRecord, quoted_fqn_part,
 };
 pub use publisher::{PIPELINE_SERVICE, PublishReport, Publisher, STORAGE_SERVICE, StaleTopics, topic_fqn};
 pub use transport::{FileTransport, Method, Request, Response, RestTransport, RetryPolicy, Transport};

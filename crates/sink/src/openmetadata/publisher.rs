@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
+use super::PublishError;
 use super::entities::{LineageRecord, ServiceRecord, TopicRecord, quoted_fqn_part, source_hash};
 use super::transport::{Method, Request, Response, Transport};
-use super::PublishError;
 
 /// The pipeline service that holds one pipeline per Tributary source.
 pub const PIPELINE_SERVICE: &str = "tributary";
@@ -91,7 +91,9 @@ impl<T: Transport> Publisher<T> {
             if self.transport.reads() {
                 self.delete_stale(service, &stale, &mut report)?;
             } else {
-                report.warnings.push("markDeletedTopics needs a server to list topics: skipped by the file sink".to_owned());
+                report
+                    .warnings
+                    .push("markDeletedTopics needs a server to list topics: skipped by the file sink".to_owned());
             }
         }
         Ok(report)
@@ -212,13 +214,17 @@ impl<T: Transport> Publisher<T> {
         });
         container["sourceHash"] = Value::String(source_hash(&container));
         let container_id = self.put("/v1/containers", container)?;
-        for (from, from_type, to, to_type) in
-            [(topic_id, "topic", pipeline_id.as_str(), "pipeline"), (pipeline_id.as_str(), "pipeline", container_id.as_str(), "container")]
-        {
+        for (from, from_type, to, to_type) in [
+            (topic_id, "topic", pipeline_id.as_str(), "pipeline"),
+            (pipeline_id.as_str(), "pipeline", container_id.as_str(), "container"),
+        ] {
             let edge = json!({"edge": {"fromEntity": {"id": from, "type": from_type}, "toEntity": {"id": to, "type": to_type}}});
             let response = self.send(Method::Put, "/v1/lineage".to_owned(), Some(edge))?;
             if response.status >= 300 {
-                return Err(PublishError::Unexpected { path: "/v1/lineage".to_owned(), detail: format!("HTTP {}", response.status) });
+                return Err(PublishError::Unexpected {
+                    path: "/v1/lineage".to_owned(),
+                    detail: format!("HTTP {}", response.status),
+                });
             }
             report.lineage_edges += 1;
         }

@@ -99,7 +99,10 @@ pub struct RestTransport {
 impl fmt::Debug for RestTransport {
     // The JWT is a credential: never printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RestTransport").field("base", &self.base).field("token", &self.token.as_ref().map(|_| "***")).finish_non_exhaustive()
+        f.debug_struct("RestTransport")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +114,14 @@ impl RestTransport {
             .http_status_as_error(false)
             .build()
             .into();
-        RestTransport { base: host_port.trim_end_matches('/').to_owned(), token, headers: Vec::new(), agent, retry, retried: 0 }
+        RestTransport {
+            base: host_port.trim_end_matches('/').to_owned(),
+            token,
+            headers: Vec::new(),
+            agent,
+            retry,
+            retried: 0,
+        }
     }
 
     /// Sends `headers` with every request (OpenMetadata's `extraHeaders`).
@@ -134,22 +144,25 @@ impl RestTransport {
             (Method::Delete, _) => self.with_headers_of(self.agent.delete(&url), auth).call(),
             (Method::Put, body) => {
                 let body = body.as_ref().map(Value::to_string).unwrap_or_default();
-                self.with_headers_of(self.agent.put(&url), auth)
-                    .header("Content-Type", "application/json")
-                    .send(body)
+                self.with_headers_of(self.agent.put(&url), auth).header("Content-Type", "application/json").send(body)
             }
         };
         // ureq's errors name the URL and the cause, never the headers.
         let mut answer = answer.map_err(|error| error.to_string())?;
         let status = answer.status().as_u16();
         let text = answer.body_mut().read_to_string().map_err(|error| format!("reading the answer: {error}"))?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Ok(Response { status, body })
     }
 }
 
 impl RestTransport {
-    fn with_headers_of<B>(&self, mut request: ureq::RequestBuilder<B>, authorization: Option<&str>) -> ureq::RequestBuilder<B> {
+    fn with_headers_of<B>(
+        &self,
+        mut request: ureq::RequestBuilder<B>,
+        authorization: Option<&str>,
+    ) -> ureq::RequestBuilder<B> {
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -229,7 +242,8 @@ impl fmt::Debug for FileTransport {
 impl FileTransport {
     /// Creates (or truncates) `path`.
     pub fn create(path: &Path) -> Result<FileTransport, PublishError> {
-        let file = File::create(path).map_err(|source| PublishError::File { path: path.display().to_string(), source })?;
+        let file =
+            File::create(path).map_err(|source| PublishError::File { path: path.display().to_string(), source })?;
         Ok(FileTransport { path: path.to_owned(), out: BufWriter::new(file) })
     }
 
@@ -242,7 +256,8 @@ impl FileTransport {
 impl Transport for FileTransport {
     fn send(&mut self, request: &Request) -> Result<Response, PublishError> {
         let line = json!({"method": request.method.as_str(), "path": request.path, "body": request.body});
-        writeln!(self.out, "{line}").map_err(|source| PublishError::File { path: self.path.display().to_string(), source })?;
+        writeln!(self.out, "{line}")
+            .map_err(|source| PublishError::File { path: self.path.display().to_string(), source })?;
         if request.method != Method::Put {
             return Ok(Response { status: 404, body: Value::Null });
         }
@@ -255,7 +270,10 @@ impl Transport for FileTransport {
             Some(service) => format!("{service}.{}", super::quoted_fqn_part(&name)),
             None => super::quoted_fqn_part(&name),
         };
-        Ok(Response { status: 200, body: json!({"id": name_based_id(kind, &fqn), "name": name, "fullyQualifiedName": fqn}) })
+        Ok(Response {
+            status: 200,
+            body: json!({"id": name_based_id(kind, &fqn), "name": name, "fullyQualifiedName": fqn}),
+        })
     }
 
     fn reads(&self) -> bool {
@@ -280,7 +298,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("requests.jsonl");
         let mut file = FileTransport::create(&path).expect("create");
-        let put = Request { method: Method::Put, path: "/v1/topics".into(), body: Some(json!({"name": "a.b", "service": "svc"})) };
+        let put = Request {
+            method: Method::Put,
+            path: "/v1/topics".into(),
+            body: Some(json!({"name": "a.b", "service": "svc"})),
+        };
         let first = file.send(&put).expect("write");
         let again = file.send(&put).expect("write");
         assert_eq!(first.body["id"], again.body["id"]);
@@ -297,7 +319,8 @@ mod tests {
 
     #[test]
     fn the_token_is_not_printed() {
-        let transport = RestTransport::new("http://127.0.0.1:1/api", Some("eyJhbGciOi.secret".into()), RetryPolicy::default());
+        let transport =
+            RestTransport::new("http://127.0.0.1:1/api", Some("eyJhbGciOi.secret".into()), RetryPolicy::default());
         assert!(!format!("{transport:?}").contains("secret"));
     }
 }
