@@ -326,17 +326,12 @@ pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A path segment or query value, percent-encoded (a name like `../x` or `a?b` stays one part).
+/// A path segment or query value, percent-encoded (RFC 3986 unreserved characters pass),
+/// so a name like `../x` or `a?b` stays one part.
 fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    const COMPONENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
 }
 
 /// Server text as it may be printed on a terminal: control characters (escape

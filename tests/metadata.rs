@@ -63,6 +63,19 @@ workflowConfig:
     path
 }
 
+/// A workflow for streams named `prefix...` that writes its requests to a file.
+fn file_sink_workflow(
+    dir: &Path,
+    service: &str,
+    endpoint: &str,
+    prefix: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let lines = dir.join(format!("{service}.jsonl"));
+    let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
+    let file = workflow(dir, service, endpoint, &[&regex_escape(prefix)], &[], &sink, "http://127.0.0.1:9/api");
+    (file, lines)
+}
+
 const REST_SINK: &str = "sink:\n  type: metadata-rest\n  config: {}";
 
 async fn put(endpoint: &str, stream: &str, key: &str, data: &[u8]) {
@@ -376,17 +389,7 @@ async fn the_file_sink_writes_one_line_per_request() {
     let prefix = unique("omfile").replace('-', "_");
     create_stream(&emulators.kinesis, &format!("{prefix}-a"), 2, true).await;
     put(&emulators.kinesis, &format!("{prefix}-a"), "k", b"hello").await;
-    let lines = dir.path().join("requests.jsonl");
-    let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
-    let file = workflow(
-        dir.path(),
-        "svc_file",
-        &emulators.kinesis,
-        &[&regex_escape(&prefix)],
-        &[],
-        &sink,
-        "http://127.0.0.1:9/api",
-    );
+    let (file, lines) = file_sink_workflow(dir.path(), "svc_file", &emulators.kinesis, &prefix);
     let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8")]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let requests: Vec<Value> = std::fs::read_to_string(&lines)
@@ -507,17 +510,7 @@ async fn test_connection_passes_each_step_and_every_runs_until_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let prefix = unique("omevery").replace('-', "_");
     create_stream(&emulators.kinesis, &format!("{prefix}-a"), 1, true).await;
-    let lines = dir.path().join("requests.jsonl");
-    let sink = format!("sink:\n  type: file\n  config:\n    filename: {}", lines.display());
-    let file = workflow(
-        dir.path(),
-        "svc_every",
-        &emulators.kinesis,
-        &[&regex_escape(&prefix)],
-        &[],
-        &sink,
-        "http://127.0.0.1:9/api",
-    );
+    let (file, _lines) = file_sink_workflow(dir.path(), "svc_every", &emulators.kinesis, &prefix);
     let path = file.to_str().expect("utf-8");
 
     let output = run(&["metadata", "test-connection", "-c", path]);

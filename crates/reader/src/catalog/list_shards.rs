@@ -12,6 +12,7 @@ use aws_sdk_kinesis::types::Shard;
 
 use super::{Catalog, CatalogError, Failure};
 use crate::fault::{Fault, classify};
+use crate::shard::shard_info;
 
 /// A shard as `ListShards` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,15 +71,13 @@ impl Catalog {
             .await?;
         Ok(shards
             .iter()
-            .map(|shard| ListedShard {
-                shard_id: shard.shard_id().to_owned(),
-                parents: shard
-                    .parent_shard_id()
-                    .into_iter()
-                    .chain(shard.adjacent_parent_shard_id())
-                    .map(str::to_owned)
-                    .collect(),
-                open: shard.sequence_number_range().is_none_or(|range| range.ending_sequence_number().is_none()),
+            .map(|shard| {
+                let info = shard_info(shard);
+                ListedShard {
+                    shard_id: info.shard_id,
+                    parents: info.parents,
+                    open: shard.sequence_number_range().is_none_or(|range| range.ending_sequence_number().is_none()),
+                }
             })
             .collect())
     }
