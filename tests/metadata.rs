@@ -76,6 +76,11 @@ fn file_sink_workflow(
     (file, lines)
 }
 
+async fn stream_arn(client: &aws_sdk_kinesis::Client, name: &str) -> String {
+    let answer = client.describe_stream_summary().stream_name(name).send().await.expect("DescribeStreamSummary");
+    answer.stream_description_summary().expect("a summary").stream_arn().to_owned()
+}
+
 const REST_SINK: &str = "sink:\n  type: metadata-rest\n  config: {}";
 
 async fn put(endpoint: &str, stream: &str, key: &str, data: &[u8]) {
@@ -141,16 +146,7 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         .send()
         .await
         .expect("SplitShard");
-    let split_arn = client
-        .describe_stream_summary()
-        .stream_name(&split)
-        .send()
-        .await
-        .expect("describe")
-        .stream_description_summary()
-        .expect("summary")
-        .stream_arn()
-        .to_owned();
+    let split_arn = stream_arn(&client, &split).await;
     wait_active(kinesis, &split_arn).await;
 
     let kpl = tributary_reader::kpl::pack(&[
@@ -178,16 +174,7 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         .expect("retention");
 
     // A committed Tributary source reads `src`: its schema and lineage get published.
-    let src_arn = client
-        .describe_stream_summary()
-        .stream_name(name("src"))
-        .send()
-        .await
-        .expect("describe")
-        .stream_description_summary()
-        .expect("summary")
-        .stream_arn()
-        .to_owned();
+    let src_arn = stream_arn(&client, &name("src")).await;
     let server = ServerProcess::start(&dir.path().join("data"), &[]);
     let definition = write_definition(dir.path(), "clicks", &src_arn, None);
     let output = tributary(&["commit", definition.to_str().expect("utf-8"), "--server", &server.url()], &[]);
