@@ -7,7 +7,6 @@
 //! the extraction.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -81,12 +80,13 @@ pub(crate) async fn extract(
             (index, describe(&catalog, &stream.name, stream.arn.as_deref(), sample.as_deref()).await)
         });
     }
-    let done = AtomicUsize::new(0);
+    let mut done = 0;
     let mut outcomes: Vec<Option<Result<StreamFindings, CatalogError>>> = (0..total).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         let Ok((index, outcome)) = joined else { continue };
         outcomes[index] = Some(outcome);
-        on_progress(Progress { done: done.fetch_add(1, Ordering::Relaxed) + 1, total });
+        done += 1;
+        on_progress(Progress { done, total });
     }
     let mut extraction = Extraction {
         listed: listed.iter().map(|stream| stream.name.clone()).collect(),

@@ -1,5 +1,5 @@
 //! [`DescribeStreamSummary`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_DescribeStreamSummary.html):
-//! a stream's status, retention and shard count without listing its shards.
+//! a stream's status, retention and age without listing its shards.
 
 use super::{Catalog, CatalogError, Failure};
 
@@ -14,12 +14,6 @@ pub struct StreamSummary {
     pub status: String,
     /// How long records stay readable, in hours.
     pub retention_hours: i32,
-    /// Open shards, as Kinesis counts them.
-    pub open_shard_count: Option<i32>,
-    /// `PROVISIONED` or `ON_DEMAND`, when said.
-    pub mode: Option<String>,
-    /// `NONE` or `KMS`, when said.
-    pub encryption: Option<String>,
     /// When the stream was created.
     pub created: Option<std::time::SystemTime>,
 }
@@ -46,9 +40,6 @@ impl Catalog {
             arn: summary.stream_arn().to_owned(),
             status: summary.stream_status().as_str().to_owned(),
             retention_hours: summary.retention_period_hours(),
-            open_shard_count: Some(summary.open_shard_count()),
-            mode: summary.stream_mode_details().map(|mode| mode.stream_mode().as_str().to_owned()),
-            encryption: summary.encryption_type().map(|kind| kind.as_str().to_owned()),
             created: std::time::SystemTime::try_from(*summary.stream_creation_timestamp()).ok(),
         })
     }

@@ -57,16 +57,9 @@ impl Catalog {
     pub async fn list_shards(&self, stream_arn: &str) -> Result<Vec<ListedShard>, CatalogError> {
         let shards = self
             .retrying("ListShards", stream_arn, || async {
-                // A 403 must stay a 403: keep the status for classification.
                 list_all_shards(&self.client, stream_arn, self.config.shards_page_size, self.config.call_timeout)
                     .await
-                    .map_err(|fault| {
-                        let status = match &fault {
-                            Fault::Fatal(crate::ReaderError::Kinesis { code, .. }) if code == "HTTP 403" => Some(403),
-                            _ => None,
-                        };
-                        Failure::from_fault(fault, status)
-                    })
+                    .map_err(Failure::from_fault)
             })
             .await?;
         Ok(shards

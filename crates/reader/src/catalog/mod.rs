@@ -115,11 +115,6 @@ impl Catalog {
         &self.client
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &CatalogConfig {
-        &self.config
-    }
-
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts.
     async fn retrying<T, F, Fut>(&self, operation: &'static str, target: &str, mut call: F) -> Result<T, CatalogError>
     where
@@ -166,17 +161,18 @@ impl Failure {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let status = error.raw_response().map(|response| response.status().as_u16());
-        Failure::from_fault(classify(error, operation, target), status)
+        Failure::from_fault(classify(error, operation, target))
     }
 
-    fn from_fault(fault: Fault, status: Option<u16>) -> Failure {
+    fn from_fault(fault: Fault) -> Failure {
         match fault {
             Fault::Throttled => Failure::Passing("throttled (LimitExceeded)".to_owned()),
             Fault::Transient(detail) => Failure::Passing(detail),
             Fault::ExpiredIterator => Failure::Passing("shard iterator expired".to_owned()),
             Fault::Fatal(ReaderError::Kinesis { code, message, .. }) => {
-                let kind = if status == Some(403) || code.starts_with("AccessDenied") {
+                // The classifier names an answer without an error code by its status ("HTTP 403":
+                // moto's and IAM's XML refusals).
+                let kind = if code == "HTTP 403" || code.starts_with("AccessDenied") {
                     CatalogErrorKind::AccessDenied
                 } else if code == "ResourceNotFoundException" {
                     CatalogErrorKind::NotFound

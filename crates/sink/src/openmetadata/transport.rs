@@ -92,8 +92,6 @@ pub struct RestTransport {
     headers: Vec<(String, String)>,
     agent: ureq::Agent,
     retry: RetryPolicy,
-    /// Requests that had to be sent again, for the run's summary.
-    retried: u64,
 }
 
 impl fmt::Debug for RestTransport {
@@ -114,25 +112,13 @@ impl RestTransport {
             .http_status_as_error(false)
             .build()
             .into();
-        RestTransport {
-            base: host_port.trim_end_matches('/').to_owned(),
-            token,
-            headers: Vec::new(),
-            agent,
-            retry,
-            retried: 0,
-        }
+        RestTransport { base: host_port.trim_end_matches('/').to_owned(), token, headers: Vec::new(), agent, retry }
     }
 
     /// Sends `headers` with every request (OpenMetadata's `extraHeaders`).
     pub fn with_headers(mut self, headers: Vec<(String, String)>) -> RestTransport {
         self.headers = headers;
         self
-    }
-
-    /// Requests sent again after a 429, a 5xx or a failed connection.
-    pub fn retried(&self) -> u64 {
-        self.retried
     }
 
     fn attempt(&self, request: &Request) -> Result<Response, String> {
@@ -201,7 +187,6 @@ impl Transport for RestTransport {
                 });
             }
             attempt += 1;
-            self.retried += 1;
             // Equal jitter: concurrent clients do not come back in step.
             let half = delay / 2;
             std::thread::sleep(half + half.mul_f64(fastrand::f64()));
