@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: `env!` would bake in the checkout that first compiled this
+    // script, and a target directory shared by two clones would then read the other's files.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["tributary/v1/source.proto", "tributary/v1/commit.proto", "kpl/aggregated_record.proto"];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
