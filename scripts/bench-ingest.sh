@@ -8,6 +8,7 @@
 #   ./scripts/bench-ingest.sh                                          # 100k records over 64 shards
 #   TRIBUTARY_BENCH_RECORDS=200000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-ingest.sh
 #   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-ingest.sh         # reuse a filled stream (emulators already up)
+#   TRIBUTARY_BENCH_RUNS=5 ./scripts/bench-ingest.sh                                  # mean of 5 runs of ours (CPU is counted in 10 ms ticks)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 records=${TRIBUTARY_BENCH_RECORDS:-100000}
@@ -37,40 +38,56 @@ if [ -z "$stream_arn" ]; then
 fi
 echo "stream: $stream_arn" >&2
 
-# Ours: the release server, one source, defaults for everything.
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export TRIBUTARY_SERVER="http://127.0.0.1:$port"
-target/release/tributary serve --data-dir "$work/data" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 1 100); do curl -fsS "$TRIBUTARY_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# Ours: the release server, one source, defaults for everything; `runs` times
+# over the same stream (a fresh data directory each), as CPU is counted in
+# 10 ms ticks and one run of 100k records is about 20 of them.
 sed -e "s|\${STREAM_ARN}|$stream_arn|" examples/events.yaml >"$work/events.yaml"
-start=$(date +%s.%N)
-target/release/tributary commit "$work/events.yaml" -m bench >&2
-# Watch /metrics (counters only) rather than the status API, whose queries would add to the CPU measured.
-while :; do
-  rows=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')
-  [ "$rows" -ge "$records" ] && break
-  # About as often as a Prometheus scrape: each one renders every shard's series.
-  sleep 2
-done
-end=$(date +%s.%N)
-ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
-calls=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}')
-hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
-kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
+run_ours() {
+  local port
+  port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export TRIBUTARY_SERVER="http://127.0.0.1:$port"
+  target/release/tributary serve --data-dir "$work/data-$1" --listen "127.0.0.1:$port" 2>"$work/serve-$1.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do curl -fsS "$TRIBUTARY_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  local start end rows
+  start=$(date +%s.%N)
+  target/release/tributary commit "$work/events.yaml" -m bench >&2
+  # Watch /metrics (counters only) rather than the status API, whose queries would add to the CPU measured.
+  while :; do
+    rows=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')
+    [ "$rows" -ge "$records" ] && break
+    # About as often as a Prometheus scrape: each one renders every shard's series.
+    sleep 2
+  done
+  end=$(date +%s.%N)
+  run_ticks+=("$(awk '{print $14 + $15}' "/proc/$server_pid/stat")")
+  run_walls+=("$("$python" -c "print($end - $start)")")
+  calls=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}')
+  hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+  kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
+}
+runs=${TRIBUTARY_BENCH_RUNS:-1}
+run_ticks=(); run_walls=()
+for run in $(seq 1 "$runs"); do run_ours "$run"; done
+ticks=$(IFS=,; echo "${run_ticks[*]}")
+walls=$(IFS=,; echo "${run_walls[*]}")
 hz=$(getconf CLK_TCK)
 
 peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
 
-"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$start" "$end" "$peer" "$calls" <<'PY'
+"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" <<'PY'
 import json, sys
-records, shards, ticks, hz, hwm_kib, start, end, peer, calls = sys.argv[1:]
+records, shards, ticks, hz, hwm_kib, walls, peer, calls = sys.argv[1:]
 records = int(records)
-ours_cpu = int(ticks) / int(hz)
+run_cpu = [int(t) / int(hz) for t in ticks.split(",")]
+ours_cpu = sum(run_cpu) / len(run_cpu)
+wall = sum(float(w) for w in walls.split(",")) / len(run_cpu)
 peer = json.loads(peer)
 per_m = lambda cpu: cpu * 1e6 / records
 print(f"end-to-end ingest: {records} events (~250 B) over {shards} shards, kinesis-local, to Parquet")
-print(f"  tributary serve: {float(end) - float(start):7.2f} s wall, {ours_cpu:6.2f} CPU s, {per_m(ours_cpu):6.2f} CPU s per 1M, peak RSS {int(hwm_kib) / 1024:6.1f} MiB, {calls} GetRecords calls")
+if len(run_cpu) > 1:
+    print(f"  tributary serve, {len(run_cpu)} runs, CPU s each: {', '.join(f'{c:.2f}' for c in run_cpu)} (mean below)")
+print(f"  tributary serve: {wall:7.2f} s wall, {ours_cpu:6.2f} CPU s, {per_m(ours_cpu):6.2f} CPU s per 1M, peak RSS {int(hwm_kib) / 1024:6.1f} MiB, {calls} GetRecords calls")
 print(f"  python consumer: {peer['wall_seconds']:7.2f} s wall, {peer['cpu_seconds']:6.2f} CPU s, {per_m(peer['cpu_seconds']):6.2f} CPU s per 1M, peak RSS {peer['peak_rss_mib']:6.1f} MiB")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 PY

@@ -59,6 +59,8 @@ pub(crate) struct DirectRoute {
     connector: SharedHttpConnector,
     /// Our own client; `None` when calls go through the SDK's connector.
     http: Option<http1::Client>,
+    /// Experiment: hyper's client instead of ours (`TRIBUTARY_READER_HTTP_CLIENT=hyper`).
+    hyper: Option<crate::hyper_http1::Client>,
     identity_resolver: SharedIdentityResolver,
     identity_cache: SharedIdentityCache,
     components: RuntimeComponents,
@@ -109,13 +111,19 @@ impl Intercept for LearnRoute {
         };
         let signer = Signer::new(region, authority.as_str().to_owned());
         let connector = http_client.http_connector(&HttpConnectorSettings::default(), runtime_components);
-        let http = own_client(&endpoint, proxy_configured());
+        let use_hyper = std::env::var("TRIBUTARY_READER_HTTP_CLIENT").is_ok_and(|value| value == "hyper");
+        let (http, hyper) = if use_hyper {
+            (None, own_connector(&endpoint, proxy_configured()).map(crate::hyper_http1::Client::new))
+        } else {
+            (own_client(&endpoint, proxy_configured()), None)
+        };
         let _ = self.cell.set(DirectRoute {
             endpoint,
             host,
             signer,
             connector,
             http,
+            hyper,
             identity_resolver,
             identity_cache: runtime_components.identity_cache(),
             components: runtime_components.clone(),
@@ -135,6 +143,10 @@ fn proxy_configured() -> bool {
 /// Our own HTTP client for `endpoint`; `None` keeps the SDK's (behind a
 /// proxy, or without system root certificates for TLS).
 fn own_client(endpoint: &http::Uri, behind_proxy: bool) -> Option<http1::Client> {
+    own_connector(endpoint, behind_proxy).map(http1::Client::new)
+}
+
+fn own_connector(endpoint: &http::Uri, behind_proxy: bool) -> Option<Box<dyn Connect>> {
     if behind_proxy {
         return None;
     }
@@ -149,7 +161,7 @@ fn own_client(endpoint: &http::Uri, behind_proxy: bool) -> Option<http1::Client>
         }
         _ => return None,
     };
-    Some(http1::Client::new(connector))
+    Some(connector)
 }
 
 impl DirectRoute {
@@ -169,6 +181,22 @@ impl DirectRoute {
                 .map_err(|error| Fault::Transient(format!("{}: {error}", operation.name())))?;
             return if reply.status == 200 {
                 Ok(reply.body)
+            } else {
+                Err(refusal(operation, reply.status, reply.error_type.as_deref(), &reply.body, shard_id))
+            };
+        }
+        if let Some(hyper) = &self.hyper {
+            let headers = self.signed_headers(operation, &body).await?;
+            let mut request = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = http::Uri::from_static("/");
+            request.headers_mut().extend(headers.into_iter().map(|(name, value)| (Some(name), value)));
+            let reply = hyper
+                .send(request)
+                .await
+                .map_err(|error| Fault::Transient(format!("{}: {error}", operation.name())))?;
+            return if reply.status == 200 {
+                Ok(http1::Body::unpooled(reply.body))
             } else {
                 Err(refusal(operation, reply.status, reply.error_type.as_deref(), &reply.body, shard_id))
             };
