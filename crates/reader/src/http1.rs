@@ -22,9 +22,13 @@ const IDLE_CONNECTIONS: usize = 16;
 /// The status line and headers may not exceed this.
 const MAX_HEAD: usize = 64 * 1024;
 /// Answers may not exceed this (Kinesis sends at most 10 MiB of records, base64 in JSON).
-const MAX_BODY: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A connection unused for longer may have been closed by the server: it is not reused.
 const IDLE_FOR_AT_MOST: Duration = Duration::from_secs(4);
+/// A chunk-size line (size and extensions) may not exceed this.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// Interim (1xx) answers accepted before the real one.
+const MAX_INTERIM_ANSWERS: usize = 8;
 
 /// Body buffers kept for reuse, and the largest kept: at most 16 MiB held per client.
 /// (Kinesis answers can reach 13 MiB; those are rare enough to take fresh memory.)
@@ -75,9 +79,27 @@ struct Connection {
     idle_since: tokio::time::Instant,
 }
 
+/// How long a call may take, so a peer that answers slowly, or never stops
+/// answering, costs a bounded wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    /// Opening a connection (TCP and TLS).
+    pub(crate) connect: Duration,
+    /// Sending the request and reading the whole answer. Kinesis answers
+    /// carry at most 10 MiB: a minute is a slow link, not a working one.
+    pub(crate) answer: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Deadlines {
+        Deadlines { connect: Duration::from_secs(10), answer: Duration::from_secs(60) }
+    }
+}
+
 /// Keep-alive HTTP/1.1 to one endpoint.
 pub(crate) struct Client {
     connector: Box<dyn Connect>,
+    deadlines: Deadlines,
     idle: Mutex<Vec<Connection>>,
     /// Body buffers of answers already parsed.
     buffers: Mutex<Vec<Vec<u8>>>,
@@ -99,7 +121,11 @@ struct Failed {
 
 impl Client {
     pub(crate) fn new(connector: Box<dyn Connect>) -> Client {
-        Client { connector, idle: Mutex::new(Vec::new()), buffers: Mutex::new(Vec::new()) }
+        Client::with_deadlines(connector, Deadlines::default())
+    }
+
+    pub(crate) fn with_deadlines(connector: Box<dyn Connect>, deadlines: Deadlines) -> Client {
+        Client { connector, deadlines, idle: Mutex::new(Vec::new()), buffers: Mutex::new(Vec::new()) }
     }
 
     fn keep_buffer(&self, mut buffer: Vec<u8>) {
@@ -120,15 +146,29 @@ impl Client {
     /// and `body`; returns the answer.
     pub(crate) async fn send(&self, head: &[u8], body: &[u8]) -> io::Result<Reply<'_>> {
         if let Some(connection) = self.reused() {
-            match self.exchange(connection, head, body, true).await {
+            match self.exchange_within(connection, head, body, true).await {
                 Ok(reply) => return Ok(reply),
                 Err(Failed { stale: true, .. }) => {}
                 Err(Failed { error, .. }) => return Err(error),
             }
         }
-        let stream = self.connector.connect().await?;
+        let stream = tokio::time::timeout(self.deadlines.connect, self.connector.connect())
+            .await
+            .map_err(|_| timed_out("no connection", self.deadlines.connect))??;
         let connection = Connection { stream, idle_since: tokio::time::Instant::now() };
-        self.exchange(connection, head, body, false).await.map_err(|failed| failed.error)
+        self.exchange_within(connection, head, body, false).await.map_err(|failed| failed.error)
+    }
+
+    async fn exchange_within(
+        &self,
+        connection: Connection,
+        head: &[u8],
+        body: &[u8],
+        reused: bool,
+    ) -> Result<Reply<'_>, Failed> {
+        tokio::time::timeout(self.deadlines.answer, self.exchange(connection, head, body, reused))
+            .await
+            .unwrap_or_else(|_| Err(failed(timed_out("no whole answer", self.deadlines.answer))))
     }
 
     fn reused(&self) -> Option<Connection> {
@@ -175,6 +215,10 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
+fn timed_out(what: &str, after: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} within {after:?}"))
+}
+
 /// How the answer's body is delimited.
 enum Framing {
     Length(usize),
@@ -190,6 +234,7 @@ async fn read_reply<'a>(
 ) -> Result<(Reply<'a>, bool), Failed> {
     let mut buffer: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut must_read = true;
+    let mut interim_answers = 0;
     let (status, error_type, framing, mut keep_alive, head_len) = loop {
         if must_read {
             match stream.read_buf(&mut buffer).await {
@@ -216,6 +261,10 @@ async fn read_reply<'a>(
         let status = response.code.unwrap_or(0);
         if (100..200).contains(&status) {
             // An interim answer: the real one follows (perhaps already read).
+            interim_answers += 1;
+            if interim_answers > MAX_INTERIM_ANSWERS {
+                return Err(failed(invalid("too many interim answers")));
+            }
             buffer.drain(..head_len);
             must_read = buffer.is_empty();
             continue;
@@ -226,8 +275,12 @@ async fn read_reply<'a>(
         for header in response.headers.iter() {
             let value = header.value;
             if header.name.eq_ignore_ascii_case("content-length") {
-                let declared = std::str::from_utf8(value).ok().and_then(|text| text.trim().parse::<usize>().ok());
+                let declared = content_length(value);
                 match declared {
+                    // Two different lengths: which one frames the body is ambiguous (RFC 9112 §6.3).
+                    Some(bytes) if length.is_some_and(|length| length != bytes) => {
+                        return Err(failed(invalid("conflicting Content-Length headers")));
+                    }
                     Some(bytes) if bytes <= MAX_BODY => length = Some(bytes),
                     Some(_) => return Err(failed(invalid("the answer is too large"))),
                     None => return Err(failed(invalid("unreadable Content-Length"))),
@@ -276,7 +329,11 @@ async fn read_reply<'a>(
             }
             body
         }
-        Framing::Chunked => read_chunked(stream, buffer, head_len).await.map_err(failed)?,
+        Framing::Chunked => {
+            let mut body = client.buffer();
+            read_chunked(stream, buffer, head_len, &mut body).await.map_err(failed)?;
+            body
+        }
         Framing::UntilClose => {
             keep_alive = false;
             let mut body = buffer.split_off(head_len);
@@ -301,47 +358,101 @@ fn failed(error: io::Error) -> Failed {
     Failed { error, stale: false }
 }
 
-/// A chunked body, starting at `buffer[from..]`.
-async fn read_chunked(stream: &mut Box<dyn Transport>, mut buffer: Vec<u8>, from: usize) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
+/// Reads a chunked body, starting at `buffer[from..]`, into `body`.
+///
+/// Every part the peer controls is bounded: the size line, each chunk (by
+/// what is left of [`MAX_BODY`]) and the trailers; a size line or trailer
+/// still incomplete is scanned only where new bytes arrived.
+async fn read_chunked(
+    stream: &mut Box<dyn Transport>,
+    mut buffer: Vec<u8>,
+    from: usize,
+    body: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut at = from;
     loop {
-        // The chunk's size line.
         let (size, line_len) = loop {
             match httparse::parse_chunk_size(&buffer[at..]) {
                 Ok(httparse::Status::Complete((line_len, size))) => break (size, line_len),
-                Ok(httparse::Status::Partial) => fill(stream, &mut buffer).await?,
+                // Partial: everything after `at` is one unfinished line.
+                Ok(httparse::Status::Partial) if buffer.len() - at <= MAX_CHUNK_LINE => {
+                    fill(stream, &mut buffer).await?
+                }
+                Ok(httparse::Status::Partial) => return Err(invalid("a chunk-size line is too long")),
                 Err(_) => return Err(invalid("unreadable chunk size")),
             }
         };
-        let size = usize::try_from(size).map_err(|_| invalid("chunk too large"))?;
-        if body.len() + size > MAX_BODY {
-            return Err(invalid("the answer is too large"));
-        }
         at += line_len;
+        // A size near u64::MAX must not wrap the sum.
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|size| body.len().checked_add(size))
+            .filter(|&end| end <= MAX_BODY)
+            .ok_or_else(|| invalid("the answer is too large"))?;
+        let size = end - body.len();
         if size == 0 {
-            // Trailers (ignored) end with an empty line.
-            loop {
-                let rest = &buffer[at..];
-                if rest.starts_with(b"\r\n") || memchr::memmem::find(rest, b"\r\n\r\n").is_some() {
-                    return Ok(body);
+            return skip_trailers(stream, buffer, at).await;
+        }
+        // The chunk and its CRLF: bytes already read, then straight from the socket.
+        let buffered = (buffer.len() - at).min(size);
+        body.extend_from_slice(&buffer[at..at + buffered]);
+        at += buffered;
+        if body.len() < end {
+            buffer.clear();
+            at = 0;
+            body.reserve(end - body.len());
+            while body.len() < end {
+                match stream.read_buf(&mut (&mut *body).limit_to(end)).await? {
+                    0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                    _ => {}
                 }
-                fill(stream, &mut buffer).await?;
             }
         }
-        while buffer.len() < at + size + 2 {
+        while buffer.len() < at + 2 {
             fill(stream, &mut buffer).await?;
         }
-        body.extend_from_slice(&buffer[at..at + size]);
-        if &buffer[at + size..at + size + 2] != b"\r\n" {
+        if &buffer[at..at + 2] != b"\r\n" {
             return Err(invalid("a chunk does not end in CRLF"));
         }
-        at += size + 2;
-        if at > 1024 * 1024 {
+        at += 2;
+        if at > 64 * 1024 {
             buffer.drain(..at);
             at = 0;
         }
     }
+}
+
+/// Reads past the trailers (ignored), which end with an empty line; at most
+/// [`MAX_HEAD`] of them. Bytes after them are not part of any answer.
+async fn skip_trailers(stream: &mut Box<dyn Transport>, mut buffer: Vec<u8>, from: usize) -> io::Result<()> {
+    let mut scanned = from;
+    loop {
+        // With no trailers the section is just CRLF; otherwise it ends at the first blank line,
+        // looked for only where new bytes arrived (from three before: CRLFCRLF may straddle reads).
+        let end = if buffer[from..].starts_with(b"\r\n") {
+            Some(from + 2)
+        } else {
+            let start = scanned.saturating_sub(3).max(from);
+            memchr::memmem::find(&buffer[start..], b"\r\n\r\n").map(|found| start + found + 4)
+        };
+        if let Some(end) = end {
+            return if end == buffer.len() { Ok(()) } else { Err(invalid("bytes after the end of the answer")) };
+        }
+        if buffer.len() - from > MAX_HEAD {
+            return Err(invalid("the answer's trailers are too long"));
+        }
+        scanned = buffer.len();
+        fill(stream, &mut buffer).await?;
+    }
+}
+
+/// A Content-Length value: digits only (no sign, no list).
+fn content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 async fn fill(stream: &mut Box<dyn Transport>, buffer: &mut Vec<u8>) -> io::Result<()> {
@@ -353,7 +464,7 @@ async fn fill(stream: &mut Box<dyn Transport>, buffer: &mut Vec<u8>) -> io::Resu
 }
 
 /// `BufMut` over a `Vec<u8>` that stops at a length, so a read never takes
-/// bytes past the answer.
+/// bytes past the answer (or the chunk).
 trait LimitTo {
     fn limit_to(self, length: usize) -> bytes::buf::Limit<Self>
     where
@@ -557,6 +668,149 @@ mod tests {
             let client = plain(&script);
             let outcome = client.send(HEAD, b"{}").await;
             assert!(outcome.is_err(), "{:?} gave {outcome:?}", String::from_utf8_lossy(&case[..case.len().min(60)]));
+        }
+    }
+
+    /// What a hostile server sends after the request: `opening`, then
+    /// `filler` over and over (up to 256 MiB), each piece `pause` apart.
+    struct Hostile {
+        opening: &'static [u8],
+        filler: &'static [u8],
+        pause: Duration,
+    }
+
+    /// Serves one connection as `hostile` says; the bytes it got the client to take.
+    async fn serve_hostile(hostile: Hostile) -> (String, Arc<AtomicUsize>) {
+        const ENDLESS: usize = 256 * 1024 * 1024;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&sent);
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            if stream.write_all(hostile.opening).await.is_err() {
+                return;
+            }
+            counted.fetch_add(hostile.opening.len(), Ordering::SeqCst);
+            // Whole fillers of about 64 KiB per write when swift; one per write when dripping.
+            let repeats = if hostile.pause.is_zero() { (64 * 1024 / hostile.filler.len().max(1)).max(1) } else { 1 };
+            let piece = hostile.filler.repeat(repeats);
+            while counted.load(Ordering::SeqCst) < ENDLESS {
+                if stream.write_all(&piece).await.is_err() {
+                    return;
+                }
+                counted.fetch_add(piece.len(), Ordering::SeqCst);
+                if !hostile.pause.is_zero() {
+                    tokio::time::sleep(hostile.pause).await;
+                }
+            }
+        });
+        (address, sent)
+    }
+
+    #[tokio::test]
+    async fn a_hostile_answer_is_a_bounded_error_never_a_panic_or_a_hang() {
+        const SWIFT: Duration = Duration::ZERO;
+        let cases = [
+            // A chunk size that wraps the body's length (u64::MAX - 1 after five bytes).
+            (
+                "huge chunk size",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nfffffffffffffffe\r\n",
+                    filler: b"x",
+                    pause: SWIFT,
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "endless chunk extension",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=",
+                    filler: b"a",
+                    pause: SWIFT,
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "endless trailer",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: ",
+                    filler: b"a",
+                    pause: SWIFT,
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "endless trailer lines",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+                    filler: b"X-Trailer: t\r\n",
+                    pause: SWIFT,
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "endless header",
+                Hostile { opening: b"HTTP/1.1 200 OK\r\nX-Header: ", filler: b"a", pause: SWIFT },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "endless interim answers",
+                Hostile { opening: b"", filler: b"HTTP/1.1 100 Continue\r\n\r\n", pause: SWIFT },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "a body longer than its length",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, and more",
+                    filler: b"",
+                    pause: Duration::from_secs(3600),
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "bytes after a chunked answer",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n",
+                    filler: b"",
+                    pause: Duration::from_secs(3600),
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "two lengths",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello",
+                    filler: b"",
+                    pause: Duration::from_secs(3600),
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                "a slow drip",
+                Hostile {
+                    opening: b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
+                    filler: b"x",
+                    pause: Duration::from_millis(20),
+                },
+                io::ErrorKind::TimedOut,
+            ),
+        ];
+        let deadlines = Deadlines { connect: Duration::from_secs(5), answer: Duration::from_millis(500) };
+        for (name, hostile, kind) in cases {
+            let (address, sent) = serve_hostile(hostile).await;
+            let client = Client::with_deadlines(Box::new(PlainTcp { address }), deadlines);
+            // The bound only turns a hang into a failure; the client's own deadline is far shorter.
+            let outcome = tokio::time::timeout(Duration::from_secs(30), client.send(HEAD, b"{}"))
+                .await
+                .unwrap_or_else(|_| panic!("{name}: the call hung"));
+            let error = outcome.expect_err(name);
+            assert_eq!(error.kind(), kind, "{name}: {error}");
+            // What the client took is bounded by its limits (plus socket buffers), not by the peer.
+            let taken = sent.load(Ordering::SeqCst);
+            assert!(taken < 16 * 1024 * 1024, "{name}: the client took {taken} bytes");
         }
     }
 

@@ -38,7 +38,6 @@ mod efo;
 mod fault;
 mod get_records;
 mod http1;
-mod hyper_http1;
 pub mod kpl;
 mod lineage;
 mod metrics;

@@ -59,8 +59,6 @@ pub(crate) struct DirectRoute {
     connector: SharedHttpConnector,
     /// Our own client; `None` when calls go through the SDK's connector.
     http: Option<http1::Client>,
-    /// Experiment: hyper's client instead of ours (`TRIBUTARY_READER_HTTP_CLIENT=hyper`).
-    hyper: Option<crate::hyper_http1::Client>,
     identity_resolver: SharedIdentityResolver,
     identity_cache: SharedIdentityCache,
     components: RuntimeComponents,
@@ -111,19 +109,13 @@ impl Intercept for LearnRoute {
         };
         let signer = Signer::new(region, authority.as_str().to_owned());
         let connector = http_client.http_connector(&HttpConnectorSettings::default(), runtime_components);
-        let use_hyper = std::env::var("TRIBUTARY_READER_HTTP_CLIENT").is_ok_and(|value| value == "hyper");
-        let (http, hyper) = if use_hyper {
-            (None, own_connector(&endpoint, proxy_configured()).map(crate::hyper_http1::Client::new))
-        } else {
-            (own_client(&endpoint, proxy_configured()), None)
-        };
+        let http = own_client(&endpoint, proxy_configured());
         let _ = self.cell.set(DirectRoute {
             endpoint,
             host,
             signer,
             connector,
             http,
-            hyper,
             identity_resolver,
             identity_cache: runtime_components.identity_cache(),
             components: runtime_components.clone(),
@@ -143,10 +135,6 @@ fn proxy_configured() -> bool {
 /// Our own HTTP client for `endpoint`; `None` keeps the SDK's (behind a
 /// proxy, or without system root certificates for TLS).
 fn own_client(endpoint: &http::Uri, behind_proxy: bool) -> Option<http1::Client> {
-    own_connector(endpoint, behind_proxy).map(http1::Client::new)
-}
-
-fn own_connector(endpoint: &http::Uri, behind_proxy: bool) -> Option<Box<dyn Connect>> {
     if behind_proxy {
         return None;
     }
@@ -161,7 +149,7 @@ fn own_connector(endpoint: &http::Uri, behind_proxy: bool) -> Option<Box<dyn Con
         }
         _ => return None,
     };
-    Some(connector)
+    Some(http1::Client::new(connector))
 }
 
 impl DirectRoute {
@@ -185,22 +173,6 @@ impl DirectRoute {
                 Err(refusal(operation, reply.status, reply.error_type.as_deref(), &reply.body, shard_id))
             };
         }
-        if let Some(hyper) = &self.hyper {
-            let headers = self.signed_headers(operation, &body).await?;
-            let mut request = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-            *request.method_mut() = http::Method::POST;
-            *request.uri_mut() = http::Uri::from_static("/");
-            request.headers_mut().extend(headers.into_iter().map(|(name, value)| (Some(name), value)));
-            let reply = hyper
-                .send(request)
-                .await
-                .map_err(|error| Fault::Transient(format!("{}: {error}", operation.name())))?;
-            return if reply.status == 200 {
-                Ok(http1::Body::unpooled(reply.body))
-            } else {
-                Err(refusal(operation, reply.status, reply.error_type.as_deref(), &reply.body, shard_id))
-            };
-        }
         let request = self.signed_request(operation, body).await?;
         let response = self
             .connector
@@ -210,7 +182,7 @@ impl DirectRoute {
         let status = response.status().as_u16();
         let error_type = response.headers().get("x-amzn-errortype").map(str::to_owned);
         let length = response.headers().get("content-length").and_then(|value| value.parse::<usize>().ok());
-        let body = read_body(response.into_body(), length)
+        let body = read_body(response.into_body(), length, http1::MAX_BODY)
             .await
             .map_err(|error| Fault::Transient(format!("{}: reading the answer: {error}", operation.name())))?;
         if status == 200 {
@@ -315,11 +287,17 @@ fn reuse_for(expiration: Option<SystemTime>, now: SystemTime) -> Duration {
     }
 }
 
-async fn read_body(mut body: SdkBody, length: Option<usize>) -> Result<Vec<u8>, BoxError> {
+async fn read_body(mut body: SdkBody, length: Option<usize>, limit: usize) -> Result<Vec<u8>, BoxError> {
+    if length.is_some_and(|length| length > limit) {
+        return Err(format!("the answer is larger than {limit} bytes").into());
+    }
     // Answers run to megabytes: sized once from Content-Length.
-    let mut buffer = Vec::with_capacity(length.unwrap_or(0).min(16 * 1024 * 1024));
+    let mut buffer = Vec::with_capacity(length.unwrap_or(0));
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(format!("the answer is larger than {limit} bytes").into());
+            }
             buffer.extend_from_slice(&data);
         }
     }
@@ -364,6 +342,17 @@ mod tests {
         }
         assert!(own_client(&uri("http://127.0.0.1:4567"), true).is_none(), "a proxy keeps the SDK's client");
         assert!(own_client(&uri("https://kinesis.eu-west-1.amazonaws.com"), true).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sdk_path_reads_no_answer_past_the_limit() {
+        let answer = || SdkBody::from(vec![b'x'; 1000]);
+        assert_eq!(read_body(answer(), Some(1000), 1000).await.expect("within the limit").len(), 1000);
+        // Refused from the declared length, and from the bytes when no length is declared (or it lies).
+        for length in [Some(1000), None, Some(10)] {
+            let error = read_body(answer(), length, 999).await.expect_err("past the limit");
+            assert!(error.to_string().contains("larger than 999 bytes"), "{error}");
+        }
     }
 
     #[test]
