@@ -402,9 +402,8 @@ async fn read_chunked(
             at = 0;
             body.reserve(end - body.len());
             while body.len() < end {
-                match stream.read_buf(&mut (&mut *body).limit_to(end)).await? {
-                    0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                    _ => {}
+                if stream.read_buf(&mut (&mut *body).limit_to(end)).await? == 0 {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
                 }
             }
         }
