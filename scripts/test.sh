@@ -6,7 +6,7 @@
 #   ./scripts/test.sh -E 'test(live)'   # extra arguments go to cargo nextest
 #
 # Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl.
-# Installs: cargo-nextest and cargo-fuzz when missing (crates.io), kinesis-local (npm) and
+# Installs: cargo-nextest, cargo-audit and cargo-fuzz when missing (crates.io), kinesis-local (npm) and
 # moto + pyarrow (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
 # (default 15, 0 to skip) bounds the fuzzing of each codec target.
 set -euo pipefail
@@ -27,6 +27,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: installing cargo-nextest" >&2
   cargo install --locked cargo-nextest >&2
 fi
+
+# Known-vulnerable dependencies fail the run (RustSec advisories; see the script for offline use).
+scripts/audit.sh
 
 # A short coverage-guided fuzz of both decoders (longer: ./scripts/fuzz.sh 600).
 fuzz_seconds=${TRIBUTARY_FUZZ_SECONDS:-15}
