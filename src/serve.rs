@@ -77,6 +77,13 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         eprintln!("error: --flush-seconds must be a non-negative number, got {}", args.flush_seconds);
         return ExitCode::from(2);
     };
+    if args.flush_bytes as u64 > tributary_source::MAX_FLUSH_BYTES {
+        eprintln!(
+            "error: --flush-bytes may be at most {} (512 MiB): a batch must fit the decoder's 1 GiB limit",
+            tributary_source::MAX_FLUSH_BYTES
+        );
+        return ExitCode::from(2);
+    }
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
     config.token = match &args.token_file {
@@ -132,12 +139,18 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
                 if authenticated { "token required" } else { "no token" }
             );
         }
-        server.serve(shutdown_signal()).await
+        Ok::<usize, tributary_server::ServerError>(server.serve(shutdown_signal()).await)
     });
     match served {
-        Ok(()) => {
+        Ok(0) => {
             eprintln!("tributary: stopped; every worker committed what it held");
             ExitCode::SUCCESS
+        }
+        Ok(uncommitted) => {
+            eprintln!(
+                "tributary: stopped; {uncommitted} worker(s) could not commit what they held (see the log above); it is read again from their checkpoints on the next start"
+            );
+            ExitCode::FAILURE
         }
         Err(error) => {
             eprintln!("error: {error}");

@@ -274,7 +274,9 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
     // A graceful stop and restart reads nothing twice: the new process hands nothing on.
     assert!(server.stop());
     let server = ServerProcess::start(&data_dir, &["--flush-rows", "700"]);
-    std::thread::sleep(Duration::from_secs(3));
+    // Only once every open shard has answered twice (from its checkpoint, then at the tip)
+    // does "nothing read" show anything.
+    wait_until_every_open_shard_answered(&server, "crashy", 2);
     let read_again = server.records_read();
     assert_eq!(read_again, 0, "nothing is read again after a graceful restart");
     let status = server.get("/api/v1/sources/crashy/status");
@@ -293,6 +295,27 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
     for row in &rows {
         let (shard, sequence) = &placed[&(row.id as usize)];
         assert_eq!((row.shard_id.as_ref(), row.sequence_number.as_ref()), (Some(shard), Some(sequence)));
+    }
+}
+
+/// Waits until every open shard of `source` has received `answers` GetRecords answers.
+fn wait_until_every_open_shard_answered(server: &ServerProcess, source: &str, answers: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = server.get(&format!("/api/v1/sources/{source}/status"));
+        let calls = server.shard_calls(source);
+        let open: Vec<&str> = status["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .filter(|shard| shard["state"] != "finished")
+            .filter_map(|shard| shard["shard_id"].as_str())
+            .collect();
+        if !open.is_empty() && open.iter().all(|shard| calls.get(*shard).copied().unwrap_or(0) >= answers) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "open shards {open:?} did not answer {answers} times: {calls:?}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -326,8 +349,12 @@ fn a_schema_change_applies_while_running_and_delete_stops_the_source() {
 
     let delete = ureq::delete(&format!("{}/api/v1/sources/evolving", server.url())).call().expect("DELETE");
     assert_eq!(delete.status(), 200);
+    let calls_when_deleted = server.shard_calls("evolving");
     rt.block_on(put(&client, &stream_arn, 100..130, 0, true));
-    std::thread::sleep(Duration::from_secs(2));
+    // Another source on the stream reads the new records: they were there to be read.
+    commit(&server, &definition(dir.path(), "witness", &stream_arn, true));
+    server.wait_for_records("witness", 130, Duration::from_secs(60));
+    assert_eq!(server.shard_calls("evolving"), calls_when_deleted, "the deleted source made no call since");
     let status = server.get("/api/v1/sources/evolving/status");
     assert_eq!(
         (status["state"].as_str(), status["dataset"]["rows"].as_u64()),

@@ -110,6 +110,26 @@ impl ServerProcess {
             .sum()
     }
 
+    /// GetRecords answers (or EFO events) each shard of `source` received, from /metrics.
+    pub fn shard_calls(&self, source: &str) -> HashMap<String, u64> {
+        let mut response = ureq::get(&format!("{}/metrics", self.url())).call().expect("GET /metrics");
+        let metrics = response.body_mut().read_to_string().expect("text");
+        let prefix = format!("tributary_shard_calls_total{{source=\"{source}\",shard=\"");
+        metrics
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(&prefix)?;
+                let (shard, value) = rest.split_once("\"} ")?;
+                Some((shard.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The process id (for messages that name it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every rejected row of a source (newest first).
     pub fn errors(&self, source: &str) -> Vec<Value> {
         let mut rows = Vec::new();

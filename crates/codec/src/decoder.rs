@@ -122,6 +122,8 @@ fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<S
 
 /// Payload bytes a batch may hold before 32-bit offsets could overflow.
 const MAX_BATCH_BYTES: usize = (i32::MAX as usize) / 2;
+// The largest flush a definition may ask for, plus one more GetRecords answer, must fit.
+const _: () = assert!(tributary_source::MAX_FLUSH_BYTES as usize + 16 * 1024 * 1024 <= MAX_BATCH_BYTES);
 /// Rows after which a batch's buffers are sized for the expected batch.
 const SIZED_AFTER: usize = 1024;
 /// Bytes a batch's buffers may be sized for at once (the payloads' size, scaled).
@@ -199,6 +201,12 @@ impl Decoder {
     /// Rejections since the last flush.
     pub fn rejected(&self) -> usize {
         self.rejections.len()
+    }
+
+    /// Whether records with `payload_bytes` in all fit the batch: when not,
+    /// flush first (else [`DecodeError::BatchFull`] stops the batch midway).
+    pub fn has_room_for(&self, payload_bytes: usize) -> bool {
+        self.buffered_bytes == 0 || self.buffered_bytes.saturating_add(payload_bytes) <= MAX_BATCH_BYTES
     }
 
     /// Payload bytes taken since the last flush (accepted or rejected).

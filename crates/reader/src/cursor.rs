@@ -298,7 +298,15 @@ impl ShardCursor {
     }
 
     async fn send(&mut self, millis_behind_latest: Option<i64>, closes_shard: bool) -> Result<(), DeliveryError> {
-        let permit = Arc::clone(&self.in_flight).acquire_owned().await.map_err(|_| DeliveryError::Stopped)?;
+        let permit = match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.metrics.waiting_for_commit(true);
+                let permit = Arc::clone(&self.in_flight).acquire_owned().await;
+                self.metrics.waiting_for_commit(false);
+                permit.map_err(|_| DeliveryError::Stopped)?
+            }
+        };
         let records = std::mem::take(&mut self.pending);
         let bytes = records.iter().map(|record| record.data.len() as u64).sum();
         self.metrics.passed_on(records.len() as u64, bytes);

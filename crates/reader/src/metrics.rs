@@ -21,6 +21,7 @@ pub(crate) struct ShardMetrics {
     millis_behind_latest: AtomicI64,
     arrival_lag_millis: AtomicI64,
     finished: AtomicU64,
+    waiting_for_commit: AtomicU64,
 }
 
 /// A consistent-enough copy of a shard's metrics.
@@ -48,6 +49,9 @@ pub struct ShardMetricsSnapshot {
     pub arrival_lag_millis: i64,
     /// The shard is closed and fully read.
     pub finished: bool,
+    /// The shard has as many batches out as it may and waits for one to be
+    /// committed before reading on (backpressure).
+    pub waiting_for_commit: bool,
 }
 
 impl ShardMetrics {
@@ -81,6 +85,9 @@ impl ShardMetrics {
             self.arrival_lag_millis.store(millis, Ordering::Relaxed);
         }
     }
+    pub(crate) fn waiting_for_commit(&self, waiting: bool) {
+        self.waiting_for_commit.store(u64::from(waiting), Ordering::Relaxed);
+    }
     pub(crate) fn finish(&self) {
         self.finished.store(1, Ordering::Relaxed);
         self.lag(Some(0), Some(0));
@@ -101,6 +108,7 @@ impl ShardMetrics {
             millis_behind_latest: self.millis_behind_latest.load(Ordering::Relaxed),
             arrival_lag_millis: self.arrival_lag_millis.load(Ordering::Relaxed),
             finished: load(&self.finished) != 0,
+            waiting_for_commit: load(&self.waiting_for_commit) != 0,
         }
     }
 }

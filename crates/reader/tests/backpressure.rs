@@ -42,7 +42,12 @@ async fn held_batches_pause_their_shard_and_released_ones_resume_it() {
             tokio::time::timeout(Duration::from_secs(30), reader.next()).await.expect("a batch").expect("running");
         held.push(batch.expect("no reader error"));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The shard read on and now waits for a commit: only then is "nothing more passed on" a finding.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !reader.metrics().snapshot().values().any(|shard| shard.waiting_for_commit) {
+        assert!(tokio::time::Instant::now() < deadline, "the shard never waited for its held batches");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let passed_on: u64 = reader.metrics().snapshot().values().map(|shard| shard.records).sum();
     assert_eq!(passed_on, 20, "two held batches of 10 are all the shard may have out");
 

@@ -216,6 +216,7 @@ async fn commit(
     if !compile_errors.is_empty() {
         return invalid(compile_errors);
     }
+    // Checked early for a quick answer, and again under the commit lock below.
     let conflicts = dataset_conflicts(&state, &sources)?;
     if !conflicts.is_empty() {
         return invalid(conflicts);
@@ -244,10 +245,27 @@ async fn commit(
             start_at: start_at(&state, source, now)?,
         });
     }
-    let stored = state.store.commit_versions(&versions, &request.message, now)?;
-    for version in &stored {
-        state.supervisor.apply(version.clone()).await;
-    }
+    // Check, store and start as one step under the commit lock, in a task of
+    // its own: a client that hangs up midway cannot leave a version stored
+    // whose worker never started.
+    let applied = tokio::spawn(async move {
+        let _serialized = state.supervisor.lock_commits().await;
+        let conflicts = dataset_conflicts(&state, &sources)?;
+        if !conflicts.is_empty() {
+            return Ok(Err(conflicts));
+        }
+        let stored = state.store.commit_versions(&versions, &request.message, now)?;
+        for version in &stored {
+            state.supervisor.apply(version.clone()).await;
+        }
+        Ok::<_, ApiError>(Ok(stored))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let stored = match applied {
+        Ok(stored) => stored,
+        Err(conflicts) => return invalid(conflicts),
+    };
     let versions = stored.iter().map(|v| SourceVersion { source: v.source.clone(), version: v.version }).collect();
     Ok(commit_response(protobuf, StatusCode::OK, CommitResponse { ok: true, errors: Vec::new(), versions }))
 }
@@ -377,14 +395,20 @@ async fn show_source(State(state): State<AppState>, Path(name): Path<String>) ->
 }
 
 async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let Some(summary) = state.store.source(&name)? else {
-        return Err(ApiError::not_found(format!("no source named `{name}`")));
-    };
-    if summary.deleted_at.is_some() || !state.store.delete_source(&name, Utc::now())? {
-        return Err(ApiError::not_found(format!("source `{name}` is already deleted")));
-    }
-    state.supervisor.retire(&summary.current).await;
-    Ok(Json(json!({ "deleted": name, "version": summary.current.version })))
+    // As a commit: one step under the commit lock, finished even if the client hangs up.
+    tokio::spawn(async move {
+        let _serialized = state.supervisor.lock_commits().await;
+        let Some(summary) = state.store.source(&name)? else {
+            return Err(ApiError::not_found(format!("no source named `{name}`")));
+        };
+        if summary.deleted_at.is_some() || !state.store.delete_source(&name, Utc::now())? {
+            return Err(ApiError::not_found(format!("source `{name}` is already deleted")));
+        }
+        state.supervisor.retire(&summary.current).await;
+        Ok(Json(json!({ "deleted": name, "version": summary.current.version })))
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {

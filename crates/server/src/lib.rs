@@ -119,6 +119,14 @@ pub enum ServerError {
     /// The state database.
     #[error(transparent)]
     Store(#[from] tributary_store::StoreError),
+    /// Another server holds the data directory.
+    #[error("{dir} is in use by another tributary serve (pid {holder}); stop it or choose another --data-dir")]
+    DataDirInUse {
+        /// The data directory.
+        dir: String,
+        /// The holder's process id, as it wrote it (or "unknown").
+        holder: String,
+    },
     /// Listening beyond loopback with no token.
     #[error(
         "refusing to listen on {0} without a token: set TRIBUTARY_TOKEN or --token-file (or pass --insecure-no-auth if something in front of the server authenticates)"
@@ -129,6 +137,8 @@ pub enum ServerError {
 /// A started server: workers running, API not yet listening.
 pub struct Server {
     state: AppState,
+    /// The data directory's lock, held as long as the server runs.
+    _lock: std::fs::File,
     listener: tokio::net::TcpListener,
     limits: ConnectionLimits,
 }
@@ -148,13 +158,17 @@ impl Server {
         }
         create_private_dir(&config.data_dir)
             .map_err(|error| ServerError::Io(format!("{}: {error}", config.data_dir.display())))?;
+        // Before anything reads or cleans the directory: a second server would
+        // delete the first one's files in flight.
+        let lock = lock_data_dir(&config.data_dir)?;
+        // Before any worker starts: a server that cannot listen must not ingest.
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
         let supervisor =
             Arc::new(Supervisor::new(Arc::clone(&store), config.data_dir.clone(), aws.clone(), config.worker.clone()));
         supervisor.start_committed().await?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let state = AppState {
             store,
             supervisor,
@@ -168,7 +182,7 @@ impl Server {
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections.max(1),
         };
-        Ok(Server { state, listener, limits })
+        Ok(Server { state, _lock: lock, listener, limits })
     }
 
     /// The address the API listens on.
@@ -177,17 +191,41 @@ impl Server {
     }
 
     /// Serves the API until `shutdown` resolves, then stops every worker
-    /// (each flushes and commits what it holds).
-    pub async fn serve(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServerError> {
+    /// (each flushes and commits what it holds, within a bound); how many
+    /// workers could not commit what they held.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> usize {
         let supervisor = Arc::clone(&self.state.supervisor);
         let app = router(self.state);
         serve_connections(self.listener, app, self.limits, shutdown).await;
-        supervisor.stop_all().await;
-        Ok(())
+        supervisor.stop_all().await
     }
+}
+
+/// Takes the data directory's exclusive lock (released by the kernel when
+/// the process ends, however it ends) and writes our PID into the lock file.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("tributary.lock");
+    let io = |error: std::io::Error| ServerError::Io(format!("{}: {error}", path.display()));
+    let mut file =
+        std::fs::File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(ServerError::DataDirInUse {
+                dir: dir.display().to_string(),
+                holder: if holder.is_empty() { "unknown".to_owned() } else { holder.to_owned() },
+            });
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(io(error)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
 }
 
 /// The data directory, owner-only (`0700`): it holds the state database and the datasets.

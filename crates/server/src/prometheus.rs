@@ -107,6 +107,12 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
     per_shard("tributary_shard_finished", "gauge", "1 once the shard is closed and fully read.", |m| {
         i64::from(m.finished)
     });
+    per_shard(
+        "tributary_shard_waiting_for_commit",
+        "gauge",
+        "1 while the shard has all the batches out it may and waits for a commit (backpressure).",
+        |m| i64::from(m.waiting_for_commit),
+    );
     out
 }
 

@@ -22,7 +22,8 @@ const DEREGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 
 struct RunningWorker {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Ends `true` once the worker committed what it held, `false` if it could not.
+    task: JoinHandle<bool>,
     status: Arc<WorkerStatus>,
     /// The stream consumer it reads through (enhanced fan-out), if any.
     consumer: Option<StreamConsumer>,
@@ -61,6 +62,9 @@ pub struct Supervisor {
     context: Arc<WorkerContext>,
     workers: tokio::sync::Mutex<HashMap<String, RunningWorker>>,
     statuses: parking_lot::Mutex<HashMap<String, Arc<WorkerStatus>>>,
+    /// Held from a commit's last checks to its workers' start, so two commits
+    /// cannot both pass the one-writer-per-dataset check.
+    commits: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Reads a stored version back into a validated source, under the server's
@@ -80,7 +84,13 @@ impl Supervisor {
             context: Arc::new(WorkerContext { store, data_dir, aws, settings }),
             workers: tokio::sync::Mutex::new(HashMap::new()),
             statuses: parking_lot::Mutex::new(HashMap::new()),
+            commits: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The commit lock (see the field); owned, so a spawned task can hold it.
+    pub(crate) async fn lock_commits(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.commits).lock_owned().await
     }
 
     /// Which environment variables definitions may name as secrets.
@@ -115,7 +125,7 @@ impl Supervisor {
         let mut abandoned = None;
         if let Some(mut previous) = workers.remove(&name) {
             abandoned = previous.consumer.take().filter(|old| !consumer.as_ref().is_some_and(|new| new.is(old)));
-            stop_worker(previous).await;
+            let _ = stop_worker(previous).await;
         }
         let status = Arc::new(WorkerStatus::new(version.version));
         self.statuses.lock().insert(name.clone(), Arc::clone(&status));
@@ -133,7 +143,7 @@ impl Supervisor {
             }
             Err(error) => {
                 status.failed(error);
-                tokio::spawn(async {})
+                tokio::spawn(async { true })
             }
         };
         workers.insert(name.clone(), RunningWorker { stop, task, status, consumer });
@@ -147,7 +157,7 @@ impl Supervisor {
     pub async fn stop(&self, name: &str) {
         let worker = self.workers.lock().await.remove(name);
         if let Some(worker) = worker {
-            stop_worker(worker).await;
+            let _ = stop_worker(worker).await;
         }
     }
 
@@ -189,16 +199,16 @@ impl Supervisor {
         }
     }
 
-    /// Stops every worker, each flushing and committing first.
-    pub async fn stop_all(&self) {
+    /// Stops every worker, each flushing and committing first; how many could
+    /// not (within [`STOP_WITHIN`]): they read it again from their checkpoints.
+    pub async fn stop_all(&self) -> usize {
         let workers: Vec<RunningWorker> = self.workers.lock().await.drain().map(|(_, worker)| worker).collect();
         for worker in &workers {
             let _ = worker.stop.send(true);
         }
-        for worker in workers {
-            let _ = worker.task.await;
-            worker.status.stopped();
-        }
+        // Together, so the bound is the server's, not each worker's in turn.
+        let committed = futures_util::future::join_all(workers.into_iter().map(join_stopped)).await;
+        committed.into_iter().filter(|committed| !committed).count()
     }
 
     pub(crate) fn status(&self, name: &str) -> Option<Arc<WorkerStatus>> {
@@ -213,10 +223,31 @@ impl Supervisor {
     }
 }
 
-async fn stop_worker(worker: RunningWorker) {
+/// How long a worker has to flush and commit what it holds once told to stop.
+pub(crate) const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn stop_worker(worker: RunningWorker) -> bool {
     let _ = worker.stop.send(true);
-    let _ = worker.task.await;
+    join_stopped(worker).await
+}
+
+/// Waits for a worker told to stop, at most [`STOP_WITHIN`], then abandons
+/// it; `true` when it committed what it held. Whatever it did not is read
+/// again from its checkpoints on the next start.
+async fn join_stopped(mut worker: RunningWorker) -> bool {
+    let committed = match tokio::time::timeout(STOP_WITHIN, &mut worker.task).await {
+        Ok(Ok(committed)) => committed,
+        Ok(Err(_panicked_or_aborted)) => false,
+        Err(_elapsed) => {
+            worker.task.abort();
+            tracing::warn!(
+                "a worker did not stop within {STOP_WITHIN:?}; abandoned (what it held is read again from its checkpoints)"
+            );
+            false
+        }
+    };
     worker.status.stopped();
+    committed
 }
 
 fn source_flush_policy(source: &Source, defaults: FlushPolicy) -> FlushPolicy {
@@ -237,7 +268,12 @@ fn source_retention(source: &Source, defaults: ErrorRetention) -> ErrorRetention
 }
 
 /// Runs the worker, restarting it with backoff until it is told to stop.
-async fn supervise(context: Arc<WorkerContext>, job: Job, status: Arc<WorkerStatus>, mut stop: watch::Receiver<bool>) {
+async fn supervise(
+    context: Arc<WorkerContext>,
+    job: Job,
+    status: Arc<WorkerStatus>,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
     let settings = &context.settings;
     let mut backoff = settings.restart_backoff;
     loop {
@@ -245,7 +281,15 @@ async fn supervise(context: Arc<WorkerContext>, job: Job, status: Arc<WorkerStat
         match worker::run(&context, &job, &status, &mut stop).await {
             Ok(()) => {
                 status.stopped();
-                return;
+                return true;
+            }
+            Err(error) if *stop.borrow() => {
+                // Failed while stopping (a final flush that could not be written): the
+                // stop was already seen, so a restarted worker would never see it again.
+                // What it held is read again from the checkpoints on the next start.
+                tracing::warn!(source = %job.source.name, %error, "worker failed while stopping");
+                status.failed(error);
+                return false;
             }
             Err(error) => {
                 tracing::warn!(source = %job.source.name, %error, "worker failed; restarting");
@@ -257,7 +301,7 @@ async fn supervise(context: Arc<WorkerContext>, job: Job, status: Arc<WorkerStat
                     () = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {
                         status.stopped();
-                        return;
+                        return true;
                     }
                 }
                 backoff = (backoff * 2).min(settings.restart_backoff_max);

@@ -300,6 +300,12 @@ impl Worker<'_> {
     /// runs on a blocking thread, so a slow registry stalls this source only,
     /// not every worker and the API sharing the runtime.
     async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, String> {
+        // A batch is decoded whole or not at all (its checkpoint covers all of it):
+        // when it might not fit, the rows held so far are committed first.
+        let payload_bytes = batch.records.iter().map(|record| record.data.len()).sum();
+        if !self.decoder.lock().has_room_for(payload_bytes) {
+            self.flush().await?;
+        }
         let batch = Arc::new(batch);
         let filtering = self.filter.is_some();
         let mut decoded = DecodedRecords::default();

@@ -442,7 +442,8 @@ async fn idle_and_slow_clients_cannot_hold_the_server() {
         }
     }
     let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(20), serving).await.expect("stops").expect("join").expect("served");
+    let uncommitted = tokio::time::timeout(Duration::from_secs(20), serving).await.expect("stops").expect("join");
+    assert_eq!(uncommitted, 0, "every worker committed what it held");
 }
 
 #[tokio::test]

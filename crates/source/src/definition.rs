@@ -351,6 +351,11 @@ fn positive_duration(
     }
 }
 
+/// The largest `flush_bytes`: a batch's decoded payloads must stay below the
+/// decoder's limit (32-bit Arrow offsets, 1 GiB) with room for one more
+/// GetRecords answer (10 MiB) read before the size is checked.
+pub const MAX_FLUSH_BYTES: u64 = 512 * 1024 * 1024;
+
 fn check_ingest(ingest: Option<&proto::Ingest>, report: &mut Report) -> Option<Ingest> {
     let Some(ingest) = ingest else { return Some(Ingest::default()) };
     let mut valid = true;
@@ -363,6 +368,14 @@ fn check_ingest(ingest: Option<&proto::Ingest>, report: &mut Report) -> Option<I
             report.push(field, ErrorCode::InvalidIngest, format!("`{field}` must be at least 1"));
             valid = false;
         }
+    }
+    if ingest.flush_bytes.is_some_and(|bytes| bytes > MAX_FLUSH_BYTES) {
+        report.push(
+            "ingest.flush_bytes",
+            ErrorCode::InvalidIngest,
+            format!("`ingest.flush_bytes` may be at most {MAX_FLUSH_BYTES} (512 MiB): a batch must fit the decoder's 1 GiB limit"),
+        );
+        valid = false;
     }
     let flush_interval = positive_duration(ingest.flush_interval.as_ref(), "ingest.flush_interval", report);
     let error_log_max_age = positive_duration(ingest.error_log_max_age.as_ref(), "ingest.error_log_max_age", report);

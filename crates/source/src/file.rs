@@ -663,6 +663,16 @@ sources:
             parse_text(&format!("{EXAMPLE}    ingest: {{flush_rowz: 1}}\n"), false).is_err(),
             "unknown keys are refused"
         );
+
+        // A batch larger than the decoder can hold would fail at the flush, not here.
+        let oversized = format!("{EXAMPLE}    ingest: {{flush_bytes: {}}}\n", crate::MAX_FLUSH_BYTES + 1);
+        let errors =
+            validate_raw_sources(&parse_text(&oversized, false).expect("parses").sources, now()).expect_err("invalid");
+        assert_eq!(errors[0].field, "ingest.flush_bytes");
+        assert_eq!(errors[0].code.as_str(), "INVALID_INGEST");
+        assert!(errors[0].message.contains("at most 536870912"), "{}", errors[0].message);
+        let largest = format!("{EXAMPLE}    ingest: {{flush_bytes: {}}}\n", crate::MAX_FLUSH_BYTES);
+        assert!(validate_raw_sources(&parse_text(&largest, false).expect("parses").sources, now()).is_ok());
     }
 
     #[test]

@@ -1,0 +1,206 @@
+//! Failure modes of `tributary serve` against kinesis-local: nothing lost,
+//! nothing hung. Two servers on one data directory, a final flush that
+//! cannot be written, commits racing for one dataset.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use support::server::{ServerProcess, dataset_rows, id_counts};
+use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// Puts events with ids `range`, 500 per call.
+fn put(rt: &tokio::runtime::Runtime, endpoint: &str, stream_arn: &str, range: std::ops::Range<usize>) {
+    let client = kinesis_client(endpoint);
+    let ids: Vec<usize> = range.collect();
+    for chunk in ids.chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                let payload = format!("{{\"id\": {i}, \"ts\": \"2024-06-01T12:00:00Z\"}}");
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .data(Blob::new(payload))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        let output = rt
+            .block_on(client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send())
+            .expect("PutRecords");
+        assert_eq!(output.failed_record_count(), Some(0));
+    }
+}
+
+/// A source reading `stream_arn` from the start into `dataset`.
+fn definition(dir: &Path, source: &str, dataset: &str, stream_arn: &str) -> PathBuf {
+    let text = format!(
+        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: {dataset}\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
+    );
+    let path = dir.join(format!("{source}.yaml"));
+    std::fs::write(&path, text).expect("write definition");
+    path
+}
+
+fn commit(server: &ServerProcess, file: &Path) {
+    let output = tributary(&["commit", &file.to_string_lossy(), "--server", &server.url(), "-m", "test"], &[]);
+    assert!(output.status.success(), "commit failed: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+}
+
+fn wait_for_read(server: &ServerProcess, records: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.records_read() < records {
+        assert!(Instant::now() < deadline, "the workers did not read {records} records within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_second_serve_on_the_same_data_directory_exits_1_and_the_first_keeps_every_row() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("locked"), 2, true));
+    put(&rt, &emulators.kinesis, &stream_arn, 0..300);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let server = ServerProcess::start(&data_dir, &[]);
+    commit(&server, &definition(dir.path(), "locked", "locked_rows", &stream_arn));
+    server.wait_for_records("locked", 300, Duration::from_secs(60));
+
+    let second_log = dir.path().join("second.log");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(std::fs::File::create(&second_log).expect("log"))
+        .spawn()
+        .expect("run a second serve");
+    // A second server that starts serving never exits on its own: bounded, then killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = std::fs::read_to_string(&second_log).expect("second log");
+    assert_eq!(exit.and_then(|status| status.code()), Some(1), "the second serve exits 1: {said}");
+    assert!(said.contains("in use by another tributary serve") && said.contains(&server.pid().to_string()), "{said}");
+    assert!(!said.contains("serving http://"), "it never listened: {said}");
+
+    // The first server goes on, and every row lands once.
+    put(&rt, &emulators.kinesis, &stream_arn, 300..600);
+    server.wait_for_records("locked", 600, Duration::from_secs(60));
+    assert!(server.stop());
+    let counts = id_counts(&dataset_rows(&data_dir, "locked_rows", None));
+    assert_eq!(counts.len(), 600, "every row is in the dataset");
+    assert!(counts.values().all(|n| *n == 1), "no row twice");
+}
+
+#[test]
+fn a_final_flush_that_fails_still_lets_delete_and_sigterm_return() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("unflushable"), 1, true));
+    put(&rt, &emulators.kinesis, &stream_arn, 0..100);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    // Nothing is written before a stop asks for it.
+    let server = ServerProcess::start(&data_dir, &["--flush-seconds", "600"]);
+    commit(&server, &definition(dir.path(), "deleted", "deleted_rows", &stream_arn));
+    commit(&server, &definition(dir.path(), "held", "held_rows", &stream_arn));
+    wait_for_read(&server, 200);
+
+    // Each dataset's directory becomes a file: the final flushes cannot be written (as root too).
+    for dataset in ["deleted_rows", "held_rows"] {
+        let path = data_dir.join("datasets").join(dataset);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).expect("remove the dataset directory");
+        }
+        std::fs::create_dir_all(data_dir.join("datasets")).expect("datasets directory");
+        std::fs::write(&path, b"in the way").expect("a file in the way");
+    }
+
+    // The bound turns a hang into a failure; the server's own bound on a stop is 30 s.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let deleted = agent.delete(&format!("{}/api/v1/sources/deleted", server.url())).call().expect("DELETE returns");
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(server.get("/api/v1/sources/deleted/status")["state"], "deleted");
+
+    let log = data_dir.with_extension("log");
+    assert!(!server.stop(), "SIGTERM returns, and the exit says not everything was committed");
+    let said = std::fs::read_to_string(&log).expect("server log");
+    assert!(said.contains("1 worker(s) could not commit what they held"), "{said}");
+
+    // What was not committed is read again: with the directory back, the held source lands all 100.
+    std::fs::remove_file(data_dir.join("datasets").join("held_rows")).expect("remove the file");
+    let server = ServerProcess::start(&data_dir, &[]);
+    server.wait_for_records("held", 100, Duration::from_secs(60));
+    assert!(server.stop());
+    assert_eq!(dataset_rows(&data_dir, "held_rows", None).len(), 100);
+}
+
+#[test]
+fn commits_racing_for_one_dataset_end_with_one_writer() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("race"), 1, true));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    // Live validation on: its calls to AWS are the window two commits could race through.
+    let server = ServerProcess::start(&data_dir, &[]);
+    for round in 0..4 {
+        let dataset = format!("contested_{round}");
+        let files: Vec<PathBuf> = ["a", "b"]
+            .iter()
+            .map(|side| definition(dir.path(), &format!("racer_{side}_{round}"), &dataset, &stream_arn))
+            .collect();
+        let url = server.url();
+        let outcomes: Vec<bool> = std::thread::scope(|scope| {
+            let racers: Vec<_> = files
+                .iter()
+                .map(|file| {
+                    let url = url.clone();
+                    scope.spawn(move || {
+                        tributary(&["commit", &file.to_string_lossy(), "--server", &url, "-m", "race"], &[])
+                            .status
+                            .success()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|racer| racer.join().expect("racer")).collect()
+        });
+        assert_eq!(
+            outcomes.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: exactly one commit wins: {outcomes:?}"
+        );
+        let sources = server.get("/api/v1/sources");
+        let writers = sources["sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .filter(|source| source["name"].as_str().is_some_and(|name| name.ends_with(&format!("_{round}"))))
+            .count();
+        assert_eq!(writers, 1, "round {round}: one writer of {dataset}: {sources:#}");
+    }
+    assert!(server.stop());
+}
