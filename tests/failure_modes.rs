@@ -204,3 +204,159 @@ fn commits_racing_for_one_dataset_end_with_one_writer() {
     }
     assert!(server.stop());
 }
+
+/// Rows a reader sees in the dataset directory: pyarrow's dataset discovery
+/// (which skips `_` and `.` paths), or our own reader when pyarrow is not there.
+fn rows_readers_see(data_dir: &Path, dataset: &str) -> usize {
+    let root = data_dir.join("datasets").join(dataset);
+    let python = std::env::var("TRIBUTARY_TEST_PYARROW_PYTHON").ok().filter(|python| !python.is_empty());
+    let Some(python) = python else {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!in_ci, "TRIBUTARY_TEST_PYARROW_PYTHON is not set: run through ./scripts/test.sh");
+        return dataset_rows(data_dir, dataset, None).len();
+    };
+    let script = "import os, sys, pyarrow.dataset as ds\n\
+                  print(ds.dataset(sys.argv[1], format='parquet', partitioning='hive').count_rows() if os.path.isdir(sys.argv[1]) else 0)\n";
+    let output = Command::new(python).args(["-c", script]).arg(&root).output().expect("run python");
+    assert!(output.status.success(), "pyarrow: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("a count")
+}
+
+/// Every Parquet file under the dataset directory, staged or not.
+fn parquet_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_batch_whose_commit_fails_leaves_nothing_a_reader_sees() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("uncommitted"), 1, true));
+    put(&rt, &emulators.kinesis, &stream_arn, 0..100);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    // The first flush comes 3 s after the commit, once the lock below is held.
+    let server = ServerProcess::start(&data_dir, &["--flush-seconds", "3"]);
+    commit(&server, &definition(dir.path(), "unlucky", "unlucky_rows", &stream_arn));
+
+    // Another process holds the state database's write lock longer than the server's busy
+    // timeout (5 s): the batch is written, its commit fails.
+    let mut holder = Command::new(&emulators.moto_python)
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n",
+        ])
+        .arg(data_dir.join("tributary.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lock holder");
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().expect("stdout")), &mut said)
+        .expect("read");
+    assert_eq!(said.trim(), "locked");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = server.get("/api/v1/sources/unlucky/status");
+        if status["error"].as_str().is_some_and(|error| error.contains("committing the batch")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed commit within 60 s: {status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let root = data_dir.join("datasets").join("unlucky_rows");
+    assert!(!parquet_files(&root).is_empty(), "the batch was written (staged)");
+    assert_eq!(rows_readers_see(&data_dir, "unlucky_rows"), 0, "no reader sees an uncommitted batch");
+
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    server.wait_for_records("unlucky", 100, Duration::from_secs(60));
+    assert_eq!(rows_readers_see(&data_dir, "unlucky_rows"), 100, "once committed, every row once");
+    assert!(server.stop());
+    assert!(parquet_files(&root.join("_staging")).is_empty(), "the failed batch's staged files were discarded");
+}
+
+#[test]
+fn a_lost_state_database_deletes_no_committed_file() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("amnesia"), 1, true));
+    put(&rt, &emulators.kinesis, &stream_arn, 0..100);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let file = definition(dir.path(), "forgetful", "forgetful_rows", &stream_arn);
+    let server = ServerProcess::start(&data_dir, &[]);
+    commit(&server, &file);
+    server.wait_for_records("forgetful", 100, Duration::from_secs(60));
+    assert!(server.stop());
+    let root = data_dir.join("datasets").join("forgetful_rows");
+    let committed = parquet_files(&root);
+    assert!(!committed.is_empty());
+
+    for name in ["tributary.db", "tributary.db-wal", "tributary.db-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(name));
+    }
+    let server = ServerProcess::start(&data_dir, &[]);
+    commit(&server, &file);
+    // The new state reads the stream again from the start: its 100 rows are committed anew.
+    server.wait_for_records("forgetful", 100, Duration::from_secs(60));
+    assert!(server.stop());
+    let now = parquet_files(&root);
+    for file in &committed {
+        assert!(now.contains(file), "{} was deleted", file.display());
+    }
+}
+
+#[test]
+fn kill_9_between_commit_and_publish_loses_and_repeats_nothing() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("halfway"), 2, true));
+    put(&rt, &emulators.kinesis, &stream_arn, 0..300);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let file = definition(dir.path(), "halfway", "halfway_rows", &stream_arn);
+
+    // The first batch commits, and the process dies before moving its files into place.
+    let server = ServerProcess::start_with_env(&data_dir, &[], &[("TRIBUTARY_FAILPOINT", "after-commit")]);
+    let output = tributary(&["commit", &file.to_string_lossy(), "--server", &server.url(), "-m", "test"], &[]);
+    assert!(output.status.success(), "commit: {}", String::from_utf8_lossy(&output.stderr));
+    let log = data_dir.with_extension("log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("failpoint after-commit") {
+        assert!(Instant::now() < deadline, "the failpoint was not reached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+    let root = data_dir.join("datasets").join("halfway_rows");
+    assert!(!parquet_files(&root.join("_staging")).is_empty(), "committed files wait in the staging area");
+    assert_eq!(rows_readers_see(&data_dir, "halfway_rows"), 0);
+
+    // The next start finishes the move; nothing is read twice, nothing is lost.
+    let server = ServerProcess::start(&data_dir, &[]);
+    put(&rt, &emulators.kinesis, &stream_arn, 300..400);
+    server.wait_for_records("halfway", 400, Duration::from_secs(60));
+    assert!(server.stop());
+    assert!(parquet_files(&root.join("_staging")).is_empty());
+    let counts = id_counts(&dataset_rows(&data_dir, "halfway_rows", None));
+    assert_eq!(counts.len(), 400, "every row");
+    assert!(counts.values().all(|n| *n == 1), "no row twice");
+    assert_eq!(rows_readers_see(&data_dir, "halfway_rows"), 400);
+}

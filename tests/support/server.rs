@@ -217,7 +217,12 @@ pub fn dataset_rows(data_dir: &Path, dataset: &str, extra_column: Option<&str>) 
     let root = data_dir.join("datasets").join(dataset);
     let Ok(partitions) = std::fs::read_dir(&root) else { return rows };
     for partition in partitions {
-        for file in std::fs::read_dir(partition.expect("entry").path()).expect("partition") {
+        let partition = partition.expect("entry").path();
+        // As readers do: `_staging` and dot-directories are not part of the dataset.
+        if partition.file_name().and_then(|name| name.to_str()).is_none_or(|name| name.starts_with(['_', '.'])) {
+            continue;
+        }
+        for file in std::fs::read_dir(partition).expect("partition") {
             let path = file.expect("entry").path();
             if path.extension().is_none_or(|ext| ext != "parquet") {
                 continue;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
-use tributary_sink::{DatasetWriter, error_rows};
+use tributary_sink::{DatasetWriter, Recovered, error_rows};
 use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
@@ -212,13 +212,18 @@ pub(crate) async fn run(
     let store = Arc::clone(&context.store);
     let cleanup = Arc::clone(&dataset);
     let dataset_name = source.dataset.name.clone();
-    let removed = blocking(move || {
+    let recovered = blocking(move || {
         let committed = store.manifest_paths(&dataset_name).map_err(|e| e.to_string())?;
-        cleanup.remove_uncommitted(&committed).map_err(|e| e.to_string())
+        cleanup.recover(&committed).map_err(|e| e.to_string())
     })
     .await?;
-    if removed > 0 {
-        tracing::info!(source = %source.name, removed, "removed dataset files a crash left uncommitted");
+    if recovered != Recovered::default() {
+        tracing::info!(
+            source = %source.name,
+            published = recovered.published,
+            discarded = recovered.discarded,
+            "finished the staged files a stop left: committed ones moved into place, the rest deleted"
+        );
     }
 
     let registry = match &source.kinesis.format {
@@ -393,7 +398,10 @@ impl Worker<'_> {
                 counts: &counts,
                 retention,
             };
-            store.commit_batch(&commit, now).map_err(|error| format!("committing the batch: {error}"))
+            store.commit_batch(&commit, now).map_err(|error| format!("committing the batch: {error}"))?;
+            failpoint("after-commit");
+            // Committed: a failure from here on is finished by the next start's recovery.
+            dataset.publish(&files).map_err(|error| format!("publishing committed files: {error}"))
         })
         .await?;
         self.status.committed(rows, rejected_count, now);
@@ -405,6 +413,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Fault injection for the crash tests: `TRIBUTARY_FAILPOINT=after-commit`
+/// aborts the process (as `kill -9` would) between a batch's commit and the
+/// move of its files into place.
+fn failpoint(name: &str) {
+    if std::env::var("TRIBUTARY_FAILPOINT").is_ok_and(|point| point == name) {
+        eprintln!("tributary: failpoint {name}: aborting");
+        std::process::abort();
     }
 }
 

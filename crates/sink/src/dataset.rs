@@ -17,7 +17,10 @@ use crate::properties::{dictionary_overflowed, properties_without_dictionary};
 
 /// Hive's name for rows whose partition value is null.
 const NULL_DATE: &str = "__HIVE_DEFAULT_PARTITION__";
-const TEMPORARY_SUFFIX: &str = ".tmp";
+/// Where files wait for their batch's commit. Readers skip paths starting
+/// with `_` or `.` (pyarrow, Spark, DuckDB's hive globs), so nothing here is
+/// seen as part of the dataset.
+const STAGING: &str = "_staging";
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Writes one dataset's files.
@@ -58,10 +61,11 @@ impl DatasetWriter {
         self.data_dir.join("datasets").join(&self.dataset)
     }
 
-    /// Writes `batch` as one file per event date; returns the files (paths
-    /// relative to the data directory) for the manifest. Each file is complete
-    /// and synced under its final name before this returns; none is part of
-    /// the dataset until the manifest says so.
+    /// Writes `batch` as one file per event date into the staging area;
+    /// returns the files for the manifest, by the paths (relative to the data
+    /// directory) they get once [published](DatasetWriter::publish). Each file
+    /// is complete and synced before this returns; no reader sees it before
+    /// it is published, which happens only after the manifest lists it.
     pub fn write(&self, batch: &RecordBatch) -> Result<Vec<ManifestFile>, SinkError> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
@@ -71,6 +75,74 @@ impl DatasetWriter {
             files.push(self.write_file(&date, &rows)?);
         }
         Ok(files)
+    }
+
+    /// Moves committed files from the staging area into the dataset. Done
+    /// already for a file no longer staged and in place (a retry).
+    pub fn publish(&self, files: &[ManifestFile]) -> Result<(), SinkError> {
+        for file in files {
+            let final_path = self.data_dir.join(&file.path);
+            let staged = self.staged_path(&final_path);
+            if !staged.exists() && final_path.exists() {
+                continue;
+            }
+            let directory = final_path.parent().unwrap_or(&self.data_dir);
+            create_dir_durably(directory, &self.data_dir)?;
+            std::fs::rename(&staged, &final_path).map_err(io(&final_path))?;
+            sync_dir(directory)?;
+        }
+        Ok(())
+    }
+
+    /// At start-up: publishes the staged files the manifest lists (committed
+    /// before a crash stopped their move) and deletes the other staged ones
+    /// (written for a batch that never committed). Touches nothing outside
+    /// the staging area, so a lost or older state database cannot cost
+    /// committed data.
+    pub fn recover(&self, committed: &HashSet<String>) -> Result<Recovered, SinkError> {
+        let staging = self.dataset_dir().join(STAGING);
+        let mut recovered = Recovered::default();
+        if !staging.exists() {
+            return Ok(recovered);
+        }
+        for partition in std::fs::read_dir(&staging).map_err(io(&staging))? {
+            let partition = partition.map_err(io(&staging))?.path();
+            if !partition.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&partition).map_err(io(&partition))? {
+                let staged = entry.map_err(io(&partition))?.path();
+                let Some(final_path) = self.final_path(&staged) else { continue };
+                let relative = final_path.strip_prefix(&self.data_dir).unwrap_or(&final_path);
+                let relative = relative.to_string_lossy().into_owned();
+                if committed.contains(&relative) {
+                    let file = ManifestFile { dataset: self.dataset.clone(), path: relative, rows: 0, bytes: 0 };
+                    self.publish(std::slice::from_ref(&file))?;
+                    recovered.published += 1;
+                } else {
+                    std::fs::remove_file(&staged).map_err(io(&staged))?;
+                    recovered.discarded += 1;
+                }
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// `datasets/{name}/date=D/F` → `datasets/{name}/_staging/date=D/F`.
+    fn staged_path(&self, final_path: &Path) -> PathBuf {
+        let relative = final_path.strip_prefix(self.dataset_dir()).unwrap_or(final_path);
+        self.dataset_dir().join(STAGING).join(relative)
+    }
+
+    /// The inverse of [`DatasetWriter::staged_path`], for `date=D/F` staged files only.
+    fn final_path(&self, staged: &Path) -> Option<PathBuf> {
+        let relative = staged.strip_prefix(self.dataset_dir().join(STAGING)).ok()?;
+        let mut parts = relative.components();
+        let (Some(date), Some(name), None) = (parts.next(), parts.next(), parts.next()) else { return None };
+        let date = date.as_os_str().to_str()?;
+        let name = name.as_os_str().to_str()?;
+        (date.starts_with("date=") && name.starts_with("part-") && name.ends_with(".parquet"))
+            .then(|| self.dataset_dir().join(date).join(name))
     }
 
     fn split_by_date(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, SinkError> {
@@ -104,30 +176,29 @@ impl DatasetWriter {
     }
 
     fn write_file(&self, date: &str, rows: &RecordBatch) -> Result<ManifestFile, SinkError> {
-        let directory = self.dataset_dir().join(format!("date={date}"));
-        std::fs::create_dir_all(&directory).map_err(io(&directory))?;
         let sequence = self.files_written.fetch_add(1, Ordering::Relaxed);
         let name =
             format!("part-{}-{}-{sequence:05}.parquet", Utc::now().format("%Y%m%dT%H%M%S%6f"), std::process::id());
-        let final_path = directory.join(&name);
-        let temporary = directory.join(format!(".{name}{TEMPORARY_SUFFIX}"));
+        let final_path = self.dataset_dir().join(format!("date={date}")).join(&name);
+        let staged = self.staged_path(&final_path);
+        let directory = staged.parent().unwrap_or(&self.data_dir);
+        create_dir_durably(directory, &self.data_dir)?;
 
-        let file = File::create(&temporary).map_err(io(&temporary))?;
+        let file = File::create(&staged).map_err(io(&staged))?;
         let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
         let properties = properties_without_dictionary(rows, &self.plain_columns.lock()).map_err(parquet)?;
         let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
         writer.write(rows).map_err(parquet)?;
         let metadata = writer.finish().map_err(parquet)?;
         let file = writer.inner();
-        file.sync_all().map_err(io(&temporary))?;
-        let bytes = file.metadata().map_err(io(&temporary))?.len();
+        file.sync_all().map_err(io(&staged))?;
+        let bytes = file.metadata().map_err(io(&staged))?.len();
         drop(writer);
         let overflowed =
             metadata.row_groups().iter().flat_map(|group| group.columns()).filter(|c| dictionary_overflowed(c));
         self.plain_columns.lock().extend(overflowed.map(|column| column.column_path().clone()));
-        std::fs::rename(&temporary, &final_path).map_err(io(&final_path))?;
-        // The rename is durable only once the directory is synced.
-        File::open(&directory).and_then(|dir| dir.sync_all()).map_err(io(&directory))?;
+        // The file must outlive a power cut once the manifest names it.
+        sync_dir(directory)?;
         let relative = final_path.strip_prefix(&self.data_dir).unwrap_or(&final_path);
         Ok(ManifestFile {
             dataset: self.dataset.clone(),
@@ -136,33 +207,44 @@ impl DatasetWriter {
             bytes,
         })
     }
+}
 
-    /// Deletes files of the dataset that the manifest does not list (left by a
-    /// crash between writing and committing) and temporary files. Returns how
-    /// many it removed.
-    pub fn remove_uncommitted(&self, committed: &HashSet<String>) -> Result<usize, SinkError> {
-        let root = self.dataset_dir();
-        if !root.exists() {
-            return Ok(0);
-        }
-        let mut removed = 0;
-        for partition in std::fs::read_dir(&root).map_err(io(&root))? {
-            let partition = partition.map_err(io(&root))?.path();
-            if !partition.is_dir() {
-                continue;
-            }
-            for entry in std::fs::read_dir(&partition).map_err(io(&partition))? {
-                let path = entry.map_err(io(&partition))?.path();
-                let relative = path.strip_prefix(&self.data_dir).unwrap_or(&path).to_string_lossy().into_owned();
-                let ours = path.extension().is_some_and(|ext| ext == "parquet" || ext == "tmp");
-                if ours && !committed.contains(&relative) {
-                    std::fs::remove_file(&path).map_err(io(&path))?;
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
+/// What [`DatasetWriter::recover`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Committed files moved into place.
+    pub published: usize,
+    /// Uncommitted staged files deleted.
+    pub discarded: usize,
+}
+
+/// Creates `directory` and any missing parents below `root`, syncing each new
+/// one into its parent (else a power cut can lose the directory, and the
+/// files in it, after the commit that lists them).
+fn create_dir_durably(directory: &Path, root: &Path) -> Result<(), SinkError> {
+    if directory.is_dir() {
+        return Ok(());
     }
+    let mut missing = Vec::new();
+    let mut at = directory;
+    while !at.exists() && at.starts_with(root) && at != root {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(directory).map_err(io(directory))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(directory: &Path) -> Result<(), SinkError> {
+    File::open(directory).and_then(|dir| dir.sync_all()).map_err(io(directory))
 }
 
 #[cfg(test)]
@@ -233,6 +315,7 @@ mod tests {
         };
         let first = writer.write(&batch).expect("first file");
         let second = writer.write(&batch).expect("second file");
+        writer.publish(&first).and_then(|()| writer.publish(&second)).expect("publish");
         let expected = |session: bool| {
             vec![("ts".to_owned(), false), ("session".to_owned(), session), ("country".to_owned(), true)]
         };
@@ -250,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_land_in_one_file_per_event_date_and_uncommitted_files_are_removed() {
+    fn rows_land_in_one_file_per_event_date_staged_until_published() {
         let dir = tempfile::tempdir().expect("tempdir");
         let writer = DatasetWriter::new(dir.path(), "events", "ts");
         let day = MICROS_PER_DAY;
@@ -259,11 +342,12 @@ mod tests {
         let files = writer
             .write(&batch(vec![Some(june_first), Some(june_first + day), Some(june_first + 5), None]))
             .expect("write");
+        let staged = |file: &ManifestFile| writer.staged_path(&dir.path().join(&file.path));
         let mut by_date: Vec<(String, Vec<i64>)> = files
             .iter()
             .map(|file| {
                 let date = file.path.split('/').nth(2).expect("date=...").to_owned();
-                (date, read_ids(&dir.path().join(&file.path)))
+                (date, read_ids(&staged(file)))
             })
             .collect();
         by_date.sort();
@@ -277,11 +361,35 @@ mod tests {
         );
         assert!(files.iter().all(|file| file.path.starts_with("datasets/events/") && file.bytes > 0));
 
-        // Only the first file was committed: the rest go, and so do temporaries.
-        let committed: HashSet<String> = HashSet::from([files[0].path.clone()]);
-        std::fs::write(dir.path().join("datasets/events/date=2024-06-01/.part-x.parquet.tmp"), b"half").expect("tmp");
-        assert_eq!(writer.remove_uncommitted(&committed).expect("cleanup"), 3);
+        // Nothing is visible before publishing; then the files are in place.
+        assert!(!dir.path().join(&files[0].path).exists(), "staged, not in the dataset");
+        writer.publish(&files[..1]).expect("publish");
         assert!(dir.path().join(&files[0].path).exists());
-        assert_eq!(writer.remove_uncommitted(&committed).expect("cleanup again"), 0);
+        writer.publish(&files[..1]).expect("publishing again is a no-op");
+    }
+
+    #[test]
+    fn recovery_publishes_committed_staged_files_discards_the_rest_and_touches_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = DatasetWriter::new(dir.path(), "events", "ts");
+        let june_first = 19_875 * MICROS_PER_DAY;
+        let published = writer.write(&batch(vec![Some(june_first)])).expect("write");
+        writer.publish(&published).expect("publish");
+        let staged = writer.write(&batch(vec![Some(june_first), Some(june_first + MICROS_PER_DAY)])).expect("write");
+        // A file in the dataset that no manifest lists (a lost or restored state database).
+        let unknown = dir.path().join("datasets/events/date=2024-06-01/part-from-before.parquet");
+        std::fs::write(&unknown, b"someone's data").expect("unknown file");
+
+        // The commit listed the first staged file; the second never committed.
+        let committed: HashSet<String> = [&published[0], &staged[0]].iter().map(|file| file.path.clone()).collect();
+        let recovered = writer.recover(&committed).expect("recover");
+        assert_eq!(recovered, Recovered { published: 1, discarded: 1 });
+        assert_eq!(read_ids(&dir.path().join(&staged[0].path)), vec![0]);
+        assert!(!dir.path().join(&staged[1].path).exists());
+        assert!(dir.path().join(&published[0].path).exists(), "a published file stays");
+        assert!(unknown.exists(), "a file outside the staging area is never deleted");
+        // With no manifest at all (the state database lost): still nothing outside staging goes.
+        assert_eq!(writer.recover(&HashSet::new()).expect("recover"), Recovered::default());
+        assert!(dir.path().join(&published[0].path).exists() && dir.path().join(&staged[0].path).exists());
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! [`DatasetWriter`] writes a batch of accepted rows as Parquet files under
 //! `DATA_DIR/datasets/{name}/date=YYYY-MM-DD/` (one file per event date of
-//! the batch), each written under a temporary name, synced and renamed into
-//! place. A file becomes part of the dataset only when the store's batch
-//! transaction lists it in the manifest; at start-up
-//! [`DatasetWriter::remove_uncommitted`] deletes whatever a crash left behind.
+//! the batch). Each is written and synced under `{name}/_staging/`, which
+//! readers skip, and moved into place ([`DatasetWriter::publish`]) only after
+//! the store's batch transaction lists it in the manifest; at start-up
+//! [`DatasetWriter::recover`] finishes the moves of committed files and
+//! deletes staged ones that never committed, touching nothing else.
 //! [`error_rows`] turns the codec's rejections into error-log rows.
 //! [`openmetadata`] publishes stream metadata to an OpenMetadata server (or a
 //! file of its requests), the metadata workflow's sink.
@@ -15,7 +16,7 @@ mod error_rows;
 pub mod openmetadata;
 mod properties;
 
-pub use dataset::DatasetWriter;
+pub use dataset::{DatasetWriter, Recovered};
 pub use error_rows::{PAYLOAD_CAP, error_rows};
 pub use properties::{ROW_GROUP_ROWS, writer_properties};
 
