@@ -64,6 +64,10 @@ pub(crate) struct ServeArgs {
     /// Definitions may name (`{env: VAR}`) only environment variables starting with this.
     #[arg(long, env = "TRIBUTARY_SECRET_ENV_PREFIX", default_value = tributary_source::DEFAULT_SECRET_ENV_PREFIX, value_parser = parse_prefix)]
     secret_env_prefix: String,
+    /// Seconds before a worker that failed for a reason retrying cannot fix (access denied,
+    /// stream deleted, checkpoint conflict) is tried again; a new commit tries at once.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    failed_retry_seconds: u64,
     /// Threads running the API and the workers (file and database writes get their own).
     #[arg(long, default_value_t = 1)]
     worker_threads: usize,
@@ -110,6 +114,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
     config.worker.reader.max_concurrent_calls = args.max_concurrent_reads.max(1);
+    config.worker.permanent_failure_retry = Duration::from_secs(args.failed_retry_seconds);
     config.worker.secret_policy = tributary_source::SecretPolicy { env_prefix: args.secret_env_prefix.clone() };
 
     keep_freed_memory();

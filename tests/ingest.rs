@@ -394,12 +394,13 @@ fn sigterm_writes_and_commits_what_the_worker_holds() {
 }
 
 #[test]
-fn a_failing_worker_restarts_with_backoff_and_says_why_in_status() {
+fn a_permanent_failure_shows_its_reason_waits_minutes_and_a_new_commit_retries_at_once() {
     let Some(emulators) = Emulators::from_env() else { return };
     let rt = runtime();
-    // A stream ARN in the emulator's account that does not exist; live validation is off.
+    // A stream that does not exist (yet); live validation is off.
+    let missing_name = unique("missing");
     let real = rt.block_on(create_stream(&emulators.kinesis, &unique("real"), 1, true));
-    let missing = format!("{}-missing", real);
+    let missing = real.replace(real.rsplit('/').next().expect("name"), &missing_name);
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).expect("data dir");
@@ -408,22 +409,37 @@ fn a_failing_worker_restarts_with_backoff_and_says_why_in_status() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
         let status = server.get("/api/v1/sources/broken/status");
-        if status["restarts"].as_u64().unwrap_or(0) >= 2 {
+        if status["state"] == "failed" {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "no restarts within 30 s: {status:#}");
+        assert!(std::time::Instant::now() < deadline, "not failed within 30 s: {status:#}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(status["state"], "failed", "{status:#}");
-    let error = status["error"].as_str().expect("the error is shown");
-    assert!(error.contains("ResourceNotFoundException"), "{error}");
+    assert_eq!(status["reason"], "ResourceNotFoundException", "{status:#}");
+    assert!(status["error"].as_str().expect("the error is shown").contains("ResourceNotFoundException"));
+    // Not the quick restarts of a passing fault: the next try is minutes away, and says so.
+    let retry_at = chrono::DateTime::parse_from_rfc3339(status["retry_at"].as_str().expect("retry_at"))
+        .expect("a timestamp")
+        .with_timezone(&chrono::Utc);
+    assert!(retry_at > chrono::Utc::now() + chrono::Duration::minutes(4), "{status:#}");
+    assert_eq!(status["restarts"].as_u64(), Some(1), "{status:#}");
     let metrics = ureq::get(&format!("{}/metrics", server.url()))
         .call()
         .expect("metrics")
         .body_mut()
         .read_to_string()
         .expect("text");
-    assert!(metrics.contains("tributary_worker_restarts_total{source=\"broken\"}"), "{metrics}");
+    assert!(
+        metrics.contains("tributary_worker_failed{source=\"broken\",reason=\"ResourceNotFoundException\"} 1"),
+        "{metrics}"
+    );
+
+    // The stream appears; a new commit starts the worker at once, not in five minutes.
+    rt.block_on(create_stream(&emulators.kinesis, &missing_name, 1, true));
+    rt.block_on(put(&kinesis_client(&emulators.kinesis), &missing, 0..20, 0, false));
+    commit(&server, &definition(dir.path(), "broken", &missing, true));
+    let status = server.wait_for_records("broken", 20, Duration::from_secs(60));
+    assert_eq!(status["state"], "running", "{status:#}");
     assert!(server.stop());
 }
 

@@ -64,11 +64,7 @@ async fn require_loopback_host(State(state): State<AppState>, request: Request, 
         && let Some(host) = request.headers().get(header::HOST)
         && !host.to_str().is_ok_and(is_loopback_host)
     {
-        return ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "this server answers only to localhost and loopback addresses",
-        )
-        .into_response();
+        return ApiError::Misdirected.into_response();
     }
     next.run(request).await
 }
@@ -104,7 +100,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             } else {
                 "this call needs `Authorization: Bearer <token>`"
             };
-            return ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+            return ApiError::Unauthorized(message.to_owned()).into_response();
         }
     }
     next.run(request).await
@@ -131,22 +127,19 @@ fn body_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     match media_type.as_str() {
         "application/json" => Ok(false),
         PROTOBUF | "application/protobuf" => Ok(true),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("send the body as `application/json` or `{PROTOBUF}`, not `{value}`"),
-        )),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as `application/json` or `{PROTOBUF}`, not `{value}`"
+        ))),
     }
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "the request body is larger than the server accepts".to_owned()
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
         } else {
-            format!("cannot read the request body: {}", rejection.body_text())
-        };
-        ApiError::new(status, message)
+            ApiError::BadRequest(format!("cannot read the request body: {}", rejection.body_text()))
+        }
     })
 }
 
@@ -193,13 +186,11 @@ async fn commit(
     let protobuf = body_encoding(&headers)?;
     let body = body_bytes(body)?;
     let request: CommitRequest = if protobuf {
-        CommitRequest::decode(body).map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a protobuf CommitRequest: {error}"))
-        })?
+        CommitRequest::decode(body)
+            .map_err(|error| ApiError::BadRequest(format!("the body is not a protobuf CommitRequest: {error}")))?
     } else {
-        serde_json::from_slice(&body).map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not a JSON CommitRequest: {error}"))
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|error| ApiError::BadRequest(format!("the body is not a JSON CommitRequest: {error}")))?
     };
     let now = Utc::now();
     let invalid = |errors| {
@@ -469,6 +460,8 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
         "version": version.version,
         "state": if deleted { "deleted" } else { worker.as_ref().map_or("stopped", |w| w.phase.as_str()) },
         "error": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.last_error.clone()),
+        "reason": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.reason.clone()),
+        "retry_at": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.retry_at).map(time),
         "restarts": worker.as_ref().map_or(0, |w| w.restarts),
         "last_commit_at": worker.as_ref().and_then(|w| w.last_commit_at).map(time),
         "dataset": { "name": dataset_name, "rows": rows, "bytes": bytes },

@@ -8,6 +8,7 @@
 
 mod api;
 mod errors;
+mod failure;
 mod prometheus;
 mod status;
 mod supervisor;

@@ -59,6 +59,13 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         &|s, _| s.reader.as_ref().map_or(0, |r| r.max_millis_behind_latest()),
     );
     per_source("tributary_error_log_rows", "gauge", "Rows in the source's error log.", &|_, rows| count(rows));
+    // Failed workers only, labelled with the reason code (one series per reason seen now).
+    header(&mut out, "tributary_worker_failed", "gauge", "1 while the worker is failed, by reason code.");
+    for (labels, snapshot, _) in &sources {
+        if let (Phase::Failed, Some(reason)) = (snapshot.phase, &snapshot.reason) {
+            let _ = writeln!(out, "tributary_worker_failed{{{labels},reason=\"{}\"}} 1", escape(reason));
+        }
+    }
 
     let mut per_shard = |name: &str, kind: &str, help: &str, value: fn(&ShardMetricsSnapshot) -> i64| {
         header(&mut out, name, kind, help);

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use tributary_reader::SourceMetrics;
 
+use crate::failure::WorkerError;
+
 /// A worker's phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -32,6 +34,10 @@ impl Phase {
 struct Inner {
     phase: Phase,
     last_error: Option<String>,
+    /// The failure's reason code (AWS' error code, or ours).
+    reason: Option<String>,
+    /// When a failed worker is started again (none: only on a new commit).
+    retry_at: Option<DateTime<Utc>>,
     restarts: u64,
     last_commit_at: Option<DateTime<Utc>>,
 }
@@ -53,6 +59,8 @@ pub(crate) struct StatusSnapshot {
     pub(crate) version: u64,
     pub(crate) phase: Phase,
     pub(crate) last_error: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) retry_at: Option<DateTime<Utc>>,
     pub(crate) restarts: u64,
     pub(crate) last_commit_at: Option<DateTime<Utc>>,
     pub(crate) rows_written: u64,
@@ -65,7 +73,14 @@ impl WorkerStatus {
     pub(crate) fn new(version: u64) -> WorkerStatus {
         WorkerStatus {
             version,
-            inner: Mutex::new(Inner { phase: Phase::Running, last_error: None, restarts: 0, last_commit_at: None }),
+            inner: Mutex::new(Inner {
+                phase: Phase::Running,
+                last_error: None,
+                reason: None,
+                retry_at: None,
+                restarts: 0,
+                last_commit_at: None,
+            }),
             reader: Mutex::new(None),
             rows_written: AtomicU64::new(0),
             records_rejected: AtomicU64::new(0),
@@ -78,10 +93,13 @@ impl WorkerStatus {
         *self.reader.lock() = Some(reader);
     }
 
-    pub(crate) fn failed(&self, error: String) {
+    /// Failed with `error`; started again at `retry_at` (if ever).
+    pub(crate) fn failed(&self, error: &WorkerError, retry_at: Option<DateTime<Utc>>) {
         let mut inner = self.inner.lock();
         inner.phase = Phase::Failed;
-        inner.last_error = Some(error);
+        inner.last_error = Some(error.to_string());
+        inner.reason = Some(error.code().to_owned());
+        inner.retry_at = retry_at;
         inner.restarts += 1;
     }
 
@@ -106,6 +124,8 @@ impl WorkerStatus {
             version: self.version,
             phase: inner.phase,
             last_error: inner.last_error.clone(),
+            reason: inner.reason.clone(),
+            retry_at: inner.retry_at,
             restarts: inner.restarts,
             last_commit_at: inner.last_commit_at,
             rows_written: self.rows_written.load(Ordering::Relaxed),

@@ -14,6 +14,7 @@ use tributary_proto::v1::SourceDefinition;
 use tributary_source::{AssumeRole, ClientFactory, Consumer, SecretPolicy, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
+use crate::failure::WorkerError;
 use crate::status::WorkerStatus;
 use crate::worker::{self, FlushPolicy, Job, WorkerContext, WorkerSettings};
 
@@ -142,7 +143,8 @@ impl Supervisor {
                 tokio::spawn(supervise(Arc::clone(&self.context), job, Arc::clone(&status), stopped))
             }
             Err(error) => {
-                status.failed(error);
+                // Not started again until a new version is committed.
+                status.failed(&WorkerError::permanent("INVALID_DEFINITION", error), None);
                 tokio::spawn(async { true })
             }
         };
@@ -288,17 +290,26 @@ async fn supervise(
                 // stop was already seen, so a restarted worker would never see it again.
                 // What it held is read again from the checkpoints on the next start.
                 tracing::warn!(source = %job.source.name, %error, "worker failed while stopping");
-                status.failed(error);
+                status.failed(&error, None);
                 return false;
             }
             Err(error) => {
-                tracing::warn!(source = %job.source.name, %error, "worker failed; restarting");
-                status.failed(error);
                 if status.commits() > commits_before {
                     backoff = settings.restart_backoff;
                 }
+                // A permanent failure waits long (a new commit replaces this task at once).
+                let wait = if error.is_retryable() { backoff } else { settings.permanent_failure_retry };
+                let retry_at = chrono::Duration::from_std(wait).ok().map(|wait| Utc::now() + wait);
+                tracing::warn!(
+                    source = %job.source.name,
+                    %error,
+                    reason = error.code(),
+                    retry_in = ?wait,
+                    "worker failed; starting it again later"
+                );
+                status.failed(&error, retry_at);
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {
                         status.stopped();
                         return true;

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
+
+use crate::failure::WorkerError;
 use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
@@ -56,6 +58,9 @@ pub struct WorkerSettings {
     pub restart_backoff: Duration,
     /// Longest wait between restarts.
     pub restart_backoff_max: Duration,
+    /// Wait before starting again a worker that failed for a reason retrying
+    /// cannot fix (a new commit starts it at once).
+    pub permanent_failure_retry: Duration,
     /// Which environment variables definitions may name as secrets.
     pub secret_policy: SecretPolicy,
 }
@@ -68,6 +73,7 @@ impl Default for WorkerSettings {
             reader: ReaderConfig::default(),
             restart_backoff: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(60),
+            permanent_failure_retry: Duration::from_secs(300),
             secret_policy: SecretPolicy::default(),
         }
     }
@@ -205,7 +211,7 @@ pub(crate) async fn run(
     job: &Job,
     status: &WorkerStatus,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), WorkerError> {
     let source = &job.source;
     let stream_arn = source.kinesis.stream_arn.to_string();
     let dataset = Arc::new(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp));
@@ -214,7 +220,7 @@ pub(crate) async fn run(
     let dataset_name = source.dataset.name.clone();
     let recovered = blocking(move || {
         let committed = store.manifest_paths(&dataset_name).map_err(|e| e.to_string())?;
-        cleanup.recover(&committed).map_err(|e| e.to_string())
+        cleanup.recover(&committed).map_err(|e| WorkerError::from(e.to_string()))
     })
     .await?;
     if recovered != Recovered::default() {
@@ -227,13 +233,15 @@ pub(crate) async fn run(
     }
 
     let registry = match &source.kinesis.format {
-        Format::Avro(AvroFormat::Registry(settings)) => {
-            Some(RegistryClient::new(settings).map_err(|error| format!("schema registry: {error}"))?)
-        }
+        Format::Avro(AvroFormat::Registry(settings)) => Some(
+            RegistryClient::new(settings)
+                .map_err(|error| WorkerError::permanent("INVALID_DEFINITION", format!("schema registry: {error}")))?,
+        ),
         _ => None,
     };
     let decoder_may_block = registry.is_some();
-    let mut decoder = Decoder::new(source, registry).map_err(|error| format!("compiling the decoder: {error}"))?;
+    let mut decoder = Decoder::new(source, registry)
+        .map_err(|error| WorkerError::permanent("INVALID_DEFINITION", format!("compiling the decoder: {error}")))?;
     decoder.expect_rows(job.flush.max_rows);
     let decoder = Arc::new(Mutex::new(decoder));
     let credentials = match &source.kinesis.role {
@@ -272,7 +280,7 @@ pub(crate) async fn run(
 }
 
 impl Worker<'_> {
-    async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+    async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
         loop {
             let deadline = self.pending.since.map(|since| since + self.job.flush.max_interval);
             tokio::select! {
@@ -282,8 +290,8 @@ impl Worker<'_> {
                 next = reader.next() => {
                     let batch = match next {
                         Some(Ok(batch)) => batch,
-                        Some(Err(error)) => return Err(format!("reading: {error}")),
-                        None => return Err("the reader stopped".to_owned()),
+                        Some(Err(error)) => return Err(WorkerError::reading(error)),
+                        None => return Err(WorkerError::Transient("the reader stopped".to_owned())),
                     };
                     if !self.decode(batch, stop).await? {
                         // Stopped during a registry outage: nothing of the batch is committed, it is read again later.
@@ -304,7 +312,7 @@ impl Worker<'_> {
     /// A decoder that may ask a registry (blocking HTTP, up to its timeout)
     /// runs on a blocking thread, so a slow registry stalls this source only,
     /// not every worker and the API sharing the runtime.
-    async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, String> {
+    async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, WorkerError> {
         // A batch is decoded whole or not at all (its checkpoint covers all of it):
         // when it might not fit, the rows held so far are committed first.
         let payload_bytes = batch.records.iter().map(|record| record.data.len()).sum();
@@ -332,7 +340,7 @@ impl Worker<'_> {
             };
             match outcome {
                 Ok(()) => break,
-                Err(Halt::Failed(error)) => return Err(format!("decoding: {error}")),
+                Err(Halt::Failed(error)) => return Err(WorkerError::Transient(format!("decoding: {error}"))),
                 Err(Halt::RegistryUnavailable { at, reason }) => {
                     tracing::warn!(source = %self.job.source.name, %reason, "schema registry unavailable; retrying");
                     tokio::select! {
@@ -357,7 +365,7 @@ impl Worker<'_> {
     }
 
     /// Writes the decoded rows and commits files, checkpoints and rejections together.
-    async fn flush(&mut self) -> Result<(), String> {
+    async fn flush(&mut self) -> Result<(), WorkerError> {
         if self.pending.advances.is_empty() {
             return Ok(());
         }
@@ -398,10 +406,10 @@ impl Worker<'_> {
                 counts: &counts,
                 retention,
             };
-            store.commit_batch(&commit, now).map_err(|error| format!("committing the batch: {error}"))?;
+            store.commit_batch(&commit, now).map_err(WorkerError::committing)?;
             failpoint("after-commit");
             // Committed: a failure from here on is finished by the next start's recovery.
-            dataset.publish(&files).map_err(|error| format!("publishing committed files: {error}"))
+            dataset.publish(&files).map_err(|error| WorkerError::from(format!("publishing committed files: {error}")))
         })
         .await?;
         self.status.committed(rows, rejected_count, now);
@@ -427,6 +435,8 @@ fn failpoint(name: &str) {
 }
 
 /// Runs file and database work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| format!("worker task: {error}"))?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WorkerError> + Send + 'static,
+) -> Result<T, WorkerError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| WorkerError::Transient(format!("worker task: {error}")))?
 }

@@ -59,6 +59,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Another connection held the database longer than the busy timeout: a
+    /// passing condition, worth retrying.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(error, _))
+                if matches!(error.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
 /// The state database.
 #[derive(Debug)]
 pub struct Store {
