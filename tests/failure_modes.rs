@@ -360,3 +360,63 @@ fn kill_9_between_commit_and_publish_loses_and_repeats_nothing() {
     assert!(counts.values().all(|n| *n == 1), "no row twice");
     assert_eq!(rows_readers_see(&data_dir, "halfway_rows"), 400);
 }
+
+#[test]
+fn a_checkpoint_past_retention_resumes_at_trim_horizon_and_says_so() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("trimmed"), 1, true));
+    put(&rt, &emulators.kinesis, &stream_arn, 0..10);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let server = ServerProcess::start(&data_dir, &[]);
+    commit(&server, &definition(dir.path(), "gappy", "gappy_rows", &stream_arn));
+    server.wait_for_records("gappy", 10, Duration::from_secs(60));
+    assert!(server.stop());
+
+    // While stopped, the checkpoint's record ages out: its position is one Kinesis no longer
+    // has (the emulator refuses it, as it refuses any record it does not hold).
+    let moved = Command::new(&emulators.moto_python)
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             rows = c.execute('SELECT scope, shard_id, sequence_number FROM checkpoints').fetchall()\n\
+             for scope, shard, sequence in rows:\n\
+             \x20   c.execute('UPDATE checkpoints SET sequence_number = ? WHERE scope = ? AND shard_id = ?', (str(int(sequence) + 1), scope, shard))\n\
+             c.commit()\n\
+             print(len(rows))\n",
+        ])
+        .arg(data_dir.join("tributary.db"))
+        .output()
+        .expect("python");
+    assert_eq!(String::from_utf8_lossy(&moved.stdout).trim(), "1", "{}", String::from_utf8_lossy(&moved.stderr));
+    put(&rt, &emulators.kinesis, &stream_arn, 10..20);
+
+    let server = ServerProcess::start(&data_dir, &[]);
+    let status = server.wait_for_records("gappy", 20, Duration::from_secs(60));
+    assert_eq!(status["state"], "running", "no failure, no restart loop: {status:#}");
+    let shard = &status["shards"][0];
+    assert_eq!(
+        (shard["warning"].as_str(), shard["retention_gaps"].as_u64()),
+        (Some("RETENTION_GAP"), Some(1)),
+        "{status:#}"
+    );
+    let metrics = ureq::get(&format!("{}/metrics", server.url()))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("tributary_shard_retention_gaps_total{source=\"gappy\"")
+                && line.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(server.stop());
+    let counts = id_counts(&dataset_rows(&data_dir, "gappy_rows", None));
+    assert_eq!(counts.len(), 20, "the records after the gap are read");
+    assert!(counts.values().all(|n| *n == 1), "nothing before the checkpoint is read again");
+}

@@ -79,6 +79,10 @@ pub(crate) struct ShardCursor {
     /// The checkpoint at the start of the batch being built.
     batch_from: ShardCheckpoint,
     last_complete: Option<SequenceNumber>,
+    /// A checkpoint found past the stream's retention: while nothing newer is
+    /// passed on, reading restarts at `TRIM_HORIZON` (records up to the
+    /// checkpoint are skipped as passed, should any still be there).
+    past_retention: Option<SequenceNumber>,
     pending: Vec<Record>,
     max_batch_records: usize,
     metrics: Arc<ShardMetrics>,
@@ -106,6 +110,7 @@ impl ShardCursor {
             batch_from: checkpoint.clone(),
             checkpoint,
             last_complete,
+            past_retention: None,
             pending: Vec::new(),
             max_batch_records: max_batch_records.max(1),
             metrics,
@@ -126,9 +131,30 @@ impl ShardCursor {
     /// `TRIM_HORIZON` once something was.
     pub(crate) fn resume(&self) -> Resume {
         match &self.last_complete {
+            Some(sequence_number) if self.past_retention.as_ref() == Some(sequence_number) => {
+                Resume::Start(StartPosition::TrimHorizon)
+            }
             Some(sequence_number) => Resume::After(sequence_number.clone()),
             None => Resume::Start(self.start),
         }
+    }
+
+    /// The position `resume` gave is past the stream's retention: the records
+    /// after it are gone. Reading goes on from the oldest record there is;
+    /// `false` when this position was already given up once (then it is not
+    /// a retention gap, and the caller fails instead of looping).
+    pub(crate) fn skip_retention_gap(&mut self) -> bool {
+        if self.last_complete.is_none() || self.past_retention == self.last_complete {
+            return false;
+        }
+        self.past_retention = self.last_complete.clone();
+        self.metrics.retention_gap();
+        tracing::warn!(
+            shard = %self.shard_id,
+            checkpoint = ?self.last_complete,
+            "the checkpoint is past the stream's retention: records after it were trimmed; reading on from TRIM_HORIZON"
+        );
+        true
     }
 
     /// Hands on the records of one response; `closes_shard` when it was the

@@ -22,6 +22,7 @@ pub(crate) struct ShardMetrics {
     arrival_lag_millis: AtomicI64,
     finished: AtomicU64,
     waiting_for_commit: AtomicU64,
+    retention_gaps: AtomicU64,
 }
 
 /// A consistent-enough copy of a shard's metrics.
@@ -52,6 +53,9 @@ pub struct ShardMetricsSnapshot {
     /// The shard has as many batches out as it may and waits for one to be
     /// committed before reading on (backpressure).
     pub waiting_for_commit: bool,
+    /// Times its checkpoint was found past the stream's retention (records lost
+    /// to trimming before they were read); reading went on from `TRIM_HORIZON`.
+    pub retention_gaps: u64,
 }
 
 impl ShardMetrics {
@@ -85,6 +89,9 @@ impl ShardMetrics {
             self.arrival_lag_millis.store(millis, Ordering::Relaxed);
         }
     }
+    pub(crate) fn retention_gap(&self) {
+        self.retention_gaps.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn waiting_for_commit(&self, waiting: bool) {
         self.waiting_for_commit.store(u64::from(waiting), Ordering::Relaxed);
     }
@@ -109,6 +116,7 @@ impl ShardMetrics {
             arrival_lag_millis: self.arrival_lag_millis.load(Ordering::Relaxed),
             finished: load(&self.finished) != 0,
             waiting_for_commit: load(&self.waiting_for_commit) != 0,
+            retention_gaps: load(&self.retention_gaps),
         }
     }
 }

@@ -17,17 +17,28 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     let mut iterator: Option<String> = None;
     let mut idle_wait = config.idle_poll_interval;
+    // Reading from a checkpoint, and nothing read since: an empty answer a
+    // whole retention period behind means the checkpoint's records were trimmed.
+    let mut from_checkpoint = false;
     loop {
         let current = match iterator.take() {
             Some(iterator) => iterator,
-            None => match iterator_call(&task, &cursor.resume()).await {
-                Some(Ok(iterator)) => iterator,
-                None => return Ok(ShardEnd::Stopped),
-                Some(Err(fault)) => {
-                    wait_out(fault, &mut backoff, &cursor, &task.shard).await?;
-                    continue;
+            None => {
+                let resume = cursor.resume();
+                match iterator_call(&task, &resume).await {
+                    Some(Ok(iterator)) => {
+                        from_checkpoint = matches!(resume, Resume::After(_));
+                        iterator
+                    }
+                    None => return Ok(ShardEnd::Stopped),
+                    // Emulators refuse a position whose record is gone; don't fail (and restart) on it forever.
+                    Some(Err(fault)) if refuses_position(&fault, &resume) && cursor.skip_retention_gap() => continue,
+                    Some(Err(fault)) => {
+                        wait_out(fault, &mut backoff, &cursor, &task.shard).await?;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let outcome = {
             // Held while the answer is read and parsed, not while it is handed on or waited after;
@@ -69,6 +80,16 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
         let Answer { received, next_shard_iterator, millis_behind_latest, children } = answer;
         let closes_shard = next_shard_iterator.is_none();
         let count = received.records.len();
+        if from_checkpoint
+            && count == 0
+            && !closes_shard
+            && past_retention(millis_behind_latest, task.retention)
+            && cursor.skip_retention_gap()
+        {
+            from_checkpoint = false;
+            continue;
+        }
+        from_checkpoint &= count == 0;
         if !cursor.hand_on(Ok(received), millis_behind_latest, closes_shard).await? {
             return Ok(ShardEnd::Stopped);
         }
@@ -86,6 +107,29 @@ pub(crate) async fn run(task: ShardTask, mut cursor: ShardCursor) -> Result<Shar
             tokio::time::sleep_until(idle_tick(tokio::time::Instant::now() + idle_wait)).await;
             idle_wait = (idle_wait * 2).min(config.idle_poll_max.max(config.idle_poll_interval));
         }
+    }
+}
+
+/// Whether `GetShardIterator` refused the checkpoint's position itself (as
+/// emulators do once its record is trimmed).
+fn refuses_position(fault: &Fault, resume: &Resume) -> bool {
+    matches!(
+        (fault, resume),
+        (Fault::Fatal(ReaderError::Kinesis { code, .. }), Resume::After(_))
+            if code == "ResourceNotFoundException" || code == "InvalidArgumentException"
+    )
+}
+
+/// Kinesis answers a trimmed position with empty pages a whole retention
+/// period behind (it walks the trimmed range slowly rather than refusing it).
+fn past_retention(millis_behind_latest: Option<i64>, retention: Option<Duration>) -> bool {
+    const SLACK: Duration = Duration::from_secs(300);
+    match (millis_behind_latest, retention) {
+        (Some(behind), Some(retention)) => {
+            let threshold = retention.saturating_sub(SLACK).as_millis();
+            u128::try_from(behind).is_ok_and(|behind| behind >= threshold)
+        }
+        _ => false,
     }
 }
 
@@ -129,4 +173,40 @@ pub(crate) async fn wait_out(
     };
     tokio::time::sleep(delay).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_page_a_retention_period_behind_is_past_retention() {
+        let day = Some(Duration::from_secs(86_400));
+        assert!(past_retention(Some(86_400_000), day));
+        assert!(past_retention(Some(86_400_000 - 60_000), day), "within the slack");
+        assert!(!past_retention(Some(3_600_000), day), "an hour behind is just behind");
+        assert!(!past_retention(Some(86_400_000), None), "unknown retention: never guessed");
+        assert!(!past_retention(None, day));
+    }
+
+    #[test]
+    fn only_a_refused_checkpoint_position_is_a_gap() {
+        let refused = |code: &str| {
+            Fault::Fatal(ReaderError::Kinesis {
+                operation: "GetShardIterator",
+                target: "shardId-0".to_owned(),
+                code: code.to_owned(),
+                message: String::new(),
+            })
+        };
+        let after = Resume::After(
+            crate::position::SequenceNumber::new("49590338271490256608559692538361571095921575989136588898")
+                .expect("valid"),
+        );
+        assert!(refuses_position(&refused("ResourceNotFoundException"), &after));
+        assert!(refuses_position(&refused("InvalidArgumentException"), &after));
+        assert!(!refuses_position(&refused("AccessDeniedException"), &after));
+        let start = Resume::Start(crate::position::StartPosition::TrimHorizon);
+        assert!(!refuses_position(&refused("ResourceNotFoundException"), &start), "the stream itself is gone");
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_kinesis::config::StalledStreamProtectionConfig;
 use aws_sdk_kinesis::config::retry::RetryConfig;
@@ -142,6 +143,7 @@ impl Coordinator {
                 Some(register_consumer(&self.client, &self.stream_arn, consumer_name, &self.config).await?)
             }
         };
+        let retention = self.retention().await;
         let mut graph = ShardGraph::default();
         for (shard_id, checkpoint) in &checkpoints {
             if checkpoint.finished {
@@ -156,7 +158,7 @@ impl Coordinator {
         rediscovery.tick().await;
         loop {
             for info in graph.take_ready() {
-                self.spawn_shard(tasks, info, &checkpoints, consumer_arn.clone());
+                self.spawn_shard(tasks, info, &checkpoints, consumer_arn.clone(), retention);
             }
             tokio::select! {
                 Some(joined) = tasks.join_next() => {
@@ -186,6 +188,7 @@ impl Coordinator {
         info: ShardInfo,
         checkpoints: &HashMap<String, ShardCheckpoint>,
         consumer_arn: Option<Arc<str>>,
+        retention: Option<Duration>,
     ) {
         let checkpoint = checkpoints.get(&info.shard_id).cloned().unwrap_or_default();
         let cursor = ShardCursor::new(
@@ -206,8 +209,27 @@ impl Coordinator {
             consumer_arn,
             route: Arc::clone(&self.route),
             call_permits: Arc::clone(&self.call_permits),
+            retention,
         };
         tasks.spawn(shard::run(task, cursor));
+    }
+
+    /// How long the stream keeps records, to recognise a checkpoint past it
+    /// (see [`crate::polling`]); `None` when it cannot be learned (then only an
+    /// outright refused position counts as one).
+    async fn retention(&self) -> Option<Duration> {
+        let call = self.client.describe_stream_summary().stream_arn(self.stream_arn.as_ref()).send();
+        match tokio::time::timeout(self.config.call_timeout, call).await {
+            Ok(Ok(answer)) => {
+                let hours = answer.stream_description_summary()?.retention_period_hours();
+                Some(Duration::from_secs(u64::try_from(hours).ok()? * 3600))
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(error = %aws_sdk_kinesis::error::DisplayErrorContext(&error), "retention unknown");
+                None
+            }
+            Err(_elapsed) => None,
+        }
     }
 
     async fn list_shards_retrying(&self) -> Result<Vec<ShardInfo>, ReaderError> {

@@ -25,6 +25,8 @@ pub(crate) struct ShardTask {
     pub(crate) route: RouteCell,
     /// Permits for `GetRecords` and `GetShardIterator` calls, shared by the reader's shards.
     pub(crate) call_permits: Arc<Semaphore>,
+    /// How long the stream keeps records, when known.
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 /// How a shard consumer ended without error.

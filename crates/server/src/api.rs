@@ -448,6 +448,9 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
                 "arrival_lag_millis": metrics.map(|m| m.arrival_lag_millis),
                 "records_read": metrics.map(|m| m.records),
                 "throttles": metrics.map(|m| m.throttles),
+                // Records were trimmed before they were read: reading went on from TRIM_HORIZON.
+                "warning": metrics.filter(|m| m.retention_gaps > 0).map(|_| "RETENTION_GAP"),
+                "retention_gaps": metrics.map(|m| m.retention_gaps),
                 "rows": rows,
                 "rejected": rejected,
                 "filtered": filtered,

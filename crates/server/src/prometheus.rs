@@ -115,6 +115,12 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         i64::from(m.finished)
     });
     per_shard(
+        "tributary_shard_retention_gaps_total",
+        "counter",
+        "Checkpoints found past the stream's retention (records trimmed unread); reading went on from TRIM_HORIZON.",
+        |m| saturating(m.retention_gaps),
+    );
+    per_shard(
         "tributary_shard_waiting_for_commit",
         "gauge",
         "1 while the shard has all the batches out it may and waits for a commit (backpressure).",
