@@ -420,3 +420,93 @@ fn a_checkpoint_past_retention_resumes_at_trim_horizon_and_says_so() {
     assert_eq!(counts.len(), 20, "the records after the gap are read");
     assert!(counts.values().all(|n| *n == 1), "nothing before the checkpoint is read again");
 }
+
+/// Puts `count` payloads that are not JSON (each `size` bytes) with ids from `first`.
+fn put_malformed(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    stream_arn: &str,
+    first: usize,
+    count: usize,
+    size: usize,
+) {
+    let client = kinesis_client(endpoint);
+    let ids: Vec<usize> = (first..first + count).collect();
+    for chunk in ids.chunks(200) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                let payload = format!("not json {i} {}", "x".repeat(size));
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .data(Blob::new(payload))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        let output = rt
+            .block_on(client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send())
+            .expect("PutRecords");
+        assert_eq!(output.failed_record_count(), Some(0));
+    }
+}
+
+/// Seconds from putting `range` on `stream_arn` until `source` has committed `total` records.
+fn seconds_to_land(
+    rt: &tokio::runtime::Runtime,
+    server: &ServerProcess,
+    endpoint: &str,
+    stream_arn: &str,
+    source: &str,
+    range: std::ops::Range<usize>,
+    total: u64,
+) -> f64 {
+    let started = Instant::now();
+    put(rt, endpoint, stream_arn, range);
+    server.wait_for_records(source, total, Duration::from_secs(60));
+    started.elapsed().as_secs_f64()
+}
+
+#[test]
+fn large_error_log_queries_do_not_hold_up_another_sources_commits() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let noisy_stream = rt.block_on(create_stream(&emulators.kinesis, &unique("noisy"), 1, true));
+    let busy_stream = rt.block_on(create_stream(&emulators.kinesis, &unique("busy"), 1, true));
+    // 1,000 rejected records of 4 KiB each in the error log.
+    put_malformed(&rt, &emulators.kinesis, &noisy_stream, 0, 1000, 4096);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let server = ServerProcess::start(&data_dir, &["--flush-seconds", "0.2"]);
+    commit(&server, &definition(dir.path(), "noisy", "noisy_rows", &noisy_stream));
+    commit(&server, &definition(dir.path(), "busy", "busy_rows", &busy_stream));
+    server.wait_for_records("noisy", 1000, Duration::from_secs(60));
+
+    let quiet = seconds_to_land(&rt, &server, &emulators.kinesis, &busy_stream, "busy", 0..200, 200);
+    // Now with clients reading the whole error log, page after page, the whole time.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (loaded, pages) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut pages = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let page = server.get("/api/v1/sources/noisy/errors?limit=1000");
+                        assert!(!page["errors"].as_array().expect("errors").is_empty());
+                        pages += 1;
+                    }
+                    pages
+                })
+            })
+            .collect();
+        let loaded = seconds_to_land(&rt, &server, &emulators.kinesis, &busy_stream, "busy", 200..400, 400);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (loaded, readers.into_iter().map(|reader| reader.join().expect("reader")).sum::<u64>())
+    });
+    eprintln!(
+        "busy source: 200 records landed in {quiet:.2} s alone, {loaded:.2} s while {pages} error-log pages were read"
+    );
+    assert!(pages > 0, "the error log was read meanwhile");
+    assert!(server.stop());
+    assert_eq!(id_counts(&dataset_rows(&data_dir, "busy_rows", None)).len(), 400);
+}

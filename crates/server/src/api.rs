@@ -1,6 +1,7 @@
 //! The HTTP API (DESIGN.md §7).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -245,7 +246,9 @@ async fn commit(
         if !conflicts.is_empty() {
             return Ok(Err(conflicts));
         }
-        let stored = state.store.commit_versions(&versions, &request.message, now)?;
+        let store = Arc::clone(&state.store);
+        let message = request.message.clone();
+        let stored = off_runtime(move || Ok(store.commit_versions(&versions, &message, now)?)).await?;
         for version in &stored {
             state.supervisor.apply(version.clone()).await;
         }
@@ -340,7 +343,7 @@ fn state_of(state: &AppState, name: &str, deleted: bool) -> &'static str {
     state.supervisor.status(name).map_or("stopped", |status| status.snapshot().phase.as_str())
 }
 
-async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+fn list_sources_now(state: AppState) -> Result<Json<Value>, ApiError> {
     let sources: Vec<Value> = state
         .store
         .sources()?
@@ -359,7 +362,7 @@ async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({ "sources": sources })))
 }
 
-async fn show_source(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+fn show_source_now(state: AppState, name: String) -> Result<Json<Value>, ApiError> {
     let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
     let versions: Vec<Value> = state
         .store
@@ -392,7 +395,9 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
         let Some(summary) = state.store.source(&name)? else {
             return Err(ApiError::not_found(format!("no source named `{name}`")));
         };
-        if summary.deleted_at.is_some() || !state.store.delete_source(&name, Utc::now())? {
+        let (store, deleting) = (Arc::clone(&state.store), name.clone());
+        let deleted = off_runtime(move || Ok(store.delete_source(&deleting, Utc::now())?));
+        if summary.deleted_at.is_some() || !deleted.await? {
             return Err(ApiError::not_found(format!("source `{name}` is already deleted")));
         }
         state.supervisor.retire(&summary.current).await;
@@ -402,7 +407,7 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
     .map_err(ApiError::internal)?
 }
 
-async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiError> {
     let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
     let version = &summary.current;
     let dataset_name = crate::supervisor::stored_source(version, state.supervisor.secret_policy())
@@ -485,11 +490,29 @@ struct ErrorParams {
 }
 
 /// A payload as text when it is UTF-8, else base64.
-fn readable_payload(payload: &[u8]) -> (Value, &'static str) {
-    match std::str::from_utf8(payload) {
-        Ok(text) => (Value::String(text.to_owned()), "utf8"),
-        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(payload)), "base64"),
-    }
+/// Store queries (and the answers built from them) run on blocking threads,
+/// at most this many at once: a large `/errors` page or a slow disk then holds
+/// one of those, never the runtime the readers and the API share.
+const STORE_CALLS: usize = 8;
+static STORE_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORE_CALLS);
+
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = STORE_PERMITS.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?
+}
+
+async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    off_runtime(move || list_sources_now(state)).await
+}
+
+async fn show_source(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    off_runtime(move || show_source_now(state, name)).await
+}
+
+async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    off_runtime(move || source_status_now(state, name)).await
 }
 
 async fn source_errors(
@@ -497,6 +520,17 @@ async fn source_errors(
     Path(name): Path<String>,
     Query(params): Query<ErrorParams>,
 ) -> Result<Json<Value>, ApiError> {
+    off_runtime(move || source_errors_now(state, name, params)).await
+}
+
+fn readable_payload(payload: &[u8]) -> (Value, &'static str) {
+    match std::str::from_utf8(payload) {
+        Ok(text) => (Value::String(text.to_owned()), "utf8"),
+        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(payload)), "base64"),
+    }
+}
+
+fn source_errors_now(state: AppState, name: String, params: ErrorParams) -> Result<Json<Value>, ApiError> {
     if state.store.source(&name)?.is_none() {
         return Err(ApiError::not_found(format!("no source named `{name}`")));
     }
@@ -546,8 +580,11 @@ async fn source_errors(
     Ok(Json(json!({ "errors": errors, "next_before": next_before })))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let store = state.store.clone();
-    let body = prometheus::render(&state.supervisor, &|source| store.error_count(source).unwrap_or(0));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = off_runtime(move || {
+        let store = &state.store;
+        Ok(prometheus::render(&state.supervisor, &|source| store.error_count(source).unwrap_or(0)))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -100,7 +100,7 @@ impl Store {
 
     /// Paths (relative to the data directory) of a dataset's committed files.
     pub fn manifest_paths(&self, dataset: &str) -> Result<HashSet<String>, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let mut statement = connection.prepare("SELECT path FROM manifest WHERE dataset = ?1")?;
         let paths = statement.query_map([dataset], |row| row.get(0))?;
         Ok(paths.collect::<Result<_, _>>()?)
@@ -108,7 +108,7 @@ impl Store {
 
     /// Rows and bytes of a dataset's committed files.
     pub fn dataset_totals(&self, dataset: &str) -> Result<(u64, u64), StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let (rows, bytes): (i64, i64) = connection.query_row(
             "SELECT COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM manifest WHERE dataset = ?1",
             [dataset],
@@ -119,7 +119,7 @@ impl Store {
 
     /// Rows written and records rejected per shard of a source, since it was first committed.
     pub fn shard_counts(&self, source: &str) -> Result<Vec<ShardCounts>, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let mut statement = connection.prepare(
             "SELECT shard_id, rows, rejected, filtered FROM shard_counts WHERE source = ?1 ORDER BY shard_id",
         )?;

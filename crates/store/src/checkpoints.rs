@@ -91,7 +91,7 @@ pub(crate) fn apply_advances(
 impl Store {
     /// Every shard checkpoint of `scope`.
     pub fn checkpoints(&self, scope: &str) -> Result<HashMap<String, ShardCheckpoint>, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let mut statement = connection.prepare(
             "SELECT shard_id, sequence_number, sub_sequence, record_complete, previous_sequence_number, finished
              FROM checkpoints WHERE scope = ?1",

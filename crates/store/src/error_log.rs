@@ -162,7 +162,7 @@ fn error_row(row: &Row<'_>) -> rusqlite::Result<ErrorRow> {
 impl Store {
     /// A source's rejected records, newest first.
     pub fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorRow>, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let mut statement = connection.prepare_cached(
             "SELECT * FROM error_log
              WHERE source = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
@@ -174,7 +174,7 @@ impl Store {
 
     /// How many rejected records a source has in its log.
     pub fn error_count(&self, source: &str) -> Result<u64, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let count: i64 =
             connection.query_row("SELECT COUNT(*) FROM error_log WHERE source = ?1", [source], |row| row.get(0))?;
         Ok(count as u64)

@@ -72,16 +72,28 @@ impl StoreError {
 }
 
 /// The state database.
+///
+/// Writes go through one connection, reads (status, the error log, lists)
+/// through another: WAL lets them run side by side, so a large query never
+/// holds up a batch commit.
 #[derive(Debug)]
 pub struct Store {
     connection: Mutex<Connection>,
+    /// `None` for an in-memory database, which a second connection cannot open.
+    reader: Option<Mutex<Connection>>,
 }
 
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         owner_only(path).map_err(|error| StoreError::Io(format!("{}: {error}", path.display())))?;
-        let store = Store::from_connection(Connection::open(path)?)?;
+        let mut store = Store::from_connection(Connection::open(path)?)?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        store.reader = Some(Mutex::new(reader));
         // SQLite gives its WAL and shared-memory files the database's mode; make sure.
         for suffix in ["-wal", "-shm"] {
             let mut companion = path.as_os_str().to_owned();
@@ -107,7 +119,12 @@ impl Store {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut connection)?;
-        Ok(Store { connection: Mutex::new(connection) })
+        Ok(Store { connection: Mutex::new(connection), reader: None })
+    }
+
+    /// The connection for reads.
+    fn reading(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.reader.as_ref().unwrap_or(&self.connection).lock()
     }
 }
 

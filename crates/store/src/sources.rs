@@ -146,7 +146,7 @@ impl Store {
 
     /// Sources with their current version: all, or the one named.
     fn summaries(&self, name: Option<&str>) -> Result<Vec<SourceSummary>, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let mut statement = connection.prepare_cached(&format!(
             "SELECT {VERSION_COLUMNS}, s.deleted_at_micros FROM sources s
              JOIN source_versions v ON v.source = s.name AND v.version = s.current_version
@@ -169,7 +169,7 @@ impl Store {
 
     /// Every version of a source, oldest first.
     pub fn versions(&self, name: &str) -> Result<Vec<StoredVersion>, StoreError> {
-        let connection = self.connection.lock();
+        let connection = self.reading();
         let mut statement = connection.prepare(&format!(
             "SELECT {VERSION_COLUMNS} FROM source_versions v WHERE v.source = ?1 ORDER BY v.version"
         ))?;
