@@ -254,6 +254,35 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
     let mut ids: Vec<i64> = dataset_rows(&server.data_dir, "full", None).iter().map(|row| row.id).collect();
     ids.sort_unstable();
     assert_eq!(ids, (0..produced as i64).collect::<Vec<_>>());
+
+    // A running source whose role may not GetRecords (committed without the live check that
+    // would refuse it, as when a policy changes under a running source): failed, with IAM's
+    // answer as its reason (moto sends a bare 403), and retried minutes later, not at the
+    // pace of a network blip.
+    let output =
+        tributary(&["commit", partial.to_str().expect("utf-8"), "--server", &server.url(), "-m", "denied"], &[]);
+    assert_eq!(output.status.code(), Some(1), "the live check refuses it: {}", stdout(&output));
+    assert!(server.stop(), "a clean stop");
+    let server = ServerProcess::start_with_env(&dir.path().join("data"), &["--no-live-validation"], &env);
+    let output =
+        tributary(&["commit", partial.to_str().expect("utf-8"), "--server", &server.url(), "-m", "denied"], &[]);
+    assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = server.get("/api/v1/sources/partial/status");
+        if status["state"] == "failed" {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "not failed within 60 s: {status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = status["reason"].as_str().expect("a reason code");
+    assert!(reason == "AccessDeniedException" || reason == "HTTP 403", "{status:#}");
+    let retry_at = chrono::DateTime::parse_from_rfc3339(status["retry_at"].as_str().expect("retry_at"))
+        .expect("a timestamp")
+        .with_timezone(&chrono::Utc);
+    assert!(retry_at > chrono::Utc::now() + chrono::Duration::minutes(4), "{status:#}");
+    assert_eq!(status["restarts"].as_u64(), Some(1), "{status:#}");
     assert!(server.stop(), "a clean stop");
 }
 
