@@ -17,20 +17,41 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-/// Puts events with ids `range`, 500 per call.
-fn put(rt: &tokio::runtime::Runtime, endpoint: &str, stream_arn: &str, range: std::ops::Range<usize>) {
+/// What most tests here start from: a stream holding events `ids`, and a data directory.
+struct Fixture {
+    emulators: Emulators,
+    rt: tokio::runtime::Runtime,
+    stream_arn: String,
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+}
+
+fn fixture(prefix: &str, shards: i32, ids: std::ops::Range<usize>) -> Option<Fixture> {
+    let emulators = Emulators::from_env()?;
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique(prefix), shards, true));
+    put(&rt, &emulators.kinesis, &stream_arn, ids);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    Some(Fixture { emulators, rt, stream_arn, dir, data_dir })
+}
+
+/// Puts one record per id, `payload(id)` each, 200 per call.
+fn put_payloads(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    stream_arn: &str,
+    ids: std::ops::Range<usize>,
+    payload: impl Fn(usize) -> String,
+) {
     let client = kinesis_client(endpoint);
-    let ids: Vec<usize> = range.collect();
-    for chunk in ids.chunks(500) {
+    let ids: Vec<usize> = ids.collect();
+    for chunk in ids.chunks(200) {
         let entries = chunk
             .iter()
             .map(|i| {
-                let payload = format!("{{\"id\": {i}, \"ts\": \"2024-06-01T12:00:00Z\"}}");
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("k{i}"))
-                    .data(Blob::new(payload))
-                    .build()
-                    .expect("entry")
+                let record = PutRecordsRequestEntry::builder().partition_key(format!("k{i}"));
+                record.data(Blob::new(payload(*i))).build().expect("entry")
             })
             .collect();
         let output = rt
@@ -38,6 +59,11 @@ fn put(rt: &tokio::runtime::Runtime, endpoint: &str, stream_arn: &str, range: st
             .expect("PutRecords");
         assert_eq!(output.failed_record_count(), Some(0));
     }
+}
+
+/// Puts events with ids `range`.
+fn put(rt: &tokio::runtime::Runtime, endpoint: &str, stream_arn: &str, range: std::ops::Range<usize>) {
+    put_payloads(rt, endpoint, stream_arn, range, |i| format!("{{\"id\": {i}, \"ts\": \"2024-06-01T12:00:00Z\"}}"));
 }
 
 /// A source reading `stream_arn` from the start into `dataset`.
@@ -65,12 +91,7 @@ fn wait_for_read(server: &ServerProcess, records: u64) {
 
 #[test]
 fn a_second_serve_on_the_same_data_directory_exits_1_and_the_first_keeps_every_row() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("locked"), 2, true));
-    put(&rt, &emulators.kinesis, &stream_arn, 0..300);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { emulators, rt, stream_arn, dir, data_dir }) = fixture("locked", 2, 0..300) else { return };
     let server = ServerProcess::start(&data_dir, &[]);
     commit(&server, &definition(dir.path(), "locked", "locked_rows", &stream_arn));
     server.wait_for_records("locked", 300, Duration::from_secs(60));
@@ -113,12 +134,7 @@ fn a_second_serve_on_the_same_data_directory_exits_1_and_the_first_keeps_every_r
 
 #[test]
 fn a_final_flush_that_fails_still_lets_delete_and_sigterm_return() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("unflushable"), 1, true));
-    put(&rt, &emulators.kinesis, &stream_arn, 0..100);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { stream_arn, dir, data_dir, .. }) = fixture("unflushable", 1, 0..100) else { return };
     // Nothing is written before a stop asks for it.
     let server = ServerProcess::start(&data_dir, &["--flush-seconds", "600"]);
     commit(&server, &definition(dir.path(), "deleted", "deleted_rows", &stream_arn));
@@ -160,11 +176,7 @@ fn a_final_flush_that_fails_still_lets_delete_and_sigterm_return() {
 
 #[test]
 fn commits_racing_for_one_dataset_end_with_one_writer() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("race"), 1, true));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { stream_arn, dir, data_dir, .. }) = fixture("race", 1, 0..0) else { return };
     // Live validation on: its calls to AWS are the window two commits could race through.
     let server = ServerProcess::start(&data_dir, &[]);
     for round in 0..4 {
@@ -242,12 +254,7 @@ fn parquet_files(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_batch_whose_commit_fails_leaves_nothing_a_reader_sees() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("uncommitted"), 1, true));
-    put(&rt, &emulators.kinesis, &stream_arn, 0..100);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { emulators, stream_arn, dir, data_dir, .. }) = fixture("uncommitted", 1, 0..100) else { return };
     // The first flush comes 3 s after the commit, once the lock below is held.
     let server = ServerProcess::start(&data_dir, &["--flush-seconds", "3"]);
     commit(&server, &definition(dir.path(), "unlucky", "unlucky_rows", &stream_arn));
@@ -295,12 +302,7 @@ fn a_batch_whose_commit_fails_leaves_nothing_a_reader_sees() {
 
 #[test]
 fn a_lost_state_database_deletes_no_committed_file() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("amnesia"), 1, true));
-    put(&rt, &emulators.kinesis, &stream_arn, 0..100);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { stream_arn, dir, data_dir, .. }) = fixture("amnesia", 1, 0..100) else { return };
     let file = definition(dir.path(), "forgetful", "forgetful_rows", &stream_arn);
     let server = ServerProcess::start(&data_dir, &[]);
     commit(&server, &file);
@@ -326,12 +328,7 @@ fn a_lost_state_database_deletes_no_committed_file() {
 
 #[test]
 fn kill_9_between_commit_and_publish_loses_and_repeats_nothing() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("halfway"), 2, true));
-    put(&rt, &emulators.kinesis, &stream_arn, 0..300);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { emulators, rt, stream_arn, dir, data_dir }) = fixture("halfway", 2, 0..300) else { return };
     let file = definition(dir.path(), "halfway", "halfway_rows", &stream_arn);
 
     // The first batch commits, and the process dies before moving its files into place.
@@ -363,12 +360,7 @@ fn kill_9_between_commit_and_publish_loses_and_repeats_nothing() {
 
 #[test]
 fn a_checkpoint_past_retention_resumes_at_trim_horizon_and_says_so() {
-    let Some(emulators) = Emulators::from_env() else { return };
-    let rt = runtime();
-    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("trimmed"), 1, true));
-    put(&rt, &emulators.kinesis, &stream_arn, 0..10);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
+    let Some(Fixture { emulators, rt, stream_arn, dir, data_dir }) = fixture("trimmed", 1, 0..10) else { return };
     let server = ServerProcess::start(&data_dir, &[]);
     commit(&server, &definition(dir.path(), "gappy", "gappy_rows", &stream_arn));
     server.wait_for_records("gappy", 10, Duration::from_secs(60));
@@ -402,12 +394,7 @@ fn a_checkpoint_past_retention_resumes_at_trim_horizon_and_says_so() {
         (Some("RETENTION_GAP"), Some(1)),
         "{status:#}"
     );
-    let metrics = ureq::get(&format!("{}/metrics", server.url()))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
+    let metrics = server.metrics();
     assert!(
         metrics
             .lines()
@@ -419,36 +406,6 @@ fn a_checkpoint_past_retention_resumes_at_trim_horizon_and_says_so() {
     let counts = id_counts(&dataset_rows(&data_dir, "gappy_rows", None));
     assert_eq!(counts.len(), 20, "the records after the gap are read");
     assert!(counts.values().all(|n| *n == 1), "nothing before the checkpoint is read again");
-}
-
-/// Puts `count` payloads that are not JSON (each `size` bytes) with ids from `first`.
-fn put_malformed(
-    rt: &tokio::runtime::Runtime,
-    endpoint: &str,
-    stream_arn: &str,
-    first: usize,
-    count: usize,
-    size: usize,
-) {
-    let client = kinesis_client(endpoint);
-    let ids: Vec<usize> = (first..first + count).collect();
-    for chunk in ids.chunks(200) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                let payload = format!("not json {i} {}", "x".repeat(size));
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("k{i}"))
-                    .data(Blob::new(payload))
-                    .build()
-                    .expect("entry")
-            })
-            .collect();
-        let output = rt
-            .block_on(client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send())
-            .expect("PutRecords");
-        assert_eq!(output.failed_record_count(), Some(0));
-    }
 }
 
 /// Seconds from putting `range` on `stream_arn` until `source` has committed `total` records.
@@ -474,7 +431,7 @@ fn large_error_log_queries_do_not_hold_up_another_sources_commits() {
     let noisy_stream = rt.block_on(create_stream(&emulators.kinesis, &unique("noisy"), 1, true));
     let busy_stream = rt.block_on(create_stream(&emulators.kinesis, &unique("busy"), 1, true));
     // 1,000 rejected records of 4 KiB each in the error log.
-    put_malformed(&rt, &emulators.kinesis, &noisy_stream, 0, 1000, 4096);
+    put_payloads(&rt, &emulators.kinesis, &noisy_stream, 0..1000, |i| format!("not json {i} {}", "x".repeat(4096)));
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let server = ServerProcess::start(&data_dir, &["--flush-seconds", "0.2"]);

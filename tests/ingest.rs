@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use support::server::{Row, ServerProcess, dataset_rows, id_counts};
+use support::server::{Row, ServerProcess, assert_retried_in_minutes, dataset_rows, id_counts};
 use support::wait_active;
 use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique};
 
@@ -406,29 +406,11 @@ fn a_permanent_failure_shows_its_reason_waits_minutes_and_a_new_commit_retries_a
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let server = ServerProcess::start(&data_dir, &["--no-live-validation"]);
     commit(&server, &definition(dir.path(), "broken", &missing, false));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let status = server.get("/api/v1/sources/broken/status");
-        if status["state"] == "failed" {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "not failed within 30 s: {status:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = server.wait_for_state("broken", "failed", Duration::from_secs(30));
     assert_eq!(status["reason"], "ResourceNotFoundException", "{status:#}");
     assert!(status["error"].as_str().expect("the error is shown").contains("ResourceNotFoundException"));
-    // Not the quick restarts of a passing fault: the next try is minutes away, and says so.
-    let retry_at = chrono::DateTime::parse_from_rfc3339(status["retry_at"].as_str().expect("retry_at"))
-        .expect("a timestamp")
-        .with_timezone(&chrono::Utc);
-    assert!(retry_at > chrono::Utc::now() + chrono::Duration::minutes(4), "{status:#}");
-    assert_eq!(status["restarts"].as_u64(), Some(1), "{status:#}");
-    let metrics = ureq::get(&format!("{}/metrics", server.url()))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
+    assert_retried_in_minutes(&status);
+    let metrics = server.metrics();
     assert!(
         metrics.contains("tributary_worker_failed{source=\"broken\",reason=\"ResourceNotFoundException\"} 1"),
         "{metrics}"

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::ProvideCredentials;
 use base64::Engine as _;
-use support::server::{ServerProcess, dataset_rows};
+use support::server::{ServerProcess, assert_retried_in_minutes, dataset_rows};
 use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique, write_definition};
 use tributary_source::{AssumeRole, AwsSettings, ClientFactory};
 
@@ -267,22 +267,10 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
     let output =
         tributary(&["commit", partial.to_str().expect("utf-8"), "--server", &server.url(), "-m", "denied"], &[]);
     assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let status = server.get("/api/v1/sources/partial/status");
-        if status["state"] == "failed" {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "not failed within 60 s: {status:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = server.wait_for_state("partial", "failed", Duration::from_secs(60));
     let reason = status["reason"].as_str().expect("a reason code");
     assert!(reason == "AccessDeniedException" || reason == "HTTP 403", "{status:#}");
-    let retry_at = chrono::DateTime::parse_from_rfc3339(status["retry_at"].as_str().expect("retry_at"))
-        .expect("a timestamp")
-        .with_timezone(&chrono::Utc);
-    assert!(retry_at > chrono::Utc::now() + chrono::Duration::minutes(4), "{status:#}");
-    assert_eq!(status["restarts"].as_u64(), Some(1), "{status:#}");
+    assert_retried_in_minutes(&status);
     assert!(server.stop(), "a clean stop");
 }
 

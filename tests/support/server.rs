@@ -99,11 +99,28 @@ impl ServerProcess {
         }
     }
 
+    /// The /metrics text.
+    pub fn metrics(&self) -> String {
+        let mut response = ureq::get(&format!("{}/metrics", self.url())).call().expect("GET /metrics");
+        response.body_mut().read_to_string().expect("text")
+    }
+
+    /// Waits until `source`'s worker is in `state`; its status then.
+    pub fn wait_for_state(&self, source: &str, state: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.get(&format!("/api/v1/sources/{source}/status"));
+            if status["state"] == state {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "not {state} within {limit:?}: {status:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Records this process's readers have handed on, summed over shards (from /metrics).
     pub fn records_read(&self) -> u64 {
-        let mut response = ureq::get(&format!("{}/metrics", self.url())).call().expect("GET /metrics");
-        let metrics = response.body_mut().read_to_string().expect("text");
-        metrics
+        self.metrics()
             .lines()
             .filter(|line| line.starts_with("tributary_shard_records_read_total{"))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
@@ -112,8 +129,7 @@ impl ServerProcess {
 
     /// GetRecords answers (or EFO events) each shard of `source` received, from /metrics.
     pub fn shard_calls(&self, source: &str) -> HashMap<String, u64> {
-        let mut response = ureq::get(&format!("{}/metrics", self.url())).call().expect("GET /metrics");
-        let metrics = response.body_mut().read_to_string().expect("text");
+        let metrics = self.metrics();
         let prefix = format!("tributary_shard_calls_total{{source=\"{source}\",shard=\"");
         metrics
             .lines()
@@ -200,6 +216,15 @@ fn spawn(data_dir: &Path, extra: &[String], env: &[(String, String)]) -> (Child,
         assert!(Instant::now() < deadline, "tributary serve did not say where it listens within 30 s: {text}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Asserts that a failed worker's status puts its next try minutes away (a
+/// permanent failure), not at the pace of a passing one.
+pub fn assert_retried_in_minutes(status: &Value) {
+    let retry_at = status["retry_at"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+    let retry_at = retry_at.unwrap_or_else(|| panic!("no retry_at: {status:#}")).with_timezone(&chrono::Utc);
+    assert!(retry_at > chrono::Utc::now() + chrono::Duration::minutes(4), "{status:#}");
+    assert_eq!(status["restarts"].as_u64(), Some(1), "failed once, not restarted since: {status:#}");
 }
 
 /// One dataset row as the tests compare it.
