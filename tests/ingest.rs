@@ -551,3 +551,46 @@ fn a_schema_registry_that_never_answers_holds_up_its_source_only() {
     assert_eq!(done, 0, "the framed record waits for the registry, neither written nor rejected: {framed:#}");
     assert!(server.stop(), "SIGTERM ends the server cleanly while the registry is silent");
 }
+
+/// A source with an end: `extra` lines added to the definition of `name`.
+fn definition_with(dir: &Path, name: &str, stream_arn: &str, extra: &str) -> std::path::PathBuf {
+    let path = definition(dir, name, stream_arn, false);
+    let text = std::fs::read_to_string(&path).expect("read") + extra;
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn a_bounded_source_finishes_once_idle_and_one_past_until_finishes_too() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let client = kinesis_client(&emulators.kinesis);
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("bounded"), 2, true));
+    rt.block_on(put(&client, &stream_arn, 0..50, 0, false));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let server = ServerProcess::start(&data_dir, &[]);
+
+    // Bounded, 1 s idleness: reads the 50 records, then nothing new comes, and it is done.
+    commit(&server, &definition_with(dir.path(), "once", &stream_arn, "    bounded: true\n    idleness: 1s\n"));
+    let status = server.wait_for_state("once", "finished", Duration::from_secs(60));
+    assert_eq!(status["rows"].as_u64(), Some(50), "everything read was committed first: {status:#}");
+    assert!(status["finished_because"].as_str().expect("why").contains("no new record for 1s"), "{status:#}");
+
+    // `until` a moment from now (event and arrival time alike): done once every shard has
+    // read past it, or caught up after it.
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    commit(&server, &definition_with(dir.path(), "window", &stream_arn, &format!("    until: {until}\n")));
+    let status = server.wait_for_state("window", "finished", Duration::from_secs(60));
+    assert!(status["finished_because"].as_str().expect("why").contains("passed `until`"), "{status:#}");
+    assert_eq!(status["rows"].as_u64(), Some(50), "{status:#}");
+    // A finished source reads no more: a new record stays unread by it.
+    let calls = server.shard_calls("window");
+    rt.block_on(put(&client, &stream_arn, 50..60, 0, false));
+    commit(&server, &definition_with(dir.path(), "witness", &stream_arn, ""));
+    server.wait_for_records("witness", 60, Duration::from_secs(60));
+    assert_eq!(server.get("/api/v1/sources/window/status")["state"], "finished");
+    assert_eq!(server.shard_calls("window"), calls, "a finished source makes no call");
+    assert!(server.stop());
+}

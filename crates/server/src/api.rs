@@ -470,6 +470,7 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
         "error": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.last_error.clone()),
         "reason": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.reason.clone()),
         "retry_at": worker.as_ref().filter(|w| w.phase == Phase::Failed).and_then(|w| w.retry_at).map(time),
+        "finished_because": worker.as_ref().filter(|w| w.phase == Phase::Finished).and_then(|w| w.finished_because.clone()),
         "restarts": worker.as_ref().map_or(0, |w| w.restarts),
         "last_commit_at": worker.as_ref().and_then(|w| w.last_commit_at).map(time),
         "dataset": { "name": dataset_name, "rows": rows, "bytes": bytes },

@@ -9,6 +9,7 @@
 mod api;
 mod errors;
 mod failure;
+mod finish;
 mod prometheus;
 mod status;
 mod supervisor;

@@ -18,6 +18,8 @@ pub(crate) enum Phase {
     Failed,
     /// Stopped (deleted, replaced by a new version, or shut down).
     Stopped,
+    /// Done: `until` passed, or a bounded source went idle.
+    Finished,
 }
 
 impl Phase {
@@ -26,6 +28,7 @@ impl Phase {
             Phase::Running => "running",
             Phase::Failed => "failed",
             Phase::Stopped => "stopped",
+            Phase::Finished => "finished",
         }
     }
 }
@@ -38,6 +41,8 @@ struct Inner {
     reason: Option<String>,
     /// When a failed worker is started again (none: only on a new commit).
     retry_at: Option<DateTime<Utc>>,
+    /// Why a finished source is done.
+    finished_because: Option<String>,
     restarts: u64,
     last_commit_at: Option<DateTime<Utc>>,
 }
@@ -61,6 +66,7 @@ pub(crate) struct StatusSnapshot {
     pub(crate) last_error: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) retry_at: Option<DateTime<Utc>>,
+    pub(crate) finished_because: Option<String>,
     pub(crate) restarts: u64,
     pub(crate) last_commit_at: Option<DateTime<Utc>>,
     pub(crate) rows_written: u64,
@@ -78,6 +84,7 @@ impl WorkerStatus {
                 last_error: None,
                 reason: None,
                 retry_at: None,
+                finished_because: None,
                 restarts: 0,
                 last_commit_at: None,
             }),
@@ -104,7 +111,18 @@ impl WorkerStatus {
     }
 
     pub(crate) fn stopped(&self) {
-        self.inner.lock().phase = Phase::Stopped;
+        let mut inner = self.inner.lock();
+        // A finished source stays finished when its (ended) task is stopped.
+        if inner.phase != Phase::Finished {
+            inner.phase = Phase::Stopped;
+        }
+    }
+
+    pub(crate) fn finished(&self, reason: String) {
+        let mut inner = self.inner.lock();
+        inner.phase = Phase::Finished;
+        inner.last_error = None;
+        inner.finished_because = Some(reason);
     }
 
     pub(crate) fn committed(&self, rows: u64, rejected: u64, at: DateTime<Utc>) {
@@ -126,6 +144,7 @@ impl WorkerStatus {
             last_error: inner.last_error.clone(),
             reason: inner.reason.clone(),
             retry_at: inner.retry_at,
+            finished_because: inner.finished_because.clone(),
             restarts: inner.restarts,
             last_commit_at: inner.last_commit_at,
             rows_written: self.rows_written.load(Ordering::Relaxed),

@@ -16,7 +16,7 @@ use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
 use crate::failure::WorkerError;
 use crate::status::WorkerStatus;
-use crate::worker::{self, FlushPolicy, Job, WorkerContext, WorkerSettings};
+use crate::worker::{self, Ended, FlushPolicy, Job, WorkerContext, WorkerSettings};
 
 /// Bound on the call that deregisters a stream consumer no source reads through any more.
 const DEREGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -281,8 +281,12 @@ async fn supervise(
     loop {
         let commits_before = status.commits();
         match worker::run(&context, &job, &status, &mut stop).await {
-            Ok(()) => {
+            Ok(Ended::Stopped) => {
                 status.stopped();
+                return true;
+            }
+            Ok(Ended::Finished(reason)) => {
+                status.finished(reason);
                 return true;
             }
             Err(error) if *stop.borrow() => {

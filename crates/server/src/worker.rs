@@ -23,6 +23,7 @@ use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdva
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
 
 use crate::failure::WorkerError;
+use crate::finish::FinishWatch;
 use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
@@ -202,6 +203,16 @@ struct Worker<'a> {
     decoder_may_block: bool,
     filter: Option<RowFilter>,
     pending: Pending,
+    finish: FinishWatch,
+}
+
+/// How a worker ended without failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Told to stop (delete, new version, shutdown).
+    Stopped,
+    /// Its source is done (`until` passed, or a bounded source went idle): why.
+    Finished(String),
 }
 
 /// Runs the worker until `stop` says so (then flushes and commits what it
@@ -211,7 +222,7 @@ pub(crate) async fn run(
     job: &Job,
     status: &WorkerStatus,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), WorkerError> {
+) -> Result<Ended, WorkerError> {
     let source = &job.source;
     let stream_arn = source.kinesis.stream_arn.to_string();
     let dataset = Arc::new(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp));
@@ -273,6 +284,7 @@ pub(crate) async fn run(
         decoder_may_block,
         filter,
         pending: Pending::default(),
+        finish: FinishWatch::new(source),
     };
     let outcome = worker.pump(&mut reader, stop).await;
     reader.stop().await;
@@ -280,22 +292,30 @@ pub(crate) async fn run(
 }
 
 impl Worker<'_> {
-    async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
+    async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<Ended, WorkerError> {
         loop {
+            if let Some(reason) = self.finish.finished(&reader.metrics().snapshot(), Utc::now()) {
+                self.flush().await?;
+                tracing::info!(source = %self.job.source.name, %reason, "the source is finished");
+                return Ok(Ended::Finished(reason));
+            }
             let deadline = self.pending.since.map(|since| since + self.job.flush.max_interval);
+            let check_at = self.finish.next_check();
             tokio::select! {
                 biased;
-                _ = stop.changed() => return self.flush().await,
+                _ = stop.changed() => return self.flush().await.map(|()| Ended::Stopped),
                 () = sleep_until(deadline), if deadline.is_some() => self.flush().await?,
+                () = sleep_until(check_at), if check_at.is_some() => {}
                 next = reader.next() => {
                     let batch = match next {
                         Some(Ok(batch)) => batch,
                         Some(Err(error)) => return Err(WorkerError::reading(error)),
                         None => return Err(WorkerError::Transient("the reader stopped".to_owned())),
                     };
+                    self.finish.saw(&batch);
                     if !self.decode(batch, stop).await? {
                         // Stopped during a registry outage: nothing of the batch is committed, it is read again later.
-                        return Ok(());
+                        return Ok(Ended::Stopped);
                     }
                     let policy = self.job.flush;
                     if self.pending.rows >= policy.max_rows || self.decoder.lock().buffered_bytes() >= policy.max_bytes {

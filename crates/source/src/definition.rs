@@ -64,6 +64,8 @@ pub struct Source {
     pub sample: Option<f64>,
     /// Per-source flush policy and error-log retention (unset: the server's defaults).
     pub ingest: Ingest,
+    /// A bounded source finishes once no new record arrived for this long.
+    pub idleness: Option<std::time::Duration>,
 }
 
 /// A source's own flush policy and error-log retention; `None` takes the server's default.
@@ -315,6 +317,7 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
         other => Some(other),
     };
     let ingest = check_ingest(definition.ingest.as_ref(), report);
+    let idleness = check_bounded(definition, report);
     Some(Source {
         name: name?,
         kinesis: kinesis?,
@@ -327,6 +330,7 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
         filter: filter?,
         sample: sample?,
         ingest: ingest?,
+        idleness: idleness?,
     })
 }
 
@@ -355,6 +359,35 @@ fn positive_duration(
 /// decoder's limit (32-bit Arrow offsets, 1 GiB) with room for one more
 /// GetRecords answer (10 MiB) read before the size is checked.
 pub const MAX_FLUSH_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Fennel's rule: `idleness` exactly when `bounded`. `Some(None)`: unbounded.
+fn check_bounded(definition: &proto::SourceDefinition, report: &mut Report) -> Option<Option<std::time::Duration>> {
+    let idleness = definition.idleness.as_ref();
+    match (definition.bounded, idleness) {
+        (false, None) => Some(None),
+        (true, None) => {
+            report.push("idleness", ErrorCode::InvalidBounded, "a `bounded` source needs `idleness`, e.g. `1h`");
+            None
+        }
+        (false, Some(_)) => {
+            report.push("idleness", ErrorCode::InvalidBounded, "`idleness` applies to `bounded: true` sources only");
+            None
+        }
+        (true, Some(d)) => match (u64::try_from(d.seconds), u32::try_from(d.nanos)) {
+            (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 && (seconds, nanos) != (0, 0) => {
+                Some(Some(std::time::Duration::new(seconds, nanos)))
+            }
+            _ => {
+                report.push(
+                    "idleness",
+                    ErrorCode::InvalidBounded,
+                    "`idleness` must be a positive duration such as `1h`",
+                );
+                None
+            }
+        },
+    }
+}
 
 fn check_ingest(ingest: Option<&proto::Ingest>, report: &mut Report) -> Option<Ingest> {
     let Some(ingest) = ingest else { return Some(Ingest::default()) };

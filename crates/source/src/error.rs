@@ -67,6 +67,8 @@ pub enum ErrorCode {
     InvalidIngest,
     /// `consumer` is neither `polling` nor `efo`, or its consumer name is invalid.
     InvalidConsumer,
+    /// `bounded` and `idleness` do not go together (each needs the other).
+    InvalidBounded,
 }
 
 impl ErrorCode {
@@ -100,6 +102,7 @@ impl ErrorCode {
             ErrorCode::AwsError => "AWS_ERROR",
             ErrorCode::InvalidIngest => "INVALID_INGEST",
             ErrorCode::InvalidConsumer => "INVALID_CONSUMER",
+            ErrorCode::InvalidBounded => "INVALID_BOUNDED",
         }
     }
 
@@ -121,6 +124,7 @@ impl ErrorCode {
             | ErrorCode::PartitionMismatch
             | ErrorCode::InvalidIngest
             | ErrorCode::InvalidConsumer
+            | ErrorCode::InvalidBounded
             | ErrorCode::InvalidInitPosition
             | ErrorCode::UnknownType
             | ErrorCode::UnknownField

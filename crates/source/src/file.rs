@@ -91,6 +91,10 @@ pub struct RawSource {
     #[serde(default, deserialize_with = "present")]
     pub sample: Option<RawScalar>,
     pub ingest: Option<RawIngest>,
+    #[serde(default)]
+    pub bounded: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub idleness: Option<RawScalar>,
 }
 
 /// The `ingest` block as written.
@@ -302,6 +306,8 @@ fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, R
         disorder: raw.disorder.as_ref().and_then(|d| normalise_duration(d, "disorder", &mut report)),
         since: raw.since.as_ref().and_then(|t| normalise_time(t, "since", &mut report)),
         until: raw.until.as_ref().and_then(|t| normalise_time(t, "until", &mut report)),
+        bounded: raw.bounded.unwrap_or(false),
+        idleness: raw.idleness.as_ref().and_then(|d| normalise_duration(d, "idleness", &mut report)),
         ingest: raw.ingest.as_ref().map(|ingest| proto::Ingest {
             flush_rows: ingest.flush_rows,
             flush_bytes: ingest.flush_bytes,
@@ -673,6 +679,27 @@ sources:
         assert!(errors[0].message.contains("at most 536870912"), "{}", errors[0].message);
         let largest = format!("{EXAMPLE}    ingest: {{flush_bytes: {}}}\n", crate::MAX_FLUSH_BYTES);
         assert!(validate_raw_sources(&parse_text(&largest, false).expect("parses").sources, now()).is_ok());
+    }
+
+    #[test]
+    fn bounded_sources_need_idleness_and_only_they_may_have_it() {
+        let check = |extra: &str| {
+            let text = format!("{EXAMPLE}{extra}");
+            validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now())
+        };
+        let sources = check("    bounded: true\n    idleness: 1s\n").expect("valid");
+        assert_eq!(sources[0].idleness, Some(std::time::Duration::from_secs(1)));
+        assert_eq!(check("").expect("valid")[0].idleness, None, "unbounded by default");
+        for (extra, message) in [
+            ("    bounded: true\n", "needs `idleness`"),
+            ("    idleness: 1h\n", "`bounded: true` sources only"),
+            ("    bounded: false\n    idleness: 1h\n", "`bounded: true` sources only"),
+            ("    bounded: true\n    idleness: 0s\n", "positive duration"),
+        ] {
+            let errors = check(extra).expect_err(extra);
+            assert_eq!((errors[0].field.as_str(), errors[0].code.as_str()), ("idleness", "INVALID_BOUNDED"), "{extra}");
+            assert!(errors[0].message.contains(message), "{extra}: {}", errors[0].message);
+        }
     }
 
     #[test]
