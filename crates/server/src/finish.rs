@@ -61,7 +61,11 @@ impl FinishWatch {
         shards: &BTreeMap<String, ShardMetricsSnapshot>,
         now: DateTime<Utc>,
     ) -> Option<String> {
+        // Idle only once every shard has answered and is caught up: a slow first read is not idleness.
+        let caught_up = !shards.is_empty()
+            && shards.values().all(|shard| shard.finished || (shard.calls > 0 && shard.millis_behind_latest == 0));
         if let Some(idleness) = self.idleness
+            && caught_up
             && self.last_record.elapsed() >= idleness
         {
             return Some(format!("bounded: no new record for {idleness:?}"));
@@ -102,5 +106,20 @@ mod tests {
         let behind = BTreeMap::from([("a".to_owned(), shard(3, 60_000))]);
         assert_eq!(watch.finished(&behind, later), None, "still reading records from before `until`");
         assert_eq!(watch.finished(&BTreeMap::new(), later), None);
+    }
+
+    #[test]
+    fn a_bounded_source_is_idle_only_once_caught_up() {
+        let idle_since = Instant::now() - Duration::from_secs(5);
+        let watch = FinishWatch {
+            until: None,
+            idleness: Some(Duration::from_secs(1)),
+            last_record: idle_since,
+            newest_arrival: HashMap::new(),
+        };
+        let now = Utc::now();
+        assert_eq!(watch.finished(&BTreeMap::from([("a".to_owned(), shard(0, 0))]), now), None, "no answer yet");
+        assert_eq!(watch.finished(&BTreeMap::from([("a".to_owned(), shard(2, 5_000))]), now), None, "behind");
+        assert!(watch.finished(&BTreeMap::from([("a".to_owned(), shard(2, 0))]), now).is_some());
     }
 }
