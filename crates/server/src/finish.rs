@@ -36,8 +36,16 @@ impl FinishWatch {
         }
     }
 
+    /// Whether the source can finish at all (`until` or `bounded`).
+    pub(crate) fn has_end(&self) -> bool {
+        self.until.is_some() || self.idleness.is_some()
+    }
+
     /// Notes what a batch brought.
     pub(crate) fn saw(&mut self, batch: &ShardBatch) {
+        if !self.has_end() {
+            return;
+        }
         if let Some(newest) = batch.records.iter().map(|record| record.arrival_time).max() {
             self.last_record = Instant::now();
             let seen = self.newest_arrival.entry(Arc::clone(&batch.shard_id)).or_insert(newest);

@@ -21,12 +21,11 @@ use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
-
-use crate::failure::WorkerError;
-use crate::finish::FinishWatch;
 use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
+use crate::failure::WorkerError;
+use crate::finish::FinishWatch;
 use crate::status::WorkerStatus;
 
 /// When a worker writes what it has decoded: whichever limit is reached first.
@@ -294,7 +293,10 @@ pub(crate) async fn run(
 impl Worker<'_> {
     async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<Ended, WorkerError> {
         loop {
-            if let Some(reason) = self.finish.finished(&reader.metrics().snapshot(), Utc::now()) {
+            // Only for a source with an end: the shard snapshot is not free, and this runs per batch.
+            if self.finish.has_end()
+                && let Some(reason) = self.finish.finished(&reader.metrics().snapshot(), Utc::now())
+            {
                 self.flush().await?;
                 tracing::info!(source = %self.job.source.name, %reason, "the source is finished");
                 return Ok(Ended::Finished(reason));
