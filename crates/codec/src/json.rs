@@ -52,18 +52,15 @@ pub(crate) struct RefNode {
 
 impl JsonFormat {
     /// Builds the reference tree for root fields fed from nested payload paths.
-    /// A path may not pass through a key that is itself a dataset field, nor end
-    /// where another path continues: one pass cannot feed both.
+    /// A path may not end where another path continues. It may start at a key
+    /// that is also a dataset field: that value is decoded into the field, then
+    /// walked again for the path.
     pub(crate) fn with_refs(refs: &[(usize, Vec<String>)], root: &Column) -> Result<JsonFormat, String> {
-        let Kind::Struct { fields, .. } = &root.kind else { return Err("internal: root is not a struct".to_owned()) };
+        let Kind::Struct { .. } = &root.kind else { return Err("internal: root is not a struct".to_owned()) };
         let mut tree: Vec<RefNode> = Vec::new();
         for (target, path) in refs {
-            let Some(first) = path.first() else { continue };
-            if fields.iter().any(|f| f.source == FieldSource::Key && &*f.name == first.as_str()) {
-                return Err(format!(
-                    "preproc ref `{}` starts at `{first}`, which is also a dataset field; rename one of them",
-                    path.join("][")
-                ));
+            if path.is_empty() {
+                continue;
             }
             let mut level = &mut tree;
             for (depth, key) in path.iter().enumerate() {
@@ -739,10 +736,15 @@ fn decode_object(
                 && parser.key_is(&field.quoted_key)
             {
                 parser.colon().map_err(at)?;
+                let start = parser.pos;
                 decode_field(state, parser, field, stamp)?;
+                let next_key = field.next_key;
+                if !refs.is_empty() {
+                    followed |= follow_ref_again(state, parser, fields, refs, guess, start, stamp, path)?;
+                }
                 filled += 1;
                 previous = Some(guess);
-                guess = field.next_key;
+                guess = next_key;
                 if !parser.object_continues().map_err(at)? {
                     break;
                 }
@@ -761,7 +763,11 @@ fn decode_object(
             parser.colon().map_err(at)?;
             match (index, ref_node) {
                 (Some(index), _) => {
+                    let start = parser.pos;
                     decode_field(state, parser, &mut fields[index], stamp)?;
+                    if !refs.is_empty() {
+                        followed |= follow_ref_again(state, parser, fields, refs, index, start, stamp, path)?;
+                    }
                     filled += 1;
                     // Learn the producer's order for the next object.
                     match previous {
@@ -788,6 +794,27 @@ fn decode_object(
     }
     nulls.append_non_null();
     Ok(())
+}
+
+/// After the value of dataset field `index` (which began at `start`) was
+/// decoded into it: when a `preproc` path also starts at its key, walks the
+/// same bytes again for that path. `true` when it did.
+#[allow(clippy::too_many_arguments)]
+fn follow_ref_again(
+    state: &mut JsonState,
+    parser: &Parser<'_>,
+    fields: &mut [StructField],
+    refs: &[RefNode],
+    index: usize,
+    start: usize,
+    stamp: u64,
+    path: &Arc<str>,
+) -> Result<bool, Box<Fault>> {
+    let key = fields[index].name.as_bytes();
+    let Some(node) = refs.iter().find(|node| &*node.key == key) else { return Ok(false) };
+    let mut again = Parser { bytes: &parser.bytes[start..parser.pos], pos: 0 };
+    follow_ref(state, &mut again, fields, node, stamp, path)?;
+    Ok(true)
 }
 
 /// After an object: constants decoded, absent optional fields null, an absent

@@ -234,6 +234,37 @@ fn preproc_refs_and_constants() {
 }
 
 #[test]
+fn a_preproc_ref_may_start_at_a_key_that_is_also_a_dataset_field() {
+    // `context` is a dataset field and `device` comes from inside it: both get their value.
+    let source = common::source(
+        &[
+            ("id", "int64"),
+            ("ts", "timestamp"),
+            ("context", "struct<device: string, os: optional<string>>"),
+            ("device", "optional<string>"),
+        ],
+        "json",
+        "    preproc:\n      device: {ref: \"context[device]\"}\n",
+    );
+    let mut decoder = Decoder::new(&source, None).expect("compiles (refused before: `starts at context`)");
+    let out = common::decode_all(
+        &mut decoder,
+        &[
+            br#"{"id": 1, "ts": 1, "context": {"os": "17", "device": "ios"}}"#.to_vec(),
+            br#"{"context": {"device": "android"}, "ts": 1, "id": 2}"#.to_vec(),
+            br#"{"id": 3, "ts": 1, "context": {"device": 5}}"#.to_vec(),
+        ],
+    );
+    assert_eq!(out.batch.num_rows(), 2, "{:?}", out.rejections);
+    let context = out.batch.column(2).as_struct();
+    let inner = context.column(0).as_string::<i32>();
+    assert_eq!((inner.value(0), inner.value(1)), ("ios", "android"));
+    let device = out.batch.column(3).as_string::<i32>();
+    assert_eq!((device.value(0), device.value(1)), ("ios", "android"));
+    assert_eq!(out.rejections[0].code(), ReasonCode::TypeMismatch);
+}
+
+#[test]
 fn a_million_bad_rows_keep_the_batch_empty_and_flush_resets() {
     let source = common::source(&FIELDS, "json", "");
     let mut decoder = Decoder::new(&source, None).expect("compiles");
