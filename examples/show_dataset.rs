@@ -13,6 +13,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 fn parquet_files(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
+        // As pyarrow and DuckDB do: `_staging` (batches not yet committed) and dot-paths are not the dataset.
+        if path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with(['_', '.'])) {
+            continue;
+        }
         if path.is_dir() {
             parquet_files(&path, found)?;
         } else if path.extension().is_some_and(|ext| ext == "parquet") {
