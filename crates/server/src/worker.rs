@@ -336,10 +336,15 @@ impl Worker<'_> {
     /// not every worker and the API sharing the runtime.
     async fn decode(&mut self, batch: ShardBatch, stop: &mut watch::Receiver<bool>) -> Result<bool, WorkerError> {
         // A batch is decoded whole or not at all (its checkpoint covers all of it):
-        // when it might not fit, the rows held so far are committed first.
-        let payload_bytes = batch.records.iter().map(|record| record.data.len()).sum();
-        if !self.decoder.lock().has_room_for(payload_bytes) {
-            self.flush().await?;
+        // when it might not fit, the rows held so far are committed first. Flushes
+        // keep a batch under MAX_FLUSH_BYTES, far below the decoder's limit, so the
+        // records are summed only past it, not on every batch.
+        let past_flush_limit = self.decoder.lock().buffered_bytes() as u64 >= tributary_source::MAX_FLUSH_BYTES;
+        if past_flush_limit {
+            let payload_bytes = batch.records.iter().map(|record| record.data.len()).sum();
+            if !self.decoder.lock().has_room_for(payload_bytes) {
+                self.flush().await?;
+            }
         }
         let batch = Arc::new(batch);
         let filtering = self.filter.is_some();

@@ -80,18 +80,19 @@ impl DatasetWriter {
     /// Moves committed files from the staging area into the dataset. Done
     /// already for a file no longer staged and in place (a retry).
     pub fn publish(&self, files: &[ManifestFile]) -> Result<(), SinkError> {
-        for file in files {
-            let final_path = self.data_dir.join(&file.path);
-            let staged = self.staged_path(&final_path);
-            if !staged.exists() && final_path.exists() {
-                continue;
-            }
-            let directory = final_path.parent().unwrap_or(&self.data_dir);
-            create_dir_durably(directory, &self.data_dir)?;
-            std::fs::rename(&staged, &final_path).map_err(io(&final_path))?;
-            sync_dir(directory)?;
+        files.iter().try_for_each(|file| self.publish_one(&self.data_dir.join(&file.path)))
+    }
+
+    /// Moves the staged file of `final_path` into place, its directory synced.
+    fn publish_one(&self, final_path: &Path) -> Result<(), SinkError> {
+        let staged = self.staged_path(final_path);
+        if !staged.exists() && final_path.exists() {
+            return Ok(());
         }
-        Ok(())
+        let directory = final_path.parent().unwrap_or(&self.data_dir);
+        create_dir_durably(directory, &self.data_dir)?;
+        std::fs::rename(&staged, final_path).map_err(io(final_path))?;
+        sync_dir(directory)
     }
 
     /// At start-up: publishes the staged files the manifest lists (committed
@@ -114,10 +115,8 @@ impl DatasetWriter {
                 let staged = entry.map_err(io(&partition))?.path();
                 let Some(final_path) = self.final_path(&staged) else { continue };
                 let relative = final_path.strip_prefix(&self.data_dir).unwrap_or(&final_path);
-                let relative = relative.to_string_lossy().into_owned();
-                if committed.contains(&relative) {
-                    let file = ManifestFile { dataset: self.dataset.clone(), path: relative, rows: 0, bytes: 0 };
-                    self.publish(std::slice::from_ref(&file))?;
+                if committed.contains(relative.to_string_lossy().as_ref()) {
+                    self.publish_one(&final_path)?;
                     recovered.published += 1;
                 } else {
                     std::fs::remove_file(&staged).map_err(io(&staged))?;
