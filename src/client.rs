@@ -243,13 +243,15 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "source {} v{}: {}  rows={} rejected={} filtered={} lag={}ms restarts={} last_commit={}",
+        "source {} v{}: {}  rows={} rejected={} filtered={} late={} watermark={} lag={}ms restarts={} last_commit={}",
         text(&body["source"]),
         text(&body["version"]),
         text(&body["state"]),
         text(&body["rows"]),
         text(&body["rejected"]),
         text(&body["filtered"]),
+        text(&body["late"]),
+        text(&body["watermark"]),
         text(&body["lag_millis"]),
         text(&body["restarts"]),
         text(&body["last_commit_at"])

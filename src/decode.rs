@@ -1,9 +1,13 @@
-//! `tributary decode`: run the codec alone on a file of records.
+//! `tributary decode`: run a whole source definition on a file of records.
 //!
 //! JSON input is one record per line; Avro input is one base64 payload per
-//! line. Accepted rows go to Parquet, rejections to JSON lines, and the last
-//! line printed is `rows=N rejected=M`. It is both a way to try a schema on
-//! sample data and the codec's end-to-end benchmark entry.
+//! line. Every line is decoded as the worker would (preproc, cdc), then the
+//! source's rules apply (`where`, `since`/`until`, `disorder`, `sample`), the
+//! lines standing for records in arrival order. Written rows go to Parquet,
+//! rejections to JSON lines, and the last line printed is
+//! `rows=N rejected=M filtered=F late=L` (late rows kept by `late: keep` are
+//! in `rows` too). It is both a way to try a definition on sample data and the
+//! codec's end-to-end benchmark entry.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -16,7 +20,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use clap::Args;
 use parquet::arrow::ArrowWriter;
-use tributary_codec::{DecodeError, DecodedBatch, Decoder, RecordMeta};
+use tributary_codec::{DecodeError, DecodedBatch, Decoder, OutcomeCounts, RecordMeta, SourceRules};
 use tributary_sink::writer_properties;
 use tributary_source::{AvroFormat, Format, load_file, validate_raw_sources};
 
@@ -46,8 +50,8 @@ pub(crate) struct DecodeArgs {
 
 pub(crate) fn run(args: DecodeArgs) -> ExitCode {
     match decode(&args) {
-        Ok((rows, rejected)) => {
-            println!("rows={rows} rejected={rejected}");
+        Ok(Totals { counts, rejected }) => {
+            println!("rows={} rejected={rejected} filtered={} late={}", counts.rows, counts.filtered, counts.late);
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -57,7 +61,13 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
     }
 }
 
-fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
+/// What a run did with the lines.
+struct Totals {
+    counts: OutcomeCounts,
+    rejected: u64,
+}
+
+fn decode(args: &DecodeArgs) -> Result<Totals, String> {
     let file = load_file(&args.definition).map_err(|e| e.to_string())?;
     let sources = validate_raw_sources(&file.sources, Utc::now())
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
@@ -68,6 +78,7 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
     let base64_lines = matches!(source.kinesis.format, Format::Avro(AvroFormat::Inline(_) | AvroFormat::Registry(_)));
     let mut decoder = Decoder::new(source, None).map_err(|e| format!("source `{}`: {e}", source.name))?;
     decoder.expect_rows(BATCH_ROWS);
+    let mut rules = SourceRules::new(source, None);
 
     let input = File::open(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
     // The writer starts with the first batch, whose values choose the columns' encodings.
@@ -81,12 +92,13 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
     };
 
     let arrival = Utc::now().timestamp_micros();
-    let (mut rows, mut rejected) = (0u64, 0u64);
+    let (mut counts, mut rejected) = (OutcomeCounts::default(), 0u64);
     let mut flush = |decoder: &mut Decoder, output: &mut Output, errors: &mut Option<BufWriter<File>>| {
         let DecodedBatch { batch, rejections } = decoder.flush().map_err(|e| e.to_string())?;
-        rows += batch.num_rows() as u64;
+        let applied = rules.apply(&batch).map_err(|e| format!("applying the source's rules: {e}"))?;
+        applied.outcomes.iter().for_each(|outcome| counts.add(*outcome));
         rejected += rejections.len() as u64;
-        output.write(&batch)?;
+        output.write(&applied.batch)?;
         if let Some(out) = errors {
             for rejection in rejections {
                 let line = serde_json::json!({
@@ -156,7 +168,7 @@ fn decode(args: &DecodeArgs) -> Result<(u64, u64), String> {
     if let Some(mut out) = errors {
         out.flush().map_err(|e| e.to_string())?;
     }
-    Ok((rows, rejected + base64_failures))
+    Ok(Totals { counts, rejected: rejected + base64_failures })
 }
 
 /// Where accepted rows go.

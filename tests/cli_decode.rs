@@ -45,7 +45,7 @@ fn json_records_to_parquet_and_rejections() {
         &[],
     );
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
-    assert_eq!(stdout(&run).lines().last(), Some("rows=2 rejected=3"));
+    assert_eq!(stdout(&run).lines().last(), Some("rows=2 rejected=3 filtered=0 late=0"));
     assert_eq!(read_parquet_rows(&output), 2);
     let rejections: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
         .expect("errors file")
@@ -83,7 +83,7 @@ fn avro_base64_records() {
         &[],
     );
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
-    assert_eq!(stdout(&run).trim(), "rows=1 rejected=3");
+    assert_eq!(stdout(&run).trim(), "rows=1 rejected=3 filtered=0 late=0");
 }
 
 #[test]

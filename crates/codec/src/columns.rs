@@ -101,6 +101,8 @@ pub(crate) enum FieldSource {
     Ref,
     /// A constant, kept as JSON text (`preproc: {value: ...}`).
     Constant(Arc<[u8]>),
+    /// Computed from the other fields at flush (`preproc: {eval: ...}`); NULL until then.
+    Computed,
 }
 
 impl Column {
@@ -149,6 +151,14 @@ impl Column {
         let ok = push_offset(offsets, data.len());
         self.nulls.append_non_null();
         ok
+    }
+
+    /// Appends a valid int64 (record metadata).
+    pub(crate) fn push_int64(&mut self, value: i64) {
+        if let Kind::Int64(values) = &mut self.kind {
+            values.push(value);
+            self.nulls.append_non_null();
+        }
     }
 
     /// Appends a valid timestamp (record metadata).

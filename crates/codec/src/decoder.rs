@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Field as ArrowField, Schema, SchemaRef};
-use tributary_source::{AvroFormat, Format, METADATA_COLUMNS, Preproc, Source};
+use tributary_source::{AvroFormat, Cdc, Expression, Format, METADATA_COLUMNS, Preproc, Source};
 
 use crate::avro::{AvroState, CompiledSchema, RegistryClient, WireFormat};
+use crate::cdc::{CdcColumns, Change, DeleteRows, Op};
 use crate::columns::{Column, FieldSource, Kind};
 use crate::json::JsonFormat;
 use crate::rejection::{Fault, RecordMeta, Rejection};
@@ -81,6 +82,12 @@ pub struct Decoder {
     format: FormatState,
     root: Column,
     metadata: Option<MetadataColumns>,
+    /// `upsert` and `debezium` sources: `_op`, `_sequence_number`, `_sub_sequence`.
+    cdc: Option<CdcColumns>,
+    /// `debezium` sources: the delete rows.
+    deletes: Option<DeleteRows>,
+    /// `eval` fields: index in the batch and expression, computed at flush.
+    computed: Vec<(usize, Expression)>,
     schema: SchemaRef,
     rejections: Vec<Rejection>,
     /// Payload bytes since the last flush: a bound on every variable-length buffer.
@@ -89,10 +96,19 @@ pub struct Decoder {
     expected_rows: usize,
 }
 
-/// Marks the root fields fed by `preproc`; returns the reference paths by field index.
-fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<String>)>, CompileError> {
-    let Kind::Struct { fields, .. } = &mut root.kind else { return Ok(Vec::new()) };
-    let mut refs = Vec::new();
+/// The root fields fed by `preproc`.
+#[derive(Default)]
+struct PreprocPlan {
+    /// Reference paths by field index.
+    refs: Vec<(usize, Vec<String>)>,
+    /// Computed fields by index.
+    computed: Vec<(usize, Expression)>,
+}
+
+/// Marks the root fields fed by `preproc`.
+fn apply_preproc(source: &Source, root: &mut Column) -> Result<PreprocPlan, CompileError> {
+    let Kind::Struct { fields, .. } = &mut root.kind else { return Ok(PreprocPlan::default()) };
+    let mut plan = PreprocPlan::default();
     for (name, preproc) in &source.preproc {
         let Some(index) = fields.iter().position(|f| &*f.name == name.as_str()) else {
             return Err(CompileError::Unsupported(format!("preproc names `{name}`, which is not a dataset field")));
@@ -100,7 +116,11 @@ fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<S
         match preproc {
             Preproc::Ref(path) => {
                 fields[index].source = FieldSource::Ref;
-                refs.push((index, path.clone()));
+                plan.refs.push((index, path.clone()));
+            }
+            Preproc::Eval(expression) => {
+                fields[index].source = FieldSource::Computed;
+                plan.computed.push((index, expression.clone()));
             }
             Preproc::Value(value) => {
                 let text: Arc<[u8]> = Arc::from(value.to_string().into_bytes());
@@ -117,7 +137,7 @@ fn apply_preproc(source: &Source, root: &mut Column) -> Result<Vec<(usize, Vec<S
             }
         }
     }
-    Ok(refs)
+    Ok(plan)
 }
 
 /// Payload bytes a batch may hold before 32-bit offsets could overflow.
@@ -133,12 +153,19 @@ impl Decoder {
     /// Compiles a decoder for `source`. A registry-backed Avro source needs `registry`.
     pub fn new(source: &Source, registry: Option<RegistryClient>) -> Result<Decoder, CompileError> {
         let mut root = Column::root(&source.dataset.fields);
-        let refs = apply_preproc(source, &mut root)?;
+        let plan = apply_preproc(source, &mut root)?;
         let format = match &source.kinesis.format {
-            Format::Json => FormatState::Json(JsonFormat::with_refs(&refs, &root).map_err(CompileError::Unsupported)?),
-            Format::Avro(_) if !source.preproc.is_empty() => {
+            Format::Json => {
+                FormatState::Json(JsonFormat::with_refs(&plan.refs, &root).map_err(CompileError::Unsupported)?)
+            }
+            Format::Avro(_) if source.preproc.values().any(|p| !matches!(p, Preproc::Eval(_))) => {
                 return Err(CompileError::Unsupported(
-                    "preproc is applied to JSON sources only, not yet to Avro".into(),
+                    "preproc `ref` and `value` apply to JSON sources only, not yet to Avro (`eval` does)".into(),
+                ));
+            }
+            Format::Avro(_) if source.cdc == Cdc::Debezium => {
+                return Err(CompileError::Unsupported(
+                    "`cdc: debezium` reads JSON envelopes only, not yet Avro".into(),
                 ));
             }
             Format::Avro(AvroFormat::Inline(schema)) => {
@@ -166,11 +193,23 @@ impl Decoder {
                 fields.push(Arc::new(column.arrow_field(&column.path)));
             }
         }
+        let cdc = crate::cdc::has_columns(source).then(|| CdcColumns::new(source.kinesis.include_metadata));
+        if let Some(cdc) = &cdc {
+            fields.extend(cdc.arrow_fields());
+        }
+        let deletes = (source.cdc == Cdc::Debezium).then(|| DeleteRows::new(source));
+        let schema = match &deletes {
+            Some(_) => crate::cdc::relax(&Schema::new(fields), source),
+            None => Schema::new(fields),
+        };
         Ok(Decoder {
             format,
             root,
             metadata,
-            schema: Arc::new(Schema::new(fields)),
+            cdc,
+            deletes,
+            computed: plan.computed,
+            schema: Arc::new(schema),
             rejections: Vec::new(),
             buffered_bytes: 0,
             expected_rows: 0,
@@ -190,12 +229,12 @@ impl Decoder {
 
     /// Accepted rows since the last flush.
     pub fn len(&self) -> usize {
-        self.root.len()
+        self.root.len() + self.deletes.as_ref().map_or(0, DeleteRows::len)
     }
 
     /// Whether nothing was accepted or rejected since the last flush.
     pub fn is_empty(&self) -> bool {
-        self.root.len() == 0 && self.rejections.is_empty()
+        self.len() == 0 && self.rejections.is_empty()
     }
 
     /// Rejections since the last flush.
@@ -221,13 +260,24 @@ impl Decoder {
             return Err(DecodeError::BatchFull);
         }
         let rows = self.root.len();
-        let result = match &mut self.format {
-            FormatState::Json(state) => state.decode(payload, &mut self.root),
-            FormatState::Avro(state) => state.decode(payload, &mut self.root)?,
+        let (result, op) = match (&mut self.format, &mut self.deletes) {
+            (FormatState::Json(state), Some(deletes)) => match crate::cdc::open_json(payload, deletes) {
+                Ok(Change::Upsert(row)) => (state.decode(row, &mut self.root), Op::Upsert),
+                Ok(Change::Delete(keys)) => (deletes.decode(&keys), Op::Delete),
+                Err(fault) => (Err(fault), Op::Upsert),
+            },
+            (FormatState::Json(state), None) => (state.decode(payload, &mut self.root), Op::Upsert),
+            (FormatState::Avro(state), _) => (state.decode(payload, &mut self.root)?, Op::Upsert),
         };
         self.buffered_bytes += payload.len();
         match result {
             Ok(()) => {
+                if let Some(deletes) = &mut self.deletes {
+                    deletes.accepted(op == Op::Delete);
+                }
+                if let Some(cdc) = &mut self.cdc {
+                    cdc.push(op, meta);
+                }
                 if let Some(meta_columns) = &mut self.metadata {
                     meta_columns.shard_id.push_str(meta.shard_id);
                     meta_columns.sequence_number.push_str(meta.sequence_number);
@@ -271,6 +321,7 @@ impl Decoder {
     /// then empty and ready for the next batch.
     pub fn flush(&mut self) -> Result<DecodedBatch, DecodeError> {
         let rows = self.root.len();
+        let dataset_columns = self.root.child_fields().len();
         let mut columns = self.root.finish_children()?;
         if let Some(meta) = &mut self.metadata {
             for column in
@@ -279,11 +330,37 @@ impl Decoder {
                 columns.push(column.finish()?);
             }
         }
+        if let Some(cdc) = &mut self.cdc {
+            columns.extend(cdc.finish()?);
+        }
+        let mut rows = rows;
+        if let Some(deletes) = &mut self.deletes {
+            // The per-record columns after the dataset's were pushed for deletes too: they are whole.
+            rows += deletes.len();
+            let tail = columns.split_off(dataset_columns);
+            columns = deletes.merge(columns, &self.schema.fields()[..dataset_columns])?;
+            columns.extend(tail);
+        }
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        let mut batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        if !self.computed.is_empty() {
+            batch = compute(batch, &self.computed)?;
+        }
         self.buffered_bytes = 0;
         Ok(DecodedBatch { batch, rejections: std::mem::take(&mut self.rejections) })
     }
+}
+
+/// Fills the `eval` fields from the others (cast to the field's type; a value
+/// that does not fit is NULL, as the field is optional).
+fn compute(batch: RecordBatch, computed: &[(usize, Expression)]) -> Result<RecordBatch, ArrowError> {
+    let mut columns = batch.columns().to_vec();
+    for (index, expression) in computed {
+        let value = crate::expr::evaluate(expression.expr(), &batch)?;
+        let target = batch.schema().field(*index).data_type().clone();
+        columns[*index] = arrow_cast::cast(&value, &target)?;
+    }
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// Compiles `source`'s decoder as a commit check: an inline Avro writer schema

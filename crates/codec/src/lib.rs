@@ -36,15 +36,19 @@
 //! ```
 
 mod avro;
+mod cdc;
 mod columns;
 mod decimal;
 mod decoder;
-mod filter;
+mod expr;
 mod json;
 mod rejection;
+mod rules;
+mod sample_hash;
 mod timestamp;
 
 pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
+pub use cdc::{KEYS_METADATA, OP_COLUMN, SEQUENCE_COLUMN, SUB_SEQUENCE_COLUMN};
 pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, compile_check};
-pub use filter::RowFilter;
 pub use rejection::{Found, Reason, ReasonCode, RecordMeta, Rejection};
+pub use rules::{Applied, OutcomeCounts, RowOutcome, SourceRules};

@@ -29,6 +29,14 @@ pub enum ReasonCode {
     UnknownSchemaId,
     /// The record's writer schema cannot resolve to the dataset schema.
     SchemaMismatch,
+    /// `cdc: debezium`: a tombstone (null or empty payload), which carries no change.
+    CdcTombstone,
+    /// `cdc: debezium`: the record is not a Debezium envelope (no `op`, or no row for it).
+    CdcNoEnvelope,
+    /// `cdc: debezium`: an `op` other than `c`, `r`, `u` or `d`.
+    CdcUnknownOp,
+    /// `cdc: debezium`: a delete whose `before` lacks a key.
+    CdcDeleteWithoutKeys,
 }
 
 impl ReasonCode {
@@ -43,6 +51,10 @@ impl ReasonCode {
             ReasonCode::BadTimestamp => "BAD_TIMESTAMP",
             ReasonCode::UnknownSchemaId => "UNKNOWN_SCHEMA_ID",
             ReasonCode::SchemaMismatch => "SCHEMA_MISMATCH",
+            ReasonCode::CdcTombstone => "CDC_TOMBSTONE",
+            ReasonCode::CdcNoEnvelope => "CDC_NO_ENVELOPE",
+            ReasonCode::CdcUnknownOp => "CDC_UNKNOWN_OP",
+            ReasonCode::CdcDeleteWithoutKeys => "CDC_DELETE_WITHOUT_KEYS",
         }
     }
 }
@@ -113,6 +125,14 @@ pub enum Reason {
     UnknownSchemaId(u32),
     /// The writer schema cannot resolve to the dataset schema.
     SchemaMismatch(Arc<str>),
+    /// A Debezium tombstone.
+    CdcTombstone,
+    /// Not a Debezium envelope; the text says what is missing.
+    CdcNoEnvelope(&'static str),
+    /// A Debezium `op` other than `c`, `r`, `u`, `d` (as found, capped).
+    CdcUnknownOp(Arc<str>),
+    /// A Debezium delete whose `before` lacks a key field.
+    CdcDeleteWithoutKeys,
 }
 
 impl Reason {
@@ -127,6 +147,10 @@ impl Reason {
             Reason::BadTimestamp => ReasonCode::BadTimestamp,
             Reason::UnknownSchemaId(_) => ReasonCode::UnknownSchemaId,
             Reason::SchemaMismatch(_) => ReasonCode::SchemaMismatch,
+            Reason::CdcTombstone => ReasonCode::CdcTombstone,
+            Reason::CdcNoEnvelope(_) => ReasonCode::CdcNoEnvelope,
+            Reason::CdcUnknownOp(_) => ReasonCode::CdcUnknownOp,
+            Reason::CdcDeleteWithoutKeys => ReasonCode::CdcDeleteWithoutKeys,
         }
     }
 }
@@ -144,6 +168,10 @@ impl fmt::Display for Reason {
             ),
             Reason::UnknownSchemaId(id) => write!(f, "schema id {id} is not in the registry"),
             Reason::SchemaMismatch(why) => f.write_str(why),
+            Reason::CdcTombstone => f.write_str("a Debezium tombstone (null or empty payload) carries no change"),
+            Reason::CdcNoEnvelope(what) => write!(f, "not a Debezium envelope: {what}"),
+            Reason::CdcUnknownOp(op) => write!(f, "Debezium op `{op}` is not one of c, r, u, d"),
+            Reason::CdcDeleteWithoutKeys => f.write_str("a Debezium delete whose `before` lacks the dataset's keys"),
         }
     }
 }

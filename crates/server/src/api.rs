@@ -410,16 +410,24 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
 fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiError> {
     let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
     let version = &summary.current;
-    let dataset_name = crate::supervisor::stored_source(version, state.supervisor.secret_policy())
-        .map(|source| source.dataset.name)
-        .ok();
+    let stored = crate::supervisor::stored_source(version, state.supervisor.secret_policy()).ok();
+    let dataset_name = stored.as_ref().map(|source| source.dataset.name.clone());
+    let scope = checkpoint_scope(&name, &version.stream_arn);
+    let max_event = state.store.max_event_time(&scope)?;
+    let disorder = stored.as_ref().map_or(tributary_source::DEFAULT_DISORDER, |source| source.disorder);
+    let watermark = max_event.map(|max| max.saturating_sub(i64::try_from(disorder.as_micros()).unwrap_or(i64::MAX)));
+    let micros_time = |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(time);
     let (rows, bytes) = match &dataset_name {
         Some(dataset) => state.store.dataset_totals(dataset)?,
         None => (0, 0),
     };
-    let checkpoints = state.store.checkpoints(&checkpoint_scope(&name, &version.stream_arn))?;
-    let counts: BTreeMap<String, (u64, u64, u64)> =
-        state.store.shard_counts(&name)?.into_iter().map(|c| (c.shard_id, (c.rows, c.rejected, c.filtered))).collect();
+    let checkpoints = state.store.checkpoints(&scope)?;
+    let counts: BTreeMap<String, (u64, u64, u64, u64)> = state
+        .store
+        .shard_counts(&name)?
+        .into_iter()
+        .map(|c| (c.shard_id, (c.rows, c.rejected, c.filtered, c.late)))
+        .collect();
     let worker = state.supervisor.status(&name).map(|status| status.snapshot());
     let reader = worker.as_ref().and_then(|w| w.reader.as_ref()).map(|r| r.snapshot()).unwrap_or_default();
 
@@ -441,7 +449,7 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
             } else {
                 "waiting"
             };
-            let (rows, rejected, filtered) = counts.get(shard_id).copied().unwrap_or_default();
+            let (rows, rejected, filtered, late) = counts.get(shard_id).copied().unwrap_or_default();
             json!({
                 "shard_id": shard_id,
                 "state": shard_state,
@@ -459,6 +467,7 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
                 "rows": rows,
                 "rejected": rejected,
                 "filtered": filtered,
+                "late": late,
             })
         })
         .collect();
@@ -477,6 +486,10 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
         "rows": counts.values().map(|c| c.0).sum::<u64>(),
         "rejected": counts.values().map(|c| c.1).sum::<u64>(),
         "filtered": counts.values().map(|c| c.2).sum::<u64>(),
+        "late": counts.values().map(|c| c.3).sum::<u64>(),
+        // Rows older than this are late (max_event_time - disorder); persisted with the checkpoints.
+        "watermark": watermark.and_then(micros_time),
+        "max_event_time": max_event.and_then(micros_time),
         "error_log_rows": state.store.error_count(&name)?,
         "lag_millis": worker.as_ref().and_then(|w| w.reader.as_ref()).map_or(0, |r| r.max_millis_behind_latest()),
         "shards": shards,

@@ -51,6 +51,12 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
     per_source("tributary_records_rejected_total", "counter", "Records sent to the error log since start.", &|s, _| {
         count(s.records_rejected)
     });
+    per_source(
+        "tributary_rows_late_total",
+        "counter",
+        "Rows older than the watermark since start (dropped, or kept with `late: keep`).",
+        &|s, _| count(s.rows_late),
+    );
     per_source("tributary_batches_committed_total", "counter", "Batch commits since start.", &|s, _| count(s.commits));
     per_source(
         "tributary_source_millis_behind_latest",
@@ -59,6 +65,18 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         &|s, _| s.reader.as_ref().map_or(0, |r| r.max_millis_behind_latest()),
     );
     per_source("tributary_error_log_rows", "gauge", "Rows in the source's error log.", &|_, rows| count(rows));
+    // Sources without a watermark yet (nothing committed) have no series.
+    header(
+        &mut out,
+        "tributary_source_watermark_seconds",
+        "gauge",
+        "Largest event time committed minus `disorder`, in seconds since the epoch.",
+    );
+    for (labels, snapshot, _) in &sources {
+        if let Some(watermark) = snapshot.watermark_micros {
+            let _ = writeln!(out, "tributary_source_watermark_seconds{{{labels}}} {}", watermark as f64 / 1e6);
+        }
+    }
     // Failed workers only, labelled with the reason code (one series per reason seen now).
     header(&mut out, "tributary_worker_failed", "gauge", "1 while the worker is failed, by reason code.");
     for (labels, snapshot, _) in &sources {

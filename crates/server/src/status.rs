@@ -1,7 +1,7 @@
 //! What a worker reports about itself, read by the status and metrics endpoints.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -55,7 +55,19 @@ pub(crate) struct WorkerStatus {
     reader: Mutex<Option<Arc<SourceMetrics>>>,
     rows_written: AtomicU64,
     records_rejected: AtomicU64,
+    rows_late: AtomicU64,
+    /// The committed watermark (µs); `i64::MIN` until one is known.
+    watermark_micros: AtomicI64,
     commits: AtomicU64,
+}
+
+/// What one commit added.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Committed {
+    pub(crate) rows: u64,
+    pub(crate) rejected: u64,
+    pub(crate) late: u64,
+    pub(crate) watermark_micros: Option<i64>,
 }
 
 /// A copy of a worker's state.
@@ -71,6 +83,8 @@ pub(crate) struct StatusSnapshot {
     pub(crate) last_commit_at: Option<DateTime<Utc>>,
     pub(crate) rows_written: u64,
     pub(crate) records_rejected: u64,
+    pub(crate) rows_late: u64,
+    pub(crate) watermark_micros: Option<i64>,
     pub(crate) commits: u64,
     pub(crate) reader: Option<Arc<SourceMetrics>>,
 }
@@ -91,6 +105,8 @@ impl WorkerStatus {
             reader: Mutex::new(None),
             rows_written: AtomicU64::new(0),
             records_rejected: AtomicU64::new(0),
+            rows_late: AtomicU64::new(0),
+            watermark_micros: AtomicI64::new(i64::MIN),
             commits: AtomicU64::new(0),
         }
     }
@@ -125,9 +141,16 @@ impl WorkerStatus {
         inner.finished_because = Some(reason);
     }
 
-    pub(crate) fn committed(&self, rows: u64, rejected: u64, at: DateTime<Utc>) {
-        self.rows_written.fetch_add(rows, Ordering::Relaxed);
-        self.records_rejected.fetch_add(rejected, Ordering::Relaxed);
+    /// The watermark the worker starts from (persisted by earlier commits).
+    pub(crate) fn watermark(&self, micros: Option<i64>) {
+        self.watermark_micros.store(micros.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    pub(crate) fn committed(&self, committed: Committed, at: DateTime<Utc>) {
+        self.rows_written.fetch_add(committed.rows, Ordering::Relaxed);
+        self.records_rejected.fetch_add(committed.rejected, Ordering::Relaxed);
+        self.rows_late.fetch_add(committed.late, Ordering::Relaxed);
+        self.watermark(committed.watermark_micros);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.inner.lock().last_commit_at = Some(at);
     }
@@ -149,6 +172,8 @@ impl WorkerStatus {
             last_commit_at: inner.last_commit_at,
             rows_written: self.rows_written.load(Ordering::Relaxed),
             records_rejected: self.records_rejected.load(Ordering::Relaxed),
+            rows_late: self.rows_late.load(Ordering::Relaxed),
+            watermark_micros: Some(self.watermark_micros.load(Ordering::Relaxed)).filter(|w| *w != i64::MIN),
             commits: self.commits.load(Ordering::Relaxed),
             reader: self.reader.lock().clone(),
         }

@@ -18,15 +18,15 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, RowFilter};
+use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
-use tributary_source::{AvroFormat, ClientFactory, Consumer, Format, SecretPolicy, Source};
+use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
 use crate::failure::WorkerError;
 use crate::finish::FinishWatch;
-use crate::status::WorkerStatus;
+use crate::status::{Committed, WorkerStatus};
 
 /// When a worker writes what it has decoded: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +106,8 @@ pub(crate) fn checkpoint_scope(source: &str, stream_arn: &str) -> String {
 struct Pending {
     advances: BTreeMap<Arc<str>, ShardAdvance>,
     counts: BTreeMap<Arc<str>, ShardCounts>,
-    /// Per accepted row, its shard and record key: only kept when a row filter needs them.
-    accepted: Vec<(Arc<str>, u64)>,
+    /// The shards of the accepted rows, in decode order, as runs of (shard, rows).
+    accepted: Vec<(Arc<str>, usize)>,
     rows: usize,
     since: Option<Instant>,
 }
@@ -115,11 +115,8 @@ struct Pending {
 /// What decoding (part of) a batch gave.
 #[derive(Debug, Default)]
 struct DecodedRecords {
-    /// Rows kept (counted here when no row filter decides later).
-    kept: u64,
+    accepted: usize,
     rejected: u64,
-    /// Record keys of accepted rows, when a row filter needs them.
-    accepted_keys: Vec<u64>,
 }
 
 /// Why decoding a batch stopped before its end.
@@ -138,7 +135,6 @@ fn decode_records(
     decoder: &mut Decoder,
     batch: &ShardBatch,
     from: usize,
-    filtering: bool,
     decoded: &mut DecodedRecords,
 ) -> Result<(), Halt> {
     for (at, record) in batch.records.iter().enumerate().skip(from) {
@@ -151,27 +147,12 @@ fn decode_records(
         };
         match decoder.decode(&record.data, &meta) {
             Ok(false) => decoded.rejected += 1,
-            Ok(true) if filtering => decoded.accepted_keys.push(record_key(meta.sequence_number, meta.sub_sequence)),
-            Ok(true) => decoded.kept += 1,
+            Ok(true) => decoded.accepted += 1,
             Err(DecodeError::RegistryUnavailable(reason)) => return Err(Halt::RegistryUnavailable { at, reason }),
             Err(error) => return Err(Halt::Failed(error.to_string())),
         }
     }
     Ok(())
-}
-
-/// A stable 64-bit key of a record's position (FNV-1a, then a finaliser that
-/// spreads the bits), so `sample` chooses the same way after a restart.
-fn record_key(sequence_number: &str, sub_sequence: Option<u64>) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in sequence_number.bytes().chain(sub_sequence.unwrap_or(u64::MAX).to_le_bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^ (hash >> 33)
 }
 
 impl Pending {
@@ -200,7 +181,9 @@ struct Worker<'a> {
     decoder: Arc<Mutex<Decoder>>,
     /// The decoder asks a schema registry (blocking HTTP) for unknown schema ids.
     decoder_may_block: bool,
-    filter: Option<RowFilter>,
+    rules: SourceRules,
+    /// Parquet key-value metadata every file of the dataset carries.
+    file_metadata: Vec<(String, String)>,
     pending: Pending,
     finish: FinishWatch,
 }
@@ -272,7 +255,11 @@ pub(crate) async fn run(
     let mut reader = Reader::start(client, target, context.store.clone(), reader_config);
     status.running(reader.metrics());
 
-    let filter = RowFilter::new(source);
+    let store = Arc::clone(&context.store);
+    let event_scope = scope.clone();
+    let max_event_time = blocking(move || Ok(store.max_event_time(&event_scope).map_err(|e| e.to_string())?)).await?;
+    let rules = SourceRules::new(source, max_event_time);
+    status.watermark(rules.watermark());
     let mut worker = Worker {
         context,
         job,
@@ -281,7 +268,8 @@ pub(crate) async fn run(
         dataset,
         decoder,
         decoder_may_block,
-        filter,
+        rules,
+        file_metadata: file_metadata(source),
         pending: Pending::default(),
         finish: FinishWatch::new(source),
     };
@@ -347,7 +335,6 @@ impl Worker<'_> {
             }
         }
         let batch = Arc::new(batch);
-        let filtering = self.filter.is_some();
         let mut decoded = DecodedRecords::default();
         let mut from = 0;
         let mut wait = Duration::from_millis(500);
@@ -356,14 +343,14 @@ impl Worker<'_> {
                 let (decoder, records) = (Arc::clone(&self.decoder), Arc::clone(&batch));
                 let mut part = std::mem::take(&mut decoded);
                 let (part, outcome) = blocking(move || {
-                    let outcome = decode_records(&mut decoder.lock(), &records, from, filtering, &mut part);
+                    let outcome = decode_records(&mut decoder.lock(), &records, from, &mut part);
                     Ok((part, outcome))
                 })
                 .await?;
                 decoded = part;
                 outcome
             } else {
-                decode_records(&mut self.decoder.lock(), &batch, from, filtering, &mut decoded)
+                decode_records(&mut self.decoder.lock(), &batch, from, &mut decoded)
             };
             match outcome {
                 Ok(()) => break,
@@ -381,12 +368,12 @@ impl Worker<'_> {
             }
         }
         let shard_id = &batch.shard_id;
-        self.pending.accepted.extend(decoded.accepted_keys.into_iter().map(|key| (Arc::clone(shard_id), key)));
+        if decoded.accepted > 0 {
+            self.pending.accepted.push((Arc::clone(shard_id), decoded.accepted));
+        }
         // Counted per batch, not per record.
         self.pending.rows += batch.records.len();
-        let counts = self.pending.counts(shard_id);
-        counts.rows += decoded.kept;
-        counts.rejected += decoded.rejected;
+        self.pending.counts(shard_id).rejected += decoded.rejected;
         self.pending.add(&batch);
         Ok(true)
     }
@@ -398,16 +385,25 @@ impl Worker<'_> {
         }
         let mut decoded = self.decoder.lock().flush().map_err(|error| format!("finishing the batch: {error}"))?;
         let mut pending = std::mem::take(&mut self.pending);
-        if let Some(filter) = &self.filter {
-            let keys: Vec<u64> = pending.accepted.iter().map(|(_, key)| *key).collect();
-            let mask = filter.mask(&decoded.batch, &keys).map_err(|error| format!("applying `where`: {error}"))?;
-            let accepted = std::mem::take(&mut pending.accepted);
-            for ((shard_id, _), kept) in accepted.iter().zip(mask.values().iter()) {
-                let counts = pending.counts(shard_id);
-                if kept { counts.rows += 1 } else { counts.filtered += 1 }
-            }
-            decoded.batch = arrow_select::filter::filter_record_batch(&decoded.batch, &mask)
-                .map_err(|error| format!("applying `where`: {error}"))?;
+        let applied =
+            self.rules.apply(&decoded.batch).map_err(|error| format!("applying the source's rules: {error}"))?;
+        let mut outcomes = applied.outcomes.iter();
+        let mut late = 0;
+        for (shard_id, rows) in std::mem::take(&mut pending.accepted) {
+            let mut shard = OutcomeCounts::default();
+            outcomes.by_ref().take(rows).for_each(|outcome| shard.add(*outcome));
+            let counts = pending.counts(&shard_id);
+            counts.rows += shard.rows;
+            counts.filtered += shard.filtered;
+            counts.late += shard.late;
+            late += shard.late;
+        }
+        decoded.batch = applied.batch;
+        let max_event_micros = self.rules.max_event_time();
+        let watermark_micros = self.rules.watermark();
+        let mut key_values = self.file_metadata.clone();
+        if let Some(watermark) = watermark_micros {
+            key_values.push((WATERMARK_METADATA.to_owned(), micros_text(watermark)));
         }
         let dataset = Arc::clone(&self.dataset);
         let store = Arc::clone(&self.context.store);
@@ -420,7 +416,9 @@ impl Worker<'_> {
         let rejected_count = rejected.len() as u64;
         let now = Utc::now();
         blocking(move || {
-            let files = dataset.write(&decoded.batch).map_err(|error| format!("writing the dataset: {error}"))?;
+            let files = dataset
+                .write_with_metadata(&decoded.batch, &key_values)
+                .map_err(|error| format!("writing the dataset: {error}"))?;
             let advances: Vec<ShardAdvance> = pending.advances.into_values().collect();
             let counts: Vec<ShardCounts> = pending.counts.into_values().collect();
             let commit = BatchCommit {
@@ -432,6 +430,7 @@ impl Worker<'_> {
                 rejected: &rejected,
                 counts: &counts,
                 retention,
+                max_event_micros,
             };
             store.commit_batch(&commit, now).map_err(WorkerError::committing)?;
             failpoint("after-commit");
@@ -439,9 +438,28 @@ impl Worker<'_> {
             dataset.publish(&files).map_err(|error| WorkerError::from(format!("publishing committed files: {error}")))
         })
         .await?;
-        self.status.committed(rows, rejected_count, now);
+        self.status.committed(Committed { rows, rejected: rejected_count, late, watermark_micros }, now);
         Ok(())
     }
+}
+
+/// Parquet key-value metadata: each file's watermark when written (RFC 3339, µs).
+const WATERMARK_METADATA: &str = "tributary.watermark";
+
+fn micros_text(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map_or_else(|| micros.to_string(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+/// What every file of `source`'s dataset says about itself: a cdc source's
+/// keys and mode, so a reader can order the changes of one key.
+fn file_metadata(source: &Source) -> Vec<(String, String)> {
+    let mode = match source.cdc {
+        Cdc::Append => return Vec::new(),
+        Cdc::Upsert => "upsert",
+        Cdc::Debezium => "debezium",
+    };
+    vec![(KEYS_METADATA.to_owned(), source.dataset.keys.join(",")), ("tributary.cdc".to_owned(), mode.to_owned())]
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

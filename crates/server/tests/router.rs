@@ -476,6 +476,7 @@ async fn an_errors_answer_is_bounded_in_rows_and_bytes() {
         rejected: &rows,
         counts: &[],
         retention: tributary_store::ErrorRetention::default(),
+        max_event_micros: None,
     };
     state.store.commit_batch(&batch, chrono::Utc::now()).expect("commit rejected rows");
     let (status, answer) = call(&state, get("/api/v1/sources/orders/errors?limit=100000")).await;

@@ -9,6 +9,7 @@ use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
 use parquet::schema::types::ColumnPath;
 use tributary_store::ManifestFile;
 
@@ -67,12 +68,22 @@ impl DatasetWriter {
     /// is complete and synced before this returns; no reader sees it before
     /// it is published, which happens only after the manifest lists it.
     pub fn write(&self, batch: &RecordBatch) -> Result<Vec<ManifestFile>, SinkError> {
+        self.write_with_metadata(batch, &[])
+    }
+
+    /// [`DatasetWriter::write`], with `key_values` in each file's Parquet
+    /// key-value metadata (a cdc source's keys, the watermark).
+    pub fn write_with_metadata(
+        &self,
+        batch: &RecordBatch,
+        key_values: &[(String, String)],
+    ) -> Result<Vec<ManifestFile>, SinkError> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
         let mut files = Vec::new();
         for (date, rows) in self.split_by_date(batch)? {
-            files.push(self.write_file(&date, &rows)?);
+            files.push(self.write_file(&date, &rows, key_values)?);
         }
         Ok(files)
     }
@@ -174,7 +185,12 @@ impl DatasetWriter {
             .collect()
     }
 
-    fn write_file(&self, date: &str, rows: &RecordBatch) -> Result<ManifestFile, SinkError> {
+    fn write_file(
+        &self,
+        date: &str,
+        rows: &RecordBatch,
+        key_values: &[(String, String)],
+    ) -> Result<ManifestFile, SinkError> {
         let sequence = self.files_written.fetch_add(1, Ordering::Relaxed);
         let name =
             format!("part-{}-{}-{sequence:05}.parquet", Utc::now().format("%Y%m%dT%H%M%S%6f"), std::process::id());
@@ -187,6 +203,9 @@ impl DatasetWriter {
         let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
         let properties = properties_without_dictionary(rows, &self.plain_columns.lock()).map_err(parquet)?;
         let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
+        for (key, value) in key_values {
+            writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+        }
         writer.write(rows).map_err(parquet)?;
         let metadata = writer.finish().map_err(parquet)?;
         let file = writer.inner();

@@ -18,7 +18,7 @@ use crate::arn::{RoleArn, StreamArn};
 use crate::data_type::{self, DataType, Field};
 use crate::error::{ErrorCode, Report, ValidationError};
 use crate::init_position::InitPosition;
-use crate::predicate::{Predicate, parse_predicate};
+use crate::predicate::{Expression, Predicate, parse_expression, parse_predicate};
 use crate::secret::{Secret, SecretPolicy};
 
 /// Session name used for `AssumeRole` when the definition sets none.
@@ -60,8 +60,10 @@ pub struct Source {
     pub preproc: BTreeMap<String, Preproc>,
     /// Rows must satisfy this predicate to be kept.
     pub filter: Option<Predicate>,
-    /// Fraction of rows kept, in `[0, 1]`.
-    pub sample: Option<f64>,
+    /// What becomes of rows older than the watermark.
+    pub late: LateRows,
+    /// Which rows are kept, by a hash of some columns.
+    pub sample: Option<Sample>,
     /// Per-source flush policy and error-log retention (unset: the server's defaults).
     pub ingest: Ingest,
     /// A bounded source finishes once no new record arrived for this long.
@@ -197,6 +199,27 @@ pub enum Preproc {
     Ref(Vec<String>),
     /// A constant.
     Value(serde_json::Value),
+    /// Computed from other dataset fields (type-checked against the field).
+    Eval(Expression),
+}
+
+/// What becomes of a row older than the source's watermark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LateRows {
+    /// Counted and dropped.
+    #[default]
+    Drop,
+    /// Counted and kept.
+    Keep,
+}
+
+/// `sample`: keep a row when the hash of its `using` columns falls under `rate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Fraction of rows kept, in `[0, 1]`.
+    pub rate: f64,
+    /// Top-level dataset columns hashed, in this order.
+    pub using: Vec<String>,
 }
 
 /// Validates every source of a commit; all-or-nothing. Secrets may name only
@@ -305,16 +328,14 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
     let fields: &[Field] = dataset.as_ref().map_or(&[], |d: &DatasetSchema| d.fields.as_slice());
     let preproc = check_preproc(&definition.preproc, fields, dataset.is_some(), report);
     let filter = check_where(&definition.r#where, fields, dataset.is_some(), report);
-    let sample = match definition.sample {
-        Some(fraction) if !(0.0..=1.0).contains(&fraction) => {
-            report.push(
-                "sample",
-                ErrorCode::InvalidSample,
-                format!("`sample` is {fraction}; it must be a fraction in [0, 1]"),
-            );
+    let sample = check_sample(definition, dataset.as_ref(), report);
+    let late = match proto::Late::try_from(definition.late) {
+        Ok(proto::Late::Unspecified | proto::Late::Drop) => Some(LateRows::Drop),
+        Ok(proto::Late::Keep) => Some(LateRows::Keep),
+        Err(_) => {
+            report.push("late", ErrorCode::InvalidLate, "`late` must be `drop` or `keep`");
             None
         }
-        other => Some(other),
     };
     let ingest = check_ingest(definition.ingest.as_ref(), report);
     let idleness = check_bounded(definition, report);
@@ -328,6 +349,7 @@ fn check_source(definition: &proto::SourceDefinition, report: &mut Report, now: 
         until: until?,
         preproc: preproc?,
         filter: filter?,
+        late: late?,
         sample: sample?,
         ingest: ingest?,
         idleness: idleness?,
@@ -917,6 +939,59 @@ fn check_dataset(
     Some(DatasetSchema { name: name?, fields, timestamp: timestamp?, keys: dataset.keys.clone() })
 }
 
+/// `sample`: a rate in [0, 1] and the columns it hashes (Fennel's rules: top-level
+/// fields, none fed by `preproc`; by default the keys, else every field but the
+/// timestamp and those fed by `preproc`).
+fn check_sample(
+    definition: &proto::SourceDefinition,
+    dataset: Option<&DatasetSchema>,
+    report: &mut Report,
+) -> Option<Option<Sample>> {
+    let Some(rate) = definition.sample else {
+        if !definition.sample_using.is_empty() {
+            report.push("sample.using", ErrorCode::InvalidSample, "`using` needs a `rate`");
+            return None;
+        }
+        return Some(None);
+    };
+    if !(0.0..=1.0).contains(&rate) {
+        report.push("sample", ErrorCode::InvalidSample, format!("`sample` is {rate}; it must be a fraction in [0, 1]"));
+        return None;
+    }
+    let dataset = dataset?;
+    let using: Vec<String> = if !definition.sample_using.is_empty() {
+        definition.sample_using.clone()
+    } else if !dataset.keys.is_empty() {
+        dataset.keys.clone()
+    } else {
+        let hashable = |f: &&Field| f.name != dataset.timestamp && !definition.preproc.contains_key(&f.name);
+        dataset.fields.iter().filter(hashable).map(|f| f.name.clone()).collect()
+    };
+    let mut ok = true;
+    for (index, name) in using.iter().enumerate() {
+        let at = format!("sample.using[{index}]");
+        if !dataset.fields.iter().any(|f| &f.name == name) {
+            report.push(&at, ErrorCode::InvalidSample, format!("`{name}` is not a dataset field"));
+            ok = false;
+        } else if definition.preproc.contains_key(name) {
+            report.push(
+                &at,
+                ErrorCode::InvalidSample,
+                format!("`{name}` is set by `preproc`, so `sample` cannot hash it"),
+            );
+            ok = false;
+        } else if using[..index].contains(name) {
+            report.push(&at, ErrorCode::InvalidSample, format!("`{name}` is named twice"));
+            ok = false;
+        }
+    }
+    if using.is_empty() {
+        report.push("sample.using", ErrorCode::InvalidSample, "`sample` needs at least one column to hash");
+        ok = false;
+    }
+    ok.then_some(Some(Sample { rate, using }))
+}
+
 fn check_cdc(definition: &proto::SourceDefinition, report: &mut Report) -> Option<Cdc> {
     let cdc = match proto::Cdc::try_from(definition.cdc) {
         Ok(proto::Cdc::Unspecified | proto::Cdc::Append) => Cdc::Append,
@@ -1022,7 +1097,7 @@ fn check_preproc(
         }
         match &entry.kind {
             None => {
-                report.push(&path, ErrorCode::InvalidPreproc, "a preproc entry needs `ref` or `value`");
+                report.push(&path, ErrorCode::InvalidPreproc, "a preproc entry needs `ref`, `value` or `eval`");
                 ok = false;
             }
             Some(Kind::Ref(text)) => match parse_ref_path(text) {
@@ -1033,6 +1108,16 @@ fn check_preproc(
                     report.push(format!("{path}.ref"), ErrorCode::InvalidPreproc, e);
                     ok = false;
                 }
+            },
+            Some(Kind::Eval(text)) => match field.map(|f| check_eval(text, f, fields, preproc)) {
+                Some(Err(e)) => {
+                    report.push(format!("{path}.eval"), ErrorCode::InvalidPreproc, e);
+                    ok = false;
+                }
+                Some(Ok(expression)) => {
+                    checked.insert(name.clone(), Preproc::Eval(expression));
+                }
+                None => ok = false,
             },
             Some(Kind::Value(value)) => {
                 let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
@@ -1053,6 +1138,30 @@ fn check_preproc(
         }
     }
     ok.then_some(checked)
+}
+
+/// An `eval` reads dataset fields that are not computed themselves, and fills
+/// an optional field (an expression over payload values can be NULL).
+fn check_eval(
+    text: &str,
+    field: &Field,
+    fields: &[Field],
+    preproc: &std::collections::HashMap<String, proto::Preproc>,
+) -> Result<Expression, String> {
+    if !field.data_type.is_optional() {
+        return Err(format!(
+            "`{}` is computed by `eval`, which may give NULL: declare it `optional<{}>`",
+            field.name, field.data_type
+        ));
+    }
+    let expression = parse_expression(text, fields, &field.data_type)?;
+    for read in expression.fields() {
+        let computed = preproc.get(read).is_some_and(|p| matches!(p.kind, Some(proto::preproc::Kind::Eval(_))));
+        if computed {
+            return Err(format!("`eval` reads `{read}`, which is computed by `eval` too"));
+        }
+    }
+    Ok(expression)
 }
 
 fn check_where(text: &str, fields: &[Field], fields_known: bool, report: &mut Report) -> Option<Option<Predicate>> {

@@ -43,8 +43,10 @@ pub enum ErrorCode {
     InvalidPreproc,
     /// The `where` predicate does not parse or is not boolean.
     InvalidWhere,
-    /// `sample` is outside `[0, 1]`.
+    /// `sample` is outside `[0, 1]`, or its `using` columns are wrong.
     InvalidSample,
+    /// `late` is neither `drop` nor `keep`.
+    InvalidLate,
     /// The record format is malformed (bad registry URL, bad inline schema, ...).
     InvalidFormat,
     /// A secret is empty or names an unset environment variable.
@@ -91,6 +93,7 @@ impl ErrorCode {
             ErrorCode::InvalidPreproc => "INVALID_PREPROC",
             ErrorCode::InvalidWhere => "INVALID_WHERE",
             ErrorCode::InvalidSample => "INVALID_SAMPLE",
+            ErrorCode::InvalidLate => "INVALID_LATE",
             ErrorCode::InvalidFormat => "INVALID_FORMAT",
             ErrorCode::InvalidSecret => "INVALID_SECRET",
             ErrorCode::RoleNotAssumable => "ROLE_NOT_ASSUMABLE",
@@ -135,6 +138,7 @@ impl ErrorCode {
             | ErrorCode::InvalidPreproc
             | ErrorCode::InvalidWhere
             | ErrorCode::InvalidSample
+            | ErrorCode::InvalidLate
             | ErrorCode::InvalidFormat
             | ErrorCode::InvalidSecret
             | ErrorCode::SchemaIncompatible => false,

@@ -88,8 +88,9 @@ pub struct RawSource {
     pub preproc: HashMap<String, RawPreproc>,
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    pub sample: Option<RawScalar>,
+    #[serde(default)]
+    pub sample: Option<RawSample>,
+    pub late: Option<String>,
     pub ingest: Option<RawIngest>,
     #[serde(default)]
     pub bounded: Option<bool>,
@@ -195,13 +196,34 @@ pub struct RawField {
     pub type_text: Option<String>,
 }
 
-/// A preproc entry: `{ref: "a[b]"}` or `{value: ...}`.
+/// `sample: 0.1` or `sample: {rate: 0.1, using: [a, b]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum RawSample {
+    Rate(RawScalar),
+    Spec(RawSampleSpec),
+}
+
+/// The long form of `sample`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawSampleSpec {
+    pub rate: RawScalar,
+    #[serde(default)]
+    pub using: Vec<String>,
+}
+
+/// A preproc entry: `{ref: "a[b]"}`, `{value: ...}` or `{eval: "a + b"}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RawPreproc {
     #[serde(default, rename = "ref")]
     pub reference: Option<String>,
+    #[serde(default)]
+    pub eval: Option<String>,
     #[serde(default, deserialize_with = "present_value")]
     pub value: Option<serde_json::Value>,
 }
@@ -325,7 +347,17 @@ fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, R
             .preproc
             .iter()
             .map(|(name, entry)| {
+                let given = [entry.reference.is_some(), entry.value.is_some(), entry.eval.is_some()];
+                if given.iter().filter(|g| **g).count() > 1 {
+                    report.push(
+                        format!("preproc.{name}"),
+                        ErrorCode::InvalidPreproc,
+                        "give one of `ref`, `value` or `eval`",
+                    );
+                    return (name.clone(), proto::Preproc { kind: None });
+                }
                 let kind = match (&entry.reference, &entry.value) {
+                    (None, None) => entry.eval.clone().map(proto::preproc::Kind::Eval),
                     (Some(path), None) => Some(proto::preproc::Kind::Ref(path.clone())),
                     (None, Some(value)) => match json_to_proto_value(value) {
                         Some(value) => Some(proto::preproc::Kind::Value(value)),
@@ -338,21 +370,18 @@ fn normalise(raw: &RawSource, now: DateTime<Utc>) -> (proto::SourceDefinition, R
                             None
                         }
                     },
-                    (Some(_), Some(_)) => {
-                        report.push(
-                            format!("preproc.{name}"),
-                            ErrorCode::InvalidPreproc,
-                            "give `ref` or `value`, not both",
-                        );
-                        None
-                    }
-                    (None, None) => None,
+                    (Some(_), Some(_)) => None,
                 };
                 (name.clone(), proto::Preproc { kind })
             })
             .collect(),
         r#where: raw.filter.clone().unwrap_or_default(),
-        sample: raw.sample.as_ref().and_then(|s| normalise_sample(s, &mut report)),
+        sample: raw.sample.as_ref().and_then(|s| normalise_sample(s.rate(), &mut report)),
+        sample_using: match &raw.sample {
+            Some(RawSample::Spec(spec)) => spec.using.clone(),
+            _ => Vec::new(),
+        },
+        late: normalise_late(raw.late.as_deref(), &mut report),
     };
     (definition, report)
 }
@@ -511,6 +540,28 @@ fn normalise_dataset(raw: &RawDataset, report: &mut Report) -> proto::Dataset {
     proto::Dataset { name: raw.name.clone(), fields, timestamp: raw.timestamp.clone(), keys: raw.keys.clone() }
 }
 
+impl RawSample {
+    fn rate(&self) -> &RawScalar {
+        match self {
+            RawSample::Rate(rate) => rate,
+            RawSample::Spec(spec) => &spec.rate,
+        }
+    }
+}
+
+fn normalise_late(raw: Option<&str>, report: &mut Report) -> i32 {
+    let late = match raw.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None => proto::Late::Unspecified,
+        Some("drop") => proto::Late::Drop,
+        Some("keep") => proto::Late::Keep,
+        Some(other) => {
+            report.push("late", ErrorCode::InvalidLate, format!("unknown `late: {other}`; expected `drop` or `keep`"));
+            proto::Late::Unspecified
+        }
+    };
+    late as i32
+}
+
 fn normalise_cdc(raw: Option<&str>, report: &mut Report) -> i32 {
     let cdc = match raw.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         None | Some("append") => proto::Cdc::Append,
@@ -635,7 +686,7 @@ sources:
         assert_eq!(source.disorder.as_secs(), 14 * 86_400);
         assert_eq!(source.since.map(|t| t.to_rfc3339()), Some("2024-01-01T00:00:00+00:00".to_owned()));
         assert_eq!(source.until, None);
-        assert_eq!(source.sample, Some(0.1));
+        assert_eq!(source.sample.as_ref().map(|s| s.rate), Some(0.1));
         assert_eq!(source.dataset.fields.len(), 7);
     }
 

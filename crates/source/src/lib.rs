@@ -53,8 +53,8 @@ pub use arn::{ArnError, Partition, RoleArn, StreamArn};
 pub use data_type::{DataType, Field, MAX_DECIMAL_PRECISION, parse_data_type};
 pub use definition::{
     AssumeRole, AvroFormat, Cdc, Consumer, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetSchema, Format, Ingest,
-    KinesisSource, MAX_FLUSH_BYTES, METADATA_COLUMNS, Preproc, RegistryAuth, SchemaRegistry, Source, parse_ref_path,
-    validate_commit, validate_commit_with,
+    KinesisSource, LateRows, MAX_FLUSH_BYTES, METADATA_COLUMNS, Preproc, RegistryAuth, Sample, SchemaRegistry, Source,
+    parse_ref_path, validate_commit, validate_commit_with,
 };
 pub use error::{ErrorCode, ValidationError};
 pub use file::{
@@ -62,6 +62,6 @@ pub use file::{
     validate_raw_sources_with,
 };
 pub use init_position::{InitPosition, Scalar, parse_init_position};
-pub use predicate::{BinaryOp, Expr, Literal, Predicate, parse_predicate};
+pub use predicate::{BinaryOp, Expr, Expression, Literal, Predicate, parse_expression, parse_predicate};
 pub use secret::{DEFAULT_SECRET_ENV_PREFIX, Secret, SecretPolicy};
 pub use time::{parse_date_time, parse_duration};

@@ -57,6 +57,13 @@ pub enum Expr {
         /// `IS NOT NULL`.
         negated: bool,
     },
+    /// `CASE WHEN c THEN v ... [ELSE e] END`
+    Case {
+        /// `(condition, value)` pairs, tried in order.
+        branches: Vec<(Expr, Expr)>,
+        /// The value when no condition is true (NULL when absent).
+        otherwise: Option<Box<Expr>>,
+    },
     /// `e IN (...)` (`negated`: `NOT IN`)
     InList {
         /// The tested expression.
@@ -112,6 +119,8 @@ pub enum BinaryOp {
     Div,
     /// `%`
     Rem,
+    /// `||` (string concatenation)
+    Concat,
 }
 
 impl fmt::Display for BinaryOp {
@@ -130,6 +139,7 @@ impl fmt::Display for BinaryOp {
             BinaryOp::Mul => "*",
             BinaryOp::Div => "/",
             BinaryOp::Rem => "%",
+            BinaryOp::Concat => "||",
         })
     }
 }
@@ -146,6 +156,75 @@ pub fn parse_predicate(text: &str, fields: &[Field]) -> Result<Predicate, String
         Kind::Bool | Kind::Null => Ok(Predicate { text: text.to_owned(), expr }),
         other => Err(format!("the predicate is {other}, not boolean")),
     }
+}
+
+/// A parsed, type-checked `preproc` `eval` expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    text: String,
+    expr: Expr,
+}
+
+impl Expression {
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The expression tree.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// Top-level fields the expression reads.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        collect_fields(&self.expr, &mut names);
+        names
+    }
+}
+
+fn collect_fields<'e>(expr: &'e Expr, names: &mut Vec<&'e str>) {
+    match expr {
+        Expr::Field(path) => names.extend(path.first().map(String::as_str)),
+        Expr::Literal(_) => {}
+        Expr::Not(inner)
+        | Expr::Negate(inner)
+        | Expr::IsNull { expr: inner, .. }
+        | Expr::InList { expr: inner, .. } => {
+            collect_fields(inner, names);
+        }
+        Expr::Binary(left, _, right) => {
+            collect_fields(left, names);
+            collect_fields(right, names);
+        }
+        Expr::Case { branches, otherwise } => {
+            for (condition, value) in branches {
+                collect_fields(condition, names);
+                collect_fields(value, names);
+            }
+            if let Some(otherwise) = otherwise {
+                collect_fields(otherwise, names);
+            }
+        }
+    }
+}
+
+/// Parses an `eval` expression and checks that its value fits `target`.
+pub fn parse_expression(text: &str, fields: &[Field], target: &DataType) -> Result<Expression, String> {
+    let tokens = tokenize(text)?;
+    let mut parser = Parser { tokens, pos: 0, depth: 0 };
+    let expr = parser.parse_or()?;
+    if let Some(token) = parser.tokens.get(parser.pos) {
+        return Err(format!("unexpected {token} after a complete expression"));
+    }
+    let found = type_of(&expr, fields)?;
+    let wanted = kind_of_type(target);
+    let fits = found == wanted || (found == Kind::Null && target.is_optional());
+    if !fits || wanted == Kind::Nested || wanted == Kind::Bytes {
+        return Err(format!("the expression is {found}, which does not fit type `{target}`"));
+    }
+    Ok(Expression { text: text.to_owned(), expr })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +250,11 @@ enum Keyword {
     Null,
     True,
     False,
+    Case,
+    When,
+    Then,
+    Else,
+    End,
 }
 
 impl fmt::Display for Token {
@@ -191,7 +275,7 @@ impl fmt::Display for Token {
     }
 }
 
-const OPERATORS: [&str; 13] = ["<=", ">=", "<>", "!=", "==", "=", "<", ">", "+", "-", "*", "/", "%"];
+const OPERATORS: [&str; 14] = ["||", "<=", ">=", "<>", "!=", "==", "=", "<", ">", "+", "-", "*", "/", "%"];
 
 fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     let mut tokens = Vec::new();
@@ -211,6 +295,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 "NULL" => Some(Keyword::Null),
                 "TRUE" => Some(Keyword::True),
                 "FALSE" => Some(Keyword::False),
+                "CASE" => Some(Keyword::Case),
+                "WHEN" => Some(Keyword::When),
+                "THEN" => Some(Keyword::Then),
+                "ELSE" => Some(Keyword::Else),
+                "END" => Some(Keyword::End),
                 _ => None,
             };
             tokens.push(keyword.map_or_else(|| Token::Ident(word.to_owned()), Token::Keyword));
@@ -409,6 +498,7 @@ impl Parser {
             let op = match self.peek() {
                 Some(Token::Op("+")) => BinaryOp::Add,
                 Some(Token::Op("-")) => BinaryOp::Sub,
+                Some(Token::Op("||")) => BinaryOp::Concat,
                 _ => return Ok(left),
             };
             self.pos += 1;
@@ -450,6 +540,7 @@ impl Parser {
             Token::Keyword(Keyword::True) => Ok(Expr::Literal(Literal::Bool(true))),
             Token::Keyword(Keyword::False) => Ok(Expr::Literal(Literal::Bool(false))),
             Token::Keyword(Keyword::Null) => Ok(Expr::Literal(Literal::Null)),
+            Token::Keyword(Keyword::Case) => self.nested(Self::parse_case),
             Token::Ident(name) => {
                 let mut path = vec![name];
                 while self.eat(&Token::Dot) {
@@ -472,6 +563,28 @@ impl Parser {
             }
             other => Err(format!("unexpected {other} where a value was expected")),
         }
+    }
+}
+
+impl Parser {
+    /// After `CASE`: `WHEN c THEN v ... [ELSE e] END`.
+    fn parse_case(&mut self) -> Result<Expr, String> {
+        let mut branches = Vec::new();
+        while self.eat(&Token::Keyword(Keyword::When)) {
+            let condition = self.parse_or()?;
+            if !self.eat(&Token::Keyword(Keyword::Then)) {
+                return Err(format!("expected `THEN`, found {}", self.describe_next()));
+            }
+            branches.push((condition, self.parse_or()?));
+        }
+        if branches.is_empty() {
+            return Err(format!("expected `WHEN` after `CASE`, found {}", self.describe_next()));
+        }
+        let otherwise = if self.eat(&Token::Keyword(Keyword::Else)) { Some(Box::new(self.parse_or()?)) } else { None };
+        if !self.eat(&Token::Keyword(Keyword::End)) {
+            return Err(format!("expected `END` to close `CASE`, found {}", self.describe_next()));
+        }
+        Ok(Expr::Case { branches, otherwise })
     }
 }
 
@@ -559,6 +672,15 @@ fn comparable(left: Kind, right: Kind) -> bool {
         )
 }
 
+/// The one kind the branches of a `CASE` share.
+fn unify(left: Kind, right: Kind) -> Result<Kind, String> {
+    match (left, right) {
+        (Kind::Null, other) | (other, Kind::Null) => Ok(other),
+        (l, r) if l == r && l != Kind::Nested => Ok(l),
+        (l, r) => Err(format!("`CASE` branches are {l} and {r}")),
+    }
+}
+
 fn type_of(expr: &Expr, fields: &[Field]) -> Result<Kind, String> {
     match expr {
         Expr::Field(path) => Ok(kind_of_type(resolve_field(path, fields)?)),
@@ -582,9 +704,31 @@ fn type_of(expr: &Expr, fields: &[Field]) -> Result<Kind, String> {
             }
             Ok(Kind::Bool)
         }
+        Expr::Case { branches, otherwise } => {
+            let mut kind = Kind::Null;
+            for (condition, value) in branches {
+                let condition_kind = type_of(condition, fields)?;
+                if !matches!(condition_kind, Kind::Bool | Kind::Null) {
+                    return Err(format!("`WHEN` needs a boolean, found {condition_kind}"));
+                }
+                kind = unify(kind, type_of(value, fields)?)?;
+            }
+            if let Some(otherwise) = otherwise {
+                kind = unify(kind, type_of(otherwise, fields)?)?;
+            }
+            Ok(kind)
+        }
         Expr::Binary(left, op, right) => {
             let (left, right) = (type_of(left, fields)?, type_of(right, fields)?);
             match op {
+                BinaryOp::Concat => {
+                    for side in [left, right] {
+                        if !matches!(side, Kind::String | Kind::Null) {
+                            return Err(format!("`||` needs strings, found {side}"));
+                        }
+                    }
+                    Ok(Kind::String)
+                }
                 BinaryOp::And | BinaryOp::Or => {
                     for side in [left, right] {
                         if !matches!(side, Kind::Bool | Kind::Null) {

@@ -35,6 +35,8 @@ pub struct ShardCounts {
     pub rejected: u64,
     /// Decoded rows the source's `where`, `since`/`until` or `sample` left out.
     pub filtered: u64,
+    /// Rows older than the watermark (dropped, or kept with `late: keep`).
+    pub late: u64,
 }
 
 /// Everything one written batch changes.
@@ -56,6 +58,9 @@ pub struct BatchCommit<'a> {
     pub counts: &'a [ShardCounts],
     /// Error-log retention applied after the insert.
     pub retention: ErrorRetention,
+    /// The largest event time seen (µs), persisted with the checkpoints so
+    /// the watermark survives a restart.
+    pub max_event_micros: Option<i64>,
 }
 
 impl Store {
@@ -88,14 +93,44 @@ impl Store {
         }
         for counts in batch.counts {
             transaction.execute(
-                "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (source, shard_id) DO UPDATE SET
-                   rows = rows + excluded.rows, rejected = rejected + excluded.rejected, filtered = filtered + excluded.filtered",
-                params![batch.source, counts.shard_id, counts.rows as i64, counts.rejected as i64, counts.filtered as i64],
+                   rows = rows + excluded.rows, rejected = rejected + excluded.rejected,
+                   filtered = filtered + excluded.filtered, late = late + excluded.late",
+                params![
+                    batch.source,
+                    counts.shard_id,
+                    counts.rows as i64,
+                    counts.rejected as i64,
+                    counts.filtered as i64,
+                    counts.late as i64
+                ],
+            )?;
+        }
+        if let Some(max_event) = batch.max_event_micros {
+            transaction.execute(
+                "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (scope) DO UPDATE SET
+                   max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
+                   updated_at_micros = excluded.updated_at_micros",
+                params![batch.scope, max_event, now.timestamp_micros()],
             )?;
         }
         transaction.commit()?;
         Ok(())
+    }
+
+    /// The largest event time (µs) committed under a checkpoint scope.
+    pub fn max_event_time(&self, scope: &str) -> Result<Option<i64>, StoreError> {
+        let connection = self.reading();
+        let found = connection.query_row("SELECT max_event_micros FROM event_times WHERE scope = ?1", [scope], |row| {
+            row.get::<_, i64>(0)
+        });
+        match found {
+            Ok(micros) => Ok(Some(micros)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Paths (relative to the data directory) of a dataset's committed files.
@@ -121,7 +156,7 @@ impl Store {
     pub fn shard_counts(&self, source: &str) -> Result<Vec<ShardCounts>, StoreError> {
         let connection = self.reading();
         let mut statement = connection.prepare(
-            "SELECT shard_id, rows, rejected, filtered FROM shard_counts WHERE source = ?1 ORDER BY shard_id",
+            "SELECT shard_id, rows, rejected, filtered, late FROM shard_counts WHERE source = ?1 ORDER BY shard_id",
         )?;
         let rows = statement.query_map([source], |row| {
             Ok(ShardCounts {
@@ -129,6 +164,7 @@ impl Store {
                 rows: row.get::<_, i64>(1)? as u64,
                 rejected: row.get::<_, i64>(2)? as u64,
                 filtered: row.get::<_, i64>(3)? as u64,
+                late: row.get::<_, i64>(4)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -165,7 +201,7 @@ mod tests {
         let files = [ManifestFile { dataset: "d".into(), path: "datasets/d/a.parquet".into(), rows: 10, bytes: 100 }];
         let advances = [ShardAdvance { shard_id: "shard-0".into(), from: ShardCheckpoint::default(), to: to("10") }];
         let rows = [rejected("7", "TYPE_MISMATCH"), rejected("9", "MALFORMED")];
-        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 10, rejected: 2, filtered: 1 }];
+        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 10, rejected: 2, filtered: 1, late: 3 }];
         let batch = BatchCommit {
             source: "s",
             version: 1,
@@ -175,8 +211,11 @@ mod tests {
             rejected: &rows,
             counts: &counts,
             retention: ErrorRetention::default(),
+            max_event_micros: Some(1_700_000_000_000_000),
         };
         store.commit_batch(&batch, Utc::now()).expect("first commit");
+        assert_eq!(store.max_event_time("s@stream").expect("read"), Some(1_700_000_000_000_000));
+        assert_eq!(store.max_event_time("other").expect("read"), None);
         // The same batch again (a replay after a crash): refused, nothing doubled.
         let replay = BatchCommit {
             files: &[ManifestFile { path: "datasets/d/b.parquet".into(), ..files[0].clone() }],
@@ -212,6 +251,7 @@ mod tests {
             rejected: &rows,
             counts: &[],
             retention: ErrorRetention { max_rows: 4, max_age: std::time::Duration::from_secs(3600) },
+            max_event_micros: None,
         };
         store.commit_batch(&batch, Utc::now()).expect("commit");
         assert_eq!(store.error_count("s").expect("count"), 4);

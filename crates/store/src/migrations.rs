@@ -68,6 +68,13 @@ const MIGRATIONS: &[&str] = &[
         payload_length INTEGER NOT NULL
     );
     CREATE INDEX error_log_by_source ON error_log (source, id);",
+    // 2: late rows per shard; each checkpoint scope's largest event time (its watermark + disorder).
+    "ALTER TABLE shard_counts ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE event_times (
+        scope TEXT PRIMARY KEY,
+        max_event_micros INTEGER NOT NULL,
+        updated_at_micros INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

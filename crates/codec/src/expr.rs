@@ -1,14 +1,10 @@
-//! A source's row filter: `where`, `since` / `until` and `sample`, applied to
-//! decoded rows before they are written.
+//! Evaluating `where` predicates and `eval` expressions over whole batches.
 //!
-//! `where` follows SQL: a row is kept only when the predicate is TRUE (NULL
-//! drops it). Comparisons between numbers are made in the wider type;
-//! arithmetic is done in float64 so a division by zero is a NULL-free
-//! infinity rather than an error that would stop the source. A string
-//! literal compared with a timestamp or date is read with the definition
-//! grammar (`ts >= '2024-01-01'`). `sample` keeps a row when a hash of its
-//! record's position falls under the fraction, so a record re-read after a
-//! crash makes the same choice.
+//! SQL semantics: NULL in, NULL out; a row is kept only when the predicate is
+//! TRUE. Arithmetic on two integers is done in int64 (an overflow gives NULL),
+//! otherwise in float64, so a division by zero is an infinity rather than an
+//! error that would stop the source. A string literal compared with a
+//! timestamp or date is read with the definition grammar (`ts >= '2024-01-01'`).
 
 use std::sync::Arc;
 
@@ -21,82 +17,14 @@ use arrow_array::{
 use arrow_buffer::NullBuffer;
 use arrow_ord::cmp;
 use arrow_schema::{ArrowError, DataType};
-use arrow_select::filter::filter_record_batch;
 use chrono::{DateTime, Utc};
-use tributary_source::{BinaryOp, Expr, Literal, Source, parse_date_time};
+use tributary_source::{BinaryOp, Expr, Literal, parse_date_time};
 
-/// The compiled row filter of one source.
-#[derive(Debug, Clone)]
-pub struct RowFilter {
-    predicate: Option<Expr>,
-    timestamp: String,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    sample: Option<f64>,
-}
-
-impl RowFilter {
-    /// The filter of `source`; `None` when it keeps every row.
-    pub fn new(source: &Source) -> Option<RowFilter> {
-        let filter = RowFilter {
-            predicate: source.filter.as_ref().map(|p| p.expr().clone()),
-            timestamp: source.dataset.timestamp.clone(),
-            since: source.since,
-            until: source.until,
-            sample: source.sample.filter(|fraction| *fraction < 1.0),
-        };
-        let keeps_all =
-            filter.predicate.is_none() && filter.since.is_none() && filter.until.is_none() && filter.sample.is_none();
-        (!keeps_all).then_some(filter)
-    }
-
-    /// Whether `filter` needs each row's record key (for `sample`).
-    pub fn samples(&self) -> bool {
-        self.sample.is_some()
-    }
-
-    /// The rows of `batch` the filter keeps. `record_keys` holds one key per
-    /// row (any stable hash of the record's position) when [`Self::samples`].
-    pub fn apply(&self, batch: &RecordBatch, record_keys: &[u64]) -> Result<RecordBatch, ArrowError> {
-        filter_record_batch(batch, &self.mask(batch, record_keys)?)
-    }
-
-    /// Which rows of `batch` the filter keeps (a NULL drops the row).
-    pub fn mask(&self, batch: &RecordBatch, record_keys: &[u64]) -> Result<BooleanArray, ArrowError> {
-        let rows = batch.num_rows();
-        let mut keep = BooleanArray::from(vec![true; rows]);
-        if let Some(predicate) = &self.predicate {
-            keep = and_kleene(&keep, &as_boolean(&evaluate(predicate, batch)?)?)?;
-        }
-        if self.since.is_some() || self.until.is_some() {
-            let column = batch
-                .column_by_name(&self.timestamp)
-                .ok_or_else(|| ArrowError::SchemaError(format!("no timestamp column `{}`", self.timestamp)))?;
-            if let Some(since) = self.since {
-                keep = and_kleene(&keep, &cmp::gt_eq(column, &timestamp_array(since, rows))?)?;
-            }
-            if let Some(until) = self.until {
-                keep = and_kleene(&keep, &cmp::lt(column, &timestamp_array(until, rows))?)?;
-            }
-        }
-        if let Some(fraction) = self.sample {
-            if record_keys.len() != rows {
-                return Err(ArrowError::InvalidArgumentError("sample needs one record key per row".into()));
-            }
-            let threshold = (fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
-            let sampled: BooleanArray = record_keys.iter().map(|key| Some(*key < threshold)).collect();
-            keep = and_kleene(&keep, &sampled)?;
-        }
-        // NULL means "not TRUE": dropped.
-        Ok(BooleanArray::from_iter(keep.iter().map(|kept| Some(kept == Some(true)))))
-    }
-}
-
-fn timestamp_array(at: DateTime<Utc>, rows: usize) -> TimestampMicrosecondArray {
+pub(crate) fn timestamp_array(at: DateTime<Utc>, rows: usize) -> TimestampMicrosecondArray {
     TimestampMicrosecondArray::from_value(at.timestamp_micros(), rows).with_timezone("UTC")
 }
 
-fn as_boolean(value: &ArrayRef) -> Result<BooleanArray, ArrowError> {
+pub(crate) fn as_boolean(value: &ArrayRef) -> Result<BooleanArray, ArrowError> {
     match value.data_type() {
         DataType::Boolean => Ok(value
             .as_any()
@@ -108,7 +36,7 @@ fn as_boolean(value: &ArrayRef) -> Result<BooleanArray, ArrowError> {
     }
 }
 
-fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
+pub(crate) fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
     let rows = batch.num_rows();
     match expr {
         Expr::Field(path) => field(batch, path),
@@ -134,11 +62,18 @@ fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
             let found = any.unwrap_or_else(|| BooleanArray::from(vec![false; rows]));
             Ok(Arc::new(if *negated { not(&found)? } else { found }))
         }
+        Expr::Case { branches, otherwise } => case(branches, otherwise.as_deref(), batch),
         Expr::Binary(left, op, right) => {
             let (left_value, right_value) = (evaluate(left, batch)?, evaluate(right, batch)?);
             match op {
                 BinaryOp::And => Ok(Arc::new(and_kleene(&as_boolean(&left_value)?, &as_boolean(&right_value)?)?)),
                 BinaryOp::Or => Ok(Arc::new(or_kleene(&as_boolean(&left_value)?, &as_boolean(&right_value)?)?)),
+                BinaryOp::Concat => concat(&left_value, &right_value),
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Rem
+                    if is_integer(left_value.data_type()) && is_integer(right_value.data_type()) =>
+                {
+                    integer_arithmetic(&left_value, *op, &right_value)
+                }
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
                     let (l, r) = (to_float(&left_value)?, to_float(&right_value)?);
                     match op {
@@ -173,6 +108,77 @@ fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
             }
         }
     }
+}
+
+/// Int64 arithmetic; a row whose result overflows (or `% 0`) is NULL.
+fn integer_arithmetic(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let (l, r) = (arrow_cast::cast(left, &DataType::Int64)?, arrow_cast::cast(right, &DataType::Int64)?);
+    let (l, r) = (as_int64(&l)?, as_int64(&r)?);
+    let apply = |a: i64, b: i64| match op {
+        BinaryOp::Add => a.checked_add(b),
+        BinaryOp::Sub => a.checked_sub(b),
+        BinaryOp::Mul => a.checked_mul(b),
+        _ => a.checked_rem(b),
+    };
+    let values: Int64Array = l.iter().zip(r.iter()).map(|(a, b)| a.zip(b).and_then(|(a, b)| apply(a, b))).collect();
+    Ok(Arc::new(values))
+}
+
+fn as_int64(array: &ArrayRef) -> Result<&Int64Array, ArrowError> {
+    array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| ArrowError::CastError("expected int64".into()))
+}
+
+/// `l || r`; NULL when either side is.
+fn concat(left: &ArrayRef, right: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let (l, r) = (arrow_cast::cast(left, &DataType::Utf8)?, arrow_cast::cast(right, &DataType::Utf8)?);
+    let as_strings = |array: &ArrayRef| -> Result<StringArray, ArrowError> {
+        array
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| ArrowError::CastError("expected a string".into()))
+    };
+    let (l, r) = (as_strings(&l)?, as_strings(&r)?);
+    let joined: StringArray = l.iter().zip(r.iter()).map(|(a, b)| a.zip(b).map(|(a, b)| format!("{a}{b}"))).collect();
+    Ok(Arc::new(joined))
+}
+
+/// `CASE WHEN ... END`: the first branch whose condition is TRUE, else `otherwise`, else NULL.
+fn case(branches: &[(Expr, Expr)], otherwise: Option<&Expr>, batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
+    let rows = batch.num_rows();
+    let mut values = Vec::with_capacity(branches.len() + 1);
+    for (_, value) in branches {
+        values.push(evaluate(value, batch)?);
+    }
+    values.push(match otherwise {
+        Some(otherwise) => evaluate(otherwise, batch)?,
+        None => new_null_array(&DataType::Null, rows),
+    });
+    let common = common_type(values.iter().map(|v| v.data_type()));
+    let mut values = values.iter().map(|value| arrow_cast::cast(value, &common)).collect::<Result<Vec<_>, _>>()?;
+    let mut result = values.pop().unwrap_or_else(|| new_null_array(&common, rows));
+    for ((condition, _), value) in branches.iter().zip(values).rev() {
+        let taken = as_boolean(&evaluate(condition, batch)?)?;
+        let taken = BooleanArray::from_iter(taken.iter().map(|t| Some(t == Some(true))));
+        result = arrow_select::zip::zip(&taken, &value, &result)?;
+    }
+    Ok(result)
+}
+
+/// The type every branch of a `CASE` is cast to.
+fn common_type<'t>(types: impl Iterator<Item = &'t DataType>) -> DataType {
+    let mut common = DataType::Null;
+    for data_type in types {
+        common = match (&common, data_type) {
+            (_, DataType::Null) => common,
+            (DataType::Null, other) => other.clone(),
+            (a, b) if a == b => common,
+            (a, b) if is_integer(a) && is_integer(b) => DataType::Int64,
+            (a, b) if is_number(a) && is_number(b) => DataType::Float64,
+            _ => common,
+        };
+    }
+    common
 }
 
 /// A column by path; a null parent struct makes its children null.
@@ -250,62 +256,4 @@ fn coerce(left: &ArrayRef, right: &ArrayRef) -> Result<(ArrayRef, ArrayRef), Arr
         return Ok((Arc::clone(left), arrow_cast::cast(right, l)?));
     }
     Err(ArrowError::InvalidArgumentError(format!("cannot compare {l} with {r}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Decoder;
-
-    fn kept_ids(extra: &str, records: &[&str], keys: &[u64]) -> Vec<i64> {
-        let text = format!(
-            "sources:\n  - name: s\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/s\n      init_position: trim_horizon\n      format: json\n    dataset:\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: amount, type: optional<float64>}}\n        - {{name: country, type: optional<string>}}\n        - {{name: ts, type: timestamp}}\n        - {{name: customer, type: \"optional<struct<tier: int32>>\"}}\n      timestamp: ts\n{extra}"
-        );
-        let file = tributary_source::parse_text(&text, false).expect("parses");
-        let sources = tributary_source::validate_raw_sources(&file.sources, Utc::now()).expect("valid");
-        let mut decoder = Decoder::new(&sources[0], None).expect("decoder");
-        let meta = crate::decoder::tests::META;
-        for record in records {
-            assert!(decoder.decode(record.as_bytes(), &meta).expect("decodes"), "{record}");
-        }
-        let batch = decoder.flush().expect("flush").batch;
-        let filter = RowFilter::new(&sources[0]).expect("a filter");
-        let kept = filter.apply(&batch, keys).expect("filters");
-        let ids = kept.column_by_name("id").expect("id").as_any().downcast_ref::<Int64Array>().expect("int64").clone();
-        ids.values().to_vec()
-    }
-
-    const RECORDS: [&str; 5] = [
-        r#"{"id": 1, "amount": 10.5, "country": "DE", "ts": "2024-01-01T00:00:00Z", "customer": {"tier": 2}}"#,
-        r#"{"id": 2, "amount": -3, "country": "US", "ts": "2024-02-01T00:00:00Z", "customer": null}"#,
-        r#"{"id": 3, "country": "DE", "ts": "2024-03-01T00:00:00Z", "customer": {"tier": 1}}"#,
-        r#"{"id": 4, "amount": 0, "country": null, "ts": "2023-12-31T23:59:59Z"}"#,
-        r#"{"id": 5, "amount": 7, "country": "FR", "ts": "2024-01-15T00:00:00Z", "customer": {"tier": 3}}"#,
-    ];
-
-    #[test]
-    fn where_keeps_only_rows_where_the_predicate_is_true() {
-        assert_eq!(kept_ids("    where: \"amount > 0\"\n", &RECORDS, &[]), [1, 5], "NULL amount is not > 0");
-        assert_eq!(kept_ids("    where: \"country IN ('DE', 'FR') AND NOT amount IS NULL\"\n", &RECORDS, &[]), [1, 5]);
-        assert_eq!(kept_ids("    where: \"country IS NULL OR amount * 2 + 1 < 0\"\n", &RECORDS, &[]), [2, 4]);
-        assert_eq!(kept_ids("    where: \"ts >= '2024-01-15' AND ts < '2024-03-01'\"\n", &RECORDS, &[]), [2, 5]);
-        assert_eq!(
-            kept_ids("    where: \"customer.tier >= 2\"\n", &RECORDS, &[]),
-            [1, 5],
-            "a null struct's fields are null"
-        );
-        assert_eq!(
-            kept_ids("    where: \"amount / 0 > 1 OR id % 2 = 0\"\n", &RECORDS, &[]),
-            [1, 2, 4, 5],
-            "no error on division by zero"
-        );
-    }
-
-    #[test]
-    fn since_until_and_sample_cut_rows() {
-        let window = "    since: 2024-01-01T00:00:00Z\n    until: 2024-02-01T00:00:00Z\n";
-        assert_eq!(kept_ids(window, &RECORDS, &[]), [1, 5], "since is inclusive, until exclusive");
-        let keys = [0, u64::MAX, u64::MAX / 4, u64::MAX / 2 + 1, 1];
-        assert_eq!(kept_ids("    sample: 0.5\n", &RECORDS, &keys), [1, 3, 5]);
-    }
 }
