@@ -27,12 +27,17 @@ fn json_records_to_parquet_and_rejections() {
     let good = r#"{"order_id": 1, "amount": 10.5, "ts": "2024-06-01T12:00:00Z", "tags": ["web"], "customer": {"id": 3}, "address": {"country": "DE"}, "price": "12.30", "attributes": {"a": "b"}}"#;
     let lines = [good, r#"{"order_id": 2, "amount": "#, r#"{"order_id": "x", "ts": 1}"#, good, "\u{1}"];
     std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
+    // The example samples a tenth of the orders: without it, both good lines are rows.
+    let example = std::fs::read_to_string(format!("{EXAMPLES}/orders.yaml")).expect("example");
+    assert!(example.contains("    sample: 0.1\n"));
+    let definition = dir.path().join("orders.yaml");
+    std::fs::write(&definition, example.replace("    sample: 0.1\n", "")).expect("write definition");
     let (output, errors) = (dir.path().join("out.parquet"), dir.path().join("errors.jsonl"));
     let run = tributary(
         &[
             "decode",
             "--definition",
-            &format!("{EXAMPLES}/orders.yaml"),
+            definition.to_str().expect("utf-8"),
             "--source",
             "orders",
             "--input",
@@ -107,4 +112,88 @@ fn a_missing_source_or_input_is_a_usage_error() {
         &[],
     );
     assert_eq!(run.status.code(), Some(2));
+}
+
+/// The arrival-ordered lines of a Debezium stream, and what becomes of each.
+pub(crate) const DEBEZIUM_LINES: [(&str, &str); 9] = [
+    (
+        r#"{"op": "c", "after": {"id": 1, "email": "a@x.io", "tier": 3, "address": {"country": "DE"}, "updated_at": "2024-06-01T10:00:00Z"}}"#,
+        "upsert 1",
+    ),
+    (
+        r#"{"op": "c", "after": {"id": 2, "email": "test@example.com", "updated_at": "2024-06-01T10:05:00Z"}}"#,
+        "filtered",
+    ),
+    (
+        r#"{"schema": {}, "payload": {"op": "u", "before": {"id": 1}, "after": {"id": 1, "email": "a@y.io", "tier": 1, "updated_at": "2024-06-01T11:00:00Z"}}}"#,
+        "upsert 1",
+    ),
+    (r#"{"op": "c", "after": {"id": 3, "email": "old@x.io", "updated_at": "2023-12-01T00:00:00Z"}}"#, "filtered"),
+    (r#"{"op": "d", "before": {"id": 2, "updated_at": "2024-06-01T11:30:00Z"}, "after": null}"#, "delete 2"),
+    (r#"{"op": "c", "after": {"id": 4, "email": "late@x.io", "updated_at": "2024-06-01T09:00:00Z"}}"#, "late"),
+    ("null", "CDC_TOMBSTONE"),
+    (r#"{"op": "x", "after": {"id": 5}}"#, "CDC_UNKNOWN_OP"),
+    (
+        r#"{"op": "r", "after": {"id": 5, "email": "e@x.io", "tier": 2, "updated_at": "2024-06-01T12:00:00Z"}}"#,
+        "upsert 5",
+    ),
+];
+
+#[test]
+fn decode_applies_the_whole_definition_and_counts_every_line_in_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("changes.jsonl");
+    let lines: Vec<&str> = DEBEZIUM_LINES.iter().map(|(line, _)| *line).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
+    let (output, errors) = (dir.path().join("out.parquet"), dir.path().join("errors.jsonl"));
+    let run = tributary(
+        &[
+            "decode",
+            "--definition",
+            &format!("{EXAMPLES}/customers_debezium.yaml"),
+            "--source",
+            "customers",
+            "--input",
+            input.to_str().expect("utf-8"),
+            "--output",
+            output.to_str().expect("utf-8"),
+            "--errors",
+            errors.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    // 1 and 3 and 9 upserts, 5 a delete; 2 (where) and 4 (since) filtered; 6 late (an hour and a
+    // half behind 11:30); 7 and 8 rejected.
+    assert_eq!(stdout(&run).lines().last(), Some("rows=4 rejected=2 filtered=2 late=1"));
+
+    let file = File::open(&output).expect("parquet file");
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet metadata");
+    let batches: Vec<_> = builder.build().expect("reader").map(|b| b.expect("batch")).collect();
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).expect("concat");
+    let column = |name: &str| -> Vec<String> {
+        let array = batch.column_by_name(name).unwrap_or_else(|| panic!("no {name}"));
+        (0..batch.num_rows())
+            .map(|row| arrow_cast::display::array_value_to_string(array, row).expect("shows"))
+            .collect()
+    };
+    let expected: Vec<&str> = DEBEZIUM_LINES
+        .iter()
+        .map(|(_, what)| *what)
+        .filter(|w| w.starts_with("upsert") || w.starts_with("delete"))
+        .collect();
+    let found: Vec<String> = column("_op").iter().zip(column("id")).map(|(op, id)| format!("{op} {id}")).collect();
+    assert_eq!(found, expected);
+    // eval runs after the ref; a delete's NULL tier is not >= 2; `'gold-' || NULL` is NULL.
+    assert_eq!(column("label"), ["gold-DE", "basic", "basic", ""]);
+    assert_eq!(column("_sequence_number"), ["1", "3", "5", "9"], "the line numbers");
+
+    let rejections: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .expect("errors file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    let codes: Vec<(&str, &str)> =
+        rejections.iter().map(|r| (r["line"].as_str().unwrap_or(""), r["code"].as_str().unwrap_or(""))).collect();
+    assert_eq!(codes, [("7", "CDC_TOMBSTONE"), ("8", "CDC_UNKNOWN_OP")]);
 }

@@ -98,18 +98,24 @@ impl CdcColumns {
 }
 
 /// The envelope's fields we read; others (`source`, `transaction`, `schema`) are skipped.
+/// `Some("null")` is an explicit null, `None` an absent key.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "raw")]
     payload: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "raw")]
     before: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "raw")]
     after: Option<&'a RawValue>,
     #[serde(borrow, default)]
     op: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     ts_ms: Option<&'a RawValue>,
+}
+
+/// A present key's raw value, `null` included (serde's `Option` would make it `None`).
+fn raw<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// One Debezium change, borrowed from the payload.

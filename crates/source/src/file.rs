@@ -754,6 +754,63 @@ sources:
     }
 
     #[test]
+    fn sample_late_and_eval_forms_and_their_commit_errors() {
+        let check = |from: &str, to: &str| {
+            assert!(EXAMPLE.contains(from), "{from}");
+            let text = EXAMPLE.replace(from, to);
+            validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now())
+        };
+        let coded = |from: &str, to: &str| -> Vec<(String, String, String)> {
+            let errors = check(from, to).expect_err(to);
+            errors.into_iter().map(|e| (e.field, e.code.as_str().to_owned(), e.message)).collect()
+        };
+        // sample: the default hashes every field but the timestamp and the preproc'd ones.
+        let sources = check("", "").expect("valid");
+        let using = sources[0].sample.as_ref().map(|s| s.using.clone()).expect("a sample");
+        assert_eq!(using, ["order_id", "amount", "tags", "customer"]);
+        let sources = check("sample: 0.1", "sample: {rate: 0.5, using: [customer, order_id]}").expect("valid");
+        assert_eq!(
+            sources[0].sample,
+            Some(crate::Sample { rate: 0.5, using: vec!["customer".into(), "order_id".into()] })
+        );
+        for (to, field, message) in [
+            ("sample: {rate: 0.5, using: [nope]}", "sample.using[0]", "not a dataset field"),
+            ("sample: {rate: 0.5, using: [order_id, country]}", "sample.using[1]", "set by `preproc`"),
+            ("sample: {rate: 0.5, using: [amount, amount]}", "sample.using[1]", "named twice"),
+            ("sample: {rate: 1.5, using: [amount]}", "sample", "fraction in [0, 1]"),
+            ("sample: {rate: x}", "sample", "fraction in [0, 1]"),
+        ] {
+            let errors = coded("sample: 0.1", to);
+            assert_eq!((errors[0].0.as_str(), errors[0].1.as_str()), (field, "INVALID_SAMPLE"), "{to}");
+            assert!(errors[0].2.contains(message), "{to}: {}", errors[0].2);
+        }
+        // late
+        assert_eq!(check("", "").expect("valid")[0].late, crate::LateRows::Drop);
+        assert_eq!(check("sample: 0.1", "late: keep").expect("valid")[0].late, crate::LateRows::Keep);
+        assert_eq!(coded("sample: 0.1", "late: maybe")[0].1, "INVALID_LATE");
+        // eval
+        let sources = check("country: {ref: \"address[country]\"}", "amount: {eval: \"order_id * 2\"}").expect("valid");
+        assert!(matches!(sources[0].preproc.get("amount"), Some(crate::Preproc::Eval(_))));
+        let errors = coded("source:  {value: \"kinesis\"}", "source:  {eval: \"'x'\"}");
+        assert_eq!((errors[0].0.as_str(), errors[0].1.as_str()), ("preproc.source.eval", "INVALID_PREPROC"));
+        assert!(errors[0].2.contains("may give NULL: declare it `optional<string>`"), "{}", errors[0].2);
+        let country = "country: {ref: \"address[country]\"}";
+        for (to, field, message) in [
+            ("amount: {eval: \"country\"}", "preproc.amount.eval", "does not fit type `optional<float64>`"),
+            ("amount: {eval: \"order_id +\"}", "preproc.amount.eval", "ends where a value was expected"),
+            ("amount: {eval: \"nope * 2\"}", "preproc.amount.eval", "`nope` is not a dataset field"),
+            ("amount: {eval: \"CASE WHEN ts > '2024-01-01' THEN 1 ELSE 'x' END\"}", "preproc.amount.eval", "branches"),
+            ("amount: {eval: \"amount + 1\"}", "preproc.amount.eval", "computed by `eval` too"),
+            ("amount: {eval: \"1\", value: 2}", "preproc.amount", "one of `ref`, `value` or `eval`"),
+        ] {
+            let errors = coded(country, to);
+            let found = errors.iter().find(|e| e.0.starts_with(field)).unwrap_or_else(|| panic!("{to}: {errors:?}"));
+            assert_eq!(found.1, "INVALID_PREPROC", "{to}");
+            assert!(found.2.contains(message), "{to}: {}", found.2);
+        }
+    }
+
+    #[test]
     fn consumer_is_polling_or_efo() {
         let check = |consumer: &str| {
             let text = EXAMPLE.replace("format: json", &format!("format: json\n      {consumer}"));
