@@ -134,3 +134,29 @@ pub mod server;
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// The arrival-ordered records of a Debezium stream for `examples/customers_debezium.yaml`,
+/// and what becomes of each (shared by `tributary decode` and the end-to-end test).
+pub const DEBEZIUM_LINES: [(&str, &str); 9] = [
+    (
+        r#"{"op": "c", "after": {"id": 1, "email": "a@x.io", "tier": 3, "address": {"country": "DE"}, "updated_at": "2024-06-01T10:00:00Z"}}"#,
+        "upsert 1",
+    ),
+    (
+        r#"{"op": "c", "after": {"id": 2, "email": "test@example.com", "updated_at": "2024-06-01T10:05:00Z"}}"#,
+        "filtered",
+    ),
+    (
+        r#"{"schema": {}, "payload": {"op": "u", "before": {"id": 1}, "after": {"id": 1, "email": "a@y.io", "tier": 1, "updated_at": "2024-06-01T11:00:00Z"}}}"#,
+        "upsert 1",
+    ),
+    (r#"{"op": "c", "after": {"id": 3, "email": "old@x.io", "updated_at": "2023-12-01T00:00:00Z"}}"#, "filtered"),
+    (r#"{"op": "d", "before": {"id": 2, "updated_at": "2024-06-01T11:30:00Z"}, "after": null}"#, "delete 2"),
+    (r#"{"op": "c", "after": {"id": 4, "email": "late@x.io", "updated_at": "2024-06-01T09:00:00Z"}}"#, "late"),
+    ("null", "CDC_TOMBSTONE"),
+    (r#"{"op": "x", "after": {"id": 5}}"#, "CDC_UNKNOWN_OP"),
+    (
+        r#"{"op": "r", "after": {"id": 5, "email": "e@x.io", "tier": 2, "updated_at": "2024-06-01T12:00:00Z"}}"#,
+        "upsert 5",
+    ),
+];

@@ -84,13 +84,16 @@ impl ServerProcess {
         serde_json::from_str(&body).expect("JSON")
     }
 
-    /// Waits until the source has committed `rows` + `rejected` + `filtered` records in all.
+    /// Waits until the source has committed `rows` + `rejected` + `filtered` +
+    /// `late` records in all (a late row kept by `late: keep` counts twice).
     pub fn wait_for_records(&self, source: &str, total: u64, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let status = self.get(&format!("/api/v1/sources/{source}/status"));
-            let done =
-                ["rows", "rejected", "filtered"].iter().map(|key| status[key].as_u64().unwrap_or(0)).sum::<u64>();
+            let done = ["rows", "rejected", "filtered", "late"]
+                .iter()
+                .map(|key| status[key].as_u64().unwrap_or(0))
+                .sum::<u64>();
             if done >= total {
                 return status;
             }
