@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tributary_source::{Cdc, DataType, Field, Source};
 
-use crate::columns::Column;
+use crate::columns::{Column, Kind};
 use crate::json::JsonFormat;
 use crate::rejection::{Fault, Reason, RecordMeta};
 
@@ -169,6 +169,8 @@ pub(crate) struct DeleteRows {
     format: JsonFormat,
     keys: Vec<String>,
     timestamp: String,
+    /// The timestamp's place among the delete columns.
+    timestamp_index: usize,
     /// Per accepted row since the last flush, whether it is a delete.
     is_delete: Vec<bool>,
 }
@@ -176,14 +178,20 @@ pub(crate) struct DeleteRows {
 impl DeleteRows {
     pub(crate) fn new(source: &Source) -> DeleteRows {
         let dataset = &source.dataset;
+        // The timestamp may be absent from `before`: the envelope's `ts_ms` stands in (see `complete`).
         let fields: Vec<Field> = dataset
             .fields
             .iter()
             .filter(|f| dataset.keys.contains(&f.name) || f.name == dataset.timestamp)
-            .cloned()
+            .map(|f| match dataset.keys.contains(&f.name) {
+                true => f.clone(),
+                false => Field { name: f.name.clone(), data_type: DataType::Optional(Box::new(f.data_type.clone())) },
+            })
             .collect();
+        let timestamp_index = fields.iter().position(|f| f.name == dataset.timestamp).unwrap_or(0);
         DeleteRows {
             root: Column::root(&fields),
+            timestamp_index,
             format: JsonFormat::default(),
             keys: dataset.keys.clone(),
             timestamp: dataset.timestamp.clone(),
@@ -217,7 +225,49 @@ impl DeleteRows {
         if decoded.is_err() {
             self.root.truncate(rows);
         }
-        decoded
+        decoded.map_err(|fault| self.key_fault(fault))?;
+        self.complete(rows, None)
+    }
+
+    /// The delete columns, for a format that reads `before` itself (Avro).
+    pub(crate) fn root(&self) -> &Column {
+        &self.root
+    }
+
+    pub(crate) fn root_mut(&mut self) -> &mut Column {
+        &mut self.root
+    }
+
+    /// A NULL or absent key in `before` is a delete without keys.
+    pub(crate) fn key_fault(&self, fault: Box<Fault>) -> Box<Fault> {
+        let about_a_key = self.keys.iter().any(|key| **key == *fault.field);
+        match fault.reason {
+            Reason::NullNotAllowed | Reason::MissingField if about_a_key => Fault::record(Reason::CdcDeleteWithoutKeys),
+            _ => fault,
+        }
+    }
+
+    /// After the delete row `rows` was read: a missing timestamp becomes
+    /// `ts_ms` (ms since the epoch), or rejects the row when there is none.
+    pub(crate) fn complete(&mut self, rows: usize, ts_ms: Option<i64>) -> Result<(), Box<Fault>> {
+        let Kind::Struct { fields, .. } = &mut self.root.kind else { return Ok(()) };
+        let Some(timestamp) = fields.get_mut(self.timestamp_index) else { return Ok(()) };
+        let column = &mut timestamp.column;
+        if column.nulls.is_valid(rows) {
+            return Ok(());
+        }
+        match ts_ms.and_then(|ms| ms.checked_mul(1_000)) {
+            Some(micros) => {
+                column.truncate(rows);
+                column.push_timestamp(micros);
+                Ok(())
+            }
+            None => {
+                let path = Arc::clone(&column.path);
+                self.root.truncate(rows);
+                Err(Fault::new(Reason::MissingField, &path))
+            }
+        }
     }
 
     pub(crate) fn accepted(&mut self, is_delete: bool) {

@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Field as ArrowField, Schema, SchemaRef};
 use tributary_source::{AvroFormat, Cdc, Expression, Format, METADATA_COLUMNS, Preproc, Source};
 
-use crate::avro::{AvroState, CompiledSchema, RegistryClient, WireFormat};
+use crate::avro::{AvroState, Compiled, RegistryClient, WireFormat};
 use crate::cdc::{CdcColumns, Change, DeleteRows, Op};
 use crate::columns::{Column, FieldSource, Kind};
 use crate::json::JsonFormat;
@@ -154,31 +154,23 @@ impl Decoder {
     pub fn new(source: &Source, registry: Option<RegistryClient>) -> Result<Decoder, CompileError> {
         let mut root = Column::root(&source.dataset.fields);
         let plan = apply_preproc(source, &mut root)?;
+        let deletes = (source.cdc == Cdc::Debezium).then(|| DeleteRows::new(source));
         let format = match &source.kinesis.format {
             Format::Json => {
                 FormatState::Json(JsonFormat::with_refs(&plan.refs, &root).map_err(CompileError::Unsupported)?)
             }
-            Format::Avro(_) if source.preproc.values().any(|p| !matches!(p, Preproc::Eval(_))) => {
-                return Err(CompileError::Unsupported(
-                    "preproc `ref` and `value` apply to JSON sources only, not yet to Avro (`eval` does)".into(),
-                ));
-            }
-            Format::Avro(_) if source.cdc == Cdc::Debezium => {
-                return Err(CompileError::Unsupported(
-                    "`cdc: debezium` reads JSON envelopes only, not yet Avro".into(),
-                ));
-            }
             Format::Avro(AvroFormat::Inline(schema)) => {
-                let compiled = CompiledSchema::compile(&schema.to_string(), &root)
-                    .map_err(|e| CompileError::SchemaIncompatible(e.to_string()))?;
-                FormatState::Avro(AvroState::new(WireFormat::Raw(Arc::new(compiled))))
+                let compiled =
+                    Compiled::compile(&schema.to_string(), &root, &plan.refs, deletes.as_ref().map(DeleteRows::root))
+                        .map_err(|e| CompileError::SchemaIncompatible(e.to_string()))?;
+                FormatState::Avro(AvroState::new(WireFormat::Raw(Arc::new(compiled)), plan.refs.clone()))
             }
             Format::Avro(AvroFormat::Registry(settings)) => {
                 let client = match registry {
                     Some(client) => client,
                     None => RegistryClient::new(settings).map_err(|e| CompileError::Unsupported(e.to_string()))?,
                 };
-                FormatState::Avro(AvroState::new(WireFormat::Confluent(Box::new(client))))
+                FormatState::Avro(AvroState::new(WireFormat::Confluent(Box::new(client)), plan.refs.clone()))
             }
         };
         let metadata = source.kinesis.include_metadata.then(|| MetadataColumns {
@@ -197,7 +189,6 @@ impl Decoder {
         if let Some(cdc) = &cdc {
             fields.extend(cdc.arrow_fields());
         }
-        let deletes = (source.cdc == Cdc::Debezium).then(|| DeleteRows::new(source));
         let schema = match &deletes {
             Some(_) => crate::cdc::relax(&Schema::new(fields), source),
             None => Schema::new(fields),
@@ -267,7 +258,15 @@ impl Decoder {
                 Err(fault) => (Err(fault), Op::Upsert),
             },
             (FormatState::Json(state), None) => (state.decode(payload, &mut self.root), Op::Upsert),
-            (FormatState::Avro(state), _) => (state.decode(payload, &mut self.root)?, Op::Upsert),
+            (FormatState::Avro(state), Some(deletes)) => {
+                let delete_rows = deletes.len();
+                match state.decode(payload, &mut self.root, Some(deletes.root_mut()))? {
+                    Ok(change) if change.op == Op::Delete => (deletes.complete(delete_rows, change.ts_ms), Op::Delete),
+                    Ok(change) => (Ok(()), change.op),
+                    Err(fault) => (Err(deletes.key_fault(fault)), Op::Upsert),
+                }
+            }
+            (FormatState::Avro(state), None) => (state.decode(payload, &mut self.root, None)?.map(|_| ()), Op::Upsert),
         };
         self.buffered_bytes += payload.len();
         match result {

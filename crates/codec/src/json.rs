@@ -817,6 +817,13 @@ fn follow_ref_again(
     Ok(true)
 }
 
+/// Decodes a `preproc` constant (JSON text) into `column`: how other formats
+/// fill their constant fields too.
+pub(crate) fn decode_constant(text: &[u8], column: &mut Column) -> Result<(), Box<Fault>> {
+    let mut constant = Parser { bytes: text, pos: 0 };
+    decode_value(&mut JsonState::default(), &mut constant, column)
+}
+
 /// After an object: constants decoded, absent optional fields null, an absent
 /// required field an error.
 fn fill_the_rest(state: &mut JsonState, fields: &mut [StructField], stamp: u64) -> Result<(), Box<Fault>> {

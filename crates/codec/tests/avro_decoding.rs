@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use common::registry;
+
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use apache_avro::types::Value;
 use apache_avro::{Schema, to_avro_datum};
@@ -227,63 +227,6 @@ fn an_inline_schema_that_cannot_resolve_fails_to_compile() {
             other => panic!("{schema}: {other:?}"),
         }
     }
-}
-
-/// A schema registry on 127.0.0.1: serves `schemas` by id, demands `authorization`, counts requests.
-struct Registry {
-    url: String,
-    requests: Arc<AtomicUsize>,
-    seen_auth: Arc<Mutex<Vec<String>>>,
-}
-
-fn registry(schemas: Vec<(u32, String)>, authorization: Option<&'static str>) -> Registry {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let seen_auth = Arc::new(Mutex::new(Vec::new()));
-    let (count, seen) = (requests.clone(), seen_auth.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).expect("request line");
-            let mut auth = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("header");
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some(value) =
-                    line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: "))
-                {
-                    auth = value.trim().to_owned();
-                }
-            }
-            seen.lock().expect("lock").push(auth.clone());
-            let id: Option<u32> = request_line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.strip_prefix("/schemas/ids/"))
-                .and_then(|i| i.parse().ok());
-            let (status, body) = if authorization.is_some_and(|expected| expected != auth) {
-                ("401 Unauthorized", r#"{"error_code": 401, "message": "Unauthorized"}"#.to_owned())
-            } else {
-                match id.and_then(|id| schemas.iter().find(|(i, _)| *i == id)) {
-                    Some((_, schema)) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
-                    None => ("404 Not Found", r#"{"error_code": 40403, "message": "Schema not found"}"#.to_owned()),
-                }
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes());
-        }
-    });
-    Registry { url, requests, seen_auth }
 }
 
 fn registry_source(url: &str, auth: &str) -> tributary_source::Source {

@@ -2,7 +2,7 @@
 //! compiled [`Program`]. Every length and count is checked against the bytes
 //! left, so a corrupt datum is rejected, never over-read or looped on.
 
-use crate::avro::program::{Program, Skip, TimeUnit};
+use crate::avro::program::{Program, Skip, TimeUnit, Walk};
 use crate::columns::{Column, Kind, push_offset};
 use crate::rejection::{Fault, Found, Reason};
 use crate::timestamp::{days_from_str, micros_from_epoch_int, micros_from_str};
@@ -28,8 +28,18 @@ impl<'a> Cursor<'a> {
         self.bytes.len() - self.pos
     }
 
+    /// Where the cursor is in the datum.
+    pub(super) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes `from..to` of the datum.
+    pub(super) fn slice(&self, from: usize, to: usize) -> &'a [u8] {
+        &self.bytes[from..to]
+    }
+
     #[inline(always)]
-    fn long(&mut self) -> Result<i64, Reason> {
+    pub(super) fn long(&mut self) -> Result<i64, Reason> {
         // Most varints are one byte (lengths, small numbers, union branches).
         if let Some(&byte) = self.bytes.get(self.pos)
             && byte & 0x80 == 0
@@ -216,29 +226,99 @@ fn read_general(program: &Program, cursor: &mut Cursor<'_>, column: &mut Column)
         }
         Program::Mismatch(why) => return Err(at(Reason::SchemaMismatch(why.clone()), column)),
         Program::Skip(skip) => return skip_value(skip, cursor).map_err(|r| at(r, column)),
-        Program::Record { fields: programs, absent } => {
+        Program::Record { fields: programs, absent, constants } => {
             let Kind::Struct { fields, .. } = &mut column.kind else { return Err(internal(column)) };
             for (program, target) in programs {
-                match target {
-                    Some(index) => read_inline(program, cursor, &mut fields[*index].column)?,
-                    None => {
-                        if let Program::Skip(skip) = program {
-                            skip_value(skip, cursor).map_err(|r| Fault::new(r, &column.path))?;
+                match (target, program) {
+                    (Some(index), _) => read_inline(program, cursor, &mut fields[*index].column)?,
+                    (None, Program::Skip(skip)) => skip_value(skip, cursor).map_err(|r| Fault::new(r, &column.path))?,
+                    (None, Program::Tee(reads)) => {
+                        // Every read takes the whole value, so each ends where the value does.
+                        let start = cursor.pos;
+                        for (program, index) in reads {
+                            cursor.pos = start;
+                            read(program, cursor, &mut fields[*index].column)?;
                         }
                     }
+                    (None, _) => return Err(internal(column)),
                 }
             }
             for &index in absent {
                 fields[index].column.push_null();
             }
+            for (index, text) in constants {
+                crate::json::decode_constant(text, &mut fields[*index].column)?;
+            }
             column.mark_valid();
             return Ok(());
         }
+        Program::Path(walk) => {
+            if !walk_value(walk, cursor, column)? {
+                if !column.nullable {
+                    return Err(at(Reason::MissingField, column));
+                }
+                column.push_null();
+            }
+            return Ok(());
+        }
+        Program::Tee(_) => return Err(internal(column)),
         _ => {}
     }
     read_scalar_or_collection(program, cursor, column)?;
     column.mark_valid();
     Ok(())
+}
+
+/// Walks a `preproc` ref down one writer value (reading all of it); whether
+/// the path was found (and its value read into `column`).
+fn walk_value(walk: &Walk, cursor: &mut Cursor<'_>, column: &mut Column) -> Result<bool, Box<Fault>> {
+    let at = |reason: Reason, column: &Column| Fault::new(reason, &column.path);
+    match walk {
+        Walk::Read(program) => {
+            read(program, cursor, column)?;
+            Ok(true)
+        }
+        Walk::Record(parts) => {
+            let mut found = false;
+            for (walk, skip) in parts {
+                match walk {
+                    Some(walk) => found = walk_value(walk, cursor, column)?,
+                    None => skip_value(skip, cursor).map_err(|r| at(r, column))?,
+                }
+            }
+            Ok(found)
+        }
+        Walk::Map { key, value, skip } => {
+            let (mut matched, mut found) = (false, false);
+            loop {
+                let count = cursor.block_count().map_err(|r| at(r, column))?;
+                if count == 0 {
+                    return Ok(found);
+                }
+                for _ in 0..count {
+                    let entry_key = utf8_string(cursor).map_err(|r| at(r, column))?;
+                    if !matched && entry_key == &**key {
+                        matched = true;
+                        found = walk_value(value, cursor, column)?;
+                    } else {
+                        skip_value(skip, cursor).map_err(|r| at(r, column))?;
+                    }
+                }
+            }
+        }
+        Walk::Union(branches) => {
+            let index = cursor.long().map_err(|r| at(r, column))?;
+            let branch = usize::try_from(index)
+                .ok()
+                .and_then(|i| branches.get(i))
+                .ok_or_else(|| at(Reason::Malformed("Avro union branch index out of range"), column))?;
+            walk_value(branch, cursor, column)
+        }
+        Walk::Absent(skip) => {
+            skip_value(skip, cursor).map_err(|r| at(r, column))?;
+            Ok(false)
+        }
+    }
 }
 
 fn internal(column: &Column) -> Box<Fault> {
@@ -405,7 +485,7 @@ fn is_utf8(bytes: &[u8]) -> bool {
     high & 0x8080_8080_8080_8080 == 0 || simdutf8::basic::from_utf8(bytes).is_ok()
 }
 
-fn utf8_string<'a>(cursor: &mut Cursor<'a>) -> Result<&'a str, Reason> {
+pub(super) fn utf8_string<'a>(cursor: &mut Cursor<'a>) -> Result<&'a str, Reason> {
     let len = cursor.length()?;
     std::str::from_utf8(cursor.take(len)?).map_err(|_| Reason::Malformed("Avro string is not valid UTF-8"))
 }
@@ -438,7 +518,7 @@ fn scale_integer(unscaled: i128, from_scale: u32, precision: u8, to_scale: u8) -
 }
 
 /// Reads past a value the dataset does not keep.
-fn skip_value(skip: &Skip, cursor: &mut Cursor<'_>) -> Result<(), Reason> {
+pub(super) fn skip_value(skip: &Skip, cursor: &mut Cursor<'_>) -> Result<(), Reason> {
     match skip {
         Skip::Null => Ok(()),
         Skip::Boolean => cursor.boolean().map(|_| ()),

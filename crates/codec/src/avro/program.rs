@@ -14,7 +14,7 @@ use std::sync::Arc;
 use apache_avro::schema::{Name, NamesRef, RecordField};
 use apache_avro::{Schema, schema::ResolvedSchema};
 
-use crate::columns::{Column, Kind};
+use crate::columns::{Column, FieldSource, Kind};
 
 /// How deep writer schemas may nest (named references included).
 const MAX_DEPTH: usize = 64;
@@ -46,14 +46,36 @@ pub(crate) enum Program {
     Enum(Arc<[Arc<str>]>),
     /// A union: one program per writer branch.
     Union(Vec<Program>),
-    /// A record into a struct column: per writer field, its program and the target field index.
-    Record { fields: Vec<(Program, Option<usize>)>, absent: Vec<usize> },
+    /// A record into a struct column: per writer field, its program and the
+    /// target field index; the fields the writer lacks (NULL); at the root,
+    /// the `preproc` constants (JSON text) of their fields.
+    Record { fields: Vec<(Program, Option<usize>)>, absent: Vec<usize>, constants: Vec<(usize, Arc<[u8]>)> },
+    /// One writer value read into several root fields, the same bytes once per
+    /// (program, field): a dataset field and the `preproc` refs that start there.
+    Tee(Vec<(Program, usize)>),
+    /// A `preproc` ref: walk this writer value down the path into the column.
+    Path(Box<Walk>),
     /// An array into a list column.
     Array(Box<Program>),
     /// A map into a map column.
     Map(Box<Program>),
     /// A writer branch that cannot resolve: reading it rejects the record.
     Mismatch(Arc<str>),
+}
+
+/// How a `preproc` ref walks a writer value down its path.
+#[derive(Debug, Clone)]
+pub(crate) enum Walk {
+    /// The end of the path: read the value into the target column.
+    Read(Program),
+    /// A record: walk the path's field, skip the others.
+    Record(Vec<(Option<Walk>, Skip)>),
+    /// A map: walk the value under `key` (the first one), skip the others.
+    Map { key: Arc<str>, value: Box<Walk>, skip: Skip },
+    /// A union: a walk per branch.
+    Union(Vec<Walk>),
+    /// The path does not go on in this value (a missing field, a null): skip it.
+    Absent(Skip),
 }
 
 /// Units of Avro timestamp logical types.
@@ -96,9 +118,14 @@ pub(crate) struct CompiledSchema {
 pub(crate) struct ResolveError(pub(crate) String);
 
 impl CompiledSchema {
-    /// Parses `writer_json` and resolves it against the dataset's root column.
-    pub(crate) fn compile(writer_json: &str, root: &Column) -> Result<CompiledSchema, ResolveError> {
-        let schema = Schema::parse_str(writer_json).map_err(|e| ResolveError(format!("invalid Avro schema: {e}")))?;
+    /// Parses `writer_json` and resolves it against the dataset's root column,
+    /// with the `preproc` refs (root field index, path) walked from the writer's fields.
+    pub(crate) fn compile(
+        writer_json: &str,
+        root: &Column,
+        refs: &[(usize, Vec<String>)],
+    ) -> Result<CompiledSchema, ResolveError> {
+        let schema = parse(writer_json)?;
         let resolved =
             ResolvedSchema::try_from(&schema).map_err(|e| ResolveError(format!("invalid Avro schema: {e}")))?;
         let names = resolved.get_names();
@@ -106,12 +133,16 @@ impl CompiledSchema {
         if !matches!(record, Schema::Record(_)) {
             return Err(ResolveError("the writer schema must be a record".to_owned()));
         }
-        let program = Resolver { names }.resolve(record, root, 0)?;
+        let program = Resolver { names, refs }.resolve(record, root, 0)?;
         Ok(CompiledSchema { program })
     }
 }
 
-fn deref<'s>(schema: &'s Schema, names: &NamesRef<'s>, depth: usize) -> Result<&'s Schema, ResolveError> {
+pub(crate) fn parse(writer_json: &str) -> Result<Schema, ResolveError> {
+    Schema::parse_str(writer_json).map_err(|e| ResolveError(format!("invalid Avro schema: {e}")))
+}
+
+pub(crate) fn deref<'s>(schema: &'s Schema, names: &NamesRef<'s>, depth: usize) -> Result<&'s Schema, ResolveError> {
     match schema {
         Schema::Ref { name } => {
             if depth > MAX_DEPTH {
@@ -144,12 +175,14 @@ fn writer_name(schema: &Schema) -> String {
     }
 }
 
-struct Resolver<'a, 's> {
-    names: &'a NamesRef<'s>,
+pub(crate) struct Resolver<'a, 's> {
+    pub(crate) names: &'a NamesRef<'s>,
+    /// `preproc` refs of the root record: (root field index, path).
+    pub(crate) refs: &'a [(usize, Vec<String>)],
 }
 
 impl Resolver<'_, '_> {
-    fn resolve(&self, writer: &Schema, column: &Column, depth: usize) -> Result<Program, ResolveError> {
+    pub(crate) fn resolve(&self, writer: &Schema, column: &Column, depth: usize) -> Result<Program, ResolveError> {
         if depth > MAX_DEPTH {
             return Err(ResolveError("the writer schema nests too deeply".to_owned()));
         }
@@ -230,6 +263,9 @@ impl Resolver<'_, '_> {
             (Kind::Map { values, .. }, Schema::Map(map)) => {
                 Program::Map(Box::new(self.resolve(&map.types, values, depth + 1)?))
             }
+            (Kind::Struct { .. }, Schema::Record(record)) if column.path.is_empty() => {
+                self.resolve_root(record, column, depth)?
+            }
             (Kind::Struct { fields, .. }, Schema::Record(record)) => {
                 let mut programs = Vec::with_capacity(record.fields.len());
                 let mut matched = vec![false; fields.len()];
@@ -255,14 +291,114 @@ impl Resolver<'_, '_> {
                     }
                     absent.push(index);
                 }
-                Program::Record { fields: programs, absent }
+                Program::Record { fields: programs, absent, constants: Vec::new() }
             }
             _ => return Err(mismatch()),
         };
         Ok(program)
     }
 
-    fn skip(&self, writer: &Schema, depth: usize) -> Result<Skip, ResolveError> {
+    /// The dataset's own record: fields by name (those fed from the payload),
+    /// `preproc` refs walked from the writer field they start at, constants.
+    fn resolve_root(
+        &self,
+        record: &apache_avro::schema::RecordSchema,
+        column: &Column,
+        depth: usize,
+    ) -> Result<Program, ResolveError> {
+        let Kind::Struct { fields, .. } = &column.kind else {
+            return Err(ResolveError("internal: the root is not a struct".to_owned()));
+        };
+        let mut filled = vec![false; fields.len()];
+        let mut programs = Vec::with_capacity(record.fields.len());
+        for writer_field in &record.fields {
+            let mut reads: Vec<(Program, usize)> = Vec::new();
+            let own = fields.iter().position(|f| f.source == FieldSource::Key && field_matches(writer_field, &f.name));
+            if let Some(index) = own {
+                reads.push((self.resolve(&writer_field.schema, &fields[index].column, depth + 1)?, index));
+            }
+            for (index, path) in self.refs {
+                let Some((first, rest)) = path.split_first() else { continue };
+                if first == &writer_field.name {
+                    let walk = self.walk(&writer_field.schema, rest, &fields[*index].column, depth + 1)?;
+                    reads.push((Program::Path(Box::new(walk)), *index));
+                }
+            }
+            for (_, index) in &reads {
+                filled[*index] = true;
+            }
+            programs.push(match reads.len() {
+                0 => (Program::Skip(self.skip(&writer_field.schema, depth + 1)?), None),
+                1 => {
+                    let (program, index) = reads.remove(0);
+                    (program, Some(index))
+                }
+                _ => (Program::Tee(reads), None),
+            });
+        }
+        let mut absent = Vec::new();
+        let mut constants = Vec::new();
+        for (index, field) in fields.iter().enumerate().filter(|(i, _)| !filled[*i]) {
+            if let FieldSource::Constant(text) = &field.source {
+                constants.push((index, Arc::clone(text)));
+                continue;
+            }
+            if !field.column.nullable {
+                let path = display_path(&field.column.path);
+                return Err(ResolveError(match field.source {
+                    FieldSource::Ref => format!(
+                        "field `{path}`: the start of its `preproc` ref is not in the writer schema and the field is not optional"
+                    ),
+                    _ => format!("field `{path}` is not in the writer schema and is not optional"),
+                }));
+            }
+            absent.push(index);
+        }
+        Ok(Program::Record { fields: programs, absent, constants })
+    }
+
+    /// How a ref walks `writer` down `path` (what is left of it) into `target`.
+    fn walk(&self, writer: &Schema, path: &[String], target: &Column, depth: usize) -> Result<Walk, ResolveError> {
+        if depth > MAX_DEPTH {
+            return Err(ResolveError("the writer schema nests too deeply".to_owned()));
+        }
+        let writer = deref(writer, self.names, depth)?;
+        let Some((step, rest)) = path.split_first() else {
+            return Ok(Walk::Read(self.resolve(writer, target, depth + 1)?));
+        };
+        Ok(match writer {
+            Schema::Record(record) => {
+                let mut found = false;
+                let mut parts = Vec::with_capacity(record.fields.len());
+                for field in &record.fields {
+                    let skip = self.skip(&field.schema, depth + 1)?;
+                    if !found && &field.name == step {
+                        found = true;
+                        parts.push((Some(self.walk(&field.schema, rest, target, depth + 1)?), skip));
+                    } else {
+                        parts.push((None, skip));
+                    }
+                }
+                if found { Walk::Record(parts) } else { Walk::Absent(self.skip(writer, depth + 1)?) }
+            }
+            Schema::Map(map) => Walk::Map {
+                key: Arc::from(step.as_str()),
+                value: Box::new(self.walk(&map.types, rest, target, depth + 1)?),
+                skip: self.skip(&map.types, depth + 1)?,
+            },
+            Schema::Union(union) => Walk::Union(
+                union
+                    .variants()
+                    .iter()
+                    .map(|branch| self.walk(branch, path, target, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            // A scalar, a null or an array has no key to go on with.
+            other => Walk::Absent(self.skip(other, depth + 1)?),
+        })
+    }
+
+    pub(crate) fn skip(&self, writer: &Schema, depth: usize) -> Result<Skip, ResolveError> {
         if depth > MAX_DEPTH {
             return Err(ResolveError("the writer schema nests too deeply".to_owned()));
         }
