@@ -21,12 +21,17 @@ pub const FIELDS: &str = r#"
 "#;
 
 pub fn decoder(format: &str) -> Decoder {
+    Decoder::new(&source(format, "", ""), None).expect("compiles")
+}
+
+/// The fuzz source: `dataset` lines go after the fields, `extra` after the dataset.
+#[allow(dead_code)]
+pub fn source(format: &str, dataset: &str, extra: &str) -> tributary_source::Source {
     let yaml = format!(
-        "sources:\n  - name: fuzz\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/f\n      init_position: trim_horizon\n      format: {format}\n      include_metadata: true\n    dataset:{FIELDS}"
+        "sources:\n  - name: fuzz\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/f\n      init_position: trim_horizon\n      format: {format}\n      include_metadata: true\n    dataset:{FIELDS}{dataset}{extra}"
     );
     let file = tributary_source::parse_text(&yaml, false).expect("definition parses");
-    let source = tributary_source::validate_raw_sources(&file.sources, chrono::Utc::now()).expect("valid").remove(0);
-    Decoder::new(&source, None).expect("compiles")
+    tributary_source::validate_raw_sources(&file.sources, chrono::Utc::now()).expect("valid").remove(0)
 }
 
 /// Decodes `data` between two flushes and checks the batch accounts for it exactly.

@@ -10,6 +10,10 @@
 //!   `Decoder`; at 1% malformed arrow-avro rebuilds and replays the batch
 //!   without the bad record (it cannot roll back a half-decoded one).
 //!
+//! - The source's rules on whole batches (`json_rules`): decoding alone, then
+//!   with a 50%-selective `where`, with `sample: {rate: 0.5, using: [user]}`,
+//!   and with `sample: 0.5` hashing every field but the timestamp.
+//!
 //! Every variant decodes the same records into 8192-row batches.
 //! `TRIBUTARY_BENCH_RECORDS` sets the record count (default 1,000,000).
 //!
@@ -32,7 +36,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, SchemaRef};
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tributary_codec::{Decoder, RecordMeta};
+use tributary_codec::{Decoder, RecordMeta, SourceRules};
 use tributary_source::{Source, parse_text, validate_raw_sources};
 
 const BATCH: usize = 8192;
@@ -185,8 +189,12 @@ fn corrupt(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
 }
 
 fn source(format: &str) -> Source {
+    source_with(format, "")
+}
+
+fn source_with(format: &str, rules: &str) -> Source {
     let yaml = format!(
-        "sources:\n  - name: bench\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/b\n      init_position: trim_horizon\n      format: {format}\n    dataset:{DATASET}"
+        "sources:\n  - name: bench\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/b\n      init_position: trim_horizon\n      format: {format}\n    dataset:{DATASET}{rules}"
     );
     let file = parse_text(&yaml, false).expect("definition parses");
     validate_raw_sources(&file.sources, Utc::now()).expect("definition is valid").remove(0)
@@ -225,6 +233,23 @@ fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
         black_box(out);
     }
     (rows, rejected)
+}
+
+/// [`ours`], then the source's rules on each batch, as the worker applies them.
+fn ours_with_rules(decoder: &mut Decoder, rules: &mut SourceRules, records: &[Vec<u8>]) -> (usize, usize) {
+    let meta = RecordMeta { shard_id: "shardId-000000000000", sequence_number: "1", ..RecordMeta::default() };
+    let (mut rows, mut left_out) = (0, 0);
+    for chunk in records.chunks(BATCH) {
+        for record in chunk {
+            decoder.decode(record, &meta).expect("no transient error");
+        }
+        let out = decoder.flush().expect("flush");
+        let applied = rules.apply(&out.batch).expect("rules apply");
+        rows += applied.batch.num_rows();
+        left_out += out.batch.num_rows() - applied.batch.num_rows();
+        black_box(applied);
+    }
+    (rows, left_out)
 }
 
 /// arrow-json as a user would drive it: the batch's records joined by newlines, decoded in one call.
@@ -489,5 +514,32 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The rules' cost over decoding alone (the worker's path, minus I/O).
+fn bench_rules(c: &mut Criterion) {
+    let count = record_count();
+    let json: Vec<Vec<u8>> = events(count).iter().map(json_record).collect();
+    let json_bytes: usize = json.iter().map(Vec::len).sum();
+    let variants = [
+        ("where_50pct", "    where: \"id % 2 = 0\"\n"),
+        ("sample_user_50pct", "    sample: {rate: 0.5, using: [user]}\n"),
+        ("sample_all_fields_50pct", "    sample: 0.5\n"),
+    ];
+    let mut group = c.benchmark_group("json_rules");
+    group.sample_size(10).throughput(Throughput::Bytes(json_bytes as u64));
+    let mut decoder = Decoder::new(&source("json"), None).expect("compiles");
+    group.bench_function(BenchmarkId::new("decode_only", count), |b| b.iter(|| ours(&mut decoder, &json)));
+    for (name, rules) in variants {
+        let source = source_with("json", rules);
+        let mut decoder = Decoder::new(&source, None).expect("compiles");
+        let mut rules = SourceRules::new(&source, None);
+        let (kept, left_out) = ours_with_rules(&mut decoder, &mut rules, &json);
+        eprintln!("{name}: {kept} kept, {left_out} left out");
+        group.bench_function(BenchmarkId::new(name, count), |b| {
+            b.iter(|| ours_with_rules(&mut decoder, &mut rules, &json))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_rules);
 criterion_main!(benches);

@@ -113,6 +113,17 @@ pub(crate) fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, Arr
 /// Int64 arithmetic; a row whose result overflows (or `% 0`) is NULL.
 fn integer_arithmetic(left: &ArrayRef, op: BinaryOp, right: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     let (l, r) = (arrow_cast::cast(left, &DataType::Int64)?, arrow_cast::cast(right, &DataType::Int64)?);
+    // Arrow's checked kernels, vectorised, fail the whole array on one overflow
+    // or zero divisor: only then is it done row by row.
+    let whole = match op {
+        BinaryOp::Add => numeric::add(&l, &r),
+        BinaryOp::Sub => numeric::sub(&l, &r),
+        BinaryOp::Mul => numeric::mul(&l, &r),
+        _ => numeric::rem(&l, &r),
+    };
+    if let Ok(values) = whole {
+        return Ok(values);
+    }
     let (l, r) = (as_int64(&l)?, as_int64(&r)?);
     let apply = |a: i64, b: i64| match op {
         BinaryOp::Add => a.checked_add(b),
