@@ -6,6 +6,7 @@
 mod support;
 
 use std::fs::File;
+use std::path::Path;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use support::{DEBEZIUM_LINES, stdout, tributary};
@@ -18,6 +19,16 @@ fn read_parquet_rows(path: &std::path::Path) -> usize {
         .build()
         .expect("reader");
     reader.map(|batch| batch.expect("batch").num_rows()).sum()
+}
+
+/// `tributary decode` of `input` with `source` of `definition`; it must succeed.
+fn decode(definition: &Path, source: &str, input: &Path, output: &Path, errors: &Path) -> std::process::Output {
+    let path = |path: &Path| path.to_str().expect("utf-8").to_owned();
+    let args = ["decode", "--definition", &path(definition), "--source", source, "--input", &path(input)];
+    let outputs = ["--output", &path(output), "--errors", &path(errors)];
+    let run = tributary(&[&args[..], &outputs[..]].concat(), &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    run
 }
 
 #[test]
@@ -33,23 +44,7 @@ fn json_records_to_parquet_and_rejections() {
     let definition = dir.path().join("orders.yaml");
     std::fs::write(&definition, example.replace("    sample: 0.1\n", "")).expect("write definition");
     let (output, errors) = (dir.path().join("out.parquet"), dir.path().join("errors.jsonl"));
-    let run = tributary(
-        &[
-            "decode",
-            "--definition",
-            definition.to_str().expect("utf-8"),
-            "--source",
-            "orders",
-            "--input",
-            input.to_str().expect("utf-8"),
-            "--output",
-            output.to_str().expect("utf-8"),
-            "--errors",
-            errors.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = decode(&definition, "orders", &input, &output, &errors);
     assert_eq!(stdout(&run).lines().last(), Some("rows=2 rejected=3 filtered=0 late=0"));
     assert_eq!(read_parquet_rows(&output), 2);
     let rejections: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
@@ -121,23 +116,8 @@ fn decode_applies_the_whole_definition_and_counts_every_line_in_its_place() {
     let lines: Vec<&str> = DEBEZIUM_LINES.iter().map(|(line, _)| *line).collect();
     std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
     let (output, errors) = (dir.path().join("out.parquet"), dir.path().join("errors.jsonl"));
-    let run = tributary(
-        &[
-            "decode",
-            "--definition",
-            &format!("{EXAMPLES}/customers_debezium.yaml"),
-            "--source",
-            "customers",
-            "--input",
-            input.to_str().expect("utf-8"),
-            "--output",
-            output.to_str().expect("utf-8"),
-            "--errors",
-            errors.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let definition = std::path::PathBuf::from(format!("{EXAMPLES}/customers_debezium.yaml"));
+    let run = decode(&definition, "customers", &input, &output, &errors);
     // 1 and 3 and 9 upserts, 5 a delete; 2 (where) and 4 (since) filtered; 6 late (an hour and a
     // half behind 11:30); 7 and 8 rejected.
     assert_eq!(stdout(&run).lines().last(), Some("rows=4 rejected=2 filtered=2 late=1"));

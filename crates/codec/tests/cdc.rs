@@ -21,6 +21,14 @@ fn ints(batch: &RecordBatch, column: &str) -> Vec<Option<i64>> {
     batch.column_by_name(column).unwrap_or_else(|| panic!("no {column}")).as_primitive::<Int64Type>().iter().collect()
 }
 
+/// Decodes `records`, none of which may be rejected.
+fn decode_clean(decoder: &mut Decoder, records: &[&str]) -> RecordBatch {
+    let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
+    let out = common::decode_all(decoder, &payloads);
+    assert!(out.rejections.is_empty(), "{:?}", out.rejections);
+    out.batch
+}
+
 fn micros(text: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(text).expect("a time").timestamp_micros()
 }
@@ -50,7 +58,7 @@ fn upsert_rows_carry_their_op_sequence_and_sub_sequence() {
 fn debezium_envelopes_give_upserts_and_key_only_deletes_in_arrival_order() {
     let source = common::source(&FIELDS, "json", "      keys: [id]\n    cdc: debezium\n");
     let mut decoder = Decoder::new(&source, None).expect("compiles");
-    let records: Vec<Vec<u8>> = [
+    let records = [
         // create, snapshot read, update: the `after` row.
         r#"{"before": null, "after": {"id": 1, "name": "a", "amount": 1.5, "ts": "2024-01-01T00:00:00Z"}, "op": "c", "ts_ms": 1704067200000, "source": {"db": "shop"}}"#,
         r#"{"after": {"id": 2, "name": "b", "ts": "2024-01-01T00:00:01Z"}, "op": "r"}"#,
@@ -60,13 +68,8 @@ fn debezium_envelopes_give_upserts_and_key_only_deletes_in_arrival_order() {
         r#"{"before": {"id": 2, "name": "b", "amount": 9.0, "ts": "2024-01-01T00:00:01Z"}, "after": null, "op": "d", "ts_ms": 1704067300000}"#,
         // delete whose `before` holds only the key: the time is the envelope's ts_ms.
         r#"{"before": {"id": 1}, "after": null, "op": "d", "ts_ms": 1704067300000}"#,
-    ]
-    .iter()
-    .map(|r| r.as_bytes().to_vec())
-    .collect();
-    let out = common::decode_all(&mut decoder, &records);
-    assert!(out.rejections.is_empty(), "{:?}", out.rejections);
-    let batch = out.batch;
+    ];
+    let batch = decode_clean(&mut decoder, &records);
     assert_eq!(ints(&batch, "id"), [Some(1), Some(2), Some(1), Some(2), Some(1)]);
     assert_eq!(
         strings(&batch, "_op"),
@@ -133,16 +136,11 @@ fn eval_computes_a_field_from_the_others_after_their_own_preproc() {
     let extra = "    preproc:\n      country: {ref: \"address[country]\"}\n      total: {eval: \"qty * price\"}\n      label: {eval: \"CASE WHEN country = 'DE' THEN 'de-' || country ELSE 'other' END\"}\n      double_qty: {eval: \"qty * 2\"}\n";
     let source = common::source(&fields, "json", extra);
     let mut decoder = Decoder::new(&source, None).expect("compiles");
-    let records: Vec<Vec<u8>> = [
+    let records = [
         r#"{"id": 1, "qty": 3, "price": 2.5, "ts": 0, "address": {"country": "DE"}, "total": 999}"#,
         r#"{"id": 2, "qty": 4611686018427387904, "price": 1.0, "ts": 0}"#,
-    ]
-    .iter()
-    .map(|r| r.as_bytes().to_vec())
-    .collect();
-    let out = common::decode_all(&mut decoder, &records);
-    assert!(out.rejections.is_empty(), "{:?}", out.rejections);
-    let batch = out.batch;
+    ];
+    let batch = decode_clean(&mut decoder, &records);
     let totals: Vec<Option<f64>> =
         batch.column_by_name("total").expect("total").as_primitive::<Float64Type>().iter().collect();
     assert_eq!(totals[0], Some(7.5), "computed, never taken from the payload's `total`");
