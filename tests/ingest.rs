@@ -593,4 +593,16 @@ fn a_bounded_source_finishes_once_idle_and_one_past_until_finishes_too() {
     assert_eq!(server.get("/api/v1/sources/window/status")["state"], "finished");
     assert_eq!(server.shard_calls("window"), calls, "a finished source makes no call");
     assert!(server.stop());
+
+    // Finished stays finished across a restart: new records are read by the witness only.
+    rt.block_on(put(&client, &stream_arn, 60..70, 0, false));
+    let server = ServerProcess::start(&data_dir, &[]);
+    server.wait_for_records("witness", 70, Duration::from_secs(60));
+    for source in ["once", "window"] {
+        let status = server.get(&format!("/api/v1/sources/{source}/status"));
+        assert_eq!((status["state"].as_str(), status["rows"].as_u64()), (Some("finished"), Some(50)), "{status:#}");
+        assert!(status["finished_because"].as_str().is_some_and(|why| !why.is_empty()), "{status:#}");
+        assert!(server.shard_calls(source).is_empty(), "{source} made no call after the restart");
+    }
+    assert!(server.stop());
 }

@@ -132,6 +132,11 @@ impl Supervisor {
         self.statuses.lock().insert(name.clone(), Arc::clone(&status));
         let (stop, stopped) = watch::channel(false);
         let task = match stored_source(&version, &self.context.settings.secret_policy) {
+            // Finished before a restart: it stays finished (a new version starts it again).
+            Ok(_) if version.finished_because.is_some() => {
+                status.finished(version.finished_because.clone().unwrap_or_default());
+                tokio::spawn(async { true })
+            }
             Ok(source) => {
                 let settings = &self.context.settings;
                 let job = Job {
@@ -286,6 +291,15 @@ async fn supervise(
                 return true;
             }
             Ok(Ended::Finished(reason)) => {
+                let store = Arc::clone(&context.store);
+                let (source, version, because) = (job.source.name.clone(), job.version.version, reason.clone());
+                let recorded =
+                    tokio::task::spawn_blocking(move || store.mark_finished(&source, version, &because, Utc::now()))
+                        .await;
+                if !matches!(recorded, Ok(Ok(()))) {
+                    // Still finished now; a restart would run it (and finish it) again.
+                    tracing::warn!(source = %job.source.name, "could not record that the source finished");
+                }
                 status.finished(reason);
                 return true;
             }

@@ -68,8 +68,11 @@ const MIGRATIONS: &[&str] = &[
         payload_length INTEGER NOT NULL
     );
     CREATE INDEX error_log_by_source ON error_log (source, id);",
-    // 2: late rows per shard; each checkpoint scope's largest event time (its watermark + disorder).
+    // 2: late rows per shard; each checkpoint scope's largest event time (its watermark +
+    // disorder); finished versions (not started again).
     "ALTER TABLE shard_counts ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_versions ADD COLUMN finished_at_micros INTEGER;
+    ALTER TABLE source_versions ADD COLUMN finished_because TEXT;
     CREATE TABLE event_times (
         scope TEXT PRIMARY KEY,
         max_event_micros INTEGER NOT NULL,

@@ -36,6 +36,9 @@ pub struct StoredVersion {
     pub committed_at: DateTime<Utc>,
     /// The commit message.
     pub message: String,
+    /// Why this version finished (`until` passed, a bounded source idle), if it did:
+    /// a finished version is not started again.
+    pub finished_because: Option<String>,
 }
 
 /// A source by name: its current version and whether it was deleted.
@@ -65,6 +68,7 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredVersion, Option<i6
             start_at: None,
             committed_at: DateTime::<Utc>::MIN_UTC,
             message: row.get("message")?,
+            finished_because: row.get("finished_because")?,
         },
         start_at,
         committed_at,
@@ -79,8 +83,8 @@ fn finish_version(
     Ok(version)
 }
 
-const VERSION_COLUMNS: &str =
-    "v.source, v.version, v.definition, v.stream_arn, v.start_at_micros, v.committed_at_micros, v.message";
+const VERSION_COLUMNS: &str = "v.source, v.version, v.definition, v.stream_arn, v.start_at_micros, \
+     v.committed_at_micros, v.message, v.finished_because";
 
 impl Store {
     /// Stores a new version of each source in one transaction (all or none)
@@ -128,6 +132,7 @@ impl Store {
                 start_at: new.start_at,
                 committed_at: now,
                 message: message.to_owned(),
+                finished_because: None,
             });
         }
         transaction.commit()?;
@@ -177,6 +182,21 @@ impl Store {
         rows.map(|row| finish_version(row?)).collect()
     }
 
+    /// Records that `version` of `source` finished, and why.
+    pub fn mark_finished(
+        &self,
+        source: &str,
+        version: u64,
+        because: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.connection.lock().execute(
+            "UPDATE source_versions SET finished_at_micros = ?3, finished_because = ?4 WHERE source = ?1 AND version = ?2",
+            params![source, version as i64, now.timestamp_micros(), because],
+        )?;
+        Ok(())
+    }
+
     /// Marks a source deleted (its versions, checkpoints and error log stay as
     /// an archive). `false` when there is no such live source.
     pub fn delete_source(&self, name: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -216,5 +236,14 @@ mod tests {
         let third = store.commit_versions(&[new("a", "s3")], "back", now).expect("recommit");
         assert_eq!(third[0].version, 3);
         assert!(store.source("a").expect("read").expect("a").deleted_at.is_none());
+
+        // A finished version stays finished; the next version starts unfinished.
+        store.mark_finished("a", 3, "no new record for 1s", now).expect("finish");
+        let current = store.source("a").expect("read").expect("a").current;
+        assert_eq!(current.finished_because.as_deref(), Some("no new record for 1s"));
+        assert_eq!(store.versions("a").expect("versions")[1].finished_because, None, "only version 3");
+        let fourth = store.commit_versions(&[new("a", "s3")], "again", now).expect("recommit");
+        assert_eq!(fourth[0].finished_because, None);
+        assert_eq!(store.source("a").expect("read").expect("a").current.finished_because, None);
     }
 }
