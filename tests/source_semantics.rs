@@ -90,7 +90,9 @@ fn a_debezium_source_lands_exactly_its_changes_and_a_restart_keeps_the_watermark
     assert_eq!(counts, [4, 2, 2, 1], "{status:#}");
     // The watermark: the latest `updated_at` kept (12:00) minus the hour of disorder.
     assert_eq!(status["watermark"], "2024-06-01T11:00:00.000Z", "{status:#}");
-    assert!(server.metrics().contains("tributary_source_watermark_seconds{source=\"customers\"} 1717239600"));
+    let metrics = server.metrics();
+    assert!(metrics.contains("tributary_source_watermark_seconds{source=\"customers\"} 1717239600"), "{metrics}");
+    assert!(metrics.contains("tributary_rows_late_total{source=\"customers\"} 1\n"), "{metrics}");
 
     let mut rows = dataset_rows(&data_dir, "customers", Some("_op"));
     rows.sort_by_key(|row| row.sequence_number.as_deref().map(|s| (s.len(), s.to_owned())));
