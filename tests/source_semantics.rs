@@ -85,9 +85,10 @@ fn a_debezium_source_lands_exactly_its_changes_and_a_restart_keeps_the_watermark
 
     let server = ServerProcess::start(&data_dir, &[]);
     commit(&server, &definition);
-    let status = server.wait_for_records("customers", 9, Duration::from_secs(60));
+    let status = server.wait_for_records("customers", 10, Duration::from_secs(60));
     let counts = ["rows", "rejected", "filtered", "late"].map(|key| status[key].as_u64().unwrap_or(0));
-    assert_eq!(counts, [4, 2, 2, 1], "{status:#}");
+    assert_eq!(counts, [4, 2, 3, 1], "{status:#}");
+    assert_eq!(status["state"], "running", "`until` is in 2100: {status:#}");
     // The watermark: the latest `updated_at` kept (12:00) minus the hour of disorder.
     assert_eq!(status["watermark"], "2024-06-01T11:00:00.000Z", "{status:#}");
     let metrics = server.metrics();
@@ -126,9 +127,9 @@ fn a_debezium_source_lands_exactly_its_changes_and_a_restart_keeps_the_watermark
             r#"{"op": "u", "after": {"id": 7, "email": "g@x.io", "updated_at": "2024-06-01T12:30:00Z"}}"#,
         ],
     );
-    let status = server.wait_for_records("customers", 11, Duration::from_secs(60));
+    let status = server.wait_for_records("customers", 12, Duration::from_secs(60));
     let counts = ["rows", "rejected", "filtered", "late"].map(|key| status[key].as_u64().unwrap_or(0));
-    assert_eq!(counts, [5, 2, 2, 2], "{status:#}");
+    assert_eq!(counts, [5, 2, 3, 2], "{status:#}");
     assert_eq!(status["watermark"], "2024-06-01T11:30:00.000Z", "{status:#}");
     let ids: Vec<i64> = dataset_rows(&data_dir, "customers", None).iter().map(|row| row.id).collect();
     assert!(ids.contains(&7) && !ids.contains(&6), "{ids:?}");

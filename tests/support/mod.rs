@@ -137,7 +137,7 @@ pub fn stdout(output: &Output) -> String {
 
 /// The arrival-ordered records of a Debezium stream for `examples/customers_debezium.yaml`,
 /// and what becomes of each (shared by `tributary decode` and the end-to-end test).
-pub const DEBEZIUM_LINES: [(&str, &str); 9] = [
+pub const DEBEZIUM_LINES: [(&str, &str); 10] = [
     (
         r#"{"op": "c", "after": {"id": 1, "email": "a@x.io", "tier": 3, "address": {"country": "DE"}, "updated_at": "2024-06-01T10:00:00Z"}}"#,
         "upsert 1",
@@ -153,6 +153,7 @@ pub const DEBEZIUM_LINES: [(&str, &str); 9] = [
     (r#"{"op": "c", "after": {"id": 3, "email": "old@x.io", "updated_at": "2023-12-01T00:00:00Z"}}"#, "filtered"),
     (r#"{"op": "d", "before": {"id": 2, "updated_at": "2024-06-01T11:30:00Z"}, "after": null}"#, "delete 2"),
     (r#"{"op": "c", "after": {"id": 4, "email": "late@x.io", "updated_at": "2024-06-01T09:00:00Z"}}"#, "late"),
+    (r#"{"op": "c", "after": {"id": 8, "email": "future@x.io", "updated_at": "2100-06-01T00:00:00Z"}}"#, "filtered"),
     ("null", "CDC_TOMBSTONE"),
     (r#"{"op": "x", "after": {"id": 5}}"#, "CDC_UNKNOWN_OP"),
     (
