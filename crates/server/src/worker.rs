@@ -247,6 +247,12 @@ pub(crate) async fn run(
         Some(at) => StartPosition::AtTimestamp(at),
         None => StartPosition::TrimHorizon,
     };
+    // The watermark goes on from the last commit (before the reader starts, which a failure here would leave running).
+    let store = Arc::clone(&context.store);
+    let event_scope = scope.clone();
+    let max_event_time = blocking(move || Ok(store.max_event_time(&event_scope).map_err(|e| e.to_string())?)).await?;
+    let rules = SourceRules::new(source, max_event_time);
+    status.watermark(rules.watermark());
     let target = ReadTarget { stream_arn, start, scope: scope.clone() };
     let mut reader_config = context.settings.reader.clone();
     if let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer {
@@ -255,11 +261,6 @@ pub(crate) async fn run(
     let mut reader = Reader::start(client, target, context.store.clone(), reader_config);
     status.running(reader.metrics());
 
-    let store = Arc::clone(&context.store);
-    let event_scope = scope.clone();
-    let max_event_time = blocking(move || Ok(store.max_event_time(&event_scope).map_err(|e| e.to_string())?)).await?;
-    let rules = SourceRules::new(source, max_event_time);
-    status.watermark(rules.watermark());
     let mut worker = Worker {
         context,
         job,
