@@ -319,7 +319,7 @@ impl Decoder {
     /// The accepted rows and rejections since the last flush; the decoder is
     /// then empty and ready for the next batch.
     pub fn flush(&mut self) -> Result<DecodedBatch, DecodeError> {
-        let rows = self.root.len();
+        let mut rows = self.root.len();
         let dataset_columns = self.root.child_fields().len();
         let mut columns = self.root.finish_children()?;
         if let Some(meta) = &mut self.metadata {
@@ -332,7 +332,6 @@ impl Decoder {
         if let Some(cdc) = &mut self.cdc {
             columns.extend(cdc.finish()?);
         }
-        let mut rows = rows;
         if let Some(deletes) = &mut self.deletes {
             // The per-record columns after the dataset's were pushed for deletes too: they are whole.
             rows += deletes.len();

@@ -133,35 +133,42 @@ impl SourceRules {
             None => None,
         };
         let mut outcomes = Vec::with_capacity(batch.num_rows());
+        let mut written_rows = 0;
         for row in 0..batch.num_rows() {
-            if !candidates.value(row) {
-                outcomes.push(RowOutcome::Filtered);
-                continue;
-            }
-            // The timestamp column is never null: a row without one is rejected.
-            let at = times.value(row);
-            if self.watermark().is_some_and(|watermark| at < watermark) {
-                outcomes.push(match self.late {
-                    LateRows::Drop => RowOutcome::LateDropped,
-                    LateRows::Keep => RowOutcome::LateKept,
-                });
-                continue;
-            }
-            self.max_event_micros = Some(self.max_event_micros.map_or(at, |max| max.max(at)));
-            let in_sample = sampled.as_ref().is_none_or(|sampled| sampled[row]);
-            outcomes.push(if in_sample { RowOutcome::Kept } else { RowOutcome::Filtered });
+            let outcome = if candidates.as_ref().is_some_and(|candidates| !candidates.value(row)) {
+                RowOutcome::Filtered
+            } else {
+                // The timestamp column is never null: a row without one is rejected.
+                let at = times.value(row);
+                if self.watermark().is_some_and(|watermark| at < watermark) {
+                    match self.late {
+                        LateRows::Drop => RowOutcome::LateDropped,
+                        LateRows::Keep => RowOutcome::LateKept,
+                    }
+                } else {
+                    self.max_event_micros = Some(self.max_event_micros.map_or(at, |max| max.max(at)));
+                    match &sampled {
+                        Some(sampled) if !sampled[row] => RowOutcome::Filtered,
+                        _ => RowOutcome::Kept,
+                    }
+                }
+            };
+            written_rows += usize::from(outcome.is_written());
+            outcomes.push(outcome);
         }
-        let written = BooleanArray::from_iter(outcomes.iter().map(|outcome| Some(outcome.is_written())));
-        let batch = if written.true_count() == batch.num_rows() {
+        // Nearly every batch of a source without rules keeps every row: no copy then.
+        let batch = if written_rows == batch.num_rows() {
             batch.clone()
         } else {
+            let written = BooleanArray::from_iter(outcomes.iter().map(|outcome| Some(outcome.is_written())));
             filter_record_batch(batch, &written)?
         };
         Ok(Applied { batch, outcomes })
     }
 
-    /// Rows that pass `where` and `since`/`until` (a NULL drops the row).
-    fn candidates(&self, batch: &RecordBatch) -> Result<BooleanArray, ArrowError> {
+    /// Rows that pass `where` and `since`/`until` (a NULL drops the row);
+    /// `None` when the source has neither (every row passes).
+    fn candidates(&self, batch: &RecordBatch) -> Result<Option<BooleanArray>, ArrowError> {
         let rows = batch.num_rows();
         let mut keep: Option<BooleanArray> = None;
         let mut and = |mask: BooleanArray| -> Result<(), ArrowError> {
@@ -185,14 +192,14 @@ impl SourceRules {
                 and(cmp::lt(column, &timestamp_array(until, rows))?)?;
             }
         }
-        Ok(match keep {
+        Ok(keep.map(|kept| {
             // NULL means "not TRUE": dropped.
-            Some(kept) if kept.null_count() > 0 => {
+            if kept.null_count() > 0 {
                 BooleanArray::from_iter(kept.iter().map(|kept| Some(kept == Some(true))))
+            } else {
+                kept
             }
-            Some(kept) => kept,
-            None => BooleanArray::from(vec![true; rows]),
-        })
+        }))
     }
 
     /// Per row, whether its `using` columns hash under the rate.
