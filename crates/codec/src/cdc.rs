@@ -203,19 +203,29 @@ impl DeleteRows {
     fn key_object(&self, before: &str, ts_ms: Option<&RawValue>) -> Result<Vec<u8>, Box<Fault>> {
         let row: std::collections::HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(before)
             .map_err(|_| Fault::record(Reason::CdcNoEnvelope("`before` is not an object")))?;
-        let mut object = serde_json::Map::new();
+        // The raw values are valid JSON already: the object is written around them, not re-parsed.
+        let mut object = Vec::with_capacity(before.len() + 2);
+        object.push(b'{');
+        let mut member = |name: &str, value: &RawValue| {
+            if object.len() > 1 {
+                object.push(b',');
+            }
+            // Field names match `[A-Za-z_][A-Za-z0-9_]*` (definition grammar): no escaping needed.
+            object.extend_from_slice(format!("\"{name}\":").as_bytes());
+            object.extend_from_slice(value.get().as_bytes());
+        };
         for key in &self.keys {
             let value = row.get(key.as_str()).filter(|raw| raw.get() != "null");
-            let value = value.ok_or_else(|| Fault::record(Reason::CdcDeleteWithoutKeys))?;
-            object.insert(key.clone(), raw_json(value));
+            member(key, value.ok_or_else(|| Fault::record(Reason::CdcDeleteWithoutKeys))?);
         }
         if !self.keys.contains(&self.timestamp) {
             let at = row.get(self.timestamp.as_str()).copied().filter(|raw| raw.get() != "null").or(ts_ms);
             if let Some(at) = at {
-                object.insert(self.timestamp.clone(), raw_json(at));
+                member(&self.timestamp, at);
             }
         }
-        serde_json::to_vec(&object).map_err(|_| Fault::record(Reason::CdcNoEnvelope("`before` cannot be re-read")))
+        object.push(b'}');
+        Ok(object)
     }
 
     /// Decodes a delete's key object.
@@ -311,10 +321,6 @@ impl DeleteRows {
         }
         Ok(columns)
     }
-}
-
-fn raw_json(value: &RawValue) -> serde_json::Value {
-    serde_json::from_str(value.get()).unwrap_or(serde_json::Value::Null)
 }
 
 /// Whether `source` adds the cdc columns.
