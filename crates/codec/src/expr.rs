@@ -6,6 +6,7 @@
 //! error that would stop the source. A string literal compared with a
 //! timestamp or date is read with the definition grammar (`ts >= '2024-01-01'`).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
@@ -150,8 +151,21 @@ fn concat(left: &ArrayRef, right: &ArrayRef) -> Result<ArrayRef, ArrowError> {
             .ok_or_else(|| ArrowError::CastError("expected a string".into()))
     };
     let (l, r) = (as_strings(&l)?, as_strings(&r)?);
-    let joined: StringArray = l.iter().zip(r.iter()).map(|(a, b)| a.zip(b).map(|(a, b)| format!("{a}{b}"))).collect();
-    Ok(Arc::new(joined))
+    let mut joined = arrow_array::builder::StringBuilder::with_capacity(l.len(), l.values().len() + r.values().len());
+    for (a, b) in l.iter().zip(r.iter()) {
+        match a.zip(b) {
+            // Both halves into the builder's buffer: no string per row.
+            Some((a, b)) => {
+                joined
+                    .write_str(a)
+                    .and_then(|()| joined.write_str(b))
+                    .map_err(|e| ArrowError::ComputeError(e.to_string()))?;
+                joined.append_value("");
+            }
+            None => joined.append_null(),
+        }
+    }
+    Ok(Arc::new(joined.finish()))
 }
 
 /// `CASE WHEN ... END`: the first branch whose condition is TRUE, else `otherwise`, else NULL.
