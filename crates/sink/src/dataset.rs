@@ -9,7 +9,7 @@ use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::schema::types::ColumnPath;
 use tributary_store::ManifestFile;
 
@@ -40,7 +40,7 @@ pub struct DatasetWriter {
     plain_columns: Mutex<HashSet<ColumnPath>>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
     move |source| SinkError::Io { path: path.display().to_string(), source }
 }
 
@@ -156,33 +156,8 @@ impl DatasetWriter {
     }
 
     fn split_by_date(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, SinkError> {
-        let Some(timestamps) = batch
-            .column_by_name(&self.timestamp_column)
-            .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>())
-        else {
-            // No usable event time: partition by the day the rows were written.
-            return Ok(vec![(Utc::now().format("%Y-%m-%d").to_string(), batch.clone())]);
-        };
-        let mut days: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
-        for row in 0..batch.num_rows() {
-            let day = timestamps.is_valid(row).then(|| timestamps.value(row).div_euclid(MICROS_PER_DAY));
-            days.entry(day).or_default().push(row as u32);
-        }
-        let date_name = |day: Option<i64>| match day.and_then(|day| DateTime::from_timestamp(day * 86_400, 0)) {
-            Some(date) => date.format("%Y-%m-%d").to_string(),
-            None => NULL_DATE.to_owned(),
-        };
-        if days.len() == 1 {
-            let day = days.into_keys().next().flatten();
-            return Ok(vec![(date_name(day), batch.clone())]);
-        }
-        days.into_iter()
-            .map(|(day, rows)| {
-                let taken = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
-                    .map_err(|error| SinkError::Parquet(error.to_string()))?;
-                Ok((date_name(day), taken))
-            })
-            .collect()
+        let days = split_by_day(batch, &self.timestamp_column)?;
+        Ok(days.into_iter().map(|(day, rows)| (date_name(day), rows)).collect())
     }
 
     fn write_file(
@@ -199,22 +174,7 @@ impl DatasetWriter {
         let directory = staged.parent().unwrap_or(&self.data_dir);
         create_dir_durably(directory, &self.data_dir)?;
 
-        let file = File::create(&staged).map_err(io(&staged))?;
-        let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
-        let properties = properties_without_dictionary(rows, &self.plain_columns.lock()).map_err(parquet)?;
-        let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
-        for (key, value) in key_values {
-            writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
-        }
-        writer.write(rows).map_err(parquet)?;
-        let metadata = writer.finish().map_err(parquet)?;
-        let file = writer.inner();
-        file.sync_all().map_err(io(&staged))?;
-        let bytes = file.metadata().map_err(io(&staged))?.len();
-        drop(writer);
-        let overflowed =
-            metadata.row_groups().iter().flat_map(|group| group.columns()).filter(|c| dictionary_overflowed(c));
-        self.plain_columns.lock().extend(overflowed.map(|column| column.column_path().clone()));
+        let (bytes, _) = write_parquet(&staged, rows, key_values, &self.plain_columns)?;
         // The file must outlive a power cut once the manifest names it.
         sync_dir(directory)?;
         let relative = final_path.strip_prefix(&self.data_dir).unwrap_or(&final_path);
@@ -225,6 +185,73 @@ impl DatasetWriter {
             bytes,
         })
     }
+}
+
+/// Rows of `batch` by the UTC day (days since the epoch) of their
+/// `timestamp_column`: `None` for rows without one, today when the batch has no such column.
+pub(crate) fn split_by_day(
+    batch: &RecordBatch,
+    timestamp_column: &str,
+) -> Result<Vec<(Option<i64>, RecordBatch)>, SinkError> {
+    let Some(timestamps) = batch
+        .column_by_name(timestamp_column)
+        .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>())
+    else {
+        // No usable event time: partition by the day the rows were written.
+        return Ok(vec![(Some(Utc::now().timestamp().div_euclid(86_400)), batch.clone())]);
+    };
+    let mut days: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
+    for row in 0..batch.num_rows() {
+        let day = timestamps.is_valid(row).then(|| timestamps.value(row).div_euclid(MICROS_PER_DAY));
+        days.entry(day).or_default().push(row as u32);
+    }
+    if days.len() == 1 {
+        let day = days.into_keys().next().flatten();
+        return Ok(vec![(day, batch.clone())]);
+    }
+    days.into_iter()
+        .map(|(day, rows)| {
+            let taken = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
+                .map_err(|error| SinkError::Parquet(error.to_string()))?;
+            Ok((day, taken))
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD` of a day since the epoch, or Hive's null-partition name.
+pub(crate) fn date_name(day: Option<i64>) -> String {
+    match day.and_then(|day| DateTime::from_timestamp(day * 86_400, 0)) {
+        Some(date) => date.format("%Y-%m-%d").to_string(),
+        None => NULL_DATE.to_owned(),
+    }
+}
+
+/// Writes `rows` as one Parquet file at `path` (zstd, our encoding choices),
+/// synced; returns its size and footer. Columns whose dictionary overflowed
+/// join `plain_columns`, so later files write them plain from the start.
+pub(crate) fn write_parquet(
+    path: &Path,
+    rows: &RecordBatch,
+    key_values: &[(String, String)],
+    plain_columns: &Mutex<HashSet<ColumnPath>>,
+) -> Result<(u64, ParquetMetaData), SinkError> {
+    let file = File::create(path).map_err(io(path))?;
+    let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
+    let properties = properties_without_dictionary(rows, &plain_columns.lock()).map_err(parquet)?;
+    let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
+    for (key, value) in key_values {
+        writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+    }
+    writer.write(rows).map_err(parquet)?;
+    let metadata = writer.finish().map_err(parquet)?;
+    let file = writer.inner();
+    file.sync_all().map_err(io(path))?;
+    let bytes = file.metadata().map_err(io(path))?.len();
+    drop(writer);
+    let overflowed =
+        metadata.row_groups().iter().flat_map(|group| group.columns()).filter(|c| dictionary_overflowed(c));
+    plain_columns.lock().extend(overflowed.map(|column| column.column_path().clone()));
+    Ok((bytes, metadata))
 }
 
 /// What [`DatasetWriter::recover`] did.
@@ -239,7 +266,7 @@ pub struct Recovered {
 /// Creates `directory` and any missing parents below `root`, syncing each new
 /// one into its parent (else a power cut can lose the directory, and the
 /// files in it, after the commit that lists them).
-fn create_dir_durably(directory: &Path, root: &Path) -> Result<(), SinkError> {
+pub(crate) fn create_dir_durably(directory: &Path, root: &Path) -> Result<(), SinkError> {
     if directory.is_dir() {
         return Ok(());
     }
@@ -261,7 +288,7 @@ fn create_dir_durably(directory: &Path, root: &Path) -> Result<(), SinkError> {
     Ok(())
 }
 
-fn sync_dir(directory: &Path) -> Result<(), SinkError> {
+pub(crate) fn sync_dir(directory: &Path) -> Result<(), SinkError> {
     File::open(directory).and_then(|dir| dir.sync_all()).map_err(io(directory))
 }
 

@@ -7,6 +7,8 @@
 //! the store's batch transaction lists it in the manifest; at start-up
 //! [`DatasetWriter::recover`] finishes the moves of committed files and
 //! deletes staged ones that never committed, touching nothing else.
+//! [`table`] writes a dataset as an Apache Iceberg table instead, its
+//! checkpoints committed in the table with the rows.
 //! [`error_rows`] turns the codec's rejections into error-log rows.
 //! [`openmetadata`] publishes stream metadata to an OpenMetadata server (or a
 //! file of its requests), the metadata workflow's sink.
@@ -15,6 +17,7 @@ mod dataset;
 mod error_rows;
 pub mod openmetadata;
 mod properties;
+pub mod table;
 
 pub use dataset::{DatasetWriter, Recovered};
 pub use error_rows::{PAYLOAD_CAP, error_rows};

@@ -179,6 +179,18 @@ pub struct DatasetSchema {
     pub timestamp: String,
     /// Key fields.
     pub keys: Vec<String>,
+    /// How the dataset is stored.
+    pub format: DatasetFormat,
+}
+
+/// How a dataset is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DatasetFormat {
+    /// Hive-layout Parquet files, listed in the server's manifest.
+    #[default]
+    Parquet,
+    /// An Apache Iceberg v2 table in the server's warehouse.
+    Iceberg,
 }
 
 /// Change-data-capture mode.
@@ -933,10 +945,18 @@ fn check_dataset(
             keys_ok = false;
         }
     }
+    let format = match proto::DatasetFormat::try_from(dataset.format) {
+        Ok(proto::DatasetFormat::Unspecified | proto::DatasetFormat::Parquet) => DatasetFormat::Parquet,
+        Ok(proto::DatasetFormat::Iceberg) => DatasetFormat::Iceberg,
+        Err(_) => {
+            report.push("dataset.format", ErrorCode::InvalidDatasetFormat, "`format` must be `parquet` or `iceberg`");
+            return None;
+        }
+    };
     if !(all_fields_ok && keys_ok) || dataset.fields.is_empty() {
         return None;
     }
-    Some(DatasetSchema { name: name?, fields, timestamp: timestamp?, keys: dataset.keys.clone() })
+    Some(DatasetSchema { name: name?, fields, timestamp: timestamp?, keys: dataset.keys.clone(), format })
 }
 
 /// `sample`: a rate in [0, 1] and the columns it hashes (Fennel's rules: top-level
@@ -1213,6 +1233,7 @@ mod tests {
                 ],
                 timestamp: "ts".into(),
                 keys: vec![],
+                format: 0,
             }),
             r#where: "amount > 0".into(),
             ..Default::default()

@@ -47,6 +47,8 @@ pub enum ErrorCode {
     InvalidSample,
     /// `late` is neither `drop` nor `keep`.
     InvalidLate,
+    /// `dataset.format` is neither `parquet` nor `iceberg`.
+    InvalidDatasetFormat,
     /// The record format is malformed (bad registry URL, bad inline schema, ...).
     InvalidFormat,
     /// A secret is empty or names an unset environment variable.
@@ -94,6 +96,7 @@ impl ErrorCode {
             ErrorCode::InvalidWhere => "INVALID_WHERE",
             ErrorCode::InvalidSample => "INVALID_SAMPLE",
             ErrorCode::InvalidLate => "INVALID_LATE",
+            ErrorCode::InvalidDatasetFormat => "INVALID_DATASET_FORMAT",
             ErrorCode::InvalidFormat => "INVALID_FORMAT",
             ErrorCode::InvalidSecret => "INVALID_SECRET",
             ErrorCode::RoleNotAssumable => "ROLE_NOT_ASSUMABLE",
@@ -139,6 +142,7 @@ impl ErrorCode {
             | ErrorCode::InvalidWhere
             | ErrorCode::InvalidSample
             | ErrorCode::InvalidLate
+            | ErrorCode::InvalidDatasetFormat
             | ErrorCode::InvalidFormat
             | ErrorCode::InvalidSecret
             | ErrorCode::SchemaIncompatible => false,

@@ -183,6 +183,9 @@ pub struct RawDataset {
     pub timestamp: String,
     #[serde(default)]
     pub keys: Vec<String>,
+    /// `parquet` (the default) or `iceberg`.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// A field: `{name: order_id, type: int64}`.
@@ -537,7 +540,26 @@ fn normalise_dataset(raw: &RawDataset, report: &mut Report) -> proto::Dataset {
             proto::Field { name: field.name.clone(), r#type: data_type }
         })
         .collect();
-    proto::Dataset { name: raw.name.clone(), fields, timestamp: raw.timestamp.clone(), keys: raw.keys.clone() }
+    let format = match raw.format.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None => proto::DatasetFormat::Unspecified,
+        Some("parquet") => proto::DatasetFormat::Parquet,
+        Some("iceberg") => proto::DatasetFormat::Iceberg,
+        Some(other) => {
+            report.push(
+                "dataset.format",
+                ErrorCode::InvalidDatasetFormat,
+                format!("unknown `format: {other}`; expected `parquet` or `iceberg`"),
+            );
+            proto::DatasetFormat::Unspecified
+        }
+    };
+    proto::Dataset {
+        name: raw.name.clone(),
+        fields,
+        timestamp: raw.timestamp.clone(),
+        keys: raw.keys.clone(),
+        format: format as i32,
+    }
 }
 
 impl RawSample {
@@ -788,6 +810,12 @@ sources:
         assert_eq!(check("", "").expect("valid")[0].late, crate::LateRows::Drop);
         assert_eq!(check("sample: 0.1", "late: keep").expect("valid")[0].late, crate::LateRows::Keep);
         assert_eq!(coded("sample: 0.1", "late: maybe")[0].1, "INVALID_LATE");
+        // dataset.format
+        assert_eq!(check("", "").expect("valid")[0].dataset.format, crate::DatasetFormat::Parquet);
+        let iceberg = check("      timestamp: ts\n", "      timestamp: ts\n      format: iceberg\n").expect("valid");
+        assert_eq!(iceberg[0].dataset.format, crate::DatasetFormat::Iceberg);
+        let errors = coded("      timestamp: ts\n", "      timestamp: ts\n      format: delta\n");
+        assert_eq!((errors[0].0.as_str(), errors[0].1.as_str()), ("dataset.format", "INVALID_DATASET_FORMAT"));
         // eval
         let sources = check("country: {ref: \"address[country]\"}", "amount: {eval: \"order_id * 2\"}").expect("valid");
         assert!(matches!(sources[0].preproc.get("amount"), Some(crate::Preproc::Eval(_))));

@@ -64,31 +64,69 @@ pub(crate) fn apply_advances(
         if current != advance.from {
             return Err(StoreError::CheckpointConflict { scope: scope.to_owned(), shard_id: advance.shard_id.clone() });
         }
-        let position = advance.to.position.as_ref();
-        transaction.execute(
-            "INSERT INTO checkpoints (scope, shard_id, sequence_number, sub_sequence, record_complete,
-                                      previous_sequence_number, finished, updated_at_micros)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (scope, shard_id) DO UPDATE SET
-               sequence_number = excluded.sequence_number, sub_sequence = excluded.sub_sequence,
-               record_complete = excluded.record_complete, previous_sequence_number = excluded.previous_sequence_number,
-               finished = excluded.finished, updated_at_micros = excluded.updated_at_micros",
-            params![
-                scope,
-                advance.shard_id,
-                position.map(|p| p.sequence_number.as_str()),
-                position.and_then(|p| p.sub_sequence).map(|sub| sub as i64),
-                position.is_none_or(|p| p.record_complete),
-                position.and_then(|p| p.previous_sequence_number.as_ref()).map(SequenceNumber::as_str),
-                advance.to.finished,
-                now
-            ],
-        )?;
+        write_checkpoint(transaction, scope, &advance.shard_id, &advance.to, now)?;
     }
     Ok(())
 }
 
+fn write_checkpoint(
+    transaction: &Transaction<'_>,
+    scope: &str,
+    shard_id: &str,
+    to: &ShardCheckpoint,
+    now: i64,
+) -> Result<(), StoreError> {
+    let position = to.position.as_ref();
+    transaction.execute(
+        "INSERT INTO checkpoints (scope, shard_id, sequence_number, sub_sequence, record_complete,
+                                  previous_sequence_number, finished, updated_at_micros)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (scope, shard_id) DO UPDATE SET
+           sequence_number = excluded.sequence_number, sub_sequence = excluded.sub_sequence,
+           record_complete = excluded.record_complete, previous_sequence_number = excluded.previous_sequence_number,
+           finished = excluded.finished, updated_at_micros = excluded.updated_at_micros",
+        params![
+            scope,
+            shard_id,
+            position.map(|p| p.sequence_number.as_str()),
+            position.and_then(|p| p.sub_sequence).map(|sub| sub as i64),
+            position.is_none_or(|p| p.record_complete),
+            position.and_then(|p| p.previous_sequence_number.as_ref()).map(SequenceNumber::as_str),
+            to.finished,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
 impl Store {
+    /// Replaces every checkpoint of `scope`, and its largest event time, with
+    /// those of the table that is their truth (the store lost them or fell behind).
+    pub fn restore_checkpoints(
+        &self,
+        scope: &str,
+        checkpoints: &HashMap<String, ShardCheckpoint>,
+        max_event_micros: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        let now = Utc::now().timestamp_micros();
+        transaction.execute("DELETE FROM checkpoints WHERE scope = ?1", [scope])?;
+        for (shard_id, checkpoint) in checkpoints {
+            write_checkpoint(&transaction, scope, shard_id, checkpoint, now)?;
+        }
+        if let Some(max_event) = max_event_micros {
+            transaction.execute(
+                "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (scope) DO UPDATE SET max_event_micros = excluded.max_event_micros,
+                   updated_at_micros = excluded.updated_at_micros",
+                params![scope, max_event, now],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// Every shard checkpoint of `scope`.
     pub fn checkpoints(&self, scope: &str) -> Result<HashMap<String, ShardCheckpoint>, StoreError> {
         let connection = self.reading();

@@ -12,6 +12,7 @@ mod checkpoints;
 mod error_log;
 mod migrations;
 mod sources;
+mod tables;
 
 use std::path::Path;
 

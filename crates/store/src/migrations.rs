@@ -78,6 +78,12 @@ const MIGRATIONS: &[&str] = &[
         max_event_micros INTEGER NOT NULL,
         updated_at_micros INTEGER NOT NULL
     );",
+    // 3: the embedded Iceberg catalog: each table's current metadata file.
+    "CREATE TABLE iceberg_tables (
+        name TEXT PRIMARY KEY,
+        metadata_location TEXT NOT NULL,
+        updated_at_micros INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

@@ -1,0 +1,314 @@
+//! The embedded Iceberg catalog: each table's current metadata file is a
+//! pointer in Tributary's store, swapped only from the file a commit was
+//! based on; `metadata/version-hint.text` follows it, so path-based readers
+//! (pyiceberg's `StaticTable`, DuckDB, Spark's Hadoop tables) find the latest
+//! metadata, and a server whose store was lost finds its tables again.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use iceberg::io::FileIO;
+use iceberg::spec::{Schema, TableMetadata, TableMetadataBuilder};
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, Runtime, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, TableCommit, TableCreation,
+    TableIdent,
+};
+use tributary_store::Store;
+
+/// The one namespace of the embedded catalog.
+pub const NAMESPACE: &str = "tributary";
+
+/// A check a commit must pass against the table's current metadata, made
+/// again on every retry (a retry re-applies the commit to newer metadata).
+pub(crate) type CommitGuard<'a> = &'a (dyn Fn(&TableMetadata) -> Result<()> + Sync);
+
+/// Tables under one warehouse location, their pointers in the store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedCatalog {
+    store: Arc<Store>,
+    file_io: FileIO,
+    warehouse: String,
+}
+
+impl EmbeddedCatalog {
+    /// A catalog of tables under `warehouse` (a `file://` URL), read and written through `file_io`.
+    pub fn new(store: Arc<Store>, file_io: FileIO, warehouse: String) -> EmbeddedCatalog {
+        EmbeddedCatalog { store, file_io, warehouse: warehouse.trim_end_matches('/').to_owned() }
+    }
+
+    /// Where table `name` lives.
+    pub fn table_location(&self, name: &str) -> String {
+        format!("{}/{name}", self.warehouse)
+    }
+
+    /// The storage the tables are on.
+    pub fn file_io(&self) -> &FileIO {
+        &self.file_io
+    }
+
+    fn check_namespace(namespace: &NamespaceIdent) -> Result<()> {
+        if namespace.as_ref().as_slice() == [NAMESPACE] {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::NamespaceNotFound, format!("only the `{NAMESPACE}` namespace exists")))
+        }
+    }
+
+    fn store_error(error: tributary_store::StoreError) -> Error {
+        Error::new(ErrorKind::Unexpected, format!("the catalog's store: {error}")).with_retryable(error.is_busy())
+    }
+
+    fn table(&self, ident: TableIdent, metadata: TableMetadata, location: String) -> Result<Table> {
+        Table::builder()
+            .identifier(ident)
+            .metadata(metadata)
+            .metadata_location(location)
+            .file_io(self.file_io.clone())
+            .runtime(Runtime::current())
+            .build()
+    }
+
+    /// The table's current metadata file: the store's pointer or, when the
+    /// store has none (lost, or a new data directory), the version hint the
+    /// last commit left beside the table, which is then adopted.
+    async fn current_location(&self, ident: &TableIdent) -> Result<Option<String>> {
+        Self::check_namespace(ident.namespace())?;
+        if let Some(location) = self.store.table_pointer(ident.name()).map_err(Self::store_error)? {
+            return Ok(Some(location));
+        }
+        let hint = version_hint_path(&self.table_location(ident.name()));
+        if !self.file_io.exists(&hint).await? {
+            return Ok(None);
+        }
+        let content = self.file_io.new_input(&hint)?.read().await?;
+        let name = String::from_utf8_lossy(&content).trim().to_owned();
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::new(ErrorKind::DataInvalid, format!("{hint}: not a metadata file name")));
+        }
+        let name = if name.ends_with(".metadata.json") { name } else { format!("{name}.metadata.json") };
+        let location = format!("{}/metadata/{name}", self.table_location(ident.name()));
+        tracing_adopted(ident.name(), &location);
+        self.store.swap_table_pointer(ident.name(), None, &location).map_err(Self::store_error)?;
+        // Another start may have adopted (or committed) first: the store has the answer.
+        self.store.table_pointer(ident.name()).map_err(Self::store_error)
+    }
+
+    /// Commits `commit` if `guard` accepts the table's current metadata and
+    /// no other commit swapped the pointer since that metadata was read.
+    pub(crate) async fn update_checked(&self, commit: TableCommit, guard: Option<CommitGuard<'_>>) -> Result<Table> {
+        let ident = commit.identifier().clone();
+        let base = self.load_table(&ident).await?;
+        if let Some(guard) = guard {
+            guard(base.metadata())?;
+        }
+        let base_location = base.metadata_location_result()?.to_owned();
+        let staged = commit.apply(base)?;
+        let location = MetadataLocation::from_str(staged.metadata_location_result()?)?;
+        self.install(ident, &base_location, staged.metadata().clone(), location).await
+    }
+
+    /// A new current schema for `base` (fields keep their ids; see `table_schema`).
+    pub(crate) async fn evolve_schema(&self, base: &Table, schema: Schema) -> Result<Table> {
+        let base_location = base.metadata_location_result()?.to_owned();
+        let metadata =
+            base.metadata().clone().into_builder(Some(base_location.clone())).add_current_schema(schema)?.build()?.metadata;
+        let location = MetadataLocation::from_str(&base_location)?.with_next_version().with_new_metadata(&metadata);
+        self.install(base.identifier().clone(), &base_location, metadata, location).await
+    }
+
+    /// Writes `metadata` at `location` and points the table at it, if it
+    /// still points at `base_location`.
+    async fn install(
+        &self,
+        ident: TableIdent,
+        base_location: &str,
+        metadata: TableMetadata,
+        location: MetadataLocation,
+    ) -> Result<Table> {
+        metadata.write_to(&self.file_io, &location).await?;
+        let location = location.to_string();
+        let swapped =
+            self.store.swap_table_pointer(ident.name(), Some(base_location), &location).map_err(Self::store_error)?;
+        if !swapped {
+            // Never pointed at: nobody reads it.
+            let _ = self.file_io.delete(&location).await;
+            return Err(Error::new(ErrorKind::CatalogCommitConflicts, "another commit moved the table first")
+                .with_retryable(true));
+        }
+        self.write_version_hint(ident.name(), &location).await?;
+        self.table(ident, metadata, location)
+    }
+
+    async fn write_version_hint(&self, name: &str, metadata_location: &str) -> Result<()> {
+        let file_name = metadata_location.rsplit('/').next().unwrap_or(metadata_location);
+        let stem = file_name.strip_suffix(".metadata.json").unwrap_or(file_name);
+        let hint = version_hint_path(&self.table_location(name));
+        self.file_io.new_output(&hint)?.write(bytes::Bytes::from(stem.to_owned())).await
+    }
+}
+
+fn version_hint_path(table_location: &str) -> String {
+    format!("{table_location}/metadata/version-hint.text")
+}
+
+fn tracing_adopted(name: &str, location: &str) {
+    tracing::info!(table = name, metadata = location, "the store had no pointer for the table: adopted its version hint");
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::new(ErrorKind::FeatureUnsupported, format!("the embedded catalog does not {what}"))
+}
+
+#[async_trait]
+impl Catalog for EmbeddedCatalog {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+        Ok(if parent.is_none() { vec![NamespaceIdent::new(NAMESPACE.to_owned())] } else { Vec::new() })
+    }
+
+    async fn create_namespace(&self, _: &NamespaceIdent, _: HashMap<String, String>) -> Result<Namespace> {
+        Err(unsupported("create namespaces"))
+    }
+
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
+        Self::check_namespace(namespace)?;
+        Ok(Namespace::new(namespace.clone()))
+    }
+
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
+        Ok(Self::check_namespace(namespace).is_ok())
+    }
+
+    async fn update_namespace(&self, _: &NamespaceIdent, _: HashMap<String, String>) -> Result<()> {
+        Err(unsupported("change namespaces"))
+    }
+
+    async fn drop_namespace(&self, _: &NamespaceIdent) -> Result<()> {
+        Err(unsupported("drop namespaces"))
+    }
+
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        Self::check_namespace(namespace)?;
+        let pointers = self.store.table_pointers().map_err(Self::store_error)?;
+        Ok(pointers.into_iter().map(|(name, _)| TableIdent::new(namespace.clone(), name)).collect())
+    }
+
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> Result<Table> {
+        Self::check_namespace(namespace)?;
+        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        let table_location = self.table_location(&creation.name);
+        let creation = TableCreation { location: Some(table_location.clone()), ..creation };
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
+        let location = MetadataLocation::new_with_metadata(&table_location, &metadata);
+        metadata.write_to(&self.file_io, &location).await?;
+        let location = location.to_string();
+        if !self.store.swap_table_pointer(ident.name(), None, &location).map_err(Self::store_error)? {
+            let _ = self.file_io.delete(&location).await;
+            return Err(Error::new(ErrorKind::TableAlreadyExists, format!("table {} exists", ident.name())));
+        }
+        self.write_version_hint(ident.name(), &location).await?;
+        self.table(ident, metadata, location)
+    }
+
+    async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        let Some(location) = self.current_location(ident).await? else {
+            return Err(Error::new(ErrorKind::TableNotFound, format!("no table {}", ident.name())));
+        };
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        self.table(ident.clone(), metadata, location)
+    }
+
+    async fn drop_table(&self, _: &TableIdent) -> Result<()> {
+        Err(unsupported("drop tables"))
+    }
+
+    async fn purge_table(&self, _: &TableIdent) -> Result<()> {
+        Err(unsupported("purge tables"))
+    }
+
+    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
+        Ok(self.current_location(ident).await?.is_some())
+    }
+
+    async fn rename_table(&self, _: &TableIdent, _: &TableIdent) -> Result<()> {
+        Err(unsupported("rename tables"))
+    }
+
+    async fn register_table(&self, ident: &TableIdent, location: String) -> Result<Table> {
+        Self::check_namespace(ident.namespace())?;
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        if !self.store.swap_table_pointer(ident.name(), None, &location).map_err(Self::store_error)? {
+            return Err(Error::new(ErrorKind::TableAlreadyExists, format!("table {} exists", ident.name())));
+        }
+        self.table(ident.clone(), metadata, location)
+    }
+
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        self.update_checked(commit, None).await
+    }
+}
+
+/// The catalog as one guarded commit sees it: every update is checked by
+/// `guard` against the metadata it would replace.
+#[derive(Clone, Copy)]
+pub(crate) struct GuardedCatalog<'a> {
+    pub(crate) inner: &'a EmbeddedCatalog,
+    pub(crate) guard: CommitGuard<'a>,
+}
+
+impl std::fmt::Debug for GuardedCatalog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedCatalog").field("inner", self.inner).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Catalog for GuardedCatalog<'_> {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(&self, n: &NamespaceIdent, p: HashMap<String, String>) -> Result<Namespace> {
+        self.inner.create_namespace(n, p).await
+    }
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+    async fn update_namespace(&self, n: &NamespaceIdent, p: HashMap<String, String>) -> Result<()> {
+        self.inner.update_namespace(n, p).await
+    }
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+    async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        self.inner.load_table(ident).await
+    }
+    async fn drop_table(&self, ident: &TableIdent) -> Result<()> {
+        self.inner.drop_table(ident).await
+    }
+    async fn purge_table(&self, ident: &TableIdent) -> Result<()> {
+        self.inner.purge_table(ident).await
+    }
+    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
+        self.inner.table_exists(ident).await
+    }
+    async fn rename_table(&self, from: &TableIdent, to: &TableIdent) -> Result<()> {
+        self.inner.rename_table(from, to).await
+    }
+    async fn register_table(&self, ident: &TableIdent, location: String) -> Result<Table> {
+        self.inner.register_table(ident, location).await
+    }
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        self.inner.update_checked(commit, Some(self.guard)).await
+    }
+}

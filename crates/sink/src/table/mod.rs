@@ -1,0 +1,325 @@
+//! Datasets as Apache Iceberg v2 tables.
+//!
+//! Files are written by our own Parquet writer (the same encodings and zstd
+//! as the plain layout, each column carrying its Iceberg field id) and
+//! registered through iceberg-rust's metadata API; see [`TableWriter`].
+//! A commit is one Iceberg transaction: the append and every advanced
+//! shard's checkpoint as a table property, accepted only while the table
+//! still holds each shard's checkpoint where the batch began. The table is
+//! therefore the truth for checkpoints; the store is a cache of it.
+
+mod catalog;
+mod checkpoints;
+mod schema;
+mod stats;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema as ArrowSchema;
+use chrono::Utc;
+use iceberg::spec::{DataFile, SchemaRef, TableMetadata, Transform, UnboundPartitionSpec};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use parking_lot::Mutex;
+use parquet::schema::types::ColumnPath;
+use tributary_reader::{ShardAdvance, ShardCheckpoint};
+use tributary_store::ManifestFile;
+
+pub use catalog::{EmbeddedCatalog, NAMESPACE};
+pub use schema::{SchemaChangeError, table_schema, with_field_ids};
+
+use crate::SinkError;
+use crate::dataset::{create_dir_durably, date_name, split_by_day, sync_dir, write_parquet};
+
+/// Why a table could not be opened, written or committed.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A shard's checkpoint in the table is not where the batch began: the
+    /// batch was committed already (a replay), or another writer owns the shard.
+    #[error("the table's checkpoint of shard {shard_id} moved: the batch was already committed or another writer owns it")]
+    CheckpointConflict {
+        /// The shard.
+        shard_id: String,
+    },
+    /// The dataset's fields cannot become the table's schema.
+    #[error("schema: {0}")]
+    Schema(#[from] SchemaChangeError),
+    /// Writing a data file failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The catalog or the table's storage refused.
+    #[error("iceberg: {0}")]
+    Iceberg(String),
+}
+
+impl From<iceberg::Error> for TableError {
+    fn from(error: iceberg::Error) -> TableError {
+        TableError::Iceberg(error.to_string())
+    }
+}
+
+/// A data file written for a batch, before it is committed.
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    /// What the table's manifest says about it.
+    pub data_file: DataFile,
+    /// What Tributary's store records (for status totals).
+    pub manifest: ManifestFile,
+}
+
+/// What a table holds for one checkpoint scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableCheckpoints {
+    /// Each shard's checkpoint.
+    pub shards: HashMap<String, ShardCheckpoint>,
+    /// The largest event time committed (µs).
+    pub max_event_micros: Option<i64>,
+}
+
+/// Writes one dataset's table.
+#[derive(Debug)]
+pub struct TableWriter {
+    catalog: EmbeddedCatalog,
+    ident: TableIdent,
+    timestamp_column: String,
+    /// The table's schema (field ids included) for the rows this writer gets.
+    arrow_schema: Arc<ArrowSchema>,
+    iceberg_schema: SchemaRef,
+    spec_id: i32,
+    files_written: AtomicU64,
+    plain_columns: Mutex<HashSet<ColumnPath>>,
+}
+
+/// `file:///abs/path` → `/abs/path`; other schemes are not local.
+fn local_path(location: &str) -> Result<PathBuf, TableError> {
+    location
+        .strip_prefix("file://")
+        .map(PathBuf::from)
+        .ok_or_else(|| TableError::Iceberg(format!("{location}: only file:// warehouses are supported")))
+}
+
+impl TableWriter {
+    /// Opens the table of `dataset` (creating it, partitioned by
+    /// `day(timestamp_column)`, or evolving its schema to `rows`).
+    pub async fn open(
+        catalog: EmbeddedCatalog,
+        dataset: &str,
+        timestamp_column: &str,
+        rows: &ArrowSchema,
+        identifier_fields: &[String],
+    ) -> Result<TableWriter, TableError> {
+        let ident = TableIdent::new(NamespaceIdent::new(NAMESPACE.to_owned()), dataset.to_owned());
+        let table = if catalog.table_exists(&ident).await? {
+            let table = catalog.load_table(&ident).await?;
+            let metadata = table.metadata();
+            let current = metadata.current_schema();
+            let wanted = table_schema(rows, Some(current), metadata.last_column_id(), identifier_fields)?;
+            let same = wanted.as_struct() == current.as_struct()
+                && wanted.identifier_field_ids().eq(current.identifier_field_ids());
+            if same { table } else { catalog.evolve_schema(&table, wanted).await? }
+        } else {
+            let schema = table_schema(rows, None, 0, identifier_fields)?;
+            let timestamp_id = schema
+                .field_by_name(timestamp_column)
+                .map(|field| field.id)
+                .ok_or_else(|| TableError::Iceberg(format!("no timestamp field `{timestamp_column}`")))?;
+            let spec = UnboundPartitionSpec::builder()
+                .add_partition_field(timestamp_id, format!("{timestamp_column}_day"), Transform::Day)?
+                .build();
+            let properties = [
+                ("write.format.default".to_owned(), "parquet".to_owned()),
+                ("write.parquet.compression-codec".to_owned(), "zstd".to_owned()),
+            ];
+            let creation = TableCreation::builder()
+                .name(dataset.to_owned())
+                .schema(schema)
+                .partition_spec(spec)
+                .properties(properties)
+                .build();
+            match catalog.create_table(ident.namespace(), creation).await {
+                Ok(table) => table,
+                // Created by another start in between.
+                Err(error) if error.kind() == ErrorKind::TableAlreadyExists => catalog.load_table(&ident).await?,
+                Err(error) => return Err(error.into()),
+            }
+        };
+        let metadata = table.metadata();
+        let iceberg_schema = metadata.current_schema().clone();
+        let arrow_schema = Arc::new(with_field_ids(rows, &iceberg_schema)?);
+        Ok(TableWriter {
+            catalog,
+            ident,
+            timestamp_column: timestamp_column.to_owned(),
+            arrow_schema,
+            iceberg_schema,
+            spec_id: metadata.default_partition_spec_id(),
+            files_written: AtomicU64::new(0),
+            plain_columns: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The table's current state.
+    pub async fn load(&self) -> Result<Table, TableError> {
+        Ok(self.catalog.load_table(&self.ident).await?)
+    }
+
+    /// Where the table lives.
+    pub fn location(&self) -> String {
+        self.catalog.table_location(self.ident.name())
+    }
+
+    /// The checkpoints of `scope` the table holds.
+    pub async fn checkpoints(&self, scope: &str) -> Result<TableCheckpoints, TableError> {
+        let table = self.load().await?;
+        table_checkpoints(table.metadata(), scope)
+    }
+
+    /// Writes `batch` as one data file per event day under the table's
+    /// `data/` directory. Nothing reads them until [`TableWriter::commit`]
+    /// names them; the files of a batch that never commits are orphans.
+    pub fn write(&self, batch: &RecordBatch, key_values: &[(String, String)]) -> Result<Vec<WrittenFile>, TableError> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let location = self.location();
+        let table_dir = local_path(&location)?;
+        let batch = batch
+            .clone()
+            .with_schema(Arc::clone(&self.arrow_schema))
+            .map_err(|error| SinkError::Parquet(format!("the rows do not fit the table's schema: {error}")))?;
+        let mut written = Vec::new();
+        for (day, rows) in split_by_day(&batch, &self.timestamp_column)? {
+            let sequence = self.files_written.fetch_add(1, Ordering::Relaxed);
+            let value = if day.is_some() { date_name(day) } else { "null".to_owned() };
+            let partition = format!("{}_day={value}", self.timestamp_column);
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S%6f");
+            let name = format!("part-{stamp}-{}-{sequence:05}.parquet", std::process::id());
+            let directory = table_dir.join("data").join(&partition);
+            create_dir_durably(&directory, &table_dir)?;
+            let (bytes, footer) = write_parquet(&directory.join(&name), &rows, key_values, &self.plain_columns)?;
+            // The file must outlive a power cut once the table names it.
+            sync_dir(&directory)?;
+            let file_path = format!("{location}/data/{partition}/{name}");
+            let day = day.and_then(|day| i32::try_from(day).ok());
+            let data_file =
+                stats::data_file(file_path.clone(), bytes, day, &footer, &self.iceberg_schema, self.spec_id)
+                    .map_err(TableError::Iceberg)?;
+            let manifest = ManifestFile {
+                dataset: self.ident.name().to_owned(),
+                path: file_path,
+                rows: rows.num_rows() as u64,
+                bytes,
+            };
+            written.push(WrittenFile { data_file, manifest });
+        }
+        Ok(written)
+    }
+
+    /// Commits `files` and the checkpoint `advances` of `scope` as one table
+    /// transaction, if every shard's checkpoint in the table still equals its
+    /// advance's `from` (checked again on every retry of the optimistic commit).
+    pub async fn commit(
+        &self,
+        scope: &str,
+        files: Vec<DataFile>,
+        advances: &[ShardAdvance],
+        max_event_micros: Option<i64>,
+    ) -> Result<Table, TableError> {
+        let guard = |metadata: &TableMetadata| -> iceberg::Result<()> {
+            let properties = metadata.properties();
+            for advance in advances {
+                let key = checkpoints::checkpoint_key(scope, &advance.shard_id);
+                let current = match properties.get(&key) {
+                    None => ShardCheckpoint::default(),
+                    Some(value) => checkpoints::decode(value).ok_or_else(|| {
+                        iceberg::Error::new(ErrorKind::DataInvalid, format!("{key}: not a checkpoint"))
+                    })?,
+                };
+                if current != advance.from {
+                    return Err(iceberg::Error::new(ErrorKind::PreconditionFailed, conflict_message(&advance.shard_id)));
+                }
+            }
+            Ok(())
+        };
+        let mut properties: HashMap<String, String> = advances
+            .iter()
+            .map(|advance| (checkpoints::checkpoint_key(scope, &advance.shard_id), checkpoints::encode(&advance.to)))
+            .collect();
+        self.commit_guarded(files, &mut properties, scope, max_event_micros, &guard).await
+    }
+
+    /// Writes the store's checkpoints of `scope` into a table that has none
+    /// for it yet (a source that ran before its dataset was a table).
+    pub async fn seed_checkpoints(&self, scope: &str, seed: &TableCheckpoints) -> Result<Table, TableError> {
+        let guard = |metadata: &TableMetadata| -> iceberg::Result<()> {
+            match checkpoints::checkpoints_in(metadata.properties(), scope) {
+                Ok(found) if found.is_empty() => Ok(()),
+                Ok(found) => {
+                    let shard = found.into_keys().next().unwrap_or_default();
+                    Err(iceberg::Error::new(ErrorKind::PreconditionFailed, conflict_message(&shard)))
+                }
+                Err(error) => Err(iceberg::Error::new(ErrorKind::DataInvalid, error)),
+            }
+        };
+        let mut properties: HashMap<String, String> = seed
+            .shards
+            .iter()
+            .map(|(shard, checkpoint)| (checkpoints::checkpoint_key(scope, shard), checkpoints::encode(checkpoint)))
+            .collect();
+        self.commit_guarded(Vec::new(), &mut properties, scope, seed.max_event_micros, &guard).await
+    }
+
+    async fn commit_guarded(
+        &self,
+        files: Vec<DataFile>,
+        properties: &mut HashMap<String, String>,
+        scope: &str,
+        max_event_micros: Option<i64>,
+        guard: &(dyn Fn(&TableMetadata) -> iceberg::Result<()> + Sync),
+    ) -> Result<Table, TableError> {
+        let table = self.load().await?;
+        if let Some(max_event) = max_event_micros {
+            let stored = checkpoints::max_event_in(table.metadata().properties(), scope);
+            properties.insert(checkpoints::max_event_key(scope), stored.map_or(max_event, |s| s.max(max_event)).to_string());
+        }
+        let mut transaction = Transaction::new(&table);
+        if !files.is_empty() {
+            // Our file names are unique; checking for duplicates would read every manifest on each commit.
+            transaction = transaction.fast_append().with_check_duplicate(false).add_data_files(files).apply(transaction)?;
+        }
+        let mut update = transaction.update_table_properties();
+        for (key, value) in properties.drain() {
+            update = update.set(key, value);
+        }
+        let transaction = update.apply(transaction)?;
+        let guarded = catalog::GuardedCatalog { inner: &self.catalog, guard };
+        match transaction.commit(&guarded).await {
+            Ok(table) => Ok(table),
+            Err(error) if error.kind() == ErrorKind::PreconditionFailed => {
+                let shard_id = error.message().strip_prefix(CONFLICT).unwrap_or_default().to_owned();
+                Err(TableError::CheckpointConflict { shard_id })
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+const CONFLICT: &str = "checkpoint moved: ";
+
+fn conflict_message(shard_id: &str) -> String {
+    format!("{CONFLICT}{shard_id}")
+}
+
+/// The checkpoints of `scope` in a table's metadata.
+pub fn table_checkpoints(metadata: &TableMetadata, scope: &str) -> Result<TableCheckpoints, TableError> {
+    let properties = metadata.properties();
+    Ok(TableCheckpoints {
+        shards: checkpoints::checkpoints_in(properties, scope).map_err(TableError::Iceberg)?,
+        max_event_micros: checkpoints::max_event_in(properties, scope),
+    })
+}

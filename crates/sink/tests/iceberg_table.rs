@@ -1,0 +1,145 @@
+//! A dataset's Iceberg table on a local warehouse: appends with checkpoints,
+//! refused replays, schema evolution, and a lost store finding the table again.
+
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use futures_util::TryStreamExt;
+use iceberg::Catalog;
+use iceberg::io::FileIO;
+use tributary_reader::{SequenceNumber, ShardAdvance, ShardCheckpoint};
+use tributary_sink::table::{EmbeddedCatalog, TableCheckpoints, TableError, TableWriter};
+use tributary_store::Store;
+
+const DAY: i64 = 86_400_000_000;
+const JUNE_FIRST: i64 = 19_875 * DAY;
+const SCOPE: &str = "orders@arn:aws:kinesis:us-east-1:000000000000:stream/orders";
+
+fn fields(with_note: bool) -> Vec<Field> {
+    let mut fields = vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ];
+    if with_note {
+        fields.push(Field::new("note", DataType::Utf8, true));
+    }
+    fields
+}
+
+fn batch(ids: &[i64], with_note: bool) -> RecordBatch {
+    let schema = Arc::new(Schema::new(fields(with_note)));
+    let mut columns: Vec<arrow_array::ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.to_vec())),
+        Arc::new(StringArray::from_iter(ids.iter().map(|id| (id % 2 == 0).then(|| format!("n{id}"))))),
+        // Odd ids a day later: every batch spans two partitions.
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(ids.iter().map(|id| JUNE_FIRST + (id % 2) * DAY + id))
+                .with_timezone("UTC"),
+        ),
+    ];
+    if with_note {
+        columns.push(Arc::new(StringArray::from_iter_values(ids.iter().map(|id| format!("note {id}")))));
+    }
+    RecordBatch::try_new(schema, columns).expect("batch")
+}
+
+fn at(sequence: &str) -> ShardCheckpoint {
+    ShardCheckpoint::after(SequenceNumber::new(sequence).expect("digits"))
+}
+
+fn advance(from: ShardCheckpoint, to: &str) -> ShardAdvance {
+    ShardAdvance { shard_id: "shardId-000000000000".into(), from, to: at(to) }
+}
+
+fn catalog(store: &Arc<Store>, warehouse: &std::path::Path) -> EmbeddedCatalog {
+    EmbeddedCatalog::new(Arc::clone(store), FileIO::new_with_fs(), format!("file://{}", warehouse.display()))
+}
+
+async fn open(catalog: EmbeddedCatalog, with_note: bool) -> Result<TableWriter, TableError> {
+    TableWriter::open(catalog, "orders", "ts", &Schema::new(fields(with_note)), &["id".to_owned()]).await
+}
+
+async fn append(writer: &TableWriter, ids: &[i64], with_note: bool, advance: ShardAdvance) -> Result<(), TableError> {
+    let files = writer.write(&batch(ids, with_note), &[])?;
+    let data_files = files.into_iter().map(|file| file.data_file).collect();
+    writer.commit(SCOPE, data_files, &[advance], Some(JUNE_FIRST + DAY)).await.map(|_| ())
+}
+
+/// Rows of the current snapshot, as iceberg's own scan plans them.
+async fn planned_rows(writer: &TableWriter) -> u64 {
+    let table = writer.load().await.expect("load");
+    let tasks: Vec<_> =
+        table.scan().build().expect("scan").plan_files().await.expect("plan").try_collect().await.expect("tasks");
+    tasks.iter().map(|task| task.record_count.unwrap_or(0)).sum()
+}
+
+#[tokio::test]
+async fn a_table_commits_rows_with_checkpoints_refuses_replays_and_evolves() {
+    let warehouse = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let writer = open(catalog(&store, warehouse.path()), false).await.expect("create");
+    assert!(writer.checkpoints(SCOPE).await.expect("checkpoints").shards.is_empty());
+
+    append(&writer, &[1, 2, 3], false, advance(ShardCheckpoint::default(), "10")).await.expect("first commit");
+    let table = writer.load().await.expect("load");
+    let spec = table.metadata().default_partition_spec();
+    assert_eq!(spec.fields()[0].transform, iceberg::spec::Transform::Day);
+    assert_eq!(planned_rows(&writer).await, 3);
+
+    // A replay of the same batch (a restart that read it again): refused, nothing added.
+    let replay = append(&writer, &[1, 2, 3], false, advance(ShardCheckpoint::default(), "10")).await;
+    assert!(matches!(replay, Err(TableError::CheckpointConflict { ref shard_id }) if shard_id == "shardId-000000000000"), "{replay:?}");
+    assert_eq!(planned_rows(&writer).await, 3);
+    let checkpoints = writer.checkpoints(SCOPE).await.expect("checkpoints");
+    assert_eq!(checkpoints.shards["shardId-000000000000"], at("10"));
+    assert_eq!(checkpoints.max_event_micros, Some(JUNE_FIRST + DAY));
+
+    // A new version adds an optional field: old ids stay, the new one is added.
+    let before = table.metadata().current_schema().clone();
+    let evolved = open(catalog(&store, warehouse.path()), true).await.expect("evolve");
+    let after = evolved.load().await.expect("load").metadata().current_schema().clone();
+    assert_eq!(after.field_by_name("id").map(|f| f.id), before.field_by_name("id").map(|f| f.id));
+    assert_eq!(after.field_by_name("note").map(|f| f.id), Some(before.highest_field_id() + 1));
+    assert_ne!(after.schema_id(), before.schema_id());
+    append(&evolved, &[4, 5], true, advance(at("10"), "20")).await.expect("second commit");
+    assert_eq!(planned_rows(&evolved).await, 5);
+
+    // An incompatible change is refused before anything is written.
+    let retyped = Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ]);
+    let refused = TableWriter::open(catalog(&store, warehouse.path()), "orders", "ts", &retyped, &[]).await;
+    assert!(matches!(refused, Err(TableError::Schema(ref e)) if e.field == "id"), "{refused:?}");
+
+    // The store is lost: a new one finds the table through its version hint, checkpoints and all.
+    let fresh = Arc::new(Store::open_in_memory().expect("store"));
+    let found = open(catalog(&fresh, warehouse.path()), true).await.expect("adopted");
+    let checkpoints = found.checkpoints(SCOPE).await.expect("checkpoints");
+    assert_eq!(checkpoints.shards["shardId-000000000000"], at("20"));
+    assert_eq!(planned_rows(&found).await, 5);
+    let namespace = iceberg::NamespaceIdent::new("tributary".into());
+    let tables = catalog(&fresh, warehouse.path()).list_tables(&namespace).await.expect("list");
+    assert_eq!(tables.len(), 1);
+
+    // Seeding refuses a table that already holds checkpoints for the scope.
+    let seeded = found.seed_checkpoints(SCOPE, &TableCheckpoints::default()).await;
+    assert!(matches!(seeded, Err(TableError::CheckpointConflict { .. })), "{seeded:?}");
+}
+
+#[tokio::test]
+async fn of_two_writers_racing_from_one_checkpoint_exactly_one_commits() {
+    let warehouse = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let first = open(catalog(&store, warehouse.path()), false).await.expect("create");
+    let second = open(catalog(&store, warehouse.path()), false).await.expect("open");
+    let (a, b) = tokio::join!(
+        append(&first, &[1, 2], false, advance(ShardCheckpoint::default(), "10")),
+        append(&second, &[3, 4], false, advance(ShardCheckpoint::default(), "11")),
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
+    assert!(matches!(a.err().or(b.err()), Some(TableError::CheckpointConflict { .. })));
+    assert_eq!(planned_rows(&first).await, 2);
+}
