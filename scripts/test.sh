@@ -7,7 +7,7 @@
 #
 # Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl.
 # Installs: cargo-nextest, cargo-audit and cargo-fuzz when missing (crates.io), kinesis-local (npm) and
-# moto + pyarrow (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
+# moto + pyarrow + pyiceberg (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
 # (default 15, 0 to skip) bounds the fuzzing of each codec target.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,6 +47,12 @@ if ! "$TRIBUTARY_TEST_MOTO_PYTHON" -c 'import pyarrow' 2>/dev/null; then
   "$TRIBUTARY_TEST_MOTO_PYTHON" -m pip install --quiet 'pyarrow==21.0.0' >&2
 fi
 export TRIBUTARY_TEST_PYARROW_PYTHON="$TRIBUTARY_TEST_MOTO_PYTHON"
+# pyiceberg (same venv) reads the Iceberg tables back as a path-based reader would.
+if ! "$TRIBUTARY_TEST_MOTO_PYTHON" -c 'import pyiceberg' 2>/dev/null; then
+  echo "test.sh: installing pyiceberg" >&2
+  "$TRIBUTARY_TEST_MOTO_PYTHON" -m pip install --quiet 'pyiceberg==0.12.0' >&2
+fi
+export TRIBUTARY_TEST_PYICEBERG_PYTHON="$TRIBUTARY_TEST_MOTO_PYTHON"
 
 # The emulator-backed tests must fail, not skip, if the emulators are missing.
 unset TRIBUTARY_SKIP_EMULATOR_TESTS

@@ -15,6 +15,9 @@ pub(crate) struct ServeArgs {
     /// Where the state database and datasets live.
     #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = "tributary-data")]
     data_dir: PathBuf,
+    /// Where `format: iceberg` datasets' tables live: a directory or file:// URL [default: DATA_DIR/warehouse].
+    #[arg(long, env = "TRIBUTARY_WAREHOUSE")]
+    warehouse: Option<String>,
     /// Address to listen on; loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
@@ -90,6 +93,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
+    config.warehouse = args.warehouse.clone();
     config.token = match &args.token_file {
         Some(path) => match read_token_file(path) {
             Ok(token) => Some(token),

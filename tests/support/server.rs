@@ -61,6 +61,20 @@ impl ServerProcess {
         self.wait_healthy();
     }
 
+    /// Waits up to `limit` for the process to end on its own (a failpoint's
+    /// abort), then starts a fresh one with `env` instead of the old environment.
+    pub fn restart_after_exit(&mut self, env: &[(&str, &str)], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "tributary serve did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let (child, port) = spawn(&self.data_dir, &self.extra, &self.env);
+        (self.child, self.port) = (child, port);
+        self.wait_healthy();
+    }
+
     /// SIGTERM and wait; returns whether it exited successfully.
     pub fn stop(mut self) -> bool {
         let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");

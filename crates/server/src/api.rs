@@ -18,7 +18,8 @@ use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tributary_proto::v1::{CommitRequest, CommitResponse, SourceVersion, ValidationError as ProtoError};
-use tributary_source::{InitPosition, Source, ValidationError};
+use tributary_sink::table::{TableError, TableWriter};
+use tributary_source::{DatasetFormat, InitPosition, Source, ValidationError};
 use tributary_store::{ErrorQuery, NewVersion, StoredVersion};
 
 use crate::AppState;
@@ -208,6 +209,10 @@ async fn commit(
     if !compile_errors.is_empty() {
         return invalid(compile_errors);
     }
+    let table_errors = table_schema_errors(&state, &sources).await;
+    if !table_errors.is_empty() {
+        return invalid(table_errors);
+    }
     // Checked early for a quick answer, and again under the commit lock below.
     let conflicts = dataset_conflicts(&state, &sources)?;
     if !conflicts.is_empty() {
@@ -262,6 +267,31 @@ async fn commit(
     };
     let versions = stored.iter().map(|v| SourceVersion { source: v.source.clone(), version: v.version }).collect();
     Ok(commit_response(protobuf, StatusCode::OK, CommitResponse { ok: true, errors: Vec::new(), versions }))
+}
+
+/// An Iceberg dataset's table must be able to take the new version's rows:
+/// added fields optional, types the same or promoted.
+async fn table_schema_errors(state: &AppState, sources: &[Source]) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    for source in sources.iter().filter(|source| source.dataset.format == DatasetFormat::Iceberg) {
+        let Ok(decoder) = tributary_codec::Decoder::new(source, None) else { continue };
+        let identifiers = crate::worker::identifier_fields(source);
+        let checked =
+            TableWriter::check_schema(state.supervisor.catalog(), &source.dataset.name, &decoder.schema(), &identifiers)
+                .await;
+        let message = match checked {
+            Ok(()) => continue,
+            Err(TableError::Schema(error)) => format!("the dataset's Iceberg table cannot take it: {error}"),
+            Err(other) => format!("reading the dataset's Iceberg table: {other}"),
+        };
+        errors.push(ValidationError {
+            source: source.name.clone(),
+            field: "dataset.fields".to_owned(),
+            code: tributary_source::ErrorCode::SchemaIncompatible,
+            message,
+        });
+    }
+    errors
 }
 
 /// A dataset has one writer: two live sources writing the same dataset would

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tributary_source::ClientFactory;
 use tributary_store::Store;
+use tributary_sink::table::EmbeddedCatalog;
 
 pub use api::router;
 pub use supervisor::Supervisor;
@@ -52,6 +53,9 @@ pub struct ServerConfig {
     pub live_timeout: Duration,
     /// Worker defaults.
     pub worker: WorkerSettings,
+    /// Where `format: iceberg` datasets' tables live: a directory
+    /// (`DATA_DIR/warehouse` when unset).
+    pub warehouse: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -88,6 +92,7 @@ impl ServerConfig {
             live_validation: true,
             live_timeout: Duration::from_secs(10),
             worker: WorkerSettings::default(),
+            warehouse: None,
         }
     }
 }
@@ -152,6 +157,21 @@ struct ConnectionLimits {
     max_connections: usize,
 }
 
+/// The embedded catalog over the configured warehouse.
+fn open_catalog(config: &ServerConfig, store: &Arc<Store>) -> Result<EmbeddedCatalog, ServerError> {
+    let warehouse = match config.warehouse.as_deref() {
+        None => config.data_dir.join("warehouse"),
+        Some(location) if location.contains("://") && !location.starts_with("file://") => {
+            return Err(ServerError::Io(format!(
+                "--warehouse {location}: only local directories are supported so far (S3 warehouses are not built yet)"
+            )));
+        }
+        Some(location) => PathBuf::from(location.strip_prefix("file://").unwrap_or(location)),
+    };
+    EmbeddedCatalog::local(Arc::clone(store), &warehouse)
+        .map_err(|error| ServerError::Io(format!("warehouse {}: {error}", warehouse.display())))
+}
+
 impl Server {
     /// Opens the state, starts the workers of every live source, binds the listener.
     pub async fn start(config: ServerConfig, aws: ClientFactory) -> Result<Server, ServerError> {
@@ -168,8 +188,14 @@ impl Server {
             .await
             .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
-        let supervisor =
-            Arc::new(Supervisor::new(Arc::clone(&store), config.data_dir.clone(), aws.clone(), config.worker.clone()));
+        let catalog = open_catalog(&config, &store)?;
+        let supervisor = Arc::new(Supervisor::new(
+            Arc::clone(&store),
+            config.data_dir.clone(),
+            aws.clone(),
+            config.worker.clone(),
+            catalog,
+        ));
         supervisor.start_committed().await?;
         let state = AppState {
             store,

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tributary_proto::v1::SourceDefinition;
 use tributary_source::{AssumeRole, ClientFactory, Consumer, SecretPolicy, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
+use tributary_sink::table::EmbeddedCatalog;
 
 use crate::failure::WorkerError;
 use crate::status::WorkerStatus;
@@ -80,13 +81,24 @@ pub(crate) fn stored_source(version: &StoredVersion, policy: &SecretPolicy) -> R
 
 impl Supervisor {
     /// A supervisor with no workers yet.
-    pub fn new(store: Arc<Store>, data_dir: PathBuf, aws: ClientFactory, settings: WorkerSettings) -> Supervisor {
+    pub fn new(
+        store: Arc<Store>,
+        data_dir: PathBuf,
+        aws: ClientFactory,
+        settings: WorkerSettings,
+        catalog: EmbeddedCatalog,
+    ) -> Supervisor {
         Supervisor {
-            context: Arc::new(WorkerContext { store, data_dir, aws, settings }),
+            context: Arc::new(WorkerContext { store, data_dir, aws, settings, catalog }),
             workers: tokio::sync::Mutex::new(HashMap::new()),
             statuses: parking_lot::Mutex::new(HashMap::new()),
             commits: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The catalog of the datasets' Iceberg tables.
+    pub(crate) fn catalog(&self) -> &EmbeddedCatalog {
+        &self.context.catalog
     }
 
     /// The commit lock (see the field); owned, so a spawned task can hold it.

@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
+use tributary_sink::table::{EmbeddedCatalog, TableError, TableWriter, WrittenFile};
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
-use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, Format, SecretPolicy, Source};
+use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
 use crate::failure::WorkerError;
@@ -85,6 +86,16 @@ pub(crate) struct WorkerContext {
     pub(crate) data_dir: PathBuf,
     pub(crate) aws: ClientFactory,
     pub(crate) settings: WorkerSettings,
+    /// Where `format: iceberg` datasets' tables live.
+    pub(crate) catalog: EmbeddedCatalog,
+}
+
+/// Where a source's accepted rows go.
+enum Output {
+    /// Hive-layout Parquet files, committed in the store's manifest.
+    Files(Arc<DatasetWriter>),
+    /// An Iceberg table, which commits the checkpoints with the rows.
+    Table(Arc<TableWriter>),
 }
 
 /// A committed version to run.
@@ -176,7 +187,7 @@ struct Worker<'a> {
     job: &'a Job,
     status: &'a WorkerStatus,
     scope: String,
-    dataset: Arc<DatasetWriter>,
+    output: Output,
     /// Shared with the blocking thread that decodes when the decoder may block.
     decoder: Arc<Mutex<Decoder>>,
     /// The decoder asks a schema registry (blocking HTTP) for unknown schema ids.
@@ -207,24 +218,6 @@ pub(crate) async fn run(
 ) -> Result<Ended, WorkerError> {
     let source = &job.source;
     let stream_arn = source.kinesis.stream_arn.to_string();
-    let dataset = Arc::new(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp));
-    let store = Arc::clone(&context.store);
-    let cleanup = Arc::clone(&dataset);
-    let dataset_name = source.dataset.name.clone();
-    let recovered = blocking(move || {
-        let committed = store.manifest_paths(&dataset_name).map_err(|e| e.to_string())?;
-        cleanup.recover(&committed).map_err(|e| WorkerError::from(e.to_string()))
-    })
-    .await?;
-    if recovered != Recovered::default() {
-        tracing::info!(
-            source = %source.name,
-            published = recovered.published,
-            discarded = recovered.discarded,
-            "finished the staged files a stop left: committed ones moved into place, the rest deleted"
-        );
-    }
-
     let registry = match &source.kinesis.format {
         Format::Avro(AvroFormat::Registry(settings)) => Some(
             RegistryClient::new(settings)
@@ -243,6 +236,11 @@ pub(crate) async fn run(
     };
     let client = context.aws.kinesis(source.kinesis.stream_arn.region(), credentials);
     let scope = checkpoint_scope(&source.name, &stream_arn);
+    let schema = decoder.lock().schema();
+    let output = match source.dataset.format {
+        DatasetFormat::Parquet => Output::Files(recover_files(context, source).await?),
+        DatasetFormat::Iceberg => Output::Table(open_table(context, source, &schema, &scope).await?),
+    };
     let start = match job.version.start_at {
         Some(at) => StartPosition::AtTimestamp(at),
         None => StartPosition::TrimHorizon,
@@ -266,7 +264,7 @@ pub(crate) async fn run(
         job,
         status,
         scope,
-        dataset,
+        output,
         decoder,
         decoder_may_block,
         rules,
@@ -406,7 +404,6 @@ impl Worker<'_> {
         if let Some(watermark) = watermark_micros {
             key_values.push((WATERMARK_METADATA.to_owned(), micros_text(watermark)));
         }
-        let dataset = Arc::clone(&self.dataset);
         let store = Arc::clone(&self.context.store);
         let source = self.job.source.name.clone();
         let version = self.job.version.version;
@@ -416,31 +413,181 @@ impl Worker<'_> {
         let rejected = error_rows(&decoded.rejections);
         let rejected_count = rejected.len() as u64;
         let now = Utc::now();
-        blocking(move || {
-            let files = dataset
-                .write_with_metadata(&decoded.batch, &key_values)
-                .map_err(|error| format!("writing the dataset: {error}"))?;
-            let advances: Vec<ShardAdvance> = pending.advances.into_values().collect();
-            let counts: Vec<ShardCounts> = pending.counts.into_values().collect();
+        let advances: Vec<ShardAdvance> = pending.advances.into_values().collect();
+        let table_advances = advances.clone();
+        let counts: Vec<ShardCounts> = pending.counts.into_values().collect();
+        let batch_commit = move |files: &[tributary_store::ManifestFile], prepare: bool| {
             let commit = BatchCommit {
                 source: &source,
                 version,
                 scope: &scope,
-                files: &files,
+                files,
                 advances: &advances,
                 rejected: &rejected,
                 counts: &counts,
                 retention,
                 max_event_micros,
             };
-            store.commit_batch(&commit, now).map_err(WorkerError::committing)?;
-            failpoint("after-commit");
-            // Committed: a failure from here on is finished by the next start's recovery.
-            dataset.publish(&files).map_err(|error| WorkerError::from(format!("publishing committed files: {error}")))
-        })
-        .await?;
+            if prepare { store.prepare_batch(&commit, now) } else { store.commit_batch(&commit, now) }
+                .map_err(WorkerError::committing)
+        };
+        match &self.output {
+            Output::Files(dataset) => {
+                let dataset = Arc::clone(dataset);
+                blocking(move || {
+                    let files = dataset
+                        .write_with_metadata(&decoded.batch, &key_values)
+                        .map_err(|error| format!("writing the dataset: {error}"))?;
+                    batch_commit(&files, false)?;
+                    failpoint("after-commit");
+                    // Committed: a failure from here on is finished by the next start's recovery.
+                    dataset
+                        .publish(&files)
+                        .map_err(|error| WorkerError::from(format!("publishing committed files: {error}")))
+                })
+                .await?;
+            }
+            Output::Table(table) => {
+                // The store records the batch first, remembering what to take back; the table
+                // commit decides whether it happened (the next start settles a crash in between).
+                let writer = Arc::clone(table);
+                let data_files = blocking(move || {
+                    let written = writer
+                        .write(&decoded.batch, &key_values)
+                        .map_err(|error| WorkerError::from(format!("writing the table: {error}")))?;
+                    let (data_files, manifest): (Vec<_>, Vec<_>) =
+                        written.into_iter().map(|file: WrittenFile| (file.data_file, file.manifest)).unzip();
+                    batch_commit(&manifest, true)?;
+                    Ok(data_files)
+                })
+                .await?;
+                failpoint("before-table-commit");
+                table
+                    .commit(&self.scope, data_files, &table_advances, max_event_micros)
+                    .await
+                    .map_err(table_commit_error)?;
+                failpoint("after-table-commit");
+                let store = Arc::clone(&self.context.store);
+                let scope = self.scope.clone();
+                blocking(move || {
+                    store.settle_prepared(&scope, true).map(drop).map_err(|error| {
+                        WorkerError::Transient(format!("settling the committed batch: {error}"))
+                    })
+                })
+                .await?;
+            }
+        }
         self.status.committed(Committed { rows, rejected: rejected_count, late, watermark_micros }, now);
         Ok(())
+    }
+}
+
+/// At start-up of a Parquet dataset: finishes the moves of committed staged
+/// files and deletes the uncommitted ones.
+async fn recover_files(context: &WorkerContext, source: &Source) -> Result<Arc<DatasetWriter>, WorkerError> {
+    let dataset = Arc::new(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp));
+    let store = Arc::clone(&context.store);
+    let cleanup = Arc::clone(&dataset);
+    let dataset_name = source.dataset.name.clone();
+    let recovered = blocking(move || {
+        let committed = store.manifest_paths(&dataset_name).map_err(|e| e.to_string())?;
+        cleanup.recover(&committed).map_err(|e| WorkerError::from(e.to_string()))
+    })
+    .await?;
+    if recovered != Recovered::default() {
+        tracing::info!(
+            source = %source.name,
+            published = recovered.published,
+            discarded = recovered.discarded,
+            "finished the staged files a stop left: committed ones moved into place, the rest deleted"
+        );
+    }
+    Ok(dataset)
+}
+
+/// At start-up of an Iceberg dataset: opens (creates, evolves) the table
+/// and makes the store's checkpoints of `scope` the table's, which are the
+/// truth. The store is behind after a crash between the two commits, or
+/// empty after it was lost; a table without checkpoints for the scope
+/// (a source that wrote Parquet before) is seeded from the store.
+async fn open_table(
+    context: &WorkerContext,
+    source: &Source,
+    schema: &arrow_schema::Schema,
+    scope: &str,
+) -> Result<Arc<TableWriter>, WorkerError> {
+    let identifier_fields = identifier_fields(source);
+    let table = TableWriter::open(
+        context.catalog.clone(),
+        &source.dataset.name,
+        &source.dataset.timestamp,
+        schema,
+        &identifier_fields,
+    )
+    .await
+    .map_err(|error| match error {
+        TableError::Schema(error) => WorkerError::permanent("SCHEMA_INCOMPATIBLE", format!("the dataset's table: {error}")),
+        other => WorkerError::Transient(format!("opening the dataset's table: {other}")),
+    })?;
+    let in_table = table.checkpoints(scope).await.map_err(|error| format!("reading the table's checkpoints: {error}"))?;
+    let store = Arc::clone(&context.store);
+    let owned_scope = scope.to_owned();
+    let table_shards = in_table.shards.clone();
+    let (in_store, store_max_event, taken_back) = blocking(move || {
+        // A batch the store recorded before its table commit: kept if the table holds
+        // its checkpoints (the commit landed), taken back otherwise.
+        let before = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
+        let landed = before == table_shards;
+        let settled = store.settle_prepared(&owned_scope, landed).map_err(|e| e.to_string())?;
+        if settled {
+            tracing::info!(scope = %owned_scope, landed, "settled the batch a stop left between the store and the table");
+        }
+        let checkpoints = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
+        let max_event = store.max_event_time(&owned_scope).map_err(|e| e.to_string())?;
+        Ok((checkpoints, max_event, settled && !landed))
+    })
+    .await?;
+    if in_table.shards.is_empty() && !taken_back {
+        if !in_store.is_empty() {
+            let seed = tributary_sink::table::TableCheckpoints { shards: in_store, max_event_micros: store_max_event };
+            table.seed_checkpoints(scope, &seed).await.map_err(table_commit_error)?;
+            tracing::info!(source = %source.name, "the table had no checkpoints for this source: seeded from the store");
+        }
+    } else if in_table.shards != in_store || in_table.max_event_micros != store_max_event {
+        tracing::info!(
+            source = %source.name,
+            shards = in_table.shards.len(),
+            "the store's checkpoints differ from the table's (a crash between commits, or a lost store): taking the table's"
+        );
+        let store = Arc::clone(&context.store);
+        let owned_scope = scope.to_owned();
+        blocking(move || {
+            store
+                .restore_checkpoints(&owned_scope, &in_table.shards, in_table.max_event_micros)
+                .map_err(|error| WorkerError::Transient(format!("restoring checkpoints from the table: {error}")))
+        })
+        .await?;
+    }
+    Ok(Arc::new(table))
+}
+
+/// A cdc source's keys identify its table's rows (Iceberg's identifier fields).
+pub(crate) fn identifier_fields(source: &Source) -> Vec<String> {
+    match source.cdc {
+        Cdc::Append => Vec::new(),
+        Cdc::Upsert | Cdc::Debezium => source.dataset.keys.clone(),
+    }
+}
+
+/// A refused table commit drops the batch: the worker starts again from the
+/// table's checkpoints and reads it again (or, if another writer took the
+/// shard, reads after what that writer committed).
+fn table_commit_error(error: TableError) -> WorkerError {
+    match error {
+        TableError::CheckpointConflict { .. } => {
+            WorkerError::Transient(format!("committing to the table: {error}; the batch is dropped and read again"))
+        }
+        other => WorkerError::Transient(format!("committing to the table: {other}")),
     }
 }
 

@@ -11,14 +11,16 @@ use tower::ServiceExt;
 use tributary_proto::prost::Message;
 use tributary_server::{AppState, Supervisor, WorkerSettings, router};
 use tributary_source::{AwsSettings, ClientFactory};
+use tributary_sink::table::EmbeddedCatalog;
 use tributary_store::Store;
 
 async fn state(token: Option<&str>, body_limit: usize) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
+    let catalog = EmbeddedCatalog::local(Arc::clone(&store), &dir.path().join("warehouse")).expect("warehouse");
     let supervisor =
-        Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default()));
+        Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default(), catalog));
     let state = AppState {
         store,
         supervisor,

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, Transaction, params};
 use tributary_reader::ShardAdvance;
 
 use crate::checkpoints::apply_advances;
@@ -70,56 +70,146 @@ impl Store {
     pub fn commit_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        apply_advances(&transaction, batch.scope, batch.advances)?;
-        for file in batch.files {
-            transaction.execute(
-                "INSERT INTO manifest (dataset, path, source, version, rows, bytes, committed_at_micros)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    file.dataset,
-                    file.path,
-                    batch.source,
-                    batch.version as i64,
-                    file.rows as i64,
-                    file.bytes as i64,
-                    now.timestamp_micros()
-                ],
-            )?;
-        }
-        error_log::insert(&transaction, batch.source, batch.version, now, batch.rejected)?;
-        error_log::prune_by_age(&transaction, batch.source, batch.retention, now)?;
-        if !batch.rejected.is_empty() {
-            error_log::prune_by_count(&transaction, batch.source, batch.retention)?;
-        }
-        for counts in batch.counts {
-            transaction.execute(
-                "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (source, shard_id) DO UPDATE SET
-                   rows = rows + excluded.rows, rejected = rejected + excluded.rejected,
-                   filtered = filtered + excluded.filtered, late = late + excluded.late",
-                params![
-                    batch.source,
-                    counts.shard_id,
-                    counts.rows as i64,
-                    counts.rejected as i64,
-                    counts.filtered as i64,
-                    counts.late as i64
-                ],
-            )?;
-        }
-        if let Some(max_event) = batch.max_event_micros {
-            transaction.execute(
-                "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (scope) DO UPDATE SET
-                   max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
-                   updated_at_micros = excluded.updated_at_micros",
-                params![batch.scope, max_event, now.timestamp_micros()],
-            )?;
-        }
+        record_batch(&transaction, batch, now)?;
         transaction.commit()?;
         Ok(())
     }
 
+    /// [`Store::commit_batch`] for a batch whose truth is a table commit
+    /// still to come: also remembers what it added (error-log rows, manifest
+    /// rows, counters), so [`Store::settle_prepared`] can take it back if that
+    /// commit never lands. One prepared batch per scope at a time.
+    pub fn prepare_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        let last_id = |table: &str| -> Result<i64, StoreError> {
+            Ok(transaction.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |row| row.get(0))?)
+        };
+        let (errors_after, manifest_after) = (last_id("error_log")?, last_id("manifest")?);
+        record_batch(&transaction, batch, now)?;
+        let (errors_through, manifest_through) = (last_id("error_log")?, last_id("manifest")?);
+        let counts: String = batch
+            .counts
+            .iter()
+            .map(|c| format!("{}\t{}\t{}\t{}\t{}\n", c.shard_id, c.rows, c.rejected, c.filtered, c.late))
+            .collect();
+        transaction.execute(
+            "INSERT INTO prepared_batches (scope, source, errors_after, errors_through, manifest_after, manifest_through, counts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![batch.scope, batch.source, errors_after, errors_through, manifest_after, manifest_through, counts],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Settles `scope`'s prepared batch, if it has one: kept when its table
+    /// commit `landed`, otherwise its error-log rows, manifest rows and
+    /// counters are taken back (its checkpoints are the caller's to restore
+    /// from the table). Returns whether there was one.
+    pub fn settle_prepared(&self, scope: &str, landed: bool) -> Result<bool, StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        let prepared = transaction
+            .query_row(
+                "SELECT source, errors_after, errors_through, manifest_after, manifest_through, counts
+                 FROM prepared_batches WHERE scope = ?1",
+                [scope],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, String>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((source, errors_after, errors_through, manifest_after, manifest_through, counts)) = prepared else {
+            return Ok(false);
+        };
+        if !landed {
+            transaction.execute(
+                "DELETE FROM error_log WHERE id > ?1 AND id <= ?2",
+                params![errors_after, errors_through],
+            )?;
+            transaction.execute(
+                "DELETE FROM manifest WHERE id > ?1 AND id <= ?2",
+                params![manifest_after, manifest_through],
+            )?;
+            for line in counts.lines() {
+                let mut parts = line.split('\t');
+                let shard = parts.next().unwrap_or_default();
+                let numbers: Vec<i64> = parts.map(|part| part.parse().unwrap_or(0)).collect();
+                let [rows, rejected, filtered, late] = numbers[..] else {
+                    return Err(StoreError::Corrupt { what: "prepared batch counts", detail: line.to_owned() });
+                };
+                transaction.execute(
+                    "UPDATE shard_counts SET rows = rows - ?3, rejected = rejected - ?4, filtered = filtered - ?5,
+                       late = late - ?6 WHERE source = ?1 AND shard_id = ?2",
+                    params![source, shard, rows, rejected, filtered, late],
+                )?;
+            }
+        }
+        transaction.execute("DELETE FROM prepared_batches WHERE scope = ?1", [scope])?;
+        transaction.commit()?;
+        Ok(true)
+    }
+}
+
+/// Everything `batch` changes, inside `transaction`.
+fn record_batch(transaction: &Transaction<'_>, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    apply_advances(transaction, batch.scope, batch.advances)?;
+    for file in batch.files {
+        transaction.execute(
+            "INSERT INTO manifest (dataset, path, source, version, rows, bytes, committed_at_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                file.dataset,
+                file.path,
+                batch.source,
+                batch.version as i64,
+                file.rows as i64,
+                file.bytes as i64,
+                now.timestamp_micros()
+            ],
+        )?;
+    }
+    error_log::insert(transaction, batch.source, batch.version, now, batch.rejected)?;
+    error_log::prune_by_age(transaction, batch.source, batch.retention, now)?;
+    if !batch.rejected.is_empty() {
+        error_log::prune_by_count(transaction, batch.source, batch.retention)?;
+    }
+    for counts in batch.counts {
+        transaction.execute(
+            "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (source, shard_id) DO UPDATE SET
+               rows = rows + excluded.rows, rejected = rejected + excluded.rejected,
+               filtered = filtered + excluded.filtered, late = late + excluded.late",
+            params![
+                batch.source,
+                counts.shard_id,
+                counts.rows as i64,
+                counts.rejected as i64,
+                counts.filtered as i64,
+                counts.late as i64
+            ],
+        )?;
+    }
+    if let Some(max_event) = batch.max_event_micros {
+        transaction.execute(
+            "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
+             ON CONFLICT (scope) DO UPDATE SET
+               max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
+               updated_at_micros = excluded.updated_at_micros",
+            params![batch.scope, max_event, now.timestamp_micros()],
+        )?;
+    }
+    Ok(())
+}
+
+impl Store {
     /// The largest event time (µs) committed under a checkpoint scope.
     pub fn max_event_time(&self, scope: &str) -> Result<Option<i64>, StoreError> {
         let connection = self.reading();
@@ -236,6 +326,40 @@ mod tests {
         assert_eq!(only.len(), 1);
         let older = store.errors(&ErrorQuery { before: Some(logged[0].id), ..query }).expect("errors");
         assert_eq!(older[0].row.sequence_number, "7");
+    }
+
+    #[test]
+    fn a_prepared_batch_is_kept_when_its_table_commit_landed_and_taken_back_when_not() {
+        let store = Store::open_in_memory().expect("store");
+        let files = [ManifestFile { dataset: "d".into(), path: "file:///w/d/a.parquet".into(), rows: 10, bytes: 100 }];
+        let advances = [ShardAdvance { shard_id: "shard-0".into(), from: ShardCheckpoint::default(), to: to("10") }];
+        let rows = [rejected("7", "TYPE_MISMATCH")];
+        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 10, rejected: 1, filtered: 2, late: 0 }];
+        let batch = BatchCommit {
+            source: "s",
+            version: 1,
+            scope: "s@stream",
+            files: &files,
+            advances: &advances,
+            rejected: &rows,
+            counts: &counts,
+            retention: ErrorRetention::default(),
+            max_event_micros: None,
+        };
+        store.prepare_batch(&batch, Utc::now()).expect("prepare");
+        assert!(store.settle_prepared("s@stream", true).expect("settle"), "there was one");
+        assert!(!store.settle_prepared("s@stream", false).expect("settle"), "settled once");
+        assert_eq!(store.error_count("s").expect("count"), 1);
+
+        let second_files = [ManifestFile { path: "file:///w/d/b.parquet".into(), ..files[0].clone() }];
+        let second = [ShardAdvance { shard_id: "shard-0".into(), from: to("10"), to: to("20") }];
+        let rows = [rejected("15", "MALFORMED")];
+        let batch = BatchCommit { files: &second_files, advances: &second, rejected: &rows, ..batch };
+        store.prepare_batch(&batch, Utc::now()).expect("prepare");
+        assert!(store.settle_prepared("s@stream", false).expect("take back"));
+        assert_eq!(store.error_count("s").expect("count"), 1, "the second batch's rejection is taken back");
+        assert_eq!(store.manifest_paths("d").expect("manifest"), HashSet::from([files[0].path.clone()]));
+        assert_eq!(store.shard_counts("s").expect("counts"), counts, "counters as after the first batch");
     }
 
     #[test]

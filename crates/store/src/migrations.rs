@@ -78,11 +78,21 @@ const MIGRATIONS: &[&str] = &[
         max_event_micros INTEGER NOT NULL,
         updated_at_micros INTEGER NOT NULL
     );",
-    // 3: the embedded Iceberg catalog: each table's current metadata file.
+    // 3: the embedded Iceberg catalog: each table's current metadata file; and what a
+    // batch recorded here before its table commit (taken back if that commit never lands).
     "CREATE TABLE iceberg_tables (
         name TEXT PRIMARY KEY,
         metadata_location TEXT NOT NULL,
         updated_at_micros INTEGER NOT NULL
+    );
+    CREATE TABLE prepared_batches (
+        scope TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        errors_after INTEGER NOT NULL,
+        errors_through INTEGER NOT NULL,
+        manifest_after INTEGER NOT NULL,
+        manifest_through INTEGER NOT NULL,
+        counts TEXT NOT NULL
     );",
 ];
 

@@ -39,6 +39,18 @@ impl EmbeddedCatalog {
         EmbeddedCatalog { store, file_io, warehouse: warehouse.trim_end_matches('/').to_owned() }
     }
 
+    /// A catalog of tables in the local directory `warehouse` (created if missing).
+    pub fn local(store: Arc<Store>, warehouse: &std::path::Path) -> std::io::Result<EmbeddedCatalog> {
+        std::fs::create_dir_all(warehouse)?;
+        let absolute = std::fs::canonicalize(warehouse)?;
+        Ok(EmbeddedCatalog::new(store, FileIO::new_with_fs(), format!("file://{}", absolute.display())))
+    }
+
+    /// The warehouse location (a URL).
+    pub fn warehouse(&self) -> &str {
+        &self.warehouse
+    }
+
     /// Where table `name` lives.
     pub fn table_location(&self, name: &str) -> String {
         format!("{}/{name}", self.warehouse)

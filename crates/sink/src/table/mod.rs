@@ -163,6 +163,25 @@ impl TableWriter {
         })
     }
 
+    /// Checks, without changing anything, that rows of schema `rows` can be
+    /// written to the table of `dataset` (if it exists): a new version of a
+    /// source is refused at commit rather than failing once running.
+    pub async fn check_schema(
+        catalog: &EmbeddedCatalog,
+        dataset: &str,
+        rows: &ArrowSchema,
+        identifier_fields: &[String],
+    ) -> Result<(), TableError> {
+        let ident = TableIdent::new(NamespaceIdent::new(NAMESPACE.to_owned()), dataset.to_owned());
+        if !catalog.table_exists(&ident).await? {
+            return Ok(());
+        }
+        let table = catalog.load_table(&ident).await?;
+        let metadata = table.metadata();
+        table_schema(rows, Some(metadata.current_schema()), metadata.last_column_id(), identifier_fields)?;
+        Ok(())
+    }
+
     /// The table's current state.
     pub async fn load(&self) -> Result<Table, TableError> {
         Ok(self.catalog.load_table(&self.ident).await?)
