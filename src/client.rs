@@ -52,6 +52,20 @@ pub(crate) struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct TablesArgs {
+    /// A table (a dataset's name); all tables when omitted.
+    name: Option<String>,
+    /// Also print this many rows of the table's current snapshot (at most 1000).
+    #[arg(long, default_value_t = 0)]
+    rows: usize,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ErrorsArgs {
     /// The source.
     name: String,
@@ -265,6 +279,16 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
         text(&body["dataset"]["rows"]),
         text(&body["dataset"]["bytes"])
     );
+    if body["table"].is_object() {
+        println!(
+            "table {}: snapshot {}, {} rows in {} files at {}",
+            text(&body["table"]["name"]),
+            text(&body["table"]["snapshot_id"]),
+            text(&body["table"]["rows"]),
+            text(&body["table"]["files"]),
+            text(&body["table"]["location"])
+        );
+    }
     println!("{:<24} {:<9} {:>9} {:>9} {:>10}  CHECKPOINT", "SHARD", "STATE", "ROWS", "REJECTED", "LAG_MS");
     for shard in body.get("shards").and_then(Value::as_array).into_iter().flatten() {
         let checkpoint = match &shard["checkpoint"] {
@@ -282,6 +306,41 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
             text(&shard["rejected"]),
             text(&shard["millis_behind_latest"])
         );
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn tables(args: TablesArgs) -> ExitCode {
+    let client = match Client::new(&args.server) {
+        Ok(client) => client,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
+    let path = match &args.name {
+        Some(name) => format!("/api/v1/tables/{}?rows={}", encode(name), args.rows),
+        None => "/api/v1/tables".to_owned(),
+    };
+    let body = match fetch(&client, &path, args.json) {
+        Ok(Some(body)) => body,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(code) => return code,
+    };
+    let tables = match &args.name {
+        Some(_) => vec![body.clone()],
+        None => body.get("tables").and_then(Value::as_array).cloned().unwrap_or_default(),
+    };
+    println!("{:<24} {:>20} {:>10} {:>7}  LOCATION", "TABLE", "SNAPSHOT", "ROWS", "FILES");
+    for table in &tables {
+        println!(
+            "{:<24} {:>20} {:>10} {:>7}  {}",
+            text(&table["name"]),
+            text(&table["snapshot_id"]),
+            text(&table["rows"]),
+            text(&table["files"]),
+            text(&table["location"])
+        );
+    }
+    for row in body.get("sample").and_then(Value::as_array).into_iter().flatten() {
+        println!("  {}", terminal_safe(&row.to_string()));
     }
     ExitCode::SUCCESS
 }

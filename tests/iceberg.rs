@@ -190,6 +190,17 @@ fn kill_9_during_resharding_and_a_lost_store_land_every_record_once_in_the_table
     assert_eq!(status["rows"].as_u64(), Some(valid_ids(0..RECORDS).len() as u64), "{status:#}");
     let table = data_dir.join("warehouse").join("icy_rows");
     assert!(table.join("metadata/version-hint.text").is_file(), "path-based readers find the latest metadata");
+    // Status and `tributary tables` show the table as its metadata says.
+    let valid = valid_ids(0..RECORDS).len() as u64;
+    assert_eq!(status["table"]["rows"].as_u64(), Some(valid), "{status:#}");
+    assert!(status["table"]["snapshot_id"].as_i64().is_some() && status["table"]["files"].as_u64() > Some(0));
+    let listed = tributary(&["tables", "--server", &server.url()], &[]);
+    let listed = stdout(&listed);
+    assert!(listed.lines().any(|line| line.starts_with("icy_rows") && line.contains(&valid.to_string())), "{listed}");
+    let shown = stdout(&tributary(&["tables", "icy_rows", "--rows", "3", "--server", &server.url()], &[]));
+    let sample: Vec<&str> = shown.lines().filter(|line| line.starts_with("  {")).collect();
+    assert_eq!(sample.len(), 3, "{shown}");
+    assert!(sample.iter().all(|line| line.contains("\"id\"") && line.contains("\"_shard_id\"")), "{shown}");
     assert_exactly_once(&server, "icy", &table, RECORDS);
     assert!(server.stop());
 

@@ -42,7 +42,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources", get(list_sources))
         .route("/api/v1/sources/{name}", get(show_source))
         .route("/api/v1/sources/{name}/status", get(source_status))
-        .route("/api/v1/sources/{name}/errors", get(source_errors));
+        .route("/api/v1/sources/{name}/errors", get(source_errors))
+        .route("/api/v1/tables", get(crate::tables::list_tables))
+        .route("/api/v1/tables/{name}", get(crate::tables::show_table));
     let mut open = Router::new().route("/healthz", get(|| async { "ok\n" }));
     if state.open_metrics {
         open = open.route("/metrics", get(metrics));
@@ -403,8 +405,11 @@ fn show_source_now(state: AppState, name: String) -> Result<Json<Value>, ApiErro
     // Where the dataset lives, for catalogs (the metadata workflow's lineage).
     let dataset =
         crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok().map(|source| {
-            let location = state.supervisor.dataset_dir(&source.dataset.name);
-            json!({"name": source.dataset.name, "location": location.display().to_string()})
+            let location = match source.dataset.format {
+                DatasetFormat::Iceberg => state.supervisor.catalog().table_location(&source.dataset.name),
+                DatasetFormat::Parquet => state.supervisor.dataset_dir(&source.dataset.name).display().to_string(),
+            };
+            json!({"name": source.dataset.name, "location": location})
         });
     Ok(Json(json!({
         "name": summary.name,
@@ -442,6 +447,10 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
     let version = &summary.current;
     let stored = crate::supervisor::stored_source(version, state.supervisor.secret_policy()).ok();
     let dataset_name = stored.as_ref().map(|source| source.dataset.name.clone());
+    let format = match stored.as_ref().map(|source| source.dataset.format) {
+        Some(DatasetFormat::Iceberg) => "iceberg",
+        _ => "parquet",
+    };
     let scope = checkpoint_scope(&name, &version.stream_arn);
     let max_event = state.store.max_event_time(&scope)?;
     let disorder = stored.as_ref().map_or(tributary_source::DEFAULT_DISORDER, |source| source.disorder);
@@ -512,7 +521,7 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
         "finished_because": worker.as_ref().filter(|w| w.phase == Phase::Finished).and_then(|w| w.finished_because.clone()),
         "restarts": worker.as_ref().map_or(0, |w| w.restarts),
         "last_commit_at": worker.as_ref().and_then(|w| w.last_commit_at).map(time),
-        "dataset": { "name": dataset_name, "rows": rows, "bytes": bytes },
+        "dataset": { "name": dataset_name, "format": format, "rows": rows, "bytes": bytes },
         "rows": counts.values().map(|c| c.0).sum::<u64>(),
         "rejected": counts.values().map(|c| c.1).sum::<u64>(),
         "filtered": counts.values().map(|c| c.2).sum::<u64>(),
@@ -556,7 +565,15 @@ async fn show_source(State(state): State<AppState>, Path(name): Path<String>) ->
 }
 
 async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    off_runtime(move || source_status_now(state, name)).await
+    let reading = state.clone();
+    let Json(mut body) = off_runtime(move || source_status_now(reading, name)).await?;
+    // An Iceberg dataset's table, as its metadata says now (location, snapshot, rows, files).
+    if body["dataset"]["format"] == "iceberg"
+        && let Some(dataset) = body["dataset"]["name"].as_str().map(str::to_owned)
+    {
+        body["table"] = crate::tables::table_status(&state, &dataset).await;
+    }
+    Ok(Json(body))
 }
 
 async fn source_errors(

@@ -13,6 +13,7 @@ mod finish;
 mod prometheus;
 mod status;
 mod supervisor;
+mod tables;
 mod worker;
 
 use std::net::SocketAddr;

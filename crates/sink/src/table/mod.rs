@@ -10,6 +10,7 @@
 
 mod catalog;
 mod checkpoints;
+mod inspect;
 mod schema;
 mod stats;
 
@@ -31,6 +32,7 @@ use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_store::ManifestFile;
 
 pub use catalog::{EmbeddedCatalog, NAMESPACE};
+pub use inspect::{TableSummary, current_rows, summaries, summary};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
 use crate::SinkError;

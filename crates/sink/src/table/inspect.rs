@@ -1,0 +1,116 @@
+//! What a table holds now: its current snapshot's summary and rows, read
+//! through the table's metadata (never by listing its directory, which also
+//! holds files of batches that never committed).
+
+use arrow_array::RecordBatch;
+use futures_util::TryStreamExt;
+use iceberg::table::Table;
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{EmbeddedCatalog, NAMESPACE, TableError, local_path};
+
+/// One table as status and `tributary tables` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSummary {
+    /// The table (the dataset's name).
+    pub name: String,
+    /// Where it lives.
+    pub location: String,
+    /// Its current metadata file.
+    pub metadata_location: String,
+    /// The current snapshot, if anything was committed.
+    pub snapshot_id: Option<i64>,
+    /// Snapshots the metadata still holds.
+    pub snapshots: usize,
+    /// Rows in the current snapshot.
+    pub rows: u64,
+    /// Data files in the current snapshot.
+    pub files: u64,
+    /// The current schema's id.
+    pub schema_id: i32,
+}
+
+fn ident(name: &str) -> TableIdent {
+    TableIdent::new(NamespaceIdent::new(NAMESPACE.to_owned()), name.to_owned())
+}
+
+/// The data files of `table`'s current snapshot, with their row counts.
+async fn current_files(table: &Table) -> Result<Vec<(String, u64)>, TableError> {
+    if table.metadata().current_snapshot().is_none() {
+        return Ok(Vec::new());
+    }
+    let tasks: Vec<_> = table.scan().build()?.plan_files().await?.try_collect().await?;
+    Ok(tasks.into_iter().map(|task| (task.data_file_path().to_owned(), task.record_count.unwrap_or(0))).collect())
+}
+
+/// The summary of table `name`, if the catalog has it.
+pub async fn summary(catalog: &EmbeddedCatalog, name: &str) -> Result<Option<TableSummary>, TableError> {
+    let ident = ident(name);
+    if !catalog.table_exists(&ident).await? {
+        return Ok(None);
+    }
+    let table = catalog.load_table(&ident).await?;
+    let files = current_files(&table).await?;
+    let metadata = table.metadata();
+    Ok(Some(TableSummary {
+        name: name.to_owned(),
+        location: metadata.location().to_owned(),
+        metadata_location: table.metadata_location().unwrap_or_default().to_owned(),
+        snapshot_id: metadata.current_snapshot_id(),
+        snapshots: metadata.snapshots().count(),
+        rows: files.iter().map(|(_, rows)| rows).sum(),
+        files: files.len() as u64,
+        schema_id: metadata.current_schema_id(),
+    }))
+}
+
+/// Every table of the catalog, summarised.
+pub async fn summaries(catalog: &EmbeddedCatalog) -> Result<Vec<TableSummary>, TableError> {
+    let mut found = Vec::new();
+    for ident in catalog.list_tables(&NamespaceIdent::new(NAMESPACE.to_owned())).await? {
+        if let Some(summary) = summary(catalog, ident.name()).await? {
+            found.push(summary);
+        }
+    }
+    Ok(found)
+}
+
+/// Up to `limit` rows of table `name`'s current snapshot (files in path
+/// order), and how many rows it has in all; `None` without such a table.
+pub async fn current_rows(
+    catalog: &EmbeddedCatalog,
+    name: &str,
+    limit: usize,
+) -> Result<Option<(u64, Vec<RecordBatch>)>, TableError> {
+    let ident = ident(name);
+    if !catalog.table_exists(&ident).await? {
+        return Ok(None);
+    }
+    let table = catalog.load_table(&ident).await?;
+    let mut files = current_files(&table).await?;
+    files.sort();
+    let total = files.iter().map(|(_, rows)| rows).sum();
+    let mut batches = Vec::new();
+    let mut wanted = limit;
+    for (path, _) in files {
+        if wanted == 0 {
+            break;
+        }
+        let local = local_path(&path)?;
+        let file = std::fs::File::open(&local)
+            .map_err(|error| TableError::Iceberg(format!("{}: {error}", local.display())))?;
+        let parquet = |error: parquet::errors::ParquetError| TableError::Iceberg(format!("{path}: {error}"));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?.with_batch_size(wanted).build().map_err(parquet)?;
+        for batch in reader {
+            let batch = batch.map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
+            let take = wanted.min(batch.num_rows());
+            batches.push(batch.slice(0, take));
+            wanted -= take;
+            if wanted == 0 {
+                break;
+            }
+        }
+    }
+    Ok(Some((total, batches)))
+}
