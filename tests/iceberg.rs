@@ -93,8 +93,12 @@ if len(sys.argv) > 2:
     chosen = snapshots[0] if sys.argv[2] == "first" else snapshots[-1]
     scan = table.scan(snapshot_id=chosen.snapshot_id)
 rows = scan.to_arrow()
+names = rows.column_names
 print(json.dumps({
-    "ids": sorted(rows.column("id").to_pylist()),
+    "ids": sorted(rows.column("id").to_pylist()) if "id" in names else [],
+    "rejected": sorted([s + "/" + q + "/" + r for s, q, r in zip(
+        rows.column("shard_id").to_pylist(), rows.column("sequence_number").to_pylist(), rows.column("reason").to_pylist()
+    )]) if "reason" in names else [],
     "columns": sorted(rows.column_names),
     "snapshots": len(snapshots),
     "spec": str(table.spec()),
@@ -115,17 +119,35 @@ fn ids(read: &Value) -> Vec<i64> {
     read["ids"].as_array().expect("ids").iter().filter_map(Value::as_i64).collect()
 }
 
-/// Every valid record once in the table, every malformed one once in the error log.
+/// Every valid record once in the table; every malformed one once in the
+/// error log and once in the rejected table, the same ones.
 fn assert_exactly_once(server: &ServerProcess, source: &str, table: &Path, records: usize) {
-    if let Some(read) = pyiceberg(table, None) {
-        assert_eq!(ids(&read), valid_ids(0..records), "pyiceberg reads every valid record exactly once");
-        assert!(read["spec"].as_str().is_some_and(|spec| spec.contains("day")), "{read}");
-    }
     let errors = server.errors(source);
-    let logged: Vec<String> = errors.iter().filter_map(|e| e["payload"].as_str().map(str::to_owned)).collect();
+    let logged: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let field = |name: &str| e[name].as_str().unwrap_or_default().to_owned();
+            format!("{}/{}/{}", field("shard_id"), field("sequence_number"), field("reason"))
+        })
+        .collect();
     let unique_logged: HashSet<&String> = logged.iter().collect();
     assert_eq!(unique_logged.len(), logged.len(), "no rejection is logged twice");
     assert_eq!(logged.len(), records / MALFORMED_EVERY, "every malformed record is logged");
+    assert!(errors.iter().all(|e| e["reason"] == "TYPE_MISMATCH"), "{errors:?}");
+    let Some(read) = pyiceberg(table, None) else { return };
+    assert_eq!(ids(&read), valid_ids(0..records), "pyiceberg reads every valid record exactly once");
+    assert!(read["spec"].as_str().is_some_and(|spec| spec.contains("day")), "{read}");
+    let rejected_table = table.with_file_name(format!(
+        "{}__rejected",
+        table.file_name().and_then(|name| name.to_str()).unwrap_or_default()
+    ));
+    let rejected = pyiceberg(&rejected_table, None).expect("read above");
+    let mut in_table: Vec<String> =
+        rejected["rejected"].as_array().expect("rows").iter().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+    let mut in_log = logged.clone();
+    in_table.sort();
+    in_log.sort();
+    assert_eq!(in_table, in_log, "the rejected table holds exactly the error log's records, each once");
 }
 
 #[test]

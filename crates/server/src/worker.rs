@@ -20,7 +20,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
-use tributary_sink::table::{EmbeddedCatalog, TableError, TableWriter, WrittenFile};
+use tributary_sink::table::{
+    EmbeddedCatalog, REJECTED_TIMESTAMP, TableError, TableWriter, WrittenFile, rejected_batch, rejected_schema,
+    rejected_table_name,
+};
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
 use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
@@ -94,8 +97,9 @@ pub(crate) struct WorkerContext {
 enum Output {
     /// Hive-layout Parquet files, committed in the store's manifest.
     Files(Arc<DatasetWriter>),
-    /// An Iceberg table, which commits the checkpoints with the rows.
-    Table(Arc<TableWriter>),
+    /// An Iceberg table, which commits the checkpoints with the rows, and
+    /// the table of its rejected records, committed with it.
+    Table { rows: Arc<TableWriter>, rejected: Arc<TableWriter> },
 }
 
 /// A committed version to run.
@@ -239,7 +243,10 @@ pub(crate) async fn run(
     let schema = decoder.lock().schema();
     let output = match source.dataset.format {
         DatasetFormat::Parquet => Output::Files(recover_files(context, source).await?),
-        DatasetFormat::Iceberg => Output::Table(open_table(context, source, &schema, &scope).await?),
+        DatasetFormat::Iceberg => {
+            let (rows, rejected) = open_table(context, source, &schema, &scope).await?;
+            Output::Table { rows, rejected }
+        }
     };
     let start = match job.version.start_at {
         Some(at) => StartPosition::AtTimestamp(at),
@@ -412,6 +419,10 @@ impl Worker<'_> {
         let rows = decoded.batch.num_rows() as u64;
         let rejected = error_rows(&decoded.rejections);
         let rejected_count = rejected.len() as u64;
+        let rejected_for_table = match &self.output {
+            Output::Table { .. } => rejected.clone(),
+            Output::Files(_) => Vec::new(),
+        };
         let now = Utc::now();
         let advances: Vec<ShardAdvance> = pending.advances.into_values().collect();
         let table_advances = advances.clone();
@@ -447,23 +458,34 @@ impl Worker<'_> {
                 })
                 .await?;
             }
-            Output::Table(table) => {
+            Output::Table { rows: table, rejected: rejected_table } => {
                 // The store records the batch first, remembering what to take back; the table
                 // commit decides whether it happened (the next start settles a crash in between).
-                let writer = Arc::clone(table);
-                let data_files = blocking(move || {
+                let (writer, rejected_writer) = (Arc::clone(table), Arc::clone(rejected_table));
+                let (data_files, rejected_files) = blocking(move || {
                     let written = writer
                         .write(&decoded.batch, &key_values)
                         .map_err(|error| WorkerError::from(format!("writing the table: {error}")))?;
                     let (data_files, manifest): (Vec<_>, Vec<_>) =
                         written.into_iter().map(|file: WrittenFile| (file.data_file, file.manifest)).unzip();
+                    let rejected_rows = rejected_batch(&rejected_for_table, now)
+                        .map_err(|error| WorkerError::from(format!("the rejected rows: {error}")))?;
+                    let rejected_files = rejected_writer
+                        .write(&rejected_rows, &[])
+                        .map_err(|error| WorkerError::from(format!("writing the rejected table: {error}")))?;
                     batch_commit(&manifest, true)?;
-                    Ok(data_files)
+                    Ok((data_files, rejected_files.into_iter().map(|file| file.data_file).collect::<Vec<_>>()))
                 })
                 .await?;
                 failpoint("before-table-commit");
                 table
-                    .commit(&self.scope, data_files, &table_advances, max_event_micros)
+                    .commit(
+                        &self.scope,
+                        data_files,
+                        &table_advances,
+                        max_event_micros,
+                        Some((rejected_table.as_ref(), rejected_files)),
+                    )
                     .await
                     .map_err(table_commit_error)?;
                 failpoint("after-table-commit");
@@ -515,7 +537,7 @@ async fn open_table(
     source: &Source,
     schema: &arrow_schema::Schema,
     scope: &str,
-) -> Result<Arc<TableWriter>, WorkerError> {
+) -> Result<(Arc<TableWriter>, Arc<TableWriter>), WorkerError> {
     let identifier_fields = identifier_fields(source);
     let table = TableWriter::open(
         context.catalog.clone(),
@@ -568,7 +590,16 @@ async fn open_table(
         })
         .await?;
     }
-    Ok(Arc::new(table))
+    let rejected = TableWriter::open(
+        context.catalog.clone(),
+        &rejected_table_name(&source.dataset.name),
+        REJECTED_TIMESTAMP,
+        &rejected_schema(),
+        &[],
+    )
+    .await
+    .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
+    Ok((Arc::new(table), Arc::new(rejected)))
 }
 
 /// A cdc source's keys identify its table's rows (Iceberg's identifier fields).

@@ -64,7 +64,7 @@ async fn open(catalog: EmbeddedCatalog, with_note: bool) -> Result<TableWriter, 
 async fn append(writer: &TableWriter, ids: &[i64], with_note: bool, advance: ShardAdvance) -> Result<(), TableError> {
     let files = writer.write(&batch(ids, with_note), &[])?;
     let data_files = files.into_iter().map(|file| file.data_file).collect();
-    writer.commit(SCOPE, data_files, &[advance], Some(JUNE_FIRST + DAY)).await.map(|_| ())
+    writer.commit(SCOPE, data_files, &[advance], Some(JUNE_FIRST + DAY), None).await.map(|_| ())
 }
 
 /// Rows of the current snapshot, as iceberg's own scan plans them.

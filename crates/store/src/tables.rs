@@ -37,6 +37,26 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Points several tables at new metadata files at once, each only if it
+    /// still points at its expected file; all or none. `false` when any moved.
+    pub fn swap_table_pointers(&self, swaps: &[(&str, &str, &str)]) -> Result<bool, StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        let now = Utc::now().timestamp_micros();
+        for (name, expected, new) in swaps {
+            let changed = transaction.execute(
+                "UPDATE iceberg_tables SET metadata_location = ?3, updated_at_micros = ?4
+                 WHERE name = ?1 AND metadata_location = ?2",
+                params![name, expected, new, now],
+            )?;
+            if changed != 1 {
+                return Ok(false);
+            }
+        }
+        transaction.commit()?;
+        Ok(true)
+    }
+
     /// Every table the catalog has, by name, with its current metadata file.
     pub fn table_pointers(&self) -> Result<Vec<(String, String)>, StoreError> {
         let connection = self.reading();
@@ -60,5 +80,10 @@ mod tests {
         assert!(!store.swap_table_pointer("t", Some("m1"), "m3").expect("stale swap"), "a stale base loses");
         assert_eq!(store.table_pointer("t").expect("read").as_deref(), Some("m2"));
         assert_eq!(store.table_pointers().expect("list"), vec![("t".to_owned(), "m2".to_owned())]);
+        assert!(store.swap_table_pointer("u", None, "u1").expect("create"));
+        assert!(!store.swap_table_pointers(&[("t", "m2", "m3"), ("u", "stale", "u2")]).expect("swap"), "one moved");
+        assert_eq!(store.table_pointer("t").expect("read").as_deref(), Some("m2"), "so neither swaps");
+        assert!(store.swap_table_pointers(&[("t", "m2", "m3"), ("u", "u1", "u2")]).expect("swap"));
+        assert_eq!(store.table_pointer("u").expect("read").as_deref(), Some("u2"));
     }
 }

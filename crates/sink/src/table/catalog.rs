@@ -108,14 +108,11 @@ impl EmbeddedCatalog {
         self.store.table_pointer(ident.name()).map_err(Self::store_error)
     }
 
-    /// Commits `commit` if `guard` accepts the table's current metadata and
-    /// no other commit swapped the pointer since that metadata was read.
-    pub(crate) async fn update_checked(&self, commit: TableCommit, guard: Option<CommitGuard<'_>>) -> Result<Table> {
+    /// Commits `commit` if no other commit swapped the pointer since the
+    /// metadata it applies to was read.
+    async fn update(&self, commit: TableCommit) -> Result<Table> {
         let ident = commit.identifier().clone();
         let base = self.load_table(&ident).await?;
-        if let Some(guard) = guard {
-            guard(base.metadata())?;
-        }
         let base_location = base.metadata_location_result()?.to_owned();
         let staged = commit.apply(base)?;
         let location = MetadataLocation::from_str(staged.metadata_location_result()?)?;
@@ -258,26 +255,66 @@ impl Catalog for EmbeddedCatalog {
     }
 
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        self.update_checked(commit, None).await
+        self.update(commit).await
     }
 }
 
-/// The catalog as one guarded commit sees it: every update is checked by
-/// `guard` against the metadata it would replace.
-#[derive(Clone, Copy)]
-pub(crate) struct GuardedCatalog<'a> {
+/// The catalog as one multi-table commit sees it: each table's update is
+/// applied to its current metadata (the guarded table's after `guard`
+/// accepts it) and written, but no pointer moves until
+/// [`Staging::install`] swaps them all at once.
+pub(crate) struct Staging<'a> {
     pub(crate) inner: &'a EmbeddedCatalog,
+    /// The table whose updates `guard` checks.
+    pub(crate) guarded: &'a str,
     pub(crate) guard: CommitGuard<'a>,
+    staged: parking_lot::Mutex<Vec<Staged>>,
 }
 
-impl std::fmt::Debug for GuardedCatalog<'_> {
+struct Staged {
+    ident: TableIdent,
+    base_location: String,
+    location: String,
+    metadata: TableMetadata,
+}
+
+impl<'a> Staging<'a> {
+    pub(crate) fn new(inner: &'a EmbeddedCatalog, guarded: &'a str, guard: CommitGuard<'a>) -> Staging<'a> {
+        Staging { inner, guarded, guard, staged: parking_lot::Mutex::new(Vec::new()) }
+    }
+
+    /// Moves every staged table's pointer, all or none; on a conflict the
+    /// written metadata files are deleted (nothing points at them).
+    pub(crate) async fn install(self) -> Result<Vec<Table>> {
+        let staged = self.staged.into_inner();
+        let swaps: Vec<(&str, &str, &str)> = staged
+            .iter()
+            .map(|s| (s.ident.name(), s.base_location.as_str(), s.location.as_str()))
+            .collect();
+        let swapped = self.inner.store.swap_table_pointers(&swaps).map_err(EmbeddedCatalog::store_error)?;
+        if !swapped {
+            for table in &staged {
+                let _ = self.inner.file_io.delete(&table.location).await;
+            }
+            return Err(Error::new(ErrorKind::CatalogCommitConflicts, "another commit moved a table first"));
+        }
+        let mut tables = Vec::with_capacity(staged.len());
+        for table in staged {
+            self.inner.write_version_hint(table.ident.name(), &table.location).await?;
+            tables.push(self.inner.table(table.ident, table.metadata, table.location)?);
+        }
+        Ok(tables)
+    }
+}
+
+impl std::fmt::Debug for Staging<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuardedCatalog").field("inner", self.inner).finish_non_exhaustive()
+        f.debug_struct("Staging").field("inner", self.inner).field("guarded", &self.guarded).finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl Catalog for GuardedCatalog<'_> {
+impl Catalog for Staging<'_> {
     async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
         self.inner.list_namespaces(parent).await
     }
@@ -321,6 +358,25 @@ impl Catalog for GuardedCatalog<'_> {
         self.inner.register_table(ident, location).await
     }
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        self.inner.update_checked(commit, Some(self.guard)).await
+        let ident = commit.identifier().clone();
+        if self.staged.lock().iter().any(|staged| staged.ident == ident) {
+            return Err(Error::new(ErrorKind::Unexpected, format!("table {} is staged twice", ident.name())));
+        }
+        let base = self.inner.load_table(&ident).await?;
+        if ident.name() == self.guarded {
+            (self.guard)(base.metadata())?;
+        }
+        let base_location = base.metadata_location_result()?.to_owned();
+        let staged = commit.apply(base)?;
+        let location = MetadataLocation::from_str(staged.metadata_location_result()?)?;
+        staged.metadata().write_to(&self.inner.file_io, &location).await?;
+        let location = location.to_string();
+        self.staged.lock().push(Staged {
+            ident: ident.clone(),
+            base_location,
+            location: location.clone(),
+            metadata: staged.metadata().clone(),
+        });
+        self.inner.table(ident, staged.metadata().clone(), location)
     }
 }

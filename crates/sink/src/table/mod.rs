@@ -11,6 +11,7 @@
 mod catalog;
 mod checkpoints;
 mod inspect;
+mod rejected;
 mod schema;
 mod stats;
 
@@ -32,6 +33,7 @@ use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_store::ManifestFile;
 
 pub use catalog::{EmbeddedCatalog, NAMESPACE};
+pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
 pub use inspect::{TableSummary, current_rows, summaries, summary};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
@@ -244,12 +246,15 @@ impl TableWriter {
     /// Commits `files` and the checkpoint `advances` of `scope` as one table
     /// transaction, if every shard's checkpoint in the table still equals its
     /// advance's `from` (checked again on every retry of the optimistic commit).
+    /// `also` appends files to a second table (the rejected rows') in the
+    /// same catalog commit: both tables move, or neither.
     pub async fn commit(
         &self,
         scope: &str,
         files: Vec<DataFile>,
         advances: &[ShardAdvance],
         max_event_micros: Option<i64>,
+        also: Option<(&TableWriter, Vec<DataFile>)>,
     ) -> Result<Table, TableError> {
         let guard = |metadata: &TableMetadata| -> iceberg::Result<()> {
             let properties = metadata.properties();
@@ -267,11 +272,11 @@ impl TableWriter {
             }
             Ok(())
         };
-        let mut properties: HashMap<String, String> = advances
+        let properties: HashMap<String, String> = advances
             .iter()
             .map(|advance| (checkpoints::checkpoint_key(scope, &advance.shard_id), checkpoints::encode(&advance.to)))
             .collect();
-        self.commit_guarded(files, &mut properties, scope, max_event_micros, &guard).await
+        self.commit_guarded(files, &properties, scope, max_event_micros, &guard, also).await
     }
 
     /// Writes the store's checkpoints of `scope` into a table that has none
@@ -287,48 +292,71 @@ impl TableWriter {
                 Err(error) => Err(iceberg::Error::new(ErrorKind::DataInvalid, error)),
             }
         };
-        let mut properties: HashMap<String, String> = seed
+        let properties: HashMap<String, String> = seed
             .shards
             .iter()
             .map(|(shard, checkpoint)| (checkpoints::checkpoint_key(scope, shard), checkpoints::encode(checkpoint)))
             .collect();
-        self.commit_guarded(Vec::new(), &mut properties, scope, seed.max_event_micros, &guard).await
+        self.commit_guarded(Vec::new(), &properties, scope, seed.max_event_micros, &guard, None).await
     }
 
     async fn commit_guarded(
         &self,
         files: Vec<DataFile>,
-        properties: &mut HashMap<String, String>,
+        properties: &HashMap<String, String>,
         scope: &str,
         max_event_micros: Option<i64>,
         guard: &(dyn Fn(&TableMetadata) -> iceberg::Result<()> + Sync),
+        also: Option<(&TableWriter, Vec<DataFile>)>,
     ) -> Result<Table, TableError> {
-        let table = self.load().await?;
-        if let Some(max_event) = max_event_micros {
-            let stored = checkpoints::max_event_in(table.metadata().properties(), scope);
-            properties.insert(checkpoints::max_event_key(scope), stored.map_or(max_event, |s| s.max(max_event)).to_string());
-        }
-        let mut transaction = Transaction::new(&table);
-        if !files.is_empty() {
-            // Our file names are unique; checking for duplicates would read every manifest on each commit.
-            transaction = transaction.fast_append().with_check_duplicate(false).add_data_files(files).apply(transaction)?;
-        }
-        let mut update = transaction.update_table_properties();
-        for (key, value) in properties.drain() {
-            update = update.set(key, value);
-        }
-        let transaction = update.apply(transaction)?;
-        let guarded = catalog::GuardedCatalog { inner: &self.catalog, guard };
-        match transaction.commit(&guarded).await {
-            Ok(table) => Ok(table),
-            Err(error) if error.kind() == ErrorKind::PreconditionFailed => {
+        let conflict = |error: iceberg::Error| match error.kind() {
+            ErrorKind::PreconditionFailed => {
                 let shard_id = error.message().strip_prefix(CONFLICT).unwrap_or_default().to_owned();
-                Err(TableError::CheckpointConflict { shard_id })
+                TableError::CheckpointConflict { shard_id }
             }
-            Err(error) => Err(error.into()),
+            _ => error.into(),
+        };
+        let mut attempt = 0;
+        loop {
+            // Each attempt starts from the tables as they are now, and the guard checks again.
+            let staging = catalog::Staging::new(&self.catalog, self.ident.name(), guard);
+            let table = self.load().await?;
+            let mut properties = properties.clone();
+            if let Some(max_event) = max_event_micros {
+                let stored = checkpoints::max_event_in(table.metadata().properties(), scope);
+                let max_event = stored.map_or(max_event, |stored| stored.max(max_event));
+                properties.insert(checkpoints::max_event_key(scope), max_event.to_string());
+            }
+            let mut transaction = Transaction::new(&table);
+            if !files.is_empty() {
+                // Our file names are unique; checking for duplicates would read every manifest on each commit.
+                let append = transaction.fast_append().with_check_duplicate(false).add_data_files(files.clone());
+                transaction = append.apply(transaction)?;
+            }
+            let mut update = transaction.update_table_properties();
+            for (key, value) in properties {
+                update = update.set(key, value);
+            }
+            update.apply(transaction)?.commit(&staging).await.map_err(conflict)?;
+            if let Some((other, files)) = also.as_ref().filter(|(_, files)| !files.is_empty()) {
+                let other_table = other.load().await?;
+                let transaction = Transaction::new(&other_table);
+                let append = transaction.fast_append().with_check_duplicate(false).add_data_files(files.clone());
+                append.apply(transaction)?.commit(&staging).await?;
+            }
+            match staging.install().await {
+                Ok(mut tables) => return Ok(tables.swap_remove(0)),
+                Err(error) if error.kind() == ErrorKind::CatalogCommitConflicts && attempt < COMMIT_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 }
+
+/// Times a commit is tried again after another commit moved a table first.
+const COMMIT_ATTEMPTS: u32 = 4;
 
 const CONFLICT: &str = "checkpoint moved: ";
 
