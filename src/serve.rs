@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use tributary_reader::ReaderConfig;
 use tributary_server::{FlushPolicy, Server, ServerConfig};
+use tributary_sink::table::Maintenance;
 use tributary_source::{AwsSettings, ClientFactory};
 
 #[derive(Debug, Args)]
@@ -15,6 +16,18 @@ pub(crate) struct ServeArgs {
     /// Where the state database and datasets live.
     #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = "tributary-data")]
     data_dir: PathBuf,
+    /// Seconds between maintenance rounds of each Iceberg table (compaction, snapshot expiry, orphan removal).
+    #[arg(long, default_value_t = Maintenance::default().every.as_secs())]
+    table_maintenance_seconds: u64,
+    /// Snapshots older than this many hours expire (the newest --snapshot-min-count are kept).
+    #[arg(long, default_value_t = Maintenance::default().snapshot_max_age.as_secs_f64() / 3600.0)]
+    snapshot_max_age_hours: f64,
+    /// Snapshots always kept, newest first.
+    #[arg(long, default_value_t = Maintenance::default().snapshot_min_count as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_min_count: u64,
+    /// A day partition is compacted once it holds this many files under 32 MiB.
+    #[arg(long, default_value_t = Maintenance::default().compact_min_files)]
+    compact_min_files: usize,
     /// Where `format: iceberg` datasets' tables live: a directory or file:// URL [default: DATA_DIR/warehouse].
     #[arg(long, env = "TRIBUTARY_WAREHOUSE")]
     warehouse: Option<String>,
@@ -94,6 +107,17 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
     config.warehouse = args.warehouse.clone();
+    let Ok(snapshot_max_age) = Duration::try_from_secs_f64(args.snapshot_max_age_hours * 3600.0) else {
+        eprintln!("error: --snapshot-max-age-hours must be a non-negative number, got {}", args.snapshot_max_age_hours);
+        return ExitCode::from(2);
+    };
+    config.worker.maintenance = Maintenance {
+        every: Duration::from_secs(args.table_maintenance_seconds),
+        snapshot_max_age,
+        snapshot_min_count: usize::try_from(args.snapshot_min_count).unwrap_or(usize::MAX),
+        compact_min_files: args.compact_min_files.max(2),
+        ..Maintenance::default()
+    };
     config.token = match &args.token_file {
         Some(path) => match read_token_file(path) {
             Ok(token) => Some(token),

@@ -72,7 +72,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// What pyiceberg reads from the table at `location` (found through its
 /// version hint, as a path-based reader does): the current snapshot's ids,
 /// columns and snapshot count; with `snapshot`, that snapshot's columns
-/// (read with its own schema): "first" or "last".
+/// (read with its own schema): "first" (the newest written with the
+/// table's first schema) or "last".
 fn pyiceberg(location: &Path, snapshot: Option<&str>) -> Option<Value> {
     let python = match std::env::var("TRIBUTARY_TEST_PYICEBERG_PYTHON") {
         Ok(python) if !python.is_empty() => python,
@@ -87,10 +88,11 @@ fn pyiceberg(location: &Path, snapshot: Option<&str>) -> Option<Value> {
 import sys, json
 from pyiceberg.table import StaticTable
 table = StaticTable.from_metadata(sys.argv[1])
-snapshots = table.metadata.snapshots
+snapshots = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)
 scan = table.scan()
 if len(sys.argv) > 2:
-    chosen = snapshots[0] if sys.argv[2] == "first" else snapshots[-1]
+    # "first": the newest snapshot written with the table's first schema.
+    chosen = [s for s in snapshots if s.schema_id == snapshots[0].schema_id][-1] if sys.argv[2] == "first" else snapshots[-1]
     scan = table.scan(snapshot_id=chosen.snapshot_id)
 rows = scan.to_arrow()
 names = rows.column_names
@@ -161,7 +163,20 @@ fn kill_9_during_resharding_and_a_lost_store_land_every_record_once_in_the_table
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let file = definition(dir.path(), "icy", &stream_arn, "");
-    let mut server = ServerProcess::start(&data_dir, &["--flush-rows", "700"]);
+    // Maintenance after every commit: the kills also land in compactions and expiries.
+    let flags = [
+        "--flush-rows",
+        "700",
+        "--table-maintenance-seconds",
+        "0",
+        "--compact-min-files",
+        "4",
+        "--snapshot-min-count",
+        "3",
+        "--snapshot-max-age-hours",
+        "0",
+    ];
+    let mut server = ServerProcess::start(&data_dir, &flags);
     commit_ok(&server, &file);
 
     let endpoint = emulators.kinesis.clone();
@@ -215,6 +230,7 @@ fn kill_9_during_resharding_and_a_lost_store_land_every_record_once_in_the_table
     // Status and `tributary tables` show the table as its metadata says.
     let valid = valid_ids(0..RECORDS).len() as u64;
     assert_eq!(status["table"]["rows"].as_u64(), Some(valid), "{status:#}");
+    assert!(status["table"]["snapshots"].as_u64() <= Some(8), "old snapshots expire: {status:#}");
     assert!(status["table"]["snapshot_id"].as_i64().is_some() && status["table"]["files"].as_u64() > Some(0));
     let listed = tributary(&["tables", "--server", &server.url()], &[]);
     let listed = stdout(&listed);
@@ -230,7 +246,7 @@ fn kill_9_during_resharding_and_a_lost_store_land_every_record_once_in_the_table
     for name in ["tributary.db", "tributary.db-wal", "tributary.db-shm"] {
         let _ = std::fs::remove_file(data_dir.join(name));
     }
-    let server = ServerProcess::start(&data_dir, &["--flush-rows", "700"]);
+    let server = ServerProcess::start(&data_dir, &flags);
     commit_ok(&server, &file);
     wait_until_every_open_shard_answered(&server, "icy", 2);
     assert_eq!(server.records_read(), 0, "nothing is read again: the checkpoints came back from the table");
@@ -299,6 +315,7 @@ fn an_added_optional_field_evolves_the_table_and_a_changed_type_is_refused() {
         };
         assert!(!columns(&first).contains(&"country".to_owned()), "the first snapshot reads with its schema: {first}");
         assert!(columns(&now).contains(&"country".to_owned()), "{now}");
+        assert_eq!(ids(&first), valid_ids(0..100), "the first snapshot holds the first version's rows");
         let mut expected = valid_ids(0..100);
         expected.extend(100..150);
         assert_eq!(ids(&now), expected);

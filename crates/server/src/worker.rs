@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::table::{
-    EmbeddedCatalog, REJECTED_TIMESTAMP, TableError, TableWriter, WrittenFile, rejected_batch, rejected_schema,
+    EmbeddedCatalog, Maintenance, REJECTED_TIMESTAMP, TableError, TableWriter, WrittenFile, rejected_batch, rejected_schema,
     rejected_table_name,
 };
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
@@ -67,6 +67,8 @@ pub struct WorkerSettings {
     pub permanent_failure_retry: Duration,
     /// Which environment variables definitions may name as secrets.
     pub secret_policy: SecretPolicy,
+    /// Compaction, snapshot expiry and orphan removal of Iceberg datasets.
+    pub maintenance: Maintenance,
 }
 
 impl Default for WorkerSettings {
@@ -79,6 +81,7 @@ impl Default for WorkerSettings {
             restart_backoff_max: Duration::from_secs(60),
             permanent_failure_retry: Duration::from_secs(300),
             secret_policy: SecretPolicy::default(),
+            maintenance: Maintenance::default(),
         }
     }
 }
@@ -201,6 +204,8 @@ struct Worker<'a> {
     file_metadata: Vec<(String, String)>,
     pending: Pending,
     finish: FinishWatch,
+    /// When the tables were last maintained (Iceberg datasets).
+    maintained_at: Instant,
 }
 
 /// How a worker ended without failing.
@@ -278,6 +283,7 @@ pub(crate) async fn run(
         file_metadata: file_metadata(source),
         pending: Pending::default(),
         finish: FinishWatch::new(source),
+        maintained_at: Instant::now(),
     };
     let outcome = worker.pump(&mut reader, stop).await;
     reader.stop().await;
@@ -497,10 +503,34 @@ impl Worker<'_> {
                     })
                 })
                 .await?;
+                self.maintain_when_due().await;
             }
         }
         self.status.committed(Committed { rows, rejected: rejected_count, late, watermark_micros }, now);
         Ok(())
+    }
+}
+
+impl Worker<'_> {
+    /// Between commits, so it never races this worker's own appends: compacts,
+    /// expires snapshots and removes orphans. A failure is logged, not fatal:
+    /// the rows are committed, and the next round tries again.
+    async fn maintain_when_due(&mut self) {
+        let settings = self.context.settings.maintenance;
+        if self.maintained_at.elapsed() < settings.every {
+            return;
+        }
+        self.maintained_at = Instant::now();
+        let Output::Table { rows, rejected } = &self.output else { return };
+        for table in [rows, rejected] {
+            match table.maintain(&settings).await {
+                Ok(done) if done != Default::default() => {
+                    tracing::info!(table = %table.location(), ?done, "maintained the table");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(table = %table.location(), %error, "maintaining the table failed"),
+            }
+        }
     }
 }
 

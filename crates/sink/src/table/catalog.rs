@@ -124,6 +124,12 @@ impl EmbeddedCatalog {
         let base_location = base.metadata_location_result()?.to_owned();
         let metadata =
             base.metadata().clone().into_builder(Some(base_location.clone())).add_current_schema(schema)?.build()?.metadata;
+        self.replace_metadata(base, metadata).await
+    }
+
+    /// Makes `metadata` (built from `base`'s) the table's, if the table is still at `base`.
+    pub(crate) async fn replace_metadata(&self, base: &Table, metadata: TableMetadata) -> Result<Table> {
+        let base_location = base.metadata_location_result()?.to_owned();
         let location = MetadataLocation::from_str(&base_location)?.with_next_version().with_new_metadata(&metadata);
         self.install(base.identifier().clone(), &base_location, metadata, location).await
     }

@@ -11,6 +11,7 @@
 mod catalog;
 mod checkpoints;
 mod inspect;
+mod maintenance;
 mod rejected;
 mod schema;
 mod stats;
@@ -34,6 +35,7 @@ use tributary_store::ManifestFile;
 
 pub use catalog::{EmbeddedCatalog, NAMESPACE};
 pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
+pub use maintenance::{Maintained, Maintenance};
 pub use inspect::{TableSummary, current_rows, summaries, summary};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
