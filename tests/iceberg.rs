@@ -104,6 +104,8 @@ print(json.dumps({
     "columns": sorted(rows.column_names),
     "snapshots": len(snapshots),
     "spec": str(table.spec()),
+    "identifier": sorted(table.schema().identifier_field_names()),
+    "ops": sorted(set(rows.column("_op").to_pylist())) if "_op" in names else [],
     "files": sum(1 for _ in table.scan().plan_files()),
 }))
 "#;
@@ -333,6 +335,34 @@ fn an_added_optional_field_evolves_the_table_and_a_changed_type_is_refused() {
     assert!(said.contains("SCHEMA_INCOMPATIBLE") && said.contains("id"), "{said}");
     let status = server.get("/api/v1/sources/evolving/status");
     assert_eq!(status["version"].as_u64(), Some(2), "{status:#}");
+    assert!(server.stop());
+}
+
+#[test]
+fn a_cdc_sources_table_is_its_change_log_with_the_keys_as_identifier_fields() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let name = unique("icecdc");
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &name, 1, true));
+    rt.block_on(put(&kinesis_client(&emulators.kinesis), &stream_arn, 0..60));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let server = ServerProcess::start(&data_dir, &[]);
+    let text = std::fs::read_to_string(definition(dir.path(), "changes", &stream_arn, ""))
+        .expect("read")
+        .replace("      timestamp: ts\n", "      timestamp: ts\n      keys: [id]\n    cdc: upsert\n");
+    let path = dir.path().join("upsert.yaml");
+    std::fs::write(&path, text).expect("write");
+    commit_ok(&server, &path);
+    server.wait_for_records("changes", 60, Duration::from_secs(60));
+    if let Some(read) = pyiceberg(&data_dir.join("warehouse").join("changes_rows"), None) {
+        assert_eq!(ids(&read), valid_ids(0..60), "every change, in a change log");
+        assert_eq!(read["identifier"], serde_json::json!(["id"]), "{read}");
+        assert_eq!(read["ops"], serde_json::json!(["upsert"]), "{read}");
+        let columns = read["columns"].as_array().expect("columns");
+        assert!(columns.contains(&Value::from("_sequence_number")) && columns.contains(&Value::from("_sub_sequence")));
+    }
     assert!(server.stop());
 }
 
