@@ -9,6 +9,10 @@
 #   TRIBUTARY_BENCH_RECORDS=200000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-ingest.sh
 #   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-ingest.sh         # reuse a filled stream (emulators already up)
 #   TRIBUTARY_BENCH_RUNS=5 ./scripts/bench-ingest.sh                                  # mean of 5 runs of ours (CPU is counted in 10 ms ticks)
+#
+# Ours runs twice per run, interleaved so machine drift hits both alike: the
+# dataset as plain Parquet files, and as an Iceberg table in a local warehouse
+# (its commits, manifests and maintenance included).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 records=${TRIBUTARY_BENCH_RECORDS:-100000}
@@ -41,17 +45,20 @@ echo "stream: $stream_arn" >&2
 # Ours: the release server, one source, defaults for everything; `runs` times
 # over the same stream (a fresh data directory each), as CPU is counted in
 # 10 ms ticks and one run of 100k records is about 20 of them.
-sed -e "s|\${STREAM_ARN}|$stream_arn|" examples/events.yaml >"$work/events.yaml"
+sed -e "s|\${STREAM_ARN}|$stream_arn|" examples/events.yaml >"$work/events-parquet.yaml"
+sed -e 's|^    dataset:$|    dataset:\n      format: iceberg|' "$work/events-parquet.yaml" >"$work/events-iceberg.yaml"
+grep -q 'format: iceberg' "$work/events-iceberg.yaml" || { echo "bench-ingest.sh: could not make the iceberg definition" >&2; exit 1; }
+# run_ours RUN FORMAT
 run_ours() {
   local port
   port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export TRIBUTARY_SERVER="http://127.0.0.1:$port"
-  target/release/tributary serve --data-dir "$work/data-$1" --listen "127.0.0.1:$port" 2>"$work/serve-$1.log" &
+  target/release/tributary serve --data-dir "$work/data-$1-$2" --listen "127.0.0.1:$port" 2>"$work/serve-$1.log" &
   server_pid=$!
   for _ in $(seq 1 100); do curl -fsS "$TRIBUTARY_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   local start end rows
   start=$(date +%s.%N)
-  target/release/tributary commit "$work/events.yaml" -m bench >&2
+  target/release/tributary commit "$work/events-$2.yaml" -m bench >&2
   # Watch /metrics (counters only) rather than the status API, whose queries would add to the CPU measured.
   while :; do
     rows=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')
@@ -60,24 +67,33 @@ run_ours() {
     sleep 2
   done
   end=$(date +%s.%N)
-  run_ticks+=("$(awk '{print $14 + $15}' "/proc/$server_pid/stat")")
-  run_walls+=("$("$python" -c "print($end - $start)")")
-  calls=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}')
-  hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+  local ticks hwm
+  ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+  if [ "$2" = parquet ]; then
+    run_ticks+=("$ticks")
+    run_walls+=("$("$python" -c "print($end - $start)")")
+    calls=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}')
+    hwm_kib=$hwm
+  else
+    iceberg_ticks+=("$ticks")
+    iceberg_hwm_kib=$hwm
+  fi
   kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 }
 runs=${TRIBUTARY_BENCH_RUNS:-1}
-run_ticks=(); run_walls=()
-for run in $(seq 1 "$runs"); do run_ours "$run"; done
+run_ticks=(); run_walls=(); iceberg_ticks=()
+for run in $(seq 1 "$runs"); do run_ours "$run" parquet; run_ours "$run" iceberg; done
 ticks=$(IFS=,; echo "${run_ticks[*]}")
+iceberg=$(IFS=,; echo "${iceberg_ticks[*]}")
 walls=$(IFS=,; echo "${run_walls[*]}")
 hz=$(getconf CLK_TCK)
 
 peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
 
-"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" <<'PY'
+"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" "$iceberg" "$iceberg_hwm_kib" <<'PY'
 import json, sys
-records, shards, ticks, hz, hwm_kib, walls, peer, calls = sys.argv[1:]
+records, shards, ticks, hz, hwm_kib, walls, peer, calls, iceberg, iceberg_hwm_kib = sys.argv[1:]
 records = int(records)
 run_cpu = [int(t) / int(hz) for t in ticks.split(",")]
 ours_cpu = sum(run_cpu) / len(run_cpu)
@@ -89,5 +105,9 @@ if len(run_cpu) > 1:
     print(f"  tributary serve, {len(run_cpu)} runs, CPU s each: {', '.join(f'{c:.2f}' for c in run_cpu)} (mean below)")
 print(f"  tributary serve: {wall:7.2f} s wall, {ours_cpu:6.2f} CPU s, {per_m(ours_cpu):6.2f} CPU s per 1M, peak RSS {int(hwm_kib) / 1024:6.1f} MiB, {calls} GetRecords calls")
 print(f"  python consumer: {peer['wall_seconds']:7.2f} s wall, {peer['cpu_seconds']:6.2f} CPU s, {per_m(peer['cpu_seconds']):6.2f} CPU s per 1M, peak RSS {peer['peak_rss_mib']:6.1f} MiB")
+iceberg_cpu = [int(t) / int(hz) for t in iceberg.split(",")]
+iceberg_mean = sum(iceberg_cpu) / len(iceberg_cpu)
+print(f"  tributary serve, Iceberg table, CPU s each: {', '.join(f'{c:.2f}' for c in iceberg_cpu)}: {per_m(iceberg_mean):6.2f} CPU s per 1M, peak RSS {int(iceberg_hwm_kib) / 1024:6.1f} MiB")
+print(f"  CPU per record: Iceberg table / Parquet files = {iceberg_mean / ours_cpu:.3f}")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 PY
