@@ -8,8 +8,9 @@
 #   4. creates a stream and puts 3,000 sample orders (1% malformed, 2% refunds),
 #   5. commits examples/quickstart.yaml through the API (validated statically and
 #      live: the role is assumed through moto's STS, the stream probed on kinesis-local),
-#   6. waits until every record is ingested, then shows the dataset read back
-#      from Parquet, the rejected rows (`tributary errors`) and `tributary status`.
+#   6. waits until every record is ingested into the dataset's Iceberg table, then
+#      shows the table (`tributary tables`) and rows read back from its current
+#      snapshot, the rejected rows (`tributary errors`) and `tributary status`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "building"
-cargo build --quiet --bin tributary --example producer --example show_dataset
+cargo build --quiet --bin tributary --example producer
 tributary=target/debug/tributary
 
 step "starting tributary serve on loopback"
@@ -69,8 +70,11 @@ for _ in $(seq 1 120); do
 done
 echo "$done_count of $RECORDS records ingested"
 
-step "the dataset, read back from Parquet"
-target/debug/examples/show_dataset "$work/data/datasets/orders" 5
+step "the Iceberg tables (the dataset's, and its rejected records')"
+$tributary tables
+
+step "the dataset, read back from the Iceberg table's current snapshot"
+$tributary tables orders --rows 5
 
 step "tributary errors quickstart_orders"
 $tributary errors quickstart_orders --limit 4

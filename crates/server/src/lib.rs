@@ -159,12 +159,26 @@ struct ConnectionLimits {
 }
 
 /// The embedded catalog over the configured warehouse.
-fn open_catalog(config: &ServerConfig, store: &Arc<Store>) -> Result<EmbeddedCatalog, ServerError> {
+fn open_catalog(config: &ServerConfig, store: &Arc<Store>, aws: &ClientFactory) -> Result<EmbeddedCatalog, ServerError> {
     let warehouse = match config.warehouse.as_deref() {
         None => config.data_dir.join("warehouse"),
+        Some(location) if location.starts_with("s3://") => {
+            // Data files wait here (written, synced) until they are uploaded.
+            let spool = config.data_dir.join("spool");
+            create_private_dir(&spool).map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))?;
+            // Left by a stop before its upload: the table never named it, and the batch is read again.
+            for entry in std::fs::read_dir(&spool).map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))? {
+                let path = entry.map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))?.path();
+                if path.is_file() {
+                    std::fs::remove_file(&path).map_err(|error| ServerError::Io(format!("{}: {error}", path.display())))?;
+                }
+            }
+            return EmbeddedCatalog::s3(Arc::clone(store), aws.s3(), location, spool)
+                .map_err(|error| ServerError::Io(format!("--warehouse {location}: {error}")));
+        }
         Some(location) if location.contains("://") && !location.starts_with("file://") => {
             return Err(ServerError::Io(format!(
-                "--warehouse {location}: only local directories are supported so far (S3 warehouses are not built yet)"
+                "--warehouse {location}: a local directory, file:// or s3://bucket/prefix"
             )));
         }
         Some(location) => PathBuf::from(location.strip_prefix("file://").unwrap_or(location)),
@@ -189,7 +203,7 @@ impl Server {
             .await
             .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
-        let catalog = open_catalog(&config, &store)?;
+        let catalog = open_catalog(&config, &store, &aws)?;
         let supervisor = Arc::new(Supervisor::new(
             Arc::clone(&store),
             config.data_dir.clone(),

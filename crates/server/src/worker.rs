@@ -468,21 +468,26 @@ impl Worker<'_> {
                 // The store records the batch first, remembering what to take back; the table
                 // commit decides whether it happened (the next start settles a crash in between).
                 let (writer, rejected_writer) = (Arc::clone(table), Arc::clone(rejected_table));
-                let (data_files, rejected_files) = blocking(move || {
+                let (written, rejected_written) = blocking(move || {
                     let written = writer
                         .write(&decoded.batch, &key_values)
                         .map_err(|error| WorkerError::from(format!("writing the table: {error}")))?;
-                    let (data_files, manifest): (Vec<_>, Vec<_>) =
-                        written.into_iter().map(|file: WrittenFile| (file.data_file, file.manifest)).unzip();
+                    let manifest: Vec<_> = written.iter().map(|file: &WrittenFile| file.manifest.clone()).collect();
                     let rejected_rows = rejected_batch(&rejected_for_table, now)
                         .map_err(|error| WorkerError::from(format!("the rejected rows: {error}")))?;
-                    let rejected_files = rejected_writer
+                    let rejected_written = rejected_writer
                         .write(&rejected_rows, &[])
                         .map_err(|error| WorkerError::from(format!("writing the rejected table: {error}")))?;
                     batch_commit(&manifest, true)?;
-                    Ok((data_files, rejected_files.into_iter().map(|file| file.data_file).collect::<Vec<_>>()))
+                    Ok((written, rejected_written))
                 })
                 .await?;
+                // An object-store warehouse: the files go up before the commit names them.
+                for (writer, files) in [(table, &written), (rejected_table, &rejected_written)] {
+                    writer.upload(files).await.map_err(|error| format!("uploading the batch's files: {error}"))?;
+                }
+                let data_files = written.into_iter().map(|file| file.data_file).collect();
+                let rejected_files = rejected_written.into_iter().map(|file| file.data_file).collect();
                 failpoint("before-table-commit");
                 table
                     .commit(

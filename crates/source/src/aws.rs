@@ -191,6 +191,21 @@ impl ClientFactory {
         aws_sdk_sts::Client::from_conf(config.build())
     }
 
+    /// An S3 client (the base chain and region; `AWS_ENDPOINT_URL_S3` or the
+    /// settings' endpoint for emulators, addressed path-style there, as
+    /// emulators have no per-bucket host names). Its calls may take minutes
+    /// (uploads), not the seconds the commit checks allow.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(120))
+            .operation_timeout(Duration::from_secs(600))
+            .build();
+        let overridden = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || self.settings.endpoint_url.is_some();
+        let config = aws_sdk_s3::config::Builder::from(&self.base).timeout_config(timeouts).force_path_style(overridden);
+        aws_sdk_s3::Client::from_conf(config.build())
+    }
+
     /// A Kinesis client for `region`, with `credentials` (the base chain when `None`).
     pub fn kinesis(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_kinesis::Client {
         let mut config = aws_sdk_kinesis::config::Builder::from(&self.base).region(Region::new(region.to_owned()));

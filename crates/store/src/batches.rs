@@ -70,15 +70,17 @@ impl Store {
     pub fn commit_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        record_batch(&transaction, batch, now)?;
+        record_batch(&transaction, batch, now, true)?;
         transaction.commit()?;
         Ok(())
     }
 
     /// [`Store::commit_batch`] for a batch whose truth is a table commit
     /// still to come: also remembers what it added (error-log rows, manifest
-    /// rows, counters), so [`Store::settle_prepared`] can take it back if that
-    /// commit never lands. One prepared batch per scope at a time.
+    /// rows), so [`Store::settle_prepared`] can take it back if that commit
+    /// never lands. Its counters are added only when it is settled as landed,
+    /// so status never counts rows the table does not have. One prepared
+    /// batch per scope at a time.
     pub fn prepare_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
@@ -86,7 +88,7 @@ impl Store {
             Ok(transaction.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |row| row.get(0))?)
         };
         let (errors_after, manifest_after) = (last_id("error_log")?, last_id("manifest")?);
-        record_batch(&transaction, batch, now)?;
+        record_batch(&transaction, batch, now, false)?;
         let (errors_through, manifest_through) = (last_id("error_log")?, last_id("manifest")?);
         let counts: String = batch
             .counts
@@ -102,10 +104,10 @@ impl Store {
         Ok(())
     }
 
-    /// Settles `scope`'s prepared batch, if it has one: kept when its table
-    /// commit `landed`, otherwise its error-log rows, manifest rows and
-    /// counters are taken back (its checkpoints are the caller's to restore
-    /// from the table). Returns whether there was one.
+    /// Settles `scope`'s prepared batch, if it has one: kept (and its
+    /// counters added) when its table commit `landed`, otherwise its
+    /// error-log and manifest rows are taken back (its checkpoints are the
+    /// caller's to restore from the table). Returns whether there was one.
     pub fn settle_prepared(&self, scope: &str, landed: bool) -> Result<bool, StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
@@ -129,7 +131,18 @@ impl Store {
         let Some((source, errors_after, errors_through, manifest_after, manifest_through, counts)) = prepared else {
             return Ok(false);
         };
-        if !landed {
+        if landed {
+            for line in counts.lines() {
+                let mut parts = line.split('\t');
+                let shard = parts.next().unwrap_or_default();
+                let numbers: Vec<u64> = parts.map(|part| part.parse().unwrap_or(0)).collect();
+                let [rows, rejected, filtered, late] = numbers[..] else {
+                    return Err(StoreError::Corrupt { what: "prepared batch counts", detail: line.to_owned() });
+                };
+                let counts = ShardCounts { shard_id: shard.to_owned(), rows, rejected, filtered, late };
+                add_counts(&transaction, &source, &counts)?;
+            }
+        } else {
             transaction.execute(
                 "DELETE FROM error_log WHERE id > ?1 AND id <= ?2",
                 params![errors_after, errors_through],
@@ -138,19 +151,6 @@ impl Store {
                 "DELETE FROM manifest WHERE id > ?1 AND id <= ?2",
                 params![manifest_after, manifest_through],
             )?;
-            for line in counts.lines() {
-                let mut parts = line.split('\t');
-                let shard = parts.next().unwrap_or_default();
-                let numbers: Vec<i64> = parts.map(|part| part.parse().unwrap_or(0)).collect();
-                let [rows, rejected, filtered, late] = numbers[..] else {
-                    return Err(StoreError::Corrupt { what: "prepared batch counts", detail: line.to_owned() });
-                };
-                transaction.execute(
-                    "UPDATE shard_counts SET rows = rows - ?3, rejected = rejected - ?4, filtered = filtered - ?5,
-                       late = late - ?6 WHERE source = ?1 AND shard_id = ?2",
-                    params![source, shard, rows, rejected, filtered, late],
-                )?;
-            }
         }
         transaction.execute("DELETE FROM prepared_batches WHERE scope = ?1", [scope])?;
         transaction.commit()?;
@@ -159,7 +159,12 @@ impl Store {
 }
 
 /// Everything `batch` changes, inside `transaction`.
-fn record_batch(transaction: &Transaction<'_>, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+fn record_batch(
+    transaction: &Transaction<'_>,
+    batch: &BatchCommit<'_>,
+    now: DateTime<Utc>,
+    with_counts: bool,
+) -> Result<(), StoreError> {
     apply_advances(transaction, batch.scope, batch.advances)?;
     for file in batch.files {
         transaction.execute(
@@ -181,21 +186,10 @@ fn record_batch(transaction: &Transaction<'_>, batch: &BatchCommit<'_>, now: Dat
     if !batch.rejected.is_empty() {
         error_log::prune_by_count(transaction, batch.source, batch.retention)?;
     }
-    for counts in batch.counts {
-        transaction.execute(
-            "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (source, shard_id) DO UPDATE SET
-               rows = rows + excluded.rows, rejected = rejected + excluded.rejected,
-               filtered = filtered + excluded.filtered, late = late + excluded.late",
-            params![
-                batch.source,
-                counts.shard_id,
-                counts.rows as i64,
-                counts.rejected as i64,
-                counts.filtered as i64,
-                counts.late as i64
-            ],
-        )?;
+    if with_counts {
+        for counts in batch.counts {
+            add_counts(transaction, batch.source, counts)?;
+        }
     }
     if let Some(max_event) = batch.max_event_micros {
         transaction.execute(
@@ -206,6 +200,24 @@ fn record_batch(transaction: &Transaction<'_>, batch: &BatchCommit<'_>, now: Dat
             params![batch.scope, max_event, now.timestamp_micros()],
         )?;
     }
+    Ok(())
+}
+
+fn add_counts(transaction: &Transaction<'_>, source: &str, counts: &ShardCounts) -> Result<(), StoreError> {
+    transaction.execute(
+        "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (source, shard_id) DO UPDATE SET
+           rows = rows + excluded.rows, rejected = rejected + excluded.rejected,
+           filtered = filtered + excluded.filtered, late = late + excluded.late",
+        params![
+            source,
+            counts.shard_id,
+            counts.rows as i64,
+            counts.rejected as i64,
+            counts.filtered as i64,
+            counts.late as i64
+        ],
+    )?;
     Ok(())
 }
 
@@ -347,7 +359,9 @@ mod tests {
             max_event_micros: None,
         };
         store.prepare_batch(&batch, Utc::now()).expect("prepare");
+        assert!(store.shard_counts("s").expect("counts").is_empty(), "not counted before the table has it");
         assert!(store.settle_prepared("s@stream", true).expect("settle"), "there was one");
+        assert_eq!(store.shard_counts("s").expect("counts"), counts);
         assert!(!store.settle_prepared("s@stream", false).expect("settle"), "settled once");
         assert_eq!(store.error_count("s").expect("count"), 1);
 

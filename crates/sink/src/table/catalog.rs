@@ -6,10 +6,12 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
-use iceberg::io::FileIO;
+use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg::spec::{Schema, TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::{
@@ -17,6 +19,8 @@ use iceberg::{
     TableIdent,
 };
 use tributary_store::Store;
+
+use super::s3::{S3Storage, S3StorageFactory};
 
 /// The one namespace of the embedded catalog.
 pub const NAMESPACE: &str = "tributary";
@@ -31,12 +35,15 @@ pub struct EmbeddedCatalog {
     store: Arc<Store>,
     file_io: FileIO,
     warehouse: String,
+    /// Object storage, and the local directory files are written in before
+    /// they are uploaded; `None` for a local warehouse.
+    remote: Option<(S3Storage, PathBuf)>,
 }
 
 impl EmbeddedCatalog {
     /// A catalog of tables under `warehouse` (a `file://` URL), read and written through `file_io`.
     pub fn new(store: Arc<Store>, file_io: FileIO, warehouse: String) -> EmbeddedCatalog {
-        EmbeddedCatalog { store, file_io, warehouse: warehouse.trim_end_matches('/').to_owned() }
+        EmbeddedCatalog { store, file_io, warehouse: warehouse.trim_end_matches('/').to_owned(), remote: None }
     }
 
     /// A catalog of tables in the local directory `warehouse` (created if missing).
@@ -44,6 +51,38 @@ impl EmbeddedCatalog {
         std::fs::create_dir_all(warehouse)?;
         let absolute = std::fs::canonicalize(warehouse)?;
         Ok(EmbeddedCatalog::new(store, FileIO::new_with_fs(), format!("file://{}", absolute.display())))
+    }
+
+    /// A catalog of tables under `warehouse` (`s3://bucket/prefix`), through
+    /// `client`; data files are written in `spool` and then uploaded.
+    pub fn s3(store: Arc<Store>, client: aws_sdk_s3::Client, warehouse: &str, spool: PathBuf) -> Result<EmbeddedCatalog> {
+        let location = warehouse.trim_end_matches('/');
+        super::s3::split_url(&format!("{location}/"))?;
+        let factory = S3StorageFactory::new(client.clone());
+        Ok(EmbeddedCatalog {
+            store,
+            file_io: FileIOBuilder::new(Arc::new(factory)).build(),
+            warehouse: location.to_owned(),
+            remote: Some((S3Storage::new(client), spool)),
+        })
+    }
+
+    /// Where data files are written before they are uploaded; `None` when
+    /// the warehouse is local (they are written in place).
+    pub(crate) fn spool(&self) -> Option<&std::path::Path> {
+        self.remote.as_ref().map(|(_, spool)| spool.as_path())
+    }
+
+    /// Every file under `prefix` (a location URL), with its last change.
+    pub(crate) async fn list_files(&self, prefix: &str) -> Result<Vec<(String, SystemTime)>> {
+        if let Some((storage, _)) = &self.remote {
+            return storage.list(prefix).await;
+        }
+        let root = prefix.strip_prefix("file://").unwrap_or(prefix);
+        let mut found = Vec::new();
+        walk(std::path::Path::new(root), &mut found)
+            .map_err(|error| Error::new(ErrorKind::Unexpected, format!("listing {root}: {error}")))?;
+        Ok(found.into_iter().map(|(path, modified)| (format!("file://{}", path.display()), modified)).collect())
     }
 
     /// The warehouse location (a URL).
@@ -163,6 +202,22 @@ impl EmbeddedCatalog {
         let hint = version_hint_path(&self.table_location(name));
         self.file_io.new_output(&hint)?.write(bytes::Bytes::from(stem.to_owned())).await
     }
+}
+
+fn walk(directory: &std::path::Path, found: &mut Vec<(PathBuf, SystemTime)>) -> std::io::Result<()> {
+    if !directory.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(directory)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else {
+            found.push((path, entry.metadata()?.modified()?));
+        }
+    }
+    Ok(())
 }
 
 fn version_hint_path(table_location: &str) -> String {

@@ -6,9 +6,8 @@ use arrow_array::RecordBatch;
 use futures_util::TryStreamExt;
 use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{EmbeddedCatalog, NAMESPACE, TableError, local_path};
+use super::{EmbeddedCatalog, NAMESPACE, TableError};
 
 /// One table as status and `tributary tables` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,11 +96,11 @@ pub async fn current_rows(
         if wanted == 0 {
             break;
         }
-        let local = local_path(&path)?;
-        let file = std::fs::File::open(&local)
-            .map_err(|error| TableError::Iceberg(format!("{}: {error}", local.display())))?;
-        let parquet = |error: parquet::errors::ParquetError| TableError::Iceberg(format!("{path}: {error}"));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?.with_batch_size(wanted).build().map_err(parquet)?;
+        let reader = super::parquet_reader(table.file_io(), &path)
+            .await?
+            .with_batch_size(wanted)
+            .build()
+            .map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
         for batch in reader {
             let batch = batch.map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
             let take = wanted.min(batch.num_rows());

@@ -9,7 +9,6 @@
 //! was read (another writer's commit in between makes it skip a round).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use arrow_array::RecordBatch;
@@ -21,9 +20,8 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::ErrorKind;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{TableError, TableWriter, local_path};
+use super::{TableError, TableWriter};
 
 /// When and how much to maintain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +126,12 @@ impl TableWriter {
         let mut written = Vec::new();
         for group in groups {
             let paths: Vec<&str> = group.iter().map(|index| live[*index].data_file.file_path()).collect();
-            let Some((rows, key_values)) = read_files(&paths)? else {
+            let Some((rows, key_values)) = read_files(table.file_io(), &paths).await? else {
                 tracing::info!(table = self.ident.name(), "not compacting files written with different schemas");
                 continue;
             };
-            written.extend(self.write(&rows, &key_values)?.into_iter().map(|file| file.data_file));
+            let files = self.write_async(rows, key_values).await?;
+            written.extend(files.into_iter().map(|file| file.data_file));
             replaced.extend(group);
         }
         if written.is_empty() {
@@ -310,40 +309,17 @@ impl TableWriter {
             }
         }
         let location = self.location();
-        let root = local_path(&location)?;
         for directory in ["data", "metadata"] {
-            let mut files = Vec::new();
-            walk(&root.join(directory), &mut files)
-                .map_err(|error| TableError::Iceberg(format!("listing {}: {error}", root.display())))?;
-            for (path, modified) in files {
-                let Ok(relative) = path.strip_prefix(&root) else { continue };
-                let url = format!("{location}/{}", relative.display());
+            for (url, modified) in self.catalog.list_files(&format!("{location}/{directory}/")).await? {
                 let unnamed = !referenced.contains(&url) && !url.ends_with("/version-hint.text");
                 if unnamed && modified < last_commit {
-                    std::fs::remove_file(&path)
-                        .map_err(|error| TableError::Iceberg(format!("{}: {error}", path.display())))?;
+                    table.file_io().delete(&url).await?;
                     done.deleted_files += 1;
                 }
             }
         }
         Ok(())
     }
-}
-
-fn walk(directory: &Path, found: &mut Vec<(std::path::PathBuf, SystemTime)>) -> std::io::Result<()> {
-    if !directory.exists() {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(directory)? {
-        let entry = entry?;
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else {
-            found.push((path, entry.metadata()?.modified()?));
-        }
-    }
-    Ok(())
 }
 
 /// A stable text key for a partition value.
@@ -358,14 +334,14 @@ fn uuid_like() -> String {
 
 /// The rows of `paths` as one batch, with the newest file's key-value
 /// metadata; `None` when the files do not share one schema.
-fn read_files(paths: &[&str]) -> Result<Option<(RecordBatch, Vec<(String, String)>)>, TableError> {
+async fn read_files(
+    file_io: &iceberg::io::FileIO,
+    paths: &[&str],
+) -> Result<Option<(RecordBatch, Vec<(String, String)>)>, TableError> {
     let mut batches = Vec::new();
     let mut key_values = Vec::new();
     for path in paths {
-        let local = local_path(path)?;
-        let file = std::fs::File::open(&local).map_err(|error| TableError::Iceberg(format!("{}: {error}", local.display())))?;
-        let parquet = |error: parquet::errors::ParquetError| TableError::Iceberg(format!("{path}: {error}"));
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
+        let builder = super::parquet_reader(file_io, path).await?;
         key_values = builder
             .metadata()
             .file_metadata()
@@ -378,7 +354,8 @@ fn read_files(paths: &[&str]) -> Result<Option<(RecordBatch, Vec<(String, String
                     .collect()
             })
             .unwrap_or_default();
-        for batch in builder.build().map_err(parquet)? {
+        let reader = builder.build().map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
+        for batch in reader {
             batches.push(batch.map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?);
         }
     }

@@ -13,6 +13,7 @@ mod checkpoints;
 mod inspect;
 mod maintenance;
 mod rejected;
+mod s3;
 mod schema;
 mod stats;
 
@@ -76,6 +77,8 @@ pub struct WrittenFile {
     pub data_file: DataFile,
     /// What Tributary's store records (for status totals).
     pub manifest: ManifestFile,
+    /// Where the file waits to be uploaded (an object-storage warehouse).
+    pub spooled: Option<PathBuf>,
 }
 
 /// What a table holds for one checkpoint scope.
@@ -212,7 +215,11 @@ impl TableWriter {
             return Ok(Vec::new());
         }
         let location = self.location();
-        let table_dir = local_path(&location)?;
+        // A local table's files are written in place; an object store's in the spool, then uploaded.
+        let (root, spool) = match self.catalog.spool() {
+            None => (local_path(&location)?, false),
+            Some(spool) => (spool.to_owned(), true),
+        };
         let batch = batch
             .clone()
             .with_schema(Arc::clone(&self.arrow_schema))
@@ -224,9 +231,10 @@ impl TableWriter {
             let partition = format!("{}_day={value}", self.timestamp_column);
             let stamp = Utc::now().format("%Y%m%dT%H%M%S%6f");
             let name = format!("part-{stamp}-{}-{sequence:05}.parquet", std::process::id());
-            let directory = table_dir.join("data").join(&partition);
-            create_dir_durably(&directory, &table_dir)?;
-            let (bytes, footer) = write_parquet(&directory.join(&name), &rows, key_values, &self.plain_columns)?;
+            let directory = if spool { root.clone() } else { root.join("data").join(&partition) };
+            create_dir_durably(&directory, &root)?;
+            let path = if spool { directory.join(format!("{}-{name}", self.ident.name())) } else { directory.join(&name) };
+            let (bytes, footer) = write_parquet(&path, &rows, key_values, &self.plain_columns)?;
             // The file must outlive a power cut once the table names it.
             sync_dir(&directory)?;
             let file_path = format!("{location}/data/{partition}/{name}");
@@ -240,8 +248,33 @@ impl TableWriter {
                 rows: rows.num_rows() as u64,
                 bytes,
             };
-            written.push(WrittenFile { data_file, manifest });
+            written.push(WrittenFile { data_file, manifest, spooled: spool.then_some(path) });
         }
+        Ok(written)
+    }
+
+    /// Uploads the spooled files of `written` to the table's object store
+    /// (nothing to do for a local table) and removes them from the spool.
+    pub async fn upload(&self, written: &[WrittenFile]) -> Result<(), TableError> {
+        for file in written {
+            let Some(spooled) = &file.spooled else { continue };
+            let bytes = std::fs::read(spooled)
+                .map_err(|error| TableError::Iceberg(format!("{}: {error}", spooled.display())))?;
+            self.catalog.file_io().new_output(&file.manifest.path)?.write(bytes::Bytes::from(bytes)).await?;
+            std::fs::remove_file(spooled)
+                .map_err(|error| TableError::Iceberg(format!("{}: {error}", spooled.display())))?;
+        }
+        Ok(())
+    }
+
+    /// [`TableWriter::write`] then [`TableWriter::upload`], for maintenance.
+    pub(crate) async fn write_async(
+        &self,
+        batch: RecordBatch,
+        key_values: Vec<(String, String)>,
+    ) -> Result<Vec<WrittenFile>, TableError> {
+        let written = self.write(&batch, &key_values)?;
+        self.upload(&written).await?;
         Ok(written)
     }
 
@@ -364,6 +397,16 @@ const CONFLICT: &str = "checkpoint moved: ";
 
 fn conflict_message(shard_id: &str) -> String {
     format!("{CONFLICT}{shard_id}")
+}
+
+/// A Parquet reader of the file at `url`, read whole through `file_io`.
+pub(crate) async fn parquet_reader(
+    file_io: &iceberg::io::FileIO,
+    url: &str,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<bytes::Bytes>, TableError> {
+    let bytes = file_io.new_input(url)?.read().await?;
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|error| TableError::Iceberg(format!("{url}: {error}")))
 }
 
 /// The checkpoints of `scope` in a table's metadata.
