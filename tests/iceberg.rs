@@ -368,6 +368,16 @@ fn an_added_optional_field_evolves_the_table_and_a_changed_type_is_refused() {
     assert!(!output.status.success(), "an incompatible change is refused");
     let said = format!("{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
     assert!(said.contains("SCHEMA_INCOMPATIBLE") && said.contains("id"), "{said}");
+    // A new timestamp field as the timestamp: refused (a new field must be optional, a timestamp cannot be).
+    let moved = std::fs::read_to_string(definition(dir.path(), "evolving", &stream_arn, country))
+        .expect("read")
+        .replace("        - {name: ts, type: timestamp}\n", "        - {name: ts, type: timestamp}\n        - {name: ts2, type: timestamp}\n")
+        .replace("      timestamp: ts\n", "      timestamp: ts2\n");
+    let moved_path = dir.path().join("moved.yaml");
+    std::fs::write(&moved_path, moved).expect("write");
+    let output = commit(&server, &moved_path);
+    let said = format!("{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success() && said.contains("SCHEMA_INCOMPATIBLE") && said.contains("ts2"), "{said}");
     let status = server.get("/api/v1/sources/evolving/status");
     assert_eq!(status["version"].as_u64(), Some(2), "{status:#}");
     assert!(server.stop());

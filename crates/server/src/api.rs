@@ -279,8 +279,14 @@ async fn table_schema_errors(state: &AppState, sources: &[Source]) -> Vec<Valida
         let Ok(decoder) = tributary_codec::Decoder::new(source, None) else { continue };
         let identifiers = crate::worker::identifier_fields(source);
         let checked =
-            TableWriter::check_schema(state.supervisor.catalog(), &source.dataset.name, &decoder.schema(), &identifiers)
-                .await;
+            TableWriter::check_schema(
+                state.supervisor.catalog(),
+                &source.dataset.name,
+                &source.dataset.timestamp,
+                &decoder.schema(),
+                &identifiers,
+            )
+            .await;
         let message = match checked {
             Ok(()) => continue,
             Err(TableError::Schema(error)) => format!("the dataset's Iceberg table cannot take it: {error}"),

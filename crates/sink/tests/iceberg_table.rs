@@ -114,6 +114,16 @@ async fn a_table_commits_rows_with_checkpoints_refuses_replays_and_evolves() {
     let refused = TableWriter::open(catalog(&store, warehouse.path()), "orders", "ts", &retyped, &[]).await;
     assert!(matches!(refused, Err(TableError::Schema(ref e)) if e.field == "id"), "{refused:?}");
 
+    // The timestamp field is the partition source: another one is refused, even one the table has.
+    let two_times = Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+    ]);
+    let checked = TableWriter::check_schema(&catalog(&store, warehouse.path()), "orders", "id", &two_times, &[]).await;
+    assert!(matches!(checked, Err(TableError::Schema(ref e)) if e.reason.contains("partitioned by day(ts)")), "{checked:?}");
+    let same = TableWriter::check_schema(&catalog(&store, warehouse.path()), "orders", "ts", &two_times, &[]).await;
+    assert!(same.is_ok(), "{same:?}");
+
     // The store is lost: a new one finds the table through its version hint, checkpoints and all.
     let fresh = Arc::new(Store::open_in_memory().expect("store"));
     let found = open(catalog(&fresh, warehouse.path()), true).await.expect("adopted");

@@ -183,6 +183,9 @@ pub struct DatasetSchema {
     pub format: DatasetFormat,
 }
 
+/// The suffix of an Iceberg dataset's rejected-row table (`orders__rejected`).
+pub const REJECTED_SUFFIX: &str = "__rejected";
+
 /// How a dataset is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DatasetFormat {
@@ -953,6 +956,14 @@ fn check_dataset(
             return None;
         }
     };
+    if format == DatasetFormat::Iceberg && dataset.name.ends_with(REJECTED_SUFFIX) {
+        report.push(
+            "dataset.name",
+            ErrorCode::DuplicateName,
+            format!("`{}`: names ending in `{REJECTED_SUFFIX}` are the rejected-row tables of Iceberg datasets", dataset.name),
+        );
+        return None;
+    }
     if !(all_fields_ok && keys_ok) || dataset.fields.is_empty() {
         return None;
     }

@@ -816,6 +816,11 @@ sources:
         assert_eq!(iceberg[0].dataset.format, crate::DatasetFormat::Iceberg);
         let errors = coded("      timestamp: ts\n", "      timestamp: ts\n      format: delta\n");
         assert_eq!((errors[0].0.as_str(), errors[0].1.as_str()), ("dataset.format", "INVALID_DATASET_FORMAT"));
+        let text = EXAMPLE.replace("      timestamp: ts\n", "      timestamp: ts\n      format: iceberg\n");
+        let name = text.split("    dataset:\n      name: ").nth(1).and_then(|rest| rest.lines().next()).expect("a name");
+        let clash = text.replace(&format!("      name: {name}\n"), &format!("      name: {name}__rejected\n"));
+        let errors = validate_raw_sources(&parse_text(&clash, false).expect("parses").sources, now()).expect_err("clash");
+        assert_eq!((errors[0].field.as_str(), errors[0].code.as_str()), ("dataset.name", "DUPLICATE_NAME"));
         // eval
         let sources = check("country: {ref: \"address[country]\"}", "amount: {eval: \"order_id * 2\"}").expect("valid");
         assert!(matches!(sources[0].preproc.get("amount"), Some(crate::Preproc::Eval(_))));

@@ -178,6 +178,7 @@ impl TableWriter {
     pub async fn check_schema(
         catalog: &EmbeddedCatalog,
         dataset: &str,
+        timestamp_column: &str,
         rows: &ArrowSchema,
         identifier_fields: &[String],
     ) -> Result<(), TableError> {
@@ -187,7 +188,18 @@ impl TableWriter {
         }
         let table = catalog.load_table(&ident).await?;
         let metadata = table.metadata();
-        table_schema(rows, Some(metadata.current_schema()), metadata.last_column_id(), identifier_fields)?;
+        let current = metadata.current_schema();
+        let wanted = table_schema(rows, Some(current), metadata.last_column_id(), identifier_fields)?;
+        // The table stays partitioned by the day of the field it was created with.
+        for field in metadata.default_partition_spec().fields() {
+            let source = current.field_by_id(field.source_id).map(|f| f.name.clone()).unwrap_or_default();
+            if source != timestamp_column || wanted.field_by_name(&source).map(|f| f.id) != Some(field.source_id) {
+                return Err(TableError::Schema(SchemaChangeError {
+                    field: timestamp_column.to_owned(),
+                    reason: format!("the table is partitioned by day({source}); its timestamp field cannot change"),
+                }));
+            }
+        }
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use tributary_store::NewErrorRow;
 
 /// The rejected table of dataset `dataset`.
 pub fn rejected_table_name(dataset: &str) -> String {
-    format!("{dataset}__rejected")
+    format!("{dataset}{}", tributary_source::REJECTED_SUFFIX)
 }
 
 /// Its partition column: the day records arrived in the stream.
