@@ -45,9 +45,10 @@ echo "stream: $stream_arn" >&2
 # Ours: the release server, one source, defaults for everything; `runs` times
 # over the same stream (a fresh data directory each), as CPU is counted in
 # 10 ms ticks and one run of 100k records is about 20 of them.
-sed -e "s|\${STREAM_ARN}|$stream_arn|" examples/events.yaml >"$work/events-parquet.yaml"
-sed -e 's|^    dataset:$|    dataset:\n      format: iceberg|' "$work/events-parquet.yaml" >"$work/events-iceberg.yaml"
-grep -q 'format: iceberg' "$work/events-iceberg.yaml" || { echo "bench-ingest.sh: could not make the iceberg definition" >&2; exit 1; }
+for format in parquet iceberg; do
+  sed -e "s|\${STREAM_ARN}|$stream_arn|" -e "s|^    dataset:\$|    dataset:\n      format: $format|" examples/events.yaml >"$work/events-$format.yaml"
+  grep -q "format: $format" "$work/events-$format.yaml" || { echo "bench-ingest.sh: could not make the $format definition" >&2; exit 1; }
+done
 # run_ours RUN FORMAT
 run_ours() {
   local port

@@ -69,7 +69,7 @@ fn put(rt: &tokio::runtime::Runtime, endpoint: &str, stream_arn: &str, range: st
 /// A source reading `stream_arn` from the start into `dataset`.
 fn definition(dir: &Path, source: &str, dataset: &str, stream_arn: &str) -> PathBuf {
     let text = format!(
-        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: {dataset}\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
+        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: {dataset}\n      format: parquet\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
     );
     let path = dir.join(format!("{source}.yaml"));
     std::fs::write(&path, text).expect("write definition");

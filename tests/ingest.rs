@@ -79,7 +79,7 @@ fn definition(dir: &Path, source: &str, stream_arn: &str, with_country: bool) ->
         ("", "")
     };
     let text = format!(
-        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n      include_metadata: true\n    dataset:\n      name: {source}_rows\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"optional<string>\"}}\n{country}      timestamp: ts\n{filter}"
+        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n      include_metadata: true\n    dataset:\n      name: {source}_rows\n      format: parquet\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"optional<string>\"}}\n{country}      timestamp: ts\n{filter}"
     );
     let path = dir.join(format!("{source}-{}.yaml", u8::from(with_country)));
     std::fs::write(&path, text).expect("write definition");
@@ -526,7 +526,7 @@ fn a_schema_registry_that_never_answers_holds_up_its_source_only() {
     std::fs::write(
         &registry_source,
         format!(
-            "sources:\n  - name: framed\n    kinesis:\n      stream_arn: {framed_stream}\n      init_position: trim_horizon\n      format: {{avro: {{registry: confluent, url: \"{registry_url}\"}}}}\n    dataset:\n      name: framed_rows\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
+            "sources:\n  - name: framed\n    kinesis:\n      stream_arn: {framed_stream}\n      init_position: trim_horizon\n      format: {{avro: {{registry: confluent, url: \"{registry_url}\"}}}}\n    dataset:\n      name: framed_rows\n      format: parquet\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n"
         ),
     )
     .expect("write definition");

@@ -302,7 +302,7 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         container["dataModel"]["columns"][0],
         json!({"name": "id", "dataType": "BIGINT", "dataTypeDisplay": "int64"})
     );
-    assert!(container["fullPath"].as_str().is_some_and(|p| p.ends_with("datasets/clicks")), "{container}");
+    assert!(container["fullPath"].as_str().is_some_and(|p| p.ends_with("warehouse/clicks")), "{container}");
 
     // markDeletedTopics: only the stale, admitted topic.
     let deleted: Vec<&str> = state.entities["topics"]

@@ -81,6 +81,8 @@ fn a_debezium_source_lands_exactly_its_changes_and_a_restart_keeps_the_watermark
     let definition = dir.path().join("customers.yaml");
     let example_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/customers-cdc";
     assert!(example.contains(example_arn));
+    // Plain files: this test reads them back with the parquet crate.
+    let example = example.replace("    dataset:\n", "    dataset:\n      format: parquet\n");
     std::fs::write(&definition, example.replace(example_arn, &stream_arn)).expect("definition");
 
     let server = ServerProcess::start(&data_dir, &[]);
@@ -138,7 +140,7 @@ fn a_debezium_source_lands_exactly_its_changes_and_a_restart_keeps_the_watermark
 
 fn sampled_definition(dir: &Path, stream_arn: &str) -> PathBuf {
     let text = format!(
-        "sources:\n  - name: sampled\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: user, type: string}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n    sample: {{rate: 0.3, using: [user]}}\n    ingest:\n      flush_rows: 50\n"
+        "sources:\n  - name: sampled\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      format: parquet\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: user, type: string}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n    sample: {{rate: 0.3, using: [user]}}\n    ingest:\n      flush_rows: 50\n"
     );
     let path = dir.join("sampled.yaml");
     std::fs::write(&path, text).expect("write definition");

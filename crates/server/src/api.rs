@@ -17,7 +17,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary_proto::v1::{CommitRequest, CommitResponse, SourceVersion, ValidationError as ProtoError};
+use tributary_proto::v1::{
+    CommitRequest, CommitResponse, DatasetFormat as ProtoDatasetFormat, SourceDefinition, SourceVersion,
+    ValidationError as ProtoError,
+};
 use tributary_sink::table::{TableError, TableWriter};
 use tributary_source::{DatasetFormat, InitPosition, Source, ValidationError};
 use tributary_store::{ErrorQuery, NewVersion, StoredVersion};
@@ -201,6 +204,8 @@ async fn commit(
         let response = CommitResponse { ok: false, errors: proto_errors(errors), versions: Vec::new() };
         Ok(commit_response(protobuf, StatusCode::UNPROCESSABLE_ENTITY, response))
     };
+    let mut request = request;
+    resolve_dataset_formats(&state, &mut request.sources)?;
     let sources = match tributary_source::validate_commit_with(&request.sources, now, state.supervisor.secret_policy())
     {
         Ok(sources) => sources,
@@ -269,6 +274,24 @@ async fn commit(
     };
     let versions = stored.iter().map(|v| SourceVersion { source: v.source.clone(), version: v.version }).collect();
     Ok(commit_response(protobuf, StatusCode::OK, CommitResponse { ok: true, errors: Vec::new(), versions }))
+}
+
+/// A definition that does not say how its dataset is stored gets an Iceberg
+/// table, unless it is a new version of a source whose dataset is Parquet
+/// files (versions stored before tables existed say nothing, and mean
+/// Parquet): a new version never moves a dataset unasked. The choice is
+/// stored in the version, so it never changes on a restart.
+fn resolve_dataset_formats(state: &AppState, definitions: &mut [SourceDefinition]) -> Result<(), ApiError> {
+    for definition in definitions {
+        let Some(dataset) = definition.dataset.as_mut().filter(|dataset| dataset.format == 0) else { continue };
+        let current = state.store.source(&definition.name)?.filter(|summary| summary.deleted_at.is_none());
+        let stays_parquet = current
+            .and_then(|summary| crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok())
+            .is_some_and(|source| source.dataset.format == DatasetFormat::Parquet);
+        let format = if stays_parquet { ProtoDatasetFormat::Parquet } else { ProtoDatasetFormat::Iceberg };
+        dataset.format = format as i32;
+    }
+    Ok(())
 }
 
 /// An Iceberg dataset's table must be able to take the new version's rows:
