@@ -489,3 +489,38 @@ async fn an_errors_answer_is_bounded_in_rows_and_bytes() {
     assert!(bytes <= 4 << 20, "{bytes} payload bytes in one answer");
     assert!(answer["next_before"].is_i64(), "the rest is a page away: {}", answer["next_before"]);
 }
+
+#[tokio::test]
+async fn a_definition_silent_on_storage_gets_a_table_unless_its_source_already_writes_files() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let stored_format = |name: &str| -> Value {
+        let summary = state.store.source(name).expect("store").expect("stored");
+        let definition: Value = serde_json::from_str(&summary.current.definition).expect("json");
+        definition["dataset"]["format"].clone()
+    };
+    // A new source: an Iceberg table, and the version says so.
+    let (status, answer) =
+        call(&state, post("/api/v1/commit", json!({"sources": [source("fresh")]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(stored_format("fresh"), json!("DATASET_FORMAT_ICEBERG"));
+    // A version stored before tables existed (no format): it meant Parquet files, and a
+    // new version that says nothing keeps them.
+    let old = tributary_store::NewVersion {
+        source: "legacy".into(),
+        definition: source("legacy").to_string(),
+        stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/legacy".into(),
+        start_at: None,
+    };
+    state.store.commit_versions(&[old], "before tables", chrono::Utc::now()).expect("store");
+    let (status, answer) =
+        call(&state, post("/api/v1/commit", json!({"sources": [source("legacy")]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(stored_format("legacy"), json!("DATASET_FORMAT_PARQUET"));
+    // Saying so moves it.
+    let mut moved = source("legacy");
+    moved["dataset"]["format"] = json!("DATASET_FORMAT_ICEBERG");
+    let (status, answer) = call(&state, post("/api/v1/commit", json!({"sources": [moved]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(stored_format("legacy"), json!("DATASET_FORMAT_ICEBERG"));
+    state.supervisor.stop_all().await;
+}
