@@ -12,7 +12,9 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde_json::Value;
 use support::server::ServerProcess;
-use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique, wait_active};
+use support::{
+    Emulators, create_stream, kinesis_client, merge_third_and_fourth, split_first_shard, stdout, tributary, unique,
+};
 
 const MALFORMED_EVERY: usize = 50;
 
@@ -216,32 +218,9 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, warehouse: Option<&str
             let client = kinesis_client(&endpoint);
             let third = RECORDS / 3;
             put(&client, &producer_stream, 0..third).await;
-            let shards = client.list_shards().stream_arn(&producer_stream).send().await.expect("ListShards");
-            let first = &shards.shards()[0];
-            let range = first.hash_key_range().expect("range");
-            let (start, end): (u128, u128) = (
-                range.starting_hash_key().parse().expect("decimal"),
-                range.ending_hash_key().parse().expect("decimal"),
-            );
-            client
-                .split_shard()
-                .stream_arn(&producer_stream)
-                .shard_to_split(first.shard_id())
-                .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
-                .send()
-                .await
-                .expect("SplitShard");
-            wait_active(&endpoint, &producer_stream).await;
+            let shards = split_first_shard(&client, &endpoint, &producer_stream).await;
             put(&client, &producer_stream, third..2 * third).await;
-            client
-                .merge_shards()
-                .stream_arn(&producer_stream)
-                .shard_to_merge(shards.shards()[2].shard_id())
-                .adjacent_shard_to_merge(shards.shards()[3].shard_id())
-                .send()
-                .await
-                .expect("MergeShards");
-            wait_active(&endpoint, &producer_stream).await;
+            merge_third_and_fourth(&client, &endpoint, &producer_stream, &shards).await;
             put(&client, &producer_stream, 2 * third..RECORDS).await;
         })
     });

@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use support::server::{Row, ServerProcess, assert_retried_in_minutes, dataset_rows, id_counts};
-use support::wait_active;
+use support::{merge_third_and_fourth, split_first_shard};
 use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique};
 
 /// Record `i`: valid JSON, or (every `malformed_every`th) a malformed one of a few kinds.
@@ -227,32 +227,9 @@ fn kill_9_at_five_random_moments_during_resharding_loses_and_repeats_nothing() {
             let mut placed = HashMap::new();
             let third = RECORDS / 3;
             placed.extend(put(&client, &producer_stream, 0..third, MALFORMED_EVERY, false).await);
-            let shards = client.list_shards().stream_arn(&producer_stream).send().await.expect("ListShards");
-            let first = &shards.shards()[0];
-            let range = first.hash_key_range().expect("range");
-            let (start, end): (u128, u128) = (
-                range.starting_hash_key().parse().expect("decimal"),
-                range.ending_hash_key().parse().expect("decimal"),
-            );
-            client
-                .split_shard()
-                .stream_arn(&producer_stream)
-                .shard_to_split(first.shard_id())
-                .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
-                .send()
-                .await
-                .expect("SplitShard");
-            wait_active(&endpoint, &producer_stream).await;
+            let shards = split_first_shard(&client, &endpoint, &producer_stream).await;
             placed.extend(put(&client, &producer_stream, third..2 * third, MALFORMED_EVERY, false).await);
-            client
-                .merge_shards()
-                .stream_arn(&producer_stream)
-                .shard_to_merge(shards.shards()[2].shard_id())
-                .adjacent_shard_to_merge(shards.shards()[3].shard_id())
-                .send()
-                .await
-                .expect("MergeShards");
-            wait_active(&endpoint, &producer_stream).await;
+            merge_third_and_fourth(&client, &endpoint, &producer_stream, &shards).await;
             placed.extend(put(&client, &producer_stream, 2 * third..RECORDS, MALFORMED_EVERY, false).await);
             placed
         })

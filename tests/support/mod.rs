@@ -58,6 +58,48 @@ impl Emulators {
     }
 }
 
+/// Splits the stream's first shard in two (by hash key), then waits until it is ACTIVE again;
+/// returns the shards as they were before, for [`merge_third_and_fourth`].
+pub async fn split_first_shard(
+    client: &aws_sdk_kinesis::Client,
+    endpoint: &str,
+    stream_arn: &str,
+) -> aws_sdk_kinesis::operation::list_shards::ListShardsOutput {
+    let shards = client.list_shards().stream_arn(stream_arn).send().await.expect("ListShards");
+    let first = &shards.shards()[0];
+    let range = first.hash_key_range().expect("range");
+    let (start, end): (u128, u128) =
+        (range.starting_hash_key().parse().expect("decimal"), range.ending_hash_key().parse().expect("decimal"));
+    client
+        .split_shard()
+        .stream_arn(stream_arn)
+        .shard_to_split(first.shard_id())
+        .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    wait_active(endpoint, stream_arn).await;
+    shards
+}
+
+/// Merges the third and fourth of the stream's original `shards`, then waits until it is ACTIVE again.
+pub async fn merge_third_and_fourth(
+    client: &aws_sdk_kinesis::Client,
+    endpoint: &str,
+    stream_arn: &str,
+    shards: &aws_sdk_kinesis::operation::list_shards::ListShardsOutput,
+) {
+    client
+        .merge_shards()
+        .stream_arn(stream_arn)
+        .shard_to_merge(shards.shards()[2].shard_id())
+        .adjacent_shard_to_merge(shards.shards()[3].shard_id())
+        .send()
+        .await
+        .expect("MergeShards");
+    wait_active(endpoint, stream_arn).await;
+}
+
 /// A name no other test (or earlier run against the same emulator) has used.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
