@@ -25,7 +25,7 @@ pub(crate) struct ServeArgs {
     /// Snapshots always kept, newest first.
     #[arg(long, default_value_t = Maintenance::default().snapshot_min_count as u64, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_min_count: u64,
-    /// A day partition is compacted once it holds this many files under 32 MiB.
+    /// A day partition is compacted once it holds this many files under 8 MiB.
     #[arg(long, default_value_t = Maintenance::default().compact_min_files)]
     compact_min_files: usize,
     /// Where `format: iceberg` datasets' tables live: a directory or file:// URL [default: DATA_DIR/warehouse].

@@ -217,7 +217,12 @@ async fn compaction_expiry_and_orphan_removal_keep_the_row_set() {
         snapshot_min_count: 1,
         compact_min_files: 4,
         small_file_bytes: 1 << 30,
+        compact_input_bytes: 1 << 30,
     };
+    // With no budget for reading files in memory nothing is compacted (nor expired: 1,000 are kept).
+    let starved = Maintenance { compact_input_bytes: 0, snapshot_min_count: 1000, ..settings };
+    let done = writer.maintain(&starved).await.expect("maintain");
+    assert_eq!((done.compacted_files, done.expired_snapshots), (0, 0), "{done:?}");
     let done = writer.maintain(&settings).await.expect("maintain");
     assert_eq!((done.compacted_files, done.written_files), (20, 2), "each day's ten files became one: {done:?}");
     assert_eq!(done.expired_snapshots, 10, "{done:?}");

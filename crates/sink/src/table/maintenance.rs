@@ -36,6 +36,9 @@ pub struct Maintenance {
     pub compact_min_files: usize,
     /// Files smaller than this are small.
     pub small_file_bytes: u64,
+    /// At most this many bytes of files are compacted per partition and
+    /// round (they are decoded in memory, several times their size).
+    pub compact_input_bytes: u64,
 }
 
 impl Default for Maintenance {
@@ -45,7 +48,8 @@ impl Default for Maintenance {
             snapshot_max_age: Duration::from_secs(24 * 3600),
             snapshot_min_count: 10,
             compact_min_files: 16,
-            small_file_bytes: 32 * 1024 * 1024,
+            small_file_bytes: 8 * 1024 * 1024,
+            compact_input_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -117,8 +121,22 @@ impl TableWriter {
                 small.entry(partition_key(file.data_file.partition())).or_default().push(index);
             }
         }
-        let groups: Vec<Vec<usize>> =
-            small.into_values().filter(|group| group.len() >= settings.compact_min_files.max(2)).collect();
+        let groups: Vec<Vec<usize>> = small
+            .into_values()
+            .map(|mut group| {
+                // The smallest first, up to the round's budget: memory stays bounded.
+                group.sort_by_key(|index| live[*index].data_file.file_size_in_bytes());
+                let mut budget = settings.compact_input_bytes;
+                group.retain(|index| {
+                    let size = live[*index].data_file.file_size_in_bytes();
+                    let fits = size <= budget;
+                    budget = budget.saturating_sub(size);
+                    fits
+                });
+                group
+            })
+            .filter(|group| group.len() >= settings.compact_min_files.max(2))
+            .collect();
         if groups.is_empty() {
             return Ok(());
         }
