@@ -9,6 +9,7 @@
 #   TRIBUTARY_BENCH_RECORDS=200000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-ingest.sh
 #   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-ingest.sh         # reuse a filled stream (emulators already up)
 #   TRIBUTARY_BENCH_RUNS=5 ./scripts/bench-ingest.sh                                  # mean of 5 runs of ours (CPU is counted in 10 ms ticks)
+#   TRIBUTARY_BENCH_S3=1 ./scripts/bench-ingest.sh                                     # also one run on an Iceberg table on moto S3, checked by pyiceberg
 #
 # Ours runs twice per run, interleaved so machine drift hits both alike: the
 # dataset as plain Parquet files, and as an Iceberg table in a local warehouse
@@ -34,6 +35,9 @@ if [ -z "${TRIBUTARY_BENCH_STREAM_ARN:-}" ]; then
 fi
 python=${TRIBUTARY_TEST_MOTO_PYTHON:?moto venv python}
 "$python" -c 'import pyarrow' 2>/dev/null || "$python" -m pip install --quiet 'pyarrow==21.0.0'
+if [ -n "${TRIBUTARY_BENCH_S3:-}" ]; then
+  "$python" -c 'import pyiceberg' 2>/dev/null || "$python" -m pip install --quiet 'pyiceberg==0.12.0'
+fi
 cargo build --release --quiet --bin tributary --example producer
 stream_arn=${TRIBUTARY_BENCH_STREAM_ARN:-}
 if [ -z "$stream_arn" ]; then
@@ -49,12 +53,12 @@ for format in parquet iceberg; do
   sed -e "s|\${STREAM_ARN}|$stream_arn|" -e "s|^    dataset:\$|    dataset:\n      format: $format|" examples/events.yaml >"$work/events-$format.yaml"
   grep -q "format: $format" "$work/events-$format.yaml" || { echo "bench-ingest.sh: could not make the $format definition" >&2; exit 1; }
 done
-# run_ours RUN FORMAT
+# run_ours RUN FORMAT [SERVE-FLAGS...]
 run_ours() {
   local port
   port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export TRIBUTARY_SERVER="http://127.0.0.1:$port"
-  target/release/tributary serve --data-dir "$work/data-$1-$2" --listen "127.0.0.1:$port" 2>"$work/serve-$1.log" &
+  target/release/tributary serve --data-dir "$work/data-$1-$2" --listen "127.0.0.1:$port" "${@:3}" 2>"$work/serve-$1.log" &
   server_pid=$!
   for _ in $(seq 1 100); do curl -fsS "$TRIBUTARY_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   local start end rows
@@ -71,7 +75,9 @@ run_ours() {
   local ticks hwm
   ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
-  if [ "$2" = parquet ]; then
+  if [ "$1" = s3 ]; then
+    s3_ticks=$ticks
+  elif [ "$2" = parquet ]; then
     run_ticks+=("$ticks")
     run_walls+=("$("$python" -c "print($end - $start)")")
     calls=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}')
@@ -83,18 +89,34 @@ run_ours() {
   kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 }
 runs=${TRIBUTARY_BENCH_RUNS:-1}
-run_ticks=(); run_walls=(); iceberg_ticks=()
+run_ticks=(); run_walls=(); iceberg_ticks=(); s3_ticks=""; s3_check=""
 for run in $(seq 1 "$runs"); do run_ours "$run" parquet; run_ours "$run" iceberg; done
 ticks=$(IFS=,; echo "${run_ticks[*]}")
 iceberg=$(IFS=,; echo "${iceberg_ticks[*]}")
+if [ -n "${TRIBUTARY_BENCH_S3:-}" ]; then
+  # The same run on moto S3: every record must be in the table once, as pyiceberg reads it.
+  bucket="bench-ingest-$$"
+  "$python" -c "import boto3, os; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket='$bucket')"
+  run_ours s3 iceberg --warehouse "s3://$bucket/tables"
+  s3_check=$("$python" - "s3://$bucket/tables/events" "$records" <<'PY'
+import os, sys
+from pyiceberg.table import StaticTable
+properties = {"s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"], "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+              "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"], "s3.region": "us-east-1", "s3.force-virtual-addressing": False}
+ids = StaticTable.from_metadata(sys.argv[1], properties).scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
+records = int(sys.argv[2])
+print(f"{len(ids)} rows, {len(set(ids))} distinct ids of {records}: {'every record once' if len(ids) == len(set(ids)) == records else 'MISMATCH'}")
+PY
+)
+fi
 walls=$(IFS=,; echo "${run_walls[*]}")
 hz=$(getconf CLK_TCK)
 
 peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
 
-"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" "$iceberg" "$iceberg_hwm_kib" <<'PY'
+"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" "$iceberg" "$iceberg_hwm_kib" "${s3_ticks:-}" "${s3_check:-}" <<'PY'
 import json, sys
-records, shards, ticks, hz, hwm_kib, walls, peer, calls, iceberg, iceberg_hwm_kib = sys.argv[1:]
+records, shards, ticks, hz, hwm_kib, walls, peer, calls, iceberg, iceberg_hwm_kib, s3_ticks, s3_check = sys.argv[1:]
 records = int(records)
 run_cpu = [int(t) / int(hz) for t in ticks.split(",")]
 ours_cpu = sum(run_cpu) / len(run_cpu)
@@ -110,5 +132,7 @@ iceberg_cpu = [int(t) / int(hz) for t in iceberg.split(",")]
 iceberg_mean = sum(iceberg_cpu) / len(iceberg_cpu)
 print(f"  tributary serve, Iceberg table, CPU s each: {', '.join(f'{c:.2f}' for c in iceberg_cpu)}: {per_m(iceberg_mean):6.2f} CPU s per 1M, peak RSS {int(iceberg_hwm_kib) / 1024:6.1f} MiB")
 print(f"  CPU per record: Iceberg table / Parquet files = {iceberg_mean / ours_cpu:.3f}")
+if s3_ticks:
+    print(f"  tributary serve, Iceberg table on moto S3: {int(s3_ticks) / int(hz):.2f} CPU s; pyiceberg: {s3_check}")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 PY
