@@ -242,7 +242,10 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, warehouse: Option<&str
             table.display().to_string()
         }
     };
-    assert!(status["table"]["location"].as_str().is_some_and(|l| l.ends_with(table.trim_start_matches('/'))), "{status:#}");
+    assert!(
+        status["table"]["location"].as_str().is_some_and(|l| l.ends_with(table.trim_start_matches('/'))),
+        "{status:#}"
+    );
     // Status and `tributary tables` show the table as its metadata says.
     let valid = valid_ids(0..RECORDS).len() as u64;
     eprintln!("TABLE ROWS {:?} vs {valid}", status["table"]["rows"]);
@@ -350,7 +353,10 @@ fn an_added_optional_field_evolves_the_table_and_a_changed_type_is_refused() {
     // A new timestamp field as the timestamp: refused (a new field must be optional, a timestamp cannot be).
     let moved = std::fs::read_to_string(definition(dir.path(), "evolving", &stream_arn, country))
         .expect("read")
-        .replace("        - {name: ts, type: timestamp}\n", "        - {name: ts, type: timestamp}\n        - {name: ts2, type: timestamp}\n")
+        .replace(
+            "        - {name: ts, type: timestamp}\n",
+            "        - {name: ts, type: timestamp}\n        - {name: ts2, type: timestamp}\n",
+        )
         .replace("      timestamp: ts\n", "      timestamp: ts2\n");
     let moved_path = dir.path().join("moved.yaml");
     std::fs::write(&moved_path, moved).expect("write");
@@ -380,7 +386,7 @@ fn a_cdc_sources_table_is_its_change_log_with_the_keys_as_identifier_fields() {
     std::fs::write(&path, text).expect("write");
     commit_ok(&server, &path);
     server.wait_for_records("changes", 60, Duration::from_secs(60));
-    if let Some(read) = pyiceberg(&data_dir.join("warehouse").join("changes_rows"), None) {
+    if let Some(read) = pyiceberg(data_dir.join("warehouse").join("changes_rows"), None) {
         assert_eq!(ids(&read), valid_ids(0..60), "every change, in a change log");
         assert_eq!(read["identifier"], serde_json::json!(["id"]), "{read}");
         assert_eq!(read["ops"], serde_json::json!(["upsert"]), "{read}");

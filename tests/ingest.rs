@@ -12,8 +12,8 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use support::server::{Row, ServerProcess, assert_retried_in_minutes, dataset_rows, id_counts};
-use support::{merge_third_and_fourth, split_first_shard};
 use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique};
+use support::{merge_third_and_fourth, split_first_shard};
 
 /// Record `i`: valid JSON, or (every `malformed_every`th) a malformed one of a few kinds.
 fn payload(i: usize, malformed_every: usize, with_country: bool) -> Vec<u8> {

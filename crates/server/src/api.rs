@@ -286,7 +286,9 @@ fn resolve_dataset_formats(state: &AppState, definitions: &mut [SourceDefinition
         let Some(dataset) = definition.dataset.as_mut().filter(|dataset| dataset.format == 0) else { continue };
         let current = state.store.source(&definition.name)?.filter(|summary| summary.deleted_at.is_none());
         let stays_parquet = current
-            .and_then(|summary| crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok())
+            .and_then(|summary| {
+                crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok()
+            })
             .is_some_and(|source| source.dataset.format == DatasetFormat::Parquet);
         let format = if stays_parquet { ProtoDatasetFormat::Parquet } else { ProtoDatasetFormat::Iceberg };
         dataset.format = format as i32;
@@ -300,16 +302,15 @@ async fn table_schema_errors(state: &AppState, sources: &[Source]) -> Vec<Valida
     let mut errors = Vec::new();
     for source in sources.iter().filter(|source| source.dataset.format == DatasetFormat::Iceberg) {
         let Ok(decoder) = tributary_codec::Decoder::new(source, None) else { continue };
-        let identifiers = crate::worker::identifier_fields(source);
-        let checked =
-            TableWriter::check_schema(
-                state.supervisor.catalog(),
-                &source.dataset.name,
-                &source.dataset.timestamp,
-                &decoder.schema(),
-                &identifiers,
-            )
-            .await;
+        let identifiers = crate::table_output::identifier_fields(source);
+        let checked = TableWriter::check_schema(
+            state.supervisor.catalog(),
+            &source.dataset.name,
+            &source.dataset.timestamp,
+            &decoder.schema(),
+            &identifiers,
+        )
+        .await;
         let message = match checked {
             Ok(()) => continue,
             Err(TableError::Schema(error)) => format!("the dataset's Iceberg table cannot take it: {error}"),

@@ -13,6 +13,7 @@ mod finish;
 mod prometheus;
 mod status;
 mod supervisor;
+mod table_output;
 mod tables;
 mod worker;
 
@@ -21,9 +22,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tributary_sink::table::EmbeddedCatalog;
 use tributary_source::ClientFactory;
 use tributary_store::Store;
-use tributary_sink::table::EmbeddedCatalog;
 
 pub use api::router;
 pub use supervisor::Supervisor;
@@ -159,7 +160,11 @@ struct ConnectionLimits {
 }
 
 /// The embedded catalog over the configured warehouse.
-fn open_catalog(config: &ServerConfig, store: &Arc<Store>, aws: &ClientFactory) -> Result<EmbeddedCatalog, ServerError> {
+fn open_catalog(
+    config: &ServerConfig,
+    store: &Arc<Store>,
+    aws: &ClientFactory,
+) -> Result<EmbeddedCatalog, ServerError> {
     let warehouse = match config.warehouse.as_deref() {
         None => config.data_dir.join("warehouse"),
         Some(location) if location.starts_with("s3://") => {
@@ -167,10 +172,13 @@ fn open_catalog(config: &ServerConfig, store: &Arc<Store>, aws: &ClientFactory) 
             let spool = config.data_dir.join("spool");
             create_private_dir(&spool).map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))?;
             // Left by a stop before its upload: the table never named it, and the batch is read again.
-            for entry in std::fs::read_dir(&spool).map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))? {
+            for entry in
+                std::fs::read_dir(&spool).map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))?
+            {
                 let path = entry.map_err(|error| ServerError::Io(format!("{}: {error}", spool.display())))?.path();
                 if path.is_file() {
-                    std::fs::remove_file(&path).map_err(|error| ServerError::Io(format!("{}: {error}", path.display())))?;
+                    std::fs::remove_file(&path)
+                        .map_err(|error| ServerError::Io(format!("{}: {error}", path.display())))?;
                 }
             }
             return EmbeddedCatalog::s3(Arc::clone(store), aws.s3(), location, spool)

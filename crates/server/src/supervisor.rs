@@ -11,9 +11,9 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tributary_proto::v1::SourceDefinition;
+use tributary_sink::table::EmbeddedCatalog;
 use tributary_source::{AssumeRole, ClientFactory, Consumer, SecretPolicy, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
-use tributary_sink::table::EmbeddedCatalog;
 
 use crate::failure::WorkerError;
 use crate::status::WorkerStatus;

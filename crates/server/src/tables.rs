@@ -62,7 +62,8 @@ pub(crate) async fn show_table(
     let mut body = summary_json(&summary);
     let wanted = params.rows.unwrap_or(0).min(MAX_ROWS);
     if wanted > 0 {
-        let (_, batches) = table::current_rows(catalog, &name, wanted).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
+        let (_, batches) =
+            table::current_rows(catalog, &name, wanted).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
         let mut writer = arrow_json::ArrayWriter::new(Vec::new());
         for batch in &batches {
             writer.write(batch).map_err(ApiError::internal)?;

@@ -20,10 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
-use tributary_sink::table::{
-    EmbeddedCatalog, Maintenance, REJECTED_TIMESTAMP, TableError, TableWriter, WrittenFile, rejected_batch, rejected_schema,
-    rejected_table_name,
-};
+use tributary_sink::table::{EmbeddedCatalog, Maintenance, TableWriter, WrittenFile, rejected_batch};
 use tributary_sink::{DatasetWriter, Recovered, error_rows};
 use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
@@ -31,6 +28,7 @@ use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVer
 use crate::failure::WorkerError;
 use crate::finish::FinishWatch;
 use crate::status::{Committed, WorkerStatus};
+use crate::table_output::{open_table, table_commit_error};
 
 /// When a worker writes what it has decoded: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +95,7 @@ pub(crate) struct WorkerContext {
 }
 
 /// Where a source's accepted rows go.
-enum Output {
+pub(crate) enum Output {
     /// Hive-layout Parquet files, committed in the store's manifest.
     Files(Arc<DatasetWriter>),
     /// An Iceberg table, which commits the checkpoints with the rows, and
@@ -189,12 +187,12 @@ impl Pending {
     }
 }
 
-struct Worker<'a> {
-    context: &'a WorkerContext,
+pub(crate) struct Worker<'a> {
+    pub(crate) context: &'a WorkerContext,
     job: &'a Job,
     status: &'a WorkerStatus,
     scope: String,
-    output: Output,
+    pub(crate) output: Output,
     /// Shared with the blocking thread that decodes when the decoder may block.
     decoder: Arc<Mutex<Decoder>>,
     /// The decoder asks a schema registry (blocking HTTP) for unknown schema ids.
@@ -205,7 +203,7 @@ struct Worker<'a> {
     pending: Pending,
     finish: FinishWatch,
     /// When the tables were last maintained (Iceberg datasets).
-    maintained_at: Instant,
+    pub(crate) maintained_at: Instant,
 }
 
 /// How a worker ended without failing.
@@ -425,11 +423,14 @@ impl Worker<'_> {
         let rows = decoded.batch.num_rows() as u64;
         let rejected = error_rows(&decoded.rejections);
         let rejected_count = rejected.len() as u64;
-        let rejected_for_table = match &self.output {
-            Output::Table { .. } => rejected.clone(),
-            Output::Files(_) => Vec::new(),
-        };
         let now = Utc::now();
+        // The rejected table's rows, built before the error-log rows move into the commit.
+        let rejected_rows = match &self.output {
+            Output::Table { .. } => {
+                Some(rejected_batch(&rejected, now).map_err(|e| format!("the rejected rows: {e}"))?)
+            }
+            Output::Files(_) => None,
+        };
         let advances: Vec<ShardAdvance> = pending.advances.into_values().collect();
         let table_advances = advances.clone();
         let counts: Vec<ShardCounts> = pending.counts.into_values().collect();
@@ -473,11 +474,12 @@ impl Worker<'_> {
                         .write(&decoded.batch, &key_values)
                         .map_err(|error| WorkerError::from(format!("writing the table: {error}")))?;
                     let manifest: Vec<_> = written.iter().map(|file: &WrittenFile| file.manifest.clone()).collect();
-                    let rejected_rows = rejected_batch(&rejected_for_table, now)
-                        .map_err(|error| WorkerError::from(format!("the rejected rows: {error}")))?;
-                    let rejected_written = rejected_writer
-                        .write(&rejected_rows, &[])
-                        .map_err(|error| WorkerError::from(format!("writing the rejected table: {error}")))?;
+                    let rejected_written = match &rejected_rows {
+                        Some(rows) => rejected_writer
+                            .write(rows, &[])
+                            .map_err(|error| WorkerError::from(format!("writing the rejected table: {error}")))?,
+                        None => Vec::new(),
+                    };
                     batch_commit(&manifest, true)?;
                     Ok((written, rejected_written))
                 })
@@ -503,9 +505,10 @@ impl Worker<'_> {
                 let store = Arc::clone(&self.context.store);
                 let scope = self.scope.clone();
                 blocking(move || {
-                    store.settle_prepared(&scope, true).map(drop).map_err(|error| {
-                        WorkerError::Transient(format!("settling the committed batch: {error}"))
-                    })
+                    store
+                        .settle_prepared(&scope, true)
+                        .map(drop)
+                        .map_err(|error| WorkerError::Transient(format!("settling the committed batch: {error}")))
                 })
                 .await?;
                 self.maintain_when_due().await;
@@ -513,29 +516,6 @@ impl Worker<'_> {
         }
         self.status.committed(Committed { rows, rejected: rejected_count, late, watermark_micros }, now);
         Ok(())
-    }
-}
-
-impl Worker<'_> {
-    /// Between commits, so it never races this worker's own appends: compacts,
-    /// expires snapshots and removes orphans. A failure is logged, not fatal:
-    /// the rows are committed, and the next round tries again.
-    async fn maintain_when_due(&mut self) {
-        let settings = self.context.settings.maintenance;
-        if self.maintained_at.elapsed() < settings.every {
-            return;
-        }
-        self.maintained_at = Instant::now();
-        let Output::Table { rows, rejected } = &self.output else { return };
-        for table in [rows, rejected] {
-            match table.maintain(&settings).await {
-                Ok(done) if done != Default::default() => {
-                    tracing::info!(table = %table.location(), ?done, "maintained the table");
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(table = %table.location(), %error, "maintaining the table failed"),
-            }
-        }
     }
 }
 
@@ -560,101 +540,6 @@ async fn recover_files(context: &WorkerContext, source: &Source) -> Result<Arc<D
         );
     }
     Ok(dataset)
-}
-
-/// At start-up of an Iceberg dataset: opens (creates, evolves) the table
-/// and makes the store's checkpoints of `scope` the table's, which are the
-/// truth. The store is behind after a crash between the two commits, or
-/// empty after it was lost; a table without checkpoints for the scope
-/// (a source that wrote Parquet before) is seeded from the store.
-async fn open_table(
-    context: &WorkerContext,
-    source: &Source,
-    schema: &arrow_schema::Schema,
-    scope: &str,
-) -> Result<(Arc<TableWriter>, Arc<TableWriter>), WorkerError> {
-    let identifier_fields = identifier_fields(source);
-    let table = TableWriter::open(
-        context.catalog.clone(),
-        &source.dataset.name,
-        &source.dataset.timestamp,
-        schema,
-        &identifier_fields,
-    )
-    .await
-    .map_err(|error| match error {
-        TableError::Schema(error) => WorkerError::permanent("SCHEMA_INCOMPATIBLE", format!("the dataset's table: {error}")),
-        other => WorkerError::Transient(format!("opening the dataset's table: {other}")),
-    })?;
-    let in_table = table.checkpoints(scope).await.map_err(|error| format!("reading the table's checkpoints: {error}"))?;
-    let store = Arc::clone(&context.store);
-    let owned_scope = scope.to_owned();
-    let table_shards = in_table.shards.clone();
-    let (in_store, store_max_event, taken_back) = blocking(move || {
-        // A batch the store recorded before its table commit: kept if the table holds
-        // its checkpoints (the commit landed), taken back otherwise.
-        let before = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
-        let landed = before == table_shards;
-        let settled = store.settle_prepared(&owned_scope, landed).map_err(|e| e.to_string())?;
-        if settled {
-            tracing::info!(scope = %owned_scope, landed, "settled the batch a stop left between the store and the table");
-        }
-        let checkpoints = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
-        let max_event = store.max_event_time(&owned_scope).map_err(|e| e.to_string())?;
-        Ok((checkpoints, max_event, settled && !landed))
-    })
-    .await?;
-    if in_table.shards.is_empty() && !taken_back {
-        if !in_store.is_empty() {
-            let seed = tributary_sink::table::TableCheckpoints { shards: in_store, max_event_micros: store_max_event };
-            table.seed_checkpoints(scope, &seed).await.map_err(table_commit_error)?;
-            tracing::info!(source = %source.name, "the table had no checkpoints for this source: seeded from the store");
-        }
-    } else if in_table.shards != in_store || in_table.max_event_micros != store_max_event {
-        tracing::info!(
-            source = %source.name,
-            shards = in_table.shards.len(),
-            "the store's checkpoints differ from the table's (a crash between commits, or a lost store): taking the table's"
-        );
-        let store = Arc::clone(&context.store);
-        let owned_scope = scope.to_owned();
-        blocking(move || {
-            store
-                .restore_checkpoints(&owned_scope, &in_table.shards, in_table.max_event_micros)
-                .map_err(|error| WorkerError::Transient(format!("restoring checkpoints from the table: {error}")))
-        })
-        .await?;
-    }
-    let rejected = TableWriter::open(
-        context.catalog.clone(),
-        &rejected_table_name(&source.dataset.name),
-        REJECTED_TIMESTAMP,
-        &rejected_schema(),
-        &[],
-    )
-    .await
-    .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
-    Ok((Arc::new(table), Arc::new(rejected)))
-}
-
-/// A cdc source's keys identify its table's rows (Iceberg's identifier fields).
-pub(crate) fn identifier_fields(source: &Source) -> Vec<String> {
-    match source.cdc {
-        Cdc::Append => Vec::new(),
-        Cdc::Upsert | Cdc::Debezium => source.dataset.keys.clone(),
-    }
-}
-
-/// A refused table commit drops the batch: the worker starts again from the
-/// table's checkpoints and reads it again (or, if another writer took the
-/// shard, reads after what that writer committed).
-fn table_commit_error(error: TableError) -> WorkerError {
-    match error {
-        TableError::CheckpointConflict { .. } => {
-            WorkerError::Transient(format!("committing to the table: {error}; the batch is dropped and read again"))
-        }
-        other => WorkerError::Transient(format!("committing to the table: {other}")),
-    }
 }
 
 /// Parquet key-value metadata: each file's watermark when written (RFC 3339, µs).
@@ -694,7 +579,7 @@ fn failpoint(name: &str) {
 }
 
 /// Runs file and database work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, WorkerError> + Send + 'static,
 ) -> Result<T, WorkerError> {
     tokio::task::spawn_blocking(work).await.map_err(|error| WorkerError::Transient(format!("worker task: {error}")))?

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tributary_proto::prost::Message;
 use tributary_server::{AppState, Supervisor, WorkerSettings, router};
-use tributary_source::{AwsSettings, ClientFactory};
 use tributary_sink::table::EmbeddedCatalog;
+use tributary_source::{AwsSettings, ClientFactory};
 use tributary_store::Store;
 
 async fn state(token: Option<&str>, body_limit: usize) -> (AppState, tempfile::TempDir) {

@@ -90,7 +90,10 @@ async fn a_table_commits_rows_with_checkpoints_refuses_replays_and_evolves() {
 
     // A replay of the same batch (a restart that read it again): refused, nothing added.
     let replay = append(&writer, &[1, 2, 3], false, advance(ShardCheckpoint::default(), "10")).await;
-    assert!(matches!(replay, Err(TableError::CheckpointConflict { ref shard_id }) if shard_id == "shardId-000000000000"), "{replay:?}");
+    assert!(
+        matches!(replay, Err(TableError::CheckpointConflict { ref shard_id }) if shard_id == "shardId-000000000000"),
+        "{replay:?}"
+    );
     assert_eq!(planned_rows(&writer).await, 3);
     let checkpoints = writer.checkpoints(SCOPE).await.expect("checkpoints");
     assert_eq!(checkpoints.shards["shardId-000000000000"], at("10"));
@@ -120,7 +123,10 @@ async fn a_table_commits_rows_with_checkpoints_refuses_replays_and_evolves() {
         Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
     ]);
     let checked = TableWriter::check_schema(&catalog(&store, warehouse.path()), "orders", "id", &two_times, &[]).await;
-    assert!(matches!(checked, Err(TableError::Schema(ref e)) if e.reason.contains("partitioned by day(ts)")), "{checked:?}");
+    assert!(
+        matches!(checked, Err(TableError::Schema(ref e)) if e.reason.contains("partitioned by day(ts)")),
+        "{checked:?}"
+    );
     let same = TableWriter::check_schema(&catalog(&store, warehouse.path()), "orders", "ts", &two_times, &[]).await;
     assert!(same.is_ok(), "{same:?}");
 
@@ -156,7 +162,8 @@ async fn of_two_writers_racing_from_one_checkpoint_exactly_one_commits() {
 
 /// The ids of the current snapshot, read back through the table's metadata.
 async fn current_ids(catalog: &EmbeddedCatalog) -> Vec<i64> {
-    let (total, batches) = tributary_sink::table::current_rows(catalog, "orders", 10_000).await.expect("read").expect("a table");
+    let (total, batches) =
+        tributary_sink::table::current_rows(catalog, "orders", 10_000).await.expect("read").expect("a table");
     let mut ids: Vec<i64> = batches
         .iter()
         .flat_map(|batch| {

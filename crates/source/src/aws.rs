@@ -202,7 +202,8 @@ impl ClientFactory {
             .operation_timeout(Duration::from_secs(600))
             .build();
         let overridden = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || self.settings.endpoint_url.is_some();
-        let config = aws_sdk_s3::config::Builder::from(&self.base).timeout_config(timeouts).force_path_style(overridden);
+        let config =
+            aws_sdk_s3::config::Builder::from(&self.base).timeout_config(timeouts).force_path_style(overridden);
         aws_sdk_s3::Client::from_conf(config.build())
     }
 

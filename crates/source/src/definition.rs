@@ -960,7 +960,10 @@ fn check_dataset(
         report.push(
             "dataset.name",
             ErrorCode::DuplicateName,
-            format!("`{}`: names ending in `{REJECTED_SUFFIX}` are the rejected-row tables of Iceberg datasets", dataset.name),
+            format!(
+                "`{}`: names ending in `{REJECTED_SUFFIX}` are the rejected-row tables of Iceberg datasets",
+                dataset.name
+            ),
         );
         return None;
     }

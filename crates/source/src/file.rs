@@ -817,9 +817,11 @@ sources:
         let errors = coded("      timestamp: ts\n", "      timestamp: ts\n      format: delta\n");
         assert_eq!((errors[0].0.as_str(), errors[0].1.as_str()), ("dataset.format", "INVALID_DATASET_FORMAT"));
         let text = EXAMPLE.replace("      timestamp: ts\n", "      timestamp: ts\n      format: iceberg\n");
-        let name = text.split("    dataset:\n      name: ").nth(1).and_then(|rest| rest.lines().next()).expect("a name");
+        let name =
+            text.split("    dataset:\n      name: ").nth(1).and_then(|rest| rest.lines().next()).expect("a name");
         let clash = text.replace(&format!("      name: {name}\n"), &format!("      name: {name}__rejected\n"));
-        let errors = validate_raw_sources(&parse_text(&clash, false).expect("parses").sources, now()).expect_err("clash");
+        let errors =
+            validate_raw_sources(&parse_text(&clash, false).expect("parses").sources, now()).expect_err("clash");
         assert_eq!((errors[0].field.as_str(), errors[0].code.as_str()), ("dataset.name", "DUPLICATE_NAME"));
         // eval
         let sources = check("country: {ref: \"address[country]\"}", "amount: {eval: \"order_id * 2\"}").expect("valid");

@@ -143,10 +143,8 @@ impl Store {
                 add_counts(&transaction, &source, &counts)?;
             }
         } else {
-            transaction.execute(
-                "DELETE FROM error_log WHERE id > ?1 AND id <= ?2",
-                params![errors_after, errors_through],
-            )?;
+            transaction
+                .execute("DELETE FROM error_log WHERE id > ?1 AND id <= ?2", params![errors_after, errors_through])?;
             transaction.execute(
                 "DELETE FROM manifest WHERE id > ?1 AND id <= ?2",
                 params![manifest_after, manifest_through],

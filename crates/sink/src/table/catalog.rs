@@ -5,8 +5,8 @@
 //! metadata, and a server whose store was lost finds its tables again.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,8 +15,8 @@ use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg::spec::{Schema, TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, Runtime, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, TableCommit, TableCreation,
-    TableIdent,
+    Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
+    TableCreation, TableIdent,
 };
 use tributary_store::Store;
 
@@ -55,7 +55,12 @@ impl EmbeddedCatalog {
 
     /// A catalog of tables under `warehouse` (`s3://bucket/prefix`), through
     /// `client`; data files are written in `spool` and then uploaded.
-    pub fn s3(store: Arc<Store>, client: aws_sdk_s3::Client, warehouse: &str, spool: PathBuf) -> Result<EmbeddedCatalog> {
+    pub fn s3(
+        store: Arc<Store>,
+        client: aws_sdk_s3::Client,
+        warehouse: &str,
+        spool: PathBuf,
+    ) -> Result<EmbeddedCatalog> {
         let location = warehouse.trim_end_matches('/');
         super::s3::split_url(&format!("{location}/"))?;
         let factory = S3StorageFactory::new(client.clone());
@@ -161,8 +166,13 @@ impl EmbeddedCatalog {
     /// A new current schema for `base` (fields keep their ids; see `table_schema`).
     pub(crate) async fn evolve_schema(&self, base: &Table, schema: Schema) -> Result<Table> {
         let base_location = base.metadata_location_result()?.to_owned();
-        let metadata =
-            base.metadata().clone().into_builder(Some(base_location.clone())).add_current_schema(schema)?.build()?.metadata;
+        let metadata = base
+            .metadata()
+            .clone()
+            .into_builder(Some(base_location.clone()))
+            .add_current_schema(schema)?
+            .build()?
+            .metadata;
         self.replace_metadata(base, metadata).await
     }
 
@@ -225,7 +235,11 @@ fn version_hint_path(table_location: &str) -> String {
 }
 
 fn tracing_adopted(name: &str, location: &str) {
-    tracing::info!(table = name, metadata = location, "the store had no pointer for the table: adopted its version hint");
+    tracing::info!(
+        table = name,
+        metadata = location,
+        "the store had no pointer for the table: adopted its version hint"
+    );
 }
 
 fn unsupported(what: &str) -> Error {
@@ -348,10 +362,8 @@ impl<'a> Staging<'a> {
     /// written metadata files are deleted (nothing points at them).
     pub(crate) async fn install(self) -> Result<Vec<Table>> {
         let staged = self.staged.into_inner();
-        let swaps: Vec<(&str, &str, &str)> = staged
-            .iter()
-            .map(|s| (s.ident.name(), s.base_location.as_str(), s.location.as_str()))
-            .collect();
+        let swaps: Vec<(&str, &str, &str)> =
+            staged.iter().map(|s| (s.ident.name(), s.base_location.as_str(), s.location.as_str())).collect();
         let swapped = self.inner.store.swap_table_pointers(&swaps).map_err(EmbeddedCatalog::store_error)?;
         if !swapped {
             for table in &staged {

@@ -80,7 +80,9 @@ pub(crate) fn checkpoints_in(
         .iter()
         .filter_map(|(key, value)| key.strip_prefix(&prefix).map(|shard| (shard, key, value)))
         .map(|(shard, key, value)| {
-            decode(value).map(|checkpoint| (shard.to_owned(), checkpoint)).ok_or_else(|| format!("{key}: not a checkpoint"))
+            decode(value)
+                .map(|checkpoint| (shard.to_owned(), checkpoint))
+                .ok_or_else(|| format!("{key}: not a checkpoint"))
         })
         .collect()
 }

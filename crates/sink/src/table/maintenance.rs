@@ -13,13 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use arrow_array::RecordBatch;
 use chrono::Utc;
+use iceberg::ErrorKind;
 use iceberg::spec::{
-    DataFile, MAIN_BRANCH, ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot,
-    Struct, Summary,
+    DataFile, MAIN_BRANCH, ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Struct,
+    Summary,
 };
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::ErrorKind;
 
 use super::{TableError, TableWriter};
 
@@ -167,9 +167,13 @@ impl TableWriter {
         let location = self.location();
         let manifest_path = format!("{location}/metadata/{}-m0.avro", uuid_like());
         let spec = metadata.default_partition_spec().as_ref().clone();
-        let mut manifest =
-            ManifestWriterBuilder::new(table.file_io().new_output(&manifest_path)?, Some(snapshot_id), metadata.current_schema().clone(), spec)
-                .build_v2_data();
+        let mut manifest = ManifestWriterBuilder::new(
+            table.file_io().new_output(&manifest_path)?,
+            Some(snapshot_id),
+            metadata.current_schema().clone(),
+            spec,
+        )
+        .build_v2_data();
         let (mut deleted_rows, mut added_rows, mut total_rows, mut total_files) = (0u64, 0u64, 0u64, 0u64);
         for (index, file) in live.iter().enumerate() {
             if replaced.contains(&index) {
@@ -226,7 +230,8 @@ impl TableWriter {
             .with_schema_id(metadata.current_schema_id())
             .build();
         let base_location = table.metadata_location().map(str::to_owned);
-        let next = metadata.clone().into_builder(base_location).set_branch_snapshot(snapshot, MAIN_BRANCH)?.build()?.metadata;
+        let next =
+            metadata.clone().into_builder(base_location).set_branch_snapshot(snapshot, MAIN_BRANCH)?.build()?.metadata;
         match self.catalog.replace_metadata(&table, next).await {
             Ok(_) => {
                 done.compacted_files += replaced.len();
@@ -254,10 +259,8 @@ impl TableWriter {
             return Ok(());
         }
         let transaction = Transaction::new(&table);
-        let expire = transaction
-            .expire_snapshots()
-            .expire_older_than_ms(cutoff)
-            .retain_last(settings.snapshot_min_count.max(1));
+        let expire =
+            transaction.expire_snapshots().expire_older_than_ms(cutoff).retain_last(settings.snapshot_min_count.max(1));
         let after = match expire.apply(transaction)?.commit(&self.catalog).await {
             Ok(after) => after,
             Err(error) if error.kind() == ErrorKind::CatalogCommitConflicts => return Ok(()),
@@ -277,8 +280,11 @@ impl TableWriter {
         let (oldest_entries, _) = entries(&after, &oldest).await?;
         let alive: HashSet<&str> =
             oldest_entries.iter().filter(|(_, alive)| *alive).map(|(path, _)| path.as_str()).collect();
-        let mut doomed: Vec<String> =
-            oldest_entries.iter().filter(|(path, _)| !alive.contains(path.as_str())).map(|(path, _)| path.clone()).collect();
+        let mut doomed: Vec<String> = oldest_entries
+            .iter()
+            .filter(|(path, _)| !alive.contains(path.as_str()))
+            .map(|(path, _)| path.clone())
+            .collect();
         for snapshot in removed {
             doomed.push(snapshot.manifest_list().to_owned());
             for manifest_file in manifest_list(&table, snapshot).await?.entries() {
@@ -312,8 +318,8 @@ impl TableWriter {
     async fn remove_orphans(&self, done: &mut Maintained) -> Result<(), TableError> {
         let table = self.load().await?;
         let metadata = table.metadata();
-        let last_commit = SystemTime::UNIX_EPOCH
-            + Duration::from_millis(u64::try_from(metadata.last_updated_ms()).unwrap_or(0));
+        let last_commit =
+            SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(metadata.last_updated_ms()).unwrap_or(0));
         let mut referenced: HashSet<String> = HashSet::new();
         referenced.extend(table.metadata_location().map(str::to_owned));
         referenced.extend(metadata.metadata_log().iter().map(|log| log.metadata_file.clone()));

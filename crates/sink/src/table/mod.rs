@@ -35,9 +35,9 @@ use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_store::ManifestFile;
 
 pub use catalog::{EmbeddedCatalog, NAMESPACE};
-pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
-pub use maintenance::{Maintained, Maintenance};
 pub use inspect::{TableSummary, current_rows, summaries, summary};
+pub use maintenance::{Maintained, Maintenance};
+pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
 use crate::SinkError;
@@ -48,7 +48,9 @@ use crate::dataset::{create_dir_durably, date_name, split_by_day, sync_dir, writ
 pub enum TableError {
     /// A shard's checkpoint in the table is not where the batch began: the
     /// batch was committed already (a replay), or another writer owns the shard.
-    #[error("the table's checkpoint of shard {shard_id} moved: the batch was already committed or another writer owns it")]
+    #[error(
+        "the table's checkpoint of shard {shard_id} moved: the batch was already committed or another writer owns it"
+    )]
     CheckpointConflict {
         /// The shard.
         shard_id: String,
@@ -245,7 +247,8 @@ impl TableWriter {
             let name = format!("part-{stamp}-{}-{sequence:05}.parquet", std::process::id());
             let directory = if spool { root.clone() } else { root.join("data").join(&partition) };
             create_dir_durably(&directory, &root)?;
-            let path = if spool { directory.join(format!("{}-{name}", self.ident.name())) } else { directory.join(&name) };
+            let path =
+                if spool { directory.join(format!("{}-{name}", self.ident.name())) } else { directory.join(&name) };
             let (bytes, footer) = write_parquet(&path, &rows, key_values, &self.plain_columns)?;
             // The file must outlive a power cut once the table names it.
             sync_dir(&directory)?;
@@ -314,7 +317,10 @@ impl TableWriter {
                     })?,
                 };
                 if current != advance.from {
-                    return Err(iceberg::Error::new(ErrorKind::PreconditionFailed, conflict_message(&advance.shard_id)));
+                    return Err(iceberg::Error::new(
+                        ErrorKind::PreconditionFailed,
+                        conflict_message(&advance.shard_id),
+                    ));
                 }
             }
             Ok(())

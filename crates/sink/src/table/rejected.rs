@@ -43,18 +43,23 @@ pub fn rejected_batch(rows: &[NewErrorRow], rejected_at: DateTime<Utc>) -> Resul
     let strings = |value: fn(&NewErrorRow) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(value)))
     };
-    let times = |values: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC")) };
+    let times =
+        |values: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC")) };
     let columns: Vec<ArrayRef> = vec![
         strings(|row| &row.reason),
         strings(|row| &row.field),
         strings(|row| &row.message),
         strings(|row| &row.shard_id),
         strings(|row| &row.sequence_number),
-        Arc::new(Int64Array::from_iter(rows.iter().map(|row| row.sub_sequence.and_then(|sub| i64::try_from(sub).ok())))),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|row| row.sub_sequence.and_then(|sub| i64::try_from(sub).ok())),
+        )),
         times(rows.iter().map(|row| row.arrival_time.timestamp_micros()).collect()),
         times(vec![rejected_at.timestamp_micros(); rows.len()]),
         Arc::new(BinaryArray::from_iter_values(rows.iter().map(|row| row.payload.as_slice()))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|row| i64::try_from(row.payload_length).unwrap_or(i64::MAX)))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|row| i64::try_from(row.payload_length).unwrap_or(i64::MAX)),
+        )),
     ];
     RecordBatch::try_new(Arc::new(rejected_schema()), columns)
 }

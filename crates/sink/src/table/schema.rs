@@ -291,7 +291,10 @@ mod tests {
             assert_eq!(second.field_by_name(name).map(|f| f.id), first.field_by_name(name).map(|f| f.id), "{name}");
         }
         assert_eq!(second.field_by_name("note").map(|f| f.id), Some(10), "a new field gets a new id");
-        assert_eq!(second.field_by_name("address.city").map(|f| f.id), first.field_by_name("address.city").map(|f| f.id));
+        assert_eq!(
+            second.field_by_name("address.city").map(|f| f.id),
+            first.field_by_name("address.city").map(|f| f.id)
+        );
 
         let stamped = with_field_ids(&nested_schema(), &first).expect("stamped");
         let id = |field: &ArrowField| field.metadata().get(FIELD_ID).cloned();

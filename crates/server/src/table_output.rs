@@ -1,0 +1,136 @@
+//! A worker's Iceberg side: opening a dataset's tables at start-up (and
+//! making the store's checkpoints the table's), the errors of a refused
+//! table commit, and maintenance between commits.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use tributary_sink::table::{
+    REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, rejected_schema, rejected_table_name,
+};
+use tributary_source::{Cdc, Source};
+
+use crate::failure::WorkerError;
+use crate::worker::{Output, Worker, WorkerContext, blocking};
+
+/// At start-up of an Iceberg dataset: opens (creates, evolves) the table
+/// and makes the store's checkpoints of `scope` the table's, which are the
+/// truth. The store is behind after a crash between the two commits, or
+/// empty after it was lost; a table without checkpoints for the scope
+/// (a source that wrote Parquet before) is seeded from the store.
+pub(crate) async fn open_table(
+    context: &WorkerContext,
+    source: &Source,
+    schema: &arrow_schema::Schema,
+    scope: &str,
+) -> Result<(Arc<TableWriter>, Arc<TableWriter>), WorkerError> {
+    let identifier_fields = identifier_fields(source);
+    let table = TableWriter::open(
+        context.catalog.clone(),
+        &source.dataset.name,
+        &source.dataset.timestamp,
+        schema,
+        &identifier_fields,
+    )
+    .await
+    .map_err(|error| match error {
+        TableError::Schema(error) => {
+            WorkerError::permanent("SCHEMA_INCOMPATIBLE", format!("the dataset's table: {error}"))
+        }
+        other => WorkerError::Transient(format!("opening the dataset's table: {other}")),
+    })?;
+    let in_table =
+        table.checkpoints(scope).await.map_err(|error| format!("reading the table's checkpoints: {error}"))?;
+    let store = Arc::clone(&context.store);
+    let owned_scope = scope.to_owned();
+    let table_shards = in_table.shards.clone();
+    let (in_store, store_max_event, taken_back) = blocking(move || {
+        // A batch the store recorded before its table commit: kept if the table holds
+        // its checkpoints (the commit landed), taken back otherwise.
+        let before = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
+        let landed = before == table_shards;
+        let settled = store.settle_prepared(&owned_scope, landed).map_err(|e| e.to_string())?;
+        if settled {
+            tracing::info!(scope = %owned_scope, landed, "settled the batch a stop left between the store and the table");
+        }
+        let checkpoints = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
+        let max_event = store.max_event_time(&owned_scope).map_err(|e| e.to_string())?;
+        Ok((checkpoints, max_event, settled && !landed))
+    })
+    .await?;
+    if in_table.shards.is_empty() && !taken_back {
+        if !in_store.is_empty() {
+            let seed = TableCheckpoints { shards: in_store, max_event_micros: store_max_event };
+            table.seed_checkpoints(scope, &seed).await.map_err(table_commit_error)?;
+            tracing::info!(source = %source.name, "the table had no checkpoints for this source: seeded from the store");
+        }
+    } else if in_table.shards != in_store || in_table.max_event_micros != store_max_event {
+        tracing::info!(
+            source = %source.name,
+            shards = in_table.shards.len(),
+            "the store's checkpoints differ from the table's (a crash between commits, or a lost store): taking the table's"
+        );
+        let store = Arc::clone(&context.store);
+        let owned_scope = scope.to_owned();
+        blocking(move || {
+            store
+                .restore_checkpoints(&owned_scope, &in_table.shards, in_table.max_event_micros)
+                .map_err(|error| WorkerError::Transient(format!("restoring checkpoints from the table: {error}")))
+        })
+        .await?;
+    }
+    let rejected = TableWriter::open(
+        context.catalog.clone(),
+        &rejected_table_name(&source.dataset.name),
+        REJECTED_TIMESTAMP,
+        &rejected_schema(),
+        &[],
+    )
+    .await
+    .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
+    Ok((Arc::new(table), Arc::new(rejected)))
+}
+
+/// A cdc source's keys identify its table's rows (Iceberg's identifier fields).
+pub(crate) fn identifier_fields(source: &Source) -> Vec<String> {
+    match source.cdc {
+        Cdc::Append => Vec::new(),
+        Cdc::Upsert | Cdc::Debezium => source.dataset.keys.clone(),
+    }
+}
+
+/// A refused table commit drops the batch: the worker starts again from the
+/// table's checkpoints and reads it again (or, if another writer took the
+/// shard, reads after what that writer committed).
+pub(crate) fn table_commit_error(error: TableError) -> WorkerError {
+    match error {
+        TableError::CheckpointConflict { .. } => {
+            WorkerError::Transient(format!("committing to the table: {error}; the batch is dropped and read again"))
+        }
+        other => WorkerError::Transient(format!("committing to the table: {other}")),
+    }
+}
+
+impl Worker<'_> {
+    /// Between commits, so it never races this worker's own appends: compacts,
+    /// expires snapshots and removes orphans. A failure is logged, not fatal:
+    /// the rows are committed, and the next round tries again.
+    pub(crate) async fn maintain_when_due(&mut self) {
+        let settings = self.context.settings.maintenance;
+        if self.maintained_at.elapsed() < settings.every {
+            return;
+        }
+        self.maintained_at = Instant::now();
+        let Output::Table { rows, rejected } = &self.output else { return };
+        for table in [rows, rejected] {
+            match table.maintain(&settings).await {
+                Ok(done) if done != Default::default() => {
+                    tracing::info!(table = %table.location(), ?done, "maintained the table");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(table = %table.location(), %error, "maintaining the table failed"),
+            }
+        }
+    }
+}
