@@ -13,7 +13,8 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde_json::Value;
 use support::server::ServerProcess;
 use support::{
-    Emulators, create_stream, kinesis_client, merge_third_and_fourth, split_first_shard, stdout, tributary, unique,
+    Emulators, create_stream, kinesis_client, merge_third_and_fourth, put_indexed, split_first_shard, stdout,
+    tributary, unique,
 };
 
 const MALFORMED_EVERY: usize = 50;
@@ -31,22 +32,7 @@ fn valid_ids(records: std::ops::Range<usize>) -> Vec<i64> {
 }
 
 async fn put(client: &aws_sdk_kinesis::Client, stream_arn: &str, range: std::ops::Range<usize>) {
-    let indexes: Vec<usize> = range.collect();
-    for chunk in indexes.chunks(500) {
-        let entries: Vec<PutRecordsRequestEntry> = chunk
-            .iter()
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("key-{}", i % 97))
-                    .data(Blob::new(payload(*i)))
-                    .build()
-                    .expect("entry")
-            })
-            .collect();
-        let output =
-            client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send().await.expect("PutRecords");
-        assert_eq!(output.failed_record_count(), Some(0));
-    }
+    put_indexed(client, stream_arn, range, payload).await;
 }
 
 fn definition(dir: &Path, source: &str, stream_arn: &str, extra_field: &str) -> std::path::PathBuf {

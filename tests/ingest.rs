@@ -13,7 +13,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use support::server::{Row, ServerProcess, assert_retried_in_minutes, dataset_rows, id_counts};
 use support::{Emulators, create_stream, kinesis_client, stdout, tributary, unique};
-use support::{merge_third_and_fourth, split_first_shard};
+use support::{merge_third_and_fourth, put_indexed, split_first_shard};
 
 /// Record `i`: valid JSON, or (every `malformed_every`th) a malformed one of a few kinds.
 fn payload(i: usize, malformed_every: usize, with_country: bool) -> Vec<u8> {
@@ -45,30 +45,7 @@ async fn put(
     malformed_every: usize,
     with_country: bool,
 ) -> HashMap<usize, (String, String)> {
-    let mut placed = HashMap::new();
-    let indexes: Vec<usize> = range.collect();
-    for chunk in indexes.chunks(500) {
-        let entries: Vec<PutRecordsRequestEntry> = chunk
-            .iter()
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("key-{}", i % 97))
-                    .data(Blob::new(payload(*i, malformed_every, with_country)))
-                    .build()
-                    .expect("entry")
-            })
-            .collect();
-        let output =
-            client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send().await.expect("PutRecords");
-        assert_eq!(output.failed_record_count(), Some(0));
-        for (i, result) in chunk.iter().zip(output.records()) {
-            placed.insert(
-                *i,
-                (result.shard_id().expect("shard").to_owned(), result.sequence_number().expect("sequence").to_owned()),
-            );
-        }
-    }
-    placed
+    put_indexed(client, stream_arn, range, |i| payload(i, malformed_every, with_country)).await
 }
 
 fn definition(dir: &Path, source: &str, stream_arn: &str, with_country: bool) -> std::path::PathBuf {

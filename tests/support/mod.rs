@@ -58,6 +58,42 @@ impl Emulators {
     }
 }
 
+/// Puts one record per index of `range` (500 per call, partition keys spread over 97),
+/// with `payload(i)` as its data; returns each record's (shard, sequence number).
+pub async fn put_indexed(
+    client: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+    range: std::ops::Range<usize>,
+    payload: impl Fn(usize) -> Vec<u8>,
+) -> std::collections::HashMap<usize, (String, String)> {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let mut placed = std::collections::HashMap::new();
+    let indexes: Vec<usize> = range.collect();
+    for chunk in indexes.chunks(500) {
+        let entries: Vec<PutRecordsRequestEntry> = chunk
+            .iter()
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("key-{}", i % 97))
+                    .data(Blob::new(payload(*i)))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        let output =
+            client.put_records().stream_arn(stream_arn).set_records(Some(entries)).send().await.expect("PutRecords");
+        assert_eq!(output.failed_record_count(), Some(0));
+        for (i, result) in chunk.iter().zip(output.records()) {
+            placed.insert(
+                *i,
+                (result.shard_id().expect("shard").to_owned(), result.sequence_number().expect("sequence").to_owned()),
+            );
+        }
+    }
+    placed
+}
+
 /// Splits the stream's first shard in two (by hash key), then waits until it is ACTIVE again;
 /// returns the shards as they were before, for [`merge_third_and_fourth`].
 pub async fn split_first_shard(
