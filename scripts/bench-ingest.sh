@@ -9,7 +9,7 @@
 #   TRIBUTARY_BENCH_RECORDS=200000 TRIBUTARY_BENCH_SHARDS=16 ./scripts/bench-ingest.sh
 #   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-ingest.sh         # reuse a filled stream (emulators already up)
 #   TRIBUTARY_BENCH_RUNS=5 ./scripts/bench-ingest.sh                                  # mean of 5 runs of ours (CPU is counted in 10 ms ticks)
-#   TRIBUTARY_BENCH_S3=1 ./scripts/bench-ingest.sh                                     # also one run on an Iceberg table on moto S3, checked by pyiceberg
+#   TRIBUTARY_BENCH_S3=1 ./scripts/bench-ingest.sh                                     # also one run on an Iceberg table on moto S3 recorded in moto's Glue, checked by pyiceberg
 #
 # Ours runs twice per run, interleaved so machine drift hits both alike: the
 # dataset as plain Parquet files, and as an Iceberg table in a local warehouse
@@ -94,16 +94,19 @@ for run in $(seq 1 "$runs"); do run_ours "$run" parquet; run_ours "$run" iceberg
 ticks=$(IFS=,; echo "${run_ticks[*]}")
 iceberg=$(IFS=,; echo "${iceberg_ticks[*]}")
 if [ -n "${TRIBUTARY_BENCH_S3:-}" ]; then
-  # The same run on moto S3: every record must be in the table once, as pyiceberg reads it.
+  # The same run on moto S3 with moto's Glue as the catalog: every record must be in the table once, as pyiceberg
+  # reads it through Glue.
   bucket="bench-ingest-$$"
   "$python" -c "import boto3, os; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket='$bucket')"
-  run_ours s3 iceberg --warehouse "s3://$bucket/tables"
-  s3_check=$("$python" - "s3://$bucket/tables/events" "$records" <<'PY'
+  run_ours s3 iceberg --warehouse "s3://$bucket/tables" --catalog glue --glue-database "bench_$$"
+  s3_check=$("$python" - "bench_$$" "$records" <<'PY'
 import os, sys
-from pyiceberg.table import StaticTable
-properties = {"s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"], "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
-              "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"], "s3.region": "us-east-1", "s3.force-virtual-addressing": False}
-ids = StaticTable.from_metadata(sys.argv[1], properties).scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
+from pyiceberg.catalog.glue import GlueCatalog
+keys = {"access-key-id": os.environ["AWS_ACCESS_KEY_ID"], "secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"], "region": "us-east-1"}
+properties = {"glue.endpoint": os.environ["AWS_ENDPOINT_URL_GLUE"], "s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"],
+              "s3.force-virtual-addressing": False, **{f"{service}.{k}": v for service in ("glue", "s3") for k, v in keys.items()}}
+table = GlueCatalog("glue", **properties).load_table((sys.argv[1], "events"))
+ids = table.scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
 records = int(sys.argv[2])
 print(f"{len(ids)} rows, {len(set(ids))} distinct ids of {records}: {'every record once' if len(ids) == len(set(ids)) == records else 'MISMATCH'}")
 PY
@@ -133,6 +136,6 @@ iceberg_mean = sum(iceberg_cpu) / len(iceberg_cpu)
 print(f"  tributary serve, Iceberg table, CPU s each: {', '.join(f'{c:.2f}' for c in iceberg_cpu)}: {per_m(iceberg_mean):6.2f} CPU s per 1M, peak RSS {int(iceberg_hwm_kib) / 1024:6.1f} MiB")
 print(f"  CPU per record: Iceberg table / Parquet files = {iceberg_mean / ours_cpu:.3f}")
 if s3_ticks:
-    print(f"  tributary serve, Iceberg table on moto S3: {int(s3_ticks) / int(hz):.2f} CPU s; pyiceberg: {s3_check}")
+    print(f"  tributary serve, Iceberg table on moto S3 (Glue catalog): {int(s3_ticks) / int(hz):.2f} CPU s; pyiceberg: {s3_check}")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 PY

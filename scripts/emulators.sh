@@ -9,7 +9,7 @@
 # Started peers:
 #   kinesis-local  (npm, pinned)   -> AWS_ENDPOINT_URL_KINESIS; streams become ACTIVE in 10 ms
 #   kinesis-local  "slow"          -> TRIBUTARY_TEST_KINESIS_SLOW_ENDPOINT; streams stay CREATING for 10 minutes
-#   moto           (pip, pinned)   -> AWS_ENDPOINT_URL_STS / _IAM / _DYNAMODB / _S3 (no IAM enforcement)
+#   moto           (pip, pinned)   -> AWS_ENDPOINT_URL_STS / _IAM / _DYNAMODB / _S3 / _GLUE (no IAM enforcement)
 #   moto "auth"                    -> TRIBUTARY_TEST_MOTO_AUTH_ENDPOINT; a test turns IAM enforcement on
 #                                     through /moto-api/reset-auth, so it is kept apart from the others
 set -euo pipefail
@@ -104,6 +104,7 @@ export AWS_ENDPOINT_URL_STS=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_IAM=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$moto_port
+export AWS_ENDPOINT_URL_GLUE=http://127.0.0.1:$moto_port
 export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test-access-key
 export AWS_SECRET_ACCESS_KEY=test-secret-key

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use tributary_reader::ReaderConfig;
-use tributary_server::{FlushPolicy, Server, ServerConfig};
+use tributary_server::{CatalogChoice, FlushPolicy, Server, ServerConfig};
 use tributary_sink::table::Maintenance;
 use tributary_source::{AwsSettings, ClientFactory};
 
@@ -28,9 +28,20 @@ pub(crate) struct ServeArgs {
     /// A day partition is compacted once it holds this many files under 8 MiB.
     #[arg(long, default_value_t = Maintenance::default().compact_min_files)]
     compact_min_files: usize,
-    /// Where `format: iceberg` datasets' tables live: a directory or file:// URL [default: DATA_DIR/warehouse].
+    /// Where `format: iceberg` datasets' tables live: a directory, file:// URL or s3://bucket/prefix
+    /// [default: DATA_DIR/warehouse].
     #[arg(long, env = "TRIBUTARY_WAREHOUSE")]
     warehouse: Option<String>,
+    /// Which catalog records the tables: `embedded` (Tributary's store) or `glue` (an AWS Glue
+    /// database, for Athena, Spark, Trino and pyiceberg; needs an s3:// warehouse).
+    #[arg(long, env = "TRIBUTARY_CATALOG", value_enum, default_value_t = CatalogKind::Embedded)]
+    catalog: CatalogKind,
+    /// The Glue database of `--catalog glue` (created if missing).
+    #[arg(long, env = "TRIBUTARY_GLUE_DATABASE", default_value = "tributary")]
+    glue_database: String,
+    /// The account whose Glue Data Catalog holds the tables [default: the caller's].
+    #[arg(long, env = "TRIBUTARY_GLUE_CATALOG_ID")]
+    glue_catalog_id: Option<String>,
     /// Address to listen on; loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
@@ -89,6 +100,13 @@ pub(crate) struct ServeArgs {
     worker_threads: usize,
 }
 
+/// The values of `--catalog`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CatalogKind {
+    Embedded,
+    Glue,
+}
+
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -107,6 +125,12 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
     config.warehouse = args.warehouse.clone();
+    config.catalog = match args.catalog {
+        CatalogKind::Embedded => CatalogChoice::Embedded,
+        CatalogKind::Glue => {
+            CatalogChoice::Glue { database: args.glue_database.clone(), catalog_id: args.glue_catalog_id.clone() }
+        }
+    };
     let Ok(snapshot_max_age) = Duration::try_from_secs_f64(args.snapshot_max_age_hours * 3600.0) else {
         eprintln!("error: --snapshot-max-age-hours must be a non-negative number, got {}", args.snapshot_max_age_hours);
         return ExitCode::from(2);

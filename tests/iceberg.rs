@@ -1,6 +1,7 @@
 //! Datasets as Iceberg tables, end to end against kinesis-local: exactly once
 //! across `kill -9` and resharding, across a crash on either side of the
-//! table commit, and across a lost store; read back by pyiceberg.
+//! table commit, and across a lost store, in a local warehouse and on moto S3
+//! with moto's Glue as the catalog; read back by pyiceberg (through Glue there).
 
 mod support;
 
@@ -57,8 +58,9 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-/// What pyiceberg reads from the table at `location` (found through its
-/// version hint, as a path-based reader does): the current snapshot's ids,
+/// What pyiceberg reads from the table at `location`, either a table
+/// directory (found through its version hint, as a path-based reader does)
+/// or `glue:DATABASE/TABLE` (through pyiceberg's Glue catalog): the current snapshot's ids,
 /// columns and snapshot count; with `snapshot`, that snapshot's columns
 /// (read with its own schema): "first" (the newest written with the
 /// table's first schema) or "last".
@@ -85,7 +87,23 @@ if sys.argv[1].startswith("s3://"):
         "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
         "s3.force-virtual-addressing": False,
     }
-table = StaticTable.from_metadata(sys.argv[1], properties)
+if sys.argv[1].startswith("glue:"):
+    from pyiceberg.catalog.glue import GlueCatalog
+    database, name = sys.argv[1][len("glue:"):].split("/")
+    properties = {
+        "glue.endpoint": os.environ["AWS_ENDPOINT_URL_GLUE"],
+        "glue.region": os.environ.get("AWS_REGION", "us-east-1"),
+        "glue.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "glue.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"],
+        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+        "s3.force-virtual-addressing": False,
+    }
+    table = GlueCatalog("glue", **properties).load_table((database, name))
+else:
+    table = StaticTable.from_metadata(sys.argv[1], properties)
 snapshots = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)
 scan = table.scan()
 if len(sys.argv) > 2:
@@ -155,20 +173,62 @@ fn kill_9_during_resharding_and_a_lost_store_land_every_record_once_in_the_table
 }
 
 #[test]
-fn the_same_on_s3_kill_9_and_a_lost_store_land_every_record_once_in_the_table() {
+fn on_s3_with_glue_as_the_catalog_kill_9_and_a_lost_store_land_every_record_once_in_the_table() {
     let Some(emulators) = Emulators::from_env() else { return };
+    let bucket = create_bucket(&emulators);
+    let shared = Shared { warehouse: format!("s3://{bucket}/tables"), glue_database: unique("icecrash_") };
+    crash_resharding_and_store_loss(&emulators, Some(&shared));
+}
+
+/// A warehouse on moto S3 whose tables moto's Glue records.
+struct Shared {
+    warehouse: String,
+    glue_database: String,
+}
+
+impl Shared {
+    fn flags(&self) -> Vec<&str> {
+        vec!["--warehouse", &self.warehouse, "--catalog", "glue", "--glue-database", &self.glue_database]
+    }
+
+    /// Where pyiceberg finds table `name`: through Glue.
+    fn table(&self, name: &str) -> String {
+        format!("glue:{}/{name}", self.glue_database)
+    }
+}
+
+/// A new bucket on moto; its name.
+fn create_bucket(emulators: &Emulators) -> String {
     let bucket = unique("warehouse").to_lowercase().replace('_', "-");
-    let create = format!(
-        "import boto3, os\nboto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket='{bucket}')"
+    moto_python(
+        emulators,
+        &format!(
+            "import boto3, os\nboto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket='{bucket}')"
+        ),
     );
-    let output = std::process::Command::new(&emulators.moto_python).args(["-c", &create]).output().expect("python");
-    assert!(output.status.success(), "creating the bucket: {}", String::from_utf8_lossy(&output.stderr));
-    crash_resharding_and_store_loss(&emulators, Some(&format!("s3://{bucket}/tables")));
+    bucket
+}
+
+fn moto_python(emulators: &Emulators, script: &str) {
+    let output = std::process::Command::new(&emulators.moto_python)
+        .args(["-c", script])
+        .env("AWS_ENDPOINT_URL_S3", &emulators.moto)
+        .env("AWS_ENDPOINT_URL_GLUE", &emulators.moto)
+        .output()
+        .expect("python");
+    assert!(output.status.success(), "{script}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The server, with moto as Glue's endpoint whatever the environment says.
+fn start_server(emulators: &Emulators, data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+    let mut env = env.to_vec();
+    env.push(("AWS_ENDPOINT_URL_GLUE", &emulators.moto));
+    ServerProcess::start_with_env(data_dir, flags, &env)
 }
 
 /// The crash test (split, merge, five `kill -9`, maintenance after every
-/// commit) and then a lost store, on a local warehouse or `warehouse`.
-fn crash_resharding_and_store_loss(emulators: &Emulators, warehouse: Option<&str>) {
+/// commit) and then a lost store, on a local warehouse or a `shared` one.
+fn crash_resharding_and_store_loss(emulators: &Emulators, shared: Option<&Shared>) {
     const RECORDS: usize = 12_000;
     let rt = runtime();
     let name = unique("icecrash");
@@ -191,10 +251,10 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, warehouse: Option<&str
         "--snapshot-max-age-hours",
         "0",
     ];
-    if let Some(warehouse) = warehouse {
-        flags.extend(["--warehouse", warehouse]);
+    if let Some(shared) = shared {
+        flags.extend(shared.flags());
     }
-    let mut server = ServerProcess::start(&data_dir, &flags);
+    let mut server = start_server(&emulators, &data_dir, &flags, &[]);
     commit_ok(&server, &file);
 
     let endpoint = emulators.kinesis.clone();
@@ -220,16 +280,16 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, warehouse: Option<&str
     producer.join().expect("producer");
     let status = server.wait_for_records("icy", RECORDS as u64, Duration::from_secs(180));
     assert_eq!(status["rows"].as_u64(), Some(valid_ids(0..RECORDS).len() as u64), "{status:#}");
-    let table = match warehouse {
-        Some(warehouse) => format!("{warehouse}/icy_rows"),
+    let (location, table) = match shared {
+        Some(shared) => (format!("{}/icy_rows", shared.warehouse), shared.table("icy_rows")),
         None => {
             let table = data_dir.join("warehouse").join("icy_rows");
             assert!(table.join("metadata/version-hint.text").is_file(), "path-based readers find the latest metadata");
-            table.display().to_string()
+            (table.display().to_string(), table.display().to_string())
         }
     };
     assert!(
-        status["table"]["location"].as_str().is_some_and(|l| l.ends_with(table.trim_start_matches('/'))),
+        status["table"]["location"].as_str().is_some_and(|l| l.ends_with(location.trim_start_matches('/'))),
         "{status:#}"
     );
     // Status and `tributary tables` show the table as its metadata says.
@@ -247,11 +307,23 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, warehouse: Option<&str
     assert_exactly_once(&server, "icy", &table, RECORDS);
     assert!(server.stop());
 
-    // The store is lost: the table (found again through its version hint) has the checkpoints.
+    // The store is lost: the table has the checkpoints, found again through
+    // Glue (the version hints are deleted, so nothing else could tell), or
+    // without a shared catalog through its version hint.
     for name in ["tributary.db", "tributary.db-wal", "tributary.db-shm"] {
         let _ = std::fs::remove_file(data_dir.join(name));
     }
-    let server = ServerProcess::start(&data_dir, &flags);
+    if let Some(shared) = shared {
+        let (bucket, prefix) =
+            shared.warehouse.trim_start_matches("s3://").split_once('/').expect("s3://bucket/prefix");
+        moto_python(
+            &emulators,
+            &format!(
+                "import boto3, os\ns3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')\nfor t in ['icy_rows', 'icy_rows__rejected']:\n    s3.delete_object(Bucket='{bucket}', Key='{prefix}/' + t + '/metadata/version-hint.text')"
+            ),
+        );
+    }
+    let server = start_server(&emulators, &data_dir, &flags, &[]);
     commit_ok(&server, &file);
     wait_until_every_open_shard_answered(&server, "icy", 2);
     assert_eq!(server.records_read(), 0, "nothing is read again: the checkpoints came back from the table");
@@ -285,6 +357,35 @@ fn a_crash_on_either_side_of_the_table_commit_repeats_and_loses_nothing() {
         assert_eq!(status["rows"].as_u64(), Some(valid_ids(0..RECORDS).len() as u64), "{failpoint}: {status:#}");
         assert!(server.stop());
     }
+}
+
+#[test]
+fn with_glue_a_crash_between_the_rejected_and_the_rows_commit_is_undone_and_repeats_nothing() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    const RECORDS: usize = 600;
+    let rt = runtime();
+    let name = unique("iceglue");
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &name, 2, true));
+    rt.block_on(put(&kinesis_client(&emulators.kinesis), &stream_arn, 0..RECORDS));
+    let shared =
+        Shared { warehouse: format!("s3://{}/tables", create_bucket(&emulators)), glue_database: unique("iceglue_") };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let mut flags = vec!["--flush-rows", "200"];
+    flags.extend(shared.flags());
+    // Glue moves one table at a time: the rejected table's commit lands, then the process dies.
+    let mut server = start_server(&emulators, &data_dir, &flags, &[("TRIBUTARY_FAILPOINT", "between-table-commits")]);
+    let _ = commit(&server, &definition(dir.path(), "between", &stream_arn, ""));
+    server.restart_after_exit(&[("AWS_ENDPOINT_URL_GLUE", &emulators.moto)], Duration::from_secs(60));
+    server.wait_for_records("between", RECORDS as u64, Duration::from_secs(60));
+    // The batch's rejections, read again, are in the rejected table once: its first commit was undone.
+    assert_exactly_once(&server, "between", &shared.table("between_rows"), RECORDS);
+    let status = server.get("/api/v1/sources/between/status");
+    assert_eq!(status["rows"].as_u64(), Some(valid_ids(0..RECORDS).len() as u64), "{status:#}");
+    let listed = server.get("/api/v1/tables");
+    assert_eq!(listed["catalog"], Value::from(format!("glue:{}", shared.glue_database)), "{listed:#}");
+    assert!(server.stop());
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_sink::table::EmbeddedCatalog;
+use tributary_sink::table::{GlueCatalog, TableCatalog};
 use tributary_source::ClientFactory;
 use tributary_store::Store;
 
@@ -58,6 +58,23 @@ pub struct ServerConfig {
     /// Where `format: iceberg` datasets' tables live: a directory
     /// (`DATA_DIR/warehouse` when unset).
     pub warehouse: Option<String>,
+    /// Which catalog records the tables' current metadata.
+    pub catalog: CatalogChoice,
+}
+
+/// Which catalog records the tables' current metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CatalogChoice {
+    /// Tributary's store (and each table's `version-hint.text`).
+    #[default]
+    Embedded,
+    /// An AWS Glue database, shared with Athena, Spark, Trino and pyiceberg.
+    Glue {
+        /// The database (created if missing).
+        database: String,
+        /// The account whose Data Catalog it is; the caller's when `None`.
+        catalog_id: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -75,6 +92,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("live_validation", &self.live_validation)
             .field("live_timeout", &self.live_timeout)
             .field("worker", &self.worker)
+            .field("warehouse", &self.warehouse)
+            .field("catalog", &self.catalog)
             .finish()
     }
 }
@@ -95,6 +114,7 @@ impl ServerConfig {
             live_timeout: Duration::from_secs(10),
             worker: WorkerSettings::default(),
             warehouse: None,
+            catalog: CatalogChoice::Embedded,
         }
     }
 }
@@ -159,12 +179,29 @@ struct ConnectionLimits {
     max_connections: usize,
 }
 
-/// The embedded catalog over the configured warehouse.
-fn open_catalog(
+/// The tables' catalog over the configured warehouse.
+async fn open_catalog(
     config: &ServerConfig,
     store: &Arc<Store>,
     aws: &ClientFactory,
-) -> Result<EmbeddedCatalog, ServerError> {
+) -> Result<TableCatalog, ServerError> {
+    let catalog = open_warehouse(config, store, aws)?;
+    let CatalogChoice::Glue { database, catalog_id } = &config.catalog else { return Ok(catalog) };
+    if !catalog.warehouse().starts_with("s3://") {
+        return Err(ServerError::Io(format!(
+            "--catalog glue needs an s3:// --warehouse: the readers Glue serves cannot reach {}",
+            catalog.warehouse()
+        )));
+    }
+    let glue = GlueCatalog::new(aws.glue(), database.clone(), catalog_id.clone());
+    glue.ensure_database(catalog.warehouse())
+        .await
+        .map_err(|error| ServerError::Io(format!("--catalog glue, database {database}: {error}")))?;
+    Ok(catalog.with_glue(glue))
+}
+
+/// Where the tables' files live.
+fn open_warehouse(config: &ServerConfig, store: &Arc<Store>, aws: &ClientFactory) -> Result<TableCatalog, ServerError> {
     let warehouse = match config.warehouse.as_deref() {
         None => config.data_dir.join("warehouse"),
         Some(location) if location.starts_with("s3://") => {
@@ -181,7 +218,7 @@ fn open_catalog(
                         .map_err(|error| ServerError::Io(format!("{}: {error}", path.display())))?;
                 }
             }
-            return EmbeddedCatalog::s3(Arc::clone(store), aws.s3(), location, spool)
+            return TableCatalog::s3(Arc::clone(store), aws.s3(), location, spool)
                 .map_err(|error| ServerError::Io(format!("--warehouse {location}: {error}")));
         }
         Some(location) if location.contains("://") && !location.starts_with("file://") => {
@@ -191,7 +228,7 @@ fn open_catalog(
         }
         Some(location) => PathBuf::from(location.strip_prefix("file://").unwrap_or(location)),
     };
-    EmbeddedCatalog::local(Arc::clone(store), &warehouse)
+    TableCatalog::local(Arc::clone(store), &warehouse)
         .map_err(|error| ServerError::Io(format!("warehouse {}: {error}", warehouse.display())))
 }
 
@@ -211,7 +248,7 @@ impl Server {
             .await
             .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
-        let catalog = open_catalog(&config, &store, &aws)?;
+        let catalog = open_catalog(&config, &store, &aws).await?;
         let supervisor = Arc::new(Supervisor::new(
             Arc::clone(&store),
             config.data_dir.clone(),

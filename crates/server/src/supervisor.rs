@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tributary_proto::v1::SourceDefinition;
-use tributary_sink::table::EmbeddedCatalog;
+use tributary_sink::table::TableCatalog;
 use tributary_source::{AssumeRole, ClientFactory, Consumer, SecretPolicy, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
@@ -86,7 +86,7 @@ impl Supervisor {
         data_dir: PathBuf,
         aws: ClientFactory,
         settings: WorkerSettings,
-        catalog: EmbeddedCatalog,
+        catalog: TableCatalog,
     ) -> Supervisor {
         Supervisor {
             context: Arc::new(WorkerContext { store, data_dir, aws, settings, catalog }),
@@ -97,7 +97,7 @@ impl Supervisor {
     }
 
     /// The catalog of the datasets' Iceberg tables.
-    pub(crate) fn catalog(&self) -> &EmbeddedCatalog {
+    pub(crate) fn catalog(&self) -> &TableCatalog {
         &self.context.catalog
     }
 

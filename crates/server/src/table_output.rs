@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use tributary_sink::table::{
-    REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, rejected_schema, rejected_table_name,
+    Followed, REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, rejected_schema, rejected_table_name,
 };
 use tributary_source::{Cdc, Source};
 
@@ -59,8 +59,11 @@ pub(crate) async fn open_table(
         Ok((checkpoints, max_event, settled && !landed))
     })
     .await?;
+    // What the rows table holds once the two agree: the rejected table follows it.
+    let mut agreed = in_table.shards.clone();
     if in_table.shards.is_empty() && !taken_back {
         if !in_store.is_empty() {
+            agreed.clone_from(&in_store);
             let seed = TableCheckpoints { shards: in_store, max_event_micros: store_max_event };
             table.seed_checkpoints(scope, &seed).await.map_err(table_commit_error)?;
             tracing::info!(source = %source.name, "the table had no checkpoints for this source: seeded from the store");
@@ -89,6 +92,15 @@ pub(crate) async fn open_table(
     )
     .await
     .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
+    match rejected.follow(scope, &agreed).await {
+        Ok(Followed::InStep) => {}
+        Ok(followed) => {
+            tracing::info!(source = %source.name, ?followed, "the rejected table now follows the rows table's checkpoints")
+        }
+        Err(error) => {
+            return Err(WorkerError::Transient(format!("bringing the rejected table in step with the rows: {error}")));
+        }
+    }
     Ok((Arc::new(table), Arc::new(rejected)))
 }
 

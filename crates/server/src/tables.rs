@@ -42,6 +42,7 @@ pub(crate) async fn list_tables(State(state): State<AppState>) -> Result<Json<Va
     let summaries = table::summaries(state.supervisor.catalog()).await.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "warehouse": state.supervisor.catalog().warehouse(),
+        "catalog": state.supervisor.catalog().kind(),
         "tables": summaries.iter().map(summary_json).collect::<Vec<_>>(),
     })))
 }

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
-use tributary_sink::table::{EmbeddedCatalog, Maintenance, TableWriter, WrittenFile, rejected_batch};
-use tributary_sink::{DatasetWriter, Recovered, error_rows};
+use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, rejected_batch};
+use tributary_sink::{DatasetWriter, Recovered, error_rows, failpoint};
 use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
@@ -91,7 +91,7 @@ pub(crate) struct WorkerContext {
     pub(crate) aws: ClientFactory,
     pub(crate) settings: WorkerSettings,
     /// Where `format: iceberg` datasets' tables live.
-    pub(crate) catalog: EmbeddedCatalog,
+    pub(crate) catalog: TableCatalog,
 }
 
 /// Where a source's accepted rows go.
@@ -565,16 +565,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Fault injection for the crash tests: `TRIBUTARY_FAILPOINT=after-commit`
-/// aborts the process (as `kill -9` would) between a batch's commit and the
-/// move of its files into place.
-fn failpoint(name: &str) {
-    if std::env::var("TRIBUTARY_FAILPOINT").is_ok_and(|point| point == name) {
-        eprintln!("tributary: failpoint {name}: aborting");
-        std::process::abort();
     }
 }
 

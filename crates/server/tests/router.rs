@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tributary_proto::prost::Message;
 use tributary_server::{AppState, Supervisor, WorkerSettings, router};
-use tributary_sink::table::EmbeddedCatalog;
+use tributary_sink::table::TableCatalog;
 use tributary_source::{AwsSettings, ClientFactory};
 use tributary_store::Store;
 
@@ -18,7 +18,7 @@ async fn state(token: Option<&str>, body_limit: usize) -> (AppState, tempfile::T
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
-    let catalog = EmbeddedCatalog::local(Arc::clone(&store), &dir.path().join("warehouse")).expect("warehouse");
+    let catalog = TableCatalog::local(Arc::clone(&store), &dir.path().join("warehouse")).expect("warehouse");
     let supervisor =
         Arc::new(Supervisor::new(Arc::clone(&store), dir.path().to_owned(), aws, WorkerSettings::default(), catalog));
     let state = AppState {

@@ -20,6 +20,15 @@ mod properties;
 pub mod table;
 
 pub use dataset::{DatasetWriter, Recovered};
+
+/// Fault injection for the crash tests: `TRIBUTARY_FAILPOINT=NAME` aborts
+/// the process (as `kill -9` would) where the code names `NAME`.
+pub fn failpoint(name: &str) {
+    if std::env::var("TRIBUTARY_FAILPOINT").is_ok_and(|point| point == name) {
+        eprintln!("tributary: failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
 pub use error_rows::{PAYLOAD_CAP, error_rows};
 pub use properties::{ROW_GROUP_ROWS, writer_properties};
 

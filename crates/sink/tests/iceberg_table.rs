@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use iceberg::Catalog;
 use iceberg::io::FileIO;
 use tributary_reader::{SequenceNumber, ShardAdvance, ShardCheckpoint};
-use tributary_sink::table::{EmbeddedCatalog, TableCheckpoints, TableError, TableWriter};
+use tributary_sink::table::{TableCatalog, TableCheckpoints, TableError, TableWriter};
 use tributary_store::Store;
 
 const DAY: i64 = 86_400_000_000;
@@ -53,11 +53,11 @@ fn advance(from: ShardCheckpoint, to: &str) -> ShardAdvance {
     ShardAdvance { shard_id: "shardId-000000000000".into(), from, to: at(to) }
 }
 
-fn catalog(store: &Arc<Store>, warehouse: &std::path::Path) -> EmbeddedCatalog {
-    EmbeddedCatalog::new(Arc::clone(store), FileIO::new_with_fs(), format!("file://{}", warehouse.display()))
+fn catalog(store: &Arc<Store>, warehouse: &std::path::Path) -> TableCatalog {
+    TableCatalog::new(Arc::clone(store), FileIO::new_with_fs(), format!("file://{}", warehouse.display()))
 }
 
-async fn open(catalog: EmbeddedCatalog, with_note: bool) -> Result<TableWriter, TableError> {
+async fn open(catalog: TableCatalog, with_note: bool) -> Result<TableWriter, TableError> {
     TableWriter::open(catalog, "orders", "ts", &Schema::new(fields(with_note)), &["id".to_owned()]).await
 }
 
@@ -161,7 +161,7 @@ async fn of_two_writers_racing_from_one_checkpoint_exactly_one_commits() {
 }
 
 /// The ids of the current snapshot, read back through the table's metadata.
-async fn current_ids(catalog: &EmbeddedCatalog) -> Vec<i64> {
+async fn current_ids(catalog: &TableCatalog) -> Vec<i64> {
     let (total, batches) =
         tributary_sink::table::current_rows(catalog, "orders", 10_000).await.expect("read").expect("a table");
     let mut ids: Vec<i64> = batches

@@ -207,6 +207,20 @@ impl ClientFactory {
         aws_sdk_s3::Client::from_conf(config.build())
     }
 
+    /// A Glue client (the base chain and region; `AWS_ENDPOINT_URL_GLUE` or
+    /// the settings' endpoint for emulators), for the tables' shared catalog.
+    /// A catalog call is small: each attempt gets 30 s, not the commit checks' seconds.
+    pub fn glue(&self) -> aws_sdk_glue::Client {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .operation_timeout(Duration::from_secs(120))
+            .build();
+        aws_sdk_glue::Client::from_conf(
+            aws_sdk_glue::config::Builder::from(&self.base).timeout_config(timeouts).build(),
+        )
+    }
+
     /// A Kinesis client for `region`, with `credentials` (the base chain when `None`).
     pub fn kinesis(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_kinesis::Client {
         let mut config = aws_sdk_kinesis::config::Builder::from(&self.base).region(Region::new(region.to_owned()));

@@ -1,8 +1,13 @@
-//! The embedded Iceberg catalog: each table's current metadata file is a
-//! pointer in Tributary's store, swapped only from the file a commit was
-//! based on; `metadata/version-hint.text` follows it, so path-based readers
-//! (pyiceberg's `StaticTable`, DuckDB, Spark's Hadoop tables) find the latest
-//! metadata, and a server whose store was lost finds its tables again.
+//! The tables' catalog: where each table's current metadata file is
+//! recorded, swapped only from the file a commit was based on.
+//!
+//! Two kinds keep the pointers: the embedded one, a row per table in
+//! Tributary's store, which moves several tables' pointers in one
+//! transaction; and AWS Glue, shared with query engines, which moves one
+//! table at a time. Either way `metadata/version-hint.text` follows every
+//! swap, so path-based readers (pyiceberg's `StaticTable`, DuckDB, Spark's
+//! Hadoop tables) find the latest metadata, and a catalog without a table's
+//! pointer (a lost store, a new Glue database) finds the table again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,19 +25,58 @@ use iceberg::{
 };
 use tributary_store::Store;
 
+use super::glue::GlueCatalog;
 use super::s3::{S3Storage, S3StorageFactory};
 
-/// The one namespace of the embedded catalog.
+/// The one namespace tables are addressed in (Glue's database is configured apart).
 pub const NAMESPACE: &str = "tributary";
 
 /// A check a commit must pass against the table's current metadata, made
 /// again on every retry (a retry re-applies the commit to newer metadata).
 pub(crate) type CommitGuard<'a> = &'a (dyn Fn(&TableMetadata) -> Result<()> + Sync);
 
-/// Tables under one warehouse location, their pointers in the store.
+/// Where the tables' current-metadata pointers live.
 #[derive(Debug, Clone)]
-pub struct EmbeddedCatalog {
-    store: Arc<Store>,
+enum Pointers {
+    /// Rows of Tributary's store.
+    Store(Arc<Store>),
+    /// Glue tables of one database.
+    Glue(GlueCatalog),
+}
+
+impl Pointers {
+    async fn get(&self, name: &str) -> Result<Option<String>> {
+        match self {
+            Pointers::Store(store) => store.table_pointer(name).map_err(store_error),
+            Pointers::Glue(glue) => glue.pointer(name).await,
+        }
+    }
+
+    async fn swap(&self, name: &str, base: Option<&str>, location: &str, metadata: &TableMetadata) -> Result<bool> {
+        match self {
+            Pointers::Store(store) => store.swap_table_pointer(name, base, location).map_err(store_error),
+            Pointers::Glue(glue) => glue.swap(name, base, location, metadata).await,
+        }
+    }
+
+    async fn names(&self) -> Result<Vec<String>> {
+        match self {
+            Pointers::Store(store) => {
+                Ok(store.table_pointers().map_err(store_error)?.into_iter().map(|(name, _)| name).collect())
+            }
+            Pointers::Glue(glue) => glue.table_names().await,
+        }
+    }
+}
+
+fn store_error(error: tributary_store::StoreError) -> Error {
+    Error::new(ErrorKind::Unexpected, format!("the catalog's store: {error}")).with_retryable(error.is_busy())
+}
+
+/// Tables under one warehouse location, and the catalog of their pointers.
+#[derive(Debug, Clone)]
+pub struct TableCatalog {
+    pointers: Pointers,
     file_io: FileIO,
     warehouse: String,
     /// Object storage, and the local directory files are written in before
@@ -40,36 +84,55 @@ pub struct EmbeddedCatalog {
     remote: Option<(S3Storage, PathBuf)>,
 }
 
-impl EmbeddedCatalog {
+impl TableCatalog {
     /// A catalog of tables under `warehouse` (a `file://` URL), read and written through `file_io`.
-    pub fn new(store: Arc<Store>, file_io: FileIO, warehouse: String) -> EmbeddedCatalog {
-        EmbeddedCatalog { store, file_io, warehouse: warehouse.trim_end_matches('/').to_owned(), remote: None }
+    pub fn new(store: Arc<Store>, file_io: FileIO, warehouse: String) -> TableCatalog {
+        TableCatalog {
+            pointers: Pointers::Store(store),
+            file_io,
+            warehouse: warehouse.trim_end_matches('/').to_owned(),
+            remote: None,
+        }
     }
 
     /// A catalog of tables in the local directory `warehouse` (created if missing).
-    pub fn local(store: Arc<Store>, warehouse: &std::path::Path) -> std::io::Result<EmbeddedCatalog> {
+    pub fn local(store: Arc<Store>, warehouse: &std::path::Path) -> std::io::Result<TableCatalog> {
         std::fs::create_dir_all(warehouse)?;
         let absolute = std::fs::canonicalize(warehouse)?;
-        Ok(EmbeddedCatalog::new(store, FileIO::new_with_fs(), format!("file://{}", absolute.display())))
+        Ok(TableCatalog::new(store, FileIO::new_with_fs(), format!("file://{}", absolute.display())))
     }
 
     /// A catalog of tables under `warehouse` (`s3://bucket/prefix`), through
     /// `client`; data files are written in `spool` and then uploaded.
-    pub fn s3(
-        store: Arc<Store>,
-        client: aws_sdk_s3::Client,
-        warehouse: &str,
-        spool: PathBuf,
-    ) -> Result<EmbeddedCatalog> {
+    pub fn s3(store: Arc<Store>, client: aws_sdk_s3::Client, warehouse: &str, spool: PathBuf) -> Result<TableCatalog> {
         let location = warehouse.trim_end_matches('/');
         super::s3::split_url(&format!("{location}/"))?;
         let factory = S3StorageFactory::new(client.clone());
-        Ok(EmbeddedCatalog {
-            store,
+        Ok(TableCatalog {
+            pointers: Pointers::Store(store),
             file_io: FileIOBuilder::new(Arc::new(factory)).build(),
             warehouse: location.to_owned(),
             remote: Some((S3Storage::new(client), spool)),
         })
+    }
+
+    /// The same tables, their pointers kept in `glue` instead of the store.
+    pub fn with_glue(self, glue: GlueCatalog) -> TableCatalog {
+        TableCatalog { pointers: Pointers::Glue(glue), ..self }
+    }
+
+    /// Which catalog keeps the pointers: `embedded` or `glue:DATABASE`.
+    pub fn kind(&self) -> String {
+        match &self.pointers {
+            Pointers::Store(_) => "embedded".to_owned(),
+            Pointers::Glue(glue) => format!("glue:{}", glue.database()),
+        }
+    }
+
+    /// Whether one commit can move several tables' pointers together
+    /// (the embedded catalog); Glue moves one table at a time.
+    pub(crate) fn commits_tables_together(&self) -> bool {
+        matches!(self.pointers, Pointers::Store(_))
     }
 
     /// Where data files are written before they are uploaded; `None` when
@@ -113,10 +176,6 @@ impl EmbeddedCatalog {
         }
     }
 
-    fn store_error(error: tributary_store::StoreError) -> Error {
-        Error::new(ErrorKind::Unexpected, format!("the catalog's store: {error}")).with_retryable(error.is_busy())
-    }
-
     fn table(&self, ident: TableIdent, metadata: TableMetadata, location: String) -> Result<Table> {
         Table::builder()
             .identifier(ident)
@@ -132,7 +191,7 @@ impl EmbeddedCatalog {
     /// last commit left beside the table, which is then adopted.
     async fn current_location(&self, ident: &TableIdent) -> Result<Option<String>> {
         Self::check_namespace(ident.namespace())?;
-        if let Some(location) = self.store.table_pointer(ident.name()).map_err(Self::store_error)? {
+        if let Some(location) = self.pointers.get(ident.name()).await? {
             return Ok(Some(location));
         }
         let hint = version_hint_path(&self.table_location(ident.name()));
@@ -147,9 +206,10 @@ impl EmbeddedCatalog {
         let name = if name.ends_with(".metadata.json") { name } else { format!("{name}.metadata.json") };
         let location = format!("{}/metadata/{name}", self.table_location(ident.name()));
         tracing_adopted(ident.name(), &location);
-        self.store.swap_table_pointer(ident.name(), None, &location).map_err(Self::store_error)?;
-        // Another start may have adopted (or committed) first: the store has the answer.
-        self.store.table_pointer(ident.name()).map_err(Self::store_error)
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        self.pointers.swap(ident.name(), None, &location, &metadata).await?;
+        // Another start may have adopted (or committed) first: the catalog has the answer.
+        self.pointers.get(ident.name()).await
     }
 
     /// Commits `commit` if no other commit swapped the pointer since the
@@ -194,8 +254,7 @@ impl EmbeddedCatalog {
     ) -> Result<Table> {
         metadata.write_to(&self.file_io, &location).await?;
         let location = location.to_string();
-        let swapped =
-            self.store.swap_table_pointer(ident.name(), Some(base_location), &location).map_err(Self::store_error)?;
+        let swapped = self.pointers.swap(ident.name(), Some(base_location), &location, &metadata).await?;
         if !swapped {
             // Never pointed at: nobody reads it.
             let _ = self.file_io.delete(&location).await;
@@ -243,11 +302,11 @@ fn tracing_adopted(name: &str, location: &str) {
 }
 
 fn unsupported(what: &str) -> Error {
-    Error::new(ErrorKind::FeatureUnsupported, format!("the embedded catalog does not {what}"))
+    Error::new(ErrorKind::FeatureUnsupported, format!("Tributary's catalog does not {what}"))
 }
 
 #[async_trait]
-impl Catalog for EmbeddedCatalog {
+impl Catalog for TableCatalog {
     async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
         Ok(if parent.is_none() { vec![NamespaceIdent::new(NAMESPACE.to_owned())] } else { Vec::new() })
     }
@@ -275,8 +334,8 @@ impl Catalog for EmbeddedCatalog {
 
     async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
         Self::check_namespace(namespace)?;
-        let pointers = self.store.table_pointers().map_err(Self::store_error)?;
-        Ok(pointers.into_iter().map(|(name, _)| TableIdent::new(namespace.clone(), name)).collect())
+        let names = self.pointers.names().await?;
+        Ok(names.into_iter().map(|name| TableIdent::new(namespace.clone(), name)).collect())
     }
 
     async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> Result<Table> {
@@ -288,7 +347,7 @@ impl Catalog for EmbeddedCatalog {
         let location = MetadataLocation::new_with_metadata(&table_location, &metadata);
         metadata.write_to(&self.file_io, &location).await?;
         let location = location.to_string();
-        if !self.store.swap_table_pointer(ident.name(), None, &location).map_err(Self::store_error)? {
+        if !self.pointers.swap(ident.name(), None, &location, &metadata).await? {
             let _ = self.file_io.delete(&location).await;
             return Err(Error::new(ErrorKind::TableAlreadyExists, format!("table {} exists", ident.name())));
         }
@@ -323,7 +382,7 @@ impl Catalog for EmbeddedCatalog {
     async fn register_table(&self, ident: &TableIdent, location: String) -> Result<Table> {
         Self::check_namespace(ident.namespace())?;
         let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
-        if !self.store.swap_table_pointer(ident.name(), None, &location).map_err(Self::store_error)? {
+        if !self.pointers.swap(ident.name(), None, &location, &metadata).await? {
             return Err(Error::new(ErrorKind::TableAlreadyExists, format!("table {} exists", ident.name())));
         }
         self.table(ident.clone(), metadata, location)
@@ -339,7 +398,7 @@ impl Catalog for EmbeddedCatalog {
 /// accepts it) and written, but no pointer moves until
 /// [`Staging::install`] swaps them all at once.
 pub(crate) struct Staging<'a> {
-    pub(crate) inner: &'a EmbeddedCatalog,
+    pub(crate) inner: &'a TableCatalog,
     /// The table whose updates `guard` checks.
     pub(crate) guarded: &'a str,
     pub(crate) guard: CommitGuard<'a>,
@@ -354,7 +413,7 @@ struct Staged {
 }
 
 impl<'a> Staging<'a> {
-    pub(crate) fn new(inner: &'a EmbeddedCatalog, guarded: &'a str, guard: CommitGuard<'a>) -> Staging<'a> {
+    pub(crate) fn new(inner: &'a TableCatalog, guarded: &'a str, guard: CommitGuard<'a>) -> Staging<'a> {
         Staging { inner, guarded, guard, staged: parking_lot::Mutex::new(Vec::new()) }
     }
 
@@ -362,14 +421,25 @@ impl<'a> Staging<'a> {
     /// written metadata files are deleted (nothing points at them).
     pub(crate) async fn install(self) -> Result<Vec<Table>> {
         let staged = self.staged.into_inner();
-        let swaps: Vec<(&str, &str, &str)> =
-            staged.iter().map(|s| (s.ident.name(), s.base_location.as_str(), s.location.as_str())).collect();
-        let swapped = self.inner.store.swap_table_pointers(&swaps).map_err(EmbeddedCatalog::store_error)?;
+        let swapped = match (&self.inner.pointers, staged.as_slice()) {
+            (pointers, [one]) => {
+                pointers.swap(one.ident.name(), Some(&one.base_location), &one.location, &one.metadata).await?
+            }
+            (Pointers::Store(store), several) => {
+                let swaps: Vec<(&str, &str, &str)> =
+                    several.iter().map(|s| (s.ident.name(), s.base_location.as_str(), s.location.as_str())).collect();
+                store.swap_table_pointers(&swaps).map_err(store_error)?
+            }
+            (Pointers::Glue(_), _) => {
+                return Err(Error::new(ErrorKind::FeatureUnsupported, "Glue commits one table at a time"));
+            }
+        };
         if !swapped {
             for table in &staged {
                 let _ = self.inner.file_io.delete(&table.location).await;
             }
-            return Err(Error::new(ErrorKind::CatalogCommitConflicts, "another commit moved a table first"));
+            return Err(Error::new(ErrorKind::CatalogCommitConflicts, "another commit moved a table first")
+                .with_retryable(true));
         }
         let mut tables = Vec::with_capacity(staged.len());
         for table in staged {

@@ -2,7 +2,10 @@
 //! commit that appends rows also moves the checkpoints they came from.
 //!
 //! `tributary.checkpoint.{scope}#{shard}` holds one shard's checkpoint (JSON);
-//! `tributary.max-event-micros.{scope}` the largest event time committed.
+//! `tributary.max-event-micros.{scope}` the largest event time committed;
+//! `tributary.undo.{scope}`, on a rejected table committed ahead of its rows
+//! table (a catalog that moves one table at a time), the snapshot that was
+//! current before, to return to if the rows table never follows.
 //! Scopes and shard ids never contain `#` (source, stream and shard names do not allow it).
 
 use std::collections::HashMap;
@@ -12,6 +15,9 @@ use tributary_reader::{RecordPosition, SequenceNumber, ShardCheckpoint};
 
 const CHECKPOINT_PREFIX: &str = "tributary.checkpoint.";
 const MAX_EVENT_PREFIX: &str = "tributary.max-event-micros.";
+const UNDO_PREFIX: &str = "tributary.undo.";
+/// The undo value of a table that had no snapshot.
+const NO_SNAPSHOT: &str = "none";
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -39,6 +45,24 @@ pub(crate) fn checkpoint_key(scope: &str, shard_id: &str) -> String {
 /// The property holding `scope`'s largest committed event time.
 pub(crate) fn max_event_key(scope: &str) -> String {
     format!("{MAX_EVENT_PREFIX}{scope}")
+}
+
+/// The property holding what undoes `scope`'s last commit to a table committed ahead.
+pub(crate) fn undo_key(scope: &str) -> String {
+    format!("{UNDO_PREFIX}{scope}")
+}
+
+/// The snapshot to return to (`None`: the table had none), as a property value.
+pub(crate) fn encode_undo(snapshot_id: Option<i64>) -> String {
+    snapshot_id.map_or_else(|| NO_SNAPSHOT.to_owned(), |id| id.to_string())
+}
+
+/// An undo property value; `Err` for a value this code did not write.
+pub(crate) fn decode_undo(value: &str) -> Result<Option<i64>, String> {
+    if value == NO_SNAPSHOT {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| format!("{value:?} is not a snapshot id"))
 }
 
 /// A checkpoint as a property value.

@@ -7,7 +7,7 @@ use futures_util::TryStreamExt;
 use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 
-use super::{EmbeddedCatalog, NAMESPACE, TableError};
+use super::{NAMESPACE, TableCatalog, TableError};
 
 /// One table as status and `tributary tables` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ async fn current_files(table: &Table) -> Result<Vec<(String, u64)>, TableError> 
 }
 
 /// The summary of table `name`, if the catalog has it.
-pub async fn summary(catalog: &EmbeddedCatalog, name: &str) -> Result<Option<TableSummary>, TableError> {
+pub async fn summary(catalog: &TableCatalog, name: &str) -> Result<Option<TableSummary>, TableError> {
     let ident = ident(name);
     if !catalog.table_exists(&ident).await? {
         return Ok(None);
@@ -65,7 +65,7 @@ pub async fn summary(catalog: &EmbeddedCatalog, name: &str) -> Result<Option<Tab
 }
 
 /// Every table of the catalog, summarised.
-pub async fn summaries(catalog: &EmbeddedCatalog) -> Result<Vec<TableSummary>, TableError> {
+pub async fn summaries(catalog: &TableCatalog) -> Result<Vec<TableSummary>, TableError> {
     let mut found = Vec::new();
     for ident in catalog.list_tables(&NamespaceIdent::new(NAMESPACE.to_owned())).await? {
         if let Some(summary) = summary(catalog, ident.name()).await? {
@@ -78,7 +78,7 @@ pub async fn summaries(catalog: &EmbeddedCatalog) -> Result<Vec<TableSummary>, T
 /// Up to `limit` rows of table `name`'s current snapshot (files in path
 /// order), and how many rows it has in all; `None` without such a table.
 pub async fn current_rows(
-    catalog: &EmbeddedCatalog,
+    catalog: &TableCatalog,
     name: &str,
     limit: usize,
 ) -> Result<Option<(u64, Vec<RecordBatch>)>, TableError> {

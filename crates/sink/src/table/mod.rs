@@ -10,6 +10,8 @@
 
 mod catalog;
 mod checkpoints;
+mod follow;
+mod glue;
 mod inspect;
 mod maintenance;
 mod rejected;
@@ -29,12 +31,16 @@ use iceberg::spec::{DataFile, SchemaRef, TableMetadata, Transform, UnboundPartit
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+
+use catalog::CommitGuard;
 use parking_lot::Mutex;
 use parquet::schema::types::ColumnPath;
 use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_store::ManifestFile;
 
-pub use catalog::{EmbeddedCatalog, NAMESPACE};
+pub use catalog::{NAMESPACE, TableCatalog};
+pub use follow::Followed;
+pub use glue::GlueCatalog;
 pub use inspect::{TableSummary, current_rows, summaries, summary};
 pub use maintenance::{Maintained, Maintenance};
 pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
@@ -95,7 +101,7 @@ pub struct TableCheckpoints {
 /// Writes one dataset's table.
 #[derive(Debug)]
 pub struct TableWriter {
-    catalog: EmbeddedCatalog,
+    catalog: TableCatalog,
     ident: TableIdent,
     timestamp_column: String,
     /// The table's schema (field ids included) for the rows this writer gets.
@@ -118,7 +124,7 @@ impl TableWriter {
     /// Opens the table of `dataset` (creating it, partitioned by
     /// `day(timestamp_column)`, or evolving its schema to `rows`).
     pub async fn open(
-        catalog: EmbeddedCatalog,
+        catalog: TableCatalog,
         dataset: &str,
         timestamp_column: &str,
         rows: &ArrowSchema,
@@ -178,7 +184,7 @@ impl TableWriter {
     /// written to the table of `dataset` (if it exists): a new version of a
     /// source is refused at commit rather than failing once running.
     pub async fn check_schema(
-        catalog: &EmbeddedCatalog,
+        catalog: &TableCatalog,
         dataset: &str,
         timestamp_column: &str,
         rows: &ArrowSchema,
@@ -359,8 +365,43 @@ impl TableWriter {
         properties: &HashMap<String, String>,
         scope: &str,
         max_event_micros: Option<i64>,
-        guard: &(dyn Fn(&TableMetadata) -> iceberg::Result<()> + Sync),
+        guard: CommitGuard<'_>,
         also: Option<(&TableWriter, Vec<DataFile>)>,
+    ) -> Result<Table, TableError> {
+        let Some((rejected, rejected_files)) = also else {
+            return self.commit_attempts(files, properties, scope, max_event_micros, guard, Pairing::Single).await;
+        };
+        // The rejected table carries the batch's checkpoints too, so that it can
+        // be checked (and, below, undone) on its own.
+        if self.catalog.commits_tables_together() {
+            let also = Also { table: rejected, files: rejected_files, properties };
+            return self
+                .commit_attempts(files, properties, scope, max_event_micros, guard, Pairing::Together(also))
+                .await;
+        }
+        // A catalog that moves one table at a time: the rejected table first,
+        // naming the snapshot to return to; start-up undoes it (`follow`) if
+        // the rows table, which is the truth, never followed.
+        rejected.commit_attempts(rejected_files, properties, scope, None, guard, Pairing::Ahead).await.map_err(
+            |error| match error {
+                TableError::Iceberg(message) => TableError::Iceberg(format!("the rejected table: {message}")),
+                other => other,
+            },
+        )?;
+        crate::failpoint("between-table-commits");
+        self.commit_attempts(files, properties, scope, max_event_micros, guard, Pairing::Single).await
+    }
+
+    /// The optimistic commit: applied to the tables as they are now, guarded,
+    /// and tried again when another commit moved a table first.
+    async fn commit_attempts(
+        &self,
+        files: Vec<DataFile>,
+        properties: &HashMap<String, String>,
+        scope: &str,
+        max_event_micros: Option<i64>,
+        guard: CommitGuard<'_>,
+        pairing: Pairing<'_>,
     ) -> Result<Table, TableError> {
         let conflict = |error: iceberg::Error| match error.kind() {
             ErrorKind::PreconditionFailed => {
@@ -369,6 +410,7 @@ impl TableWriter {
             }
             _ => error.into(),
         };
+        let undo = checkpoints::undo_key(scope);
         let mut attempt = 0;
         loop {
             // Each attempt starts from the tables as they are now, and the guard checks again.
@@ -380,22 +422,19 @@ impl TableWriter {
                 let max_event = stored.map_or(max_event, |stored| stored.max(max_event));
                 properties.insert(checkpoints::max_event_key(scope), max_event.to_string());
             }
-            let mut transaction = Transaction::new(&table);
-            if !files.is_empty() {
-                // Our file names are unique; checking for duplicates would read every manifest on each commit.
-                let append = transaction.fast_append().with_check_duplicate(false).add_data_files(files.clone());
-                transaction = append.apply(transaction)?;
+            let mut removals = Vec::new();
+            if matches!(pairing, Pairing::Ahead) {
+                properties.insert(undo.clone(), checkpoints::encode_undo(table.metadata().current_snapshot_id()));
+            } else if table.metadata().properties().contains_key(&undo) {
+                removals.push(undo.clone());
             }
-            let mut update = transaction.update_table_properties();
-            for (key, value) in properties {
-                update = update.set(key, value);
-            }
-            update.apply(transaction)?.commit(&staging).await.map_err(conflict)?;
-            if let Some((other, files)) = also.as_ref().filter(|(_, files)| !files.is_empty()) {
-                let other_table = other.load().await?;
-                let transaction = Transaction::new(&other_table);
-                let append = transaction.fast_append().with_check_duplicate(false).add_data_files(files.clone());
-                append.apply(transaction)?.commit(&staging).await?;
+            transact(&table, files.clone(), properties, removals)?.commit(&staging).await.map_err(conflict)?;
+            if let Pairing::Together(also) = &pairing {
+                let other = also.table.load().await?;
+                let removals = other.metadata().properties().contains_key(&undo).then(|| undo.clone());
+                let transaction =
+                    transact(&other, also.files.clone(), also.properties.clone(), removals.into_iter().collect())?;
+                transaction.commit(&staging).await?;
             }
             match staging.install().await {
                 Ok(mut tables) => return Ok(tables.swap_remove(0)),
@@ -406,6 +445,46 @@ impl TableWriter {
             }
         }
     }
+}
+
+/// What a commit's table has to do with another table's commit.
+enum Pairing<'a> {
+    /// Nothing.
+    Single,
+    /// Both move in one catalog commit.
+    Together(Also<'a>),
+    /// The other table's commit follows this one; this one names the snapshot to return to.
+    Ahead,
+}
+
+/// A second table one commit appends to, with `properties` set on it.
+struct Also<'a> {
+    table: &'a TableWriter,
+    files: Vec<DataFile>,
+    properties: &'a HashMap<String, String>,
+}
+
+/// A transaction appending `files` (if any), setting `properties` and removing `removals`.
+fn transact(
+    table: &Table,
+    files: Vec<DataFile>,
+    properties: HashMap<String, String>,
+    removals: Vec<String>,
+) -> iceberg::Result<Transaction> {
+    let mut transaction = Transaction::new(table);
+    if !files.is_empty() {
+        // Our file names are unique; checking for duplicates would read every manifest on each commit.
+        let append = transaction.fast_append().with_check_duplicate(false).add_data_files(files);
+        transaction = append.apply(transaction)?;
+    }
+    let mut update = transaction.update_table_properties();
+    for (key, value) in properties {
+        update = update.set(key, value);
+    }
+    for key in removals {
+        update = update.remove(key);
+    }
+    update.apply(transaction)
 }
 
 /// Times a commit is tried again after another commit moved a table first.
