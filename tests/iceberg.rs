@@ -389,6 +389,35 @@ fn with_glue_a_crash_between_the_rejected_and_the_rows_commit_is_undone_and_repe
 }
 
 #[test]
+fn serve_refuses_glue_without_an_s3_warehouse_or_when_glue_cannot_be_reached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data").display().to_string();
+    let serve = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["serve", "--data-dir", &data_dir, "--listen", "127.0.0.1:0", "--catalog", "glue"];
+        args.extend(extra);
+        let output = tributary(&args, env);
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, said) = serve(&[], &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("--catalog glue needs an s3:// --warehouse"), "{said}");
+
+    // Nothing answers at Glue's endpoint: a clear error naming the call, and no secret in it.
+    let secret = "glue-test-secret-key-never-printed";
+    let env = [
+        ("AWS_ENDPOINT_URL_GLUE", "http://127.0.0.1:1"),
+        ("AWS_ACCESS_KEY_ID", "test-access-key"),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let (code, said) = serve(&["--warehouse", "s3://nowhere/tables", "--glue-database", "unreachable"], &env);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("--catalog glue, database unreachable") && said.contains("CreateDatabase"), "{said}");
+    assert!(!said.contains(secret), "{said}");
+}
+
+#[test]
 fn an_added_optional_field_evolves_the_table_and_a_changed_type_is_refused() {
     let Some(emulators) = Emulators::from_env() else { return };
     let rt = runtime();
