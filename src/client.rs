@@ -328,6 +328,9 @@ pub(crate) fn tables(args: TablesArgs) -> ExitCode {
         Some(_) => vec![body.clone()],
         None => body.get("tables").and_then(Value::as_array).cloned().unwrap_or_default(),
     };
+    if let (Some(catalog), Some(warehouse)) = (body["catalog"].as_str(), body["warehouse"].as_str()) {
+        println!("catalog {}, warehouse {}", terminal_safe(catalog), terminal_safe(warehouse));
+    }
     println!("{:<24} {:>20} {:>10} {:>7}  LOCATION", "TABLE", "SNAPSHOT", "ROWS", "FILES");
     for table in &tables {
         println!(

@@ -297,8 +297,11 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, shared: Option<&Shared
     eprintln!("TABLE ROWS {:?} vs {valid}", status["table"]["rows"]);
     assert!(status["table"]["snapshots"].as_u64() <= Some(8), "old snapshots expire: {status:#}");
     assert!(status["table"]["snapshot_id"].as_i64().is_some() && status["table"]["files"].as_u64() > Some(0));
+    let catalog = shared.map_or_else(|| "embedded".to_owned(), |shared| format!("glue:{}", shared.glue_database));
+    assert_eq!(status["table"]["catalog"], Value::from(catalog.as_str()), "{status:#}");
     let listed = tributary(&["tables", "--server", &server.url()], &[]);
     let listed = stdout(&listed);
+    assert!(listed.starts_with(&format!("catalog {catalog}, warehouse ")), "{listed}");
     assert!(listed.lines().any(|line| line.starts_with("icy_rows") && line.contains(&valid.to_string())), "{listed}");
     let shown = stdout(&tributary(&["tables", "icy_rows", "--rows", "3", "--server", &server.url()], &[]));
     let sample: Vec<&str> = shown.lines().filter(|line| line.starts_with("  {")).collect();

@@ -14,10 +14,12 @@ use crate::errors::ApiError;
 /// Rows a single answer may carry.
 const MAX_ROWS: usize = 1000;
 
-pub(crate) fn summary_json(summary: &TableSummary) -> Value {
+/// A table's summary; `catalog` says which catalog records it (`embedded`, `glue:DATABASE`).
+pub(crate) fn summary_json(summary: &TableSummary, catalog: &str) -> Value {
     json!({
         "name": summary.name,
         "format": "iceberg",
+        "catalog": catalog,
         "location": summary.location,
         "metadata_location": summary.metadata_location,
         "snapshot_id": summary.snapshot_id,
@@ -32,7 +34,7 @@ pub(crate) fn summary_json(summary: &TableSummary) -> Value {
 /// `Null` when it has none yet, an `error` object when it cannot be read.
 pub(crate) async fn table_status(state: &AppState, name: &str) -> Value {
     match table::summary(state.supervisor.catalog(), name).await {
-        Ok(Some(summary)) => summary_json(&summary),
+        Ok(Some(summary)) => summary_json(&summary, &state.supervisor.catalog().kind()),
         Ok(None) => Value::Null,
         Err(error) => json!({ "name": name, "error": error.to_string() }),
     }
@@ -40,10 +42,11 @@ pub(crate) async fn table_status(state: &AppState, name: &str) -> Value {
 
 pub(crate) async fn list_tables(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let summaries = table::summaries(state.supervisor.catalog()).await.map_err(ApiError::internal)?;
+    let kind = state.supervisor.catalog().kind();
     Ok(Json(json!({
         "warehouse": state.supervisor.catalog().warehouse(),
-        "catalog": state.supervisor.catalog().kind(),
-        "tables": summaries.iter().map(summary_json).collect::<Vec<_>>(),
+        "catalog": kind,
+        "tables": summaries.iter().map(|summary| summary_json(summary, &kind)).collect::<Vec<_>>(),
     })))
 }
 
@@ -60,7 +63,7 @@ pub(crate) async fn show_table(
     let catalog = state.supervisor.catalog();
     let not_found = || ApiError::not_found(format!("no table named `{name}`"));
     let summary = table::summary(catalog, &name).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let mut body = summary_json(&summary);
+    let mut body = summary_json(&summary, &catalog.kind());
     let wanted = params.rows.unwrap_or(0).min(MAX_ROWS);
     if wanted > 0 {
         let (_, batches) =
