@@ -275,6 +275,34 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
     assert!(reason == "AccessDeniedException" || reason == "HTTP 403", "{status:#}");
     assert_retried_in_minutes(&status);
     assert!(server.stop(), "a clean stop");
+
+    // `serve --catalog glue` on least privilege: a principal that may use an existing
+    // Glue database but not create one starts; with a missing database it exits 1
+    // naming the refused call.
+    let (tables_key, tables_secret) = (text("/tables_user/access_key_id"), text("/tables_user/secret_access_key"));
+    let glue_env = [
+        ("AWS_ENDPOINT_URL_GLUE", emulators.moto_auth.as_str()),
+        ("AWS_ENDPOINT_URL_S3", emulators.moto_auth.as_str()),
+        ("AWS_ACCESS_KEY_ID", tables_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", tables_secret.as_str()),
+    ];
+    let database = text("/glue_database");
+    let glue_flags = ["--warehouse", "s3://least-privilege/tables", "--catalog", "glue", "--glue-database"];
+    let mut flags = glue_flags.to_vec();
+    flags.push(&database);
+    let server = ServerProcess::start_with_env(&dir.path().join("glue-data"), &flags, &glue_env);
+    let tables = server.get("/api/v1/tables");
+    assert_eq!(tables["catalog"], serde_json::Value::from(format!("glue:{database}")), "{tables:#}");
+    assert!(server.stop(), "a clean stop");
+    let glue_data = dir.path().join("glue-data-missing").display().to_string();
+    let mut args = vec!["serve", "--data-dir", &glue_data, "--listen", "127.0.0.1:0"];
+    args.extend(glue_flags);
+    args.push("never_created");
+    let output = tributary(&args, &glue_env);
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("Glue CreateDatabase never_created") && err.contains("AccessDenied"), "{err}");
+    assert!(!err.contains(&tables_secret), "the secret key leaked: {err}");
 }
 
 /// Puts records with ids 0..count (enforcement off) and returns how many.

@@ -84,6 +84,15 @@ pub struct ClientFactory {
     settings: AwsSettings,
 }
 
+/// Timeouts for a service client whose calls outlast the commit checks' seconds.
+fn service_timeouts(attempt: Duration, operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
+}
+
 impl ClientFactory {
     /// Loads the standard chain with `settings` layered on top. Each HTTP
     /// attempt is bounded by `timeout`, so an unreachable endpoint fails
@@ -196,11 +205,7 @@ impl ClientFactory {
     /// emulators have no per-bucket host names). Its calls may take minutes
     /// (uploads), not the seconds the commit checks allow.
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(120))
-            .operation_timeout(Duration::from_secs(600))
-            .build();
+        let timeouts = service_timeouts(Duration::from_secs(120), Duration::from_secs(600));
         let overridden = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || self.settings.endpoint_url.is_some();
         let config =
             aws_sdk_s3::config::Builder::from(&self.base).timeout_config(timeouts).force_path_style(overridden);
@@ -211,11 +216,7 @@ impl ClientFactory {
     /// the settings' endpoint for emulators), for the tables' shared catalog.
     /// A catalog call is small: each attempt gets 30 s, not the commit checks' seconds.
     pub fn glue(&self) -> aws_sdk_glue::Client {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .operation_timeout(Duration::from_secs(120))
-            .build();
+        let timeouts = service_timeouts(Duration::from_secs(30), Duration::from_secs(120));
         aws_sdk_glue::Client::from_conf(
             aws_sdk_glue::config::Builder::from(&self.base).timeout_config(timeouts).build(),
         )

@@ -61,7 +61,16 @@ impl GlueCatalog {
     }
 
     /// Creates the database (its default location `location`) if it is missing.
+    /// It is looked up first, so a principal allowed only to use an existing
+    /// database (no `glue:CreateDatabase`) can start.
     pub async fn ensure_database(&self, location: &str) -> Result<()> {
+        let found =
+            self.client.get_database().set_catalog_id(self.catalog_id.clone()).name(&self.database).send().await;
+        match found {
+            Ok(_) => return Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_entity_not_found_exception()) => {}
+            Err(error) => return Err(glue_error("GetDatabase", &self.database, error)),
+        }
         let input = DatabaseInput::builder()
             .name(&self.database)
             .description("Datasets ingested by Tributary")
@@ -70,6 +79,7 @@ impl GlueCatalog {
             .map_err(|error| Error::new(ErrorKind::DataInvalid, format!("Glue database input: {error}")))?;
         match self.client.create_database().set_catalog_id(self.catalog_id.clone()).database_input(input).send().await {
             Ok(_) => Ok(()),
+            // Created by another start in between.
             Err(error) if error.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => Ok(()),
             Err(error) => Err(glue_error("CreateDatabase", &self.database, error)),
         }
