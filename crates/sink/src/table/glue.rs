@@ -103,7 +103,7 @@ impl GlueCatalog {
         };
         let Some(table) = output.table() else { return Ok(None) };
         let parameters = table.parameters();
-        if !parameters.and_then(|p| p.get(TABLE_TYPE)).is_some_and(|kind| kind.eq_ignore_ascii_case(ICEBERG)) {
+        if !is_iceberg(table) {
             return Err(Error::new(
                 ErrorKind::DataInvalid,
                 format!("Glue table {}.{name} exists and is not an Iceberg table", self.database),
@@ -190,11 +190,7 @@ impl GlueCatalog {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| glue_error("GetTables", &self.database, error))?;
             for table in page.table_list() {
-                let iceberg = table
-                    .parameters()
-                    .and_then(|p| p.get(TABLE_TYPE))
-                    .is_some_and(|kind| kind.eq_ignore_ascii_case(ICEBERG));
-                if iceberg {
+                if is_iceberg(table) {
                     names.push(table.name().to_owned());
                 }
             }
@@ -202,6 +198,11 @@ impl GlueCatalog {
         names.sort();
         Ok(names)
     }
+}
+
+/// Whether a Glue table is an Iceberg table (`table_type`, in any case, as Glue's readers accept).
+fn is_iceberg(table: &aws_sdk_glue::types::Table) -> bool {
+    table.parameters().and_then(|p| p.get(TABLE_TYPE)).is_some_and(|kind| kind.eq_ignore_ascii_case(ICEBERG))
 }
 
 /// The Glue table for `metadata` at `location`: Iceberg's parameters, and

@@ -368,41 +368,38 @@ impl TableWriter {
         guard: CommitGuard<'_>,
         also: Option<(&TableWriter, Vec<DataFile>)>,
     ) -> Result<Table, TableError> {
+        let batch = Batch { properties, scope, guard };
         let Some((rejected, rejected_files)) = also else {
-            return self.commit_attempts(files, properties, scope, max_event_micros, guard, Pairing::Single).await;
+            return self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await;
         };
         // The rejected table carries the batch's checkpoints too, so that it can
         // be checked (and, below, undone) on its own.
         if self.catalog.commits_tables_together() {
-            let also = Also { table: rejected, files: rejected_files, properties };
-            return self
-                .commit_attempts(files, properties, scope, max_event_micros, guard, Pairing::Together(also))
-                .await;
+            let also = Also { table: rejected, files: rejected_files };
+            return self.commit_attempts(files, max_event_micros, &batch, Pairing::Together(also)).await;
         }
         // A catalog that moves one table at a time: the rejected table first,
         // naming the snapshot to return to; start-up undoes it (`follow`) if
         // the rows table, which is the truth, never followed.
-        rejected.commit_attempts(rejected_files, properties, scope, None, guard, Pairing::Ahead).await.map_err(
-            |error| match error {
-                TableError::Iceberg(message) => TableError::Iceberg(format!("the rejected table: {message}")),
-                other => other,
-            },
-        )?;
+        rejected.commit_attempts(rejected_files, None, &batch, Pairing::Ahead).await.map_err(|error| match error {
+            TableError::Iceberg(message) => TableError::Iceberg(format!("the rejected table: {message}")),
+            other => other,
+        })?;
         crate::failpoint("between-table-commits");
-        self.commit_attempts(files, properties, scope, max_event_micros, guard, Pairing::Single).await
+        self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await
     }
 
-    /// The optimistic commit: applied to the tables as they are now, guarded,
-    /// and tried again when another commit moved a table first.
+    /// The optimistic commit of `files` (and this table's largest event time)
+    /// with `batch`: applied to the tables as they are now, guarded, and tried
+    /// again when another commit moved a table first.
     async fn commit_attempts(
         &self,
         files: Vec<DataFile>,
-        properties: &HashMap<String, String>,
-        scope: &str,
         max_event_micros: Option<i64>,
-        guard: CommitGuard<'_>,
+        batch: &Batch<'_>,
         pairing: Pairing<'_>,
     ) -> Result<Table, TableError> {
+        let Batch { scope, guard, .. } = *batch;
         let conflict = |error: iceberg::Error| match error.kind() {
             ErrorKind::PreconditionFailed => {
                 let shard_id = error.message().strip_prefix(CONFLICT).unwrap_or_default().to_owned();
@@ -416,7 +413,7 @@ impl TableWriter {
             // Each attempt starts from the tables as they are now, and the guard checks again.
             let staging = catalog::Staging::new(&self.catalog, self.ident.name(), guard);
             let table = self.load().await?;
-            let mut properties = properties.clone();
+            let mut properties = batch.properties.clone();
             if let Some(max_event) = max_event_micros {
                 let stored = checkpoints::max_event_in(table.metadata().properties(), scope);
                 let max_event = stored.map_or(max_event, |stored| stored.max(max_event));
@@ -433,7 +430,7 @@ impl TableWriter {
                 let other = also.table.load().await?;
                 let removals = other.metadata().properties().contains_key(&undo).then(|| undo.clone());
                 let transaction =
-                    transact(&other, also.files.clone(), also.properties.clone(), removals.into_iter().collect())?;
+                    transact(&other, also.files.clone(), batch.properties.clone(), removals.into_iter().collect())?;
                 transaction.commit(&staging).await?;
             }
             match staging.install().await {
@@ -457,11 +454,20 @@ enum Pairing<'a> {
     Ahead,
 }
 
-/// A second table one commit appends to, with `properties` set on it.
+/// What every table a batch moves is committed with.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    /// The checkpoint properties the batch sets.
+    properties: &'a HashMap<String, String>,
+    scope: &'a str,
+    /// Checks each table's checkpoints are where the batch began.
+    guard: CommitGuard<'a>,
+}
+
+/// A second table one commit appends to (the batch's properties set on it too).
 struct Also<'a> {
     table: &'a TableWriter,
     files: Vec<DataFile>,
-    properties: &'a HashMap<String, String>,
 }
 
 /// A transaction appending `files` (if any), setting `properties` and removing `removals`.
