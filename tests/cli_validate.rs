@@ -154,3 +154,23 @@ fn a_secret_may_name_only_prefixed_variables() {
     let output = tributary(&["validate", path, "--secret-env-prefix", ""], &[]);
     assert_eq!(output.status.code(), Some(2), "an empty prefix would allow everything");
 }
+
+/// The review's crash: `tributary validate` of a `where` with 100,000 `OR`
+/// terms aborted with a stack overflow; a type string nested 100,000 deep did too.
+#[test]
+fn an_expression_or_type_past_the_bounds_is_refused_with_its_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let terms: Vec<String> = (0..100_000).map(|i| format!("order_id = {i}")).collect();
+    let deep_type = format!("{}int64{}", "list<".repeat(100_000), ">".repeat(100_000));
+    let definition = format!(
+        "sources:\n  - name: wide\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/s\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: wide\n      fields:\n        - {{name: order_id, type: int64}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n    where: \"{}\"\n  - name: deep\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/s\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: deep\n      fields:\n        - {{name: tags, type: \"{deep_type}\"}}\n        - {{name: ts, type: timestamp}}\n      timestamp: ts\n",
+        terms.join(" OR ")
+    );
+    let path = dir.path().join("huge.yaml");
+    std::fs::write(&path, definition).expect("write");
+    let output = tributary(&["validate", path.to_str().expect("utf-8")], &[]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(out.lines().any(|line| line.starts_with("TOO_COMPLEX wide.where: ")), "{out}");
+    assert!(out.lines().any(|line| line.starts_with("TOO_COMPLEX deep.dataset.fields[0].type: ")), "{out}");
+}

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use tributary_sink::table::{
-    Followed, REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, rejected_schema, rejected_table_name,
+    Followed, REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, checkpoints_of, rejected_schema,
+    rejected_table_name,
 };
 use tributary_source::{Cdc, Source};
 
@@ -104,6 +105,39 @@ pub(crate) async fn open_table(
     Ok((Arc::new(table), Arc::new(rejected)))
 }
 
+/// At start-up of a source that now writes Parquet files: a batch the last
+/// run prepared for the dataset's Iceberg table is settled against that
+/// table as [`open_table`] would, so switching outputs loses nothing: kept
+/// if the table holds it, otherwise taken back, and the store's checkpoints
+/// and event time become the table's (the truth of what that run committed).
+pub(crate) async fn settle_for_files(context: &WorkerContext, dataset: &str, scope: &str) -> Result<(), WorkerError> {
+    let store = Arc::clone(&context.store);
+    let owned_scope = scope.to_owned();
+    let prepared = blocking(move || Ok(store.has_prepared_batch(&owned_scope).map_err(|e| e.to_string())?)).await?;
+    if !prepared {
+        return Ok(());
+    }
+    let in_table = checkpoints_of(&context.catalog, dataset, scope)
+        .await
+        .map_err(|error| WorkerError::Transient(format!("reading the dataset's earlier table: {error}")))?
+        .unwrap_or_default();
+    let store = Arc::clone(&context.store);
+    let owned_scope = scope.to_owned();
+    let landed = blocking(move || {
+        let landed = store.checkpoints(&owned_scope).map_err(|e| e.to_string())? == in_table.shards;
+        store.settle_prepared(&owned_scope, landed).map_err(|e| e.to_string())?;
+        if !landed {
+            store
+                .restore_checkpoints(&owned_scope, &in_table.shards, in_table.max_event_micros)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(landed)
+    })
+    .await?;
+    tracing::info!(scope, landed, "settled the batch the last run left for the dataset's table");
+    Ok(())
+}
+
 /// A cdc source's keys identify its table's rows (Iceberg's identifier fields).
 pub(crate) fn identifier_fields(source: &Source) -> Vec<String> {
     match source.cdc {
@@ -144,5 +178,95 @@ impl Worker<'_> {
                 Err(error) => tracing::warn!(table = %table.location(), %error, "maintaining the table failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use tributary_reader::{SequenceNumber, ShardAdvance, ShardCheckpoint};
+    use tributary_sink::table::TableCatalog;
+    use tributary_source::{AwsSettings, ClientFactory};
+    use tributary_store::{BatchCommit, ErrorRetention, ManifestFile, ShardCounts, Store};
+
+    use super::*;
+    use crate::worker::WorkerSettings;
+
+    const SCOPE: &str = "orders@arn:aws:kinesis:us-east-1:000000000000:stream/orders";
+    const MAX_EVENT: i64 = 1_717_243_200_000_000;
+
+    async fn context(dir: &std::path::Path) -> WorkerContext {
+        let store = Arc::new(Store::open_in_memory().expect("store"));
+        let catalog = TableCatalog::local(Arc::clone(&store), &dir.join("warehouse")).expect("warehouse");
+        let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
+        WorkerContext { store, data_dir: dir.to_owned(), aws, settings: WorkerSettings::default(), catalog }
+    }
+
+    /// The first run wrote to a table: it created it, then a batch was prepared in the store.
+    async fn prepare_a_table_batch(context: &WorkerContext) -> (TableWriter, [ShardAdvance; 1]) {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        ]);
+        let table = TableWriter::open(context.catalog.clone(), "orders", "ts", &schema, &[]).await.expect("table");
+        let to = ShardCheckpoint::after(SequenceNumber::new("300").expect("digits"));
+        let advances = [ShardAdvance { shard_id: "shard-0".into(), from: ShardCheckpoint::default(), to }];
+        let files =
+            [ManifestFile { dataset: "orders".into(), path: "file:///w/orders/a.parquet".into(), rows: 300, bytes: 9 }];
+        let counts = [ShardCounts { shard_id: "shard-0".into(), rows: 300, ..ShardCounts::default() }];
+        let batch = BatchCommit {
+            source: "orders",
+            version: 1,
+            scope: SCOPE,
+            files: &files,
+            advances: &advances,
+            rejected: &[],
+            counts: &counts,
+            retention: ErrorRetention::default(),
+            max_event_micros: Some(MAX_EVENT),
+        };
+        context.store.prepare_batch(&batch, chrono::Utc::now()).expect("prepare");
+        (table, advances)
+    }
+
+    /// The review's loss: the upload failed after the store's prepare, then the
+    /// source was committed with `format: parquet`; the Parquet start-up never
+    /// settled the batch, resumed after it, and status counted its 300 rows.
+    #[tokio::test]
+    async fn a_batch_prepared_for_a_table_is_taken_back_when_the_source_now_writes_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let context = context(dir.path()).await;
+        prepare_a_table_batch(&context).await;
+        let store = &context.store;
+        assert_eq!(store.dataset_totals("orders").expect("totals"), (0, 0), "status counts only committed rows");
+
+        settle_for_files(&context, "orders", SCOPE).await.expect("settle");
+        assert!(!store.has_prepared_batch(SCOPE).expect("read"), "settled");
+        assert!(store.checkpoints(SCOPE).expect("read").is_empty(), "reading starts again where the table was");
+        assert_eq!(store.max_event_time(SCOPE).expect("read"), None);
+        assert_eq!(store.dataset_totals("orders").expect("totals"), (0, 0));
+        assert!(store.shard_counts("orders").expect("counts").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_table_commit_landed_is_kept_when_the_source_now_writes_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let context = context(dir.path()).await;
+        let (table, advances) = prepare_a_table_batch(&context).await;
+        // The table commit landed (then the process stopped before settling).
+        let landed = TableCheckpoints {
+            shards: [("shard-0".to_owned(), advances[0].to.clone())].into_iter().collect(),
+            max_event_micros: Some(MAX_EVENT),
+        };
+        table.seed_checkpoints(SCOPE, &landed).await.expect("commit");
+
+        settle_for_files(&context, "orders", SCOPE).await.expect("settle");
+        let store = &context.store;
+        assert!(!store.has_prepared_batch(SCOPE).expect("read"));
+        assert_eq!(store.checkpoints(SCOPE).expect("read"), landed.shards, "reading goes on after the batch");
+        assert_eq!(store.max_event_time(SCOPE).expect("read"), Some(MAX_EVENT));
+        assert_eq!(store.shard_counts("orders").expect("counts")[0].rows, 300);
     }
 }

@@ -61,6 +61,10 @@ pub(crate) async fn show_table(
     Query(params): Query<ShowParams>,
 ) -> Result<Json<Value>, ApiError> {
     let catalog = state.supervisor.catalog();
+    // A name from the URL becomes a path under the warehouse only if it is a table's (`..%2F` is not).
+    if !table::is_table_name(&name) {
+        return Err(ApiError::not_found(format!("no table named `{}`", name.escape_debug())));
+    }
     let not_found = || ApiError::not_found(format!("no table named `{name}`"));
     let summary = table::summary(catalog, &name).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
     let mut body = summary_json(&summary, &catalog.kind());

@@ -28,7 +28,7 @@ use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVer
 use crate::failure::WorkerError;
 use crate::finish::FinishWatch;
 use crate::status::{Committed, WorkerStatus};
-use crate::table_output::{open_table, table_commit_error};
+use crate::table_output::{open_table, settle_for_files, table_commit_error};
 
 /// When a worker writes what it has decoded: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +245,10 @@ pub(crate) async fn run(
     let scope = checkpoint_scope(&source.name, &stream_arn);
     let schema = decoder.lock().schema();
     let output = match source.dataset.format {
-        DatasetFormat::Parquet => Output::Files(recover_files(context, source).await?),
+        DatasetFormat::Parquet => {
+            settle_for_files(context, &source.dataset.name, &scope).await?;
+            Output::Files(recover_files(context, source).await?)
+        }
         DatasetFormat::Iceberg => {
             let (rows, rejected) = open_table(context, source, &schema, &scope).await?;
             Output::Table { rows, rejected }

@@ -524,3 +524,55 @@ async fn a_definition_silent_on_storage_gets_a_table_unless_its_source_already_w
     assert_eq!(stored_format("legacy"), json!("DATASET_FORMAT_ICEBERG"));
     state.supervisor.stop_all().await;
 }
+
+/// The review's crash: a dry run of a `where` with 100,000 `OR` terms (1.6 MB,
+/// under the body limit) overflowed the stack and took the server down. Now it
+/// is a coded refusal, and so is a type nested past the bound.
+#[tokio::test]
+async fn an_expression_or_type_past_the_bounds_is_a_coded_refusal_not_a_crash() {
+    let (state, _dir) = state(None, 4 << 20).await;
+    let mut huge = source("orders");
+    let terms: Vec<String> = (0..100_000).map(|i| format!("id = {i}")).collect();
+    huge["where"] = json!(terms.join(" OR "));
+    let (status, answer) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [huge]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(
+        (answer["errors"][0]["code"].as_str(), answer["errors"][0]["field"].as_str()),
+        (Some("TOO_COMPLEX"), Some("where"))
+    );
+
+    let mut deep = source("clicks");
+    let mut nested = json!({"primitive": "PRIMITIVE_TYPE_INT64"});
+    for _ in 0..40 {
+        nested = json!({"list": nested});
+    }
+    deep["dataset"]["fields"][0]["type"] = nested;
+    let (status, answer) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [deep]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["errors"][0]["code"], "TOO_COMPLEX", "{answer}");
+
+    // The server is still there, and a sane commit goes through.
+    let (status, answer) =
+        call(&state, post("/api/v1/commit?dry_run=true", json!({"sources": [source("orders")]}).to_string(), None))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// `GET /api/v1/tables/{name}` turned `name` into a path under the warehouse:
+/// `..%2F` left it. Only table names are looked up now.
+#[tokio::test]
+async fn a_table_name_from_the_url_never_leaves_the_warehouse() {
+    let (state, dir) = state(None, 1 << 20).await;
+    // A table-shaped directory beside the warehouse, with a version hint a lookup would follow.
+    let outside = dir.path().join("outside").join("metadata");
+    std::fs::create_dir_all(&outside).expect("dir");
+    std::fs::write(outside.join("version-hint.text"), "00000-x").expect("hint");
+    for name in ["..%2Foutside", "..", "Orders", "a%2Fb", "orders%00"] {
+        let (status, answer) = call(&state, get(&format!("/api/v1/tables/{name}"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}: {answer}");
+    }
+    let (status, _) = call(&state, get("/api/v1/tables/orders__rejected")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a valid name without a table");
+}

@@ -130,8 +130,19 @@ async fn a_table_commits_rows_with_checkpoints_refuses_replays_and_evolves() {
     let same = TableWriter::check_schema(&catalog(&store, warehouse.path()), "orders", "ts", &two_times, &[]).await;
     assert!(same.is_ok(), "{same:?}");
 
-    // The store is lost: a new one finds the table through its version hint, checkpoints and all.
+    // Reads never write: with a fresh store, a summary, first rows and a dry run's
+    // schema check find the table through its hint but leave the catalog as it was.
     let fresh = Arc::new(Store::open_in_memory().expect("store"));
+    let read = tributary_sink::table::summary(&catalog(&fresh, warehouse.path()), "orders").await.expect("summary");
+    assert_eq!(read.map(|summary| summary.rows), Some(5));
+    let rows = tributary_sink::table::current_rows(&catalog(&fresh, warehouse.path()), "orders", 2).await;
+    assert_eq!(rows.expect("rows").map(|(total, _)| total), Some(5));
+    TableWriter::check_schema(&catalog(&fresh, warehouse.path()), "orders", "ts", &Schema::new(fields(true)), &[])
+        .await
+        .expect("same schema");
+    assert!(fresh.table_pointers().expect("pointers").is_empty(), "a read adopted the table");
+
+    // The store is lost: a new one finds the table through its version hint, checkpoints and all.
     let found = open(catalog(&fresh, warehouse.path()), true).await.expect("adopted");
     let checkpoints = found.checkpoints(SCOPE).await.expect("checkpoints");
     assert_eq!(checkpoints.shards["shardId-000000000000"], at("20"));

@@ -11,6 +11,8 @@ use std::fmt;
 
 use tributary_proto::v1 as proto;
 
+use crate::error::ParseError;
+
 /// The largest decimal precision (Arrow's `Decimal128`).
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
@@ -117,13 +119,21 @@ impl fmt::Display for DataType {
 const KNOWN_TYPES: &str = "bool, int32, int64, float32, float64, string, bytes, date, timestamp, decimal(p, s), \
 optional<T>, list<T>, map<string, T>, struct<name: T, ...> (or Fennel's int, float, str, datetime, Optional[T], List[T], Dict[str, T])";
 
+/// How deeply types may nest (`list<list<...>>`): parsing, conversion,
+/// display and `Drop` all recurse once per level.
+pub(crate) const MAX_TYPE_DEPTH: usize = 32;
+
+fn too_deep() -> ParseError {
+    ParseError::TooComplex(format!("the type nests deeper than {MAX_TYPE_DEPTH} levels"))
+}
+
 /// Parses a type string; the error names the offending part and lists the known types.
-pub fn parse_data_type(text: &str) -> Result<DataType, String> {
-    let mut parser = TypeParser { text, pos: 0 };
+pub fn parse_data_type(text: &str) -> Result<DataType, ParseError> {
+    let mut parser = TypeParser { text, pos: 0, depth: 0 };
     let parsed = parser.parse_type()?;
     parser.skip_space();
     if parser.pos < text.len() {
-        return Err(format!("unexpected `{}` after `{}` in `{text}`", &text[parser.pos..], &text[..parser.pos]));
+        return Err(format!("unexpected `{}` after `{}` in `{text}`", &text[parser.pos..], &text[..parser.pos]).into());
     }
     Ok(parsed)
 }
@@ -132,6 +142,8 @@ pub fn parse_data_type(text: &str) -> Result<DataType, String> {
 struct TypeParser<'a> {
     text: &'a str,
     pos: usize,
+    /// Type arguments open around the current position.
+    depth: usize,
 }
 
 impl TypeParser<'_> {
@@ -191,14 +203,25 @@ impl TypeParser<'_> {
         }
     }
 
-    fn parse_type(&mut self) -> Result<DataType, String> {
+    fn parse_type(&mut self) -> Result<DataType, ParseError> {
+        if self.depth >= MAX_TYPE_DEPTH {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        let parsed = self.parse_one_type();
+        self.depth -= 1;
+        parsed
+    }
+
+    fn parse_one_type(&mut self) -> Result<DataType, ParseError> {
         let start = self.pos;
         let word = self.word().to_owned();
         if word.is_empty() {
-            return match self.peek() {
-                None => Err(format!("missing type in `{}`; known types: {KNOWN_TYPES}", self.text)),
-                Some(c) => Err(format!("unexpected `{c}` at position {} of `{}`", self.pos, self.text)),
-            };
+            return Err(match self.peek() {
+                None => format!("missing type in `{}`; known types: {KNOWN_TYPES}", self.text),
+                Some(c) => format!("unexpected `{c}` at position {} of `{}`", self.pos, self.text),
+            }
+            .into());
         }
         let lower = word.to_ascii_lowercase();
         let parsed = match lower.as_str() {
@@ -230,7 +253,7 @@ impl TypeParser<'_> {
                 let key = self.parse_type()?;
                 if key != DataType::String {
                     let key_text = self.text[key_start..self.pos].trim();
-                    return Err(format!("map keys must be `string`, found `{key_text}` in `{}`", self.text));
+                    return Err(format!("map keys must be `string`, found `{key_text}` in `{}`", self.text).into());
                 }
                 self.expect(',')?;
                 let value = self.parse_type()?;
@@ -243,7 +266,8 @@ impl TypeParser<'_> {
                     format!("unknown type `{word}`; known types: {KNOWN_TYPES}")
                 } else {
                     format!("unknown type `{word}` in `{}`; known types: {KNOWN_TYPES}", self.text)
-                });
+                }
+                .into());
             }
         };
         Ok(parsed)
@@ -275,16 +299,16 @@ impl TypeParser<'_> {
         Ok(DataType::Decimal { precision, scale })
     }
 
-    fn parse_struct_fields(&mut self) -> Result<DataType, String> {
+    fn parse_struct_fields(&mut self) -> Result<DataType, ParseError> {
         let close = self.open_args("struct")?;
         let mut fields: Vec<Field> = Vec::new();
         loop {
             let name = self.word().to_owned();
             if name.is_empty() {
-                return Err(format!("expected a field name at position {} of `{}`", self.pos, self.text));
+                return Err(format!("expected a field name at position {} of `{}`", self.pos, self.text).into());
             }
             if fields.iter().any(|f| f.name == name) {
-                return Err(format!("struct field `{name}` appears twice in `{}`", self.text));
+                return Err(format!("struct field `{name}` appears twice in `{}`", self.text).into());
             }
             self.expect(':')?;
             let data_type = self.parse_type()?;
@@ -298,10 +322,17 @@ impl TypeParser<'_> {
 }
 
 /// Why a proto [`proto::DataType`] is not a valid type.
-pub(crate) fn from_proto(data_type: &proto::DataType) -> Result<DataType, String> {
+pub(crate) fn from_proto(data_type: &proto::DataType) -> Result<DataType, ParseError> {
+    from_proto_at(data_type, 0)
+}
+
+fn from_proto_at(data_type: &proto::DataType, depth: usize) -> Result<DataType, ParseError> {
     use proto::data_type::Kind;
+    if depth >= MAX_TYPE_DEPTH {
+        return Err(too_deep());
+    }
     let Some(kind) = &data_type.kind else {
-        return Err("type is empty".to_owned());
+        return Err("type is empty".to_owned().into());
     };
     Ok(match kind {
         Kind::Primitive(value) => match proto::PrimitiveType::try_from(*value) {
@@ -315,36 +346,38 @@ pub(crate) fn from_proto(data_type: &proto::DataType) -> Result<DataType, String
             Ok(proto::PrimitiveType::Date) => DataType::Date,
             Ok(proto::PrimitiveType::Timestamp) => DataType::Timestamp,
             Ok(proto::PrimitiveType::Unspecified) | Err(_) => {
-                return Err(format!("unknown primitive type {value}; known types: {KNOWN_TYPES}"));
+                return Err(format!("unknown primitive type {value}; known types: {KNOWN_TYPES}").into());
             }
         },
         Kind::Decimal(decimal) => {
             let precision = u8::try_from(decimal.precision).unwrap_or(u8::MAX);
             let scale = u8::try_from(decimal.scale).unwrap_or(u8::MAX);
             if precision == 0 || precision > MAX_DECIMAL_PRECISION {
-                return Err(format!("decimal precision {} is outside 1..={MAX_DECIMAL_PRECISION}", decimal.precision));
+                return Err(
+                    format!("decimal precision {} is outside 1..={MAX_DECIMAL_PRECISION}", decimal.precision).into()
+                );
             }
             if scale > precision {
-                return Err(format!("decimal scale {} is larger than its precision {precision}", decimal.scale));
+                return Err(format!("decimal scale {} is larger than its precision {precision}", decimal.scale).into());
             }
             DataType::Decimal { precision, scale }
         }
-        Kind::Optional(inner) => from_proto(inner)?.optional(),
-        Kind::List(inner) => DataType::List(Box::new(from_proto(inner)?)),
-        Kind::Map(inner) => DataType::Map(Box::new(from_proto(inner)?)),
+        Kind::Optional(inner) => from_proto_at(inner, depth + 1)?.optional(),
+        Kind::List(inner) => DataType::List(Box::new(from_proto_at(inner, depth + 1)?)),
+        Kind::Map(inner) => DataType::Map(Box::new(from_proto_at(inner, depth + 1)?)),
         Kind::Struct(fields) => {
             let mut converted: Vec<Field> = Vec::with_capacity(fields.fields.len());
             for field in &fields.fields {
                 if field.name.is_empty() {
-                    return Err("a struct field has no name".to_owned());
+                    return Err("a struct field has no name".to_owned().into());
                 }
                 if converted.iter().any(|f| f.name == field.name) {
-                    return Err(format!("struct field `{}` appears twice", field.name));
+                    return Err(format!("struct field `{}` appears twice", field.name).into());
                 }
                 let Some(field_type) = &field.r#type else {
-                    return Err(format!("struct field `{}` has no type", field.name));
+                    return Err(format!("struct field `{}` has no type", field.name).into());
                 };
-                converted.push(Field { name: field.name.clone(), data_type: from_proto(field_type)? });
+                converted.push(Field { name: field.name.clone(), data_type: from_proto_at(field_type, depth + 1)? });
             }
             DataType::Struct(converted)
         }
@@ -451,8 +484,26 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = parse_data_type(text).expect_err(text);
-            assert!(err.contains(expected), "{text}: {err}");
+            assert!(matches!(err, ParseError::Invalid(_)), "{text}: {err:?}");
+            assert!(err.message().contains(expected), "{text}: {err}");
         }
+    }
+
+    /// A type string 100,000 levels deep overflowed the parser's stack; now it is a coded refusal.
+    #[test]
+    fn deep_types_are_refused_not_a_stack_overflow() {
+        for (open, close) in [("list<", ">"), ("optional<", ">"), ("struct<a: ", ">"), ("map<string, ", ">")] {
+            let text = format!("{}int64{}", open.repeat(100_000), close.repeat(100_000));
+            let err = parse_data_type(&text).expect_err("deep");
+            assert!(matches!(&err, ParseError::TooComplex(m) if m.contains("deeper")), "{open}: {err:?}");
+            let fine = format!("{}int64{}", open.repeat(MAX_TYPE_DEPTH - 1), close.repeat(MAX_TYPE_DEPTH - 1));
+            assert!(parse_data_type(&fine).is_ok(), "{open}");
+        }
+        let mut wire = proto::DataType::from(&DataType::Int64);
+        for _ in 0..MAX_TYPE_DEPTH {
+            wire = proto::DataType { kind: Some(proto::data_type::Kind::List(Box::new(wire))) };
+        }
+        assert!(matches!(from_proto(&wire), Err(ParseError::TooComplex(_))));
     }
 
     #[test]
@@ -463,6 +514,6 @@ mod tests {
         assert_eq!(from_proto(&wire), Ok(parsed));
         assert!(from_proto(&proto::DataType { kind: None }).is_err());
         let bad = proto::DataType { kind: Some(proto::data_type::Kind::Primitive(99)) };
-        assert!(from_proto(&bad).expect_err("unknown").contains("unknown primitive"));
+        assert!(from_proto(&bad).expect_err("unknown").message().contains("unknown primitive"));
     }
 }

@@ -16,7 +16,7 @@ use tributary_proto::v1 as proto;
 
 use crate::arn::{RoleArn, StreamArn};
 use crate::data_type::{self, DataType, Field};
-use crate::error::{ErrorCode, Report, ValidationError};
+use crate::error::{ErrorCode, ParseError, Report, ValidationError};
 use crate::init_position::InitPosition;
 use crate::predicate::{Expression, Predicate, parse_expression, parse_predicate};
 use crate::secret::{Secret, SecretPolicy};
@@ -878,7 +878,11 @@ fn check_dataset(
             Some(wire) => match data_type::from_proto(wire) {
                 Ok(data_type) => Some(data_type),
                 Err(e) => {
-                    report.push(format!("{path}.type"), ErrorCode::UnknownType, format!("field `{}`: {e}", field.name));
+                    report.push(
+                        format!("{path}.type"),
+                        e.code(ErrorCode::UnknownType),
+                        format!("field `{}`: {e}", field.name),
+                    );
                     None
                 }
             },
@@ -1145,7 +1149,7 @@ fn check_preproc(
             },
             Some(Kind::Eval(text)) => match field.map(|f| check_eval(text, f, fields, preproc)) {
                 Some(Err(e)) => {
-                    report.push(format!("{path}.eval"), ErrorCode::InvalidPreproc, e);
+                    report.push(format!("{path}.eval"), e.code(ErrorCode::InvalidPreproc), e.message());
                     ok = false;
                 }
                 Some(Ok(expression)) => {
@@ -1181,18 +1185,18 @@ fn check_eval(
     field: &Field,
     fields: &[Field],
     preproc: &std::collections::HashMap<String, proto::Preproc>,
-) -> Result<Expression, String> {
+) -> Result<Expression, ParseError> {
     if !field.data_type.is_optional() {
-        return Err(format!(
+        return Err(ParseError::Invalid(format!(
             "`{}` is computed by `eval`, which may give NULL: declare it `optional<{}>`",
             field.name, field.data_type
-        ));
+        )));
     }
     let expression = parse_expression(text, fields, &field.data_type)?;
     for read in expression.fields() {
         let computed = preproc.get(read).is_some_and(|p| matches!(p.kind, Some(proto::preproc::Kind::Eval(_))));
         if computed {
-            return Err(format!("`eval` reads `{read}`, which is computed by `eval` too"));
+            return Err(ParseError::Invalid(format!("`eval` reads `{read}`, which is computed by `eval` too")));
         }
     }
     Ok(expression)
@@ -1209,7 +1213,7 @@ fn check_where(text: &str, fields: &[Field], fields_known: bool, report: &mut Re
     match parse_predicate(text, fields) {
         Ok(predicate) => Some(Some(predicate)),
         Err(e) => {
-            report.push("where", ErrorCode::InvalidWhere, e);
+            report.push("where", e.code(ErrorCode::InvalidWhere), e.message());
             None
         }
     }

@@ -73,6 +73,9 @@ pub enum ErrorCode {
     InvalidConsumer,
     /// `bounded` and `idleness` do not go together (each needs the other).
     InvalidBounded,
+    /// A `where` or `eval` expression, or a type, nests deeper or holds more
+    /// terms than Tributary accepts (every recursive structure from a user is bounded).
+    TooComplex,
 }
 
 impl ErrorCode {
@@ -109,6 +112,7 @@ impl ErrorCode {
             ErrorCode::InvalidIngest => "INVALID_INGEST",
             ErrorCode::InvalidConsumer => "INVALID_CONSUMER",
             ErrorCode::InvalidBounded => "INVALID_BOUNDED",
+            ErrorCode::TooComplex => "TOO_COMPLEX",
         }
     }
 
@@ -131,6 +135,7 @@ impl ErrorCode {
             | ErrorCode::InvalidIngest
             | ErrorCode::InvalidConsumer
             | ErrorCode::InvalidBounded
+            | ErrorCode::TooComplex
             | ErrorCode::InvalidInitPosition
             | ErrorCode::UnknownType
             | ErrorCode::UnknownField
@@ -255,5 +260,43 @@ mod tests {
         assert!(report.has_error_at("dataset"));
         assert!(!report.has_error_at("dataset.fields[10]"));
         assert!(!report.has_error_at("data"));
+    }
+}
+
+/// Why a type string or an expression was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// It does not parse, or its types do not fit.
+    Invalid(String),
+    /// It nests deeper, or holds more terms, than Tributary accepts.
+    TooComplex(String),
+}
+
+impl ParseError {
+    /// What is wrong, for the user.
+    pub fn message(&self) -> &str {
+        match self {
+            ParseError::Invalid(message) | ParseError::TooComplex(message) => message,
+        }
+    }
+
+    /// [`ErrorCode::TooComplex`] past a bound, `invalid` for any other refusal.
+    pub fn code(&self, invalid: ErrorCode) -> ErrorCode {
+        match self {
+            ParseError::Invalid(_) => invalid,
+            ParseError::TooComplex(_) => ErrorCode::TooComplex,
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl From<String> for ParseError {
+    fn from(message: String) -> ParseError {
+        ParseError::Invalid(message)
     }
 }

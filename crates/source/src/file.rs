@@ -530,7 +530,7 @@ fn normalise_dataset(raw: &RawDataset, report: &mut Report) -> proto::Dataset {
                     Err(e) => {
                         report.push(
                             format!("dataset.fields[{index}].type"),
-                            ErrorCode::UnknownType,
+                            e.code(ErrorCode::UnknownType),
                             format!("field `{}`: {e}", field.name),
                         );
                         None

@@ -56,7 +56,7 @@ pub use definition::{
     Format, Ingest, KinesisSource, LateRows, MAX_FLUSH_BYTES, METADATA_COLUMNS, Preproc, REJECTED_SUFFIX, RegistryAuth,
     Sample, SchemaRegistry, Source, parse_ref_path, validate_commit, validate_commit_with,
 };
-pub use error::{ErrorCode, ValidationError};
+pub use error::{ErrorCode, ParseError, ValidationError};
 pub use file::{
     DefinitionFile, LoadError, RawSource, load_file, parse_text, to_commit_sources, validate_raw_sources,
     validate_raw_sources_with,

@@ -13,10 +13,19 @@
 //! Commit-time validation parses the text and checks types: every name is a
 //! dataset field, operands of a comparison agree, and the whole is boolean.
 //! The parsed [`Predicate`] is what the worker evaluates.
+//!
+//! Every tree is bounded when it is built: at most [`MAX_NODES`] nodes and
+//! [`MAX_HEIGHT`] levels, whatever made it tall (parentheses, `NOT`, or a
+//! long chain of `+` or `*`). Chains of `AND` and `OR` are built balanced,
+//! so a long list of alternatives stays shallow. Type checking, evaluation
+//! and `Drop` recurse once per level, so the height bound is what keeps them
+//! off the end of the stack; the node bound keeps a predicate's cost per row
+//! (and its memory) small.
 
 use std::fmt;
 
 use crate::data_type::{DataType, Field};
+use crate::error::ParseError;
 
 /// A parsed, type-checked `where` predicate.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,17 +153,29 @@ impl fmt::Display for BinaryOp {
     }
 }
 
-/// Parses `text` and checks it against the dataset's fields.
-pub fn parse_predicate(text: &str, fields: &[Field]) -> Result<Predicate, String> {
+/// The most nodes (fields, literals, operators) one expression may have.
+pub(crate) const MAX_NODES: usize = 4096;
+
+/// The most levels one expression tree may have.
+pub(crate) const MAX_HEIGHT: usize = 64;
+
+/// Tokenizes and parses `text` into a bounded tree, requiring it to be one whole expression.
+fn parse_tree(text: &str) -> Result<Expr, ParseError> {
     let tokens = tokenize(text)?;
-    let mut parser = Parser { tokens, pos: 0, depth: 0 };
-    let expr = parser.parse_or()?;
+    let mut parser = Parser { tokens, pos: 0, depth: 0, nodes: 0 };
+    let built = parser.parse_or()?;
     if let Some(token) = parser.tokens.get(parser.pos) {
-        return Err(format!("unexpected {token} after a complete expression"));
+        return Err(format!("unexpected {token} after a complete expression").into());
     }
+    Ok(built.expr)
+}
+
+/// Parses `text` and checks it against the dataset's fields.
+pub fn parse_predicate(text: &str, fields: &[Field]) -> Result<Predicate, ParseError> {
+    let expr = parse_tree(text)?;
     match type_of(&expr, fields)? {
         Kind::Bool | Kind::Null => Ok(Predicate { text: text.to_owned(), expr }),
-        other => Err(format!("the predicate is {other}, not boolean")),
+        other => Err(format!("the predicate is {other}, not boolean").into()),
     }
 }
 
@@ -211,18 +232,13 @@ fn collect_fields<'e>(expr: &'e Expr, names: &mut Vec<&'e str>) {
 }
 
 /// Parses an `eval` expression and checks that its value fits `target`.
-pub fn parse_expression(text: &str, fields: &[Field], target: &DataType) -> Result<Expression, String> {
-    let tokens = tokenize(text)?;
-    let mut parser = Parser { tokens, pos: 0, depth: 0 };
-    let expr = parser.parse_or()?;
-    if let Some(token) = parser.tokens.get(parser.pos) {
-        return Err(format!("unexpected {token} after a complete expression"));
-    }
+pub fn parse_expression(text: &str, fields: &[Field], target: &DataType) -> Result<Expression, ParseError> {
+    let expr = parse_tree(text)?;
     let found = type_of(&expr, fields)?;
     let wanted = kind_of_type(target);
     let fits = found == wanted || (found == Kind::Null && target.is_optional());
     if !fits || wanted == Kind::Nested || wanted == Kind::Bytes {
-        return Err(format!("the expression is {found}, which does not fit type `{target}`"));
+        return Err(format!("the expression is {found}, which does not fit type `{target}`").into());
     }
     Ok(Expression { text: text.to_owned(), expr })
 }
@@ -366,13 +382,27 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-/// How deep parentheses and prefix operators may nest; bounds recursion on hostile input.
+/// How deep the parser itself may recurse (parentheses, prefix operators, `CASE`).
 const MAX_DEPTH: usize = 64;
+
+/// A subtree and its height, which every constructor checks against [`MAX_HEIGHT`].
+struct Built {
+    expr: Expr,
+    height: usize,
+}
+
+impl Built {
+    fn leaf(expr: Expr) -> Built {
+        Built { expr, height: 1 }
+    }
+}
 
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    /// Nodes built so far, bounded by [`MAX_NODES`].
+    nodes: usize,
 }
 
 impl Parser {
@@ -397,10 +427,39 @@ impl Parser {
         self.peek().map_or_else(|| "the end".to_owned(), ToString::to_string)
     }
 
+    /// Counts one node of `height` levels; refuses past the bounds.
+    fn node(&mut self, expr: Expr, height: usize) -> Result<Built, ParseError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(ParseError::TooComplex(format!(
+                "the expression has more than {MAX_NODES} terms; a long list of alternatives reads better as `IN (...)`"
+            )));
+        }
+        if height > MAX_HEIGHT {
+            return Err(ParseError::TooComplex(format!(
+                "the expression nests deeper than {MAX_HEIGHT} levels (a long chain of operators counts one level each)"
+            )));
+        }
+        Ok(Built { expr, height })
+    }
+
+    fn leaf(&mut self, expr: Expr) -> Result<Built, ParseError> {
+        self.node(expr, 1)
+    }
+
+    fn unary(&mut self, make: fn(Box<Expr>) -> Expr, inner: Built) -> Result<Built, ParseError> {
+        self.node(make(Box::new(inner.expr)), inner.height + 1)
+    }
+
+    fn binary(&mut self, left: Built, op: BinaryOp, right: Built) -> Result<Built, ParseError> {
+        let height = left.height.max(right.height) + 1;
+        self.node(Expr::Binary(Box::new(left.expr), op, Box::new(right.expr)), height)
+    }
+
     /// Runs `parse` one nesting level deeper, refusing past [`MAX_DEPTH`].
-    fn nested(&mut self, parse: fn(&mut Self) -> Result<Expr, String>) -> Result<Expr, String> {
+    fn nested(&mut self, parse: fn(&mut Self) -> Result<Built, ParseError>) -> Result<Built, ParseError> {
         if self.depth >= MAX_DEPTH {
-            return Err(format!("the predicate nests deeper than {MAX_DEPTH} levels"));
+            return Err(ParseError::TooComplex(format!("the expression nests deeper than {MAX_DEPTH} levels")));
         }
         self.depth += 1;
         let result = parse(self);
@@ -408,32 +467,50 @@ impl Parser {
         result
     }
 
-    fn parse_or(&mut self) -> Result<Expr, String> {
-        let mut left = self.parse_and()?;
-        while self.eat(&Token::Keyword(Keyword::Or)) {
-            let right = self.parse_and()?;
-            left = Expr::Binary(Box::new(left), BinaryOp::Or, Box::new(right));
+    /// `a OP b OP c ...` for an associative `op`, as a balanced tree: a
+    /// thousand alternatives are ten levels deep, not a thousand.
+    fn associative(
+        &mut self,
+        keyword: Keyword,
+        op: BinaryOp,
+        operand: fn(&mut Self) -> Result<Built, ParseError>,
+    ) -> Result<Built, ParseError> {
+        let mut operands = vec![operand(self)?];
+        while self.eat(&Token::Keyword(keyword)) {
+            operands.push(operand(self)?);
         }
-        Ok(left)
+        // Pairs neighbours level by level, left to right, so evaluation order is kept.
+        while operands.len() > 1 {
+            let mut paired = Vec::with_capacity(operands.len().div_ceil(2));
+            let mut rest = operands.into_iter();
+            while let Some(left) = rest.next() {
+                match rest.next() {
+                    Some(right) => paired.push(self.binary(left, op, right)?),
+                    None => paired.push(left),
+                }
+            }
+            operands = paired;
+        }
+        Ok(operands.pop().unwrap_or_else(|| Built::leaf(Expr::Literal(Literal::Null))))
     }
 
-    fn parse_and(&mut self) -> Result<Expr, String> {
-        let mut left = self.parse_not()?;
-        while self.eat(&Token::Keyword(Keyword::And)) {
-            let right = self.parse_not()?;
-            left = Expr::Binary(Box::new(left), BinaryOp::And, Box::new(right));
-        }
-        Ok(left)
+    fn parse_or(&mut self) -> Result<Built, ParseError> {
+        self.associative(Keyword::Or, BinaryOp::Or, Self::parse_and)
     }
 
-    fn parse_not(&mut self) -> Result<Expr, String> {
+    fn parse_and(&mut self) -> Result<Built, ParseError> {
+        self.associative(Keyword::And, BinaryOp::And, Self::parse_not)
+    }
+
+    fn parse_not(&mut self) -> Result<Built, ParseError> {
         if self.eat(&Token::Keyword(Keyword::Not)) {
-            return Ok(Expr::Not(Box::new(self.nested(Self::parse_not)?)));
+            let inner = self.nested(Self::parse_not)?;
+            return self.unary(Expr::Not, inner);
         }
         self.parse_comparison()
     }
 
-    fn parse_comparison(&mut self) -> Result<Expr, String> {
+    fn parse_comparison(&mut self) -> Result<Built, ParseError> {
         let left = self.parse_additive()?;
         let op = match self.peek() {
             Some(Token::Op("=" | "==")) => BinaryOp::Eq,
@@ -446,27 +523,30 @@ impl Parser {
                 self.pos += 1;
                 let negated = self.eat(&Token::Keyword(Keyword::Not));
                 if !self.eat(&Token::Keyword(Keyword::Null)) {
-                    return Err(format!("expected `NULL` after `IS`, found {}", self.describe_next()));
+                    return Err(format!("expected `NULL` after `IS`, found {}", self.describe_next()).into());
                 }
-                return Ok(Expr::IsNull { expr: Box::new(left), negated });
+                let height = left.height + 1;
+                return self.node(Expr::IsNull { expr: Box::new(left.expr), negated }, height);
             }
             Some(Token::Keyword(Keyword::Not | Keyword::In)) => {
                 let negated = self.eat(&Token::Keyword(Keyword::Not));
                 if !self.eat(&Token::Keyword(Keyword::In)) {
-                    return Err(format!("expected `IN` after `NOT`, found {}", self.describe_next()));
+                    return Err(format!("expected `IN` after `NOT`, found {}", self.describe_next()).into());
                 }
-                return Ok(Expr::InList { expr: Box::new(left), list: self.parse_literal_list()?, negated });
+                let list = self.parse_literal_list()?;
+                let height = left.height + 1;
+                return self.node(Expr::InList { expr: Box::new(left.expr), list, negated }, height);
             }
             _ => return Ok(left),
         };
         self.pos += 1;
         let right = self.parse_additive()?;
-        Ok(Expr::Binary(Box::new(left), op, Box::new(right)))
+        self.binary(left, op, right)
     }
 
-    fn parse_literal_list(&mut self) -> Result<Vec<Literal>, String> {
+    fn parse_literal_list(&mut self) -> Result<Vec<Literal>, ParseError> {
         if !self.eat(&Token::LParen) {
-            return Err(format!("expected `(` after `IN`, found {}", self.describe_next()));
+            return Err(format!("expected `(` after `IN`, found {}", self.describe_next()).into());
         }
         let mut list = Vec::new();
         loop {
@@ -479,7 +559,9 @@ impl Parser {
                 Some(Token::Keyword(Keyword::True)) if !negative => Literal::Bool(true),
                 Some(Token::Keyword(Keyword::False)) if !negative => Literal::Bool(false),
                 Some(Token::Keyword(Keyword::Null)) if !negative => Literal::Null,
-                _ => return Err(format!("expected a literal in the `IN` list, found {}", self.describe_next())),
+                _ => {
+                    return Err(format!("expected a literal in the `IN` list, found {}", self.describe_next()).into());
+                }
             };
             self.pos += 1;
             list.push(literal);
@@ -487,12 +569,12 @@ impl Parser {
                 return Ok(list);
             }
             if !self.eat(&Token::Comma) {
-                return Err(format!("expected `,` or `)` in the `IN` list, found {}", self.describe_next()));
+                return Err(format!("expected `,` or `)` in the `IN` list, found {}", self.describe_next()).into());
             }
         }
     }
 
-    fn parse_additive(&mut self) -> Result<Expr, String> {
+    fn parse_additive(&mut self) -> Result<Built, ParseError> {
         let mut left = self.parse_multiplicative()?;
         loop {
             let op = match self.peek() {
@@ -503,11 +585,11 @@ impl Parser {
             };
             self.pos += 1;
             let right = self.parse_multiplicative()?;
-            left = Expr::Binary(Box::new(left), op, Box::new(right));
+            left = self.binary(left, op, right)?;
         }
     }
 
-    fn parse_multiplicative(&mut self) -> Result<Expr, String> {
+    fn parse_multiplicative(&mut self) -> Result<Built, ParseError> {
         let mut left = self.parse_unary()?;
         loop {
             let op = match self.peek() {
@@ -518,28 +600,29 @@ impl Parser {
             };
             self.pos += 1;
             let right = self.parse_unary()?;
-            left = Expr::Binary(Box::new(left), op, Box::new(right));
+            left = self.binary(left, op, right)?;
         }
     }
 
-    fn parse_unary(&mut self) -> Result<Expr, String> {
+    fn parse_unary(&mut self) -> Result<Built, ParseError> {
         if self.eat(&Token::Op("-")) {
-            return Ok(Expr::Negate(Box::new(self.nested(Self::parse_unary)?)));
+            let inner = self.nested(Self::parse_unary)?;
+            return self.unary(Expr::Negate, inner);
         }
         self.parse_primary()
     }
 
-    fn parse_primary(&mut self) -> Result<Expr, String> {
+    fn parse_primary(&mut self) -> Result<Built, ParseError> {
         let Some(token) = self.peek().cloned() else {
-            return Err("the predicate ends where a value was expected".to_owned());
+            return Err("the predicate ends where a value was expected".to_owned().into());
         };
         self.pos += 1;
         match token {
-            Token::Number(n) => Ok(Expr::Literal(n)),
-            Token::String(s) => Ok(Expr::Literal(Literal::String(s))),
-            Token::Keyword(Keyword::True) => Ok(Expr::Literal(Literal::Bool(true))),
-            Token::Keyword(Keyword::False) => Ok(Expr::Literal(Literal::Bool(false))),
-            Token::Keyword(Keyword::Null) => Ok(Expr::Literal(Literal::Null)),
+            Token::Number(n) => self.leaf(Expr::Literal(n)),
+            Token::String(s) => self.leaf(Expr::Literal(Literal::String(s))),
+            Token::Keyword(Keyword::True) => self.leaf(Expr::Literal(Literal::Bool(true))),
+            Token::Keyword(Keyword::False) => self.leaf(Expr::Literal(Literal::Bool(false))),
+            Token::Keyword(Keyword::Null) => self.leaf(Expr::Literal(Literal::Null)),
             Token::Keyword(Keyword::Case) => self.nested(Self::parse_case),
             Token::Ident(name) => {
                 let mut path = vec![name];
@@ -549,42 +632,55 @@ impl Parser {
                             self.pos += 1;
                             path.push(part);
                         }
-                        _ => return Err(format!("expected a field name after `.`, found {}", self.describe_next())),
+                        _ => {
+                            return Err(
+                                format!("expected a field name after `.`, found {}", self.describe_next()).into()
+                            );
+                        }
                     }
                 }
-                Ok(Expr::Field(path))
+                self.leaf(Expr::Field(path))
             }
             Token::LParen => {
                 let inner = self.nested(Self::parse_or)?;
                 if !self.eat(&Token::RParen) {
-                    return Err(format!("expected `)`, found {}", self.describe_next()));
+                    return Err(format!("expected `)`, found {}", self.describe_next()).into());
                 }
                 Ok(inner)
             }
-            other => Err(format!("unexpected {other} where a value was expected")),
+            other => Err(format!("unexpected {other} where a value was expected").into()),
         }
     }
 }
 
 impl Parser {
     /// After `CASE`: `WHEN c THEN v ... [ELSE e] END`.
-    fn parse_case(&mut self) -> Result<Expr, String> {
+    fn parse_case(&mut self) -> Result<Built, ParseError> {
         let mut branches = Vec::new();
+        let mut height = 0;
         while self.eat(&Token::Keyword(Keyword::When)) {
             let condition = self.parse_or()?;
             if !self.eat(&Token::Keyword(Keyword::Then)) {
-                return Err(format!("expected `THEN`, found {}", self.describe_next()));
+                return Err(format!("expected `THEN`, found {}", self.describe_next()).into());
             }
-            branches.push((condition, self.parse_or()?));
+            let value = self.parse_or()?;
+            height = height.max(condition.height).max(value.height);
+            branches.push((condition.expr, value.expr));
         }
         if branches.is_empty() {
-            return Err(format!("expected `WHEN` after `CASE`, found {}", self.describe_next()));
+            return Err(format!("expected `WHEN` after `CASE`, found {}", self.describe_next()).into());
         }
-        let otherwise = if self.eat(&Token::Keyword(Keyword::Else)) { Some(Box::new(self.parse_or()?)) } else { None };
+        let otherwise = if self.eat(&Token::Keyword(Keyword::Else)) {
+            let otherwise = self.parse_or()?;
+            height = height.max(otherwise.height);
+            Some(Box::new(otherwise.expr))
+        } else {
+            None
+        };
         if !self.eat(&Token::Keyword(Keyword::End)) {
-            return Err(format!("expected `END` to close `CASE`, found {}", self.describe_next()));
+            return Err(format!("expected `END` to close `CASE`, found {}", self.describe_next()).into());
         }
-        Ok(Expr::Case { branches, otherwise })
+        self.node(Expr::Case { branches, otherwise }, height + 1)
     }
 }
 
@@ -839,18 +935,72 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = parse_predicate(text, &fields()).expect_err(text);
-            assert!(err.contains(expected), "{text}: {err}");
+            assert!(matches!(err, ParseError::Invalid(_)), "{text}: {err:?}");
+            assert!(err.message().contains(expected), "{text}: {err}");
         }
     }
 
     #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let text = format!("{}active{}", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(parse_predicate(&text, &fields()).expect_err("deep").contains("deeper"));
+        assert!(matches!(parse_predicate(&text, &fields()), Err(ParseError::TooComplex(m)) if m.contains("deeper")));
         let text = format!("{}active", "NOT ".repeat(10_000));
-        assert!(parse_predicate(&text, &fields()).expect_err("deep").contains("deeper"));
+        assert!(matches!(parse_predicate(&text, &fields()), Err(ParseError::TooComplex(m)) if m.contains("deeper")));
         // Many groups side by side are not deep.
         let wide = vec!["(active)"; 200].join(" AND ");
         assert!(parse_predicate(&wide, &fields()).is_ok());
+    }
+
+    /// The review's crash: 100,000 `OR` terms (1.6 MB) overflowed the stack in
+    /// type checking and `Drop`; chains of any operator are bounded now.
+    #[test]
+    fn long_operator_chains_are_refused_or_built_shallow() {
+        let terms: Vec<String> = (0..100_000).map(|i| format!("qty = {i}")).collect();
+        let huge = terms.join(" OR ");
+        assert!(huge.len() > 1_000_000);
+        let refused = parse_predicate(&huge, &fields()).expect_err("too many terms");
+        assert!(matches!(&refused, ParseError::TooComplex(m) if m.contains("terms")), "{refused:?}");
+
+        // Hundreds of alternatives are fine, and balanced: a handful of levels.
+        let many = terms[..500].join(" OR ");
+        let predicate = parse_predicate(&many, &fields()).expect("500 alternatives");
+        assert!(height(predicate.expr()) <= 11, "height {}", height(predicate.expr()));
+        let and_chain = vec!["active"; 1000].join(" AND ");
+        assert!(parse_predicate(&and_chain, &fields()).is_ok());
+
+        // Arithmetic chains are not reassociated (`-` and `/` are not associative): bounded by height.
+        for op in [" + ", " * ", " - ", " % "] {
+            let chain = format!("{} > 0", vec!["qty"; 200].join(op));
+            let refused = parse_predicate(&chain, &fields()).expect_err(op);
+            assert!(matches!(&refused, ParseError::TooComplex(m) if m.contains("deeper")), "{op}: {refused:?}");
+            let short = format!("{} > 0", vec!["qty"; 40].join(op));
+            assert!(parse_predicate(&short, &fields()).is_ok(), "{op}");
+        }
+        let concat = vec!["country"; 200].join(" || ");
+        let refused = parse_expression(&concat, &fields(), &DataType::String.optional()).expect_err("concat");
+        assert!(matches!(refused, ParseError::TooComplex(_)), "{refused:?}");
+
+        // A long `IN` list is one node.
+        let list = (0..100_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        assert!(parse_predicate(&format!("qty IN ({list})"), &fields()).is_ok());
+    }
+
+    fn height(expr: &Expr) -> usize {
+        match expr {
+            Expr::Field(_) | Expr::Literal(_) => 1,
+            Expr::Not(inner)
+            | Expr::Negate(inner)
+            | Expr::IsNull { expr: inner, .. }
+            | Expr::InList { expr: inner, .. } => 1 + height(inner),
+            Expr::Binary(left, _, right) => 1 + height(left).max(height(right)),
+            Expr::Case { branches, otherwise } => {
+                1 + branches
+                    .iter()
+                    .map(|(c, v)| height(c).max(height(v)))
+                    .chain(otherwise.iter().map(|o| height(o)))
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
     }
 }

@@ -70,7 +70,7 @@ impl Store {
     pub fn commit_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        record_batch(&transaction, batch, now, true)?;
+        record_batch(&transaction, batch, now, Settled::Yes)?;
         transaction.commit()?;
         Ok(())
     }
@@ -78,8 +78,9 @@ impl Store {
     /// [`Store::commit_batch`] for a batch whose truth is a table commit
     /// still to come: also remembers what it added (error-log rows, manifest
     /// rows), so [`Store::settle_prepared`] can take it back if that commit
-    /// never lands. Its counters are added only when it is settled as landed,
-    /// so status never counts rows the table does not have. One prepared
+    /// never lands. Its counters and its largest event time (the watermark)
+    /// move only when it is settled as landed, so neither status nor the
+    /// rules of a retry see a batch the table does not have. One prepared
     /// batch per scope at a time.
     pub fn prepare_batch(&self, batch: &BatchCommit<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
@@ -88,7 +89,7 @@ impl Store {
             Ok(transaction.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |row| row.get(0))?)
         };
         let (errors_after, manifest_after) = (last_id("error_log")?, last_id("manifest")?);
-        record_batch(&transaction, batch, now, false)?;
+        record_batch(&transaction, batch, now, Settled::No)?;
         let (errors_through, manifest_through) = (last_id("error_log")?, last_id("manifest")?);
         let counts: String = batch
             .counts
@@ -96,12 +97,30 @@ impl Store {
             .map(|c| format!("{}\t{}\t{}\t{}\t{}\n", c.shard_id, c.rows, c.rejected, c.filtered, c.late))
             .collect();
         transaction.execute(
-            "INSERT INTO prepared_batches (scope, source, errors_after, errors_through, manifest_after, manifest_through, counts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![batch.scope, batch.source, errors_after, errors_through, manifest_after, manifest_through, counts],
+            "INSERT INTO prepared_batches
+               (scope, source, errors_after, errors_through, manifest_after, manifest_through, counts, max_event_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                batch.scope,
+                batch.source,
+                errors_after,
+                errors_through,
+                manifest_after,
+                manifest_through,
+                counts,
+                batch.max_event_micros
+            ],
         )?;
         transaction.commit()?;
         Ok(())
+    }
+
+    /// Whether `scope` has a batch waiting for its table commit (a stop came between the two).
+    pub fn has_prepared_batch(&self, scope: &str) -> Result<bool, StoreError> {
+        let connection = self.reading();
+        let found =
+            connection.query_row("SELECT 1 FROM prepared_batches WHERE scope = ?1", [scope], |_| Ok(())).optional()?;
+        Ok(found.is_some())
     }
 
     /// Settles `scope`'s prepared batch, if it has one: kept (and its
@@ -113,7 +132,7 @@ impl Store {
         let transaction = connection.transaction()?;
         let prepared = transaction
             .query_row(
-                "SELECT source, errors_after, errors_through, manifest_after, manifest_through, counts
+                "SELECT source, errors_after, errors_through, manifest_after, manifest_through, counts, max_event_micros
                  FROM prepared_batches WHERE scope = ?1",
                 [scope],
                 |row| {
@@ -124,14 +143,20 @@ impl Store {
                         row.get::<_, i64>(3)?,
                         row.get::<_, i64>(4)?,
                         row.get::<_, String>(5)?,
+                        row.get::<_, Option<i64>>(6)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((source, errors_after, errors_through, manifest_after, manifest_through, counts)) = prepared else {
+        let Some((source, errors_after, errors_through, manifest_after, manifest_through, counts, max_event)) =
+            prepared
+        else {
             return Ok(false);
         };
         if landed {
+            if let Some(max_event) = max_event {
+                raise_event_time(&transaction, scope, max_event, now_micros())?;
+            }
             for line in counts.lines() {
                 let mut parts = line.split('\t');
                 let shard = parts.next().unwrap_or_default();
@@ -156,12 +181,36 @@ impl Store {
     }
 }
 
+/// Whether a recorded batch is known to have landed: only then do its
+/// counters and event time move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Yes,
+    No,
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// Raises `scope`'s largest event time to `max_event` (never lowers it).
+fn raise_event_time(transaction: &Transaction<'_>, scope: &str, max_event: i64, now: i64) -> Result<(), StoreError> {
+    transaction.execute(
+        "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
+         ON CONFLICT (scope) DO UPDATE SET
+           max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
+           updated_at_micros = excluded.updated_at_micros",
+        params![scope, max_event, now],
+    )?;
+    Ok(())
+}
+
 /// Everything `batch` changes, inside `transaction`.
 fn record_batch(
     transaction: &Transaction<'_>,
     batch: &BatchCommit<'_>,
     now: DateTime<Utc>,
-    with_counts: bool,
+    settled: Settled,
 ) -> Result<(), StoreError> {
     apply_advances(transaction, batch.scope, batch.advances)?;
     for file in batch.files {
@@ -184,19 +233,13 @@ fn record_batch(
     if !batch.rejected.is_empty() {
         error_log::prune_by_count(transaction, batch.source, batch.retention)?;
     }
-    if with_counts {
+    if settled == Settled::Yes {
         for counts in batch.counts {
             add_counts(transaction, batch.source, counts)?;
         }
-    }
-    if let Some(max_event) = batch.max_event_micros {
-        transaction.execute(
-            "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
-             ON CONFLICT (scope) DO UPDATE SET
-               max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
-               updated_at_micros = excluded.updated_at_micros",
-            params![batch.scope, max_event, now.timestamp_micros()],
-        )?;
+        if let Some(max_event) = batch.max_event_micros {
+            raise_event_time(transaction, batch.scope, max_event, now.timestamp_micros())?;
+        }
     }
     Ok(())
 }
@@ -241,11 +284,14 @@ impl Store {
         Ok(paths.collect::<Result<_, _>>()?)
     }
 
-    /// Rows and bytes of a dataset's committed files.
+    /// Rows and bytes of a dataset's committed files (not those of a batch
+    /// still waiting for its table commit).
     pub fn dataset_totals(&self, dataset: &str) -> Result<(u64, u64), StoreError> {
         let connection = self.reading();
         let (rows, bytes): (i64, i64) = connection.query_row(
-            "SELECT COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM manifest WHERE dataset = ?1",
+            "SELECT COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM manifest
+             WHERE dataset = ?1 AND NOT EXISTS (
+               SELECT 1 FROM prepared_batches p WHERE manifest.id > p.manifest_after AND manifest.id <= p.manifest_through)",
             [dataset],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
@@ -358,7 +404,11 @@ mod tests {
         };
         store.prepare_batch(&batch, Utc::now()).expect("prepare");
         assert!(store.shard_counts("s").expect("counts").is_empty(), "not counted before the table has it");
+        assert_eq!(store.dataset_totals("d").expect("totals"), (0, 0), "nor its files");
+        assert!(store.has_prepared_batch("s@stream").expect("read"));
         assert!(store.settle_prepared("s@stream", true).expect("settle"), "there was one");
+        assert!(!store.has_prepared_batch("s@stream").expect("read"));
+        assert_eq!(store.dataset_totals("d").expect("totals"), (10, 100));
         assert_eq!(store.shard_counts("s").expect("counts"), counts);
         assert!(!store.settle_prepared("s@stream", false).expect("settle"), "settled once");
         assert_eq!(store.error_count("s").expect("count"), 1);
@@ -372,6 +422,39 @@ mod tests {
         assert_eq!(store.error_count("s").expect("count"), 1, "the second batch's rejection is taken back");
         assert_eq!(store.manifest_paths("d").expect("manifest"), HashSet::from([files[0].path.clone()]));
         assert_eq!(store.shard_counts("s").expect("counts"), counts, "counters as after the first batch");
+    }
+
+    /// The review's loss: a prepared batch raised the scope's event time before its
+    /// table commit, so after a failed commit the batch read again was judged late
+    /// against a watermark it had set itself.
+    #[test]
+    fn a_prepared_batch_moves_the_event_time_only_when_it_lands() {
+        let store = Store::open_in_memory().expect("store");
+        let advances = [ShardAdvance { shard_id: "shard-0".into(), from: ShardCheckpoint::default(), to: to("10") }];
+        let batch = BatchCommit {
+            source: "s",
+            version: 1,
+            scope: "s@stream",
+            files: &[],
+            advances: &advances,
+            rejected: &[],
+            counts: &[],
+            retention: ErrorRetention::default(),
+            max_event_micros: Some(1_700_000_000_000_000),
+        };
+        store.prepare_batch(&batch, Utc::now()).expect("prepare");
+        assert_eq!(store.max_event_time("s@stream").expect("read"), None, "not before the table commit");
+        assert!(store.settle_prepared("s@stream", false).expect("take back"));
+        assert_eq!(store.max_event_time("s@stream").expect("read"), None, "nor after it failed");
+        // The table is the truth for checkpoints and event time: none there, none here.
+        store.restore_checkpoints("s@stream", &std::collections::HashMap::new(), None).expect("restore");
+        assert!(store.checkpoints("s@stream").expect("read").is_empty());
+
+        store.prepare_batch(&batch, Utc::now()).expect("prepare again");
+        assert!(store.settle_prepared("s@stream", true).expect("landed"));
+        assert_eq!(store.max_event_time("s@stream").expect("read"), Some(1_700_000_000_000_000));
+        store.restore_checkpoints("s@stream", &std::collections::HashMap::new(), None).expect("restore");
+        assert_eq!(store.max_event_time("s@stream").expect("read"), None, "a table without one clears it");
     }
 
     #[test]

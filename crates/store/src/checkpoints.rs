@@ -115,13 +115,20 @@ impl Store {
         for (shard_id, checkpoint) in checkpoints {
             write_checkpoint(&transaction, scope, shard_id, checkpoint, now)?;
         }
-        if let Some(max_event) = max_event_micros {
-            transaction.execute(
-                "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (scope) DO UPDATE SET max_event_micros = excluded.max_event_micros,
-                   updated_at_micros = excluded.updated_at_micros",
-                params![scope, max_event, now],
-            )?;
+        // The table's event time, or none when it has none: a store ahead of its table
+        // (a batch prepared but never committed) must not keep a watermark it set itself.
+        match max_event_micros {
+            Some(max_event) => {
+                transaction.execute(
+                    "INSERT INTO event_times (scope, max_event_micros, updated_at_micros) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (scope) DO UPDATE SET max_event_micros = excluded.max_event_micros,
+                       updated_at_micros = excluded.updated_at_micros",
+                    params![scope, max_event, now],
+                )?;
+            }
+            None => {
+                transaction.execute("DELETE FROM event_times WHERE scope = ?1", [scope])?;
+            }
         }
         transaction.commit()?;
         Ok(())

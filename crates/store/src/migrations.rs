@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
         manifest_through INTEGER NOT NULL,
         counts TEXT NOT NULL
     );",
+    // 4: a prepared batch's largest event time, applied only when its table commit landed
+    // (raising the watermark before the commit dropped the batch's own rows as late on a retry).
+    "ALTER TABLE prepared_batches ADD COLUMN max_event_micros INTEGER;",
 ];
 
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

@@ -168,6 +168,16 @@ impl TableCatalog {
         &self.file_io
     }
 
+    /// Only a table name may become a path under the warehouse.
+    fn check_ident(ident: &TableIdent) -> Result<()> {
+        Self::check_namespace(ident.namespace())?;
+        if is_table_name(ident.name()) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::DataInvalid, format!("`{}` is not a table name", ident.name().escape_debug())))
+        }
+    }
+
     fn check_namespace(namespace: &NamespaceIdent) -> Result<()> {
         if namespace.as_ref().as_slice() == [NAMESPACE] {
             Ok(())
@@ -186,30 +196,48 @@ impl TableCatalog {
             .build()
     }
 
-    /// The table's current metadata file: the store's pointer or, when the
-    /// store has none (lost, or a new data directory), the version hint the
-    /// last commit left beside the table, which is then adopted.
+    /// The table's current metadata file: the catalog's pointer or, when it
+    /// has none (a lost store, a new Glue database), the version hint the last
+    /// commit left beside the table. Only reads: a writer adopts the hint
+    /// first ([`TableCatalog::adopt`]); a status, a listing or a dry run never
+    /// changes the catalog.
     async fn current_location(&self, ident: &TableIdent) -> Result<Option<String>> {
-        Self::check_namespace(ident.namespace())?;
+        Self::check_ident(ident)?;
         if let Some(location) = self.pointers.get(ident.name()).await? {
             return Ok(Some(location));
         }
-        let hint = version_hint_path(&self.table_location(ident.name()));
+        self.hinted_location(ident.name()).await
+    }
+
+    /// The metadata file `version-hint.text` names, if the table has one.
+    async fn hinted_location(&self, name: &str) -> Result<Option<String>> {
+        let hint = version_hint_path(&self.table_location(name));
         if !self.file_io.exists(&hint).await? {
             return Ok(None);
         }
         let content = self.file_io.new_input(&hint)?.read().await?;
-        let name = String::from_utf8_lossy(&content).trim().to_owned();
-        if name.is_empty() || name.contains('/') {
+        let file = String::from_utf8_lossy(&content).trim().to_owned();
+        if file.is_empty() || file.contains('/') {
             return Err(Error::new(ErrorKind::DataInvalid, format!("{hint}: not a metadata file name")));
         }
-        let name = if name.ends_with(".metadata.json") { name } else { format!("{name}.metadata.json") };
-        let location = format!("{}/metadata/{name}", self.table_location(ident.name()));
+        let file = if file.ends_with(".metadata.json") { file } else { format!("{file}.metadata.json") };
+        Ok(Some(format!("{}/metadata/{file}", self.table_location(name))))
+    }
+
+    /// Before writing a table: when the catalog has no pointer for it but
+    /// the warehouse holds it (a lost store, a new Glue database), points the
+    /// catalog at the metadata its version hint names.
+    pub(crate) async fn adopt(&self, ident: &TableIdent) -> Result<()> {
+        Self::check_ident(ident)?;
+        if self.pointers.get(ident.name()).await?.is_some() {
+            return Ok(());
+        }
+        let Some(location) = self.hinted_location(ident.name()).await? else { return Ok(()) };
         tracing_adopted(ident.name(), &location);
         let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        // Another start may have adopted (or committed) first: then its pointer stands.
         self.pointers.swap(ident.name(), None, &location, &metadata).await?;
-        // Another start may have adopted (or committed) first: the catalog has the answer.
-        self.pointers.get(ident.name()).await
+        Ok(())
     }
 
     /// Commits `commit` if no other commit swapped the pointer since the
@@ -289,6 +317,16 @@ fn walk(directory: &std::path::Path, found: &mut Vec<(PathBuf, SystemTime)>) -> 
     Ok(())
 }
 
+/// Whether `name` can be a table's: a dataset name (`[a-z][a-z0-9_]{0,62}`),
+/// or one with the rejected table's suffix.
+pub fn is_table_name(name: &str) -> bool {
+    let dataset = name.strip_suffix(tributary_source::REJECTED_SUFFIX).unwrap_or(name);
+    let mut chars = dataset.chars();
+    chars.next().is_some_and(|first| first.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && dataset.len() <= 63
+}
+
 fn version_hint_path(table_location: &str) -> String {
     format!("{table_location}/metadata/version-hint.text")
 }
@@ -339,8 +377,8 @@ impl Catalog for TableCatalog {
     }
 
     async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> Result<Table> {
-        Self::check_namespace(namespace)?;
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        Self::check_ident(&ident)?;
         let table_location = self.table_location(&creation.name);
         let creation = TableCreation { location: Some(table_location.clone()), ..creation };
         let metadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
@@ -380,7 +418,7 @@ impl Catalog for TableCatalog {
     }
 
     async fn register_table(&self, ident: &TableIdent, location: String) -> Result<Table> {
-        Self::check_namespace(ident.namespace())?;
+        Self::check_ident(ident)?;
         let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
         if !self.pointers.swap(ident.name(), None, &location, &metadata).await? {
             return Err(Error::new(ErrorKind::TableAlreadyExists, format!("table {} exists", ident.name())));

@@ -64,6 +64,21 @@ pub async fn summary(catalog: &TableCatalog, name: &str) -> Result<Option<TableS
     }))
 }
 
+/// The checkpoints of `scope` in table `name`, if the catalog has the table
+/// (a start-up that writes files asks what an earlier table run committed).
+pub async fn checkpoints_of(
+    catalog: &TableCatalog,
+    name: &str,
+    scope: &str,
+) -> Result<Option<super::TableCheckpoints>, TableError> {
+    let ident = ident(name);
+    if !catalog.table_exists(&ident).await? {
+        return Ok(None);
+    }
+    let table = catalog.load_table(&ident).await?;
+    super::table_checkpoints(table.metadata(), scope).map(Some)
+}
+
 /// Every table of the catalog, summarised.
 pub async fn summaries(catalog: &TableCatalog) -> Result<Vec<TableSummary>, TableError> {
     let mut found = Vec::new();

@@ -38,10 +38,10 @@ use parquet::schema::types::ColumnPath;
 use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_store::ManifestFile;
 
-pub use catalog::{NAMESPACE, TableCatalog};
+pub use catalog::{NAMESPACE, TableCatalog, is_table_name};
 pub use follow::Followed;
 pub use glue::GlueCatalog;
-pub use inspect::{TableSummary, current_rows, summaries, summary};
+pub use inspect::{TableSummary, checkpoints_of, current_rows, summaries, summary};
 pub use maintenance::{Maintained, Maintenance};
 pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
@@ -131,6 +131,7 @@ impl TableWriter {
         identifier_fields: &[String],
     ) -> Result<TableWriter, TableError> {
         let ident = TableIdent::new(NamespaceIdent::new(NAMESPACE.to_owned()), dataset.to_owned());
+        catalog.adopt(&ident).await?;
         let table = if catalog.table_exists(&ident).await? {
             let table = catalog.load_table(&ident).await?;
             let metadata = table.metadata();
