@@ -25,6 +25,10 @@ pub(crate) struct ServeArgs {
     /// Snapshots always kept, newest first.
     #[arg(long, default_value_t = Maintenance::default().snapshot_min_count as u64, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_min_count: u64,
+    /// An Iceberg table's file no snapshot names is deleted only once it is this many hours old
+    /// (another writer on the warehouse may be about to commit it).
+    #[arg(long, default_value_t = Maintenance::default().orphan_min_age.as_secs_f64() / 3600.0)]
+    orphan_min_age_hours: f64,
     /// A day partition is compacted once it holds this many files under 8 MiB.
     #[arg(long, default_value_t = Maintenance::default().compact_min_files)]
     compact_min_files: usize,
@@ -135,7 +139,12 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         eprintln!("error: --snapshot-max-age-hours must be a non-negative number, got {}", args.snapshot_max_age_hours);
         return ExitCode::from(2);
     };
+    let Ok(orphan_min_age) = Duration::try_from_secs_f64(args.orphan_min_age_hours * 3600.0) else {
+        eprintln!("error: --orphan-min-age-hours must be a non-negative number, got {}", args.orphan_min_age_hours);
+        return ExitCode::from(2);
+    };
     config.worker.maintenance = Maintenance {
+        orphan_min_age,
         every: Duration::from_secs(args.table_maintenance_seconds),
         snapshot_max_age,
         snapshot_min_count: usize::try_from(args.snapshot_min_count).unwrap_or(usize::MAX),

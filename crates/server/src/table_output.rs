@@ -169,13 +169,30 @@ impl Worker<'_> {
         }
         self.maintained_at = Instant::now();
         let Output::Table { rows, rejected } = &self.output else { return };
-        for table in [rows, rejected] {
-            match table.maintain(&settings).await {
-                Ok(done) if done != Default::default() => {
-                    tracing::info!(table = %table.location(), ?done, "maintained the table");
-                }
+        // Compaction decodes and encodes up to 64 MiB of Parquet, and a local
+        // warehouse is walked with blocking calls: on a blocking thread, so the
+        // API and the other sources keep their runtime threads meanwhile.
+        let tables = [Arc::clone(rows), Arc::clone(rejected)];
+        let runtime = tokio::runtime::Handle::current();
+        let rounds = tokio::task::spawn_blocking(move || {
+            tables.map(|table| {
+                let done = runtime.block_on(table.maintain(&settings));
+                (table.location(), done)
+            })
+        })
+        .await;
+        let rounds = match rounds {
+            Ok(rounds) => rounds,
+            Err(error) => {
+                tracing::warn!(%error, "maintaining the tables failed");
+                return;
+            }
+        };
+        for (table, outcome) in rounds {
+            match outcome {
+                Ok(done) if done != Default::default() => tracing::info!(%table, ?done, "maintained the table"),
                 Ok(_) => {}
-                Err(error) => tracing::warn!(table = %table.location(), %error, "maintaining the table failed"),
+                Err(error) => tracing::warn!(%table, %error, "maintaining the table failed"),
             }
         }
     }

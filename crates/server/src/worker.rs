@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
 use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, rejected_batch};
-use tributary_sink::{DatasetWriter, Recovered, error_rows, failpoint};
+use tributary_sink::{DatasetWriter, Recovered, WATERMARK_METADATA, error_rows, failpoint};
 use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
@@ -544,9 +544,6 @@ async fn recover_files(context: &WorkerContext, source: &Source) -> Result<Arc<D
     }
     Ok(dataset)
 }
-
-/// Parquet key-value metadata: each file's watermark when written (RFC 3339, µs).
-const WATERMARK_METADATA: &str = "tributary.watermark";
 
 fn micros_text(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)

@@ -30,6 +30,9 @@ pub fn failpoint(name: &str) {
     }
 }
 pub use error_rows::{PAYLOAD_CAP, error_rows};
+
+/// Parquet key-value metadata: each file's watermark when written (RFC 3339, µs).
+pub const WATERMARK_METADATA: &str = "tributary.watermark";
 pub use properties::{ROW_GROUP_ROWS, writer_properties};
 
 /// Why a dataset file could not be written or cleaned up.

@@ -223,6 +223,11 @@ async fn compaction_expiry_and_orphan_removal_keep_the_row_set() {
     std::fs::write(&orphan, b"half a batch").expect("orphan");
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     std::fs::File::options().write(true).open(&orphan).and_then(|f| f.set_modified(old)).expect("age it");
+    // A file another writer on the warehouse uploaded ten minutes ago and has not committed yet.
+    let uploading = table_dir.join("data/ts_day=2024-06-01/part-another-writer.parquet");
+    std::fs::write(&uploading, b"about to be committed").expect("upload");
+    let recent = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::options().write(true).open(&uploading).and_then(|f| f.set_modified(recent)).expect("age it");
 
     let before = current_ids(&catalog(&store, warehouse.path())).await;
     assert_eq!(before, (0..20).collect::<Vec<_>>());
@@ -236,6 +241,7 @@ async fn compaction_expiry_and_orphan_removal_keep_the_row_set() {
         compact_min_files: 4,
         small_file_bytes: 1 << 30,
         compact_input_bytes: 1 << 30,
+        orphan_min_age: std::time::Duration::from_secs(1800),
     };
     // With no budget for reading files in memory nothing is compacted (nor expired: 1,000 are kept).
     let starved = Maintenance { compact_input_bytes: 0, snapshot_min_count: 1000, ..settings };
@@ -244,7 +250,9 @@ async fn compaction_expiry_and_orphan_removal_keep_the_row_set() {
     let done = writer.maintain(&settings).await.expect("maintain");
     assert_eq!((done.compacted_files, done.written_files), (20, 2), "each day's ten files became one: {done:?}");
     assert_eq!(done.expired_snapshots, 10, "{done:?}");
-    assert!(!orphan.exists(), "the orphan older than the last commit is gone");
+    assert!(!orphan.exists(), "the orphan older than the last commit and the grace period is gone");
+    assert!(uploading.exists(), "a file younger than the grace period stays, named or not");
+    std::fs::remove_file(&uploading).expect("the other writer gives up");
     let table = writer.load().await.expect("load");
     assert_eq!(table.metadata().snapshots().count(), 1);
     assert_eq!(planned_rows(&writer).await, 20);
@@ -260,5 +268,102 @@ async fn compaction_expiry_and_orphan_removal_keep_the_row_set() {
         let mut expected = before.clone();
         expected.push(100);
         assert_eq!(py_after, expected, "pyiceberg reads the same rows after maintenance");
+    }
+}
+
+/// A compacted file carries the watermark of its newest input, not of its
+/// largest (the review found the largest file's, which is often an old one).
+#[tokio::test]
+async fn a_compacted_file_carries_the_newest_inputs_watermark() {
+    use tributary_sink::table::Maintenance;
+    let warehouse = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let writer = open(catalog(&store, warehouse.path()), false).await.expect("create");
+    let mut from = ShardCheckpoint::default();
+    // The oldest watermark on the largest file; only even ids, so one day partition.
+    let inputs: [(&[i64], &str); 4] = [
+        (&[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22], "2024-06-01T10:00:00.000000Z"),
+        (&[30], "2024-06-01T12:00:00.000000Z"),
+        (&[32], "2024-06-01T11:00:00.000000Z"),
+        (&[34], "2024-06-01T09:00:00.000000Z"),
+    ];
+    for (round, (ids, watermark)) in inputs.iter().enumerate() {
+        let key_values = [("tributary.watermark".to_owned(), (*watermark).to_owned())];
+        let files = writer.write(&batch(ids, false), &key_values).expect("write");
+        let to = (round + 1).to_string();
+        let data_files = files.into_iter().map(|file| file.data_file).collect();
+        writer.commit(SCOPE, data_files, &[advance(from, &to)], None, None).await.expect("commit");
+        from = at(&to);
+    }
+    let settings = Maintenance {
+        compact_min_files: 4,
+        small_file_bytes: 1 << 30,
+        compact_input_bytes: 1 << 30,
+        snapshot_min_count: 1000,
+        ..Maintenance::default()
+    };
+    let done = writer.maintain(&settings).await.expect("maintain");
+    assert_eq!((done.compacted_files, done.written_files), (4, 1), "{done:?}");
+    let table = writer.load().await.expect("load");
+    let tasks: Vec<_> =
+        table.scan().build().expect("scan").plan_files().await.expect("plan").try_collect().await.expect("tasks");
+    assert_eq!(tasks.len(), 1);
+    let path = tasks[0].data_file_path().strip_prefix("file://").expect("local").to_owned();
+    let file = std::fs::File::open(path).expect("open");
+    let reader = parquet::file::reader::SerializedFileReader::new(file).expect("parquet");
+    let key_values = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata().cloned();
+    let watermark = key_values
+        .unwrap_or_default()
+        .into_iter()
+        .find(|pair| pair.key == "tributary.watermark")
+        .and_then(|pair| pair.value);
+    assert_eq!(watermark.as_deref(), Some("2024-06-01T12:00:00.000000Z"));
+}
+
+/// The review's loss: expiry took the oldest retained snapshot as the measure
+/// of what is alive. With `min_count` above 1 and a timestamp that stepped
+/// back, a retained snapshot sits behind expired ones, and the files only the
+/// expired ones added (which the newer retained snapshots still use) were deleted.
+#[tokio::test]
+async fn a_partial_expiry_over_timestamps_that_step_back_keeps_every_current_row() {
+    use tributary_sink::table::Maintenance;
+    let warehouse = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let writer = open(catalog(&store, warehouse.path()), false).await.expect("create");
+    let mut from = ShardCheckpoint::default();
+    for round in 0..6i64 {
+        let to = (round + 1).to_string();
+        append(&writer, &[round * 2, round * 2 + 1], false, advance(from, &to)).await.expect("append");
+        from = at(&to);
+    }
+    // Snapshots 1..6 in commit order: 5 and 6 are kept by count (2), 3 by age (ten minutes
+    // old), 4 is three hours old though committed after 3, and 1 and 2 are old too.
+    let location = store.table_pointer("orders").expect("pointer").expect("a table");
+    let path = location.strip_prefix("file://").expect("local").to_owned();
+    let mut metadata: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    let now = chrono::Utc::now().timestamp_millis();
+    let hours_ago = |hours: i64| now - hours * 3_600_000;
+    let stamps = [hours_ago(3) - 5, hours_ago(3) - 4, now - 600_000, hours_ago(3), now - 1000, now];
+    let snapshots = metadata["snapshots"].as_array_mut().expect("snapshots");
+    assert_eq!(snapshots.len(), 6);
+    for (snapshot, stamp) in snapshots.iter_mut().zip(stamps) {
+        snapshot["timestamp-ms"] = serde_json::json!(stamp);
+    }
+    std::fs::write(&path, serde_json::to_vec(&metadata).expect("json")).expect("write");
+
+    let settings = Maintenance {
+        snapshot_max_age: std::time::Duration::from_secs(3600),
+        snapshot_min_count: 2,
+        compact_min_files: 1000,
+        ..Maintenance::default()
+    };
+    let done = writer.maintain(&settings).await.expect("maintain");
+    assert_eq!(done.expired_snapshots, 3, "{done:?}");
+    assert_eq!(writer.load().await.expect("load").metadata().snapshots().count(), 3);
+    let all: Vec<i64> = (0..12).collect();
+    assert_eq!(current_ids(&catalog(&store, warehouse.path())).await, all, "every current row is readable");
+    assert_eq!(planned_rows(&writer).await, 12);
+    if let Some(read) = pyiceberg_ids(&warehouse.path().join("orders")) {
+        assert_eq!(read, all, "pyiceberg reads every current row");
     }
 }

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use iceberg::io::{FileIO, FileIOBuilder};
-use iceberg::spec::{Schema, TableMetadata, TableMetadataBuilder};
+use iceberg::spec::{ManifestList, Schema, TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::{
     Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
@@ -25,6 +25,7 @@ use iceberg::{
 };
 use tributary_store::Store;
 
+use super::durable;
 use super::glue::GlueCatalog;
 use super::s3::{S3Storage, S3StorageFactory};
 
@@ -280,7 +281,7 @@ impl TableCatalog {
         metadata: TableMetadata,
         location: MetadataLocation,
     ) -> Result<Table> {
-        metadata.write_to(&self.file_io, &location).await?;
+        self.write_metadata(&metadata, &location).await?;
         let location = location.to_string();
         let swapped = self.pointers.swap(ident.name(), Some(base_location), &location, &metadata).await?;
         if !swapped {
@@ -293,11 +294,54 @@ impl TableCatalog {
         self.table(ident, metadata, location)
     }
 
+    /// The hint is rewritten in place: on a local warehouse through a renamed
+    /// temporary file, so a reader or a restart never finds it empty.
     async fn write_version_hint(&self, name: &str, metadata_location: &str) -> Result<()> {
         let file_name = metadata_location.rsplit('/').next().unwrap_or(metadata_location);
         let stem = file_name.strip_suffix(".metadata.json").unwrap_or(file_name);
         let hint = version_hint_path(&self.table_location(name));
-        self.file_io.new_output(&hint)?.write(bytes::Bytes::from(stem.to_owned())).await
+        match self.local_path(&hint) {
+            Some(path) => durable::write_atomically(path, stem.as_bytes().to_vec()).await,
+            None => self.file_io.new_output(&hint)?.write(bytes::Bytes::from(stem.to_owned())).await,
+        }
+    }
+
+    /// The local path of `location` when the warehouse is a local directory.
+    fn local_path(&self, location: &str) -> Option<PathBuf> {
+        if self.remote.is_some() { None } else { durable::local_file(location) }
+    }
+
+    /// Writes `metadata` at `location` so that it, and the manifest list and
+    /// manifests of its current snapshot, outlive a power cut before any
+    /// pointer names them (on an object store a PUT is durable already).
+    pub(crate) async fn write_metadata(&self, metadata: &TableMetadata, location: &MetadataLocation) -> Result<()> {
+        let url = location.to_string();
+        let Some(path) = self.local_path(&url) else {
+            return metadata.write_to(&self.file_io, location).await;
+        };
+        if location.compression_codec() != iceberg::compression::CompressionCodec::None {
+            return Err(unsupported("write compressed metadata files on a local warehouse"));
+        }
+        self.sync_current_snapshot(metadata).await?;
+        let bytes = serde_json::to_vec(metadata)
+            .map_err(|error| Error::new(ErrorKind::DataInvalid, format!("serialising {url}: {error}")))?;
+        durable::write_atomically(path, bytes).await
+    }
+
+    /// Syncs the files iceberg wrote for `metadata`'s current snapshot (its
+    /// manifest list, and the manifests that snapshot added).
+    async fn sync_current_snapshot(&self, metadata: &TableMetadata) -> Result<()> {
+        let Some(snapshot) = metadata.current_snapshot() else { return Ok(()) };
+        let list_url = snapshot.manifest_list();
+        let bytes = self.file_io.new_input(list_url)?.read().await?;
+        let list = ManifestList::parse_with_version(&bytes, metadata.format_version())?;
+        let added = list
+            .entries()
+            .iter()
+            .filter(|manifest| manifest.added_snapshot_id == snapshot.snapshot_id())
+            .map(|manifest| manifest.manifest_path.as_str());
+        let paths = std::iter::once(list_url).chain(added).filter_map(|url| self.local_path(url)).collect();
+        durable::sync_files(paths).await
     }
 }
 
@@ -383,7 +427,7 @@ impl Catalog for TableCatalog {
         let creation = TableCreation { location: Some(table_location.clone()), ..creation };
         let metadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
         let location = MetadataLocation::new_with_metadata(&table_location, &metadata);
-        metadata.write_to(&self.file_io, &location).await?;
+        self.write_metadata(&metadata, &location).await?;
         let location = location.to_string();
         if !self.pointers.swap(ident.name(), None, &location, &metadata).await? {
             let _ = self.file_io.delete(&location).await;
@@ -550,7 +594,7 @@ impl Catalog for Staging<'_> {
         let base_location = base.metadata_location_result()?.to_owned();
         let staged = commit.apply(base)?;
         let location = MetadataLocation::from_str(staged.metadata_location_result()?)?;
-        staged.metadata().write_to(&self.inner.file_io, &location).await?;
+        self.inner.write_metadata(staged.metadata(), &location).await?;
         let location = location.to_string();
         self.staged.lock().push(Staged {
             ident: ident.clone(),

@@ -2,24 +2,27 @@
 //! one (a `replace` snapshot whose one manifest also supersedes the many
 //! that appends left), expiring old snapshots and deleting the files only
 //! they reached, and deleting orphans (files of batches that never
-//! committed) once they are older than the last commit.
+//! committed) once they are older than the last commit and than a grace
+//! period (three days by default, Iceberg's own): another writer on the same
+//! warehouse may have uploaded a file it has not committed yet.
 //!
 //! The worker runs this between its own commits, so it never races the
 //! writer; every change is still committed only if the table is where it
 //! was read (another writer's commit in between makes it skip a round).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use arrow_array::RecordBatch;
-use chrono::Utc;
+use chrono::{DateTime, FixedOffset, Utc};
 use iceberg::ErrorKind;
 use iceberg::spec::{
-    DataFile, MAIN_BRANCH, ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Struct,
-    Summary,
+    DataFile, MAIN_BRANCH, Manifest, ManifestList, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot,
+    Struct, Summary,
 };
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{TableError, TableWriter};
 
@@ -39,6 +42,8 @@ pub struct Maintenance {
     /// At most this many bytes of files are compacted per partition and
     /// round (they are decoded in memory, several times their size).
     pub compact_input_bytes: u64,
+    /// An unreferenced file is an orphan only once it is this old.
+    pub orphan_min_age: Duration,
 }
 
 impl Default for Maintenance {
@@ -50,6 +55,7 @@ impl Default for Maintenance {
             compact_min_files: 16,
             small_file_bytes: 8 * 1024 * 1024,
             compact_input_bytes: 64 * 1024 * 1024,
+            orphan_min_age: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -80,6 +86,11 @@ async fn manifest_list(table: &Table, snapshot: &Snapshot) -> Result<ManifestLis
     Ok(ManifestList::parse_with_version(&bytes, table.metadata().format_version())?)
 }
 
+/// The manifest paths of `snapshot`'s list.
+async fn manifest_paths(table: &Table, snapshot: &Snapshot) -> Result<Vec<String>, TableError> {
+    Ok(manifest_list(table, snapshot).await?.entries().iter().map(|m| m.manifest_path.clone()).collect())
+}
+
 /// Every entry of `snapshot`'s manifests: (data file path, alive?), and the live ones in full.
 async fn entries(table: &Table, snapshot: &Snapshot) -> Result<(Vec<(String, bool)>, Vec<LiveFile>), TableError> {
     let mut paths = Vec::new();
@@ -107,7 +118,7 @@ impl TableWriter {
         let mut done = Maintained::default();
         self.compact(settings, &mut done).await?;
         self.expire(settings, &mut done).await?;
-        self.remove_orphans(&mut done).await?;
+        self.remove_orphans(settings.orphan_min_age, &mut done).await?;
         Ok(done)
     }
 
@@ -269,36 +280,42 @@ impl TableWriter {
         let retained: HashSet<i64> = after.metadata().snapshots().map(|s| s.snapshot_id()).collect();
         let removed: Vec<_> = before.iter().filter(|s| !retained.contains(&s.snapshot_id())).collect();
         done.expired_snapshots += removed.len();
-        let Some(oldest) = after.metadata().snapshots().min_by_key(|s| s.sequence_number()).cloned() else {
-            return Ok(());
-        };
-        // History is one line of appends and replaces: every manifest a retained
-        // snapshot reaches is in the oldest retained snapshot's list or newer than it,
-        // and a data file not alive in the oldest is alive in no retained snapshot.
-        let kept_manifests: HashSet<String> =
-            manifest_list(&after, &oldest).await?.entries().iter().map(|m| m.manifest_path.clone()).collect();
-        let (oldest_entries, _) = entries(&after, &oldest).await?;
-        let alive: HashSet<&str> =
-            oldest_entries.iter().filter(|(_, alive)| *alive).map(|(path, _)| path.as_str()).collect();
-        let mut doomed: Vec<String> = oldest_entries
-            .iter()
-            .filter(|(path, _)| !alive.contains(path.as_str()))
-            .map(|(path, _)| path.clone())
-            .collect();
-        for snapshot in removed {
-            doomed.push(snapshot.manifest_list().to_owned());
-            for manifest_file in manifest_list(&table, snapshot).await?.entries() {
-                if kept_manifests.contains(&manifest_file.manifest_path) {
+        // What is still reachable is computed from every retained snapshot, as
+        // Iceberg's own expiry does: retention keeps ancestors by count and by
+        // age, and timestamps may step back, so the retained snapshots need not
+        // be the newest ones in a row, and no one of them stands for the rest.
+        let mut manifests = ManifestCache::default();
+        let mut kept_manifests: HashSet<String> = HashSet::new();
+        let mut alive: HashSet<String> = HashSet::new();
+        let mut dropped_entries: Vec<String> = Vec::new();
+        for snapshot in after.metadata().snapshots() {
+            for manifest_path in manifest_paths(&after, snapshot).await? {
+                if !kept_manifests.insert(manifest_path.clone()) {
                     continue;
                 }
-                let manifest = manifest_file.load_manifest(table.file_io()).await?;
-                for entry in manifest.entries() {
-                    let path = entry.data_file().file_path();
-                    if !alive.contains(path) {
-                        doomed.push(path.to_owned());
+                for (path, is_alive) in manifests.entries(&after, &manifest_path).await? {
+                    if is_alive {
+                        alive.insert(path);
+                    } else {
+                        // Removed by a retained snapshot (a compaction): kept only if another retained one has it.
+                        dropped_entries.push(path);
                     }
                 }
-                doomed.push(manifest_file.manifest_path.clone());
+            }
+        }
+        let mut doomed: Vec<String> = dropped_entries.into_iter().filter(|path| !alive.contains(path)).collect();
+        for snapshot in removed {
+            doomed.push(snapshot.manifest_list().to_owned());
+            for manifest_path in manifest_paths(&table, snapshot).await? {
+                if kept_manifests.contains(&manifest_path) {
+                    continue;
+                }
+                for (path, _) in manifests.entries(&table, &manifest_path).await? {
+                    if !alive.contains(&path) {
+                        doomed.push(path);
+                    }
+                }
+                doomed.push(manifest_path);
             }
         }
         doomed.sort();
@@ -313,13 +330,15 @@ impl TableWriter {
     }
 
     /// Files under `data/` and `metadata/` that no retained snapshot or
-    /// metadata file names, older than the last commit: left by batches
-    /// and commits that never landed.
-    async fn remove_orphans(&self, done: &mut Maintained) -> Result<(), TableError> {
+    /// metadata file names, older than the last commit and than `min_age`:
+    /// left by batches and commits that never landed.
+    async fn remove_orphans(&self, min_age: Duration, done: &mut Maintained) -> Result<(), TableError> {
         let table = self.load().await?;
         let metadata = table.metadata();
         let last_commit =
             SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(metadata.last_updated_ms()).unwrap_or(0));
+        let old_enough = SystemTime::now().checked_sub(min_age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = last_commit.min(old_enough);
         let mut referenced: HashSet<String> = HashSet::new();
         referenced.extend(table.metadata_location().map(str::to_owned));
         referenced.extend(metadata.metadata_log().iter().map(|log| log.metadata_file.clone()));
@@ -336,13 +355,34 @@ impl TableWriter {
         for directory in ["data", "metadata"] {
             for (url, modified) in self.catalog.list_files(&format!("{location}/{directory}/")).await? {
                 let unnamed = !referenced.contains(&url) && !url.ends_with("/version-hint.text");
-                if unnamed && modified < last_commit {
+                if unnamed && modified < cutoff {
                     table.file_io().delete(&url).await?;
                     done.deleted_files += 1;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Manifest lists and manifests read once per expiry round, however many snapshots share them.
+#[derive(Default)]
+struct ManifestCache {
+    entries: HashMap<String, Vec<(String, bool)>>,
+}
+
+impl ManifestCache {
+    /// Every entry of the manifest at `path`: (data file path, alive?).
+    async fn entries(&mut self, table: &Table, path: &str) -> Result<Vec<(String, bool)>, TableError> {
+        if let Some(found) = self.entries.get(path) {
+            return Ok(found.clone());
+        }
+        let bytes = table.file_io().new_input(path)?.read().await?;
+        let manifest = Manifest::parse_avro(&bytes)?;
+        let found: Vec<(String, bool)> =
+            manifest.entries().iter().map(|e| (e.data_file().file_path().to_owned(), e.is_alive())).collect();
+        self.entries.insert(path.to_owned(), found.clone());
+        Ok(found)
     }
 }
 
@@ -356,17 +396,35 @@ fn uuid_like() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
-/// The rows of `paths` as one batch, with the newest file's key-value
-/// metadata; `None` when the files do not share one schema.
+/// The rows of `paths` as one batch, with the key-value metadata of the
+/// file with the newest watermark (a compacted file is as late as its
+/// latest input, whatever their sizes); `None` when the files do not
+/// share one schema.
+///
+/// Reading is IO; decoding the Parquet files and joining them (up to the
+/// round's budget, 64 MiB by default) is CPU work for a blocking thread.
 async fn read_files(
     file_io: &iceberg::io::FileIO,
     paths: &[&str],
 ) -> Result<Option<(RecordBatch, Vec<(String, String)>)>, TableError> {
-    let mut batches = Vec::new();
-    let mut key_values = Vec::new();
+    let mut contents = Vec::with_capacity(paths.len());
     for path in paths {
-        let builder = super::parquet_reader(file_io, path).await?;
-        key_values = builder
+        contents.push((path.to_string(), file_io.new_input(*path)?.read().await?));
+    }
+    tokio::task::spawn_blocking(move || decode_files(contents))
+        .await
+        .map_err(|error| TableError::Iceberg(format!("decoding files to compact: {error}")))?
+}
+
+fn decode_files(
+    contents: Vec<(String, bytes::Bytes)>,
+) -> Result<Option<(RecordBatch, Vec<(String, String)>)>, TableError> {
+    let mut batches = Vec::new();
+    let mut newest: Option<(Option<DateTime<FixedOffset>>, Vec<(String, String)>)> = None;
+    for (path, bytes) in contents {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
+        let key_values: Vec<(String, String)> = builder
             .metadata()
             .file_metadata()
             .key_value_metadata()
@@ -378,6 +436,13 @@ async fn read_files(
                     .collect()
             })
             .unwrap_or_default();
+        let watermark = key_values
+            .iter()
+            .find(|(key, _)| key == crate::WATERMARK_METADATA)
+            .and_then(|(_, value)| DateTime::parse_from_rfc3339(value).ok());
+        if newest.as_ref().is_none_or(|(seen, _)| watermark >= *seen) {
+            newest = Some((watermark, key_values));
+        }
         let reader = builder.build().map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
         for batch in reader {
             batches.push(batch.map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?);
@@ -390,5 +455,5 @@ async fn read_files(
     }
     let rows = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|error| TableError::Iceberg(format!("joining files: {error}")))?;
-    Ok(Some((rows, key_values)))
+    Ok(Some((rows, newest.map(|(_, key_values)| key_values).unwrap_or_default())))
 }

@@ -10,6 +10,7 @@
 
 mod catalog;
 mod checkpoints;
+mod durable;
 mod follow;
 mod glue;
 mod inspect;
