@@ -154,6 +154,11 @@ async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_follo
     assert_eq!(rejected.checkpoints(SCOPE).await.expect("cp").shards[SHARD], at("10"), "both carry the checkpoints");
     let after_first = snapshot_ids(&rejected).await;
     assert_eq!(after_first.1, 1);
+    // Once the rows table followed, the rejected table keeps no undo (a later divergence
+    // must not roll it back to a snapshot before a batch both tables hold).
+    let undo_key = format!("tributary.undo.{SCOPE}");
+    let properties = rejected.load().await.expect("load").metadata().properties().clone();
+    assert!(!properties.contains_key(&undo_key), "{properties:?}");
 
     // A replay is refused by the table committed first: neither table moves.
     let replay = commit_batch(&table, &rejected, &[1, 2], "100", advance(ShardCheckpoint::default(), "10")).await;

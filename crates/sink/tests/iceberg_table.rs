@@ -346,8 +346,10 @@ async fn a_partial_expiry_over_timestamps_that_step_back_keeps_every_current_row
     let stamps = [hours_ago(3) - 5, hours_ago(3) - 4, now - 600_000, hours_ago(3), now - 1000, now];
     let snapshots = metadata["snapshots"].as_array_mut().expect("snapshots");
     assert_eq!(snapshots.len(), 6);
-    for (snapshot, stamp) in snapshots.iter_mut().zip(stamps) {
-        snapshot["timestamp-ms"] = serde_json::json!(stamp);
+    // The metadata lists snapshots in no particular order: each one's commit order is its sequence number.
+    for snapshot in snapshots.iter_mut() {
+        let sequence = snapshot["sequence-number"].as_u64().expect("a sequence number");
+        snapshot["timestamp-ms"] = serde_json::json!(stamps[usize::try_from(sequence).expect("small") - 1]);
     }
     std::fs::write(&path, serde_json::to_vec(&metadata).expect("json")).expect("write");
 

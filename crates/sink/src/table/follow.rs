@@ -37,6 +37,8 @@ impl TableWriter {
         let properties = metadata.properties();
         let mine = checkpoints::checkpoints_in(properties, scope).map_err(TableError::Iceberg)?;
         if &mine == leader {
+            // In step, so an undo left by a stop after both commits names a batch both hold.
+            self.clear_undo(scope).await?;
             return Ok(Followed::InStep);
         }
         let undo_key = checkpoints::undo_key(scope);

@@ -388,7 +388,28 @@ impl TableWriter {
             other => other,
         })?;
         crate::failpoint("between-table-commits");
-        self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await
+        let landed = self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await?;
+        // The rows table followed: the undo would now roll back a batch both tables hold.
+        rejected.clear_undo(scope).await.map_err(|error| match error {
+            TableError::Iceberg(message) => TableError::Iceberg(format!("the rejected table's undo: {message}")),
+            other => other,
+        })?;
+        Ok(landed)
+    }
+
+    /// Removes `scope`'s undo from this table, if it has one: the commit it
+    /// would undo is matched by the rows table's.
+    pub(crate) async fn clear_undo(&self, scope: &str) -> Result<(), TableError> {
+        let undo = checkpoints::undo_key(scope);
+        let table = self.load().await?;
+        if !table.metadata().properties().contains_key(&undo) {
+            return Ok(());
+        }
+        let base_location = table.metadata_location_result()?.to_owned();
+        let metadata =
+            table.metadata().clone().into_builder(Some(base_location)).remove_properties(&[undo])?.build()?.metadata;
+        self.catalog.replace_metadata(&table, metadata).await?;
+        Ok(())
     }
 
     /// The optimistic commit of `files` (and this table's largest event time)
