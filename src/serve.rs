@@ -40,6 +40,10 @@ pub(crate) struct ServeArgs {
     /// database, for Athena, Spark, Trino and pyiceberg; needs an s3:// warehouse).
     #[arg(long, env = "TRIBUTARY_CATALOG", value_enum, default_value_t = CatalogKind::Embedded)]
     catalog: CatalogKind,
+    /// Start even though the warehouse's tables belong to another catalog, making them this one's:
+    /// only when that catalog is gone for good (its store was lost).
+    #[arg(long)]
+    take_over_warehouse: bool,
     /// The Glue database of `--catalog glue` (created if missing).
     #[arg(long, env = "TRIBUTARY_GLUE_DATABASE", default_value = "tributary")]
     glue_database: String,
@@ -129,6 +133,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
     config.warehouse = args.warehouse.clone();
+    config.take_over_warehouse = args.take_over_warehouse;
     config.catalog = match args.catalog {
         CatalogKind::Embedded => CatalogChoice::Embedded,
         CatalogKind::Glue => {

@@ -326,6 +326,18 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, shared: Option<&Shared
             ),
         );
     }
+    // A new store is another catalog: with the embedded catalog the server refuses the
+    // warehouse until told the old store is gone; servers sharing a Glue database do not.
+    let mut flags = flags.clone();
+    if shared.is_none() {
+        let refused = tributary(
+            &["serve", "--data-dir", &data_dir.to_string_lossy(), "--listen", "127.0.0.1:0"],
+            &[("AWS_ENDPOINT_URL_GLUE", &emulators.moto)],
+        );
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && said.contains("--take-over-warehouse"), "{said}");
+        flags.push("--take-over-warehouse");
+    }
     let server = start_server(&emulators, &data_dir, &flags, &[]);
     commit_ok(&server, &file);
     wait_until_every_open_shard_answered(&server, "icy", 2);

@@ -454,12 +454,20 @@ fn a_schema_registry_that_never_answers_holds_up_its_source_only() {
     let Some(emulators) = Emulators::from_env() else { return };
     let rt = runtime();
     let client = kinesis_client(&emulators.kinesis);
-    // A "registry" that accepts connections and never says a word.
+    // A "registry" that accepts connections, reads what is asked, and never says a word.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let registry_url = format!("http://{}", silent.local_addr().expect("address"));
+    let asked: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let heard = std::sync::Arc::clone(&asked);
     std::thread::spawn(move || {
+        use std::io::Read;
         let mut held = Vec::new();
-        for connection in silent.incoming().flatten() {
+        for mut connection in silent.incoming().flatten() {
+            let _ = connection.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut request = [0u8; 2048];
+            let read = connection.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..read]).lines().next().unwrap_or_default().to_owned();
+            heard.lock().expect("lock").push(line);
             held.push(connection);
         }
     });
@@ -503,6 +511,12 @@ fn a_schema_registry_that_never_answers_holds_up_its_source_only() {
     let framed = server.get("/api/v1/sources/framed/status");
     let done: u64 = ["rows", "rejected"].iter().map(|key| framed[key].as_u64().unwrap_or(0)).sum();
     assert_eq!(done, 0, "the framed record waits for the registry, neither written nor rejected: {framed:#}");
+    // It waits because it asked the registry for the record's schema (id 7), not for any other reason.
+    let asked = asked.lock().expect("lock").clone();
+    assert!(
+        asked.iter().any(|line| line.starts_with("GET ") && line.contains("/schemas/ids/7")),
+        "the worker never asked the registry for schema 7: {asked:?}"
+    );
     assert!(server.stop(), "SIGTERM ends the server cleanly while the registry is silent");
 }
 

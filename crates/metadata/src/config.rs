@@ -94,20 +94,58 @@ impl WorkflowConfig {
     }
 
     /// Validates workflow `text`, expanding variables through `env`.
+    ///
+    /// An error names the field's path and what was expected, never a value:
+    /// serde's messages are stripped of the values they quote, and any value
+    /// that came from a variable is masked wherever a message holds it.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<WorkflowConfig, ConfigError> {
         let mut value: Value =
             serde_norway::from_str(text).map_err(|error| ConfigError::at("", format!("not valid YAML: {error}")))?;
-        expand(&mut value, &mut String::new(), env)?;
+        let mut expanded = Vec::new();
+        expand(&mut value, &mut String::new(), &mut |name| {
+            let found = env(name);
+            expanded.extend(found.clone());
+            found
+        })?;
+        let masked = |error: ConfigError| ConfigError { message: mask(&error.message, &expanded), ..error };
         let raw: RawWorkflow = serde_path_to_error::deserialize(value).map_err(|error| {
             let path = error.path().to_string();
-            ConfigError::at(if path == "." { String::new() } else { path }, error.inner().to_string())
+            let message = without_values(&error.inner().to_string());
+            masked(ConfigError::at(if path == "." { String::new() } else { path }, message))
         })?;
-        raw.validate()
+        raw.validate().map_err(masked)
     }
 }
 
+/// serde's message without the value it quotes: `invalid type: string "eyJ…",
+/// expected a boolean` becomes `invalid type: string, expected a boolean`.
+/// (An unknown variant stays named: enum fields hold no secrets, and one set
+/// from a variable is masked like any other value from a variable.)
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let found = rest.split_whitespace().next().unwrap_or_default().trim_end_matches(',');
+            let expected = rest.rsplit_once(", expected ").map_or("", |(_, expected)| expected);
+            return format!("{prefix}{found}, expected {expected}");
+        }
+    }
+    message.to_owned()
+}
+
+/// `message` with every non-empty value of `secrets` replaced by `***`.
+fn mask(message: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(message.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+}
+
 /// Expands `$VAR` and `${VAR}` in every string of `value`.
-fn expand(value: &mut Value, path: &mut String, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+fn expand(
+    value: &mut Value,
+    path: &mut String,
+    env: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     match value {
         Value::String(text) if text.contains('$') => *text = expand_text(text, path, env)?,
         Value::Array(items) => {
@@ -134,7 +172,7 @@ fn expand(value: &mut Value, path: &mut String, env: &dyn Fn(&str) -> Option<Str
     Ok(())
 }
 
-fn expand_text(text: &str, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+fn expand_text(text: &str, path: &str, env: &mut dyn FnMut(&str) -> Option<String>) -> Result<String, ConfigError> {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -686,7 +724,33 @@ workflowConfig:
         let error = WorkflowConfig::parse(&DOCS_EXAMPLE.replace("SECRET", "$MISSING_SECRET"), &env).expect_err("unset");
         assert_eq!(error.path, "source.serviceConnection.config.awsConfig.awsSecretAccessKey");
         assert!(error.message.contains("MISSING_SECRET"));
-        assert_eq!(expand_text("a$$b ${REGION}-$ x", "", &env).expect("expands"), "a$b eu-west-1-$ x");
+        let mut lookup = env;
+        assert_eq!(expand_text("a$$b ${REGION}-$ x", "", &mut lookup).expect("expands"), "a$b eu-west-1-$ x");
+    }
+
+    /// The review's leak: a type error in a field set from a variable printed
+    /// the variable's value (the JWT) through serde's message.
+    #[test]
+    fn a_type_error_names_the_path_and_type_never_the_value() {
+        let env = |name: &str| (name == "OM_JWT").then(|| "eyJhbGciOiJSUzI1NiJ9.secret-part".to_owned());
+        // A string where a boolean belongs, from a variable.
+        let text = DOCS_EXAMPLE.replace("\"{bot_jwt_token}\"", "$OM_JWT");
+        let text =
+            text.replace("    authProvider: openmetadata", "    verifySSL: $OM_JWT\n    authProvider: openmetadata");
+        let error = WorkflowConfig::parse(&text, &env).expect_err("a string for a setting");
+        assert!(!error.to_string().contains("secret-part"), "{error}");
+        assert!(!error.to_string().contains("eyJ"), "{error}");
+        assert!(error.path.contains("verifySSL"), "{error}");
+        // An inline value of the wrong type is not echoed either.
+        let inline = DOCS_EXAMPLE.replace("\"{bot_jwt_token}\"", "[\"inline-secret-value\"]");
+        let error = WorkflowConfig::parse(&inline, &|_| None).expect_err("a list for the token");
+        assert!(!error.to_string().contains("inline-secret-value"), "{error}");
+        assert!(error.message.contains("expected"), "{error}");
+        assert_eq!(
+            without_values("invalid type: string \"s3cr3t\", expected a boolean"),
+            "invalid type: string, expected a boolean"
+        );
+        assert_eq!(mask("bad `tok-123` here", &["tok-123".to_owned(), String::new()]), "bad `***` here");
     }
 
     #[test]

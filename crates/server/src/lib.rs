@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_sink::table::{GlueCatalog, TableCatalog};
+use tributary_sink::table::{GlueCatalog, TableCatalog, WarehouseClaim};
 use tributary_source::ClientFactory;
 use tributary_store::Store;
 
@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub warehouse: Option<String>,
     /// Which catalog records the tables' current metadata.
     pub catalog: CatalogChoice,
+    /// Make the warehouse this catalog's even though another catalog claimed
+    /// it (that catalog is gone, e.g. a lost store).
+    pub take_over_warehouse: bool,
 }
 
 /// Which catalog records the tables' current metadata.
@@ -94,6 +97,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("worker", &self.worker)
             .field("warehouse", &self.warehouse)
             .field("catalog", &self.catalog)
+            .field("take_over_warehouse", &self.take_over_warehouse)
             .finish()
     }
 }
@@ -115,6 +119,7 @@ impl ServerConfig {
             worker: WorkerSettings::default(),
             warehouse: None,
             catalog: CatalogChoice::Embedded,
+            take_over_warehouse: false,
         }
     }
 }
@@ -156,6 +161,9 @@ pub enum ServerError {
         /// The holder's process id, as it wrote it (or "unknown").
         holder: String,
     },
+    /// The warehouse's tables belong to another catalog.
+    #[error("{0}")]
+    WarehouseOwned(String),
     /// Listening beyond loopback with no token.
     #[error(
         "refusing to listen on {0} without a token: set TRIBUTARY_TOKEN or --token-file (or pass --insecure-no-auth if something in front of the server authenticates)"
@@ -186,7 +194,9 @@ async fn open_catalog(
     aws: &ClientFactory,
 ) -> Result<TableCatalog, ServerError> {
     let catalog = open_warehouse(config, store, aws)?;
-    let CatalogChoice::Glue { database, catalog_id } = &config.catalog else { return Ok(catalog) };
+    let CatalogChoice::Glue { database, catalog_id } = &config.catalog else {
+        return Ok(catalog.with_owner(format!("embedded:{}", store.identity()?)));
+    };
     if !catalog.warehouse().starts_with("s3://") {
         return Err(ServerError::Io(format!(
             "--catalog glue needs an s3:// --warehouse: the readers Glue serves cannot reach {}",
@@ -197,7 +207,8 @@ async fn open_catalog(
     glue.ensure_database(catalog.warehouse())
         .await
         .map_err(|error| ServerError::Io(format!("--catalog glue, database {database}: {error}")))?;
-    Ok(catalog.with_glue(glue))
+    let owner = format!("glue:{}:{database}", catalog_id.as_deref().unwrap_or("default"));
+    Ok(catalog.with_glue(glue).with_owner(owner))
 }
 
 /// Where the tables' files live.
@@ -249,6 +260,13 @@ impl Server {
             .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
         let catalog = open_catalog(&config, &store, &aws).await?;
+        match catalog.claim_warehouse(config.take_over_warehouse).await {
+            Ok(WarehouseClaim::TakenOver { from }) => {
+                tracing::warn!(warehouse = catalog.warehouse(), %from, "took the warehouse over from another catalog");
+            }
+            Ok(_) => {}
+            Err(error) => return Err(ServerError::WarehouseOwned(error.message().to_owned())),
+        }
         let supervisor = Arc::new(Supervisor::new(
             Arc::clone(&store),
             config.data_dir.clone(),

@@ -369,3 +369,34 @@ async fn a_partial_expiry_over_timestamps_that_step_back_keeps_every_current_row
         assert_eq!(read, all, "pyiceberg reads every current row");
     }
 }
+
+/// Two catalogs on one warehouse would delete each other's files as orphans:
+/// the first to create a table claims the warehouse, another is refused until
+/// its operator takes the warehouse over (the first one's store is gone).
+#[tokio::test]
+async fn a_warehouse_another_catalog_owns_is_refused_until_taken_over() {
+    use tributary_sink::table::WarehouseClaim;
+    let warehouse = tempfile::tempdir().expect("tempdir");
+    let first_store = Arc::new(Store::open_in_memory().expect("store"));
+    let first = catalog(&first_store, warehouse.path()).with_owner("embedded:first");
+    assert_eq!(first.claim_warehouse(false).await.expect("empty"), WarehouseClaim::Unclaimed);
+    open(first.clone(), false).await.expect("create: claims the warehouse");
+    assert_eq!(first.claim_warehouse(false).await.expect("ours"), WarehouseClaim::Ours);
+
+    let second_store = Arc::new(Store::open_in_memory().expect("store"));
+    let second = catalog(&second_store, warehouse.path()).with_owner("embedded:second");
+    let refused = second.claim_warehouse(false).await.expect_err("another catalog's");
+    assert!(
+        refused.message().contains("embedded:first") && refused.message().contains("--take-over-warehouse"),
+        "{refused}"
+    );
+    let created = TableWriter::open(second.clone(), "clicks", "ts", &Schema::new(fields(false)), &[]).await;
+    assert!(created.is_err(), "nor may it create a table there");
+    assert_eq!(
+        second.claim_warehouse(true).await.expect("take over"),
+        WarehouseClaim::TakenOver { from: "embedded:first".to_owned() }
+    );
+    assert!(first.claim_warehouse(false).await.is_err(), "now the first one is the stranger");
+    // The new owner adopts the tables through their version hints.
+    assert!(open(second, false).await.is_ok());
+}

@@ -97,6 +97,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: a prepared batch's largest event time, applied only when its table commit landed
     // (raising the watermark before the commit dropped the batch's own rows as late on a retry).
     "ALTER TABLE prepared_batches ADD COLUMN max_event_micros INTEGER;",
+    // 5: who this store is, as the owner of a warehouse's tables (a lost store's
+    // successor is another catalog until its operator says otherwise).
+    "CREATE TABLE store_identity (id TEXT NOT NULL);
+    INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));",
 ];
 
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

@@ -8,6 +8,12 @@ use rusqlite::{OptionalExtension, params};
 use crate::{Store, StoreError};
 
 impl Store {
+    /// This store's identity: random, made when the store was created.
+    pub fn identity(&self) -> Result<String, StoreError> {
+        let connection = self.reading();
+        Ok(connection.query_row("SELECT id FROM store_identity", [], |row| row.get(0))?)
+    }
+
     /// The current metadata file of table `name`, if the catalog has it.
     pub fn table_pointer(&self, name: &str) -> Result<Option<String>, StoreError> {
         let connection = self.reading();

@@ -239,6 +239,7 @@ impl<T: Transport> Publisher<T> {
     ) -> Result<(), PublishError> {
         let mut existing: Vec<(String, String)> = Vec::new();
         let mut after: Option<String> = None;
+        let mut cursors_seen: HashSet<String> = HashSet::new();
         loop {
             let mut path = format!("/v1/topics?service={}&limit={LIST_PAGE}", encode(&service.name));
             if let Some(cursor) = &after {
@@ -256,15 +257,29 @@ impl<T: Transport> Publisher<T> {
                 }
             }
             after = page.body.pointer("/paging/after").and_then(Value::as_str).map(str::to_owned);
-            if after.is_none() || data.is_empty() {
+            let Some(cursor) = &after else { break };
+            if data.is_empty() {
                 break;
+            }
+            // A server that repeats a cursor, or pages without end, would keep this loop (and its memory) going.
+            if !cursors_seen.insert(cursor.clone()) {
+                return Err(PublishError::Unexpected {
+                    path,
+                    detail: "the server repeated a paging cursor; the topic listing would never end".to_owned(),
+                });
+            }
+            if existing.len() > MAX_LISTED_TOPICS {
+                return Err(PublishError::Unexpected {
+                    path,
+                    detail: format!("the service lists more than {MAX_LISTED_TOPICS} topics"),
+                });
             }
         }
         for (name, id) in existing {
             if stale.listed.contains(&name) || !(stale.admits)(&name) {
                 continue;
             }
-            let path = format!("/v1/topics/{id}?hardDelete=false&recursive=true");
+            let path = format!("/v1/topics/{}?hardDelete=false&recursive=true", encode(&id));
             match self.send(Method::Delete, path, None) {
                 Ok(response) if response.status < 300 => report.deleted.push(name),
                 Ok(response) => report.failed.push((name, format!("soft delete: HTTP {}", response.status))),
@@ -274,6 +289,10 @@ impl<T: Transport> Publisher<T> {
         Ok(())
     }
 }
+
+/// The most topics a stale-topic listing reads from the server (Kinesis
+/// allows 10,000 streams per account and region by default).
+const MAX_LISTED_TOPICS: usize = 100_000;
 
 /// A path segment or query value, percent-encoded (RFC 3986 unreserved characters pass),
 /// so a name like `../x` or `a?b` stays one part.
@@ -297,5 +316,68 @@ mod tests {
         assert_eq!(encode("svc name/x"), "svc%20name%2Fx");
         assert_eq!(encode("dot.ted-ok_~"), "dot.ted-ok_~");
         assert_eq!(topic_fqn("svc", "dot.ted"), "svc.\"dot.ted\"");
+    }
+
+    /// A scripted server: every listing answers one page naming `cursor` as the next.
+    struct RepeatingServer {
+        cursor: &'static str,
+        id: &'static str,
+        sent: Vec<String>,
+    }
+
+    impl Transport for RepeatingServer {
+        fn send(&mut self, request: &Request) -> Result<Response, PublishError> {
+            self.sent.push(request.path.clone());
+            if self.sent.len() > 1000 {
+                panic!("the listing did not stop");
+            }
+            let body = serde_json::json!({
+                "data": [{"name": format!("gone-{}", self.sent.len()), "id": self.id}],
+                "paging": {"after": self.cursor}
+            });
+            Ok(Response { status: 200, body })
+        }
+
+        fn reads(&self) -> bool {
+            true
+        }
+    }
+
+    fn stale_topics<'a>(listed: &'a HashSet<String>, admits: &'a dyn Fn(&str) -> bool) -> StaleTopics<'a> {
+        StaleTopics { listed, admits }
+    }
+
+    /// The review's hang: a server answering the same cursor again kept the listing
+    /// going forever, its memory growing; and ids went into the DELETE path as sent.
+    #[test]
+    fn a_repeated_cursor_ends_the_listing_and_ids_are_encoded() {
+        let service = ServiceRecord { name: "svc".to_owned(), connection: Value::Null };
+        let listed = HashSet::new();
+        let admits = |_: &str| true;
+        let mut publisher = Publisher::new(RepeatingServer { cursor: "same", id: "x", sent: Vec::new() });
+        let error = publisher
+            .delete_stale(&service, &stale_topics(&listed, &admits), &mut PublishReport::default())
+            .expect_err("a repeated cursor");
+        assert!(error.to_string().contains("repeated a paging cursor"), "{error}");
+        assert_eq!(publisher.into_transport().sent.len(), 2, "the second page repeated the first's cursor");
+
+        // An id that is not one stays one path segment.
+        struct OnePage(Vec<String>);
+        impl Transport for OnePage {
+            fn send(&mut self, request: &Request) -> Result<Response, PublishError> {
+                self.0.push(request.path.clone());
+                let body =
+                    serde_json::json!({"data": [{"name": "gone", "id": "../../v1/users/admin?x="}], "paging": {}});
+                Ok(Response { status: 200, body })
+            }
+            fn reads(&self) -> bool {
+                true
+            }
+        }
+        let mut publisher = Publisher::new(OnePage(Vec::new()));
+        let mut report = PublishReport::default();
+        publisher.delete_stale(&service, &stale_topics(&listed, &admits), &mut report).expect("listed");
+        let sent = publisher.into_transport().0;
+        assert_eq!(sent[1], "/v1/topics/..%2F..%2Fv1%2Fusers%2Fadmin%3Fx%3D?hardDelete=false&recursive=true");
     }
 }

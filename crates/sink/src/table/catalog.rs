@@ -83,6 +83,9 @@ pub struct TableCatalog {
     /// Object storage, and the local directory files are written in before
     /// they are uploaded; `None` for a local warehouse.
     remote: Option<(S3Storage, PathBuf)>,
+    /// Who this catalog is, for the warehouse's ownership marker (see
+    /// `owner.rs`); `None` checks nothing.
+    owner: Option<Arc<str>>,
 }
 
 impl TableCatalog {
@@ -93,6 +96,7 @@ impl TableCatalog {
             file_io,
             warehouse: warehouse.trim_end_matches('/').to_owned(),
             remote: None,
+            owner: None,
         }
     }
 
@@ -114,12 +118,28 @@ impl TableCatalog {
             file_io: FileIOBuilder::new(Arc::new(factory)).build(),
             warehouse: location.to_owned(),
             remote: Some((S3Storage::new(client), spool)),
+            owner: None,
         })
     }
 
     /// The same tables, their pointers kept in `glue` instead of the store.
     pub fn with_glue(self, glue: GlueCatalog) -> TableCatalog {
         TableCatalog { pointers: Pointers::Glue(glue), ..self }
+    }
+
+    /// The same tables, owned by the catalog called `owner` (a store's
+    /// identity, or a Glue database): a warehouse another owner claimed is refused.
+    pub fn with_owner(self, owner: impl Into<String>) -> TableCatalog {
+        TableCatalog { owner: Some(Arc::from(owner.into())), ..self }
+    }
+
+    pub(crate) fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// The names of the tables this catalog records.
+    pub(crate) async fn recorded_table_names(&self) -> Result<Vec<String>> {
+        self.pointers.names().await
     }
 
     /// Which catalog keeps the pointers: `embedded` or `glue:DATABASE`.
@@ -307,7 +327,7 @@ impl TableCatalog {
     }
 
     /// The local path of `location` when the warehouse is a local directory.
-    fn local_path(&self, location: &str) -> Option<PathBuf> {
+    pub(crate) fn local_path(&self, location: &str) -> Option<PathBuf> {
         if self.remote.is_some() { None } else { durable::local_file(location) }
     }
 
@@ -424,6 +444,7 @@ impl Catalog for TableCatalog {
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
         Self::check_ident(&ident)?;
         let table_location = self.table_location(&creation.name);
+        self.claim_for_new_table().await?;
         let creation = TableCreation { location: Some(table_location.clone()), ..creation };
         let metadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
         let location = MetadataLocation::new_with_metadata(&table_location, &metadata);

@@ -15,6 +15,7 @@ mod follow;
 mod glue;
 mod inspect;
 mod maintenance;
+mod owner;
 mod rejected;
 mod s3;
 mod schema;
@@ -44,6 +45,7 @@ pub use follow::Followed;
 pub use glue::GlueCatalog;
 pub use inspect::{TableSummary, checkpoints_of, current_rows, summaries, summary};
 pub use maintenance::{Maintained, Maintenance};
+pub use owner::WarehouseClaim;
 pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
