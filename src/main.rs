@@ -31,7 +31,7 @@ enum Command {
     /// Prints `rows=N rejected=M` last.
     Decode(decode::DecodeArgs),
     /// Run the API and one continuous ingest worker per committed source.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Commit definition files to a server: validate and store a new version of each source.
     Commit(client::CommitArgs),
     /// Show the sources, or one source's workers, shards, checkpoints, lag and counts.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Decode(args) => decode::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Commit(args) => client::commit(args),
         Command::Status(args) => client::status(args),
         Command::Errors(args) => client::errors(args),

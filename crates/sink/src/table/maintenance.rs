@@ -396,6 +396,9 @@ fn uuid_like() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
+/// Parquet key-value metadata, as written.
+type KeyValues = Vec<(String, String)>;
+
 /// The rows of `paths` as one batch, with the key-value metadata of the
 /// file with the newest watermark (a compacted file is as late as its
 /// latest input, whatever their sizes); `None` when the files do not
@@ -406,7 +409,7 @@ fn uuid_like() -> String {
 async fn read_files(
     file_io: &iceberg::io::FileIO,
     paths: &[&str],
-) -> Result<Option<(RecordBatch, Vec<(String, String)>)>, TableError> {
+) -> Result<Option<(RecordBatch, KeyValues)>, TableError> {
     let mut contents = Vec::with_capacity(paths.len());
     for path in paths {
         contents.push((path.to_string(), file_io.new_input(*path)?.read().await?));
@@ -416,15 +419,13 @@ async fn read_files(
         .map_err(|error| TableError::Iceberg(format!("decoding files to compact: {error}")))?
 }
 
-fn decode_files(
-    contents: Vec<(String, bytes::Bytes)>,
-) -> Result<Option<(RecordBatch, Vec<(String, String)>)>, TableError> {
+fn decode_files(contents: Vec<(String, bytes::Bytes)>) -> Result<Option<(RecordBatch, KeyValues)>, TableError> {
     let mut batches = Vec::new();
-    let mut newest: Option<(Option<DateTime<FixedOffset>>, Vec<(String, String)>)> = None;
+    let mut newest: Option<(Option<DateTime<FixedOffset>>, KeyValues)> = None;
     for (path, bytes) in contents {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|error| TableError::Iceberg(format!("{path}: {error}")))?;
-        let key_values: Vec<(String, String)> = builder
+        let key_values: KeyValues = builder
             .metadata()
             .file_metadata()
             .key_value_metadata()
