@@ -205,18 +205,23 @@ fn pyiceberg_ids(table: &std::path::Path) -> Option<Vec<i64>> {
     Some(serde_json::from_slice(&output.stdout).expect("ids"))
 }
 
+/// `rounds` commits of two rows each (ids `2r` and `2r + 1`), one snapshot each, checkpoints 1..=rounds.
+async fn append_rounds(writer: &TableWriter, rounds: i64) {
+    let mut from = ShardCheckpoint::default();
+    for round in 0..rounds {
+        let to = (round + 1).to_string();
+        append(writer, &[round * 2, round * 2 + 1], false, advance(from, &to)).await.expect("append");
+        from = at(&to);
+    }
+}
+
 #[tokio::test]
 async fn compaction_expiry_and_orphan_removal_keep_the_row_set() {
     use tributary_sink::table::Maintenance;
     let warehouse = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let writer = open(catalog(&store, warehouse.path()), false).await.expect("create");
-    let mut from = ShardCheckpoint::default();
-    for round in 0..10i64 {
-        let to = (round + 1).to_string();
-        append(&writer, &[round * 2, round * 2 + 1], false, advance(from, &to)).await.expect("append");
-        from = at(&to);
-    }
+    append_rounds(&writer, 10).await;
     // A file of a batch that never committed, from before the last commit.
     let table_dir = warehouse.path().join("orders");
     let orphan = table_dir.join("data/ts_day=2024-06-01/part-never-committed.parquet");
@@ -330,12 +335,7 @@ async fn a_partial_expiry_over_timestamps_that_step_back_keeps_every_current_row
     let warehouse = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let writer = open(catalog(&store, warehouse.path()), false).await.expect("create");
-    let mut from = ShardCheckpoint::default();
-    for round in 0..6i64 {
-        let to = (round + 1).to_string();
-        append(&writer, &[round * 2, round * 2 + 1], false, advance(from, &to)).await.expect("append");
-        from = at(&to);
-    }
+    append_rounds(&writer, 6).await;
     // Snapshots 1..6 in commit order: 5 and 6 are kept by count (2), 3 by age (ten minutes
     // old), 4 is three hours old though committed after 3, and 1 and 2 are old too.
     let location = store.table_pointer("orders").expect("pointer").expect("a table");
