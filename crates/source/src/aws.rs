@@ -222,6 +222,16 @@ impl ClientFactory {
         )
     }
 
+    /// A DynamoDB client (the base chain and region; `AWS_ENDPOINT_URL_DYNAMODB`
+    /// for emulators), for cluster mode's lease tables. A lease call is small
+    /// and a renewal that takes longer than a few seconds is as good as lost.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let timeouts = service_timeouts(Duration::from_secs(5), Duration::from_secs(15));
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&self.base).timeout_config(timeouts).build(),
+        )
+    }
+
     /// A Kinesis client for `region`, with `credentials` (the base chain when `None`).
     pub fn kinesis(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_kinesis::Client {
         let mut config = aws_sdk_kinesis::config::Builder::from(&self.base).region(Region::new(region.to_owned()));

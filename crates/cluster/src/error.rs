@@ -1,0 +1,63 @@
+//! Why a lease operation failed, in the terms a caller branches on.
+
+/// A lease-table failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// The lease moved under the caller: another process took, renewed or
+    /// released it (its counter or owner is not what the caller last saw).
+    #[error("lease `{key}` moved: another process holds it or changed it first")]
+    Lost {
+        /// The lease (the shard id).
+        key: String,
+    },
+    /// The lease already exists (a create that found it).
+    #[error("lease `{key}` already exists")]
+    Exists {
+        /// The lease.
+        key: String,
+    },
+    /// The table holds rows the Java KCL 3.x writes: its leader would reassign our leases.
+    #[error(
+        "lease table `{table}` is managed by the Java KCL 3.x (it has `{entity}` rows); its leader would reassign Tributary's leases: use another cluster name"
+    )]
+    ForeignTable {
+        /// The table.
+        table: String,
+        /// The `entityType` found.
+        entity: String,
+    },
+    /// A row lacks an attribute every KCL lease has, or holds one of the wrong type.
+    #[error("lease table `{table}`, lease `{key}`: {detail}")]
+    Corrupt {
+        /// The table.
+        table: String,
+        /// The row's `leaseKey`.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// DynamoDB refused or could not be reached.
+    #[error("DynamoDB {call} on `{table}`: {detail}")]
+    Aws {
+        /// The API call.
+        call: &'static str,
+        /// The table.
+        table: String,
+        /// What the SDK said.
+        detail: String,
+    },
+}
+
+impl LeaseError {
+    /// Whether trying again later may succeed (DynamoDB unreachable or
+    /// throttled), as opposed to a lease that moved or a table not ours.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LeaseError::Aws { .. } => true,
+            LeaseError::Lost { .. }
+            | LeaseError::Exists { .. }
+            | LeaseError::ForeignTable { .. }
+            | LeaseError::Corrupt { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Cluster mode's shard leases: several `tributary serve` processes share a
+//! source's shards through one DynamoDB table per source, in the lease schema
+//! of the Kinesis Client Library 2.x, so operators read it with the tools
+//! they already use for KCL applications (DESIGN.md §10).
+//!
+//! - [`Lease`] is one row: a shard, its owner, its counter (heartbeat and
+//!   optimistic lock), its checkpoint, its parents and hash-key range, and
+//!   our ownership epoch (`tributaryEpoch`, an attribute KCL ignores), raised
+//!   by the same conditional write that takes the lease.
+//! - [`LeaseTable`] makes every write conditional the way KCL's are: create on
+//!   absence, renew on the counter the holder last wrote, take on the counter
+//!   the taker observed, checkpoint and release only by the owner.
+//! - [`LeaseObserver`] judges expiry as KCL does: a lease whose counter did not
+//!   move for the failover time on this process's monotonic clock has lost its
+//!   owner; no wall clock is compared across machines.
+//!
+//! A lease is not a fence: a paused process may still believe it holds one.
+//! What fences a stale writer is the table commit, which requires the shard's
+//! epoch in the table to be the writer's.
+//!
+//! ```
+//! use tributary_cluster::{Lease, LeaseCheckpoint, LeaseTable};
+//!
+//! assert_eq!(LeaseTable::table_name("prod", "orders"), "tributary-prod-orders");
+//! let lease = Lease::new("shardId-000000000001", vec!["shardId-000000000000".into()], None);
+//! assert_eq!(lease.checkpoint, LeaseCheckpoint::TrimHorizon);
+//! assert_eq!((lease.owner, lease.counter, lease.epoch), (None, 0, 0));
+//! ```
+
+mod error;
+mod expiry;
+mod lease;
+mod table;
+
+pub use error::LeaseError;
+pub use expiry::LeaseObserver;
+pub use lease::{Lease, LeaseCheckpoint};
+pub use table::LeaseTable;

@@ -1,0 +1,231 @@
+//! The lease table against moto's DynamoDB (which enforces conditions): KCL's
+//! schema and attribute types, and every conditional write of the protocol
+//! between two processes.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tributary_cluster::{Lease, LeaseCheckpoint, LeaseError, LeaseObserver, LeaseTable};
+use tributary_source::{AwsSettings, ClientFactory};
+
+/// moto's endpoint is set (`eval "$(scripts/emulators.sh up)"`, as `./scripts/test.sh` does).
+fn moto_is_up() -> bool {
+    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()) {
+        return true;
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
+    assert!(
+        opted_out && !in_ci,
+        "this test needs moto's DynamoDB: run it through ./scripts/test.sh (TRIBUTARY_SKIP_EMULATOR_TESTS=1 skips it outside CI)"
+    );
+    eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
+    false
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{prefix}{}x{nanos}", std::process::id())
+}
+
+async fn client() -> aws_sdk_dynamodb::Client {
+    ClientFactory::load(AwsSettings::default(), Duration::from_secs(10)).await.dynamodb()
+}
+
+#[tokio::test]
+async fn the_table_has_kcls_schema_and_rows_kcls_attribute_types() {
+    if !moto_is_up() {
+        return;
+    }
+    let client = client().await;
+    let name = LeaseTable::table_name(&unique("c"), "orders");
+    let table = LeaseTable::new(client.clone(), &name, "node-a");
+    table.ensure().await.expect("create");
+    table.ensure().await.expect("an existing table is fine");
+
+    let described = client.describe_table().table_name(&name).send().await.expect("DescribeTable");
+    let described = described.table().expect("a table");
+    let keys: Vec<(&str, &str)> =
+        described.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
+    assert_eq!(keys, [("leaseKey", "HASH")]);
+    let billing = described.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str().to_owned());
+    assert_eq!(billing.as_deref(), Some("PAY_PER_REQUEST"));
+    let index = described.global_secondary_indexes().first().expect("the owner index");
+    assert_eq!(index.index_name(), Some("LeaseOwnerToLeaseKeyIndex"));
+    let index_keys: Vec<(&str, &str)> =
+        index.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
+    assert_eq!(index_keys, [("leaseOwner", "HASH"), ("leaseKey", "RANGE")]);
+    assert_eq!(index.projection().and_then(|p| p.projection_type()).map(|t| t.as_str()), Some("KEYS_ONLY"));
+
+    // A child of a merge: two parents, a hash range; then taken and checkpointed.
+    let parents = vec!["shardId-000000000000".to_owned(), "shardId-000000000001".to_owned()];
+    let lease = Lease::new(
+        "shardId-000000000002",
+        parents.clone(),
+        Some(("0".into(), "340282366920938463463374607431768211455".into())),
+    );
+    table.create(&lease).await.expect("create");
+    let taken = table.take(&lease).await.expect("take");
+    table
+        .checkpoint(
+            &taken,
+            &LeaseCheckpoint::Sequence {
+                sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
+                sub_sequence: 2,
+            },
+        )
+        .await
+        .expect("checkpoint");
+    table.create(&Lease::new("shardId-000000000003", Vec::new(), None)).await.expect("a root lease");
+
+    let row = client
+        .get_item()
+        .table_name(&name)
+        .key("leaseKey", AttributeValue::S("shardId-000000000002".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    let row: HashMap<String, AttributeValue> = row.item().cloned().expect("the row");
+    let kind = |name: &str| match row.get(name) {
+        Some(AttributeValue::S(_)) => "S",
+        Some(AttributeValue::N(_)) => "N",
+        Some(AttributeValue::Ss(_)) => "SS",
+        Some(_) => "other",
+        None => "absent",
+    };
+    for (attribute, expected) in [
+        ("leaseKey", "S"),
+        ("leaseOwner", "S"),
+        ("leaseCounter", "N"),
+        ("checkpoint", "S"),
+        ("checkpointSubSequenceNumber", "N"),
+        ("ownerSwitchesSinceCheckpoint", "N"),
+        ("parentShardId", "SS"),
+        ("startingHashKey", "S"),
+        ("endingHashKey", "S"),
+        ("tributaryEpoch", "N"),
+    ] {
+        assert_eq!(kind(attribute), expected, "{attribute}: {row:?}");
+    }
+    assert_eq!(row.get("checkpointSubSequenceNumber"), Some(&AttributeValue::N("2".into())));
+    assert_eq!(row.get("ownerSwitchesSinceCheckpoint"), Some(&AttributeValue::N("0".into())), "a checkpoint resets it");
+    let mut stored_parents = match row.get("parentShardId") {
+        Some(AttributeValue::Ss(set)) => set.clone(),
+        other => panic!("{other:?}"),
+    };
+    stored_parents.sort();
+    assert_eq!(stored_parents, parents);
+    let root = client
+        .get_item()
+        .table_name(&name)
+        .key("leaseKey", AttributeValue::S("shardId-000000000003".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    let root = root.item().cloned().expect("the row");
+    assert!(!root.contains_key("parentShardId"), "no empty string set: {root:?}");
+    assert!(!root.contains_key("leaseOwner"), "a new lease is unowned: {root:?}");
+    assert_eq!(root.get("checkpoint"), Some(&AttributeValue::S("TRIM_HORIZON".into())));
+
+    // The owner index answers the way KCL 3.x queries it.
+    let mine = client
+        .query()
+        .table_name(&name)
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .key_condition_expression("leaseOwner = :me")
+        .expression_attribute_values(":me", AttributeValue::S("node-a".into()))
+        .send()
+        .await
+        .expect("Query");
+    assert_eq!(mine.items().len(), 1);
+}
+
+#[tokio::test]
+async fn every_write_is_conditional_the_way_kcls_are() {
+    if !moto_is_up() {
+        return;
+    }
+    let client = client().await;
+    let name = LeaseTable::table_name(&unique("c"), "clicks");
+    let a = LeaseTable::new(client.clone(), &name, "node-a");
+    let b = LeaseTable::new(client.clone(), &name, "node-b");
+    a.ensure().await.expect("create");
+    let shard = "shardId-000000000000";
+    a.create(&Lease::new(shard, Vec::new(), None)).await.expect("create on absence");
+    assert_eq!(b.create(&Lease::new(shard, Vec::new(), None)).await, Err(LeaseError::Exists { key: shard.into() }));
+
+    // Both see it unowned; the first take wins, the second (on the same observation) is refused.
+    let seen = a.list().await.expect("list");
+    assert_eq!(seen.len(), 1);
+    let held = a.take(&seen[0]).await.expect("a takes");
+    assert_eq!(
+        (held.owner.as_deref(), held.counter, held.epoch, held.owner_switches_since_checkpoint),
+        (Some("node-a"), 1, 1, 1)
+    );
+    assert_eq!(b.take(&seen[0]).await, Err(LeaseError::Lost { key: shard.into() }));
+
+    // Renewals move the counter; only the holder may renew or checkpoint.
+    let held = a.renew(&held).await.expect("renew");
+    assert_eq!(held.counter, 2);
+    assert!(matches!(b.renew(&held).await, Err(LeaseError::Lost { .. })), "b does not hold it");
+    let checkpoint = LeaseCheckpoint::Sequence { sequence_number: "100".into(), sub_sequence: 0 };
+    assert!(matches!(b.checkpoint(&held, &checkpoint).await, Err(LeaseError::Lost { .. })));
+    let held = a.checkpoint(&held, &checkpoint).await.expect("checkpoint");
+    assert_eq!((held.counter, held.owner_switches_since_checkpoint), (3, 0));
+    // A renewal retried after it landed (its answer lost) is a success, not a loss.
+    let before = held.clone();
+    let held = a.renew(&held).await.expect("renew");
+    assert_eq!(a.renew(&before).await.expect("the retried renewal"), held);
+
+    // b judges expiry on its own monotonic clock: not before the failover time.
+    let mut observer = LeaseObserver::new(Duration::from_millis(300));
+    let start = Instant::now();
+    observer.observe(&b.list().await.expect("list"), start);
+    let seen_by_b = b.get(shard).await.expect("get").expect("the lease");
+    assert!(!observer.is_expired(&seen_by_b, Instant::now()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    observer.observe(&b.list().await.expect("list"), Instant::now());
+    assert!(observer.is_expired(&seen_by_b, Instant::now()), "a stood still for the failover time");
+    let stolen = b.take(&seen_by_b).await.expect("b takes the expired lease");
+    assert_eq!((stolen.owner.as_deref(), stolen.epoch, stolen.owner_switches_since_checkpoint), (Some("node-b"), 2, 1));
+    assert_eq!(stolen.checkpoint, checkpoint, "the checkpoint goes with the lease");
+
+    // The old owner finds out on its next renewal, and cannot checkpoint or release.
+    assert!(matches!(a.renew(&held).await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(a.checkpoint(&held, &checkpoint).await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(a.release(&held).await, Err(LeaseError::Lost { .. })));
+
+    // A clean shutdown releases: the lease is free at once, for anyone.
+    let released = b.release(&stolen).await.expect("release");
+    assert_eq!(released.owner, None);
+    let observer = LeaseObserver::new(Duration::from_secs(3600));
+    assert!(observer.is_expired(&released, Instant::now()), "an unowned lease needs no failover time");
+    let back = a.take(&released).await.expect("a takes it again");
+    assert_eq!((back.owner.as_deref(), back.epoch), (Some("node-a"), 3));
+}
+
+#[tokio::test]
+async fn a_table_the_java_kcl_3_manages_is_refused() {
+    if !moto_is_up() {
+        return;
+    }
+    let client = client().await;
+    let name = LeaseTable::table_name(&unique("c"), "kcl3");
+    let table = LeaseTable::new(client.clone(), &name, "node-a");
+    table.ensure().await.expect("create");
+    client
+        .put_item()
+        .table_name(&name)
+        .item("leaseKey", AttributeValue::S("Leader".into()))
+        .item("entityType", AttributeValue::S("LEADER".into()))
+        .send()
+        .await
+        .expect("a KCL 3.x leader row");
+    assert_eq!(table.ensure().await, Err(LeaseError::ForeignTable { table: name.clone(), entity: "LEADER".into() }));
+    // Its rows are not leases: a listing leaves them out rather than failing on them.
+    assert!(table.list().await.expect("list").is_empty());
+}
