@@ -151,7 +151,7 @@ pub(crate) fn identifier_fields(source: &Source) -> Vec<String> {
 /// shard, reads after what that writer committed).
 pub(crate) fn table_commit_error(error: TableError) -> WorkerError {
     match error {
-        TableError::CheckpointConflict { .. } => {
+        TableError::CheckpointConflict { .. } | TableError::Fenced { .. } => {
             WorkerError::Transient(format!("committing to the table: {error}; the batch is dropped and read again"))
         }
         other => WorkerError::Transient(format!("committing to the table: {other}")),

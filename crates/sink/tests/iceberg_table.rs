@@ -1,6 +1,7 @@
 //! A dataset's Iceberg table on a local warehouse: appends with checkpoints,
 //! refused replays, schema evolution, and a lost store finding the table again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -399,4 +400,54 @@ async fn a_warehouse_another_catalog_owns_is_refused_until_taken_over() {
     assert!(first.claim_warehouse(false).await.is_err(), "now the first one is the stranger");
     // The new owner adopts the tables through their version hints.
     assert!(open(second, false).await.is_ok());
+}
+
+/// Cluster mode's fence: a lease alone cannot stop a paused process from
+/// committing after its shard moved; the table's ownership epoch does.
+#[tokio::test]
+async fn a_writer_whose_shard_was_claimed_since_can_never_commit_for_it() {
+    let warehouse = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    // Two processes' writers of one table.
+    let a = open(catalog(&store, warehouse.path()), false).await.expect("create");
+    let b = open(catalog(&store, warehouse.path()), false).await.expect("open");
+    let shard = "shardId-000000000000";
+    let epoch = |epoch: u64| HashMap::from([(shard.to_owned(), epoch)]);
+    let files = |writer: &TableWriter, ids: &[i64]| -> Vec<iceberg::spec::DataFile> {
+        writer.write(&batch(ids, false), &[]).expect("write").into_iter().map(|file| file.data_file).collect()
+    };
+
+    // a took the lease (epoch 1): it claims the shard, starts where the table says, and commits.
+    let start = a.claim_shards(SCOPE, &epoch(1), None).await.expect("claim");
+    assert!(start.shards.is_empty(), "nothing committed yet: from the stream's start");
+    a.commit_fenced(SCOPE, files(&a, &[1, 2]), &[advance(ShardCheckpoint::default(), "10")], &epoch(1), None, None)
+        .await
+        .expect("a commits under its epoch");
+
+    // a pauses with a batch written; meanwhile b takes the lease (epoch 2) and claims the shard.
+    let in_flight = files(&a, &[3, 4]);
+    let start = b.claim_shards(SCOPE, &epoch(2), None).await.expect("claim");
+    assert_eq!(start.shards[shard], at("10"), "b starts where a's last commit left the shard");
+
+    // a wakes: its checkpoint is still where its batch began, but the shard is no longer its.
+    let refused = a.commit_fenced(SCOPE, in_flight, &[advance(at("10"), "20")], &epoch(1), None, None).await;
+    assert!(
+        matches!(refused, Err(TableError::Fenced { ref shard_id, table_epoch: 2, epoch: 1 }) if shard_id == shard),
+        "{refused:?}"
+    );
+    assert_eq!(planned_rows(&b).await, 2, "nothing of a's late batch landed");
+
+    // b reads the same records again and commits them, once.
+    b.commit_fenced(SCOPE, files(&b, &[3, 4]), &[advance(at("10"), "20")], &epoch(2), None, None)
+        .await
+        .expect("b commits under its epoch");
+    assert_eq!(planned_rows(&b).await, 4);
+
+    // A claim no newer than the table's is refused, and so is a commit that names no epoch for its shard.
+    assert!(matches!(a.claim_shards(SCOPE, &epoch(2), None).await, Err(TableError::Fenced { .. })));
+    let unnamed =
+        b.commit_fenced(SCOPE, files(&b, &[5]), &[advance(at("20"), "30")], &HashMap::new(), None, None).await;
+    assert!(matches!(unnamed, Err(TableError::Fenced { epoch: 0, .. })), "{unnamed:?}");
+    assert_eq!(planned_rows(&b).await, 4);
+    assert_eq!(b.checkpoints(SCOPE).await.expect("checkpoints").shards[shard], at("20"));
 }

@@ -5,7 +5,9 @@
 //! `tributary.max-event-micros.{scope}` the largest event time committed;
 //! `tributary.undo.{scope}`, on a rejected table committed ahead of its rows
 //! table (a catalog that moves one table at a time), the snapshot that was
-//! current before, to return to if the rows table never follows.
+//! current before, to return to if the rows table never follows;
+//! `tributary.epoch.{scope}#{shard}`, in cluster mode, the ownership epoch of
+//! the process that last claimed the shard (the fence every commit checks).
 //! Scopes and shard ids never contain `#` (source, stream and shard names do not allow it).
 
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use tributary_reader::{RecordPosition, SequenceNumber, ShardCheckpoint};
 const CHECKPOINT_PREFIX: &str = "tributary.checkpoint.";
 const MAX_EVENT_PREFIX: &str = "tributary.max-event-micros.";
 const UNDO_PREFIX: &str = "tributary.undo.";
+const EPOCH_PREFIX: &str = "tributary.epoch.";
 /// The undo value of a table that had no snapshot.
 const NO_SNAPSHOT: &str = "none";
 
@@ -109,6 +112,17 @@ pub(crate) fn checkpoints_in(
                 .ok_or_else(|| format!("{key}: not a checkpoint"))
         })
         .collect()
+}
+
+/// The property holding `shard_id`'s ownership epoch in `scope`.
+pub(crate) fn epoch_key(scope: &str, shard_id: &str) -> String {
+    format!("{EPOCH_PREFIX}{scope}#{shard_id}")
+}
+
+/// `shard_id`'s ownership epoch in `properties` (0: never claimed); `Err` for a value this code did not write.
+pub(crate) fn epoch_in(properties: &HashMap<String, String>, scope: &str, shard_id: &str) -> Result<u64, String> {
+    let key = epoch_key(scope, shard_id);
+    properties.get(&key).map_or(Ok(0), |value| value.parse().map_err(|_| format!("{key}: {value:?} is not an epoch")))
 }
 
 /// `scope`'s largest committed event time in `properties`.

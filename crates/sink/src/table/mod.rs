@@ -64,6 +64,18 @@ pub enum TableError {
         /// The shard.
         shard_id: String,
     },
+    /// In cluster mode: the table's ownership epoch of a shard is not the
+    /// writer's; another process claimed the shard since (the writer lost its
+    /// lease), so this writer may not commit for it.
+    #[error("shard {shard_id} was claimed by a newer owner (epoch {table_epoch} in the table, this writer's {epoch})")]
+    Fenced {
+        /// The shard.
+        shard_id: String,
+        /// The epoch the table holds.
+        table_epoch: u64,
+        /// The epoch the writer presented.
+        epoch: u64,
+    },
     /// The dataset's fields cannot become the table's schema.
     #[error("schema: {0}")]
     Schema(#[from] SchemaChangeError),
@@ -316,9 +328,46 @@ impl TableWriter {
         max_event_micros: Option<i64>,
         also: Option<(&TableWriter, Vec<DataFile>)>,
     ) -> Result<Table, TableError> {
+        self.commit_with(scope, files, advances, None, max_event_micros, also).await
+    }
+
+    /// [`TableWriter::commit`] in cluster mode: also only while the table's
+    /// ownership epoch of every advanced shard is still the writer's, as
+    /// `epochs` gives them (from [`TableWriter::claim_shards`]). A writer that
+    /// lost a shard's lease and was paused past the hand-over is refused with
+    /// [`TableError::Fenced`], however late it wakes.
+    pub async fn commit_fenced(
+        &self,
+        scope: &str,
+        files: Vec<DataFile>,
+        advances: &[ShardAdvance],
+        epochs: &HashMap<String, u64>,
+        max_event_micros: Option<i64>,
+        also: Option<(&TableWriter, Vec<DataFile>)>,
+    ) -> Result<Table, TableError> {
+        self.commit_with(scope, files, advances, Some(epochs), max_event_micros, also).await
+    }
+
+    async fn commit_with(
+        &self,
+        scope: &str,
+        files: Vec<DataFile>,
+        advances: &[ShardAdvance],
+        epochs: Option<&HashMap<String, u64>>,
+        max_event_micros: Option<i64>,
+        also: Option<(&TableWriter, Vec<DataFile>)>,
+    ) -> Result<Table, TableError> {
         let guard = |metadata: &TableMetadata| -> iceberg::Result<()> {
             let properties = metadata.properties();
             for advance in advances {
+                if let Some(epochs) = epochs {
+                    let table_epoch = checkpoints::epoch_in(properties, scope, &advance.shard_id)
+                        .map_err(|error| iceberg::Error::new(ErrorKind::DataInvalid, error))?;
+                    let mine = epochs.get(&advance.shard_id).copied().unwrap_or(0);
+                    if table_epoch != mine || mine == 0 {
+                        return Err(fenced_error(&advance.shard_id, table_epoch, mine));
+                    }
+                }
                 let key = checkpoints::checkpoint_key(scope, &advance.shard_id);
                 let current = match properties.get(&key) {
                     None => ShardCheckpoint::default(),
@@ -340,6 +389,35 @@ impl TableWriter {
             .map(|advance| (checkpoints::checkpoint_key(scope, &advance.shard_id), checkpoints::encode(&advance.to)))
             .collect();
         self.commit_guarded(files, &properties, scope, max_event_micros, &guard, also).await
+    }
+
+    /// In cluster mode, after this process took the leases of `claims`'
+    /// shards: records each shard's new ownership epoch in the table (and in
+    /// `also`, the rejected table), only if the table holds an older one for
+    /// every shard, and answers the checkpoints of `scope` in that same
+    /// snapshot, where the new owner starts reading. From then on no commit
+    /// of an older epoch lands for these shards.
+    pub async fn claim_shards(
+        &self,
+        scope: &str,
+        claims: &HashMap<String, u64>,
+        also: Option<&TableWriter>,
+    ) -> Result<TableCheckpoints, TableError> {
+        let guard = |metadata: &TableMetadata| -> iceberg::Result<()> {
+            for (shard, epoch) in claims {
+                let table_epoch = checkpoints::epoch_in(metadata.properties(), scope, shard)
+                    .map_err(|error| iceberg::Error::new(ErrorKind::DataInvalid, error))?;
+                if table_epoch >= *epoch {
+                    return Err(fenced_error(shard, table_epoch, *epoch));
+                }
+            }
+            Ok(())
+        };
+        let properties: HashMap<String, String> =
+            claims.iter().map(|(shard, epoch)| (checkpoints::epoch_key(scope, shard), epoch.to_string())).collect();
+        let also = also.map(|rejected| (rejected, Vec::new()));
+        let claimed = self.commit_guarded(Vec::new(), &properties, scope, None, &guard, also).await?;
+        table_checkpoints(claimed.metadata(), scope)
     }
 
     /// Writes the store's checkpoints of `scope` into a table that has none
@@ -426,10 +504,19 @@ impl TableWriter {
     ) -> Result<Table, TableError> {
         let Batch { scope, guard, .. } = *batch;
         let conflict = |error: iceberg::Error| match error.kind() {
-            ErrorKind::PreconditionFailed => {
-                let shard_id = error.message().strip_prefix(CONFLICT).unwrap_or_default().to_owned();
-                TableError::CheckpointConflict { shard_id }
-            }
+            ErrorKind::PreconditionFailed => match error.message().strip_prefix(FENCED) {
+                Some(fenced) => {
+                    let mut parts = fenced.split(' ');
+                    let shard_id = parts.next().unwrap_or_default().to_owned();
+                    let mut number = || parts.next().and_then(|part| part.parse().ok()).unwrap_or(0);
+                    let (table_epoch, epoch) = (number(), number());
+                    TableError::Fenced { shard_id, table_epoch, epoch }
+                }
+                None => {
+                    let shard_id = error.message().strip_prefix(CONFLICT).unwrap_or_default().to_owned();
+                    TableError::CheckpointConflict { shard_id }
+                }
+            },
             _ => error.into(),
         };
         let undo = checkpoints::undo_key(scope);
@@ -522,6 +609,12 @@ fn transact(
 const COMMIT_ATTEMPTS: u32 = 4;
 
 const CONFLICT: &str = "checkpoint moved: ";
+const FENCED: &str = "epoch moved: ";
+
+/// The guard's refusal of a writer whose epoch for `shard_id` is not the table's.
+fn fenced_error(shard_id: &str, table_epoch: u64, epoch: u64) -> iceberg::Error {
+    iceberg::Error::new(ErrorKind::PreconditionFailed, format!("{FENCED}{shard_id} {table_epoch} {epoch}"))
+}
 
 fn conflict_message(shard_id: &str) -> String {
     format!("{CONFLICT}{shard_id}")
