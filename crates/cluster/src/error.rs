@@ -1,8 +1,8 @@
-//! Why a lease operation failed, in the terms a caller branches on.
+//! Why a cluster operation failed, in the terms a caller branches on.
 
-/// A lease-table failure.
+/// A lease-table or definitions-table failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LeaseError {
+pub enum ClusterError {
     /// The lease moved under the caller: another process took, renewed or
     /// released it (its counter or owner is not what the caller last saw).
     #[error("lease `{key}` moved: another process holds it or changed it first")]
@@ -16,6 +16,15 @@ pub enum LeaseError {
         /// The lease.
         key: String,
     },
+    /// Another node stored this version of the source first, and trying again
+    /// with the next version kept meeting newer ones.
+    #[error("source `{source_name}`: another node committed version {version} at the same time; commit again")]
+    Conflict {
+        /// The source.
+        source_name: String,
+        /// The version both tried to store.
+        version: u64,
+    },
     /// The table holds rows the Java KCL 3.x writes: its leader would reassign our leases.
     #[error(
         "lease table `{table}` is managed by the Java KCL 3.x (it has `{entity}` rows); its leader would reassign Tributary's leases: use another cluster name"
@@ -26,8 +35,8 @@ pub enum LeaseError {
         /// The `entityType` found.
         entity: String,
     },
-    /// A row lacks an attribute every KCL lease has, or holds one of the wrong type.
-    #[error("lease table `{table}`, lease `{key}`: {detail}")]
+    /// A row lacks an attribute every KCL lease (or stored version) has, or holds one of the wrong type.
+    #[error("table `{table}`, row `{key}`: {detail}")]
     Corrupt {
         /// The table.
         table: String,
@@ -48,16 +57,17 @@ pub enum LeaseError {
     },
 }
 
-impl LeaseError {
+impl ClusterError {
     /// Whether trying again later may succeed (DynamoDB unreachable or
     /// throttled), as opposed to a lease that moved or a table not ours.
     pub fn is_retryable(&self) -> bool {
         match self {
-            LeaseError::Aws { .. } => true,
-            LeaseError::Lost { .. }
-            | LeaseError::Exists { .. }
-            | LeaseError::ForeignTable { .. }
-            | LeaseError::Corrupt { .. } => false,
+            ClusterError::Aws { .. } => true,
+            ClusterError::Lost { .. }
+            | ClusterError::Exists { .. }
+            | ClusterError::Conflict { .. }
+            | ClusterError::ForeignTable { .. }
+            | ClusterError::Corrupt { .. } => false,
         }
     }
 }

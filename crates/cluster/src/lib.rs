@@ -1,4 +1,4 @@
-//! Cluster mode's shard leases: several `tributary serve` processes share a
+//! Cluster mode's shared state: several `tributary serve` processes share a
 //! source's shards through one DynamoDB table per source, in the lease schema
 //! of the Kinesis Client Library 2.x, so operators read it with the tools
 //! they already use for KCL applications (DESIGN.md §10).
@@ -14,6 +14,10 @@
 //!   move for the failover time on this process's monotonic clock has lost its
 //!   owner; no wall clock is compared across machines.
 //!
+//! - [`DefinitionsTable`] holds the cluster's committed source versions, one
+//!   item per version written only where none exists, so racing commits on
+//!   two nodes get one version each; nodes poll it for [`changes`].
+//!
 //! A lease is not a fence: a paused process may still believe it holds one.
 //! What fences a stale writer is the table commit, which requires the shard's
 //! epoch in the table to be the writer's.
@@ -27,12 +31,14 @@
 //! assert_eq!((lease.owner, lease.counter, lease.epoch), (None, 0, 0));
 //! ```
 
+mod definitions;
 mod error;
 mod expiry;
 mod lease;
 mod table;
 
-pub use error::LeaseError;
+pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
+pub use error::ClusterError;
 pub use expiry::LeaseObserver;
 pub use lease::{Lease, LeaseCheckpoint};
 pub use table::LeaseTable;

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::lease::{CHECKPOINT, COUNTER, ENTITY_TYPE, EPOCH, KEY, OWNER, OWNER_SWITCHES, SUB_SEQUENCE, number};
-use crate::{Lease, LeaseCheckpoint, LeaseError};
+use crate::{ClusterError, Lease, LeaseCheckpoint};
 
 /// KCL 3.x's index of each worker's leases (hash `leaseOwner`, range `leaseKey`, keys only).
 const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
@@ -56,17 +56,17 @@ impl LeaseTable {
         &self.worker
     }
 
-    fn aws(&self, call: &'static str, error: impl Display) -> LeaseError {
-        LeaseError::Aws { call, table: self.table.clone(), detail: error.to_string() }
+    fn aws(&self, call: &'static str, error: impl Display) -> ClusterError {
+        ClusterError::Aws { call, table: self.table.clone(), detail: error.to_string() }
     }
 
-    fn corrupt(&self, (key, detail): (String, String)) -> LeaseError {
-        LeaseError::Corrupt { table: self.table.clone(), key, detail }
+    fn corrupt(&self, (key, detail): (String, String)) -> ClusterError {
+        ClusterError::Corrupt { table: self.table.clone(), key, detail }
     }
 
     /// Creates the table if it is missing (KCL's schema, `PAY_PER_REQUEST`,
     /// the owner index), and refuses one the Java KCL 3.x manages.
-    pub async fn ensure(&self) -> Result<(), LeaseError> {
+    pub async fn ensure(&self) -> Result<(), ClusterError> {
         match self.client.describe_table().table_name(&self.table).send().await {
             Ok(_) => {}
             Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
@@ -77,7 +77,7 @@ impl LeaseTable {
         self.refuse_kcl3_rows().await
     }
 
-    async fn create_table(&self) -> Result<(), LeaseError> {
+    async fn create_table(&self) -> Result<(), ClusterError> {
         let build = |error: aws_sdk_dynamodb::error::BuildError| self.aws("CreateTable", error);
         let attribute = |name: &str| {
             AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
@@ -110,7 +110,7 @@ impl LeaseTable {
         self.wait_active().await
     }
 
-    async fn wait_active(&self) -> Result<(), LeaseError> {
+    async fn wait_active(&self) -> Result<(), ClusterError> {
         for _ in 0..120 {
             let described = self
                 .client
@@ -129,7 +129,7 @@ impl LeaseTable {
     }
 
     /// KCL 3.5 keeps its leader and worker metrics in the lease table, marked by `entityType`.
-    async fn refuse_kcl3_rows(&self) -> Result<(), LeaseError> {
+    async fn refuse_kcl3_rows(&self) -> Result<(), ClusterError> {
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let page = self
@@ -144,7 +144,7 @@ impl LeaseTable {
                 .await
                 .map_err(|error| self.aws("Scan", sdk_message(&error)))?;
             if let Some(AttributeValue::S(entity)) = page.items().first().and_then(|item| item.get(ENTITY_TYPE)) {
-                return Err(LeaseError::ForeignTable { table: self.table.clone(), entity: entity.clone() });
+                return Err(ClusterError::ForeignTable { table: self.table.clone(), entity: entity.clone() });
             }
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
@@ -154,7 +154,7 @@ impl LeaseTable {
     }
 
     /// Writes `lease` if no lease of its shard exists.
-    pub async fn create(&self, lease: &Lease) -> Result<(), LeaseError> {
+    pub async fn create(&self, lease: &Lease) -> Result<(), ClusterError> {
         let put = self
             .client
             .put_item()
@@ -167,14 +167,14 @@ impl LeaseTable {
         match put {
             Ok(_) => Ok(()),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(LeaseError::Exists { key: lease.key.clone() })
+                Err(ClusterError::Exists { key: lease.key.clone() })
             }
             Err(error) => Err(self.aws("PutItem", sdk_message(&error))),
         }
     }
 
     /// Every lease of the table (a consistent scan), leaving out rows of other kinds.
-    pub async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
+    pub async fn list(&self) -> Result<Vec<Lease>, ClusterError> {
         let mut leases = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -205,7 +205,7 @@ impl LeaseTable {
     }
 
     /// The lease of `shard_id`, read consistently.
-    pub async fn get(&self, shard_id: &str) -> Result<Option<Lease>, LeaseError> {
+    pub async fn get(&self, shard_id: &str) -> Result<Option<Lease>, ClusterError> {
         let found = self
             .client
             .get_item()
@@ -226,7 +226,7 @@ impl LeaseTable {
         condition: &str,
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Updated, LeaseError> {
+    ) -> Result<Updated, ClusterError> {
         let mut request = self
             .client
             .update_item()
@@ -260,7 +260,7 @@ impl LeaseTable {
     /// Renews a lease this process holds (`held` as it last wrote it).
     /// A renewal whose answer was lost and that the SDK retried finds the
     /// counter one ahead and this process still the owner: that is a success.
-    pub async fn renew(&self, held: &Lease) -> Result<Lease, LeaseError> {
+    pub async fn renew(&self, held: &Lease) -> Result<Lease, ClusterError> {
         let names = [("#counter", COUNTER), ("#owner", OWNER)];
         let values = vec![(":counter", number(held.counter)), (":one", number(1)), (":me", self.mine())];
         match self
@@ -272,7 +272,7 @@ impl LeaseTable {
                 Some(now) if now.owner.as_deref() == Some(self.worker.as_str()) && now.counter == held.counter + 1 => {
                     Ok(now)
                 }
-                _ => Err(LeaseError::Lost { key: held.key.clone() }),
+                _ => Err(ClusterError::Lost { key: held.key.clone() }),
             },
         }
     }
@@ -281,7 +281,7 @@ impl LeaseTable {
     /// its counter and owner are still what this process saw. Raises the epoch
     /// in the same write, so a commit fenced on the epoch tells the new owner's
     /// batches from the old owner's.
-    pub async fn take(&self, observed: &Lease) -> Result<Lease, LeaseError> {
+    pub async fn take(&self, observed: &Lease) -> Result<Lease, ClusterError> {
         let switch = if observed.owner.as_deref() == Some(self.worker.as_str()) { 0 } else { 1 };
         let (condition, previous) = match &observed.owner {
             Some(owner) => ("#counter = :observed AND #owner = :previous", Some(owner.clone())),
@@ -304,12 +304,12 @@ impl LeaseTable {
                       REMOVE checkpointOwner";
         match self.update(&observed.key, update, condition, &names, values).await? {
             Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(LeaseError::Lost { key: observed.key.clone() }),
+            Updated::ConditionFailed => Err(ClusterError::Lost { key: observed.key.clone() }),
         }
     }
 
     /// Records `checkpoint` on a lease this process holds.
-    pub async fn checkpoint(&self, held: &Lease, checkpoint: &LeaseCheckpoint) -> Result<Lease, LeaseError> {
+    pub async fn checkpoint(&self, held: &Lease, checkpoint: &LeaseCheckpoint) -> Result<Lease, ClusterError> {
         let (text, sub_sequence) = checkpoint.attributes();
         let names = [
             ("#counter", COUNTER),
@@ -329,13 +329,13 @@ impl LeaseTable {
         let update = "SET #checkpoint = :checkpoint, #sub = :sub, #switches = :zero, #counter = #counter + :one";
         match self.update(&held.key, update, "#counter = :counter AND #owner = :me", &names, values).await? {
             Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(LeaseError::Lost { key: held.key.clone() }),
+            Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
         }
     }
 
     /// Gives up a lease this process holds, so another takes it at once (a
     /// clean shutdown hands over without waiting for the failover time).
-    pub async fn release(&self, held: &Lease) -> Result<Lease, LeaseError> {
+    pub async fn release(&self, held: &Lease) -> Result<Lease, ClusterError> {
         let names = [("#counter", COUNTER), ("#owner", OWNER)];
         let values = vec![(":one", number(1)), (":me", self.mine())];
         match self
@@ -343,13 +343,13 @@ impl LeaseTable {
             .await?
         {
             Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(LeaseError::Lost { key: held.key.clone() }),
+            Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
         }
     }
 }
 
 /// The service's code and message, never the request (which holds nothing secret, but is long).
-fn sdk_message<E: ProvideErrorMetadata + std::error::Error, R>(error: &SdkError<E, R>) -> String {
+pub(crate) fn sdk_message<E: ProvideErrorMetadata + std::error::Error, R>(error: &SdkError<E, R>) -> String {
     match error.as_service_error() {
         Some(service) => {
             format!("{}: {}", service.code().unwrap_or("error"), service.message().unwrap_or("no message"))

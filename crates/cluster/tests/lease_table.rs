@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tributary_cluster::{Lease, LeaseCheckpoint, LeaseError, LeaseObserver, LeaseTable};
+use tributary_cluster::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseTable};
 use tributary_source::{AwsSettings, ClientFactory};
 
 /// moto's endpoint is set (`eval "$(scripts/emulators.sh up)"`, as `./scripts/test.sh` does).
@@ -156,7 +156,7 @@ async fn every_write_is_conditional_the_way_kcls_are() {
     a.ensure().await.expect("create");
     let shard = "shardId-000000000000";
     a.create(&Lease::new(shard, Vec::new(), None)).await.expect("create on absence");
-    assert_eq!(b.create(&Lease::new(shard, Vec::new(), None)).await, Err(LeaseError::Exists { key: shard.into() }));
+    assert_eq!(b.create(&Lease::new(shard, Vec::new(), None)).await, Err(ClusterError::Exists { key: shard.into() }));
 
     // Both see it unowned; the first take wins, the second (on the same observation) is refused.
     let seen = a.list().await.expect("list");
@@ -166,14 +166,14 @@ async fn every_write_is_conditional_the_way_kcls_are() {
         (held.owner.as_deref(), held.counter, held.epoch, held.owner_switches_since_checkpoint),
         (Some("node-a"), 1, 1, 1)
     );
-    assert_eq!(b.take(&seen[0]).await, Err(LeaseError::Lost { key: shard.into() }));
+    assert_eq!(b.take(&seen[0]).await, Err(ClusterError::Lost { key: shard.into() }));
 
     // Renewals move the counter; only the holder may renew or checkpoint.
     let held = a.renew(&held).await.expect("renew");
     assert_eq!(held.counter, 2);
-    assert!(matches!(b.renew(&held).await, Err(LeaseError::Lost { .. })), "b does not hold it");
+    assert!(matches!(b.renew(&held).await, Err(ClusterError::Lost { .. })), "b does not hold it");
     let checkpoint = LeaseCheckpoint::Sequence { sequence_number: "100".into(), sub_sequence: 0 };
-    assert!(matches!(b.checkpoint(&held, &checkpoint).await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(b.checkpoint(&held, &checkpoint).await, Err(ClusterError::Lost { .. })));
     let held = a.checkpoint(&held, &checkpoint).await.expect("checkpoint");
     assert_eq!((held.counter, held.owner_switches_since_checkpoint), (3, 0));
     // A renewal retried after it landed (its answer lost) is a success, not a loss.
@@ -195,9 +195,9 @@ async fn every_write_is_conditional_the_way_kcls_are() {
     assert_eq!(stolen.checkpoint, checkpoint, "the checkpoint goes with the lease");
 
     // The old owner finds out on its next renewal, and cannot checkpoint or release.
-    assert!(matches!(a.renew(&held).await, Err(LeaseError::Lost { .. })));
-    assert!(matches!(a.checkpoint(&held, &checkpoint).await, Err(LeaseError::Lost { .. })));
-    assert!(matches!(a.release(&held).await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(a.renew(&held).await, Err(ClusterError::Lost { .. })));
+    assert!(matches!(a.checkpoint(&held, &checkpoint).await, Err(ClusterError::Lost { .. })));
+    assert!(matches!(a.release(&held).await, Err(ClusterError::Lost { .. })));
 
     // A clean shutdown releases: the lease is free at once, for anyone.
     let released = b.release(&stolen).await.expect("release");
@@ -225,7 +225,7 @@ async fn a_table_the_java_kcl_3_manages_is_refused() {
         .send()
         .await
         .expect("a KCL 3.x leader row");
-    assert_eq!(table.ensure().await, Err(LeaseError::ForeignTable { table: name.clone(), entity: "LEADER".into() }));
+    assert_eq!(table.ensure().await, Err(ClusterError::ForeignTable { table: name.clone(), entity: "LEADER".into() }));
     // Its rows are not leases: a listing leaves them out rather than failing on them.
     assert!(table.list().await.expect("list").is_empty());
 }

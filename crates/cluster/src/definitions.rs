@@ -1,0 +1,349 @@
+//! The cluster's committed source versions, shared by every process in one
+//! DynamoDB table (`tributary-{cluster}-definitions`): hash key `source`,
+//! range key `version`, one item per version, written only where no item
+//! of that version exists. Two commits of one source racing on two nodes
+//! therefore give one version each, in order (the loser re-reads and takes
+//! the next number), or a conflict after repeated losses; a version is never
+//! lost or stored twice. A delete is a version too (`deleted`), so the
+//! history stays whole and every node sees it the way it sees a commit.
+//!
+//! Nodes learn of changes by reading the newest version of every source
+//! ([`DefinitionsTable::heads`]) on an interval and comparing with what they
+//! run ([`changes`]).
+
+use std::collections::HashMap;
+use std::fmt::Display;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
+use crate::ClusterError;
+use crate::table::sdk_message;
+
+const SOURCE: &str = "source";
+const VERSION: &str = "version";
+const DEFINITION: &str = "definition";
+const STREAM_ARN: &str = "streamArn";
+const START_AT: &str = "startAtMicros";
+const COMMITTED_AT: &str = "committedAtMicros";
+const MESSAGE: &str = "message";
+const DELETED: &str = "deleted";
+
+/// How many times a commit takes the next version number after losing a race.
+const APPEND_ATTEMPTS: usize = 5;
+
+/// One committed version of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedVersion {
+    /// The source's name.
+    pub source: String,
+    /// 1 for the first commit of the name, then +1 per commit or delete.
+    pub version: u64,
+    /// The definition, as proto3 JSON (secrets as references, never values).
+    pub definition: String,
+    /// The stream it reads.
+    pub stream_arn: String,
+    /// Where shards without a checkpoint start (µs); `None` for TRIM_HORIZON.
+    pub start_at_micros: Option<i64>,
+    /// When it was committed (µs).
+    pub committed_at_micros: i64,
+    /// The commit message.
+    pub message: String,
+    /// This version deletes the source (stop and archive).
+    pub deleted: bool,
+}
+
+impl SharedVersion {
+    fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let mut item = HashMap::from([
+            (SOURCE.to_owned(), AttributeValue::S(self.source.clone())),
+            (VERSION.to_owned(), AttributeValue::N(self.version.to_string())),
+            (DEFINITION.to_owned(), AttributeValue::S(self.definition.clone())),
+            (STREAM_ARN.to_owned(), AttributeValue::S(self.stream_arn.clone())),
+            (COMMITTED_AT.to_owned(), AttributeValue::N(self.committed_at_micros.to_string())),
+            (MESSAGE.to_owned(), AttributeValue::S(self.message.clone())),
+            (DELETED.to_owned(), AttributeValue::Bool(self.deleted)),
+        ]);
+        if let Some(start_at) = self.start_at_micros {
+            item.insert(START_AT.to_owned(), AttributeValue::N(start_at.to_string()));
+        }
+        item
+    }
+
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Result<SharedVersion, (String, String)> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(text)) => Some(text.clone()),
+            _ => None,
+        };
+        let source = text(SOURCE).ok_or_else(|| (String::new(), format!("no string `{SOURCE}`")))?;
+        let fail = |detail: String| (source.clone(), detail);
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(text)) => {
+                text.parse::<i64>().map(Some).map_err(|_| fail(format!("`{name}` is not an integer: {text}")))
+            }
+            None => Ok(None),
+            Some(_) => Err(fail(format!("`{name}` is not a number"))),
+        };
+        let version = number(VERSION)?
+            .and_then(|version| u64::try_from(version).ok())
+            .ok_or_else(|| fail(format!("no `{VERSION}`")))?;
+        Ok(SharedVersion {
+            version,
+            definition: text(DEFINITION).ok_or_else(|| fail(format!("no `{DEFINITION}`")))?,
+            stream_arn: text(STREAM_ARN).unwrap_or_default(),
+            start_at_micros: number(START_AT)?,
+            committed_at_micros: number(COMMITTED_AT)?.unwrap_or(0),
+            message: text(MESSAGE).unwrap_or_default(),
+            deleted: matches!(item.get(DELETED), Some(AttributeValue::Bool(true))),
+            source,
+        })
+    }
+}
+
+/// What a node must do to run what the cluster committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A source it does not run yet, or a newer version of one it runs.
+    Run(SharedVersion),
+    /// A source deleted since.
+    Stop(String),
+}
+
+/// The changes from `running` (source → version a node runs) to `heads`.
+pub fn changes(running: &HashMap<String, u64>, heads: &HashMap<String, SharedVersion>) -> Vec<Change> {
+    let mut found: Vec<Change> = heads
+        .values()
+        .filter_map(|head| match (head.deleted, running.get(&head.source)) {
+            (true, Some(_)) => Some(Change::Stop(head.source.clone())),
+            (true, None) => None,
+            (false, Some(version)) if *version >= head.version => None,
+            (false, _) => Some(Change::Run(head.clone())),
+        })
+        .chain(running.keys().filter(|source| !heads.contains_key(*source)).map(|source| Change::Stop(source.clone())))
+        .collect();
+    found.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    found
+}
+
+fn name_of(change: &Change) -> &str {
+    match change {
+        Change::Run(version) => &version.source,
+        Change::Stop(source) => source,
+    }
+}
+
+/// The cluster's definitions table.
+#[derive(Debug, Clone)]
+pub struct DefinitionsTable {
+    client: Client,
+    table: String,
+}
+
+impl DefinitionsTable {
+    /// The definitions table of `cluster`.
+    pub fn table_name(cluster: &str) -> String {
+        format!("tributary-{cluster}-definitions")
+    }
+
+    /// Table `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> DefinitionsTable {
+        DefinitionsTable { client, table: table.into() }
+    }
+
+    fn aws(&self, call: &'static str, error: impl Display) -> ClusterError {
+        ClusterError::Aws { call, table: self.table.clone(), detail: error.to_string() }
+    }
+
+    fn corrupt(&self, (key, detail): (String, String)) -> ClusterError {
+        ClusterError::Corrupt { table: self.table.clone(), key, detail }
+    }
+
+    /// Creates the table if it is missing (`PAY_PER_REQUEST`).
+    pub async fn ensure(&self) -> Result<(), ClusterError> {
+        match self.client.describe_table().table_name(&self.table).send().await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+            Err(error) => return Err(self.aws("DescribeTable", sdk_message(&error))),
+        }
+        let build = |error: aws_sdk_dynamodb::error::BuildError| self.aws("CreateTable", error);
+        let attribute = |name: &str, kind: ScalarAttributeType| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().map_err(build)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(build)
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute(SOURCE, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(VERSION, ScalarAttributeType::N)?)
+            .key_schema(key(SOURCE, KeyType::Hash)?)
+            .key_schema(key(VERSION, KeyType::Range)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
+            Err(error) => Err(self.aws("CreateTable", sdk_message(&error))),
+        }
+    }
+
+    /// Stores `version` if no item of its source and number exists; `false` when one does.
+    async fn put_new(&self, version: &SharedVersion) -> Result<bool, ClusterError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(version.to_item()))
+            .condition_expression("attribute_not_exists(#source)")
+            .expression_attribute_names("#source", SOURCE)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(self.aws("PutItem", sdk_message(&error))),
+        }
+    }
+
+    /// Stores `draft` as the source's next version (its `version` is
+    /// ignored): one more than the newest stored, taken again after losing a
+    /// race to another node, up to a bound.
+    pub async fn append(&self, draft: &SharedVersion) -> Result<SharedVersion, ClusterError> {
+        let mut version = 0;
+        for _ in 0..APPEND_ATTEMPTS {
+            version = self.latest(&draft.source).await?.map_or(1, |latest| latest.version + 1);
+            let stored = SharedVersion { version, ..draft.clone() };
+            if self.put_new(&stored).await? {
+                return Ok(stored);
+            }
+        }
+        Err(ClusterError::Conflict { source_name: draft.source.clone(), version })
+    }
+
+    /// The newest version of `source`, read consistently.
+    pub async fn latest(&self, source: &str) -> Result<Option<SharedVersion>, ClusterError> {
+        let found = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#source = :source")
+            .expression_attribute_names("#source", SOURCE)
+            .expression_attribute_values(":source", AttributeValue::S(source.to_owned()))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| self.aws("Query", sdk_message(&error)))?;
+        found.items().first().map(|item| SharedVersion::from_item(item).map_err(|e| self.corrupt(e))).transpose()
+    }
+
+    /// Every version of `source`, oldest first.
+    pub async fn history(&self, source: &str) -> Result<Vec<SharedVersion>, ClusterError> {
+        let mut versions = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#source = :source")
+                .expression_attribute_names("#source", SOURCE)
+                .expression_attribute_values(":source", AttributeValue::S(source.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| self.aws("Query", sdk_message(&error)))?;
+            for item in page.items() {
+                versions.push(SharedVersion::from_item(item).map_err(|e| self.corrupt(e))?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(versions);
+            }
+        }
+    }
+
+    /// The newest version of every source (a consistent scan; deleted sources included, marked).
+    pub async fn heads(&self) -> Result<HashMap<String, SharedVersion>, ClusterError> {
+        let mut heads: HashMap<String, SharedVersion> = HashMap::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| self.aws("Scan", sdk_message(&error)))?;
+            for item in page.items() {
+                let version = SharedVersion::from_item(item).map_err(|e| self.corrupt(e))?;
+                if heads.get(&version.source).is_none_or(|head| head.version < version.version) {
+                    heads.insert(version.source.clone(), version);
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(heads);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(source: &str, number: u64, deleted: bool) -> SharedVersion {
+        SharedVersion {
+            source: source.to_owned(),
+            version: number,
+            definition: "{}".to_owned(),
+            stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/s".to_owned(),
+            start_at_micros: Some(1),
+            committed_at_micros: 2,
+            message: "m".to_owned(),
+            deleted,
+        }
+    }
+
+    #[test]
+    fn a_version_round_trips_through_its_item() {
+        let stored = version("orders", 3, false);
+        assert_eq!(SharedVersion::from_item(&stored.to_item()), Ok(stored));
+        let no_start = SharedVersion { start_at_micros: None, deleted: true, ..version("orders", 4, true) };
+        assert_eq!(SharedVersion::from_item(&no_start.to_item()), Ok(no_start));
+    }
+
+    #[test]
+    fn changes_run_new_and_newer_versions_and_stop_deleted_sources() {
+        let running =
+            HashMap::from([("a".to_owned(), 1), ("b".to_owned(), 2), ("c".to_owned(), 1), ("gone".to_owned(), 1)]);
+        let heads = HashMap::from([
+            ("a".to_owned(), version("a", 2, false)),
+            ("b".to_owned(), version("b", 2, false)),
+            ("c".to_owned(), version("c", 2, true)),
+            ("d".to_owned(), version("d", 1, false)),
+            ("e".to_owned(), version("e", 3, true)),
+        ]);
+        assert_eq!(
+            changes(&running, &heads),
+            [
+                Change::Run(version("a", 2, false)),
+                Change::Stop("c".to_owned()),
+                Change::Run(version("d", 1, false)),
+                Change::Stop("gone".to_owned()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! The cluster's definitions against moto's DynamoDB: commits racing on
+//! several nodes give one version each in order, a delete is a version, and a
+//! node polling the heads sees every change.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tributary_cluster::{Change, ClusterError, DefinitionsTable, SharedVersion, changes};
+use tributary_source::{AwsSettings, ClientFactory};
+
+fn moto_is_up() -> bool {
+    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()) {
+        return true;
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
+    assert!(
+        opted_out && !in_ci,
+        "this test needs moto's DynamoDB: run it through ./scripts/test.sh (TRIBUTARY_SKIP_EMULATOR_TESTS=1 skips it outside CI)"
+    );
+    eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
+    false
+}
+
+fn draft(source: &str, message: &str, deleted: bool) -> SharedVersion {
+    SharedVersion {
+        source: source.to_owned(),
+        version: 0,
+        definition: format!("{{\"name\": \"{source}\"}}"),
+        stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/s".to_owned(),
+        start_at_micros: None,
+        committed_at_micros: 1_765_000_000_000_000,
+        message: message.to_owned(),
+        deleted,
+    }
+}
+
+#[tokio::test]
+async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
+    if !moto_is_up() {
+        return;
+    }
+    let client = ClientFactory::load(AwsSettings::default(), Duration::from_secs(10)).await.dynamodb();
+    let cluster = format!("c{}x{}", std::process::id(), fastrand_suffix());
+    let name = DefinitionsTable::table_name(&cluster);
+    // Three nodes, one table.
+    let nodes: Vec<DefinitionsTable> = (0..3).map(|_| DefinitionsTable::new(client.clone(), &name)).collect();
+    nodes[0].ensure().await.expect("create");
+    nodes[1].ensure().await.expect("an existing table is fine");
+
+    // Six commits of one source at once, two per node.
+    let commits = (0..6).map(|i| {
+        let node = &nodes[i % 3];
+        async move { node.append(&draft("orders", &format!("commit {i}"), false)).await }
+    });
+    let results = futures_util::future::join_all(commits).await;
+    let mut stored: Vec<u64> = Vec::new();
+    for result in &results {
+        match result {
+            Ok(version) => stored.push(version.version),
+            Err(ClusterError::Conflict { .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    stored.sort_unstable();
+    let expected: Vec<u64> = (1..=stored.len() as u64).collect();
+    assert_eq!(stored, expected, "one version each, in order, none lost or doubled: {results:?}");
+    assert!(stored.len() >= 2, "at most a few conflicts: {results:?}");
+    let history = nodes[2].history("orders").await.expect("history");
+    assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), expected);
+    let mut messages: Vec<&str> = history.iter().map(|v| v.message.as_str()).collect();
+    messages.sort_unstable();
+    messages.dedup();
+    assert_eq!(messages.len(), history.len(), "each stored version is a different commit");
+
+    // Another node polls the heads and learns what to run; then a delete reaches it the same way.
+    let head = stored.len() as u64;
+    let running: HashMap<String, u64> = HashMap::new();
+    let heads = nodes[1].heads().await.expect("heads");
+    assert_eq!(changes(&running, &heads), [Change::Run(history[history.len() - 1].clone())]);
+    let running = HashMap::from([("orders".to_owned(), head)]);
+    assert!(changes(&running, &nodes[1].heads().await.expect("heads")).is_empty());
+    let deleted = nodes[0].append(&draft("orders", "delete", true)).await.expect("delete");
+    assert_eq!(deleted.version, head + 1);
+    assert_eq!(changes(&running, &nodes[2].heads().await.expect("heads")), [Change::Stop("orders".to_owned())]);
+    assert_eq!(nodes[1].latest("orders").await.expect("latest").map(|v| v.deleted), Some(true));
+}
+
+fn fastrand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
