@@ -12,15 +12,12 @@
 //! run ([`changes`]).
 
 use std::collections::HashMap;
-use std::fmt::Display;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, KeyType, ScalarAttributeType};
 
 use crate::ClusterError;
-use crate::table::sdk_message;
+use crate::dynamo::{Item, Table};
 
 const SOURCE: &str = "source";
 const VERSION: &str = "version";
@@ -56,7 +53,7 @@ pub struct SharedVersion {
 }
 
 impl SharedVersion {
-    fn to_item(&self) -> HashMap<String, AttributeValue> {
+    fn to_item(&self) -> Item {
         let mut item = HashMap::from([
             (SOURCE.to_owned(), AttributeValue::S(self.source.clone())),
             (VERSION.to_owned(), AttributeValue::N(self.version.to_string())),
@@ -72,7 +69,7 @@ impl SharedVersion {
         item
     }
 
-    fn from_item(item: &HashMap<String, AttributeValue>) -> Result<SharedVersion, (String, String)> {
+    fn from_item(item: &Item) -> Result<SharedVersion, (String, String)> {
         let text = |name: &str| match item.get(name) {
             Some(AttributeValue::S(text)) => Some(text.clone()),
             _ => None,
@@ -137,8 +134,7 @@ fn name_of(change: &Change) -> &str {
 /// The cluster's definitions table.
 #[derive(Debug, Clone)]
 pub struct DefinitionsTable {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DefinitionsTable {
@@ -149,67 +145,25 @@ impl DefinitionsTable {
 
     /// Table `table`.
     pub fn new(client: Client, table: impl Into<String>) -> DefinitionsTable {
-        DefinitionsTable { client, table: table.into() }
-    }
-
-    fn aws(&self, call: &'static str, error: impl Display) -> ClusterError {
-        ClusterError::Aws { call, table: self.table.clone(), detail: error.to_string() }
-    }
-
-    fn corrupt(&self, (key, detail): (String, String)) -> ClusterError {
-        ClusterError::Corrupt { table: self.table.clone(), key, detail }
+        DefinitionsTable { table: Table { client, name: table.into() } }
     }
 
     /// Creates the table if it is missing (`PAY_PER_REQUEST`).
     pub async fn ensure(&self) -> Result<(), ClusterError> {
-        match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(_) => return Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(error) => return Err(self.aws("DescribeTable", sdk_message(&error))),
-        }
-        let build = |error: aws_sdk_dynamodb::error::BuildError| self.aws("CreateTable", error);
-        let attribute = |name: &str, kind: ScalarAttributeType| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().map_err(build)
-        };
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(build)
-        };
-        let created = self
+        let table = &self.table;
+        let create = table
             .client
             .create_table()
-            .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute(SOURCE, ScalarAttributeType::S)?)
-            .attribute_definitions(attribute(VERSION, ScalarAttributeType::N)?)
-            .key_schema(key(SOURCE, KeyType::Hash)?)
-            .key_schema(key(VERSION, KeyType::Range)?)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
-            Err(error) => Err(self.aws("CreateTable", sdk_message(&error))),
-        }
+            .attribute_definitions(table.attribute(SOURCE, ScalarAttributeType::S)?)
+            .attribute_definitions(table.attribute(VERSION, ScalarAttributeType::N)?)
+            .key_schema(table.key(SOURCE, KeyType::Hash)?)
+            .key_schema(table.key(VERSION, KeyType::Range)?);
+        table.ensure(create).await
     }
 
-    /// Stores `version` if no item of its source and number exists; `false` when one does.
-    async fn put_new(&self, version: &SharedVersion) -> Result<bool, ClusterError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(version.to_item()))
-            .condition_expression("attribute_not_exists(#source)")
-            .expression_attribute_names("#source", SOURCE)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(self.aws("PutItem", sdk_message(&error))),
-        }
+    fn parse(&self, item: &Item) -> Result<SharedVersion, ClusterError> {
+        SharedVersion::from_item(item).map_err(|found| self.table.corrupt(found))
     }
 
     /// Stores `draft` as the source's next version (its `version` is
@@ -220,7 +174,7 @@ impl DefinitionsTable {
         for _ in 0..APPEND_ATTEMPTS {
             version = self.latest(&draft.source).await?.map_or(1, |latest| latest.version + 1);
             let stored = SharedVersion { version, ..draft.clone() };
-            if self.put_new(&stored).await? {
+            if self.table.put_new(stored.to_item(), SOURCE).await? {
                 return Ok(stored);
             }
         }
@@ -229,74 +183,24 @@ impl DefinitionsTable {
 
     /// The newest version of `source`, read consistently.
     pub async fn latest(&self, source: &str) -> Result<Option<SharedVersion>, ClusterError> {
-        let found = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#source = :source")
-            .expression_attribute_names("#source", SOURCE)
-            .expression_attribute_values(":source", AttributeValue::S(source.to_owned()))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| self.aws("Query", sdk_message(&error)))?;
-        found.items().first().map(|item| SharedVersion::from_item(item).map_err(|e| self.corrupt(e))).transpose()
+        self.table.query(SOURCE, source, true).await?.first().map(|item| self.parse(item)).transpose()
     }
 
     /// Every version of `source`, oldest first.
     pub async fn history(&self, source: &str) -> Result<Vec<SharedVersion>, ClusterError> {
-        let mut versions = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#source = :source")
-                .expression_attribute_names("#source", SOURCE)
-                .expression_attribute_values(":source", AttributeValue::S(source.to_owned()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| self.aws("Query", sdk_message(&error)))?;
-            for item in page.items() {
-                versions.push(SharedVersion::from_item(item).map_err(|e| self.corrupt(e))?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(versions);
-            }
-        }
+        self.table.query(SOURCE, source, false).await?.iter().map(|item| self.parse(item)).collect()
     }
 
     /// The newest version of every source (a consistent scan; deleted sources included, marked).
     pub async fn heads(&self) -> Result<HashMap<String, SharedVersion>, ClusterError> {
         let mut heads: HashMap<String, SharedVersion> = HashMap::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| self.aws("Scan", sdk_message(&error)))?;
-            for item in page.items() {
-                let version = SharedVersion::from_item(item).map_err(|e| self.corrupt(e))?;
-                if heads.get(&version.source).is_none_or(|head| head.version < version.version) {
-                    heads.insert(version.source.clone(), version);
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(heads);
+        for item in self.table.scan(None).await? {
+            let version = self.parse(&item)?;
+            if heads.get(&version.source).is_none_or(|head| head.version < version.version) {
+                heads.insert(version.source.clone(), version);
             }
         }
+        Ok(heads)
     }
 }
 

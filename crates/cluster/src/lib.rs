@@ -32,6 +32,7 @@
 //! ```
 
 mod definitions;
+mod dynamo;
 mod error;
 mod expiry;
 mod lease;

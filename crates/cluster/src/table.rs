@@ -9,16 +9,13 @@
 //! | checkpoint | counter = the holder's, owner = the holder | checkpoint, counter + 1, owner switches = 0 |
 //! | release | owner = the holder | owner removed, counter + 1 |
 
-use std::collections::HashMap;
-use std::fmt::Display;
-
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ReturnValue, ScalarAttributeType,
+    AttributeValue, BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, ReturnValue,
+    ScalarAttributeType,
 };
 
+use crate::dynamo::{Expression, Table};
 use crate::lease::{CHECKPOINT, COUNTER, ENTITY_TYPE, EPOCH, KEY, OWNER, OWNER_SWITCHES, SUB_SEQUENCE, number};
 use crate::{ClusterError, Lease, LeaseCheckpoint};
 
@@ -28,8 +25,7 @@ const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
 /// One source's lease table, as one process (`worker`) uses it.
 #[derive(Debug, Clone)]
 pub struct LeaseTable {
-    client: Client,
-    table: String,
+    table: Table,
     worker: String,
 }
 
@@ -48,7 +44,7 @@ impl LeaseTable {
 
     /// Table `table` as process `worker` writes it.
     pub fn new(client: Client, table: impl Into<String>, worker: impl Into<String>) -> LeaseTable {
-        LeaseTable { client, table: table.into(), worker: worker.into() }
+        LeaseTable { table: Table { client, name: table.into() }, worker: worker.into() }
     }
 
     /// This process's id, as `leaseOwner` holds it.
@@ -56,166 +52,83 @@ impl LeaseTable {
         &self.worker
     }
 
-    fn aws(&self, call: &'static str, error: impl Display) -> ClusterError {
-        ClusterError::Aws { call, table: self.table.clone(), detail: error.to_string() }
-    }
-
-    fn corrupt(&self, (key, detail): (String, String)) -> ClusterError {
-        ClusterError::Corrupt { table: self.table.clone(), key, detail }
-    }
-
     /// Creates the table if it is missing (KCL's schema, `PAY_PER_REQUEST`,
     /// the owner index), and refuses one the Java KCL 3.x manages.
     pub async fn ensure(&self) -> Result<(), ClusterError> {
-        match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(_) => {}
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-                self.create_table().await?;
-            }
-            Err(error) => return Err(self.aws("DescribeTable", sdk_message(&error))),
-        }
-        self.refuse_kcl3_rows().await
-    }
-
-    async fn create_table(&self) -> Result<(), ClusterError> {
-        let build = |error: aws_sdk_dynamodb::error::BuildError| self.aws("CreateTable", error);
-        let attribute = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-        };
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let table = &self.table;
         let index = GlobalSecondaryIndex::builder()
             .index_name(OWNER_INDEX)
-            .key_schema(key(OWNER, KeyType::Hash).map_err(build)?)
-            .key_schema(key(KEY, KeyType::Range).map_err(build)?)
+            .key_schema(table.key(OWNER, KeyType::Hash)?)
+            .key_schema(table.key(KEY, KeyType::Range)?)
             .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
             .build()
-            .map_err(build)?;
-        let created = self
+            .map_err(|error| table.aws("CreateTable", error))?;
+        let create = table
             .client
             .create_table()
-            .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute(KEY).map_err(build)?)
-            .attribute_definitions(attribute(OWNER).map_err(build)?)
-            .key_schema(key(KEY, KeyType::Hash).map_err(build)?)
-            .global_secondary_indexes(index)
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            // Another process created it first.
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-            Err(error) => return Err(self.aws("CreateTable", sdk_message(&error))),
-        }
-        self.wait_active().await
-    }
-
-    async fn wait_active(&self) -> Result<(), ClusterError> {
-        for _ in 0..120 {
-            let described = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(|error| self.aws("DescribeTable", sdk_message(&error)))?;
-            let active = described.table().and_then(|table| table.table_status()).map(|status| status.as_str());
-            if active == Some("ACTIVE") {
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-        Err(self.aws("DescribeTable", "the table did not become ACTIVE within a minute"))
+            .attribute_definitions(table.attribute(KEY, ScalarAttributeType::S)?)
+            .attribute_definitions(table.attribute(OWNER, ScalarAttributeType::S)?)
+            .key_schema(table.key(KEY, KeyType::Hash)?)
+            .global_secondary_indexes(index);
+        table.ensure(create).await?;
+        self.refuse_kcl3_rows().await
     }
 
     /// KCL 3.5 keeps its leader and worker metrics in the lease table, marked by `entityType`.
     async fn refuse_kcl3_rows(&self) -> Result<(), ClusterError> {
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("attribute_exists(#entity) AND #entity <> :lease")
-                .expression_attribute_names("#entity", ENTITY_TYPE)
-                .expression_attribute_values(":lease", AttributeValue::S("LEASE".to_owned()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| self.aws("Scan", sdk_message(&error)))?;
-            if let Some(AttributeValue::S(entity)) = page.items().first().and_then(|item| item.get(ENTITY_TYPE)) {
-                return Err(ClusterError::ForeignTable { table: self.table.clone(), entity: entity.clone() });
+        let filter = Expression {
+            text: "attribute_exists(#entity) AND #entity <> :lease",
+            names: &[("#entity", ENTITY_TYPE)],
+            values: vec![(":lease", AttributeValue::S("LEASE".to_owned()))],
+        };
+        let foreign = self.table.scan(Some(filter)).await?;
+        match foreign.first().and_then(|item| item.get(ENTITY_TYPE)) {
+            Some(AttributeValue::S(entity)) => {
+                Err(ClusterError::ForeignTable { table: self.table.name.clone(), entity: entity.clone() })
             }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(());
-            }
+            _ => Ok(()),
         }
     }
 
     /// Writes `lease` if no lease of its shard exists.
     pub async fn create(&self, lease: &Lease) -> Result<(), ClusterError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(lease.to_item()))
-            .condition_expression("attribute_not_exists(#key)")
-            .expression_attribute_names("#key", KEY)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(ClusterError::Exists { key: lease.key.clone() })
-            }
-            Err(error) => Err(self.aws("PutItem", sdk_message(&error))),
+        if self.table.put_new(lease.to_item(), KEY).await? {
+            Ok(())
+        } else {
+            Err(ClusterError::Exists { key: lease.key.clone() })
         }
     }
 
     /// Every lease of the table (a consistent scan), leaving out rows of other kinds.
     pub async fn list(&self) -> Result<Vec<Lease>, ClusterError> {
         let mut leases = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| self.aws("Scan", sdk_message(&error)))?;
-            for item in page.items() {
-                let kind = match item.get(ENTITY_TYPE) {
-                    Some(AttributeValue::S(kind)) => Some(kind.as_str()),
-                    _ => None,
-                };
-                if kind.is_none_or(|kind| kind == "LEASE") {
-                    leases.push(Lease::from_item(item).map_err(|found| self.corrupt(found))?);
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                leases.sort_by(|a, b| a.key.cmp(&b.key));
-                return Ok(leases);
+        for item in self.table.scan(None).await? {
+            let kind = match item.get(ENTITY_TYPE) {
+                Some(AttributeValue::S(kind)) => Some(kind.as_str()),
+                _ => None,
+            };
+            if kind.is_none_or(|kind| kind == "LEASE") {
+                leases.push(Lease::from_item(&item).map_err(|found| self.table.corrupt(found))?);
             }
         }
+        leases.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(leases)
     }
 
     /// The lease of `shard_id`, read consistently.
     pub async fn get(&self, shard_id: &str) -> Result<Option<Lease>, ClusterError> {
         let found = self
+            .table
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(KEY, AttributeValue::S(shard_id.to_owned()))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| self.aws("GetItem", sdk_message(&error)))?;
-        found.item().map(|item| Lease::from_item(item).map_err(|found| self.corrupt(found))).transpose()
+            .map_err(|error| self.table.failed("GetItem", &error))?;
+        found.item().map(|item| Lease::from_item(item).map_err(|found| self.table.corrupt(found))).transpose()
     }
 
     /// One conditional `UpdateItem` on `key`, answering the row as it now is.
@@ -228,9 +141,10 @@ impl LeaseTable {
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<Updated, ClusterError> {
         let mut request = self
+            .table
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(KEY, AttributeValue::S(key.to_owned()))
             .update_expression(update)
             .condition_expression(condition)
@@ -243,13 +157,14 @@ impl LeaseTable {
         }
         match request.send().await {
             Ok(output) => {
-                let item = output.attributes().ok_or_else(|| self.aws("UpdateItem", "no attributes came back"))?;
-                Ok(Updated::Done(Lease::from_item(item).map_err(|found| self.corrupt(found))?))
+                let item =
+                    output.attributes().ok_or_else(|| self.table.aws("UpdateItem", "no attributes came back"))?;
+                Ok(Updated::Done(Lease::from_item(item).map_err(|found| self.table.corrupt(found))?))
             }
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Ok(Updated::ConditionFailed)
             }
-            Err(error) => Err(self.aws("UpdateItem", sdk_message(&error))),
+            Err(error) => Err(self.table.failed("UpdateItem", &error)),
         }
     }
 
@@ -345,15 +260,5 @@ impl LeaseTable {
             Updated::Done(lease) => Ok(lease),
             Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
         }
-    }
-}
-
-/// The service's code and message, never the request (which holds nothing secret, but is long).
-pub(crate) fn sdk_message<E: ProvideErrorMetadata + std::error::Error, R>(error: &SdkError<E, R>) -> String {
-    match error.as_service_error() {
-        Some(service) => {
-            format!("{}: {}", service.code().unwrap_or("error"), service.message().unwrap_or("no message"))
-        }
-        None => error.to_string(),
     }
 }

@@ -3,25 +3,11 @@
 //! node polling the heads sees every change.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::time::Duration;
 
 use tributary_cluster::{Change, ClusterError, DefinitionsTable, SharedVersion, changes};
-use tributary_source::{AwsSettings, ClientFactory};
-
-fn moto_is_up() -> bool {
-    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()) {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
-    assert!(
-        opted_out && !in_ci,
-        "this test needs moto's DynamoDB: run it through ./scripts/test.sh (TRIBUTARY_SKIP_EMULATOR_TESTS=1 skips it outside CI)"
-    );
-    eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
-    false
-}
 
 fn draft(source: &str, message: &str, deleted: bool) -> SharedVersion {
     SharedVersion {
@@ -38,11 +24,11 @@ fn draft(source: &str, message: &str, deleted: bool) -> SharedVersion {
 
 #[tokio::test]
 async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
-    if !moto_is_up() {
+    if !support::moto_is_up() {
         return;
     }
-    let client = ClientFactory::load(AwsSettings::default(), Duration::from_secs(10)).await.dynamodb();
-    let cluster = format!("c{}x{}", std::process::id(), fastrand_suffix());
+    let client = support::client().await;
+    let cluster = support::unique("c");
     let name = DefinitionsTable::table_name(&cluster);
     // Three nodes, one table.
     let nodes: Vec<DefinitionsTable> = (0..3).map(|_| DefinitionsTable::new(client.clone(), &name)).collect();
@@ -85,8 +71,4 @@ async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
     assert_eq!(deleted.version, head + 1);
     assert_eq!(changes(&running, &nodes[2].heads().await.expect("heads")), [Change::Stop("orders".to_owned())]);
     assert_eq!(nodes[1].latest("orders").await.expect("latest").map(|v| v.deleted), Some(true));
-}
-
-fn fastrand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }

@@ -3,44 +3,21 @@
 //! between two processes.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tributary_cluster::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseTable};
-use tributary_source::{AwsSettings, ClientFactory};
-
-/// moto's endpoint is set (`eval "$(scripts/emulators.sh up)"`, as `./scripts/test.sh` does).
-fn moto_is_up() -> bool {
-    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok_and(|v| !v.is_empty()) {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
-    assert!(
-        opted_out && !in_ci,
-        "this test needs moto's DynamoDB: run it through ./scripts/test.sh (TRIBUTARY_SKIP_EMULATOR_TESTS=1 skips it outside CI)"
-    );
-    eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
-    false
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
-
-async fn client() -> aws_sdk_dynamodb::Client {
-    ClientFactory::load(AwsSettings::default(), Duration::from_secs(10)).await.dynamodb()
-}
 
 #[tokio::test]
 async fn the_table_has_kcls_schema_and_rows_kcls_attribute_types() {
-    if !moto_is_up() {
+    if !support::moto_is_up() {
         return;
     }
-    let client = client().await;
-    let name = LeaseTable::table_name(&unique("c"), "orders");
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "orders");
     let table = LeaseTable::new(client.clone(), &name, "node-a");
     table.ensure().await.expect("create");
     table.ensure().await.expect("an existing table is fine");
@@ -146,11 +123,11 @@ async fn the_table_has_kcls_schema_and_rows_kcls_attribute_types() {
 
 #[tokio::test]
 async fn every_write_is_conditional_the_way_kcls_are() {
-    if !moto_is_up() {
+    if !support::moto_is_up() {
         return;
     }
-    let client = client().await;
-    let name = LeaseTable::table_name(&unique("c"), "clicks");
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "clicks");
     let a = LeaseTable::new(client.clone(), &name, "node-a");
     let b = LeaseTable::new(client.clone(), &name, "node-b");
     a.ensure().await.expect("create");
@@ -210,11 +187,11 @@ async fn every_write_is_conditional_the_way_kcls_are() {
 
 #[tokio::test]
 async fn a_table_the_java_kcl_3_manages_is_refused() {
-    if !moto_is_up() {
+    if !support::moto_is_up() {
         return;
     }
-    let client = client().await;
-    let name = LeaseTable::table_name(&unique("c"), "kcl3");
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "kcl3");
     let table = LeaseTable::new(client.clone(), &name, "node-a");
     table.ensure().await.expect("create");
     client
