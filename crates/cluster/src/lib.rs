@@ -14,6 +14,9 @@
 //!   move for the failover time on this process's monotonic clock has lost its
 //!   owner; no wall clock is compared across machines.
 //!
+//! - [`leases_to_take`] is one balancing round: free leases first, then the
+//!   surplus of the most loaded process, within a move budget; children only
+//!   after their parents reached `SHARD_END`.
 //! - [`DefinitionsTable`] holds the cluster's committed source versions, one
 //!   item per version written only where none exists, so racing commits on
 //!   two nodes get one version each; nodes poll it for [`changes`].
@@ -31,6 +34,7 @@
 //! assert_eq!((lease.owner, lease.counter, lease.epoch), (None, 0, 0));
 //! ```
 
+mod balance;
 mod definitions;
 mod dynamo;
 mod error;
@@ -38,6 +42,7 @@ mod expiry;
 mod lease;
 mod table;
 
+pub use balance::leases_to_take;
 pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;

@@ -1,0 +1,139 @@
+//! Which leases a process should take in one round: the KCL 2.x rules,
+//! with a move budget larger than KCL's one steal per round (its users'
+//! complaint: rebalancing took minutes).
+//!
+//! - A lease is *workable* when its shard is not finished (`SHARD_END`) and
+//!   every parent still in the table is: children start only after their
+//!   parents were read to the end, as KCL requires.
+//! - The live processes are the owners of leases that have not expired, and
+//!   this one. Each should hold `ceil(workable / live)` leases (the target).
+//! - Below the target, a process takes free leases first (unowned, or whose
+//!   owner stopped renewing), then steals from the most loaded process, but
+//!   only leases that process holds above the target, so two processes never
+//!   trade a lease back and forth. At most `budget` leases move per round.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::{Lease, LeaseCheckpoint};
+
+/// The leases process `me` should try to take now (each as observed, for
+/// a conditional take), given which leases `is_expired` says lost their owner.
+pub fn leases_to_take(leases: &[Lease], me: &str, is_expired: &dyn Fn(&Lease) -> bool, budget: usize) -> Vec<Lease> {
+    let finished: HashSet<&str> = leases
+        .iter()
+        .filter(|lease| lease.checkpoint == LeaseCheckpoint::ShardEnd)
+        .map(|lease| lease.key.as_str())
+        .collect();
+    let present: HashSet<&str> = leases.iter().map(|lease| lease.key.as_str()).collect();
+    let workable: Vec<&Lease> = leases
+        .iter()
+        .filter(|lease| !finished.contains(lease.key.as_str()))
+        .filter(|lease| {
+            lease
+                .parent_shard_ids
+                .iter()
+                .all(|parent| !present.contains(parent.as_str()) || finished.contains(parent.as_str()))
+        })
+        .collect();
+    let free = |lease: &Lease| lease.owner.as_deref() != Some(me) && (lease.owner.is_none() || is_expired(lease));
+    // Live processes and what each holds (leases of expired owners count for nobody).
+    let mut held: BTreeMap<&str, Vec<&Lease>> = BTreeMap::from([(me, Vec::new())]);
+    for lease in &workable {
+        if let Some(owner) = lease.owner.as_deref()
+            && (owner == me || !is_expired(lease))
+        {
+            held.entry(owner).or_default().push(lease);
+        }
+    }
+    let target = workable.len().div_ceil(held.len());
+    let mine = held.get(me).map_or(0, Vec::len);
+    let mut wanted = target.saturating_sub(mine).min(budget);
+    let mut taking: Vec<Lease> =
+        workable.iter().filter(|lease| free(lease)).take(wanted).map(|lease| (*lease).clone()).collect();
+    wanted -= taking.len();
+    // Nothing free left: steal what the most loaded hold above the target.
+    let mut loaded: Vec<(&str, &Vec<&Lease>)> =
+        held.iter().filter(|(owner, _)| **owner != me).map(|(owner, leases)| (*owner, leases)).collect();
+    loaded.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+    for (_, leases) in loaded {
+        if wanted == 0 {
+            break;
+        }
+        let surplus = leases.len().saturating_sub(target).min(wanted);
+        // Their newest-keyed leases: a stable choice, so rounds agree.
+        let mut theirs: Vec<&&Lease> = leases.iter().collect();
+        theirs.sort_by(|a, b| b.key.cmp(&a.key));
+        taking.extend(theirs.into_iter().take(surplus).map(|lease| (**lease).clone()));
+        wanted -= surplus;
+    }
+    taking
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(key: &str, owner: Option<&str>) -> Lease {
+        Lease { owner: owner.map(str::to_owned), ..Lease::new(key, Vec::new(), None) }
+    }
+
+    fn keys(leases: &[Lease]) -> Vec<&str> {
+        leases.iter().map(|lease| lease.key.as_str()).collect()
+    }
+
+    const NONE_EXPIRED: &dyn Fn(&Lease) -> bool = &|_| false;
+
+    #[test]
+    fn a_new_process_takes_its_share_within_the_budget_and_then_nothing_moves() {
+        let mut leases: Vec<Lease> = (0..6).map(|i| lease(&format!("s{i}"), Some("a"))).collect();
+        // b joins: target 3; it steals a's surplus, newest first, two per round.
+        let first = leases_to_take(&leases, "b", NONE_EXPIRED, 2);
+        assert_eq!(keys(&first), ["s5", "s4"]);
+        for taken in &first {
+            leases.iter_mut().filter(|l| l.key == taken.key).for_each(|l| l.owner = Some("b".into()));
+        }
+        let second = leases_to_take(&leases, "b", NONE_EXPIRED, 2);
+        assert_eq!(keys(&second), ["s3"], "only what a holds above the target");
+        leases.iter_mut().filter(|l| l.key == "s3").for_each(|l| l.owner = Some("b".into()));
+        assert!(leases_to_take(&leases, "b", NONE_EXPIRED, 2).is_empty());
+        assert!(leases_to_take(&leases, "a", NONE_EXPIRED, 2).is_empty(), "a does not take them back");
+    }
+
+    #[test]
+    fn an_uneven_split_does_not_thrash() {
+        let leases = [lease("s0", Some("a")), lease("s1", Some("a")), lease("s2", Some("b"))];
+        assert!(leases_to_take(&leases, "a", NONE_EXPIRED, 5).is_empty());
+        assert!(leases_to_take(&leases, "b", NONE_EXPIRED, 5).is_empty());
+    }
+
+    #[test]
+    fn free_and_expired_leases_go_first_and_a_dead_process_counts_for_nobody() {
+        let leases = [lease("s0", Some("dead")), lease("s1", Some("dead")), lease("s2", None), lease("s3", Some("a"))];
+        let dead: &dyn Fn(&Lease) -> bool = &|lease| lease.owner.as_deref() == Some("dead");
+        // b sees a and itself live: four workable leases, target 2 each; it takes free ones, never a's.
+        let taken = leases_to_take(&leases, "b", dead, 10);
+        assert_eq!(keys(&taken), ["s0", "s1"]);
+        // a knows no other live process (b holds nothing yet): it takes every free lease, and
+        // b, once it holds one, takes a's surplus in later rounds.
+        let taken = leases_to_take(&leases, "a", dead, 10);
+        assert_eq!(keys(&taken), ["s0", "s1", "s2"]);
+        assert_eq!(keys(&leases_to_take(&leases, "a", dead, 1)), ["s0"], "within the budget");
+    }
+
+    #[test]
+    fn children_wait_until_every_parent_is_read_to_its_end() {
+        let mut parent_a = lease("p0", Some("a"));
+        let mut parent_b = lease("p1", Some("a"));
+        let child = Lease::new("c2", vec!["p0".into(), "p1".into()], None);
+        parent_a.checkpoint = LeaseCheckpoint::ShardEnd;
+        let leases = [parent_a.clone(), parent_b.clone(), child.clone()];
+        let taken = leases_to_take(&leases, "b", NONE_EXPIRED, 10);
+        assert!(!keys(&taken).contains(&"c2"), "p1 is still being read: {taken:?}");
+        parent_b.checkpoint = LeaseCheckpoint::ShardEnd;
+        let leases = [parent_a, parent_b, child];
+        assert_eq!(keys(&leases_to_take(&leases, "b", NONE_EXPIRED, 10)), ["c2"], "finished parents need no owner");
+        // A parent already gone from the table does not hold its child back.
+        let orphan = Lease::new("c3", vec!["gone".into()], None);
+        assert_eq!(keys(&leases_to_take(&[orphan], "b", NONE_EXPIRED, 10)), ["c3"]);
+    }
+}
