@@ -36,14 +36,21 @@ pub(crate) struct ServeArgs {
     /// [default: DATA_DIR/warehouse].
     #[arg(long, env = "TRIBUTARY_WAREHOUSE")]
     warehouse: Option<String>,
-    /// Which catalog records the tables: `embedded` (Tributary's store) or `glue` (an AWS Glue
-    /// database, for Athena, Spark, Trino and pyiceberg; needs an s3:// warehouse).
+    /// Which catalog records the tables: `embedded` (Tributary's store), `glue` (an AWS Glue
+    /// database, for Athena, Spark, Trino and pyiceberg) or `dynamodb` (Iceberg's DynamoDB catalog,
+    /// which pyiceberg and Iceberg Java read); the last two need an s3:// warehouse.
     #[arg(long, env = "TRIBUTARY_CATALOG", value_enum, default_value_t = CatalogKind::Embedded)]
     catalog: CatalogKind,
     /// Start even though the warehouse's tables belong to another catalog, making them this one's:
     /// only when that catalog is gone for good (its store was lost).
     #[arg(long)]
     take_over_warehouse: bool,
+    /// The DynamoDB table of `--catalog dynamodb` (created if missing).
+    #[arg(long, env = "TRIBUTARY_DYNAMODB_CATALOG_TABLE", default_value = tributary_sink::table::DEFAULT_DYNAMODB_CATALOG_TABLE)]
+    dynamodb_catalog_table: String,
+    /// The namespace of `--catalog dynamodb` the tables are in (created if missing).
+    #[arg(long, env = "TRIBUTARY_DYNAMODB_CATALOG_NAMESPACE", default_value = "tributary")]
+    dynamodb_catalog_namespace: String,
     /// The Glue database of `--catalog glue` (created if missing).
     #[arg(long, env = "TRIBUTARY_GLUE_DATABASE", default_value = "tributary")]
     glue_database: String,
@@ -113,6 +120,7 @@ pub(crate) struct ServeArgs {
 enum CatalogKind {
     Embedded,
     Glue,
+    Dynamodb,
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
@@ -139,6 +147,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         CatalogKind::Glue => {
             CatalogChoice::Glue { database: args.glue_database.clone(), catalog_id: args.glue_catalog_id.clone() }
         }
+        CatalogKind::Dynamodb => CatalogChoice::DynamoDb {
+            table: args.dynamodb_catalog_table.clone(),
+            namespace: args.dynamodb_catalog_namespace.clone(),
+        },
     };
     let Ok(snapshot_max_age) = Duration::try_from_secs_f64(args.snapshot_max_age_hours * 3600.0) else {
         eprintln!("error: --snapshot-max-age-hours must be a non-negative number, got {}", args.snapshot_max_age_hours);

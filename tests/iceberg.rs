@@ -1,7 +1,7 @@
 //! Datasets as Iceberg tables, end to end against kinesis-local: exactly once
 //! across `kill -9` and resharding, across a crash on either side of the
 //! table commit, and across a lost store, in a local warehouse and on moto S3
-//! with moto's Glue as the catalog; read back by pyiceberg (through Glue there).
+//! with moto's Glue or an Iceberg DynamoDB catalog on moto; read back by pyiceberg (through the catalog there).
 
 mod support;
 
@@ -60,7 +60,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// What pyiceberg reads from the table at `location`, either a table
 /// directory (found through its version hint, as a path-based reader does)
-/// or `glue:DATABASE/TABLE` (through pyiceberg's Glue catalog): the current snapshot's ids,
+/// or `glue:DATABASE/TABLE` (through pyiceberg's Glue catalog), or `dynamodb:CATALOG_TABLE/TABLE`
+/// (through pyiceberg's DynamoDB catalog): the current snapshot's ids,
 /// columns and snapshot count; with `snapshot`, that snapshot's columns
 /// (read with its own schema): "first" (the newest written with the
 /// table's first schema) or "last".
@@ -102,6 +103,21 @@ if sys.argv[1].startswith("glue:"):
         "s3.force-virtual-addressing": False,
     }
     table = GlueCatalog("glue", **properties).load_table((database, name))
+elif sys.argv[1].startswith("dynamodb:"):
+    from pyiceberg.catalog.dynamodb import DynamoDbCatalog
+    catalog_table, name = sys.argv[1][len("dynamodb:"):].split("/")
+    properties = {
+        "table-name": catalog_table,
+        "dynamodb.region": os.environ.get("AWS_REGION", "us-east-1"),
+        "dynamodb.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "dynamodb.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"],
+        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+        "s3.force-virtual-addressing": False,
+    }
+    table = DynamoDbCatalog("dynamodb", **properties).load_table(("tributary", name))
 else:
     table = StaticTable.from_metadata(sys.argv[1], properties)
 snapshots = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)
@@ -176,24 +192,51 @@ fn kill_9_during_resharding_and_a_lost_store_land_every_record_once_in_the_table
 fn on_s3_with_glue_as_the_catalog_kill_9_and_a_lost_store_land_every_record_once_in_the_table() {
     let Some(emulators) = Emulators::from_env() else { return };
     let bucket = create_bucket(&emulators);
-    let shared = Shared { warehouse: format!("s3://{bucket}/tables"), glue_database: unique("icecrash_") };
+    let shared = Shared::glue(format!("s3://{bucket}/tables"), unique("icecrash_"));
     crash_resharding_and_store_loss(&emulators, Some(&shared));
 }
 
-/// A warehouse on moto S3 whose tables moto's Glue records.
+/// The same on Iceberg's DynamoDB catalog (moto's DynamoDB enforces its conditions),
+/// read back by pyiceberg's `DynamoDbCatalog`.
+#[test]
+fn on_s3_with_dynamodb_as_the_catalog_kill_9_and_a_lost_store_land_every_record_once_in_the_table() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let bucket = create_bucket(&emulators);
+    let shared = Shared::dynamodb(format!("s3://{bucket}/tables"), unique("icecrash_"));
+    crash_resharding_and_store_loss(&emulators, Some(&shared));
+}
+
+/// A warehouse on moto S3 whose tables moto's Glue, or an Iceberg DynamoDB catalog on moto, records.
 struct Shared {
     warehouse: String,
-    glue_database: String,
+    /// `--catalog glue` or `dynamodb`.
+    kind: &'static str,
+    /// The Glue database, or the DynamoDB catalog's table.
+    name: String,
 }
 
 impl Shared {
-    fn flags(&self) -> Vec<&str> {
-        vec!["--warehouse", &self.warehouse, "--catalog", "glue", "--glue-database", &self.glue_database]
+    fn glue(warehouse: String, database: String) -> Shared {
+        Shared { warehouse, kind: "glue", name: database }
     }
 
-    /// Where pyiceberg finds table `name`: through Glue.
+    fn dynamodb(warehouse: String, table: String) -> Shared {
+        Shared { warehouse, kind: "dynamodb", name: table }
+    }
+
+    fn flags(&self) -> Vec<&str> {
+        let name_flag = if self.kind == "glue" { "--glue-database" } else { "--dynamodb-catalog-table" };
+        vec!["--warehouse", &self.warehouse, "--catalog", self.kind, name_flag, &self.name]
+    }
+
+    /// Where pyiceberg finds table `name`: through the catalog.
     fn table(&self, name: &str) -> String {
-        format!("glue:{}/{name}", self.glue_database)
+        format!("{}:{}/{name}", self.kind, self.name)
+    }
+
+    /// What status calls the catalog.
+    fn catalog(&self) -> String {
+        if self.kind == "glue" { format!("glue:{}", self.name) } else { format!("dynamodb:{}/tributary", self.name) }
     }
 }
 
@@ -297,7 +340,7 @@ fn crash_resharding_and_store_loss(emulators: &Emulators, shared: Option<&Shared
     eprintln!("TABLE ROWS {:?} vs {valid}", status["table"]["rows"]);
     assert!(status["table"]["snapshots"].as_u64() <= Some(8), "old snapshots expire: {status:#}");
     assert!(status["table"]["snapshot_id"].as_i64().is_some() && status["table"]["files"].as_u64() > Some(0));
-    let catalog = shared.map_or_else(|| "embedded".to_owned(), |shared| format!("glue:{}", shared.glue_database));
+    let catalog = shared.map_or_else(|| "embedded".to_owned(), Shared::catalog);
     assert_eq!(status["table"]["catalog"], Value::from(catalog.as_str()), "{status:#}");
     let listed = tributary(&["tables", "--server", &server.url()], &[]);
     let listed = stdout(&listed);
@@ -399,8 +442,7 @@ fn with_glue_a_crash_between_the_rejected_and_the_rows_commit_is_undone_and_repe
     let name = unique("iceglue");
     let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &name, 2, true));
     rt.block_on(put(&kinesis_client(&emulators.kinesis), &stream_arn, 0..RECORDS));
-    let shared =
-        Shared { warehouse: format!("s3://{}/tables", create_bucket(&emulators)), glue_database: unique("iceglue_") };
+    let shared = Shared::glue(format!("s3://{}/tables", create_bucket(&emulators)), unique("iceglue_"));
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).expect("data dir");
@@ -416,7 +458,7 @@ fn with_glue_a_crash_between_the_rejected_and_the_rows_commit_is_undone_and_repe
     let status = server.get("/api/v1/sources/between/status");
     assert_eq!(status["rows"].as_u64(), Some(valid_ids(0..RECORDS).len() as u64), "{status:#}");
     let listed = server.get("/api/v1/tables");
-    assert_eq!(listed["catalog"], Value::from(format!("glue:{}", shared.glue_database)), "{listed:#}");
+    assert_eq!(listed["catalog"], Value::from(shared.catalog()), "{listed:#}");
     assert!(server.stop());
 }
 

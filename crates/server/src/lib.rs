@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_sink::table::{GlueCatalog, TableCatalog, WarehouseClaim};
+use tributary_sink::table::{DynamoCatalog, GlueCatalog, TableCatalog, WarehouseClaim};
 use tributary_source::ClientFactory;
 use tributary_store::Store;
 
@@ -77,6 +77,14 @@ pub enum CatalogChoice {
         database: String,
         /// The account whose Data Catalog it is; the caller's when `None`.
         catalog_id: Option<String>,
+    },
+    /// Iceberg's DynamoDB catalog (the layout pyiceberg's and Iceberg Java's
+    /// `DynamoDbCatalog` read), whose conditions DynamoDB enforces.
+    DynamoDb {
+        /// The DynamoDB table (created if missing; `iceberg` by default).
+        table: String,
+        /// The namespace the tables are in (created if missing).
+        namespace: String,
     },
 }
 
@@ -194,21 +202,37 @@ async fn open_catalog(
     aws: &ClientFactory,
 ) -> Result<TableCatalog, ServerError> {
     let catalog = open_warehouse(config, store, aws)?;
-    let CatalogChoice::Glue { database, catalog_id } = &config.catalog else {
-        return Ok(catalog.with_owner(format!("embedded:{}", store.identity()?)));
+    let shared = match &config.catalog {
+        CatalogChoice::Embedded => return Ok(catalog.with_owner(format!("embedded:{}", store.identity()?))),
+        CatalogChoice::Glue { .. } => "glue",
+        CatalogChoice::DynamoDb { .. } => "dynamodb",
     };
     if !catalog.warehouse().starts_with("s3://") {
         return Err(ServerError::Io(format!(
-            "--catalog glue needs an s3:// --warehouse: the readers Glue serves cannot reach {}",
+            "--catalog {shared} needs an s3:// --warehouse: the other readers and writers of the catalog cannot reach {}",
             catalog.warehouse()
         )));
     }
-    let glue = GlueCatalog::new(aws.glue(), database.clone(), catalog_id.clone());
-    glue.ensure_database(catalog.warehouse())
-        .await
-        .map_err(|error| ServerError::Io(format!("--catalog glue, database {database}: {error}")))?;
-    let owner = format!("glue:{}:{database}", catalog_id.as_deref().unwrap_or("default"));
-    Ok(catalog.with_glue(glue).with_owner(owner))
+    match &config.catalog {
+        CatalogChoice::Glue { database, catalog_id } => {
+            let glue = GlueCatalog::new(aws.glue(), database.clone(), catalog_id.clone());
+            glue.ensure_database(catalog.warehouse())
+                .await
+                .map_err(|error| ServerError::Io(format!("--catalog glue, database {database}: {error}")))?;
+            let owner = format!("glue:{}:{database}", catalog_id.as_deref().unwrap_or("default"));
+            Ok(catalog.with_glue(glue).with_owner(owner))
+        }
+        CatalogChoice::DynamoDb { table, namespace } => {
+            let dynamo = DynamoCatalog::new(aws.dynamodb(), table.clone(), namespace.clone());
+            dynamo
+                .ensure()
+                .await
+                .map_err(|error| ServerError::Io(format!("--catalog dynamodb, table {table}: {error}")))?;
+            let owner = format!("dynamodb:{}", dynamo.describe());
+            Ok(catalog.with_dynamo(dynamo).with_owner(owner))
+        }
+        CatalogChoice::Embedded => Ok(catalog),
+    }
 }
 
 /// Where the tables' files live.

@@ -1,10 +1,11 @@
 //! The tables' catalog: where each table's current metadata file is
 //! recorded, swapped only from the file a commit was based on.
 //!
-//! Two kinds keep the pointers: the embedded one, a row per table in
+//! Three kinds keep the pointers: the embedded one, a row per table in
 //! Tributary's store, which moves several tables' pointers in one
-//! transaction; and AWS Glue, shared with query engines, which moves one
-//! table at a time. Either way `metadata/version-hint.text` follows every
+//! transaction; AWS Glue, shared with query engines, which moves one table
+//! at a time; and Iceberg's DynamoDB catalog (`dynamo.rs`), shared by several
+//! processes, which moves several tables in one transaction. Either way `metadata/version-hint.text` follows every
 //! swap, so path-based readers (pyiceberg's `StaticTable`, DuckDB, Spark's
 //! Hadoop tables) find the latest metadata, and a catalog without a table's
 //! pointer (a lost store, a new Glue database) finds the table again.
@@ -26,6 +27,7 @@ use iceberg::{
 use tributary_store::Store;
 
 use super::durable;
+use super::dynamo::DynamoCatalog;
 use super::glue::GlueCatalog;
 use super::s3::{S3Storage, S3StorageFactory};
 
@@ -43,6 +45,8 @@ enum Pointers {
     Store(Arc<Store>),
     /// Glue tables of one database.
     Glue(GlueCatalog),
+    /// Items of an Iceberg DynamoDB catalog.
+    Dynamo(DynamoCatalog),
 }
 
 impl Pointers {
@@ -50,6 +54,7 @@ impl Pointers {
         match self {
             Pointers::Store(store) => store.table_pointer(name).map_err(store_error),
             Pointers::Glue(glue) => glue.pointer(name).await,
+            Pointers::Dynamo(dynamo) => dynamo.pointer(name).await,
         }
     }
 
@@ -57,6 +62,7 @@ impl Pointers {
         match self {
             Pointers::Store(store) => store.swap_table_pointer(name, base, location).map_err(store_error),
             Pointers::Glue(glue) => glue.swap(name, base, location, metadata).await,
+            Pointers::Dynamo(dynamo) => dynamo.swap(name, base, location).await,
         }
     }
 
@@ -66,6 +72,7 @@ impl Pointers {
                 Ok(store.table_pointers().map_err(store_error)?.into_iter().map(|(name, _)| name).collect())
             }
             Pointers::Glue(glue) => glue.table_names().await,
+            Pointers::Dynamo(dynamo) => dynamo.table_names().await,
         }
     }
 }
@@ -127,6 +134,11 @@ impl TableCatalog {
         TableCatalog { pointers: Pointers::Glue(glue), ..self }
     }
 
+    /// The same tables, their pointers kept in an Iceberg DynamoDB catalog instead of the store.
+    pub fn with_dynamo(self, dynamo: DynamoCatalog) -> TableCatalog {
+        TableCatalog { pointers: Pointers::Dynamo(dynamo), ..self }
+    }
+
     /// The same tables, owned by the catalog called `owner` (a store's
     /// identity, or a Glue database): a warehouse another owner claimed is refused.
     pub fn with_owner(self, owner: impl Into<String>) -> TableCatalog {
@@ -147,13 +159,14 @@ impl TableCatalog {
         match &self.pointers {
             Pointers::Store(_) => "embedded".to_owned(),
             Pointers::Glue(glue) => format!("glue:{}", glue.database()),
+            Pointers::Dynamo(dynamo) => format!("dynamodb:{}", dynamo.describe()),
         }
     }
 
-    /// Whether one commit can move several tables' pointers together
-    /// (the embedded catalog); Glue moves one table at a time.
+    /// Whether one commit can move several tables' pointers together (the
+    /// embedded catalog, DynamoDB's transactions); Glue moves one table at a time.
     pub(crate) fn commits_tables_together(&self) -> bool {
-        matches!(self.pointers, Pointers::Store(_))
+        matches!(self.pointers, Pointers::Store(_) | Pointers::Dynamo(_))
     }
 
     /// Where data files are written before they are uploaded; `None` when
@@ -532,6 +545,13 @@ impl<'a> Staging<'a> {
                 let swaps: Vec<(&str, &str, &str)> =
                     several.iter().map(|s| (s.ident.name(), s.base_location.as_str(), s.location.as_str())).collect();
                 store.swap_table_pointers(&swaps).map_err(store_error)?
+            }
+            (Pointers::Dynamo(dynamo), several) => {
+                let swaps: Vec<(&str, Option<&str>, &str)> = several
+                    .iter()
+                    .map(|s| (s.ident.name(), Some(s.base_location.as_str()), s.location.as_str()))
+                    .collect();
+                dynamo.swap_all(&swaps).await?
             }
             (Pointers::Glue(_), _) => {
                 return Err(Error::new(ErrorKind::FeatureUnsupported, "Glue commits one table at a time"));

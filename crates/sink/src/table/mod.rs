@@ -11,6 +11,7 @@
 mod catalog;
 mod checkpoints;
 mod durable;
+mod dynamo;
 mod follow;
 mod glue;
 mod inspect;
@@ -41,6 +42,7 @@ use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_store::ManifestFile;
 
 pub use catalog::{NAMESPACE, TableCatalog, is_table_name};
+pub use dynamo::{DEFAULT_DYNAMODB_CATALOG_TABLE, DynamoCatalog};
 pub use follow::Followed;
 pub use glue::GlueCatalog;
 pub use inspect::{TableSummary, checkpoints_of, current_rows, summaries, summary};
