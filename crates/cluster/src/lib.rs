@@ -17,6 +17,9 @@
 //! - [`leases_to_take`] is one balancing round: free leases first, then the
 //!   surplus of the most loaded process, within a move budget; children only
 //!   after their parents reached `SHARD_END`.
+//! - [`Coordinator`] is a process's lease task: renewals every third of the
+//!   failover time, a balancing scan every `scan_every`, every lease released
+//!   on a clean shutdown so others take it at once; it publishes what it holds.
 //! - [`DefinitionsTable`] holds the cluster's committed source versions, one
 //!   item per version written only where none exists, so racing commits on
 //!   two nodes get one version each; nodes poll it for [`changes`].
@@ -35,6 +38,7 @@
 //! ```
 
 mod balance;
+mod coordinator;
 mod definitions;
 mod dynamo;
 mod error;
@@ -43,6 +47,7 @@ mod lease;
 mod table;
 
 pub use balance::leases_to_take;
+pub use coordinator::{Coordinator, CoordinatorConfig, Held};
 pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;

@@ -1,0 +1,86 @@
+//! Three processes' lease tasks sharing one lease table on moto's DynamoDB:
+//! the shards spread evenly and disjointly, a clean shutdown hands its shards
+//! over at the next scan, and a crash hands them over after the failover
+//! time. The hand-over times are printed (they are measured, not asserted).
+#![allow(missing_docs)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tributary_cluster::{Coordinator, CoordinatorConfig, Held, Lease, LeaseTable};
+
+const SHARDS: usize = 8;
+
+fn config() -> CoordinatorConfig {
+    CoordinatorConfig { failover: Duration::from_millis(1500), scan_every: Duration::from_millis(200), move_budget: 4 }
+}
+
+fn snapshot(nodes: &[&Coordinator]) -> Vec<Held> {
+    nodes.iter().map(|node| node.held().borrow().clone()).collect()
+}
+
+/// Waits (up to a minute) until `nodes` hold every shard between them, each
+/// shard once, within one of an even share; answers how long it took.
+async fn until_balanced(nodes: &[&Coordinator]) -> Duration {
+    let start = Instant::now();
+    let share = SHARDS.div_ceil(nodes.len());
+    loop {
+        let held = snapshot(nodes);
+        let all: Vec<&String> = held.iter().flat_map(|h| h.keys()).collect();
+        let distinct: BTreeSet<&String> = all.iter().copied().collect();
+        let even = held.iter().all(|h| h.len() <= share && h.len() + 1 >= SHARDS / nodes.len());
+        if all.len() == SHARDS && distinct.len() == SHARDS && even {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never balanced: {held:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_spread_evenly_and_move_on_shutdown_and_on_a_crash() {
+    if !support::moto_is_up() {
+        return;
+    }
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "spread");
+    let setup = LeaseTable::new(client.clone(), &name, "setup");
+    setup.ensure().await.expect("create");
+    for shard in 0..SHARDS {
+        setup.create(&Lease::new(&format!("shardId-{shard:012}"), Vec::new(), None)).await.expect("lease");
+    }
+    let node = |id: &str| Coordinator::start(LeaseTable::new(client.clone(), &name, id), config());
+    let (a, b, c) = (node("node-a"), node("node-b"), node("node-c"));
+    let spread = until_balanced(&[&a, &b, &c]).await;
+    let epochs: Vec<u64> = snapshot(&[&a, &b, &c]).iter().flat_map(|h| h.values().copied()).collect();
+    assert!(epochs.iter().all(|epoch| *epoch >= 1), "every take raised the epoch: {epochs:?}");
+
+    // A clean shutdown releases: the others take its shards at their next scan.
+    let from_b: Vec<String> = b.held().borrow().keys().cloned().collect();
+    let stopped = Instant::now();
+    b.shutdown().await.expect("shutdown");
+    let after_shutdown = until_balanced(&[&a, &c]).await;
+    let shutdown_handover = stopped.elapsed().max(after_shutdown);
+    let now = snapshot(&[&a, &c]);
+    for shard in &from_b {
+        let epoch = now.iter().find_map(|h| h.get(shard)).expect("taken over");
+        assert!(*epoch >= 2, "{shard}: a new owner, a new epoch");
+    }
+
+    // A crash releases nothing: its shards move once their counters stood still for the failover time.
+    let crashed = Instant::now();
+    c.abort();
+    let alone = until_balanced(&[&a]).await;
+    let crash_handover = crashed.elapsed().max(alone);
+    assert_eq!(a.held().borrow().len(), SHARDS);
+    eprintln!(
+        "MEASURED lease spread over 3 nodes: {spread:?}; hand-over after shutdown: {shutdown_handover:?} (scan every {:?}); after a crash: {crash_handover:?} (failover {:?})",
+        config().scan_every,
+        config().failover
+    );
+    a.shutdown().await.expect("shutdown");
+    let leases = setup.list().await.expect("list");
+    assert!(leases.iter().all(|lease| lease.owner.is_none()), "a clean shutdown leaves every lease free: {leases:?}");
+}
