@@ -2,7 +2,7 @@
 //! shard in lineage order, and hands their batches out through one bounded
 //! channel.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +58,21 @@ impl Reader {
         checkpoints: Arc<dyn CheckpointStore>,
         config: ReaderConfig,
     ) -> Reader {
+        Reader::start_assigned(client, target, checkpoints, config, None)
+    }
+
+    /// [`Reader::start`] reading only the shards of `assigned` (in cluster
+    /// mode: the shards whose leases this process holds); `None` reads every
+    /// shard. Lineage still holds: an assigned child starts once its parents
+    /// are finished, which the checkpoints say for parents read elsewhere.
+    /// A new assignment means a new reader.
+    pub fn start_assigned(
+        client: aws_sdk_kinesis::Client,
+        target: ReadTarget,
+        checkpoints: Arc<dyn CheckpointStore>,
+        config: ReaderConfig,
+        assigned: Option<BTreeSet<String>>,
+    ) -> Reader {
         // One retry layer only: ours, which counts throttles and rebuilds iterators; and
         // one stall guard: our per-call timeout (the SDK's polls a check per body frame).
         let route = RouteCell::default();
@@ -83,6 +98,7 @@ impl Reader {
             config: Arc::new(config),
             metrics: Arc::clone(&metrics),
             sender,
+            assigned,
         };
         Reader { batches, metrics, coordinator: tokio::spawn(coordinator.run()) }
     }
@@ -121,6 +137,8 @@ struct Coordinator {
     config: Arc<ReaderConfig>,
     metrics: Arc<SourceMetrics>,
     sender: BatchSender,
+    /// The only shards to read, when not all.
+    assigned: Option<BTreeSet<String>>,
 }
 
 impl Coordinator {
@@ -158,7 +176,9 @@ impl Coordinator {
         rediscovery.tick().await;
         loop {
             for info in graph.take_ready() {
-                self.spawn_shard(tasks, info, &checkpoints, consumer_arn.clone(), retention);
+                if self.assigned.as_ref().is_none_or(|assigned| assigned.contains(&info.shard_id)) {
+                    self.spawn_shard(tasks, info, &checkpoints, consumer_arn.clone(), retention);
+                }
             }
             tokio::select! {
                 Some(joined) = tasks.join_next() => {
