@@ -77,6 +77,17 @@ impl LeaseCheckpoint {
     }
 }
 
+/// A shard as the stream lists it, for creating its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSpec {
+    /// The shard id.
+    pub shard_id: String,
+    /// Its parent and adjacent parent (after a merge), if any.
+    pub parent_shard_ids: Vec<String>,
+    /// Its hash-key range (decimal strings).
+    pub hash_key_range: Option<(String, String)>,
+}
+
 /// One shard's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

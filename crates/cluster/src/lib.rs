@@ -51,5 +51,5 @@ pub use coordinator::{Coordinator, CoordinatorConfig, Held};
 pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;
-pub use lease::{Lease, LeaseCheckpoint};
+pub use lease::{Lease, LeaseCheckpoint, ShardSpec};
 pub use table::LeaseTable;

@@ -16,8 +16,10 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::dynamo::{Expression, Table};
-use crate::lease::{CHECKPOINT, COUNTER, ENTITY_TYPE, EPOCH, KEY, OWNER, OWNER_SWITCHES, SUB_SEQUENCE, number};
-use crate::{ClusterError, Lease, LeaseCheckpoint};
+use crate::lease::{
+    CHECKPOINT, CHILDREN, COUNTER, ENTITY_TYPE, EPOCH, KEY, OWNER, OWNER_SWITCHES, SUB_SEQUENCE, number,
+};
+use crate::{ClusterError, Lease, LeaseCheckpoint, ShardSpec};
 
 /// KCL 3.x's index of each worker's leases (hash `leaseOwner`, range `leaseKey`, keys only).
 const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
@@ -98,6 +100,28 @@ impl LeaseTable {
         } else {
             Err(ClusterError::Exists { key: lease.key.clone() })
         }
+    }
+
+    /// Creates a lease for every shard of `shards` that has none yet (a
+    /// new source, or shards a reshard created), as KCL's shard sync does:
+    /// shards without parents start at `root_checkpoint` (the source's
+    /// start), children at `TRIM_HORIZON`. Answers how many it created.
+    pub async fn sync(&self, shards: &[ShardSpec], root_checkpoint: &LeaseCheckpoint) -> Result<usize, ClusterError> {
+        let existing: std::collections::HashSet<String> = self.list().await?.into_iter().map(|l| l.key).collect();
+        let mut created = 0;
+        for shard in shards.iter().filter(|shard| !existing.contains(&shard.shard_id)) {
+            let mut lease = Lease::new(&shard.shard_id, shard.parent_shard_ids.clone(), shard.hash_key_range.clone());
+            if shard.parent_shard_ids.is_empty() {
+                lease.checkpoint = root_checkpoint.clone();
+            }
+            match self.create(&lease).await {
+                Ok(()) => created += 1,
+                // Another process's sync created it in between.
+                Err(ClusterError::Exists { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(created)
     }
 
     /// Every lease of the table (a consistent scan), leaving out rows of other kinds.
@@ -243,6 +267,38 @@ impl LeaseTable {
         ];
         let update = "SET #checkpoint = :checkpoint, #sub = :sub, #switches = :zero, #counter = #counter + :one";
         match self.update(&held.key, update, "#counter = :counter AND #owner = :me", &names, values).await? {
+            Updated::Done(lease) => Ok(lease),
+            Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
+        }
+    }
+
+    /// Records that the shard of a lease this process holds was read to its
+    /// end (`SHARD_END`), naming its children, so their leases may start.
+    pub async fn end_shard(&self, held: &Lease, children: &[String]) -> Result<Lease, ClusterError> {
+        let names = [
+            ("#counter", COUNTER),
+            ("#owner", OWNER),
+            ("#checkpoint", CHECKPOINT),
+            ("#sub", SUB_SEQUENCE),
+            ("#switches", OWNER_SWITCHES),
+            ("#children", CHILDREN),
+        ];
+        let mut values = vec![
+            (":counter", number(held.counter)),
+            (":one", number(1)),
+            (":zero", number(0)),
+            (":me", self.mine()),
+            (":checkpoint", AttributeValue::S("SHARD_END".to_owned())),
+        ];
+        // DynamoDB refuses an empty set: a shard that ended without children (the stream was deleted) names none.
+        let update = if children.is_empty() {
+            "SET #checkpoint = :checkpoint, #sub = :zero, #switches = :zero, #counter = #counter + :one"
+        } else {
+            values.push((":children", AttributeValue::Ss(children.to_vec())));
+            "SET #checkpoint = :checkpoint, #sub = :zero, #switches = :zero, #children = :children, #counter = #counter + :one"
+        };
+        let names: &[(&str, &str)] = if children.is_empty() { &names[..5] } else { &names };
+        match self.update(&held.key, update, "#counter = :counter AND #owner = :me", names, values).await? {
             Updated::Done(lease) => Ok(lease),
             Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
         }

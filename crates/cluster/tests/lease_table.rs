@@ -206,3 +206,55 @@ async fn a_table_the_java_kcl_3_manages_is_refused() {
     // Its rows are not leases: a listing leaves them out rather than failing on them.
     assert!(table.list().await.expect("list").is_empty());
 }
+
+/// KCL's shard sync and shard end: leases for new shards (roots at the
+/// source's start, children at `TRIM_HORIZON`), created once whoever syncs;
+/// a child becomes workable once every parent recorded `SHARD_END`.
+#[tokio::test]
+async fn shard_sync_creates_each_lease_once_and_children_wait_for_shard_end() {
+    use tributary_cluster::{ShardSpec, leases_to_take};
+    if !support::moto_is_up() {
+        return;
+    }
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "sync");
+    let a = LeaseTable::new(client.clone(), &name, "node-a");
+    let b = LeaseTable::new(client.clone(), &name, "node-b");
+    a.ensure().await.expect("create");
+    let spec = |id: &str, parents: &[&str]| ShardSpec {
+        shard_id: id.to_owned(),
+        parent_shard_ids: parents.iter().map(|p| (*p).to_owned()).collect(),
+        hash_key_range: Some(("0".to_owned(), "100".to_owned())),
+    };
+    let shards = [spec("shard-0", &[]), spec("shard-1", &[]), spec("shard-2", &["shard-0", "shard-1"])];
+    let start = LeaseCheckpoint::AtTimestamp;
+    assert_eq!(a.sync(&shards, &start).await.expect("sync"), 3);
+    assert_eq!(b.sync(&shards, &start).await.expect("sync again"), 0, "each lease is created once");
+    let leases = a.list().await.expect("list");
+    let checkpoints: Vec<(&str, &LeaseCheckpoint)> = leases.iter().map(|l| (l.key.as_str(), &l.checkpoint)).collect();
+    assert_eq!(
+        checkpoints,
+        [("shard-0", &start), ("shard-1", &start), ("shard-2", &LeaseCheckpoint::TrimHorizon)],
+        "roots at the source's start, the child from its beginning"
+    );
+    let never_expired = |_: &Lease| false;
+    let taken = leases_to_take(&leases, "node-a", &never_expired, 10);
+    assert_eq!(taken.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["shard-0", "shard-1"], "not the child yet");
+    let mut held = Vec::new();
+    for lease in &taken {
+        held.push(a.take(lease).await.expect("take"));
+    }
+    let ended = a.end_shard(&held[0], &["shard-2".to_owned()]).await.expect("shard end");
+    assert_eq!(ended.checkpoint, LeaseCheckpoint::ShardEnd);
+    assert_eq!(ended.child_shard_ids, ["shard-2"]);
+    assert!(matches!(b.end_shard(&held[1], &[]).await, Err(ClusterError::Lost { .. })), "only the owner ends a shard");
+    let leases = b.list().await.expect("list");
+    assert!(
+        leases_to_take(&leases, "node-b", &never_expired, 10).iter().all(|l| l.key != "shard-2"),
+        "one parent is still open"
+    );
+    a.end_shard(&held[1], &["shard-2".to_owned()]).await.expect("shard end");
+    let leases = b.list().await.expect("list");
+    let taken = leases_to_take(&leases, "node-b", &never_expired, 10);
+    assert_eq!(taken.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["shard-2"], "both parents ended");
+}
