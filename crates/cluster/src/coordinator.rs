@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{ClusterError, Lease, LeaseObserver, LeaseTable, leases_to_take};
+use crate::{ClusterError, Lease, LeaseObserver, LeaseReport, LeaseTable, leases_to_take};
 
 /// How a process paces its lease work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,14 @@ impl Default for CoordinatorConfig {
 /// The shards a process holds, each with the epoch its take raised.
 pub type Held = BTreeMap<String, u64>;
 
+/// What the worker says of each shard it reads, published with the next renewal.
+pub type Reports = BTreeMap<String, LeaseReport>;
+
 /// A running coordinator.
 #[derive(Debug)]
 pub struct Coordinator {
     held: watch::Receiver<Held>,
+    reports: watch::Sender<Reports>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ClusterError>>,
 }
@@ -50,9 +54,15 @@ impl Coordinator {
     /// Starts renewing and taking leases of `table` (which must exist).
     pub fn start(table: LeaseTable, config: CoordinatorConfig) -> Coordinator {
         let (publish, held) = watch::channel(Held::new());
+        let (reports, latest_reports) = watch::channel(Reports::new());
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(table, config, publish, stopped));
-        Coordinator { held, stop, task }
+        let task = tokio::spawn(run(table, config, publish, latest_reports, stopped));
+        Coordinator { held, reports, stop, task }
+    }
+
+    /// Replaces what the next renewals publish of each shard (lag, rate, address).
+    pub fn report(&self, reports: Reports) {
+        self.reports.send_replace(reports);
     }
 
     /// What this process holds now, and every change to it.
@@ -93,6 +103,7 @@ async fn run(
     table: LeaseTable,
     config: CoordinatorConfig,
     publish: watch::Sender<Held>,
+    reports: watch::Receiver<Reports>,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), ClusterError> {
     let renew_every = config.failover / 3;
@@ -117,8 +128,9 @@ async fn run(
             () = tokio::time::sleep_until(next_renew) => {
                 next_renew = Instant::now() + renew_every;
                 let mut kept = BTreeMap::new();
+                let reports = reports.borrow().clone();
                 for (shard, lease) in std::mem::take(&mut held) {
-                    match table.renew(&lease).await {
+                    match table.renew_reporting(&lease, reports.get(&shard)).await {
                         Ok(renewed) => { kept.insert(shard, renewed); }
                         Err(ClusterError::Lost { .. }) => tracing::info!(%shard, "lost the lease to another process"),
                         // DynamoDB did not answer: keep believing until the next renewal says otherwise.

@@ -11,6 +11,7 @@
 //! | `parentShardId`, `childShardIds` | SS | never written empty (DynamoDB refuses empty sets) |
 //! | `startingHashKey`, `endingHashKey` | S | decimal strings |
 //! | `tributaryEpoch` | N | ours: raised by every take (KCL ignores attributes it does not know) |
+//! | `tributaryLagMillis`, `tributaryRecordsPerSecond`, `tributaryOwnerAddress` | N, N, S | ours: written with each renewal |
 
 use std::collections::HashMap;
 
@@ -27,6 +28,9 @@ pub(crate) const CHILDREN: &str = "childShardIds";
 pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
 pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
 pub(crate) const EPOCH: &str = "tributaryEpoch";
+pub(crate) const LAG_MILLIS: &str = "tributaryLagMillis";
+pub(crate) const RECORDS_PER_SECOND: &str = "tributaryRecordsPerSecond";
+pub(crate) const OWNER_ADDRESS: &str = "tributaryOwnerAddress";
 /// KCL 3.5's single-table format marks each row's kind; leases are `LEASE`.
 pub(crate) const ENTITY_TYPE: &str = "entityType";
 
@@ -77,6 +81,17 @@ impl LeaseCheckpoint {
     }
 }
 
+/// How a shard's reading goes, as its owner publishes it with each renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseReport {
+    /// `MillisBehindLatest` of the shard's last read.
+    pub lag_millis: u64,
+    /// Records read per second lately.
+    pub records_per_second: u64,
+    /// The owner's API address, where status for the shard is answered.
+    pub owner_address: String,
+}
+
 /// A shard as the stream lists it, for creating its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSpec {
@@ -109,6 +124,8 @@ pub struct Lease {
     pub hash_key_range: Option<(String, String)>,
     /// `tributaryEpoch`: how many times the lease was taken.
     pub epoch: u64,
+    /// What the owner last published, if it did.
+    pub report: Option<LeaseReport>,
 }
 
 impl Lease {
@@ -124,6 +141,7 @@ impl Lease {
             child_shard_ids: Vec::new(),
             hash_key_range,
             epoch: 0,
+            report: None,
         }
     }
 
@@ -151,6 +169,11 @@ impl Lease {
         if let Some((starting, ending)) = &self.hash_key_range {
             item.insert(STARTING_HASH_KEY.to_owned(), AttributeValue::S(starting.clone()));
             item.insert(ENDING_HASH_KEY.to_owned(), AttributeValue::S(ending.clone()));
+        }
+        if let Some(report) = &self.report {
+            item.insert(LAG_MILLIS.to_owned(), number(report.lag_millis));
+            item.insert(RECORDS_PER_SECOND.to_owned(), number(report.records_per_second));
+            item.insert(OWNER_ADDRESS.to_owned(), AttributeValue::S(report.owner_address.clone()));
         }
         item
     }
@@ -188,7 +211,14 @@ impl Lease {
             (Some(starting), Some(ending)) => Some((starting, ending)),
             _ => None,
         };
+        let report = match (number_of(LAG_MILLIS)?, number_of(RECORDS_PER_SECOND)?, string(OWNER_ADDRESS)?) {
+            (Some(lag_millis), Some(records_per_second), Some(owner_address)) => {
+                Some(LeaseReport { lag_millis, records_per_second, owner_address })
+            }
+            _ => None,
+        };
         Ok(Lease {
+            report,
             owner: string(OWNER)?,
             counter: required(COUNTER, number_of(COUNTER)?)?,
             checkpoint,
@@ -226,6 +256,8 @@ mod tests {
         lease.checkpoint = LeaseCheckpoint::Sequence { sequence_number: "4959".into(), sub_sequence: 3 };
         lease.counter = 12;
         lease.epoch = 4;
+        lease.report =
+            Some(LeaseReport { lag_millis: 250, records_per_second: 900, owner_address: "10.0.0.5:7878".into() });
         assert_eq!(Lease::from_item(&lease.to_item()), Ok(lease));
     }
 

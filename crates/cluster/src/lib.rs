@@ -47,9 +47,9 @@ mod lease;
 mod table;
 
 pub use balance::leases_to_take;
-pub use coordinator::{Coordinator, CoordinatorConfig, Held};
+pub use coordinator::{Coordinator, CoordinatorConfig, Held, Reports};
 pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;
-pub use lease::{Lease, LeaseCheckpoint, ShardSpec};
+pub use lease::{Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
 pub use table::LeaseTable;

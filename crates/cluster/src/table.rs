@@ -17,9 +17,10 @@ use aws_sdk_dynamodb::types::{
 
 use crate::dynamo::{Expression, Table};
 use crate::lease::{
-    CHECKPOINT, CHILDREN, COUNTER, ENTITY_TYPE, EPOCH, KEY, OWNER, OWNER_SWITCHES, SUB_SEQUENCE, number,
+    CHECKPOINT, CHILDREN, COUNTER, ENTITY_TYPE, EPOCH, KEY, LAG_MILLIS, OWNER, OWNER_ADDRESS, OWNER_SWITCHES,
+    RECORDS_PER_SECOND, SUB_SEQUENCE, number,
 };
-use crate::{ClusterError, Lease, LeaseCheckpoint, ShardSpec};
+use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
 
 /// KCL 3.x's index of each worker's leases (hash `leaseOwner`, range `leaseKey`, keys only).
 const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
@@ -29,12 +30,6 @@ const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
 pub struct LeaseTable {
     table: Table,
     worker: String,
-}
-
-/// How an update's condition turned out.
-enum Updated {
-    Done(Lease),
-    ConditionFailed,
 }
 
 impl LeaseTable {
@@ -155,7 +150,7 @@ impl LeaseTable {
         found.item().map(|item| Lease::from_item(item).map_err(|found| self.table.corrupt(found))).transpose()
     }
 
-    /// One conditional `UpdateItem` on `key`, answering the row as it now is.
+    /// One conditional `UpdateItem` on `key`, answering the row as it now is (`None`: the condition failed).
     async fn update(
         &self,
         key: &str,
@@ -163,7 +158,7 @@ impl LeaseTable {
         condition: &str,
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Updated, ClusterError> {
+    ) -> Result<Option<Lease>, ClusterError> {
         let mut request = self
             .table
             .client
@@ -183,10 +178,10 @@ impl LeaseTable {
             Ok(output) => {
                 let item =
                     output.attributes().ok_or_else(|| self.table.aws("UpdateItem", "no attributes came back"))?;
-                Ok(Updated::Done(Lease::from_item(item).map_err(|found| self.table.corrupt(found))?))
+                Ok(Some(Lease::from_item(item).map_err(|found| self.table.corrupt(found))?))
             }
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(Updated::ConditionFailed)
+                Ok(None)
             }
             Err(error) => Err(self.table.failed("UpdateItem", &error)),
         }
@@ -200,14 +195,27 @@ impl LeaseTable {
     /// A renewal whose answer was lost and that the SDK retried finds the
     /// counter one ahead and this process still the owner: that is a success.
     pub async fn renew(&self, held: &Lease) -> Result<Lease, ClusterError> {
-        let names = [("#counter", COUNTER), ("#owner", OWNER)];
-        let values = vec![(":counter", number(held.counter)), (":one", number(1)), (":me", self.mine())];
-        match self
-            .update(&held.key, "SET #counter = #counter + :one", "#counter = :counter AND #owner = :me", &names, values)
-            .await?
-        {
-            Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => match self.get(&held.key).await? {
+        self.renew_reporting(held, None).await
+    }
+
+    /// [`LeaseTable::renew`], also publishing how the shard's reading goes
+    /// (attributes KCL ignores), so any process can show the whole source.
+    pub async fn renew_reporting(&self, held: &Lease, report: Option<&LeaseReport>) -> Result<Lease, ClusterError> {
+        let mut names = vec![("#counter", COUNTER), ("#owner", OWNER)];
+        let mut values = vec![(":counter", number(held.counter)), (":one", number(1)), (":me", self.mine())];
+        let mut update = "SET #counter = #counter + :one".to_owned();
+        if let Some(report) = report {
+            names.extend([("#lag", LAG_MILLIS), ("#rate", RECORDS_PER_SECOND), ("#address", OWNER_ADDRESS)]);
+            values.extend([
+                (":lag", number(report.lag_millis)),
+                (":rate", number(report.records_per_second)),
+                (":address", AttributeValue::S(report.owner_address.clone())),
+            ]);
+            update.push_str(", #lag = :lag, #rate = :rate, #address = :address");
+        }
+        match self.update(&held.key, &update, "#counter = :counter AND #owner = :me", &names, values).await? {
+            Some(lease) => Ok(lease),
+            None => match self.get(&held.key).await? {
                 Some(now) if now.owner.as_deref() == Some(self.worker.as_str()) && now.counter == held.counter + 1 => {
                     Ok(now)
                 }
@@ -226,7 +234,16 @@ impl LeaseTable {
             Some(owner) => ("#counter = :observed AND #owner = :previous", Some(owner.clone())),
             None => ("#counter = :observed AND attribute_not_exists(#owner)", None),
         };
-        let names = [("#counter", COUNTER), ("#owner", OWNER), ("#switches", OWNER_SWITCHES), ("#epoch", EPOCH)];
+        // The last owner's report goes with it: a new owner publishes its own.
+        let names = [
+            ("#counter", COUNTER),
+            ("#owner", OWNER),
+            ("#switches", OWNER_SWITCHES),
+            ("#epoch", EPOCH),
+            ("#lag", LAG_MILLIS),
+            ("#rate", RECORDS_PER_SECOND),
+            ("#address", OWNER_ADDRESS),
+        ];
         let mut values = vec![
             (":observed", number(observed.counter)),
             (":one", number(1)),
@@ -240,10 +257,10 @@ impl LeaseTable {
         let update = "SET #owner = :me, #counter = #counter + :one, \
                       #switches = if_not_exists(#switches, :zero) + :switch, \
                       #epoch = if_not_exists(#epoch, :zero) + :one \
-                      REMOVE checkpointOwner";
+                      REMOVE checkpointOwner, #lag, #rate, #address";
         match self.update(&observed.key, update, condition, &names, values).await? {
-            Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(ClusterError::Lost { key: observed.key.clone() }),
+            Some(lease) => Ok(lease),
+            None => Err(ClusterError::Lost { key: observed.key.clone() }),
         }
     }
 
@@ -267,8 +284,8 @@ impl LeaseTable {
         ];
         let update = "SET #checkpoint = :checkpoint, #sub = :sub, #switches = :zero, #counter = #counter + :one";
         match self.update(&held.key, update, "#counter = :counter AND #owner = :me", &names, values).await? {
-            Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
+            Some(lease) => Ok(lease),
+            None => Err(ClusterError::Lost { key: held.key.clone() }),
         }
     }
 
@@ -299,8 +316,8 @@ impl LeaseTable {
         };
         let names: &[(&str, &str)] = if children.is_empty() { &names[..5] } else { &names };
         match self.update(&held.key, update, "#counter = :counter AND #owner = :me", names, values).await? {
-            Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
+            Some(lease) => Ok(lease),
+            None => Err(ClusterError::Lost { key: held.key.clone() }),
         }
     }
 
@@ -313,8 +330,8 @@ impl LeaseTable {
             .update(&held.key, "SET #counter = #counter + :one REMOVE #owner", "#owner = :me", &names, values)
             .await?
         {
-            Updated::Done(lease) => Ok(lease),
-            Updated::ConditionFailed => Err(ClusterError::Lost { key: held.key.clone() }),
+            Some(lease) => Ok(lease),
+            None => Err(ClusterError::Lost { key: held.key.clone() }),
         }
     }
 }

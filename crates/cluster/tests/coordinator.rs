@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use tributary_cluster::{Coordinator, CoordinatorConfig, Held, Lease, LeaseTable};
+use tributary_cluster::{Coordinator, CoordinatorConfig, Held, Lease, LeaseReport, LeaseTable};
 
 const SHARDS: usize = 8;
 
@@ -56,6 +56,21 @@ async fn shards_spread_evenly_and_move_on_shutdown_and_on_a_crash() {
     let spread = until_balanced(&[&a, &b, &c]).await;
     let epochs: Vec<u64> = snapshot(&[&a, &b, &c]).iter().flat_map(|h| h.values().copied()).collect();
     assert!(epochs.iter().all(|epoch| *epoch >= 1), "every take raised the epoch: {epochs:?}");
+
+    // What a's worker says of its shards reaches the table with the next renewals, for every node to read.
+    let report = LeaseReport { lag_millis: 1200, records_per_second: 850, owner_address: "127.0.0.1:7001".into() };
+    let a_shards: Vec<String> = a.held().borrow().keys().cloned().collect();
+    a.report(a_shards.iter().map(|shard| (shard.clone(), report.clone())).collect());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leases = setup.list().await.expect("list");
+        let reported: Vec<&Lease> = leases.iter().filter(|l| l.report.as_ref() == Some(&report)).collect();
+        if reported.len() == a_shards.len() && reported.iter().all(|l| l.owner.as_deref() == Some("node-a")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reports never reached the table: {leases:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A clean shutdown releases: the others take its shards at their next scan.
     let from_b: Vec<String> = b.held().borrow().keys().cloned().collect();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tributary_cluster::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseTable};
+use tributary_cluster::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable};
 
 #[tokio::test]
 async fn the_table_has_kcls_schema_and_rows_kcls_attribute_types() {
@@ -157,6 +157,10 @@ async fn every_write_is_conditional_the_way_kcls_are() {
     let before = held.clone();
     let held = a.renew(&held).await.expect("renew");
     assert_eq!(a.renew(&before).await.expect("the retried renewal"), held);
+    // A renewal may publish how the shard's reading goes (attributes KCL ignores).
+    let report = LeaseReport { lag_millis: 40, records_per_second: 1000, owner_address: "127.0.0.1:7001".into() };
+    let held = a.renew_reporting(&held, Some(&report)).await.expect("renew with a report");
+    assert_eq!(held.report.as_ref(), Some(&report));
 
     // b judges expiry on its own monotonic clock: not before the failover time.
     let mut observer = LeaseObserver::new(Duration::from_millis(300));
@@ -170,6 +174,7 @@ async fn every_write_is_conditional_the_way_kcls_are() {
     let stolen = b.take(&seen_by_b).await.expect("b takes the expired lease");
     assert_eq!((stolen.owner.as_deref(), stolen.epoch, stolen.owner_switches_since_checkpoint), (Some("node-b"), 2, 1));
     assert_eq!(stolen.checkpoint, checkpoint, "the checkpoint goes with the lease");
+    assert_eq!(stolen.report, None, "the last owner's report does not");
 
     // The old owner finds out on its next renewal, and cannot checkpoint or release.
     assert!(matches!(a.renew(&held).await, Err(ClusterError::Lost { .. })));
