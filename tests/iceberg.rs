@@ -78,44 +78,36 @@ fn pyiceberg(location: impl AsRef<std::ffi::OsStr>, snapshot: Option<&str>) -> O
     let script = r#"
 import sys, json, os
 from pyiceberg.table import StaticTable
-properties = {}
-if sys.argv[1].startswith("s3://"):
-    # moto, as the server reached it (AWS_ENDPOINT_URL_S3 and the test keys).
-    properties = {
-        "s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"],
-        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
-        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
-        "s3.force-virtual-addressing": False,
-    }
+# moto, as the server reached it (AWS_ENDPOINT_URL_S3 and the test keys).
+s3 = {
+    "s3.endpoint": os.environ.get("AWS_ENDPOINT_URL_S3", ""),
+    "s3.access-key-id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+    "s3.secret-access-key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+    "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+    "s3.force-virtual-addressing": False,
+}
+region = os.environ.get("AWS_REGION", "us-east-1")
+properties = s3 if sys.argv[1].startswith("s3://") else {}
 if sys.argv[1].startswith("glue:"):
     from pyiceberg.catalog.glue import GlueCatalog
     database, name = sys.argv[1][len("glue:"):].split("/")
     properties = {
+        **s3,
         "glue.endpoint": os.environ["AWS_ENDPOINT_URL_GLUE"],
-        "glue.region": os.environ.get("AWS_REGION", "us-east-1"),
+        "glue.region": region,
         "glue.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
         "glue.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"],
-        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
-        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
-        "s3.force-virtual-addressing": False,
     }
     table = GlueCatalog("glue", **properties).load_table((database, name))
 elif sys.argv[1].startswith("dynamodb:"):
     from pyiceberg.catalog.dynamodb import DynamoDbCatalog
     catalog_table, name = sys.argv[1][len("dynamodb:"):].split("/")
     properties = {
+        **s3,
         "table-name": catalog_table,
-        "dynamodb.region": os.environ.get("AWS_REGION", "us-east-1"),
+        "dynamodb.region": region,
         "dynamodb.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
         "dynamodb.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.endpoint": os.environ["AWS_ENDPOINT_URL_S3"],
-        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
-        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
-        "s3.force-virtual-addressing": False,
     }
     table = DynamoDbCatalog("dynamodb", **properties).load_table(("tributary", name))
 else:

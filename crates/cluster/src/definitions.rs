@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, KeyType, ScalarAttributeType};
 
 use crate::ClusterError;
-use crate::dynamo::{Item, Table};
+use tributary_source::dynamodb::{DynamoTable, Item};
 
 const SOURCE: &str = "source";
 const VERSION: &str = "version";
@@ -134,7 +134,7 @@ fn name_of(change: &Change) -> &str {
 /// The cluster's definitions table.
 #[derive(Debug, Clone)]
 pub struct DefinitionsTable {
-    table: Table,
+    table: DynamoTable,
 }
 
 impl DefinitionsTable {
@@ -145,7 +145,7 @@ impl DefinitionsTable {
 
     /// Table `table`.
     pub fn new(client: Client, table: impl Into<String>) -> DefinitionsTable {
-        DefinitionsTable { table: Table { client, name: table.into() } }
+        DefinitionsTable { table: DynamoTable::new(client, table) }
     }
 
     /// Creates the table if it is missing (`PAY_PER_REQUEST`).
@@ -159,11 +159,12 @@ impl DefinitionsTable {
             .attribute_definitions(table.attribute(VERSION, ScalarAttributeType::N)?)
             .key_schema(table.key(SOURCE, KeyType::Hash)?)
             .key_schema(table.key(VERSION, KeyType::Range)?);
-        table.ensure(create).await
+        table.ensure(create).await?;
+        Ok(())
     }
 
     fn parse(&self, item: &Item) -> Result<SharedVersion, ClusterError> {
-        SharedVersion::from_item(item).map_err(|found| self.table.corrupt(found))
+        SharedVersion::from_item(item).map_err(|found| ClusterError::corrupt(&self.table.name, found))
     }
 
     /// Stores `draft` as the source's next version (its `version` is
@@ -183,12 +184,12 @@ impl DefinitionsTable {
 
     /// The newest version of `source`, read consistently.
     pub async fn latest(&self, source: &str) -> Result<Option<SharedVersion>, ClusterError> {
-        self.table.query(SOURCE, source, true).await?.first().map(|item| self.parse(item)).transpose()
+        self.table.query(None, SOURCE, source, true).await?.first().map(|item| self.parse(item)).transpose()
     }
 
     /// Every version of `source`, oldest first.
     pub async fn history(&self, source: &str) -> Result<Vec<SharedVersion>, ClusterError> {
-        self.table.query(SOURCE, source, false).await?.iter().map(|item| self.parse(item)).collect()
+        self.table.query(None, SOURCE, source, false).await?.iter().map(|item| self.parse(item)).collect()
     }
 
     /// The newest version of every source (a consistent scan; deleted sources included, marked).

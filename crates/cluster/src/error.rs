@@ -57,7 +57,18 @@ pub enum ClusterError {
     },
 }
 
+impl From<tributary_source::dynamodb::DynamoError> for ClusterError {
+    fn from(error: tributary_source::dynamodb::DynamoError) -> ClusterError {
+        ClusterError::Aws { call: error.call, table: error.table, detail: error.detail }
+    }
+}
+
 impl ClusterError {
+    /// A row of `table` that is not what it should be (`found`: its key and what is wrong).
+    pub(crate) fn corrupt(table: &str, (key, detail): (String, String)) -> ClusterError {
+        ClusterError::Corrupt { table: table.to_owned(), key, detail }
+    }
+
     /// Whether trying again later may succeed (DynamoDB unreachable or
     /// throttled), as opposed to a lease that moved or a table not ours.
     pub fn is_retryable(&self) -> bool {

@@ -40,7 +40,6 @@
 mod balance;
 mod coordinator;
 mod definitions;
-mod dynamo;
 mod error;
 mod expiry;
 mod lease;

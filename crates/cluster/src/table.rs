@@ -15,12 +15,12 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use crate::dynamo::{Expression, Table};
 use crate::lease::{
     CHECKPOINT, CHILDREN, COUNTER, ENTITY_TYPE, EPOCH, KEY, LAG_MILLIS, OWNER, OWNER_ADDRESS, OWNER_SWITCHES,
     RECORDS_PER_SECOND, SUB_SEQUENCE, number,
 };
 use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
+use tributary_source::dynamodb::{DynamoTable, Expression};
 
 /// KCL 3.x's index of each worker's leases (hash `leaseOwner`, range `leaseKey`, keys only).
 const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
@@ -28,7 +28,7 @@ const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
 /// One source's lease table, as one process (`worker`) uses it.
 #[derive(Debug, Clone)]
 pub struct LeaseTable {
-    table: Table,
+    table: DynamoTable,
     worker: String,
 }
 
@@ -41,7 +41,7 @@ impl LeaseTable {
 
     /// Table `table` as process `worker` writes it.
     pub fn new(client: Client, table: impl Into<String>, worker: impl Into<String>) -> LeaseTable {
-        LeaseTable { table: Table { client, name: table.into() }, worker: worker.into() }
+        LeaseTable { table: DynamoTable::new(client, table), worker: worker.into() }
     }
 
     /// This process's id, as `leaseOwner` holds it.
@@ -59,7 +59,7 @@ impl LeaseTable {
             .key_schema(table.key(KEY, KeyType::Range)?)
             .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
             .build()
-            .map_err(|error| table.aws("CreateTable", error))?;
+            .map_err(|error| table.error("CreateTable", error))?;
         let create = table
             .client
             .create_table()
@@ -128,7 +128,7 @@ impl LeaseTable {
                 _ => None,
             };
             if kind.is_none_or(|kind| kind == "LEASE") {
-                leases.push(Lease::from_item(&item).map_err(|found| self.table.corrupt(found))?);
+                leases.push(Lease::from_item(&item).map_err(|found| ClusterError::corrupt(&self.table.name, found))?);
             }
         }
         leases.sort_by(|a, b| a.key.cmp(&b.key));
@@ -147,7 +147,10 @@ impl LeaseTable {
             .send()
             .await
             .map_err(|error| self.table.failed("GetItem", &error))?;
-        found.item().map(|item| Lease::from_item(item).map_err(|found| self.table.corrupt(found))).transpose()
+        found
+            .item()
+            .map(|item| Lease::from_item(item).map_err(|found| ClusterError::corrupt(&self.table.name, found)))
+            .transpose()
     }
 
     /// One conditional `UpdateItem` on `key`, answering the row as it now is (`None`: the condition failed).
@@ -177,13 +180,13 @@ impl LeaseTable {
         match request.send().await {
             Ok(output) => {
                 let item =
-                    output.attributes().ok_or_else(|| self.table.aws("UpdateItem", "no attributes came back"))?;
-                Ok(Some(Lease::from_item(item).map_err(|found| self.table.corrupt(found))?))
+                    output.attributes().ok_or_else(|| self.table.error("UpdateItem", "no attributes came back"))?;
+                Ok(Some(Lease::from_item(item).map_err(|found| ClusterError::corrupt(&self.table.name, found))?))
             }
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Ok(None)
             }
-            Err(error) => Err(self.table.failed("UpdateItem", &error)),
+            Err(error) => Err(self.table.failed("UpdateItem", &error).into()),
         }
     }
 
@@ -266,15 +269,32 @@ impl LeaseTable {
 
     /// Records `checkpoint` on a lease this process holds.
     pub async fn checkpoint(&self, held: &Lease, checkpoint: &LeaseCheckpoint) -> Result<Lease, ClusterError> {
+        self.record_checkpoint(held, checkpoint, &[]).await
+    }
+
+    /// Records that the shard of a lease this process holds was read to its
+    /// end (`SHARD_END`), naming its children, so their leases may start.
+    pub async fn end_shard(&self, held: &Lease, children: &[String]) -> Result<Lease, ClusterError> {
+        self.record_checkpoint(held, &LeaseCheckpoint::ShardEnd, children).await
+    }
+
+    /// The checkpoint write, as the holder: also `childShardIds` when there are children
+    /// (DynamoDB refuses an empty set, so a shard that ended without children names none).
+    async fn record_checkpoint(
+        &self,
+        held: &Lease,
+        checkpoint: &LeaseCheckpoint,
+        children: &[String],
+    ) -> Result<Lease, ClusterError> {
         let (text, sub_sequence) = checkpoint.attributes();
-        let names = [
+        let mut names = vec![
             ("#counter", COUNTER),
             ("#owner", OWNER),
             ("#checkpoint", CHECKPOINT),
             ("#sub", SUB_SEQUENCE),
             ("#switches", OWNER_SWITCHES),
         ];
-        let values = vec![
+        let mut values = vec![
             (":counter", number(held.counter)),
             (":one", number(1)),
             (":zero", number(0)),
@@ -282,40 +302,14 @@ impl LeaseTable {
             (":checkpoint", AttributeValue::S(text.to_owned())),
             (":sub", number(sub_sequence)),
         ];
-        let update = "SET #checkpoint = :checkpoint, #sub = :sub, #switches = :zero, #counter = #counter + :one";
-        match self.update(&held.key, update, "#counter = :counter AND #owner = :me", &names, values).await? {
-            Some(lease) => Ok(lease),
-            None => Err(ClusterError::Lost { key: held.key.clone() }),
-        }
-    }
-
-    /// Records that the shard of a lease this process holds was read to its
-    /// end (`SHARD_END`), naming its children, so their leases may start.
-    pub async fn end_shard(&self, held: &Lease, children: &[String]) -> Result<Lease, ClusterError> {
-        let names = [
-            ("#counter", COUNTER),
-            ("#owner", OWNER),
-            ("#checkpoint", CHECKPOINT),
-            ("#sub", SUB_SEQUENCE),
-            ("#switches", OWNER_SWITCHES),
-            ("#children", CHILDREN),
-        ];
-        let mut values = vec![
-            (":counter", number(held.counter)),
-            (":one", number(1)),
-            (":zero", number(0)),
-            (":me", self.mine()),
-            (":checkpoint", AttributeValue::S("SHARD_END".to_owned())),
-        ];
-        // DynamoDB refuses an empty set: a shard that ended without children (the stream was deleted) names none.
-        let update = if children.is_empty() {
-            "SET #checkpoint = :checkpoint, #sub = :zero, #switches = :zero, #counter = #counter + :one"
-        } else {
+        let mut update =
+            "SET #checkpoint = :checkpoint, #sub = :sub, #switches = :zero, #counter = #counter + :one".to_owned();
+        if !children.is_empty() {
+            names.push(("#children", CHILDREN));
             values.push((":children", AttributeValue::Ss(children.to_vec())));
-            "SET #checkpoint = :checkpoint, #sub = :zero, #switches = :zero, #children = :children, #counter = #counter + :one"
-        };
-        let names: &[(&str, &str)] = if children.is_empty() { &names[..5] } else { &names };
-        match self.update(&held.key, update, "#counter = :counter AND #owner = :me", names, values).await? {
+            update.push_str(", #children = :children");
+        }
+        match self.update(&held.key, &update, "#counter = :counter AND #owner = :me", &names, values).await? {
             Some(lease) => Ok(lease),
             None => Err(ClusterError::Lost { key: held.key.clone() }),
         }

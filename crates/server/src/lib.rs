@@ -202,19 +202,10 @@ async fn open_catalog(
     aws: &ClientFactory,
 ) -> Result<TableCatalog, ServerError> {
     let catalog = open_warehouse(config, store, aws)?;
-    let shared = match &config.catalog {
-        CatalogChoice::Embedded => return Ok(catalog.with_owner(format!("embedded:{}", store.identity()?))),
-        CatalogChoice::Glue { .. } => "glue",
-        CatalogChoice::DynamoDb { .. } => "dynamodb",
-    };
-    if !catalog.warehouse().starts_with("s3://") {
-        return Err(ServerError::Io(format!(
-            "--catalog {shared} needs an s3:// --warehouse: the other readers and writers of the catalog cannot reach {}",
-            catalog.warehouse()
-        )));
-    }
     match &config.catalog {
+        CatalogChoice::Embedded => Ok(catalog.with_owner(format!("embedded:{}", store.identity()?))),
         CatalogChoice::Glue { database, catalog_id } => {
+            require_object_store(&catalog, "glue")?;
             let glue = GlueCatalog::new(aws.glue(), database.clone(), catalog_id.clone());
             glue.ensure_database(catalog.warehouse())
                 .await
@@ -223,6 +214,7 @@ async fn open_catalog(
             Ok(catalog.with_glue(glue).with_owner(owner))
         }
         CatalogChoice::DynamoDb { table, namespace } => {
+            require_object_store(&catalog, "dynamodb")?;
             let dynamo = DynamoCatalog::new(aws.dynamodb(), table.clone(), namespace.clone());
             dynamo
                 .ensure()
@@ -231,8 +223,18 @@ async fn open_catalog(
             let owner = format!("dynamodb:{}", dynamo.describe());
             Ok(catalog.with_dynamo(dynamo).with_owner(owner))
         }
-        CatalogChoice::Embedded => Ok(catalog),
     }
+}
+
+/// A catalog other processes and engines share needs a warehouse they can reach.
+fn require_object_store(catalog: &TableCatalog, kind: &str) -> Result<(), ServerError> {
+    if catalog.warehouse().starts_with("s3://") {
+        return Ok(());
+    }
+    Err(ServerError::Io(format!(
+        "--catalog {kind} needs an s3:// --warehouse: the other readers and writers of the catalog cannot reach {}",
+        catalog.warehouse()
+    )))
 }
 
 /// Where the tables' files live.

@@ -49,15 +49,13 @@ pub(crate) async fn open_table(
     let (in_store, store_max_event, taken_back) = blocking(move || {
         // A batch the store recorded before its table commit: kept if the table holds
         // its checkpoints (the commit landed), taken back otherwise.
-        let before = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
-        let landed = before == table_shards;
-        let settled = store.settle_prepared(&owned_scope, landed).map_err(|e| e.to_string())?;
-        if settled {
+        let settled = store.settle_prepared_against(&owned_scope, &table_shards).map_err(|e| e.to_string())?;
+        if let Some(landed) = settled {
             tracing::info!(scope = %owned_scope, landed, "settled the batch a stop left between the store and the table");
         }
         let checkpoints = store.checkpoints(&owned_scope).map_err(|e| e.to_string())?;
         let max_event = store.max_event_time(&owned_scope).map_err(|e| e.to_string())?;
-        Ok((checkpoints, max_event, settled && !landed))
+        Ok((checkpoints, max_event, settled == Some(false)))
     })
     .await?;
     // What the rows table holds once the two agree: the rejected table follows it.
@@ -124,17 +122,16 @@ pub(crate) async fn settle_for_files(context: &WorkerContext, dataset: &str, sco
     let store = Arc::clone(&context.store);
     let owned_scope = scope.to_owned();
     let landed = blocking(move || {
-        let landed = store.checkpoints(&owned_scope).map_err(|e| e.to_string())? == in_table.shards;
-        store.settle_prepared(&owned_scope, landed).map_err(|e| e.to_string())?;
-        if !landed {
+        let settled = store.settle_prepared_against(&owned_scope, &in_table.shards).map_err(|e| e.to_string())?;
+        if settled == Some(false) {
             store
                 .restore_checkpoints(&owned_scope, &in_table.shards, in_table.max_event_micros)
                 .map_err(|e| e.to_string())?;
         }
-        Ok(landed)
+        Ok(settled)
     })
     .await?;
-    tracing::info!(scope, landed, "settled the batch the last run left for the dataset's table");
+    tracing::info!(scope, ?landed, "settled the batch the last run left for the dataset's table");
     Ok(())
 }
 

@@ -5,69 +5,20 @@
 //! one landing.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::Utc;
-use tributary_reader::{SequenceNumber, ShardAdvance, ShardCheckpoint};
+use support::{SCOPE, SHARD, advance, commit_batch, rows, unique};
+use tributary_reader::ShardCheckpoint;
 use tributary_sink::table::{
-    DynamoCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, rejected_batch, rejected_schema,
+    DynamoCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, rejected_schema,
 };
 use tributary_source::{AwsSettings, ClientFactory};
-use tributary_store::{NewErrorRow, Store};
-
-const JUNE_FIRST: i64 = 19_875 * 86_400_000_000;
-const SCOPE: &str = "orders@arn:aws:kinesis:us-east-1:000000000000:stream/orders";
-const SHARD: &str = "shardId-000000000000";
-
-fn moto_is_up() -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
-    if set("AWS_ENDPOINT_URL_DYNAMODB") && set("AWS_ENDPOINT_URL_S3") {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
-    assert!(opted_out && !in_ci, "this test needs moto's DynamoDB and S3: run it through ./scripts/test.sh");
-    eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
-    false
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
-
-fn rows(ids: &[i64]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-    ]));
-    let ts = TimestampMicrosecondArray::from_iter_values(ids.iter().map(|id| JUNE_FIRST + id)).with_timezone("UTC");
-    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(ts)]).expect("batch")
-}
-
-fn rejection(sequence: &str) -> NewErrorRow {
-    NewErrorRow {
-        shard_id: SHARD.to_owned(),
-        sequence_number: sequence.to_owned(),
-        sub_sequence: None,
-        arrival_time: Utc::now(),
-        reason: "TYPE_MISMATCH".to_owned(),
-        field: "id".to_owned(),
-        message: "expected an integer".to_owned(),
-        payload: b"{\"id\": \"x\"}".to_vec(),
-        payload_length: 11,
-    }
-}
-
-fn advance(from: ShardCheckpoint, to: &str) -> ShardAdvance {
-    let to = ShardCheckpoint::after(SequenceNumber::new(to).expect("digits"));
-    ShardAdvance { shard_id: SHARD.to_owned(), from, to }
-}
+use tributary_store::Store;
 
 /// A process: its own store, the shared DynamoDB catalog and warehouse.
 struct Process {
@@ -88,17 +39,6 @@ async fn process(aws: &ClientFactory, warehouse: &str, catalog_table: &str) -> P
         .await
         .expect("open the rejected table");
     Process { table, rejected, _spool: spool }
-}
-
-async fn commit_batch(process: &Process, ids: &[i64], sequence: &str, advance: ShardAdvance) -> Result<(), TableError> {
-    let files = process.table.write(&rows(ids), &[])?;
-    let rejected_rows = rejected_batch(&[rejection(sequence)], Utc::now()).expect("rejected rows");
-    let rejected_files = process.rejected.write(&rejected_rows, &[])?;
-    process.table.upload(&files).await?;
-    process.rejected.upload(&rejected_files).await?;
-    let files = files.into_iter().map(|file| file.data_file).collect();
-    let rejected_files = rejected_files.into_iter().map(|file| file.data_file).collect();
-    process.table.commit(SCOPE, files, &[advance], None, Some((&process.rejected, rejected_files))).await.map(drop)
 }
 
 /// pyiceberg's own DynamoDbCatalog reads table `name`: its ids, or `None` without pyiceberg outside CI.
@@ -142,7 +82,7 @@ async fn snapshot_count(writer: &TableWriter) -> usize {
 
 #[tokio::test]
 async fn two_processes_on_one_dynamodb_catalog_commit_exactly_once_in_its_layout() {
-    if !moto_is_up() {
+    if !support::moto_is_up(&["DYNAMODB", "S3"]) {
         return;
     }
     let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(10)).await;
@@ -154,7 +94,9 @@ async fn two_processes_on_one_dynamodb_catalog_commit_exactly_once_in_its_layout
     let second = process(&aws, &warehouse, &catalog_table).await;
 
     // A batch moves both tables in one transaction.
-    commit_batch(&first, &[1, 2], "100", advance(ShardCheckpoint::default(), "10")).await.expect("commit");
+    commit_batch(&first.table, &first.rejected, &[1, 2], "100", advance(ShardCheckpoint::default(), "10"))
+        .await
+        .expect("commit");
     let dynamodb = aws.dynamodb();
     let item = |identifier: &'static str| {
         let dynamodb = dynamodb.clone();
@@ -187,8 +129,8 @@ async fn two_processes_on_one_dynamodb_catalog_commit_exactly_once_in_its_layout
     // Both processes read the same checkpoint and commit the next batch at once: exactly one lands.
     let from = first.table.checkpoints(SCOPE).await.expect("checkpoints").shards[SHARD].clone();
     let (a, b) = tokio::join!(
-        commit_batch(&first, &[3, 4], "200", advance(from.clone(), "20")),
-        commit_batch(&second, &[5, 6], "201", advance(from, "21")),
+        commit_batch(&first.table, &first.rejected, &[3, 4], "200", advance(from.clone(), "20")),
+        commit_batch(&second.table, &second.rejected, &[5, 6], "201", advance(from, "21")),
     );
     assert!(a.is_ok() != b.is_ok(), "exactly one lands: {a:?} {b:?}");
     assert!(matches!(a.err().or(b.err()), Some(TableError::CheckpointConflict { .. })));

@@ -2,95 +2,20 @@
 //! holds each table as an Iceberg table, replays are refused, and a rejected
 //! table committed ahead of a rows table that never followed is undone.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use chrono::{TimeZone, Utc};
 use iceberg::Catalog;
-use tributary_reader::{SequenceNumber, ShardAdvance, ShardCheckpoint};
+use support::{SCOPE, SHARD, advance, at, commit_batch, rows, unique};
+use tributary_reader::ShardCheckpoint;
 use tributary_sink::table::{
-    Followed, GlueCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, rejected_batch, rejected_schema,
+    Followed, GlueCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, rejected_schema,
 };
 use tributary_source::{AwsSettings, ClientFactory};
-use tributary_store::{NewErrorRow, Store};
-
-const DAY: i64 = 86_400_000_000;
-const JUNE_FIRST: i64 = 19_875 * DAY;
-const SCOPE: &str = "orders@arn:aws:kinesis:us-east-1:000000000000:stream/orders";
-const SHARD: &str = "shardId-000000000000";
-
-/// moto's endpoints are set (`eval "$(scripts/emulators.sh up)"`, as `./scripts/test.sh` does).
-fn moto_is_up() -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
-    if set("AWS_ENDPOINT_URL_GLUE") && set("AWS_ENDPOINT_URL_S3") {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let opted_out = std::env::var("TRIBUTARY_SKIP_EMULATOR_TESTS").is_ok_and(|v| v == "1");
-    assert!(
-        opted_out && !in_ci,
-        "this test needs moto's Glue and S3: run it through ./scripts/test.sh (TRIBUTARY_SKIP_EMULATOR_TESTS=1 skips it outside CI)"
-    );
-    eprintln!("SKIPPED: emulators not running and TRIBUTARY_SKIP_EMULATOR_TESTS=1");
-    false
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{prefix}{}{nanos}", std::process::id())
-}
-
-fn rows(ids: &[i64]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-    ]));
-    let ts = TimestampMicrosecondArray::from_iter_values(ids.iter().map(|id| JUNE_FIRST + id)).with_timezone("UTC");
-    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(ts)]).expect("batch")
-}
-
-fn rejection(sequence: &str) -> NewErrorRow {
-    NewErrorRow {
-        shard_id: SHARD.to_owned(),
-        sequence_number: sequence.to_owned(),
-        sub_sequence: None,
-        arrival_time: Utc.timestamp_opt(1_717_200_000, 0).single().expect("time"),
-        reason: "TYPE_MISMATCH".to_owned(),
-        field: "id".to_owned(),
-        message: "expected an integer".to_owned(),
-        payload: b"{\"id\": \"x\"}".to_vec(),
-        payload_length: 11,
-    }
-}
-
-fn at(sequence: &str) -> ShardCheckpoint {
-    ShardCheckpoint::after(SequenceNumber::new(sequence).expect("digits"))
-}
-
-fn advance(from: ShardCheckpoint, to: &str) -> ShardAdvance {
-    ShardAdvance { shard_id: SHARD.to_owned(), from, to: at(to) }
-}
-
-/// Writes, uploads and commits one batch to both tables.
-async fn commit_batch(
-    table: &TableWriter,
-    rejected: &TableWriter,
-    ids: &[i64],
-    rejected_sequence: &str,
-    advance: ShardAdvance,
-) -> Result<(), TableError> {
-    let files = table.write(&rows(ids), &[])?;
-    let rejected_rows = rejected_batch(&[rejection(rejected_sequence)], Utc::now()).expect("rejected rows");
-    let rejected_files = rejected.write(&rejected_rows, &[])?;
-    table.upload(&files).await?;
-    rejected.upload(&rejected_files).await?;
-    let files = files.into_iter().map(|file| file.data_file).collect();
-    let rejected_files = rejected_files.into_iter().map(|file| file.data_file).collect();
-    table.commit(SCOPE, files, &[advance], Some(JUNE_FIRST), Some((rejected, rejected_files))).await.map(drop)
-}
+use tributary_store::Store;
 
 async fn snapshot_ids(writer: &TableWriter) -> (Option<i64>, usize) {
     let table = writer.load().await.expect("load");
@@ -99,7 +24,7 @@ async fn snapshot_ids(writer: &TableWriter) -> (Option<i64>, usize) {
 
 #[tokio::test]
 async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_followed_is_undone() {
-    if !moto_is_up() {
+    if !support::moto_is_up(&["GLUE", "S3"]) {
         return;
     }
     let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(10)).await;

@@ -36,6 +36,8 @@ mod assumed_role;
 mod aws;
 mod data_type;
 mod definition;
+#[cfg(feature = "live")]
+pub mod dynamodb;
 mod error;
 mod file;
 mod init_position;

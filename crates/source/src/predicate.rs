@@ -391,12 +391,6 @@ struct Built {
     height: usize,
 }
 
-impl Built {
-    fn leaf(expr: Expr) -> Built {
-        Built { expr, height: 1 }
-    }
-}
-
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
@@ -491,7 +485,8 @@ impl Parser {
             }
             operands = paired;
         }
-        Ok(operands.pop().unwrap_or_else(|| Built::leaf(Expr::Literal(Literal::Null))))
+        // Pairing never empties the list, which began with one operand.
+        operands.pop().ok_or_else(|| ParseError::Invalid("the expression is empty".to_owned()))
     }
 
     fn parse_or(&mut self) -> Result<Built, ParseError> {

@@ -1,11 +1,11 @@
 //! Recording a written batch: manifest, checkpoints, error log, counters, in
 //! one transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
-use tributary_reader::ShardAdvance;
+use tributary_reader::{ShardAdvance, ShardCheckpoint};
 
 use crate::checkpoints::apply_advances;
 use crate::error_log::{self, ErrorRetention, NewErrorRow};
@@ -121,6 +121,19 @@ impl Store {
         let found =
             connection.query_row("SELECT 1 FROM prepared_batches WHERE scope = ?1", [scope], |_| Ok(())).optional()?;
         Ok(found.is_some())
+    }
+
+    /// Settles `scope`'s prepared batch, if it has one, against the
+    /// checkpoints its table holds: it landed when the store's checkpoints
+    /// (advanced by the batch) are the table's. `None` when there was no
+    /// batch, else whether it landed.
+    pub fn settle_prepared_against(
+        &self,
+        scope: &str,
+        in_table: &HashMap<String, ShardCheckpoint>,
+    ) -> Result<Option<bool>, StoreError> {
+        let landed = &self.checkpoints(scope)? == in_table;
+        Ok(self.settle_prepared(scope, landed)?.then_some(landed))
     }
 
     /// Settles `scope`'s prepared batch, if it has one: kept (and its

@@ -21,10 +21,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TransactWriteItem, Update,
+    AttributeValue, BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, ScalarAttributeType,
+    TransactWriteItem, Update,
 };
 use iceberg::{Error, ErrorKind, Result};
+use tributary_source::dynamodb::{DynamoError, DynamoTable};
 
 const IDENTIFIER: &str = "identifier";
 const NAMESPACE_KEY: &str = "namespace";
@@ -43,8 +44,7 @@ pub const DEFAULT_DYNAMODB_CATALOG_TABLE: &str = "iceberg";
 /// Tables of one namespace in an Iceberg DynamoDB catalog.
 #[derive(Debug, Clone)]
 pub struct DynamoCatalog {
-    client: Client,
-    table: String,
+    table: DynamoTable,
     namespace: String,
 }
 
@@ -69,22 +69,24 @@ fn s(text: &str) -> AttributeValue {
 impl DynamoCatalog {
     /// Namespace `namespace` of the catalog kept in DynamoDB table `table`.
     pub fn new(client: Client, table: impl Into<String>, namespace: impl Into<String>) -> DynamoCatalog {
-        DynamoCatalog { client, table: table.into(), namespace: namespace.into() }
+        DynamoCatalog { table: DynamoTable::new(client, table), namespace: namespace.into() }
     }
 
     /// `table/namespace`, for status.
     pub fn describe(&self) -> String {
-        format!("{}/{}", self.table, self.namespace)
+        format!("{}/{}", self.table.name, self.namespace)
     }
 
-    fn failed<E: ProvideErrorMetadata + std::error::Error, R>(&self, call: &str, error: &SdkError<E, R>) -> Error {
-        let detail = match error.as_service_error() {
-            Some(service) => {
-                format!("{}: {}", service.code().unwrap_or("error"), service.message().unwrap_or("no message"))
-            }
-            None => error.to_string(),
-        };
-        Error::new(ErrorKind::Unexpected, format!("DynamoDB {call} on `{}`: {detail}", self.table)).with_retryable(true)
+    fn client(&self) -> &Client {
+        &self.table.client
+    }
+
+    fn failed<E: ProvideErrorMetadata + std::error::Error, R>(
+        &self,
+        call: &'static str,
+        error: &SdkError<E, R>,
+    ) -> Error {
+        unavailable(self.table.failed(call, error))
     }
 
     fn key(&self, identifier: &str) -> HashMap<String, AttributeValue> {
@@ -98,86 +100,38 @@ impl DynamoCatalog {
     /// Creates the catalog's DynamoDB table (Iceberg's schema) and the
     /// namespace's item when they are missing.
     pub async fn ensure(&self) -> Result<()> {
-        let exists = match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(_) => true,
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => false,
-            Err(error) => return Err(self.failed("DescribeTable", &error)),
-        };
-        if !exists {
-            self.create_table().await?;
-        }
+        let table = &self.table;
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(NAMESPACE_INDEX)
+            .key_schema(table.key(NAMESPACE_KEY, KeyType::Hash).map_err(unavailable)?)
+            .key_schema(table.key(IDENTIFIER, KeyType::Range).map_err(unavailable)?)
+            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+            .build()
+            .map_err(|error| unavailable(table.error("CreateTable", error)))?;
+        let create = table
+            .client
+            .create_table()
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(table.attribute(IDENTIFIER, ScalarAttributeType::S).map_err(unavailable)?)
+            .attribute_definitions(table.attribute(NAMESPACE_KEY, ScalarAttributeType::S).map_err(unavailable)?)
+            .key_schema(table.key(IDENTIFIER, KeyType::Hash).map_err(unavailable)?)
+            .key_schema(table.key(NAMESPACE_KEY, KeyType::Range).map_err(unavailable)?)
+            .global_secondary_indexes(index);
+        table.ensure(create).await.map_err(unavailable)?;
         let mut namespace = self.key(NAMESPACE_ITEM);
         namespace.insert(VERSION.to_owned(), new_version());
         namespace.insert(CREATED_AT.to_owned(), now_millis());
         namespace.insert(UPDATED_AT.to_owned(), now_millis());
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(namespace))
-            .condition_expression("attribute_not_exists(#namespace)")
-            .expression_attribute_names("#namespace", NAMESPACE_KEY)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(error) => Err(self.failed("PutItem", &error)),
-        }
-    }
-
-    async fn create_table(&self) -> Result<()> {
-        let invalid = |error: aws_sdk_dynamodb::error::BuildError| Error::new(ErrorKind::Unexpected, error.to_string());
-        let attribute = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-        };
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(NAMESPACE_INDEX)
-            .key_schema(key(NAMESPACE_KEY, KeyType::Hash).map_err(invalid)?)
-            .key_schema(key(IDENTIFIER, KeyType::Range).map_err(invalid)?)
-            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
-            .build()
-            .map_err(invalid)?;
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute(IDENTIFIER).map_err(invalid)?)
-            .attribute_definitions(attribute(NAMESPACE_KEY).map_err(invalid)?)
-            .key_schema(key(IDENTIFIER, KeyType::Hash).map_err(invalid)?)
-            .key_schema(key(NAMESPACE_KEY, KeyType::Range).map_err(invalid)?)
-            .global_secondary_indexes(index)
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-            Err(error) => return Err(self.failed("CreateTable", &error)),
-        }
-        for _ in 0..120 {
-            let described = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(|error| self.failed("DescribeTable", &error))?;
-            if described.table().and_then(|table| table.table_status()).map(|status| status.as_str()) == Some("ACTIVE")
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-        Err(Error::new(ErrorKind::Unexpected, format!("DynamoDB table `{}` did not become ACTIVE", self.table)))
+        // An existing namespace item stays as it is.
+        table.put_new(namespace, NAMESPACE_KEY).await.map_err(unavailable)?;
+        Ok(())
     }
 
     async fn current(&self, name: &str) -> Result<Option<Pointer>> {
         let found = self
-            .client
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(self.key(&self.identifier(name))))
             .consistent_read(true)
             .send()
@@ -191,13 +145,13 @@ impl DynamoCatalog {
         if text(TABLE_TYPE).is_some_and(|kind| !kind.eq_ignore_ascii_case("ICEBERG")) {
             return Err(Error::new(
                 ErrorKind::DataInvalid,
-                format!("{} in `{}` exists and is not an Iceberg table", self.identifier(name), self.table),
+                format!("{} in `{}` exists and is not an Iceberg table", self.identifier(name), self.table.name),
             ));
         }
         let (Some(metadata_location), Some(version)) = (text(METADATA_LOCATION), text(VERSION)) else {
             return Err(Error::new(
                 ErrorKind::DataInvalid,
-                format!("{} in `{}` has no {METADATA_LOCATION} or {VERSION}", self.identifier(name), self.table),
+                format!("{} in `{}` has no {METADATA_LOCATION} or {VERSION}", self.identifier(name), self.table.name),
             ));
         };
         Ok(Some(Pointer { metadata_location, version }))
@@ -211,7 +165,7 @@ impl DynamoCatalog {
     /// The conditional update that moves `name` from `base` (read as `current`) to `location`.
     fn update(&self, name: &str, current: &Pointer, location: &str) -> Result<Update> {
         Update::builder()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(self.key(&self.identifier(name))))
             .update_expression("SET #location = :location, #previous = :base, #v = :new_v, #updated = :now")
             .condition_expression("#v = :v AND #location = :base")
@@ -250,7 +204,7 @@ impl DynamoCatalog {
                     item.insert(METADATA_LOCATION.to_owned(), s(location));
                     item.insert(PREVIOUS_METADATA_LOCATION.to_owned(), s(""));
                     let put = aws_sdk_dynamodb::types::Put::builder()
-                        .table_name(&self.table)
+                        .table_name(&self.table.name)
                         .set_item(Some(item))
                         .condition_expression("attribute_not_exists(#identifier)")
                         .expression_attribute_names("#identifier", IDENTIFIER)
@@ -268,7 +222,7 @@ impl DynamoCatalog {
             };
             writes.push(write);
         }
-        let written = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        let written = self.client().transact_write_items().set_transact_items(Some(writes)).send().await;
         match written {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => {
@@ -291,34 +245,25 @@ impl DynamoCatalog {
 
     /// The names of the namespace's tables.
     pub(crate) async fn table_names(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
         let prefix = format!("{}.", self.namespace);
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(NAMESPACE_INDEX)
-                .key_condition_expression("#namespace = :namespace")
-                .expression_attribute_names("#namespace", NAMESPACE_KEY)
-                .expression_attribute_values(":namespace", s(&self.namespace))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| self.failed("Query", &error))?;
-            for item in page.items() {
-                if let Some(AttributeValue::S(identifier)) = item.get(IDENTIFIER)
-                    && let Some(name) = identifier.strip_prefix(&prefix)
-                {
-                    names.push(name.to_owned());
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                names.sort();
-                return Ok(names);
-            }
-        }
+        let items = self
+            .table
+            .query(Some(NAMESPACE_INDEX), NAMESPACE_KEY, &self.namespace, false)
+            .await
+            .map_err(unavailable)?;
+        let mut names: Vec<String> = items
+            .iter()
+            .filter_map(|item| match item.get(IDENTIFIER) {
+                Some(AttributeValue::S(identifier)) => identifier.strip_prefix(&prefix).map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
+}
+
+/// DynamoDB refused or could not be reached: a commit may try again.
+fn unavailable(error: DynamoError) -> Error {
+    Error::new(ErrorKind::Unexpected, error.to_string()).with_retryable(true)
 }

@@ -10,7 +10,7 @@
 //! writer; every change is still committed only if the table is where it
 //! was read (another writer's commit in between makes it skip a round).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use arrow_array::RecordBatch;
@@ -284,16 +284,15 @@ impl TableWriter {
         // Iceberg's own expiry does: retention keeps ancestors by count and by
         // age, and timestamps may step back, so the retained snapshots need not
         // be the newest ones in a row, and no one of them stands for the rest.
-        let mut manifests = ManifestCache::default();
-        let mut kept_manifests: HashSet<String> = HashSet::new();
+        let mut seen_manifests: HashSet<String> = HashSet::new();
         let mut alive: HashSet<String> = HashSet::new();
         let mut dropped_entries: Vec<String> = Vec::new();
         for snapshot in after.metadata().snapshots() {
             for manifest_path in manifest_paths(&after, snapshot).await? {
-                if !kept_manifests.insert(manifest_path.clone()) {
+                if !seen_manifests.insert(manifest_path.clone()) {
                     continue;
                 }
-                for (path, is_alive) in manifests.entries(&after, &manifest_path).await? {
+                for (path, is_alive) in manifest_entries(&after, &manifest_path).await? {
                     if is_alive {
                         alive.insert(path);
                     } else {
@@ -307,10 +306,11 @@ impl TableWriter {
         for snapshot in removed {
             doomed.push(snapshot.manifest_list().to_owned());
             for manifest_path in manifest_paths(&table, snapshot).await? {
-                if kept_manifests.contains(&manifest_path) {
+                // Retained snapshots still use it, or another expired snapshot's pass already took it.
+                if !seen_manifests.insert(manifest_path.clone()) {
                     continue;
                 }
-                for (path, _) in manifests.entries(&table, &manifest_path).await? {
+                for (path, _) in manifest_entries(&table, &manifest_path).await? {
                     if !alive.contains(&path) {
                         doomed.push(path);
                     }
@@ -365,25 +365,11 @@ impl TableWriter {
     }
 }
 
-/// Manifest lists and manifests read once per expiry round, however many snapshots share them.
-#[derive(Default)]
-struct ManifestCache {
-    entries: HashMap<String, Vec<(String, bool)>>,
-}
-
-impl ManifestCache {
-    /// Every entry of the manifest at `path`: (data file path, alive?).
-    async fn entries(&mut self, table: &Table, path: &str) -> Result<Vec<(String, bool)>, TableError> {
-        if let Some(found) = self.entries.get(path) {
-            return Ok(found.clone());
-        }
-        let bytes = table.file_io().new_input(path)?.read().await?;
-        let manifest = Manifest::parse_avro(&bytes)?;
-        let found: Vec<(String, bool)> =
-            manifest.entries().iter().map(|e| (e.data_file().file_path().to_owned(), e.is_alive())).collect();
-        self.entries.insert(path.to_owned(), found.clone());
-        Ok(found)
-    }
+/// Every entry of the manifest at `path`: (data file path, alive?).
+async fn manifest_entries(table: &Table, path: &str) -> Result<Vec<(String, bool)>, TableError> {
+    let bytes = table.file_io().new_input(path)?.read().await?;
+    let manifest = Manifest::parse_avro(&bytes)?;
+    Ok(manifest.entries().iter().map(|entry| (entry.data_file().file_path().to_owned(), entry.is_alive())).collect())
 }
 
 /// A stable text key for a partition value.

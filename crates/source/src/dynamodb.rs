@@ -1,6 +1,8 @@
-//! What the lease and definitions tables share: one table's calls, each
-//! failure named with its call and table, tables created on first use, and
-//! scans and queries read to their last page.
+//! One DynamoDB table's calls, as every DynamoDB user in Tributary makes
+//! them (the Iceberg catalog, cluster mode's lease and definitions tables):
+//! each failure named with its call and table in the service's words, tables
+//! created on first use and waited for, scans and queries read to their last
+//! page, and puts that only create.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -10,72 +12,91 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType};
 
-use crate::ClusterError;
-
 /// A row.
-pub(crate) type Item = HashMap<String, AttributeValue>;
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A DynamoDB call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DynamoDB {call} on `{table}`: {detail}")]
+pub struct DynamoError {
+    /// The API call.
+    pub call: &'static str,
+    /// The table.
+    pub table: String,
+    /// What the service (or the SDK) said.
+    pub detail: String,
+}
 
 /// A condition or filter with its placeholders.
-pub(crate) struct Expression<'a> {
-    pub(crate) text: &'a str,
-    pub(crate) names: &'a [(&'a str, &'a str)],
-    pub(crate) values: Vec<(&'a str, AttributeValue)>,
+#[derive(Debug)]
+pub struct Expression<'a> {
+    /// The expression.
+    pub text: &'a str,
+    /// `#name` placeholders.
+    pub names: &'a [(&'a str, &'a str)],
+    /// `:value` placeholders.
+    pub values: Vec<(&'a str, AttributeValue)>,
 }
 
 /// One DynamoDB table.
 #[derive(Debug, Clone)]
-pub(crate) struct Table {
-    pub(crate) client: Client,
-    pub(crate) name: String,
+pub struct DynamoTable {
+    /// The client.
+    pub client: Client,
+    /// The table's name.
+    pub name: String,
 }
 
-impl Table {
-    pub(crate) fn aws(&self, call: &'static str, error: impl Display) -> ClusterError {
-        ClusterError::Aws { call, table: self.name.clone(), detail: error.to_string() }
+impl DynamoTable {
+    /// Table `name` through `client`.
+    pub fn new(client: Client, name: impl Into<String>) -> DynamoTable {
+        DynamoTable { client, name: name.into() }
     }
 
-    pub(crate) fn corrupt(&self, (key, detail): (String, String)) -> ClusterError {
-        ClusterError::Corrupt { table: self.name.clone(), key, detail }
+    /// A failure of `call` on this table.
+    pub fn error(&self, call: &'static str, detail: impl Display) -> DynamoError {
+        DynamoError { call, table: self.name.clone(), detail: detail.to_string() }
     }
 
     /// The failure of `call`, in the service's words.
-    pub(crate) fn failed<E: ProvideErrorMetadata + std::error::Error, R>(
+    pub fn failed<E: ProvideErrorMetadata + std::error::Error, R>(
         &self,
         call: &'static str,
         error: &SdkError<E, R>,
-    ) -> ClusterError {
+    ) -> DynamoError {
         let detail = match error.as_service_error() {
             Some(service) => {
                 format!("{}: {}", service.code().unwrap_or("error"), service.message().unwrap_or("no message"))
             }
             None => error.to_string(),
         };
-        self.aws(call, detail)
+        self.error(call, detail)
     }
 
-    /// `name` as an attribute definition of `kind`.
-    pub(crate) fn attribute(&self, name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, ClusterError> {
+    /// `name` as a string attribute definition.
+    pub fn attribute(&self, name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, DynamoError> {
         AttributeDefinition::builder()
             .attribute_name(name)
             .attribute_type(kind)
             .build()
-            .map_err(|error| self.aws("CreateTable", error))
+            .map_err(|error| self.error("CreateTable", error))
     }
 
     /// `name` as a key of `kind`.
-    pub(crate) fn key(&self, name: &str, kind: KeyType) -> Result<KeySchemaElement, ClusterError> {
+    pub fn key(&self, name: &str, kind: KeyType) -> Result<KeySchemaElement, DynamoError> {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|error| self.aws("CreateTable", error))
+            .map_err(|error| self.error("CreateTable", error))
     }
 
     /// Creates the table with `create` (given its name here) if it is missing,
     /// and waits until it is ACTIVE; another process creating it first is fine.
-    pub(crate) async fn ensure(&self, create: CreateTableFluentBuilder) -> Result<(), ClusterError> {
+    /// Answers whether it existed.
+    pub async fn ensure(&self, create: CreateTableFluentBuilder) -> Result<bool, DynamoError> {
         match self.client.describe_table().table_name(&self.name).send().await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
             Err(error) => return Err(self.failed("DescribeTable", &error)),
         }
@@ -94,15 +115,15 @@ impl Table {
                 .map_err(|error| self.failed("DescribeTable", &error))?;
             if described.table().and_then(|table| table.table_status()).map(|status| status.as_str()) == Some("ACTIVE")
             {
-                return Ok(());
+                return Ok(false);
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Err(self.aws("DescribeTable", "the table did not become ACTIVE within a minute"))
+        Err(self.error("DescribeTable", "the table did not become ACTIVE within a minute"))
     }
 
     /// Every row (a consistent scan), or those `filter` keeps.
-    pub(crate) async fn scan(&self, filter: Option<Expression<'_>>) -> Result<Vec<Item>, ClusterError> {
+    pub async fn scan(&self, filter: Option<Expression<'_>>) -> Result<Vec<Item>, DynamoError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -126,9 +147,16 @@ impl Table {
         }
     }
 
-    /// The rows whose hash key `key` is `value` (a consistent query), in
-    /// range-key order; with `newest` only the last one.
-    pub(crate) async fn query(&self, key: &str, value: &str, newest: bool) -> Result<Vec<Item>, ClusterError> {
+    /// The rows whose hash key `key` is `value`, in range-key order: from the
+    /// table (read consistently) or from `index` (an index cannot be); with
+    /// `newest` only the last one.
+    pub async fn query(
+        &self,
+        index: Option<&str>,
+        key: &str,
+        value: &str,
+        newest: bool,
+    ) -> Result<Vec<Item>, DynamoError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -136,10 +164,11 @@ impl Table {
                 .client
                 .query()
                 .table_name(&self.name)
+                .set_index_name(index.map(str::to_owned))
                 .key_condition_expression("#key = :value")
                 .expression_attribute_names("#key", key)
                 .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
-                .consistent_read(true)
+                .consistent_read(index.is_none())
                 .set_exclusive_start_key(start);
             if newest {
                 request = request.scan_index_forward(false).limit(1);
@@ -154,7 +183,7 @@ impl Table {
     }
 
     /// Writes `item` if no row has its key (`key_attribute` absent); `false` when one does.
-    pub(crate) async fn put_new(&self, item: Item, key_attribute: &str) -> Result<bool, ClusterError> {
+    pub async fn put_new(&self, item: Item, key_attribute: &str) -> Result<bool, DynamoError> {
         let put = self
             .client
             .put_item()
