@@ -8,15 +8,22 @@
 //! `scan_every`, which is what bounds hand-over after a clean shutdown
 //! (released leases are free at once) and adds to the failover time after a
 //! crash (a lease is taken once its counter stood still that long).
+//!
+//! The worker's progress reaches the table with the renewals: a shard's
+//! committed checkpoint is mirrored into the lease (for operators; the table
+//! commit is the truth), and a shard read to its end gets `SHARD_END` with
+//! its children named, then is released, so the children's leases start.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{ClusterError, Lease, LeaseObserver, LeaseReport, LeaseTable, leases_to_take};
+use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, leases_to_take};
 
 /// How a process paces its lease work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,14 +45,48 @@ impl Default for CoordinatorConfig {
 /// The shards a process holds, each with the epoch its take raised.
 pub type Held = BTreeMap<String, u64>;
 
-/// What the worker says of each shard it reads, published with the next renewal.
-pub type Reports = BTreeMap<String, LeaseReport>;
+/// What the worker says of one shard it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProgress {
+    /// Published with the next renewal (lag, rate, address).
+    pub report: LeaseReport,
+    /// The shard's checkpoint in the last table commit, mirrored into the
+    /// lease; `SHARD_END` once the shard was read to its end.
+    pub checkpoint: Option<LeaseCheckpoint>,
+}
+
+/// What the worker says of each shard it reads.
+pub type Reports = BTreeMap<String, ShardProgress>;
+
+/// Lease events of one coordinator, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LeaseCounters {
+    /// Leases taken (free, expired or stolen by the balancer).
+    pub taken: AtomicU64,
+    /// Leases found taken by another process.
+    pub lost: AtomicU64,
+    /// Renewals that went through.
+    pub renewed: AtomicU64,
+    /// Renewals DynamoDB did not answer (the lease is kept until one says it moved).
+    pub renew_failures: AtomicU64,
+}
+
+/// The lease table as a process last scanned it: each lease, and how long
+/// ago this process saw its counter move (the lease's age, on this
+/// process's monotonic clock).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseView {
+    /// The leases and their ages.
+    pub leases: Vec<(Lease, Duration)>,
+}
 
 /// A running coordinator.
 #[derive(Debug)]
 pub struct Coordinator {
     held: watch::Receiver<Held>,
+    view: watch::Receiver<LeaseView>,
     reports: watch::Sender<Reports>,
+    counters: Arc<LeaseCounters>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ClusterError>>,
 }
@@ -54,20 +95,48 @@ impl Coordinator {
     /// Starts renewing and taking leases of `table` (which must exist).
     pub fn start(table: LeaseTable, config: CoordinatorConfig) -> Coordinator {
         let (publish, held) = watch::channel(Held::new());
+        let (publish_view, view) = watch::channel(LeaseView::default());
         let (reports, latest_reports) = watch::channel(Reports::new());
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(table, config, publish, latest_reports, stopped));
-        Coordinator { held, reports, stop, task }
+        let counters = Arc::new(LeaseCounters::default());
+        let lease_task = LeaseTask {
+            table,
+            config,
+            publish,
+            publish_view,
+            reports: latest_reports,
+            counters: Arc::clone(&counters),
+            observer: LeaseObserver::new(config.failover),
+            held: BTreeMap::new(),
+            last_scan: Vec::new(),
+        };
+        let task = tokio::spawn(lease_task.run(stopped));
+        Coordinator { held, view, reports, counters, stop, task }
     }
 
-    /// Replaces what the next renewals publish of each shard (lag, rate, address).
+    /// Replaces what the next renewals publish of each shard.
     pub fn report(&self, reports: Reports) {
         self.reports.send_replace(reports);
+    }
+
+    /// Updates what the next renewals publish of the shards in `progress`.
+    pub fn report_some(&self, progress: Reports) {
+        self.reports.send_modify(|reports| reports.extend(progress));
     }
 
     /// What this process holds now, and every change to it.
     pub fn held(&self) -> watch::Receiver<Held> {
         self.held.clone()
+    }
+
+    /// The table as last scanned.
+    pub fn view(&self) -> LeaseView {
+        self.view.borrow().clone()
+    }
+
+    /// Lease events so far.
+    pub fn counters(&self) -> &LeaseCounters {
+        &self.counters
     }
 
     /// Releases every lease this process holds (another process takes them
@@ -88,84 +157,145 @@ impl Coordinator {
     }
 }
 
-fn publish_held(publish: &watch::Sender<Held>, held: &BTreeMap<String, Lease>) {
-    let now: Held = held.iter().map(|(shard, lease)| (shard.clone(), lease.epoch)).collect();
-    publish.send_if_modified(|current| {
-        let changed = *current != now;
-        if changed {
-            *current = now;
-        }
-        changed
-    });
-}
-
-async fn run(
+struct LeaseTask {
     table: LeaseTable,
     config: CoordinatorConfig,
     publish: watch::Sender<Held>,
+    publish_view: watch::Sender<LeaseView>,
     reports: watch::Receiver<Reports>,
-    mut stopped: watch::Receiver<bool>,
-) -> Result<(), ClusterError> {
-    let renew_every = config.failover / 3;
-    let mut observer = LeaseObserver::new(config.failover);
-    let mut held: BTreeMap<String, Lease> = BTreeMap::new();
-    let mut next_renew = Instant::now() + renew_every;
-    let mut next_scan = Instant::now();
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped.changed() => {
-                for lease in std::mem::take(&mut held).into_values() {
-                    // A lease lost meanwhile is no longer ours to release.
-                    match table.release(&lease).await {
-                        Ok(_) | Err(ClusterError::Lost { .. }) => {}
-                        Err(error) => tracing::warn!(shard = %lease.key, %error, "releasing the lease failed"),
-                    }
+    counters: Arc<LeaseCounters>,
+    observer: LeaseObserver,
+    held: BTreeMap<String, Lease>,
+    /// The leases of the last scan (for the children of a shard that ended).
+    last_scan: Vec<Lease>,
+}
+
+impl LeaseTask {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) -> Result<(), ClusterError> {
+        let renew_every = self.config.failover / 3;
+        let mut next_renew = Instant::now() + renew_every;
+        let mut next_scan = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.changed() => {
+                    self.release_all().await;
+                    return Ok(());
                 }
-                publish_held(&publish, &held);
-                return Ok(());
+                () = tokio::time::sleep_until(next_renew) => {
+                    next_renew = Instant::now() + renew_every;
+                    self.renew_all().await;
+                }
+                () = tokio::time::sleep_until(next_scan) => {
+                    next_scan = Instant::now() + self.config.scan_every;
+                    self.scan().await;
+                }
             }
-            () = tokio::time::sleep_until(next_renew) => {
-                next_renew = Instant::now() + renew_every;
-                let mut kept = BTreeMap::new();
-                let reports = reports.borrow().clone();
-                for (shard, lease) in std::mem::take(&mut held) {
-                    match table.renew_reporting(&lease, reports.get(&shard)).await {
-                        Ok(renewed) => { kept.insert(shard, renewed); }
-                        Err(ClusterError::Lost { .. }) => tracing::info!(%shard, "lost the lease to another process"),
-                        // DynamoDB did not answer: keep believing until the next renewal says otherwise.
-                        Err(error) => {
-                            tracing::warn!(%shard, %error, "renewing the lease failed");
-                            kept.insert(shard, lease);
-                        }
-                    }
-                }
-                held = kept;
-                publish_held(&publish, &held);
+            self.publish_held();
+        }
+    }
+
+    fn publish_held(&self) {
+        let now: Held = self.held.iter().map(|(shard, lease)| (shard.clone(), lease.epoch)).collect();
+        self.publish.send_if_modified(|current| {
+            let changed = *current != now;
+            if changed {
+                *current = now;
             }
-            () = tokio::time::sleep_until(next_scan) => {
-                next_scan = Instant::now() + config.scan_every;
-                let leases = match table.list().await {
-                    Ok(leases) => leases,
-                    Err(error) => {
-                        tracing::warn!(%error, "scanning the lease table failed");
-                        continue;
-                    }
-                };
-                let now = Instant::now().into_std();
-                observer.observe(&leases, now);
-                // Leases the table says another process holds now are not ours, whatever we thought.
-                held.retain(|shard, _| leases.iter().any(|l| &l.key == shard && l.owner.as_deref() == Some(table.worker())));
-                let expired = |lease: &Lease| observer.is_expired(lease, now);
-                for candidate in leases_to_take(&leases, table.worker(), &expired, config.move_budget) {
-                    match table.take(&candidate).await {
-                        Ok(taken) => { held.insert(taken.key.clone(), taken); }
-                        Err(ClusterError::Lost { .. }) => {}
-                        Err(error) => tracing::warn!(shard = %candidate.key, %error, "taking the lease failed"),
-                    }
-                }
-                publish_held(&publish, &held);
+            changed
+        });
+    }
+
+    async fn release_all(&mut self) {
+        for lease in std::mem::take(&mut self.held).into_values() {
+            // A lease lost meanwhile is no longer ours to release.
+            match self.table.release(&lease).await {
+                Ok(_) | Err(ClusterError::Lost { .. }) => {}
+                Err(error) => tracing::warn!(shard = %lease.key, %error, "releasing the lease failed"),
             }
         }
+        self.publish_held();
+    }
+
+    async fn renew_all(&mut self) {
+        let reports = self.reports.borrow().clone();
+        for (shard, lease) in std::mem::take(&mut self.held) {
+            let progress = reports.get(&shard);
+            match self.renew(&lease, progress).await {
+                Ok(Some(renewed)) => {
+                    self.counters.renewed.fetch_add(1, Ordering::Relaxed);
+                    self.held.insert(shard, renewed);
+                }
+                // Read to its end and released: its children's leases may start.
+                Ok(None) => tracing::info!(%shard, "the shard was read to its end; released its lease"),
+                Err(ClusterError::Lost { .. }) => {
+                    self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%shard, "lost the lease to another process");
+                }
+                // DynamoDB did not answer: keep believing until the next renewal says otherwise.
+                Err(error) => {
+                    self.counters.renew_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%shard, %error, "renewing the lease failed");
+                    self.held.insert(shard, lease);
+                }
+            }
+        }
+    }
+
+    /// Renews `lease`, first mirroring the worker's checkpoint when it moved;
+    /// `None` when the shard ended and its lease was released.
+    async fn renew(&self, lease: &Lease, progress: Option<&ShardProgress>) -> Result<Option<Lease>, ClusterError> {
+        let mut lease = lease.clone();
+        match progress.and_then(|progress| progress.checkpoint.as_ref()) {
+            Some(LeaseCheckpoint::ShardEnd) => {
+                let children: Vec<String> = self
+                    .last_scan
+                    .iter()
+                    .filter(|child| child.parent_shard_ids.contains(&lease.key))
+                    .map(|child| child.key.clone())
+                    .collect();
+                let ended = self.table.end_shard(&lease, &children).await?;
+                self.table.release(&ended).await?;
+                return Ok(None);
+            }
+            Some(checkpoint) if *checkpoint != lease.checkpoint => {
+                lease = self.table.checkpoint(&lease, checkpoint).await?;
+            }
+            _ => {}
+        }
+        self.table.renew_reporting(&lease, progress.map(|progress| &progress.report)).await.map(Some)
+    }
+
+    async fn scan(&mut self) {
+        let leases = match self.table.list().await {
+            Ok(leases) => leases,
+            Err(error) => {
+                tracing::warn!(%error, "scanning the lease table failed");
+                return;
+            }
+        };
+        let now = Instant::now().into_std();
+        self.observer.observe(&leases, now);
+        let me = self.table.worker().to_owned();
+        // Leases the table says another process holds now are not ours, whatever we thought.
+        let before = self.held.len();
+        self.held.retain(|shard, _| leases.iter().any(|l| &l.key == shard && l.owner.as_deref() == Some(me.as_str())));
+        self.counters.lost.fetch_add((before - self.held.len()) as u64, Ordering::Relaxed);
+        let observer = &self.observer;
+        let expired = |lease: &Lease| observer.is_expired(lease, now);
+        for candidate in leases_to_take(&leases, &me, &expired, self.config.move_budget) {
+            match self.table.take(&candidate).await {
+                Ok(taken) => {
+                    self.counters.taken.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(shard = %taken.key, epoch = taken.epoch, from = ?candidate.owner, "took the lease");
+                    self.held.insert(taken.key.clone(), taken);
+                }
+                Err(ClusterError::Lost { .. }) => {}
+                Err(error) => tracing::warn!(shard = %candidate.key, %error, "taking the lease failed"),
+            }
+        }
+        let view = leases.iter().map(|lease| (lease.clone(), self.observer.age(lease, now))).collect();
+        self.publish_view.send_replace(LeaseView { leases: view });
+        self.last_scan = leases;
     }
 }

@@ -38,6 +38,11 @@ impl LeaseObserver {
         }
     }
 
+    /// How long this process has seen `lease`'s counter stand still at `now`.
+    pub fn age(&self, lease: &Lease, now: Instant) -> Duration {
+        self.seen.get(&lease.key).map_or(Duration::ZERO, |seen| now.saturating_duration_since(seen.since))
+    }
+
     /// Whether `lease` may be taken at `now`: unowned leases at once, owned
     /// ones once their counter stood still for the failover time since this
     /// process first saw that counter (a lease seen for the first time is not expired).

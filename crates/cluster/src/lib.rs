@@ -46,7 +46,7 @@ mod lease;
 mod table;
 
 pub use balance::leases_to_take;
-pub use coordinator::{Coordinator, CoordinatorConfig, Held, Reports};
+pub use coordinator::{Coordinator, CoordinatorConfig, Held, LeaseCounters, LeaseView, Reports, ShardProgress};
 pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;

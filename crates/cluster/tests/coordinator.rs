@@ -9,7 +9,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use tributary_cluster::{Coordinator, CoordinatorConfig, Held, Lease, LeaseReport, LeaseTable};
+use tributary_cluster::{
+    Coordinator, CoordinatorConfig, Held, Lease, LeaseCheckpoint, LeaseReport, LeaseTable, ShardProgress,
+};
 
 const SHARDS: usize = 8;
 
@@ -60,7 +62,8 @@ async fn shards_spread_evenly_and_move_on_shutdown_and_on_a_crash() {
     // What a's worker says of its shards reaches the table with the next renewals, for every node to read.
     let report = LeaseReport { lag_millis: 1200, records_per_second: 850, owner_address: "127.0.0.1:7001".into() };
     let a_shards: Vec<String> = a.held().borrow().keys().cloned().collect();
-    a.report(a_shards.iter().map(|shard| (shard.clone(), report.clone())).collect());
+    let progress = ShardProgress { report: report.clone(), checkpoint: None };
+    a.report(a_shards.iter().map(|shard| (shard.clone(), progress.clone())).collect());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let leases = setup.list().await.expect("list");
@@ -98,4 +101,64 @@ async fn shards_spread_evenly_and_move_on_shutdown_and_on_a_crash() {
     a.shutdown().await.expect("shutdown");
     let leases = setup.list().await.expect("list");
     assert!(leases.iter().all(|lease| lease.owner.is_none()), "a clean shutdown leaves every lease free: {leases:?}");
+}
+
+/// The worker's committed checkpoint is mirrored into the lease with the next
+/// renewal; a shard read to its end gets `SHARD_END` with its children named
+/// and is released, and the child's lease is then taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_mirrored_and_a_finished_shard_hands_on_to_its_child() {
+    if !support::moto_is_up() {
+        return;
+    }
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "ends");
+    let setup = LeaseTable::new(client.clone(), &name, "setup");
+    setup.ensure().await.expect("create");
+    let (parent, other, child) = ("shardId-000000000000", "shardId-000000000001", "shardId-000000000002");
+    for lease in [Lease::new(parent, Vec::new(), None), Lease::new(other, Vec::new(), None)] {
+        setup.create(&lease).await.expect("lease");
+    }
+    setup.create(&Lease::new(child, vec![parent.to_owned()], None)).await.expect("child lease");
+    let a = Coordinator::start(LeaseTable::new(client.clone(), &name, "node-a"), config());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.held().borrow().len() < 2 {
+        assert!(Instant::now() < deadline, "never took the two workable leases");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!a.held().borrow().contains_key(child), "a child waits for its parent's SHARD_END");
+    let report = LeaseReport { lag_millis: 0, records_per_second: 0, owner_address: "127.0.0.1:7001".into() };
+    let at = LeaseCheckpoint::Sequence {
+        sequence_number: "49590338271490256608559692538361571095921575989136588802".into(),
+        sub_sequence: 2,
+    };
+    a.report(
+        [
+            (other.to_owned(), ShardProgress { report: report.clone(), checkpoint: Some(at.clone()) }),
+            (parent.to_owned(), ShardProgress { report, checkpoint: Some(LeaseCheckpoint::ShardEnd) }),
+        ]
+        .into(),
+    );
+    loop {
+        let leases = setup.list().await.expect("list");
+        let get = |key: &str| leases.iter().find(|l| l.key == key).cloned().expect("lease");
+        let (ended, mirrored, started) = (get(parent), get(other), get(child));
+        if ended.checkpoint == LeaseCheckpoint::ShardEnd
+            && mirrored.checkpoint == at
+            && started.owner.as_deref() == Some("node-a")
+        {
+            assert_eq!(ended.child_shard_ids, [child.to_owned()]);
+            assert_eq!(ended.owner, None, "a finished shard's lease is released");
+            assert_eq!(mirrored.owner_switches_since_checkpoint, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never mirrored or handed on: {leases:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.held().borrow().keys().cloned().collect::<Vec<_>>(), [other.to_owned(), child.to_owned()]);
+    let counters = a.counters();
+    assert_eq!(counters.taken.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert!(counters.renewed.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(a.view().leases.iter().any(|(lease, _)| lease.key == child));
+    a.shutdown().await.expect("shutdown");
 }
