@@ -52,6 +52,15 @@ pub(crate) struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct TablesArgs {
     /// A table (a dataset's name); all tables when omitted.
     name: Option<String>,
@@ -289,22 +298,82 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
             text(&body["table"]["location"])
         );
     }
+    if body["cluster"].is_object() {
+        print_leased_shards(body);
+        return ExitCode::SUCCESS;
+    }
     println!("{:<24} {:<9} {:>9} {:>9} {:>10}  CHECKPOINT", "SHARD", "STATE", "ROWS", "REJECTED", "LAG_MS");
     for shard in body.get("shards").and_then(Value::as_array).into_iter().flatten() {
-        let checkpoint = match &shard["checkpoint"] {
-            Value::Null => "-".to_owned(),
-            position => match position["sub_sequence"].as_u64() {
-                Some(sub) => format!("{}/{sub}", text(&position["sequence_number"])),
-                None => text(&position["sequence_number"]),
-            },
-        };
         println!(
-            "{:<24} {:<9} {:>9} {:>9} {:>10}  {checkpoint}",
+            "{:<24} {:<9} {:>9} {:>9} {:>10}  {}",
             text(&shard["shard_id"]),
             text(&shard["state"]),
             text(&shard["rows"]),
             text(&shard["rejected"]),
-            text(&shard["millis_behind_latest"])
+            text(&shard["millis_behind_latest"]),
+            checkpoint_text(&shard["checkpoint"])
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// A checkpoint as `sequence/sub`, a KCL sentinel, or `-`.
+fn checkpoint_text(checkpoint: &Value) -> String {
+    match checkpoint {
+        Value::Null => "-".to_owned(),
+        Value::String(_) => text(checkpoint),
+        position => match position["sub_sequence"].as_u64() {
+            Some(sub) => format!("{}/{sub}", text(&position["sequence_number"])),
+            None => text(&position["sequence_number"]),
+        },
+    }
+}
+
+/// Cluster mode: every shard with its lease (owner, address, epoch, age), wherever it is read.
+fn print_leased_shards(body: &Value) {
+    println!("cluster {} (answered by node {})", text(&body["cluster"]["name"]), text(&body["cluster"]["node_id"]));
+    println!(
+        "{:<24} {:<9} {:<28} {:<21} {:>5} {:>8} {:>10}  CHECKPOINT",
+        "SHARD", "STATE", "OWNER", "ADDRESS", "EPOCH", "AGE_MS", "LAG_MS"
+    );
+    for shard in body.get("shards").and_then(Value::as_array).into_iter().flatten() {
+        let lease = &shard["lease"];
+        println!(
+            "{:<24} {:<9} {:<28} {:<21} {:>5} {:>8} {:>10}  {}",
+            text(&shard["shard_id"]),
+            text(&shard["state"]),
+            text(&lease["owner"]),
+            text(&lease["owner_address"]),
+            text(&lease["epoch"]),
+            text(&lease["age_millis"]),
+            text(&lease["lag_millis"]),
+            checkpoint_text(&lease["checkpoint"])
+        );
+    }
+}
+
+/// `tributary cluster`: the cluster's nodes.
+pub(crate) fn cluster(args: ClusterArgs) -> ExitCode {
+    let client = match Client::new(&args.server) {
+        Ok(client) => client,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
+    let body = match fetch(&client, "/api/v1/cluster", args.json) {
+        Ok(Some(body)) => body,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(code) => return code,
+    };
+    println!("cluster {}", text(&body["cluster"]));
+    println!("{:<28} {:<21} {:>6}  {:<32} STARTED", "NODE", "ADDRESS", "SHARDS", "LAST_HEARTBEAT");
+    for node in body.get("nodes").and_then(Value::as_array).into_iter().flatten() {
+        let marker = if node["this_node"] == true { " (this node)" } else { "" };
+        println!(
+            "{:<28} {:<21} {:>6}  {:<32} {}{marker}",
+            text(&node["id"]),
+            text(&node["address"]),
+            text(&node["shards_held"]),
+            text(&node["last_heartbeat"]),
+            text(&node["started_at"])
         );
     }
     ExitCode::SUCCESS

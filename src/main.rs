@@ -36,6 +36,8 @@ enum Command {
     Commit(client::CommitArgs),
     /// Show the sources, or one source's workers, shards, checkpoints, lag and counts.
     Status(client::StatusArgs),
+    /// Show the cluster's nodes (id, address, shards held, last heartbeat); cluster mode only.
+    Cluster(client::ClusterArgs),
     /// Show the datasets' Iceberg tables (location, current snapshot, rows, files), or one table's first rows.
     Tables(client::TablesArgs),
     /// Show a source's rejected rows, newest first, with reason, field, shard, sequence and payload.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Status(args) => client::status(args),
         Command::Errors(args) => client::errors(args),
         Command::Tables(args) => client::tables(args),
+        Command::Cluster(args) => client::cluster(args),
         Command::Metadata(command) => metadata::run_command(command),
     }
 }

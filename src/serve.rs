@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use tributary_reader::ReaderConfig;
-use tributary_server::{CatalogChoice, FlushPolicy, Server, ServerConfig};
+use tributary_server::{CatalogChoice, ClusterConfig, CoordinatorConfig, FlushPolicy, Server, ServerConfig};
 use tributary_sink::table::Maintenance;
 use tributary_source::{AwsSettings, ClientFactory};
 
@@ -57,6 +57,27 @@ pub(crate) struct ServeArgs {
     /// The account whose Glue Data Catalog holds the tables [default: the caller's].
     #[arg(long, env = "TRIBUTARY_GLUE_CATALOG_ID")]
     glue_catalog_id: Option<String>,
+    /// Cluster mode: share every source's shards with the other processes started with this
+    /// name, through KCL-compatible DynamoDB lease tables (`tributary-NAME-SOURCE`). Needs an
+    /// s3:// --warehouse and --catalog dynamodb.
+    #[arg(long, env = "TRIBUTARY_CLUSTER", value_parser = parse_cluster_name)]
+    cluster: Option<String>,
+    /// Cluster mode: this process's id in the lease tables [default: HOSTNAME-RANDOM, new per start].
+    #[arg(long, env = "TRIBUTARY_NODE_ID", requires = "cluster")]
+    node_id: Option<String>,
+    /// Cluster mode: the address other nodes and operators reach this process's API at
+    /// [default: the --listen address, with the host name for 0.0.0.0].
+    #[arg(long, env = "TRIBUTARY_ADVERTISE", requires = "cluster")]
+    advertise: Option<String>,
+    /// Cluster mode: seconds a lease's counter must stand still before another process takes it.
+    #[arg(long, default_value_t = 10.0, requires = "cluster")]
+    lease_failover_seconds: f64,
+    /// Cluster mode: milliseconds between scans of a lease table for leases to take.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000), requires = "cluster")]
+    lease_scan_ms: u64,
+    /// Cluster mode: milliseconds between reads of the cluster's shared definitions.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=600_000), requires = "cluster")]
+    definitions_poll_ms: u64,
     /// Address to listen on; loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
@@ -152,6 +173,24 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             namespace: args.dynamodb_catalog_namespace.clone(),
         },
     };
+    if let Some(name) = &args.cluster {
+        let Some(failover) =
+            Duration::try_from_secs_f64(args.lease_failover_seconds).ok().filter(|f| *f >= Duration::from_millis(300))
+        else {
+            eprintln!("error: --lease-failover-seconds must be at least 0.3, got {}", args.lease_failover_seconds);
+            return ExitCode::from(2);
+        };
+        let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
+        let advertise = args.advertise.clone().unwrap_or_else(|| default_advertise(args.listen));
+        let mut cluster = ClusterConfig::new(name.clone(), node_id, advertise);
+        cluster.leases = CoordinatorConfig {
+            failover,
+            scan_every: Duration::from_millis(args.lease_scan_ms),
+            ..CoordinatorConfig::default()
+        };
+        cluster.poll_every = Duration::from_millis(args.definitions_poll_ms);
+        config.cluster = Some(cluster);
+    }
     let Ok(snapshot_max_age) = Duration::try_from_secs_f64(args.snapshot_max_age_hours * 3600.0) else {
         eprintln!("error: --snapshot-max-age-hours must be a non-negative number, got {}", args.snapshot_max_age_hours);
         return ExitCode::from(2);
@@ -287,6 +326,39 @@ fn keep_freed_memory() {
 fn keep_freed_memory() {}
 
 /// A secret prefix must narrow the environment: an empty one would let definitions read everything.
+/// A cluster name goes into DynamoDB table names (`tributary-NAME-…`): 3 to 64 of a-z, 0-9 and `-`.
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if !(3..=64).contains(&text.len()) || !text.chars().all(allowed) {
+        return Err(format!("`{text}`: use 3 to 64 of a-z, 0-9 and `-` (it names DynamoDB tables)"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A process id unique per start: the host's name and a random suffix, so a
+/// restarted process never mistakes a lease of its last life for its own.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "tributary".to_owned());
+    format!("{host}-{:08x}", fastrand::u32(..))
+}
+
+/// The API address to publish: the listen address, with the host's name for an unspecified IP.
+fn default_advertise(listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = host.trim();
+        if !host.is_empty() {
+            return format!("{host}:{}", listen.port());
+        }
+    }
+    listen.to_string()
+}
+
 pub(crate) fn parse_prefix(text: &str) -> Result<String, String> {
     if text.len() < 3 || !text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
         return Err(format!("`{text}`: use at least 3 of A-Z, 0-9 and `_`, e.g. TRIBUTARY_SECRET_"));

@@ -88,7 +88,8 @@ pub struct Coordinator {
     reports: watch::Sender<Reports>,
     counters: Arc<LeaseCounters>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), ClusterError>>,
+    /// Taken by the first shutdown.
+    task: std::sync::Mutex<Option<JoinHandle<Result<(), ClusterError>>>>,
 }
 
 impl Coordinator {
@@ -110,7 +111,7 @@ impl Coordinator {
             held: BTreeMap::new(),
             last_scan: Vec::new(),
         };
-        let task = tokio::spawn(lease_task.run(stopped));
+        let task = std::sync::Mutex::new(Some(tokio::spawn(lease_task.run(stopped))));
         Coordinator { held, view, reports, counters, stop, task }
     }
 
@@ -140,10 +141,11 @@ impl Coordinator {
     }
 
     /// Releases every lease this process holds (another process takes them
-    /// at its next scan) and stops.
-    pub async fn shutdown(self) -> Result<(), ClusterError> {
+    /// at its next scan) and stops; later calls find it stopped.
+    pub async fn shutdown(&self) -> Result<(), ClusterError> {
         let _ = self.stop.send(true);
-        self.task.await.map_err(|error| ClusterError::Aws {
+        let Some(task) = self.task.lock().ok().and_then(|mut task| task.take()) else { return Ok(()) };
+        task.await.map_err(|error| ClusterError::Aws {
             call: "lease task",
             table: String::new(),
             detail: error.to_string(),
@@ -153,7 +155,9 @@ impl Coordinator {
     /// Stops at once without releasing anything, as a crash would: the
     /// leases go to other processes after the failover time.
     pub fn abort(self) {
-        self.task.abort();
+        if let Some(task) = self.task.lock().ok().and_then(|mut task| task.take()) {
+            task.abort();
+        }
     }
 }
 

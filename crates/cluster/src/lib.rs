@@ -24,6 +24,9 @@
 //!   item per version written only where none exists, so racing commits on
 //!   two nodes get one version each; nodes poll it for [`changes`].
 //!
+//! - [`NodesTable`] lists the cluster's processes (address, shards held,
+//!   last heartbeat) for `tributary cluster`.
+//!
 //! A lease is not a fence: a paused process may still believe it holds one.
 //! What fences a stale writer is the table commit, which requires the shard's
 //! epoch in the table to be the writer's.
@@ -43,6 +46,7 @@ mod definitions;
 mod error;
 mod expiry;
 mod lease;
+mod nodes;
 mod table;
 
 pub use balance::leases_to_take;
@@ -51,4 +55,5 @@ pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;
 pub use lease::{Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
+pub use nodes::{Node, NodesTable};
 pub use table::LeaseTable;

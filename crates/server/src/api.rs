@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources/{name}", get(show_source))
         .route("/api/v1/sources/{name}/status", get(source_status))
         .route("/api/v1/sources/{name}/errors", get(source_errors))
+        .route("/api/v1/cluster", get(crate::cluster_api::show_cluster))
         .route("/api/v1/tables", get(crate::tables::list_tables))
         .route("/api/v1/tables/{name}", get(crate::tables::show_table));
     let mut open = Router::new().route("/healthz", get(|| async { "ok\n" }));
@@ -254,13 +255,30 @@ async fn commit(
     // whose worker never started.
     let applied = tokio::spawn(async move {
         let _serialized = state.supervisor.lock_commits().await;
+        if let Some(cluster) = state.supervisor.cluster() {
+            // What other nodes committed counts for the one-writer-per-dataset check.
+            cluster.sync_definitions(&state.store, Some(&state.supervisor)).await.map_err(ApiError::Unavailable)?;
+        }
         let conflicts = dataset_conflicts(&state, &sources)?;
         if !conflicts.is_empty() {
             return Ok(Err(conflicts));
         }
         let store = Arc::clone(&state.store);
         let message = request.message.clone();
-        let stored = off_runtime(move || Ok(store.commit_versions(&versions, &message, now)?)).await?;
+        let stored = match state.supervisor.cluster() {
+            // Numbered by the cluster's shared table, then cached in the store.
+            Some(cluster) => {
+                let stored = cluster.append(&versions, &message, now).await?;
+                let adopted = stored.clone();
+                off_runtime(move || {
+                    adopted.iter().try_for_each(|version| store.adopt_version(version).map(drop))?;
+                    Ok(())
+                })
+                .await?;
+                stored
+            }
+            None => off_runtime(move || Ok(store.commit_versions(&versions, &message, now)?)).await?,
+        };
         for version in &stored {
             state.supervisor.apply(version.clone()).await;
         }
@@ -457,9 +475,18 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
     // As a commit: one step under the commit lock, finished even if the client hangs up.
     tokio::spawn(async move {
         let _serialized = state.supervisor.lock_commits().await;
+        if let Some(cluster) = state.supervisor.cluster() {
+            cluster.sync_definitions(&state.store, Some(&state.supervisor)).await.map_err(ApiError::Unavailable)?;
+        }
         let Some(summary) = state.store.source(&name)? else {
             return Err(ApiError::not_found(format!("no source named `{name}`")));
         };
+        if let Some(cluster) = state.supervisor.cluster()
+            && summary.deleted_at.is_none()
+        {
+            // Every node stops it when it reads the delete; this one at once.
+            cluster.delete(&summary.current, Utc::now()).await?;
+        }
         let (store, deleting) = (Arc::clone(&state.store), name.clone());
         let deleted = off_runtime(move || Ok(store.delete_source(&deleting, Utc::now())?));
         if summary.deleted_at.is_some() || !deleted.await? {
@@ -595,7 +622,7 @@ async fn show_source(State(state): State<AppState>, Path(name): Path<String>) ->
 }
 
 async fn source_status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let reading = state.clone();
+    let (reading, source) = (state.clone(), name.clone());
     let Json(mut body) = off_runtime(move || source_status_now(reading, name)).await?;
     // An Iceberg dataset's table, as its metadata says now (location, snapshot, rows, files).
     if body["dataset"]["format"] == "iceberg"
@@ -603,6 +630,7 @@ async fn source_status(State(state): State<AppState>, Path(name): Path<String>) 
     {
         body["table"] = crate::tables::table_status(&state, &dataset).await;
     }
+    crate::cluster_api::add_leases(&state, &source, &mut body).await?;
     Ok(Json(body))
 }
 

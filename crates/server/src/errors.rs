@@ -28,6 +28,10 @@ pub(crate) enum ApiError {
     Misdirected,
     /// The state database is busy (another writer holds it): retry shortly (503).
     Busy,
+    /// Cluster mode: another node committed the same source at the same time (409).
+    Conflict(String),
+    /// Cluster mode: the cluster's shared tables did not answer (503).
+    Unavailable(String),
     /// Anything else inside the server (500); logged, never shown.
     Internal(String),
 }
@@ -52,7 +56,8 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,6 +69,16 @@ impl From<tributary_store::StoreError> for ApiError {
     }
 }
 
+impl From<tributary_cluster::ClusterError> for ApiError {
+    fn from(error: tributary_cluster::ClusterError) -> ApiError {
+        match error {
+            tributary_cluster::ClusterError::Conflict { .. } => ApiError::Conflict(error.to_string()),
+            error if error.is_retryable() => ApiError::Unavailable(format!("the cluster's tables: {error}")),
+            error => ApiError::internal(error),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -71,7 +86,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(message)
             | ApiError::Unauthorized(message)
             | ApiError::NotFound(message)
-            | ApiError::UnsupportedMediaType(message) => message,
+            | ApiError::UnsupportedMediaType(message)
+            | ApiError::Conflict(message)
+            | ApiError::Unavailable(message) => message,
             ApiError::TooLarge => "the request body is larger than the server accepts".to_owned(),
             ApiError::Misdirected => "this server answers only to localhost and loopback addresses".to_owned(),
             ApiError::Busy => {

@@ -7,9 +7,12 @@
 //! commits its in-flight batch before the call returns.
 
 mod api;
+mod cluster;
+mod cluster_api;
 mod errors;
 mod failure;
 mod finish;
+mod leases;
 mod prometheus;
 mod status;
 mod supervisor;
@@ -26,8 +29,12 @@ use tributary_sink::table::{DynamoCatalog, GlueCatalog, TableCatalog, WarehouseC
 use tributary_source::ClientFactory;
 use tributary_store::Store;
 
+use crate::cluster::Cluster;
+
 pub use api::router;
+pub use cluster::ClusterConfig;
 pub use supervisor::Supervisor;
+pub use tributary_cluster::CoordinatorConfig;
 pub use worker::{FlushPolicy, WorkerSettings};
 
 /// How the server runs.
@@ -63,6 +70,8 @@ pub struct ServerConfig {
     /// Make the warehouse this catalog's even though another catalog claimed
     /// it (that catalog is gone, e.g. a lost store).
     pub take_over_warehouse: bool,
+    /// Cluster mode: share the sources' shards with the cluster's other processes.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Which catalog records the tables' current metadata.
@@ -106,6 +115,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("warehouse", &self.warehouse)
             .field("catalog", &self.catalog)
             .field("take_over_warehouse", &self.take_over_warehouse)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -128,6 +138,7 @@ impl ServerConfig {
             warehouse: None,
             catalog: CatalogChoice::Embedded,
             take_over_warehouse: false,
+            cluster: None,
         }
     }
 }
@@ -226,6 +237,25 @@ async fn open_catalog(
     }
 }
 
+/// Cluster mode needs a catalog whose compare-and-swap the service enforces
+/// for every writer, and a warehouse every process reaches.
+fn require_cluster_catalog(config: &ServerConfig) -> Result<(), ServerError> {
+    let Some(cluster) = &config.cluster else { return Ok(()) };
+    let refuse = |why: &str| Err(ServerError::Io(format!("--cluster {}: {why}", cluster.name)));
+    if !config.warehouse.as_deref().is_some_and(|warehouse| warehouse.starts_with("s3://")) {
+        return refuse("needs an s3:// --warehouse that every process of the cluster reaches");
+    }
+    match config.catalog {
+        CatalogChoice::DynamoDb { .. } => Ok(()),
+        CatalogChoice::Embedded => refuse(
+            "needs a catalog every process shares: --catalog dynamodb (the embedded catalog is one process's store)",
+        ),
+        CatalogChoice::Glue { .. } => refuse(
+            "--catalog glue is not supported in cluster mode yet: Glue commits a table and its rejected table one at a time, and the repair of a half-done pair assumes one writer; use --catalog dynamodb, which commits both in one transaction",
+        ),
+    }
+}
+
 /// A catalog other processes and engines share needs a warehouse they can reach.
 fn require_object_store(catalog: &TableCatalog, kind: &str) -> Result<(), ServerError> {
     if catalog.warehouse().starts_with("s3://") {
@@ -285,6 +315,7 @@ impl Server {
             .await
             .map_err(|error| ServerError::Io(format!("listen on {}: {error}", config.listen)))?;
         let store = Arc::new(Store::open(&config.data_dir.join("tributary.db"))?);
+        require_cluster_catalog(&config)?;
         let catalog = open_catalog(&config, &store, &aws).await?;
         match catalog.claim_warehouse(config.take_over_warehouse).await {
             Ok(WarehouseClaim::TakenOver { from }) => {
@@ -293,13 +324,25 @@ impl Server {
             Ok(_) => {}
             Err(error) => return Err(ServerError::WarehouseOwned(error.message().to_owned())),
         }
-        let supervisor = Arc::new(Supervisor::new(
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(Arc::new(Cluster::join(cluster.clone(), &aws).await?)),
+            None => None,
+        };
+        let supervisor = Arc::new(Supervisor::of_node(
             Arc::clone(&store),
             config.data_dir.clone(),
             aws.clone(),
             config.worker.clone(),
             catalog,
+            cluster.clone(),
         ));
+        if let Some(cluster) = &cluster {
+            // The cluster's definitions are the truth; the store is their cache.
+            cluster
+                .adopt_definitions(&store)
+                .await
+                .map_err(|error| ServerError::Io(format!("--cluster {}: {error}", cluster.config.name)))?;
+        }
         supervisor.start_committed().await?;
         let state = AppState {
             store,
@@ -327,9 +370,22 @@ impl Server {
     /// workers could not commit what they held.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> usize {
         let supervisor = Arc::clone(&self.state.supervisor);
+        let node = supervisor.cluster().map(|cluster| {
+            tokio::spawn(cluster::run_node(Arc::clone(cluster), Arc::clone(&self.state.store), Arc::clone(&supervisor)))
+        });
         let app = router(self.state);
         serve_connections(self.listener, app, self.limits, shutdown).await;
-        supervisor.stop_all().await
+        if let Some(node) = node {
+            node.abort();
+        }
+        // Each worker commits what it holds, then its leases are released.
+        let uncommitted = supervisor.stop_all().await;
+        if let Some(cluster) = supervisor.cluster()
+            && let Err(error) = cluster.leave().await
+        {
+            tracing::warn!(%error, "removing this node from the nodes table failed");
+        }
+        uncommitted
     }
 }
 

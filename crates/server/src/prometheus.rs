@@ -1,6 +1,9 @@
 //! `/metrics` in the Prometheus text format.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tributary_cluster::LeaseCounters;
 
 use tributary_reader::ShardMetricsSnapshot;
 
@@ -144,7 +147,40 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         "1 while the shard has all the batches out it may and waits for a commit (backpressure).",
         |m| i64::from(m.waiting_for_commit),
     );
+    lease_metrics(&mut out, supervisor);
     out
+}
+
+/// One of [`LeaseCounters`].
+type LeaseCounter = fn(&LeaseCounters) -> &AtomicU64;
+
+/// Cluster mode: each source's lease events and leases held on this node.
+fn lease_metrics(out: &mut String, supervisor: &Supervisor) {
+    if supervisor.cluster().is_none() {
+        return;
+    }
+    let leases = supervisor.all_leases();
+    let counters: [(&str, &str, LeaseCounter); 4] = [
+        ("tributary_leases_taken_total", "Leases this node took (free, expired or balanced).", |c| &c.taken),
+        ("tributary_leases_lost_total", "Leases found taken by another node.", |c| &c.lost),
+        ("tributary_lease_renewals_total", "Lease renewals that went through.", |c| &c.renewed),
+        (
+            "tributary_lease_renewal_failures_total",
+            "Lease renewals DynamoDB did not answer (the lease is kept until one says it moved).",
+            |c| &c.renew_failures,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        header(out, name, "counter", help);
+        for (source, held) in &leases {
+            let value = saturating(counter(held.counters()).load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}{{source=\"{}\"}} {value}", escape(source));
+        }
+    }
+    header(out, "tributary_leases_held", "gauge", "Shards whose leases this node holds.");
+    for (source, held) in &leases {
+        let _ = writeln!(out, "tributary_leases_held{{source=\"{}\"}} {}", escape(source), held.held_count());
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -10,12 +10,15 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tributary_cluster::LeaseCheckpoint;
 use tributary_proto::v1::SourceDefinition;
 use tributary_sink::table::TableCatalog;
 use tributary_source::{AssumeRole, ClientFactory, Consumer, SecretPolicy, Source};
 use tributary_store::{ErrorRetention, Store, StoreError, StoredVersion};
 
+use crate::cluster::Cluster;
 use crate::failure::WorkerError;
+use crate::leases::{Assignment, SourceLeases};
 use crate::status::WorkerStatus;
 use crate::worker::{self, Ended, FlushPolicy, Job, WorkerContext, WorkerSettings};
 
@@ -67,7 +70,12 @@ pub struct Supervisor {
     /// Held from a commit's last checks to its workers' start, so two commits
     /// cannot both pass the one-writer-per-dataset check.
     commits: Arc<tokio::sync::Mutex<()>>,
+    /// Cluster mode: each running source's leases on this node.
+    leases: LeaseRegistry,
 }
+
+/// Each running source's leases on this node (cluster mode).
+type LeaseRegistry = Arc<parking_lot::Mutex<HashMap<String, Arc<SourceLeases>>>>;
 
 /// Reads a stored version back into a validated source, under the server's
 /// secret policy (a prefix narrowed since the commit stops the source).
@@ -88,12 +96,48 @@ impl Supervisor {
         settings: WorkerSettings,
         catalog: TableCatalog,
     ) -> Supervisor {
+        Supervisor::of_node(store, data_dir, aws, settings, catalog, None)
+    }
+
+    /// [`Supervisor::new`], in cluster mode a node of `cluster`.
+    pub(crate) fn of_node(
+        store: Arc<Store>,
+        data_dir: PathBuf,
+        aws: ClientFactory,
+        settings: WorkerSettings,
+        catalog: TableCatalog,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Supervisor {
         Supervisor {
-            context: Arc::new(WorkerContext { store, data_dir, aws, settings, catalog }),
+            context: Arc::new(WorkerContext { store, data_dir, aws, settings, catalog, cluster }),
             workers: tokio::sync::Mutex::new(HashMap::new()),
             statuses: parking_lot::Mutex::new(HashMap::new()),
             commits: Arc::new(tokio::sync::Mutex::new(())),
+            leases: LeaseRegistry::default(),
         }
+    }
+
+    /// The cluster this process is a node of, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.context.cluster.as_ref()
+    }
+
+    /// Source `name`'s leases on this node (cluster mode, while it runs here).
+    pub(crate) fn leases(&self, name: &str) -> Option<Arc<SourceLeases>> {
+        self.leases.lock().get(name).cloned()
+    }
+
+    /// Every running source's leases on this node, by source.
+    pub(crate) fn all_leases(&self) -> Vec<(String, Arc<SourceLeases>)> {
+        let mut all: Vec<_> =
+            self.leases.lock().iter().map(|(name, leases)| (name.clone(), Arc::clone(leases))).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// How many shards this node holds, over every source.
+    pub(crate) fn shards_held(&self) -> usize {
+        self.leases.lock().values().map(|leases| leases.held_count()).sum()
     }
 
     /// The catalog of the datasets' Iceberg tables.
@@ -157,7 +201,8 @@ impl Supervisor {
                     version,
                     source,
                 };
-                tokio::spawn(supervise(Arc::clone(&self.context), job, Arc::clone(&status), stopped))
+                let leases = Arc::clone(&self.leases);
+                tokio::spawn(supervise(Arc::clone(&self.context), job, Arc::clone(&status), stopped, leases))
             }
             Err(error) => {
                 // Not started again until a new version is committed.
@@ -286,18 +331,72 @@ fn source_retention(source: &Source, defaults: ErrorRetention) -> ErrorRetention
     }
 }
 
-/// Runs the worker, restarting it with backoff until it is told to stop.
+/// Runs the worker, restarting it with backoff until it is told to stop;
+/// in cluster mode it first joins the source's leases, and releases them
+/// once the worker stopped (after its last commit), so another node takes
+/// its shards at once.
 async fn supervise(
     context: Arc<WorkerContext>,
     job: Job,
     status: Arc<WorkerStatus>,
+    stop: watch::Receiver<bool>,
+    registry: LeaseRegistry,
+) -> bool {
+    let mut leases = None;
+    let committed = supervise_worker(&context, &job, &status, stop, &mut leases, &registry).await;
+    if let Some(leases) = leases {
+        registry.lock().remove(&job.source.name);
+        leases.release().await;
+    }
+    committed
+}
+
+/// Starts the source's leases on this node.
+async fn start_leases(context: &WorkerContext, cluster: &Cluster, job: &Job) -> Result<SourceLeases, WorkerError> {
+    let source = &job.source;
+    let credentials = match &source.kinesis.role {
+        Some(role) => Some(context.aws.role_credentials(role, source.kinesis.stream_arn.region()).await),
+        None => None,
+    };
+    let kinesis = context.aws.kinesis(source.kinesis.stream_arn.region(), credentials);
+    let root = match job.version.start_at {
+        Some(_) => LeaseCheckpoint::AtTimestamp,
+        None => LeaseCheckpoint::TrimHorizon,
+    };
+    SourceLeases::start(cluster, &source.name, kinesis, source.kinesis.stream_arn.to_string(), root)
+        .await
+        .map_err(|error| WorkerError::Transient(format!("the source's lease table: {error}")))
+}
+
+async fn supervise_worker(
+    context: &Arc<WorkerContext>,
+    job: &Job,
+    status: &Arc<WorkerStatus>,
     mut stop: watch::Receiver<bool>,
+    leases: &mut Option<Arc<SourceLeases>>,
+    registry: &LeaseRegistry,
 ) -> bool {
     let settings = &context.settings;
     let mut backoff = settings.restart_backoff;
     loop {
         let commits_before = status.commits();
-        match worker::run(&context, &job, &status, &mut stop).await {
+        let outcome = match (&context.cluster, leases.as_ref()) {
+            (Some(cluster), None) => match start_leases(context, cluster, job).await {
+                Ok(started) => {
+                    let started = Arc::new(started);
+                    registry.lock().insert(job.source.name.clone(), Arc::clone(&started));
+                    *leases = Some(started);
+                    continue;
+                }
+                Err(error) => Err(error),
+            },
+            (_, held) => {
+                let assignment = held.map_or(Assignment::Every, |held| Assignment::leased(Arc::clone(held)));
+                worker::run(context, job, status, &mut stop, assignment).await
+            }
+        };
+        match outcome {
+            Ok(Ended::Reassigned) => {}
             Ok(Ended::Stopped) => {
                 status.stopped();
                 return true;

@@ -2,6 +2,7 @@
 //! making the store's checkpoints the table's), the errors of a refused
 //! table commit, and maintenance between commits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -101,6 +102,39 @@ pub(crate) async fn open_table(
         }
     }
     Ok((Arc::new(table), Arc::new(rejected)))
+}
+
+/// Cluster mode, at start-up: records this process's epoch of each shard
+/// it holds in the tables (the fence: no older owner's commit lands from
+/// now on), and makes the store's checkpoints of `scope` the ones in that
+/// same snapshot, where reading starts. Parents finished by other
+/// processes are finished there too, so their children may start.
+pub(crate) async fn claim_shards(
+    context: &WorkerContext,
+    rows: &TableWriter,
+    rejected: &TableWriter,
+    scope: &str,
+    fence: &HashMap<String, u64>,
+) -> Result<(), WorkerError> {
+    if fence.is_empty() {
+        return Ok(());
+    }
+    let claimed = rows.claim_shards(scope, fence, Some(rejected)).await.map_err(|error| match error {
+        TableError::Fenced { .. } => {
+            WorkerError::Transient(format!("claiming the shards: {error}; another process took one since"))
+        }
+        other => WorkerError::Transient(format!("claiming the shards in the table: {other}")),
+    })?;
+    let store = Arc::clone(&context.store);
+    let owned_scope = scope.to_owned();
+    blocking(move || {
+        store
+            .restore_checkpoints(&owned_scope, &claimed.shards, claimed.max_event_micros)
+            .map_err(|error| WorkerError::Transient(format!("taking the table's checkpoints: {error}")))
+    })
+    .await?;
+    tracing::info!(scope, shards = fence.len(), "claimed the shards in the table");
+    Ok(())
 }
 
 /// At start-up of a source that now writes Parquet files: a batch the last
@@ -215,7 +249,14 @@ mod tests {
         let store = Arc::new(Store::open_in_memory().expect("store"));
         let catalog = TableCatalog::local(Arc::clone(&store), &dir.join("warehouse")).expect("warehouse");
         let aws = ClientFactory::load(AwsSettings::default(), Duration::from_secs(1)).await;
-        WorkerContext { store, data_dir: dir.to_owned(), aws, settings: WorkerSettings::default(), catalog }
+        WorkerContext {
+            store,
+            data_dir: dir.to_owned(),
+            aws,
+            settings: WorkerSettings::default(),
+            catalog,
+            cluster: None,
+        }
     }
 
     /// The first run wrote to a table: it created it, then a batch was prepared in the store.

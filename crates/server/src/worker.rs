@@ -18,17 +18,22 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tributary_cluster::Held;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
-use tributary_reader::{ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, StartPosition};
+use tributary_reader::{
+    ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, SourceMetrics, StartPosition,
+};
 use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, rejected_batch};
 use tributary_sink::{DatasetWriter, Recovered, WATERMARK_METADATA, error_rows, failpoint};
 use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
+use crate::cluster::Cluster;
 use crate::failure::WorkerError;
 use crate::finish::FinishWatch;
+use crate::leases::{Assignment, held_changed};
 use crate::status::{Committed, WorkerStatus};
-use crate::table_output::{open_table, settle_for_files, table_commit_error};
+use crate::table_output::{claim_shards, open_table, settle_for_files, table_commit_error};
 
 /// When a worker writes what it has decoded: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +97,8 @@ pub(crate) struct WorkerContext {
     pub(crate) settings: WorkerSettings,
     /// Where `format: iceberg` datasets' tables live.
     pub(crate) catalog: TableCatalog,
+    /// The cluster this process is a node of, in cluster mode.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 /// Where a source's accepted rows go.
@@ -201,6 +208,10 @@ pub(crate) struct Worker<'a> {
     /// Parquet key-value metadata every file of the dataset carries.
     file_metadata: Vec<(String, String)>,
     pending: Pending,
+    /// The shards this worker reads, and the fence its commits carry.
+    assignment: Assignment,
+    /// The reader's per-shard counters (for what the leases publish).
+    metrics: Arc<SourceMetrics>,
     finish: FinishWatch,
     /// When the tables were last maintained (Iceberg datasets).
     pub(crate) maintained_at: Instant,
@@ -213,6 +224,9 @@ pub(crate) enum Ended {
     Stopped,
     /// Its source is done (`until` passed, or a bounded source went idle): why.
     Finished(String),
+    /// Cluster mode: the shards this process holds changed; it committed
+    /// what it held and starts again on the new ones.
+    Reassigned,
 }
 
 /// Runs the worker until `stop` says so (then flushes and commits what it
@@ -222,6 +236,7 @@ pub(crate) async fn run(
     job: &Job,
     status: &WorkerStatus,
     stop: &mut watch::Receiver<bool>,
+    assignment: Assignment,
 ) -> Result<Ended, WorkerError> {
     let source = &job.source;
     let stream_arn = source.kinesis.stream_arn.to_string();
@@ -245,12 +260,21 @@ pub(crate) async fn run(
     let scope = checkpoint_scope(&source.name, &stream_arn);
     let schema = decoder.lock().schema();
     let output = match source.dataset.format {
+        DatasetFormat::Parquet if assignment.fence().is_some() => {
+            return Err(WorkerError::permanent(
+                "INVALID_DEFINITION",
+                "cluster mode lands datasets in Iceberg tables only (their commits fence the shards); commit the source with `format: iceberg`",
+            ));
+        }
         DatasetFormat::Parquet => {
             settle_for_files(context, &source.dataset.name, &scope).await?;
             Output::Files(recover_files(context, source).await?)
         }
         DatasetFormat::Iceberg => {
             let (rows, rejected) = open_table(context, source, &schema, &scope).await?;
+            if let Some(fence) = assignment.fence() {
+                claim_shards(context, &rows, &rejected, &scope, fence).await?;
+            }
             Output::Table { rows, rejected }
         }
     };
@@ -269,8 +293,9 @@ pub(crate) async fn run(
     if let Consumer::EnhancedFanOut { consumer_name } = &source.kinesis.consumer {
         reader_config.consumer = ConsumerKind::EnhancedFanOut { consumer_name: consumer_name.clone() };
     }
-    let mut reader = Reader::start(client, target, context.store.clone(), reader_config);
+    let mut reader = Reader::start_assigned(client, target, context.store.clone(), reader_config, assignment.shards());
     status.running(reader.metrics());
+    let mut held = assignment.watch();
 
     let mut worker = Worker {
         context,
@@ -283,16 +308,23 @@ pub(crate) async fn run(
         rules,
         file_metadata: file_metadata(source),
         pending: Pending::default(),
+        assignment,
+        metrics: reader.metrics(),
         finish: FinishWatch::new(source),
         maintained_at: Instant::now(),
     };
-    let outcome = worker.pump(&mut reader, stop).await;
+    let outcome = worker.pump(&mut reader, stop, &mut held).await;
     reader.stop().await;
     outcome
 }
 
 impl Worker<'_> {
-    async fn pump(&mut self, reader: &mut Reader, stop: &mut watch::Receiver<bool>) -> Result<Ended, WorkerError> {
+    async fn pump(
+        &mut self,
+        reader: &mut Reader,
+        stop: &mut watch::Receiver<bool>,
+        held: &mut Option<watch::Receiver<Held>>,
+    ) -> Result<Ended, WorkerError> {
         loop {
             // Only for a source with an end: the shard snapshot is not free, and this runs per batch.
             if self.finish.has_end()
@@ -307,6 +339,13 @@ impl Worker<'_> {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return self.flush().await.map(|()| Ended::Stopped),
+                () = held_changed(held) => {
+                    if self.assignment.moved(held) {
+                        // A lost shard's rows are refused by the fence; the others land.
+                        self.flush().await?;
+                        return Ok(Ended::Reassigned);
+                    }
+                }
                 () = sleep_until(deadline), if deadline.is_some() => self.flush().await?,
                 () = sleep_until(check_at), if check_at.is_some() => {}
                 next = reader.next() => {
@@ -495,10 +534,11 @@ impl Worker<'_> {
                 let rejected_files = rejected_written.into_iter().map(|file| file.data_file).collect();
                 failpoint("before-table-commit");
                 table
-                    .commit(
+                    .commit_fenced(
                         &self.scope,
                         data_files,
                         &table_advances,
+                        self.assignment.fence(),
                         max_event_micros,
                         Some((rejected_table.as_ref(), rejected_files)),
                     )
@@ -514,6 +554,7 @@ impl Worker<'_> {
                         .map_err(|error| WorkerError::Transient(format!("settling the committed batch: {error}")))
                 })
                 .await?;
+                self.assignment.committed(&table_advances, &self.metrics);
                 self.maintain_when_due().await;
             }
         }

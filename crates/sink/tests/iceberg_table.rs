@@ -420,9 +420,16 @@ async fn a_writer_whose_shard_was_claimed_since_can_never_commit_for_it() {
     // a took the lease (epoch 1): it claims the shard, starts where the table says, and commits.
     let start = a.claim_shards(SCOPE, &epoch(1), None).await.expect("claim");
     assert!(start.shards.is_empty(), "nothing committed yet: from the stream's start");
-    a.commit_fenced(SCOPE, files(&a, &[1, 2]), &[advance(ShardCheckpoint::default(), "10")], &epoch(1), None, None)
-        .await
-        .expect("a commits under its epoch");
+    a.commit_fenced(
+        SCOPE,
+        files(&a, &[1, 2]),
+        &[advance(ShardCheckpoint::default(), "10")],
+        Some(&epoch(1)),
+        None,
+        None,
+    )
+    .await
+    .expect("a commits under its epoch");
 
     // a pauses with a batch written; meanwhile b takes the lease (epoch 2) and claims the shard.
     let in_flight = files(&a, &[3, 4]);
@@ -430,7 +437,7 @@ async fn a_writer_whose_shard_was_claimed_since_can_never_commit_for_it() {
     assert_eq!(start.shards[shard], at("10"), "b starts where a's last commit left the shard");
 
     // a wakes: its checkpoint is still where its batch began, but the shard is no longer its.
-    let refused = a.commit_fenced(SCOPE, in_flight, &[advance(at("10"), "20")], &epoch(1), None, None).await;
+    let refused = a.commit_fenced(SCOPE, in_flight, &[advance(at("10"), "20")], Some(&epoch(1)), None, None).await;
     assert!(
         matches!(refused, Err(TableError::Fenced { ref shard_id, table_epoch: 2, epoch: 1 }) if shard_id == shard),
         "{refused:?}"
@@ -438,15 +445,18 @@ async fn a_writer_whose_shard_was_claimed_since_can_never_commit_for_it() {
     assert_eq!(planned_rows(&b).await, 2, "nothing of a's late batch landed");
 
     // b reads the same records again and commits them, once.
-    b.commit_fenced(SCOPE, files(&b, &[3, 4]), &[advance(at("10"), "20")], &epoch(2), None, None)
+    b.commit_fenced(SCOPE, files(&b, &[3, 4]), &[advance(at("10"), "20")], Some(&epoch(2)), None, None)
         .await
         .expect("b commits under its epoch");
     assert_eq!(planned_rows(&b).await, 4);
 
-    // A claim no newer than the table's is refused, and so is a commit that names no epoch for its shard.
-    assert!(matches!(a.claim_shards(SCOPE, &epoch(2), None).await, Err(TableError::Fenced { .. })));
+    // A claim older than the table's is refused; the owner's own claim again is harmless; a
+    // commit that names no epoch for its shard is refused.
+    assert!(matches!(a.claim_shards(SCOPE, &epoch(1), None).await, Err(TableError::Fenced { .. })));
+    let again = b.claim_shards(SCOPE, &epoch(2), None).await.expect("the owner claims again");
+    assert_eq!(again.shards[shard], at("20"));
     let unnamed =
-        b.commit_fenced(SCOPE, files(&b, &[5]), &[advance(at("20"), "30")], &HashMap::new(), None, None).await;
+        b.commit_fenced(SCOPE, files(&b, &[5]), &[advance(at("20"), "30")], Some(&HashMap::new()), None, None).await;
     assert!(matches!(unnamed, Err(TableError::Fenced { epoch: 0, .. })), "{unnamed:?}");
     assert_eq!(planned_rows(&b).await, 4);
     assert_eq!(b.checkpoints(SCOPE).await.expect("checkpoints").shards[shard], at("20"));

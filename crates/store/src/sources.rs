@@ -139,6 +139,45 @@ impl Store {
         Ok(stored)
     }
 
+    /// Makes `version`, numbered elsewhere (cluster mode: the cluster's
+    /// shared definitions), this store's current version of its source,
+    /// storing it if it is not stored yet (a deleted source comes back to
+    /// life). `false` when it was current already.
+    pub fn adopt_version(&self, version: &StoredVersion) -> Result<bool, StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        let current: Option<(i64, Option<i64>)> = transaction
+            .query_row(
+                "SELECT current_version, deleted_at_micros FROM sources WHERE name = ?1",
+                [&version.source],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if current == Some((version.version as i64, None)) {
+            return Ok(false);
+        }
+        transaction.execute(
+            "INSERT OR IGNORE INTO source_versions (source, version, definition, stream_arn, start_at_micros, committed_at_micros, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                version.source,
+                version.version as i64,
+                version.definition,
+                version.stream_arn,
+                version.start_at.map(|at| at.timestamp_micros()),
+                version.committed_at.timestamp_micros(),
+                version.message
+            ],
+        )?;
+        transaction.execute(
+            "INSERT INTO sources (name, current_version, deleted_at_micros) VALUES (?1, ?2, NULL)
+             ON CONFLICT (name) DO UPDATE SET current_version = excluded.current_version, deleted_at_micros = NULL",
+            params![version.source, version.version as i64],
+        )?;
+        transaction.commit()?;
+        Ok(true)
+    }
+
     /// Every source (deleted ones too), by name.
     pub fn sources(&self) -> Result<Vec<SourceSummary>, StoreError> {
         self.summaries(None)
@@ -215,6 +254,31 @@ mod tests {
 
     fn new(source: &str, stream: &str) -> NewVersion {
         NewVersion { source: source.into(), definition: "{}".into(), stream_arn: stream.into(), start_at: None }
+    }
+
+    #[test]
+    fn a_version_numbered_elsewhere_is_adopted_once_and_revives_a_deleted_source() {
+        let store = Store::open_in_memory().expect("store");
+        let now = Utc::now();
+        let fifth = StoredVersion {
+            source: "a".into(),
+            version: 5,
+            definition: "{}".into(),
+            stream_arn: "s1".into(),
+            start_at: Some(now),
+            committed_at: now,
+            message: "from node b".into(),
+            finished_because: None,
+        };
+        assert!(store.adopt_version(&fifth).expect("adopt"));
+        assert!(!store.adopt_version(&fifth).expect("adopt again"), "already current");
+        let a = store.source("a").expect("read").expect("a");
+        assert_eq!((a.current.version, a.current.message.as_str()), (5, "from node b"));
+        assert!(store.delete_source("a", now).expect("delete"));
+        assert!(store.adopt_version(&StoredVersion { version: 7, ..fifth.clone() }).expect("adopt"));
+        let a = store.source("a").expect("read").expect("a");
+        assert_eq!((a.current.version, a.deleted_at), (7, None));
+        assert_eq!(store.versions("a").expect("versions").iter().map(|v| v.version).collect::<Vec<_>>(), [5, 7]);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct ListedShard {
     pub parents: Vec<String>,
     /// Whether it still takes new records.
     pub open: bool,
+    /// Its hash-key range (decimal strings), as Kinesis listed it.
+    pub hash_key_range: Option<(String, String)>,
 }
 
 /// Every shard of `stream_arn`, page by page (shared with the reader's discovery).
@@ -70,6 +72,9 @@ impl Catalog {
                     shard_id: info.shard_id,
                     parents: info.parents,
                     open: shard.sequence_number_range().is_none_or(|range| range.ending_sequence_number().is_none()),
+                    hash_key_range: shard
+                        .hash_key_range()
+                        .map(|range| (range.starting_hash_key().to_owned(), range.ending_hash_key().to_owned())),
                 }
             })
             .collect())

@@ -333,21 +333,21 @@ impl TableWriter {
         self.commit_with(scope, files, advances, None, max_event_micros, also).await
     }
 
-    /// [`TableWriter::commit`] in cluster mode: also only while the table's
-    /// ownership epoch of every advanced shard is still the writer's, as
-    /// `epochs` gives them (from [`TableWriter::claim_shards`]). A writer that
-    /// lost a shard's lease and was paused past the hand-over is refused with
-    /// [`TableError::Fenced`], however late it wakes.
+    /// [`TableWriter::commit`], in cluster mode (`fence` given) also only
+    /// while the table's ownership epoch of every advanced shard is still
+    /// the writer's, as `fence` gives them (from [`TableWriter::claim_shards`]).
+    /// A writer that lost a shard's lease and was paused past the hand-over
+    /// is refused with [`TableError::Fenced`], however late it wakes.
     pub async fn commit_fenced(
         &self,
         scope: &str,
         files: Vec<DataFile>,
         advances: &[ShardAdvance],
-        epochs: &HashMap<String, u64>,
+        fence: Option<&HashMap<String, u64>>,
         max_event_micros: Option<i64>,
         also: Option<(&TableWriter, Vec<DataFile>)>,
     ) -> Result<Table, TableError> {
-        self.commit_with(scope, files, advances, Some(epochs), max_event_micros, also).await
+        self.commit_with(scope, files, advances, fence, max_event_micros, also).await
     }
 
     async fn commit_with(
@@ -396,7 +396,7 @@ impl TableWriter {
     /// In cluster mode, after this process took the leases of `claims`'
     /// shards: records each shard's new ownership epoch in the table (and in
     /// `also`, the rejected table), only if the table holds an older one for
-    /// every shard, and answers the checkpoints of `scope` in that same
+    /// every shard (or this same one: claiming again is harmless), and answers the checkpoints of `scope` in that same
     /// snapshot, where the new owner starts reading. From then on no commit
     /// of an older epoch lands for these shards.
     pub async fn claim_shards(
@@ -409,7 +409,8 @@ impl TableWriter {
             for (shard, epoch) in claims {
                 let table_epoch = checkpoints::epoch_in(metadata.properties(), scope, shard)
                     .map_err(|error| iceberg::Error::new(ErrorKind::DataInvalid, error))?;
-                if table_epoch >= *epoch {
+                // The same epoch is this process's own claim again (a take raises it, so no other holds it).
+                if table_epoch > *epoch {
                     return Err(fenced_error(shard, table_epoch, *epoch));
                 }
             }

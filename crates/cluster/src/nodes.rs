@@ -1,0 +1,159 @@
+//! The cluster's processes, for `tributary cluster`: one row per process in
+//! `tributary-{cluster}-nodes` (hash key `nodeId`), rewritten on every
+//! heartbeat with its API address and the shards it holds, and deleted on a
+//! clean shutdown. The heartbeat time is the writer's wall clock, shown to
+//! people only: nothing decides ownership by it (leases do, by counters).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, KeyType, ScalarAttributeType};
+
+use crate::ClusterError;
+use tributary_source::dynamodb::{DynamoTable, Item};
+
+const NODE_ID: &str = "nodeId";
+const ADDRESS: &str = "address";
+const SHARDS_HELD: &str = "shardsHeld";
+const HEARTBEAT_AT: &str = "heartbeatAtMicros";
+const STARTED_AT: &str = "startedAtMicros";
+
+/// One process of the cluster, as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The process's id (its leases' `leaseOwner`).
+    pub id: String,
+    /// Where its API answers.
+    pub address: String,
+    /// How many shards it holds, over every source.
+    pub shards_held: u64,
+    /// When it last wrote its row (µs since the epoch, its own clock).
+    pub heartbeat_at_micros: i64,
+    /// When it started (µs since the epoch).
+    pub started_at_micros: i64,
+}
+
+impl Node {
+    fn to_item(&self) -> Item {
+        HashMap::from([
+            (NODE_ID.to_owned(), AttributeValue::S(self.id.clone())),
+            (ADDRESS.to_owned(), AttributeValue::S(self.address.clone())),
+            (SHARDS_HELD.to_owned(), AttributeValue::N(self.shards_held.to_string())),
+            (HEARTBEAT_AT.to_owned(), AttributeValue::N(self.heartbeat_at_micros.to_string())),
+            (STARTED_AT.to_owned(), AttributeValue::N(self.started_at_micros.to_string())),
+        ])
+    }
+
+    fn from_item(item: &Item) -> Result<Node, (String, String)> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(text)) => Some(text.clone()),
+            _ => None,
+        };
+        let id = text(NODE_ID).ok_or_else(|| (String::new(), format!("no string `{NODE_ID}`")))?;
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(text)) => {
+                text.parse::<i64>().map_err(|_| (id.clone(), format!("`{name}` is not an integer: {text}")))
+            }
+            _ => Err((id.clone(), format!("no number `{name}`"))),
+        };
+        Ok(Node {
+            address: text(ADDRESS).unwrap_or_default(),
+            shards_held: u64::try_from(number(SHARDS_HELD)?).unwrap_or(0),
+            heartbeat_at_micros: number(HEARTBEAT_AT)?,
+            started_at_micros: number(STARTED_AT)?,
+            id,
+        })
+    }
+}
+
+/// The cluster's nodes table.
+#[derive(Debug, Clone)]
+pub struct NodesTable {
+    table: DynamoTable,
+}
+
+impl NodesTable {
+    /// The nodes table of `cluster`.
+    pub fn table_name(cluster: &str) -> String {
+        format!("tributary-{cluster}-nodes")
+    }
+
+    /// Table `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> NodesTable {
+        NodesTable { table: DynamoTable::new(client, table) }
+    }
+
+    /// Creates the table if it is missing (`PAY_PER_REQUEST`).
+    pub async fn ensure(&self) -> Result<(), ClusterError> {
+        let table = &self.table;
+        let create = table
+            .client
+            .create_table()
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(table.attribute(NODE_ID, ScalarAttributeType::S)?)
+            .key_schema(table.key(NODE_ID, KeyType::Hash)?);
+        table.ensure(create).await?;
+        Ok(())
+    }
+
+    /// Writes `node`'s row (a heartbeat).
+    pub async fn beat(&self, node: &Node) -> Result<(), ClusterError> {
+        let table = &self.table;
+        table
+            .client
+            .put_item()
+            .table_name(&table.name)
+            .set_item(Some(node.to_item()))
+            .send()
+            .await
+            .map_err(|error| table.failed("PutItem", &error))?;
+        Ok(())
+    }
+
+    /// Deletes `node_id`'s row (a clean shutdown).
+    pub async fn leave(&self, node_id: &str) -> Result<(), ClusterError> {
+        let table = &self.table;
+        table
+            .client
+            .delete_item()
+            .table_name(&table.name)
+            .key(NODE_ID, AttributeValue::S(node_id.to_owned()))
+            .send()
+            .await
+            .map_err(|error| table.failed("DeleteItem", &error))?;
+        Ok(())
+    }
+
+    /// Every node's row, by id.
+    pub async fn list(&self) -> Result<Vec<Node>, ClusterError> {
+        let mut nodes = self
+            .table
+            .scan(None)
+            .await?
+            .iter()
+            .map(|item| Node::from_item(item).map_err(|found| ClusterError::corrupt(&self.table.name, found)))
+            .collect::<Result<Vec<_>, _>>()?;
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_round_trips_through_its_item() {
+        let node = Node {
+            id: "ip-10-0-0-5-3f2a".into(),
+            address: "10.0.0.5:7878".into(),
+            shards_held: 6,
+            heartbeat_at_micros: 1_780_000_000_000_000,
+            started_at_micros: 1_779_999_000_000_000,
+        };
+        assert_eq!(Node::from_item(&node.to_item()), Ok(node.clone()));
+        let mut item = node.to_item();
+        item.remove(HEARTBEAT_AT);
+        assert!(Node::from_item(&item).expect_err("no heartbeat").1.contains(HEARTBEAT_AT));
+    }
+}

@@ -1,0 +1,221 @@
+//! How a worker gets its shards: every shard of the stream (one process),
+//! or in cluster mode the shards whose leases this process holds, each
+//! fenced in the table commit by the epoch its take raised. The worker sees
+//! one seam, [`Assignment`], whichever it is.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tributary_cluster::{
+    Coordinator, Held, LeaseCheckpoint, LeaseCounters, LeaseReport, LeaseTable, LeaseView, ShardProgress, ShardSpec,
+};
+use tributary_reader::catalog::{Catalog, CatalogConfig};
+use tributary_reader::{ShardAdvance, ShardCheckpoint, SourceMetrics};
+
+use crate::cluster::Cluster;
+
+/// How often each node lists the stream's shards for leases to create (KCL's shard sync).
+const SHARD_SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// One source's leases on this node: the lease task, and the task that
+/// creates leases for new shards. Lives as long as the source runs here,
+/// across worker restarts, so a failing worker does not drop its leases.
+pub(crate) struct SourceLeases {
+    coordinator: Coordinator,
+    shard_sync: JoinHandle<()>,
+    advertise: String,
+}
+
+impl SourceLeases {
+    /// Creates the source's lease table if missing, and starts taking leases.
+    pub(crate) async fn start(
+        cluster: &Cluster,
+        source: &str,
+        kinesis: aws_sdk_kinesis::Client,
+        stream_arn: String,
+        root: LeaseCheckpoint,
+    ) -> Result<SourceLeases, String> {
+        let table = cluster.lease_table(source);
+        table.ensure().await.map_err(|error| error.to_string())?;
+        // Leases exist before the first scan, so the first node does not wait a round.
+        sync_shards(&table, &kinesis, &stream_arn, &root).await?;
+        let shard_sync = tokio::spawn(keep_shards_synced(table.clone(), kinesis, stream_arn, root));
+        let coordinator = Coordinator::start(table, cluster.config.leases);
+        Ok(SourceLeases { coordinator, shard_sync, advertise: cluster.config.advertise.clone() })
+    }
+
+    /// The lease table as this node last scanned it.
+    pub(crate) fn view(&self) -> LeaseView {
+        self.coordinator.view()
+    }
+
+    /// Lease events so far.
+    pub(crate) fn counters(&self) -> &LeaseCounters {
+        self.coordinator.counters()
+    }
+
+    /// How many shards this node holds.
+    pub(crate) fn held_count(&self) -> usize {
+        self.coordinator.held().borrow().len()
+    }
+
+    /// Releases every lease (others take them at their next scan) and stops.
+    pub(crate) async fn release(&self) {
+        self.shard_sync.abort();
+        if let Err(error) = self.coordinator.shutdown().await {
+            tracing::warn!(%error, "releasing the leases failed; they move after the failover time");
+        }
+    }
+}
+
+async fn sync_shards(
+    table: &LeaseTable,
+    kinesis: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+    root: &LeaseCheckpoint,
+) -> Result<usize, String> {
+    let catalog = Catalog::new(kinesis.clone(), CatalogConfig { attempts: 2, ..CatalogConfig::default() });
+    let listed = catalog.list_shards(stream_arn).await.map_err(|error| format!("listing the shards: {error}"))?;
+    let specs: Vec<ShardSpec> = listed
+        .into_iter()
+        .map(|shard| ShardSpec {
+            shard_id: shard.shard_id,
+            parent_shard_ids: shard.parents,
+            hash_key_range: shard.hash_key_range,
+        })
+        .collect();
+    table.sync(&specs, root).await.map_err(|error| format!("creating the new shards' leases: {error}"))
+}
+
+async fn keep_shards_synced(
+    table: LeaseTable,
+    kinesis: aws_sdk_kinesis::Client,
+    stream_arn: String,
+    root: LeaseCheckpoint,
+) {
+    loop {
+        tokio::time::sleep(SHARD_SYNC_EVERY).await;
+        match sync_shards(&table, &kinesis, &stream_arn, &root).await {
+            Ok(0) => {}
+            Ok(created) => tracing::info!(created, "created leases for the stream's new shards"),
+            Err(error) => tracing::warn!(%error, "shard sync failed; trying again"),
+        }
+    }
+}
+
+/// The shards a worker reads and the fence its commits carry.
+pub(crate) enum Assignment {
+    /// One process: every shard, no fence.
+    Every,
+    /// Cluster mode: the shards this node held when the worker started, and
+    /// the epoch of each; a change to what it holds restarts the worker.
+    Leased {
+        leases: Arc<SourceLeases>,
+        held: watch::Receiver<Held>,
+        epochs: HashMap<String, u64>,
+        /// Each shard's record count at the last commit, for its rate.
+        read_at: HashMap<String, (u64, Instant)>,
+    },
+}
+
+impl Assignment {
+    /// Reads what `leases` holds now (and clears reports of shards it held before).
+    pub(crate) fn leased(leases: Arc<SourceLeases>) -> Assignment {
+        let mut held = leases.coordinator.held();
+        let epochs: HashMap<String, u64> =
+            held.borrow_and_update().iter().map(|(shard, epoch)| (shard.clone(), *epoch)).collect();
+        leases.coordinator.report(Default::default());
+        Assignment::Leased { leases, held, epochs, read_at: HashMap::new() }
+    }
+
+    /// The shards to read: `None` for every shard.
+    pub(crate) fn shards(&self) -> Option<BTreeSet<String>> {
+        match self {
+            Assignment::Every => None,
+            Assignment::Leased { epochs, .. } => Some(epochs.keys().cloned().collect()),
+        }
+    }
+
+    /// What each commit must still hold in the table: `None` for no fence.
+    pub(crate) fn fence(&self) -> Option<&HashMap<String, u64>> {
+        match self {
+            Assignment::Every => None,
+            Assignment::Leased { epochs, .. } => Some(epochs),
+        }
+    }
+
+    /// What this node holds, as it changes (`None` for [`Assignment::Every`]);
+    /// the worker waits on it with [`held_changed`].
+    pub(crate) fn watch(&self) -> Option<watch::Receiver<Held>> {
+        match self {
+            Assignment::Every => None,
+            Assignment::Leased { held, .. } => Some(held.clone()),
+        }
+    }
+
+    /// Whether what `held` says now is not what the worker started with.
+    pub(crate) fn moved(&self, held: &Option<watch::Receiver<Held>>) -> bool {
+        match (self, held) {
+            (Assignment::Leased { epochs, .. }, Some(held)) => {
+                let now = held.borrow();
+                now.len() != epochs.len() || now.iter().any(|(shard, epoch)| epochs.get(shard) != Some(epoch))
+            }
+            _ => false,
+        }
+    }
+
+    /// After a commit: the committed checkpoints and the shards' lag go to
+    /// the lease table with the next renewals.
+    pub(crate) fn committed(&mut self, advances: &[ShardAdvance], metrics: &SourceMetrics) {
+        let Assignment::Leased { leases, read_at, .. } = self else { return };
+        let shards = metrics.snapshot();
+        let now = Instant::now();
+        let progress = advances
+            .iter()
+            .map(|advance| {
+                let shard = shards.get(advance.shard_id.as_str());
+                let records = shard.map_or(0, |shard| shard.records);
+                let rate = match read_at.insert(advance.shard_id.clone(), (records, now)) {
+                    Some((before, at)) if now > at => {
+                        (records.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64()) as u64
+                    }
+                    _ => 0,
+                };
+                let report = LeaseReport {
+                    lag_millis: shard.map_or(0, |shard| u64::try_from(shard.millis_behind_latest).unwrap_or(0)),
+                    records_per_second: rate,
+                    owner_address: leases.advertise.clone(),
+                };
+                let progress = ShardProgress { report, checkpoint: lease_checkpoint(&advance.to) };
+                (advance.shard_id.clone(), progress)
+            })
+            .collect();
+        leases.coordinator.report_some(progress);
+    }
+}
+
+/// Resolves when `held` changes; never when there is nothing to watch.
+pub(crate) async fn held_changed(held: &mut Option<watch::Receiver<Held>>) {
+    let closed = match held {
+        Some(receiver) => receiver.changed().await.is_err(),
+        None => true,
+    };
+    if closed {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The table's checkpoint of a shard as KCL writes it in the lease.
+fn lease_checkpoint(checkpoint: &ShardCheckpoint) -> Option<LeaseCheckpoint> {
+    if checkpoint.finished {
+        return Some(LeaseCheckpoint::ShardEnd);
+    }
+    checkpoint.position.as_ref().map(|position| LeaseCheckpoint::Sequence {
+        sequence_number: position.sequence_number.to_string(),
+        sub_sequence: position.sub_sequence.unwrap_or(0),
+    })
+}
