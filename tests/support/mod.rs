@@ -206,6 +206,7 @@ pub fn tributary(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Standard output as text.
+pub mod lakehouse;
 pub mod openmetadata;
 pub mod server;
 

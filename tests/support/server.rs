@@ -98,6 +98,18 @@ impl ServerProcess {
         serde_json::from_str(&body).expect("JSON")
     }
 
+    /// GET a JSON answer: `None` on 404 (not there yet), panics on anything else but 200.
+    pub fn get_if_found(&self, path: &str) -> Option<Value> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent.get(&format!("{}{path}", self.url())).call().expect("GET");
+        let body = response.body_mut().read_to_string().expect("body");
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200, "GET {path}: {body}");
+        Some(serde_json::from_str(&body).expect("JSON"))
+    }
+
     /// Waits until the source has committed `rows` + `rejected` + `filtered` +
     /// `late` records in all (a late row kept by `late: keep` counts twice).
     pub fn wait_for_records(&self, source: &str, total: u64, limit: Duration) -> Value {
@@ -158,6 +170,24 @@ impl ServerProcess {
             .collect()
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{signal} {}", self.child.id());
+    }
+
+    /// `kill -9`, and reaps it; nothing is started again.
+    pub fn crash(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
     /// The process id (for messages that name it).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -184,6 +214,13 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        // A failing test shows what the server said last (its directory is about to go).
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- last lines of {}:", self.data_dir.display());
+            tail.iter().rev().for_each(|line| eprintln!("{line}"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

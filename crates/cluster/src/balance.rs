@@ -9,8 +9,10 @@
 //!   this one. Each should hold `ceil(workable / live)` leases (the target).
 //! - Below the target, a process takes free leases first (unowned, or whose
 //!   owner stopped renewing), then steals from the most loaded process, but
-//!   only leases that process holds above the target, so two processes never
-//!   trade a lease back and forth. At most `budget` leases move per round.
+//!   only while that process holds at least two more than the stealer would:
+//!   each move narrows the spread, so two processes never trade a lease back
+//!   and forth, and holdings end within one of each other. At most `budget`
+//!   leases move per round.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -51,20 +53,27 @@ pub fn leases_to_take(leases: &[Lease], me: &str, is_expired: &dyn Fn(&Lease) ->
     let mut taking: Vec<Lease> =
         workable.iter().filter(|lease| free(lease)).take(wanted).map(|lease| (*lease).clone()).collect();
     wanted -= taking.len();
-    // Nothing free left: steal what the most loaded hold above the target.
-    let mut loaded: Vec<(&str, &Vec<&Lease>)> =
-        held.iter().filter(|(owner, _)| **owner != me).map(|(owner, leases)| (*owner, leases)).collect();
-    loaded.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-    for (_, leases) in loaded {
-        if wanted == 0 {
-            break;
-        }
-        let surplus = leases.len().saturating_sub(target).min(wanted);
-        // Their newest-keyed leases: a stable choice, so rounds agree.
-        let mut theirs: Vec<&&Lease> = leases.iter().collect();
-        theirs.sort_by(|a, b| b.key.cmp(&a.key));
-        taking.extend(theirs.into_iter().take(surplus).map(|lease| (**lease).clone()));
-        wanted -= surplus;
+    // Nothing free left: steal from the most loaded, one lease at a time, and
+    // only from a process holding at least two more than this one would, so
+    // every move narrows the spread and two processes never trade a lease back.
+    let mut counts: Vec<(&str, Vec<&Lease>)> = held
+        .iter()
+        .filter(|(owner, _)| **owner != me)
+        .map(|(owner, leases)| {
+            // Their newest-keyed leases first: a stable choice, so rounds agree.
+            let mut theirs = leases.clone();
+            theirs.sort_by(|a, b| a.key.cmp(&b.key));
+            (*owner, theirs)
+        })
+        .collect();
+    let mut mine = mine + taking.len();
+    while wanted > 0 {
+        counts.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+        let Some((_, theirs)) = counts.first_mut().filter(|(_, theirs)| theirs.len() > mine + 1) else { break };
+        let Some(lease) = theirs.pop() else { break };
+        taking.push(lease.clone());
+        mine += 1;
+        wanted -= 1;
     }
     taking
 }
@@ -104,6 +113,28 @@ mod tests {
         let leases = [lease("s0", Some("a")), lease("s1", Some("a")), lease("s2", Some("b"))];
         assert!(leases_to_take(&leases, "a", NONE_EXPIRED, 5).is_empty());
         assert!(leases_to_take(&leases, "b", NONE_EXPIRED, 5).is_empty());
+    }
+
+    #[test]
+    fn holdings_end_within_one_of_each_other() {
+        // 16 leases held 6, 6, 4: the target is 6, but c steals one from the most
+        // loaded (6 > 4 + 1), and then nobody moves: 6, 5, 5.
+        let owner = |i: usize| {
+            if i < 6 {
+                "a"
+            } else if i < 12 {
+                "b"
+            } else {
+                "c"
+            }
+        };
+        let mut leases: Vec<Lease> = (0..16).map(|i| lease(&format!("s{i:02}"), Some(owner(i)))).collect();
+        let taken = leases_to_take(&leases, "c", NONE_EXPIRED, 5);
+        assert_eq!(keys(&taken), ["s05"], "a's newest-keyed lease");
+        leases[5].owner = Some("c".to_owned());
+        for me in ["a", "b", "c"] {
+            assert!(leases_to_take(&leases, me, NONE_EXPIRED, 5).is_empty(), "{me} moves nothing");
+        }
     }
 
     #[test]

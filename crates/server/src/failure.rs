@@ -13,6 +13,11 @@ pub(crate) enum WorkerError {
     /// Retrying as is cannot fix it (access denied, stream deleted, another
     /// writer moved the checkpoints, a definition this build cannot run):
     /// retried only slowly, and at once when a new version is committed.
+    /// Cluster mode: another node claimed a shard of this worker's batch
+    /// (it took the lease); the batch is that node's to read again, and this
+    /// worker starts again at once on the shards it still holds.
+    #[error("{0}")]
+    LeaseMoved(String),
     #[error("{message}")]
     Permanent {
         /// A stable code for status and metrics: AWS' error code, or ours.
@@ -28,13 +33,14 @@ impl WorkerError {
     }
 
     pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self, WorkerError::Transient(_))
+        matches!(self, WorkerError::Transient(_) | WorkerError::LeaseMoved(_))
     }
 
     /// The reason code shown in status and metrics.
     pub(crate) fn code(&self) -> &str {
         match self {
             WorkerError::Transient(_) => "TRANSIENT",
+            WorkerError::LeaseMoved(_) => "LEASE_MOVED",
             WorkerError::Permanent { code, .. } => code,
         }
     }

@@ -168,6 +168,22 @@ impl Assignment {
         }
     }
 
+    /// After the claim: each held shard's checkpoint in the table, and this
+    /// node's address, go to the lease table with the next renewals.
+    pub(crate) fn claimed(&mut self, checkpoints: &HashMap<String, ShardCheckpoint>) {
+        let Assignment::Leased { leases, epochs, .. } = self else { return };
+        let progress = epochs
+            .keys()
+            .map(|shard| {
+                let report =
+                    LeaseReport { lag_millis: 0, records_per_second: 0, owner_address: leases.advertise.clone() };
+                let checkpoint = checkpoints.get(shard).and_then(lease_checkpoint);
+                (shard.clone(), ShardProgress { report, checkpoint })
+            })
+            .collect();
+        leases.coordinator.report_some(progress);
+    }
+
     /// After a commit: the committed checkpoints and the shards' lag go to
     /// the lease table with the next renewals.
     pub(crate) fn committed(&mut self, advances: &[ShardAdvance], metrics: &SourceMetrics) {

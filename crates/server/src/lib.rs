@@ -325,7 +325,14 @@ impl Server {
             Err(error) => return Err(ServerError::WarehouseOwned(error.message().to_owned())),
         }
         let cluster = match &config.cluster {
-            Some(cluster) => Some(Arc::new(Cluster::join(cluster.clone(), &aws).await?)),
+            Some(cluster) => {
+                let mut cluster = cluster.clone();
+                // Listening on port 0: publish the port the listener got.
+                if let (Some(host), Ok(bound)) = (cluster.advertise.strip_suffix(":0"), listener.local_addr()) {
+                    cluster.advertise = format!("{host}:{}", bound.port());
+                }
+                Some(Arc::new(Cluster::join(cluster, &aws).await?))
+            }
             None => None,
         };
         let supervisor = Arc::new(Supervisor::of_node(

@@ -287,6 +287,9 @@ impl Supervisor {
     }
 }
 
+/// Before a worker whose shard moved starts again on what this node still holds.
+const LEASE_MOVED_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// How long a worker has to flush and commit what it holds once told to stop.
 pub(crate) const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -413,6 +416,22 @@ async fn supervise_worker(
                 }
                 status.finished(reason);
                 return true;
+            }
+            // Not a failure: the shard's new owner reads the batch again.
+            Err(WorkerError::LeaseMoved(moved)) => {
+                tracing::info!(source = %job.source.name, %moved, "a shard moved to another node");
+                if *stop.borrow() {
+                    status.stopped();
+                    return true;
+                }
+                // Until this node's lease task learns of the move too (its next scan or renewal).
+                tokio::select! {
+                    () = tokio::time::sleep(LEASE_MOVED_PAUSE) => {}
+                    _ = stop.changed() => {
+                        status.stopped();
+                        return true;
+                    }
+                }
             }
             Err(error) if *stop.borrow() => {
                 // Failed while stopping (a final flush that could not be written): the

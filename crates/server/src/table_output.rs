@@ -115,26 +115,27 @@ pub(crate) async fn claim_shards(
     rejected: &TableWriter,
     scope: &str,
     fence: &HashMap<String, u64>,
-) -> Result<(), WorkerError> {
+) -> Result<TableCheckpoints, WorkerError> {
     if fence.is_empty() {
-        return Ok(());
+        return Ok(TableCheckpoints::default());
     }
     let claimed = rows.claim_shards(scope, fence, Some(rejected)).await.map_err(|error| match error {
         TableError::Fenced { .. } => {
-            WorkerError::Transient(format!("claiming the shards: {error}; another process took one since"))
+            WorkerError::LeaseMoved(format!("claiming the shards: {error}; another process took one since"))
         }
         other => WorkerError::Transient(format!("claiming the shards in the table: {other}")),
     })?;
     let store = Arc::clone(&context.store);
     let owned_scope = scope.to_owned();
+    let restored = claimed.clone();
     blocking(move || {
         store
-            .restore_checkpoints(&owned_scope, &claimed.shards, claimed.max_event_micros)
+            .restore_checkpoints(&owned_scope, &restored.shards, restored.max_event_micros)
             .map_err(|error| WorkerError::Transient(format!("taking the table's checkpoints: {error}")))
     })
     .await?;
     tracing::info!(scope, shards = fence.len(), "claimed the shards in the table");
-    Ok(())
+    Ok(claimed)
 }
 
 /// At start-up of a source that now writes Parquet files: a batch the last
@@ -182,7 +183,10 @@ pub(crate) fn identifier_fields(source: &Source) -> Vec<String> {
 /// shard, reads after what that writer committed).
 pub(crate) fn table_commit_error(error: TableError) -> WorkerError {
     match error {
-        TableError::CheckpointConflict { .. } | TableError::Fenced { .. } => {
+        TableError::Fenced { .. } => WorkerError::LeaseMoved(format!(
+            "committing to the table: {error}; the batch is dropped, and the shard's new owner reads it again"
+        )),
+        TableError::CheckpointConflict { .. } => {
             WorkerError::Transient(format!("committing to the table: {error}; the batch is dropped and read again"))
         }
         other => WorkerError::Transient(format!("committing to the table: {other}")),

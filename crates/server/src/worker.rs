@@ -236,7 +236,7 @@ pub(crate) async fn run(
     job: &Job,
     status: &WorkerStatus,
     stop: &mut watch::Receiver<bool>,
-    assignment: Assignment,
+    mut assignment: Assignment,
 ) -> Result<Ended, WorkerError> {
     let source = &job.source;
     let stream_arn = source.kinesis.stream_arn.to_string();
@@ -273,7 +273,8 @@ pub(crate) async fn run(
         DatasetFormat::Iceberg => {
             let (rows, rejected) = open_table(context, source, &schema, &scope).await?;
             if let Some(fence) = assignment.fence() {
-                claim_shards(context, &rows, &rejected, &scope, fence).await?;
+                let claimed = claim_shards(context, &rows, &rejected, &scope, fence).await?;
+                assignment.claimed(&claimed.shards);
             }
             Output::Table { rows, rejected }
         }

@@ -157,6 +157,11 @@ impl Store {
             return Ok(false);
         }
         transaction.execute(
+            "INSERT INTO sources (name, current_version, deleted_at_micros) VALUES (?1, ?2, NULL)
+             ON CONFLICT (name) DO UPDATE SET current_version = excluded.current_version, deleted_at_micros = NULL",
+            params![version.source, version.version as i64],
+        )?;
+        transaction.execute(
             "INSERT OR IGNORE INTO source_versions (source, version, definition, stream_arn, start_at_micros, committed_at_micros, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -168,11 +173,6 @@ impl Store {
                 version.committed_at.timestamp_micros(),
                 version.message
             ],
-        )?;
-        transaction.execute(
-            "INSERT INTO sources (name, current_version, deleted_at_micros) VALUES (?1, ?2, NULL)
-             ON CONFLICT (name) DO UPDATE SET current_version = excluded.current_version, deleted_at_micros = NULL",
-            params![version.source, version.version as i64],
         )?;
         transaction.commit()?;
         Ok(true)

@@ -1,0 +1,335 @@
+//! Cluster mode end to end, several real `tributary serve` processes on
+//! 127.0.0.1 sharing kinesis-local and moto (DynamoDB leases, definitions
+//! and the Iceberg DynamoDB catalog, S3 warehouse): every valid record lands
+//! exactly once in the table through resharding, `kill -9`, a joining node,
+//! a SIGTERM and a paused (zombie) node whose in-flight batch the table
+//! commit's fence refuses; the lease table is KCL's; racing commits on two
+//! nodes get one version each; hand-over times are measured and printed.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::lakehouse::{create_bucket, ids, pyiceberg};
+use support::server::ServerProcess;
+use support::{
+    Emulators, create_stream, kinesis_client, merge_third_and_fourth, put_indexed, split_first_shard, stdout,
+    tributary, unique,
+};
+
+const MALFORMED_EVERY: usize = 50;
+const FAILOVER_SECONDS: f64 = 3.0;
+
+fn payload(i: usize) -> Vec<u8> {
+    if i % MALFORMED_EVERY == MALFORMED_EVERY - 1 {
+        return format!("{{\"id\": \"not-a-number-{i}\", \"ts\": \"2024-06-01T00:00:00Z\"}}").into_bytes();
+    }
+    format!("{{\"id\": {i}, \"ts\": \"2024-06-0{}T12:00:00Z\", \"name\": \"n{i}\"}}", 1 + i % 3).into_bytes()
+}
+
+fn valid_ids(records: std::ops::Range<usize>) -> Vec<i64> {
+    records.filter(|i| i % MALFORMED_EVERY != MALFORMED_EVERY - 1).map(|i| i as i64).collect()
+}
+
+fn definition(dir: &Path, source: &str, stream_arn: &str) -> std::path::PathBuf {
+    let text = format!(
+        "sources:\n  - name: {source}\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: {source}_rows\n      format: iceberg\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"optional<string>\"}}\n      timestamp: ts\n"
+    );
+    let path = dir.join(format!("{source}.yaml"));
+    std::fs::write(&path, text).expect("write definition");
+    path
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// One cluster's shared settings: its name, warehouse and catalog table.
+struct ClusterSetup {
+    name: String,
+    warehouse: String,
+    catalog_table: String,
+    root: tempfile::TempDir,
+}
+
+impl ClusterSetup {
+    fn new(emulators: &Emulators) -> ClusterSetup {
+        let bucket = create_bucket(emulators);
+        ClusterSetup {
+            name: unique("c").to_lowercase().replace('_', "-"),
+            warehouse: format!("s3://{bucket}/tables"),
+            catalog_table: unique("iceberg_cluster"),
+            root: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Starts node `id` of the cluster (quick lease timing), with `extra` flags.
+    fn node(&self, id: &str, extra: &[&str]) -> ServerProcess {
+        let data_dir = self.root.path().join(id);
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let failover = FAILOVER_SECONDS.to_string();
+        let mut flags = vec![
+            "--cluster",
+            &self.name,
+            "--node-id",
+            id,
+            "--warehouse",
+            &self.warehouse,
+            "--catalog",
+            "dynamodb",
+            "--dynamodb-catalog-table",
+            &self.catalog_table,
+            "--lease-failover-seconds",
+            &failover,
+            "--lease-scan-ms",
+            "300",
+            "--definitions-poll-ms",
+            "300",
+            "--no-live-validation",
+        ];
+        flags.extend(extra);
+        ServerProcess::start(&data_dir, &flags)
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("dynamodb:{}/{name}", self.catalog_table)
+    }
+}
+
+/// Each shard's lease as `node`'s status shows it: shard → (owner, checkpoint).
+fn leases(node: &ServerProcess, source: &str) -> BTreeMap<String, (Option<String>, Value)> {
+    // Not there until the node read the cluster's definitions.
+    let Some(status) = node.get_if_found(&format!("/api/v1/sources/{source}/status")) else { return BTreeMap::new() };
+    status["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|shard| shard["lease"].is_object())
+        .map(|shard| {
+            let lease = &shard["lease"];
+            let owner = lease["owner"].as_str().map(str::to_owned);
+            (shard["shard_id"].as_str().unwrap_or_default().to_owned(), (owner, lease["checkpoint"].clone()))
+        })
+        .collect()
+}
+
+/// Waits until every shard not read to its end is held by one of `live`,
+/// evenly (each within one of an equal share); answers how long it took.
+fn until_held_by(node: &ServerProcess, source: &str, live: &[&str], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let leases = leases(node, source);
+        let open: Vec<&Option<String>> =
+            leases.values().filter(|(_, checkpoint)| *checkpoint != "SHARD_END").map(|(owner, _)| owner).collect();
+        let all_live = !open.is_empty() && open.iter().all(|owner| owner.as_deref().is_some_and(|o| live.contains(&o)));
+        let share = open.len() / live.len();
+        let even = live.iter().all(|node| open.iter().filter(|owner| owner.as_deref() == Some(*node)).count() >= share);
+        if all_live && even {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "the shards were not held by {live:?} within {limit:?}: {leases:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until pyiceberg reads every valid record of `0..records` from the table.
+fn until_landed(table: &str, records: usize, limit: Duration) -> Value {
+    let expected = valid_ids(0..records).len();
+    let start = Instant::now();
+    loop {
+        let read = pyiceberg(table, None).expect("pyiceberg (CI sets its Python)");
+        if ids(&read).len() >= expected {
+            return read;
+        }
+        assert!(start.elapsed() < limit, "{} of {expected} rows in the table within {limit:?}", ids(&read).len());
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// The lease table as boto3 describes and scans it: key schema, indexes, and each row's attribute types.
+fn lease_table_as_boto3_sees_it(emulators: &Emulators, table: &str) -> Value {
+    let script = format!(
+        "import boto3, json, os\nc = boto3.client('dynamodb', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')\nd = c.describe_table(TableName='{table}')['Table']\nitems = c.scan(TableName='{table}', ConsistentRead=True)['Items']\nprint(json.dumps({{'keys': d['KeySchema'], 'indexes': [(i['IndexName'], i['KeySchema']) for i in d.get('GlobalSecondaryIndexes', [])], 'billing': d.get('BillingModeSummary', {{}}).get('BillingMode'), 'items': items}}))"
+    );
+    let output = std::process::Command::new(&emulators.moto_python)
+        .args(["-c", &script])
+        .env("AWS_ENDPOINT_URL_S3", &emulators.moto)
+        .output()
+        .expect("python");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+#[test]
+fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zombie_and_land_every_record_once() {
+    const RECORDS: usize = 30_000;
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("cluster"), 16, true));
+    let cluster = ClusterSetup::new(&emulators);
+    // a holds its rows for 30 s (unless its shards move): it has a batch in flight when paused.
+    let a = cluster.node("node-a", &["--flush-seconds", "30", "--flush-rows", "100000"]);
+    let b = cluster.node("node-b", &["--flush-rows", "500"]);
+    let c = cluster.node("node-c", &["--flush-rows", "500"]);
+    let file = definition(cluster.root.path(), "clustered", &stream_arn);
+    let committed = tributary(&["commit", &file.to_string_lossy(), "--server", &b.url()], &[]);
+    assert!(committed.status.success(), "{}", String::from_utf8_lossy(&committed.stderr));
+    let spread = until_held_by(&a, "clustered", &["node-a", "node-b", "node-c"], Duration::from_secs(60));
+    eprintln!("MEASURED commit on b to 16 shards spread over 3 nodes: {spread:?}");
+
+    let client = kinesis_client(&emulators.kinesis);
+    let third = RECORDS / 3;
+    rt.block_on(put_indexed(&client, &stream_arn, 0..third, payload));
+
+    // kill -9: c's shards move once their counters stood still for the failover time.
+    let killed = Instant::now();
+    c.crash();
+    until_held_by(&a, "clustered", &["node-a", "node-b"], Duration::from_secs(60));
+    let after_kill = killed.elapsed();
+    eprintln!("MEASURED hand-over after kill -9: {after_kill:?} (failover {FAILOVER_SECONDS} s, scan 300 ms)");
+    assert!(after_kill < Duration::from_secs_f64(FAILOVER_SECONDS + 10.0), "{after_kill:?}");
+
+    let shards = rt.block_on(split_first_shard(&client, &emulators.kinesis, &stream_arn));
+    rt.block_on(put_indexed(&client, &stream_arn, third..2 * third, payload));
+    let d = cluster.node("node-d", &["--flush-rows", "500"]);
+    until_held_by(&a, "clustered", &["node-a", "node-b", "node-d"], Duration::from_secs(60));
+
+    // SIGTERM: b commits what it holds and releases its leases; the others take them at their next scan.
+    let terminated = Instant::now();
+    let b_log = b.data_dir.with_extension("log");
+    assert!(b.stop(), "b stopped cleanly: {}", std::fs::read_to_string(b_log).unwrap_or_default());
+    until_held_by(&a, "clustered", &["node-a", "node-d"], Duration::from_secs(60));
+    let after_sigterm = terminated.elapsed();
+    eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (commit, release, next scan)");
+
+    rt.block_on(merge_third_and_fourth(&client, &emulators.kinesis, &stream_arn, &shards));
+    rt.block_on(put_indexed(&client, &stream_arn, 2 * third..RECORDS, payload));
+    // A zombie: paused past the failover time with rows in flight, then woken.
+    std::thread::sleep(Duration::from_secs(1));
+    a.signal("STOP");
+    std::thread::sleep(Duration::from_secs_f64(FAILOVER_SECONDS + 3.0));
+    until_held_by(&d, "clustered", &["node-d"], Duration::from_secs(60));
+    a.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.log().contains("was claimed by a newer owner") {
+        assert!(Instant::now() < deadline, "the zombie's batch was not refused by the fence: {}", a.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let read = until_landed(&cluster.table("clustered_rows"), RECORDS, Duration::from_secs(300));
+    assert_eq!(ids(&read), valid_ids(0..RECORDS), "every valid record exactly once");
+    let rejected = pyiceberg(cluster.table("clustered_rows__rejected"), None).expect("read above");
+    let rejected: Vec<&str> = rejected["rejected"].as_array().expect("rows").iter().filter_map(Value::as_str).collect();
+    let distinct: BTreeSet<&str> = rejected.iter().copied().collect();
+    assert_eq!(rejected.len(), RECORDS / MALFORMED_EVERY, "every malformed record in the rejected table");
+    assert_eq!(distinct.len(), rejected.len(), "each once");
+    assert!(rejected.iter().all(|row| row.ends_with("/TYPE_MISMATCH")), "{rejected:?}");
+
+    // Status from any node: every shard's owner, address, epoch and checkpoint; the nodes.
+    let status = d.get("/api/v1/sources/clustered/status");
+    let shards = status["shards"].as_array().expect("shards");
+    assert_eq!(shards.len(), 16 + 2 + 1, "16 shards, a split's two children, a merge's child: {status:#}");
+    for shard in shards {
+        let lease = &shard["lease"];
+        if lease["checkpoint"] == "SHARD_END" {
+            continue;
+        }
+        assert!(lease["owner"] == "node-a" || lease["owner"] == "node-d", "{shard:#}");
+        assert!(lease["epoch"].as_u64() >= Some(1) && lease["owner_address"].is_string(), "{shard:#}");
+    }
+    let printed = stdout(&tributary(&["status", "clustered", "--server", &a.url()], &[]));
+    assert!(printed.contains("OWNER") && printed.contains("node-d") && printed.contains("EPOCH"), "{printed}");
+    let nodes = d.get("/api/v1/cluster");
+    let ids_listed: Vec<&str> =
+        nodes["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["id"].as_str()).collect();
+    assert!(ids_listed.contains(&"node-a") && ids_listed.contains(&"node-d"), "{nodes:#}");
+    assert!(!ids_listed.contains(&"node-b"), "a clean stop leaves the nodes table: {nodes:#}");
+    let printed = stdout(&tributary(&["cluster", "--server", &d.url()], &[]));
+    assert!(printed.contains("node-d") && printed.contains("(this node)"), "{printed}");
+    let metrics = a.metrics();
+    for counter in ["tributary_leases_taken_total", "tributary_leases_lost_total", "tributary_lease_renewals_total"] {
+        assert!(metrics.contains(&format!("{counter}{{source=\"clustered\"}}")), "{counter}: {metrics}");
+    }
+
+    // The lease table is KCL 2.x's, and the parents of the split and merge ended naming their children.
+    let table = lease_table_as_boto3_sees_it(&emulators, &format!("tributary-{}-clustered", cluster.name));
+    assert_eq!(table["keys"], serde_json::json!([{"AttributeName": "leaseKey", "KeyType": "HASH"}]));
+    assert_eq!(table["indexes"][0][0], "LeaseOwnerToLeaseKeyIndex");
+    assert_eq!(table["billing"], "PAY_PER_REQUEST");
+    let items = table["items"].as_array().expect("items");
+    assert_eq!(items.len(), 19);
+    let kind = |item: &Value, name: &str| item[name].as_object().and_then(|o| o.keys().next().cloned());
+    let mut ended = 0;
+    for item in items {
+        for (name, expected) in [
+            ("leaseKey", "S"),
+            ("leaseCounter", "N"),
+            ("checkpoint", "S"),
+            ("checkpointSubSequenceNumber", "N"),
+            ("ownerSwitchesSinceCheckpoint", "N"),
+            ("startingHashKey", "S"),
+            ("endingHashKey", "S"),
+        ] {
+            assert_eq!(kind(item, name).as_deref(), Some(expected), "{name} of {item}");
+        }
+        for (name, expected) in [("leaseOwner", "S"), ("parentShardId", "SS"), ("childShardIds", "SS")] {
+            assert!(kind(item, name).is_none_or(|found| found == expected), "{name} of {item}");
+        }
+        if item["checkpoint"]["S"] == "SHARD_END" {
+            ended += 1;
+            assert_eq!(kind(item, "childShardIds").as_deref(), Some("SS"), "{item}");
+        }
+    }
+    assert_eq!(ended, 3, "the split parent and the two merged parents ended: {items:?}");
+    assert!(a.stop() && d.stop());
+}
+
+/// Commits of one source racing on two nodes: each gets its own version (or
+/// a conflict), never the same one; both nodes run the newest within the
+/// polling interval, and a delete on one reaches the other.
+#[test]
+fn racing_commits_on_two_nodes_get_one_version_each_and_every_node_runs_the_newest() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("race"), 2, true));
+    let cluster = ClusterSetup::new(&emulators);
+    let x = cluster.node("node-x", &[]);
+    let y = cluster.node("node-y", &[]);
+    let file = definition(cluster.root.path(), "raced", &stream_arn);
+    let commit = |server: &ServerProcess| {
+        let (url, file) = (server.url(), file.clone());
+        std::thread::spawn(move || tributary(&["commit", &file.to_string_lossy(), "--server", &url], &[]))
+    };
+    let (on_x, on_y) = (commit(&x), commit(&y));
+    let outputs = [on_x.join().expect("x"), on_y.join().expect("y")];
+    let mut versions: Vec<u64> = Vec::new();
+    for output in &outputs {
+        let said = format!("{}{}", stdout(output), String::from_utf8_lossy(&output.stderr));
+        match said.split("committed raced v").nth(1) {
+            Some(rest) => versions.push(rest.trim().parse().expect("a version")),
+            None => assert!(said.contains("at the same time"), "neither a version nor a conflict: {said}"),
+        }
+    }
+    versions.sort_unstable();
+    assert!(!versions.is_empty() && versions.windows(2).all(|w| w[0] < w[1]), "one version each: {versions:?}");
+    let newest = *versions.last().expect("one");
+    let committed = Instant::now();
+    for node in [&x, &y] {
+        while node.get("/api/v1/sources/raced")["version"].as_u64() != Some(newest) {
+            assert!(committed.elapsed() < Duration::from_secs(10), "a node does not run v{newest}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("MEASURED both nodes at v{newest} {:?} after the commits returned (poll 300 ms)", committed.elapsed());
+    let deleted = ureq::delete(&format!("{}/api/v1/sources/raced", y.url())).call().expect("DELETE on y");
+    assert_eq!(deleted.status(), 200);
+    let removed = Instant::now();
+    while x.get("/api/v1/sources/raced")["state"] != "deleted" {
+        assert!(removed.elapsed() < Duration::from_secs(10), "x never saw the delete");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("MEASURED a delete on y reached x in {:?}", removed.elapsed());
+    assert!(x.stop() && y.stop());
+}
