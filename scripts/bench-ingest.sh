@@ -10,6 +10,7 @@
 #   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-ingest.sh         # reuse a filled stream (emulators already up)
 #   TRIBUTARY_BENCH_RUNS=5 ./scripts/bench-ingest.sh                                  # mean of 5 runs of ours (CPU is counted in 10 ms ticks)
 #   TRIBUTARY_BENCH_S3=1 ./scripts/bench-ingest.sh                                     # also one run on an Iceberg table on moto S3 recorded in moto's Glue, checked by pyiceberg
+#   TRIBUTARY_BENCH_CLUSTER=1 ./scripts/bench-ingest.sh                                # also cluster mode with 1, 2 and 3 processes (moto S3, DynamoDB catalog and leases)
 #
 # Ours runs twice per run, interleaved so machine drift hits both alike: the
 # dataset as plain Parquet files, and as an Iceberg table in a local warehouse
@@ -21,8 +22,10 @@ shards=${TRIBUTARY_BENCH_SHARDS:-64}
 work=$(mktemp -d)
 server_pid=""
 started_emulators=""
+cluster_pids=()
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" || true; fi
+  for pid in "${cluster_pids[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" || true; done
   if [ -n "$started_emulators" ]; then scripts/emulators.sh down; fi
   rm -rf "$work"
 }
@@ -35,7 +38,7 @@ if [ -z "${TRIBUTARY_BENCH_STREAM_ARN:-}" ]; then
 fi
 python=${TRIBUTARY_TEST_MOTO_PYTHON:?moto venv python}
 "$python" -c 'import pyarrow' 2>/dev/null || "$python" -m pip install --quiet 'pyarrow==21.0.0'
-if [ -n "${TRIBUTARY_BENCH_S3:-}" ]; then
+if [ -n "${TRIBUTARY_BENCH_S3:-}${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
   "$python" -c 'import pyiceberg' 2>/dev/null || "$python" -m pip install --quiet 'pyiceberg==0.12.0'
 fi
 cargo build --release --quiet --bin tributary --example producer
@@ -112,14 +115,58 @@ print(f"{len(ids)} rows, {len(set(ids))} distinct ids of {records}: {'every reco
 PY
 )
 fi
+# Cluster mode: N processes (1, 2, 3) on one stream, moto S3 and DynamoDB (catalog, leases,
+# definitions); CPU summed over the processes, lease-table calls counted by each from /metrics.
+# "plain" is one process without --cluster on the same S3 warehouse and catalog kind.
+cluster_report=""
+if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
+  # run_cluster LABEL PROCESSES CLUSTER-FLAG...
+  run_cluster() {
+    local label=$1 count=$2 bucket="bench-cluster-$$-$1"
+    "$python" -c "import boto3, os; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket='$bucket')"
+    local urls=() i port
+    cluster_pids=()
+    for i in $(seq 1 "$count"); do
+      port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      target/release/tributary serve --data-dir "$work/cluster-$label-$i" --listen "127.0.0.1:$port" \
+        --warehouse "s3://$bucket/tables" --catalog dynamodb --dynamodb-catalog-table "bench_$$_$label" --no-live-validation \
+        "${@:3}" 2>"$work/cluster-$label-$i.log" &
+      cluster_pids+=("$!")
+      urls+=("http://127.0.0.1:$port")
+      for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+    local start end rows
+    start=$(date +%s.%N)
+    TRIBUTARY_SERVER=${urls[0]} target/release/tributary commit "$work/events-iceberg.yaml" -m bench >&2
+    while :; do
+      rows=0
+      for url in "${urls[@]}"; do
+        rows=$((rows + $(curl -fsS "$url/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')))
+      done
+      [ "$rows" -ge "$records" ] && break
+      sleep 2
+    done
+    end=$(date +%s.%N)
+    local ticks=0 lease_calls=0 pid
+    for url in "${urls[@]}"; do
+      lease_calls=$((lease_calls + $(curl -fsS "$url/metrics" | awk '/^tributary_(leases_taken|leases_lost|lease_renewals|lease_renewal_failures|lease_scans|lease_checkpoints)_total/ {n += $2} END {print n + 0}')))
+    done
+    for pid in "${cluster_pids[@]}"; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+    for pid in "${cluster_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
+    cluster_pids=()
+    cluster_report+="$label $count $ticks $lease_calls $("$python" -c "print($end - $start)");"
+  }
+  run_cluster plain 1
+  for count in 1 2 3; do run_cluster "n$count" "$count" --cluster "bench-$$-$count"; done
+fi
 walls=$(IFS=,; echo "${run_walls[*]}")
 hz=$(getconf CLK_TCK)
 
 peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
 
-"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" "$iceberg" "$iceberg_hwm_kib" "${s3_ticks:-}" "${s3_check:-}" <<'PY'
+"$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" "$iceberg" "$iceberg_hwm_kib" "${s3_ticks:-}" "${s3_check:-}" "$cluster_report" <<'PY'
 import json, sys
-records, shards, ticks, hz, hwm_kib, walls, peer, calls, iceberg, iceberg_hwm_kib, s3_ticks, s3_check = sys.argv[1:]
+records, shards, ticks, hz, hwm_kib, walls, peer, calls, iceberg, iceberg_hwm_kib, s3_ticks, s3_check, cluster = sys.argv[1:]
 records = int(records)
 run_cpu = [int(t) / int(hz) for t in ticks.split(",")]
 ours_cpu = sum(run_cpu) / len(run_cpu)
@@ -138,4 +185,14 @@ print(f"  CPU per record: Iceberg table / Parquet files = {iceberg_mean / ours_c
 if s3_ticks:
     print(f"  tributary serve, Iceberg table on moto S3 (Glue catalog): {int(s3_ticks) / int(hz):.2f} CPU s; pyiceberg: {s3_check}")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
+if cluster:
+    runs = [run.split() for run in cluster.strip(";").split(";")]
+    base = None
+    print(f"  cluster mode (moto S3, DynamoDB catalog; CPU summed over processes; lease calls per shard per minute):")
+    for label, count, run_ticks, lease_calls, wall in runs:
+        cpu = int(run_ticks) / int(hz)
+        base = base or cpu
+        per_minute = int(lease_calls) / int(shards) / (float(wall) / 60)
+        print(f"    {label:>5} x{count}: {per_m(cpu):6.2f} CPU s per 1M ({cpu / base:.3f} of plain), {float(wall):6.1f} s wall, {lease_calls} lease calls = {per_minute:5.1f} per shard per minute")
+    print("    KCL 2.x: a renewal every ~3.3 s per lease (18 per shard per minute) plus a scan every ~20 s per worker")
 PY

@@ -13,13 +13,13 @@ mod validate;
 /// Ingest AWS Kinesis Data Streams into typed Arrow datasets.
 #[derive(Debug, Parser)]
 #[command(name = "tributary", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Validate definition files; exit 0 when valid, 1 when invalid, 2 when a file cannot be read or parsed.
     ///
     /// Prints one line per error: `CODE source.field: message`. All files form one commit:

@@ -144,20 +144,16 @@ enum CatalogKind {
     Dynamodb,
 }
 
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+/// The server's configuration from the command line; `Err` says which value is wrong.
+pub(crate) fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     let Ok(flush_interval) = Duration::try_from_secs_f64(args.flush_seconds) else {
-        eprintln!("error: --flush-seconds must be a non-negative number, got {}", args.flush_seconds);
-        return ExitCode::from(2);
+        return Err(format!("--flush-seconds must be a non-negative number, got {}", args.flush_seconds));
     };
     if args.flush_bytes as u64 > tributary_source::MAX_FLUSH_BYTES {
-        eprintln!(
-            "error: --flush-bytes may be at most {} (512 MiB): a batch must fit the decoder's 1 GiB limit",
+        return Err(format!(
+            "--flush-bytes may be at most {} (512 MiB): a batch must fit the decoder's 1 GiB limit",
             tributary_source::MAX_FLUSH_BYTES
-        );
-        return ExitCode::from(2);
+        ));
     }
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
@@ -177,8 +173,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         let Some(failover) =
             Duration::try_from_secs_f64(args.lease_failover_seconds).ok().filter(|f| *f >= Duration::from_millis(300))
         else {
-            eprintln!("error: --lease-failover-seconds must be at least 0.3, got {}", args.lease_failover_seconds);
-            return ExitCode::from(2);
+            return Err(format!("--lease-failover-seconds must be at least 0.3, got {}", args.lease_failover_seconds));
         };
         let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
         let advertise = args.advertise.clone().unwrap_or_else(|| default_advertise(args.listen));
@@ -192,12 +187,13 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         config.cluster = Some(cluster);
     }
     let Ok(snapshot_max_age) = Duration::try_from_secs_f64(args.snapshot_max_age_hours * 3600.0) else {
-        eprintln!("error: --snapshot-max-age-hours must be a non-negative number, got {}", args.snapshot_max_age_hours);
-        return ExitCode::from(2);
+        return Err(format!(
+            "--snapshot-max-age-hours must be a non-negative number, got {}",
+            args.snapshot_max_age_hours
+        ));
     };
     let Ok(orphan_min_age) = Duration::try_from_secs_f64(args.orphan_min_age_hours * 3600.0) else {
-        eprintln!("error: --orphan-min-age-hours must be a non-negative number, got {}", args.orphan_min_age_hours);
-        return ExitCode::from(2);
+        return Err(format!("--orphan-min-age-hours must be a non-negative number, got {}", args.orphan_min_age_hours));
     };
     config.worker.maintenance = Maintenance {
         orphan_min_age,
@@ -210,10 +206,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.token = match &args.token_file {
         Some(path) => match read_token_file(path) {
             Ok(token) => Some(token),
-            Err(message) => {
-                eprintln!("error: {message}");
-                return ExitCode::from(2);
-            }
+            Err(message) => return Err(message),
         },
         None => std::env::var(&args.token_env).ok().filter(|token| !token.is_empty()),
     };
@@ -234,6 +227,20 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     config.worker.permanent_failure_retry = Duration::from_secs(args.failed_retry_seconds);
     config.worker.secret_policy = tributary_source::SecretPolicy { env_prefix: args.secret_env_prefix.clone() };
 
+    Ok(config)
+}
+
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = match server_config(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     keep_freed_memory();
     // One worker thread: a current-thread runtime (fewest wake-ups); more: a multi-thread one.
     let mut builder = if args.worker_threads <= 1 {
@@ -372,5 +379,65 @@ pub(crate) fn read_token_file(path: &std::path::Path) -> Result<String, String> 
     match text.lines().next().map(str::trim) {
         Some(token) if !token.is_empty() => Ok(token.to_owned()),
         _ => Err(format!("token file {} is empty", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tributary_server::CatalogChoice;
+
+    use crate::{Cli, Command};
+
+    /// The command of the Kubernetes example's container, as the pod runs it.
+    fn example_command() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kubernetes/tributary-cluster.yaml");
+        let text = std::fs::read_to_string(path).expect("the example");
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(document).expect("YAML");
+            if value["kind"] == "Deployment" {
+                let command = &value["spec"]["template"]["spec"]["containers"][0]["command"];
+                let command: Vec<String> = serde_json::from_value(command.clone()).expect("a list of strings");
+                return command;
+            }
+        }
+        panic!("no Deployment in {path}");
+    }
+
+    #[test]
+    fn the_kubernetes_examples_command_line_is_a_cluster_node_the_cli_accepts() {
+        let command = example_command();
+        let cli = Cli::try_parse_from(&command).unwrap_or_else(|error| panic!("{command:?}: {error}"));
+        let Command::Serve(mut args) = cli.command else { panic!("not `tributary serve`: {command:?}") };
+        // The pod's token file is a mounted secret; here, a file of our own.
+        let token = tempfile::NamedTempFile::new().expect("token file");
+        std::fs::write(token.path(), "not-a-real-token\n").expect("write");
+        assert_eq!(args.token_file.as_deref(), Some(std::path::Path::new("/etc/tributary/token")));
+        args.token_file = Some(token.path().to_owned());
+        let config = super::server_config(&args).expect("a valid configuration");
+        let cluster = config.cluster.as_ref().expect("cluster mode");
+        assert_eq!(cluster.name, "prod");
+        assert_eq!(cluster.leases.failover, std::time::Duration::from_secs(10));
+        assert!(config.warehouse.as_deref().is_some_and(|warehouse| warehouse.starts_with("s3://")));
+        assert!(matches!(&config.catalog, CatalogChoice::DynamoDb { table, .. } if table == "iceberg"));
+        assert!(config.token.is_some() && config.open_metrics && !config.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn cluster_flags_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut command = vec!["tributary", "serve"];
+            command.extend(extra);
+            Cli::try_parse_from(command)
+        };
+        assert!(parse(&["--cluster", "Prod_1"]).is_err(), "names DynamoDB tables: a-z, 0-9, -");
+        assert!(parse(&["--node-id", "n1"]).is_err(), "only with --cluster");
+        let Ok(Cli { command: Command::Serve(args) }) =
+            parse(&["--cluster", "prod", "--lease-failover-seconds", "0.1"])
+        else {
+            panic!("parses")
+        };
+        let refused = super::server_config(&args).expect_err("too short a failover");
+        assert!(refused.contains("--lease-failover-seconds"), "{refused}");
     }
 }

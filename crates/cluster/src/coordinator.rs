@@ -69,6 +69,10 @@ pub struct LeaseCounters {
     pub renewed: AtomicU64,
     /// Renewals DynamoDB did not answer (the lease is kept until one says it moved).
     pub renew_failures: AtomicU64,
+    /// Scans of the lease table.
+    pub scans: AtomicU64,
+    /// Checkpoints mirrored into leases (and `SHARD_END`s written).
+    pub checkpoints: AtomicU64,
 }
 
 /// The lease table as a process last scanned it: each lease, and how long
@@ -261,12 +265,14 @@ impl LeaseTask {
                 // A shard closes by a reshard, whose children the shard sync soon gives leases:
                 // until a scan shows them, the lease is only renewed, so SHARD_END names them.
                 if !children.is_empty() {
+                    self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
                     let ended = self.table.end_shard(&lease, &children).await?;
                     self.table.release(&ended).await?;
                     return Ok(None);
                 }
             }
             Some(checkpoint) if *checkpoint != lease.checkpoint => {
+                self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
                 lease = self.table.checkpoint(&lease, checkpoint).await?;
             }
             _ => {}
@@ -275,6 +281,7 @@ impl LeaseTask {
     }
 
     async fn scan(&mut self) {
+        self.counters.scans.fetch_add(1, Ordering::Relaxed);
         let leases = match self.table.list().await {
             Ok(leases) => leases,
             Err(error) => {
