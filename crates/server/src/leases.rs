@@ -157,6 +157,21 @@ impl Assignment {
         }
     }
 
+    /// Whether this worker maintains the source's tables: in cluster mode only
+    /// the holder of the first open shard does, so one node at a time
+    /// compacts and expires (a second one's commit would be refused anyway).
+    pub(crate) fn maintains(&self) -> bool {
+        match self {
+            Assignment::Every => true,
+            Assignment::Leased { leases, epochs, .. } => leases
+                .view()
+                .leases
+                .iter()
+                .find(|(lease, _)| lease.checkpoint != LeaseCheckpoint::ShardEnd)
+                .is_some_and(|(lease, _)| epochs.contains_key(&lease.key)),
+        }
+    }
+
     /// Whether what `held` says now is not what the worker started with.
     pub(crate) fn moved(&self, held: &Option<watch::Receiver<Held>>) -> bool {
         match (self, held) {

@@ -199,7 +199,7 @@ impl Worker<'_> {
     /// the rows are committed, and the next round tries again.
     pub(crate) async fn maintain_when_due(&mut self) {
         let settings = self.context.settings.maintenance;
-        if self.maintained_at.elapsed() < settings.every {
+        if self.maintained_at.elapsed() < settings.every || !self.assignment.maintains() {
             return;
         }
         self.maintained_at = Instant::now();

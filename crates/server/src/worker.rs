@@ -209,7 +209,7 @@ pub(crate) struct Worker<'a> {
     file_metadata: Vec<(String, String)>,
     pending: Pending,
     /// The shards this worker reads, and the fence its commits carry.
-    assignment: Assignment,
+    pub(crate) assignment: Assignment,
     /// The reader's per-shard counters (for what the leases publish).
     metrics: Arc<SourceMetrics>,
     finish: FinishWatch,
