@@ -75,6 +75,15 @@ impl ServerProcess {
         self.wait_healthy();
     }
 
+    /// Waits up to `limit` for the process to end on its own (a failpoint's abort).
+    pub fn wait_exit(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "tributary serve did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM and wait; returns whether it exited successfully.
     pub fn stop(mut self) -> bool {
         let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");

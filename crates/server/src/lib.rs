@@ -246,12 +246,9 @@ fn require_cluster_catalog(config: &ServerConfig) -> Result<(), ServerError> {
         return refuse("needs an s3:// --warehouse that every process of the cluster reaches");
     }
     match config.catalog {
-        CatalogChoice::DynamoDb { .. } => Ok(()),
+        CatalogChoice::DynamoDb { .. } | CatalogChoice::Glue { .. } => Ok(()),
         CatalogChoice::Embedded => refuse(
-            "needs a catalog every process shares: --catalog dynamodb (the embedded catalog is one process's store)",
-        ),
-        CatalogChoice::Glue { .. } => refuse(
-            "--catalog glue is not supported in cluster mode yet: Glue commits a table and its rejected table one at a time, and the repair of a half-done pair assumes one writer; use --catalog dynamodb, which commits both in one transaction",
+            "needs a catalog every process shares: --catalog dynamodb or --catalog glue (the embedded catalog is one process's store)",
         ),
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use tributary_reader::ShardCheckpoint;
 use tributary_sink::table::{
     Followed, REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, checkpoints_of, rejected_schema,
     rejected_table_name,
@@ -92,16 +93,35 @@ pub(crate) async fn open_table(
     )
     .await
     .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
-    match rejected.follow(scope, &agreed).await {
-        Ok(Followed::InStep) => {}
-        Ok(followed) => {
-            tracing::info!(source = %source.name, ?followed, "the rejected table now follows the rows table's checkpoints")
-        }
-        Err(error) => {
-            return Err(WorkerError::Transient(format!("bringing the rejected table in step with the rows: {error}")));
-        }
+    // In cluster mode each node brings only the shards it claims in step (`claim_shards`).
+    if context.cluster.is_none() {
+        follow_rows(&source.name, &rejected, scope, &agreed, None).await?;
     }
     Ok((Arc::new(table), Arc::new(rejected)))
+}
+
+/// Brings the rejected table in step with the rows table's checkpoints
+/// `agreed` (for the shards of `claimed`, in cluster mode).
+async fn follow_rows(
+    source: &str,
+    rejected: &TableWriter,
+    scope: &str,
+    agreed: &HashMap<String, ShardCheckpoint>,
+    claimed: Option<&HashMap<String, u64>>,
+) -> Result<(), WorkerError> {
+    match rejected.follow(scope, agreed, claimed).await {
+        Ok(Followed::InStep) => Ok(()),
+        Ok(followed) => {
+            tracing::info!(source, ?followed, "the rejected table now follows the rows table's checkpoints");
+            Ok(())
+        }
+        Err(TableError::Fenced { .. }) => Err(WorkerError::LeaseMoved(
+            "bringing the rejected table in step: another process took a shard since".into(),
+        )),
+        Err(error) => {
+            Err(WorkerError::Transient(format!("bringing the rejected table in step with the rows: {error}")))
+        }
+    }
 }
 
 /// Cluster mode, at start-up: records this process's epoch of each shard
@@ -134,6 +154,8 @@ pub(crate) async fn claim_shards(
             .map_err(|error| WorkerError::Transient(format!("taking the table's checkpoints: {error}")))
     })
     .await?;
+    let source = scope.split('@').next().unwrap_or(scope);
+    follow_rows(source, rejected, scope, &claimed.shards, Some(fence)).await?;
     tracing::info!(scope, shards = fence.len(), "claimed the shards in the table");
     Ok(claimed)
 }
@@ -203,7 +225,7 @@ impl Worker<'_> {
             return;
         }
         self.maintained_at = Instant::now();
-        let Output::Table { rows, rejected } = &self.output else { return };
+        let Output::Table { rows, rejected, .. } = &self.output else { return };
         // Compaction decodes and encodes up to 64 MiB of Parquet, and a local
         // warehouse is walked with blocking calls: on a blocking thread, so the
         // API and the other sources keep their runtime threads meanwhile.

@@ -9,7 +9,7 @@
 //! and loses none: on restart, uncommitted files are deleted and reading
 //! resumes after the last committed record of each shard.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use tributary_cluster::Held;
 use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
 use tributary_reader::{
-    ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, SourceMetrics, StartPosition,
+    ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, ShardCheckpoint, SourceMetrics,
+    StartPosition,
 };
-use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, rejected_batch};
+use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, already_rejected, rejected_batch};
 use tributary_sink::{DatasetWriter, Recovered, WATERMARK_METADATA, error_rows, failpoint};
 use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
@@ -106,8 +107,10 @@ pub(crate) enum Output {
     /// Hive-layout Parquet files, committed in the store's manifest.
     Files(Arc<DatasetWriter>),
     /// An Iceberg table, which commits the checkpoints with the rows, and
-    /// the table of its rejected records, committed with it.
-    Table { rows: Arc<TableWriter>, rejected: Arc<TableWriter> },
+    /// the table of its rejected records, committed with it; `through`: how
+    /// far the rejected table already holds each shard's rejections past the
+    /// rows table (after a rows commit that failed behind the rejected one).
+    Table { rows: Arc<TableWriter>, rejected: Arc<TableWriter>, through: HashMap<String, ShardCheckpoint> },
 }
 
 /// A committed version to run.
@@ -276,7 +279,11 @@ pub(crate) async fn run(
                 let claimed = claim_shards(context, &rows, &rejected, &scope, fence).await?;
                 assignment.claimed(&claimed.shards);
             }
-            Output::Table { rows, rejected }
+            let through = rejected
+                .rejected_through(&scope)
+                .await
+                .map_err(|error| WorkerError::Transient(format!("reading the rejected table: {error}")))?;
+            Output::Table { rows, rejected, through }
         }
     };
     let start = match job.version.start_at {
@@ -469,8 +476,18 @@ impl Worker<'_> {
         let now = Utc::now();
         // The rejected table's rows, built before the error-log rows move into the commit.
         let rejected_rows = match &self.output {
-            Output::Table { .. } => {
-                Some(rejected_batch(&rejected, now).map_err(|e| format!("the rejected rows: {e}"))?)
+            Output::Table { through, .. } => {
+                // Already in the rejected table: a batch read again after its rows commit failed.
+                let new: Vec<_> = rejected
+                    .iter()
+                    .filter(|row| {
+                        !through
+                            .get(&row.shard_id)
+                            .is_some_and(|mark| already_rejected(mark, &row.sequence_number, row.sub_sequence))
+                    })
+                    .cloned()
+                    .collect();
+                Some(rejected_batch(&new, now).map_err(|e| format!("the rejected rows: {e}"))?)
             }
             Output::Files(_) => None,
         };
@@ -508,7 +525,7 @@ impl Worker<'_> {
                 })
                 .await?;
             }
-            Output::Table { rows: table, rejected: rejected_table } => {
+            Output::Table { rows: table, rejected: rejected_table, .. } => {
                 // The store records the batch first, remembering what to take back; the table
                 // commit decides whether it happened (the next start settles a crash in between).
                 let (writer, rejected_writer) = (Arc::clone(table), Arc::clone(rejected_table));

@@ -1,6 +1,7 @@
 //! Tables recorded in AWS Glue (moto) over an S3 warehouse (moto): Glue
 //! holds each table as an Iceberg table, replays are refused, and a rejected
-//! table committed ahead of a rows table that never followed is undone.
+//! table committed ahead of a rows table that never followed keeps what it
+//! holds, marked, without rolling back anyone's commit.
 
 mod support;
 
@@ -9,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iceberg::Catalog;
-use support::{SCOPE, SHARD, advance, at, commit_batch, rows, unique};
+use support::{SCOPE, SHARD, advance, at, commit_batch, commit_batch_rejecting, rows, unique};
 use tributary_reader::ShardCheckpoint;
 use tributary_sink::table::{
-    Followed, GlueCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, rejected_schema,
+    Followed, GlueCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, already_rejected, rejected_schema,
 };
 use tributary_source::{AwsSettings, ClientFactory};
 use tributary_store::Store;
@@ -23,7 +24,7 @@ async fn snapshot_ids(writer: &TableWriter) -> (Option<i64>, usize) {
 }
 
 #[tokio::test]
-async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_followed_is_undone() {
+async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_followed_is_kept_and_marked() {
     if !support::moto_is_up(&["GLUE", "S3"]) {
         return;
     }
@@ -79,11 +80,9 @@ async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_follo
     assert_eq!(rejected.checkpoints(SCOPE).await.expect("cp").shards[SHARD], at("10"), "both carry the checkpoints");
     let after_first = snapshot_ids(&rejected).await;
     assert_eq!(after_first.1, 1);
-    // Once the rows table followed, the rejected table keeps no undo (a later divergence
-    // must not roll it back to a snapshot before a batch both tables hold).
-    let undo_key = format!("tributary.undo.{SCOPE}");
+    // No undo is kept: rolling a table back would undo other writers' batches.
     let properties = rejected.load().await.expect("load").metadata().properties().clone();
-    assert!(!properties.contains_key(&undo_key), "{properties:?}");
+    assert!(!properties.keys().any(|key| key.starts_with("tributary.undo.")), "{properties:?}");
 
     // A replay is refused by the table committed first: neither table moves.
     let replay = commit_batch(&table, &rejected, &[1, 2], "100", advance(ShardCheckpoint::default(), "10")).await;
@@ -93,25 +92,41 @@ async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_follo
     // Another writer moves the rows table alone; this writer's next batch then lands in
     // the rejected table (committed first) and is refused by the rows table.
     table.commit(SCOPE, Vec::new(), &[advance(at("10"), "15")], None, None).await.expect("the other writer");
-    let refused = commit_batch(&table, &rejected, &[3], "200", advance(at("10"), "20")).await;
+    let refused = commit_batch(&table, &rejected, &[3], "18", advance(at("10"), "20")).await;
     assert!(matches!(refused, Err(TableError::CheckpointConflict { .. })), "{refused:?}");
     let ahead = snapshot_ids(&rejected).await;
     assert_eq!(ahead.1, 2, "the rejected table took the batch");
     assert_eq!(rejected.checkpoints(SCOPE).await.expect("cp").shards[SHARD], at("20"));
 
-    // Start-up brings it back in step with the rows table: the batch's snapshot is gone.
+    // The shard's owner brings it back in step with the rows table: nothing is rolled back
+    // (another writer may have committed since); its checkpoint returns to the rows table's,
+    // and a mark says how far it already holds the shard's rejections.
     let leader: HashMap<String, ShardCheckpoint> = table.checkpoints(SCOPE).await.expect("cp").shards;
-    let followed = rejected.follow(SCOPE, &leader).await.expect("follow");
-    assert_eq!(followed, Followed::Undone { snapshot_id: ahead.0 });
-    assert_eq!(snapshot_ids(&rejected).await, after_first, "back where the rows table left it");
+    let followed = rejected.follow(SCOPE, &leader, None).await.expect("follow");
+    assert_eq!(followed, Followed::Forwarded { shards: 1 });
+    assert_eq!(snapshot_ids(&rejected).await, ahead, "the batch's rejections stay");
     assert_eq!(rejected.checkpoints(SCOPE).await.expect("cp").shards, leader);
-    assert_eq!(rejected.follow(SCOPE, &leader).await.expect("follow"), Followed::InStep);
+    let through = rejected.rejected_through(SCOPE).await.expect("marks");
+    assert_eq!(through.get(SHARD), Some(&at("20")));
+    assert!(already_rejected(&through[SHARD], "18", None), "record 18 is in the rejected table");
+    assert!(!already_rejected(&through[SHARD], "21", None));
+    assert_eq!(rejected.follow(SCOPE, &leader, None).await.expect("follow"), Followed::InStep);
     let (rows_in_rejected, _) =
         tributary_sink::table::current_rows(&catalog, "orders__rejected", 100).await.expect("read").expect("a table");
-    assert_eq!(rows_in_rejected, 1, "only the first batch's rejection");
+    assert_eq!(rows_in_rejected, 2, "both batches' rejections, once each");
 
-    // The next batch, read again from the rows table's checkpoint, lands in both.
-    commit_batch(&table, &rejected, &[3], "200", advance(at("15"), "20")).await.expect("commit after");
+    // The batch, read again from the rows table's checkpoint, lands in both: its rejection
+    // (record 18) is left out by the worker, as the mark says, so the rejected table gets none.
+    commit_batch_rejecting(&table, &rejected, &[3], None, advance(at("15"), "20")).await.expect("commit after");
+    let (rows_in_rejected, _) =
+        tributary_sink::table::current_rows(&catalog, "orders__rejected", 100).await.expect("read").expect("a table");
+    assert_eq!(rows_in_rejected, 2);
+    // Once the rows table passed the mark, the next bringing in step removes it.
+    assert_eq!(
+        rejected.follow(SCOPE, &table.checkpoints(SCOPE).await.expect("cp").shards, None).await.expect("follow"),
+        Followed::InStep
+    );
+    assert!(rejected.rejected_through(SCOPE).await.expect("marks").is_empty());
     let (rows_in_table, _) =
         tributary_sink::table::current_rows(&catalog, "orders", 100).await.expect("read").expect("a table");
     assert_eq!(rows_in_table, 3);
@@ -124,6 +139,6 @@ async fn glue_holds_the_tables_refuses_replays_and_a_rejected_commit_never_follo
     let other = TableWriter::open(catalog.clone(), "older__rejected", REJECTED_TIMESTAMP, &rejected_schema(), &[])
         .await
         .expect("create");
-    assert_eq!(other.follow(SCOPE, &leader).await.expect("follow"), Followed::CheckpointsSet);
+    assert_eq!(other.follow(SCOPE, &leader, None).await.expect("follow"), Followed::CheckpointsSet);
     assert_eq!(other.checkpoints(SCOPE).await.expect("cp").shards, leader);
 }

@@ -3,9 +3,10 @@
 //!
 //! `tributary.checkpoint.{scope}#{shard}` holds one shard's checkpoint (JSON);
 //! `tributary.max-event-micros.{scope}` the largest event time committed;
-//! `tributary.undo.{scope}`, on a rejected table committed ahead of its rows
-//! table (a catalog that moves one table at a time), the snapshot that was
-//! current before, to return to if the rows table never follows;
+//! `tributary.rejected-through.{scope}#{shard}`, on a rejected table that was
+//! committed ahead of its rows table (a catalog that moves one table at a
+//! time) and brought back in step, how far it already holds that shard's
+//! rejections (the batch read again adds only those past it);
 //! `tributary.epoch.{scope}#{shard}`, in cluster mode, the ownership epoch of
 //! the process that last claimed the shard (the fence every commit checks).
 //! Scopes and shard ids never contain `#` (source, stream and shard names do not allow it).
@@ -17,10 +18,10 @@ use tributary_reader::{RecordPosition, SequenceNumber, ShardCheckpoint};
 
 const CHECKPOINT_PREFIX: &str = "tributary.checkpoint.";
 const MAX_EVENT_PREFIX: &str = "tributary.max-event-micros.";
+/// Written by earlier versions (a single writer's undo); removed where found.
 const UNDO_PREFIX: &str = "tributary.undo.";
+const THROUGH_PREFIX: &str = "tributary.rejected-through.";
 const EPOCH_PREFIX: &str = "tributary.epoch.";
-/// The undo value of a table that had no snapshot.
-const NO_SNAPSHOT: &str = "none";
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -50,22 +51,14 @@ pub(crate) fn max_event_key(scope: &str) -> String {
     format!("{MAX_EVENT_PREFIX}{scope}")
 }
 
-/// The property holding what undoes `scope`'s last commit to a table committed ahead.
+/// The property an earlier version's single-writer undo of `scope` was kept in.
 pub(crate) fn undo_key(scope: &str) -> String {
     format!("{UNDO_PREFIX}{scope}")
 }
 
-/// The snapshot to return to (`None`: the table had none), as a property value.
-pub(crate) fn encode_undo(snapshot_id: Option<i64>) -> String {
-    snapshot_id.map_or_else(|| NO_SNAPSHOT.to_owned(), |id| id.to_string())
-}
-
-/// An undo property value; `Err` for a value this code did not write.
-pub(crate) fn decode_undo(value: &str) -> Result<Option<i64>, String> {
-    if value == NO_SNAPSHOT {
-        return Ok(None);
-    }
-    value.parse().map(Some).map_err(|_| format!("{value:?} is not a snapshot id"))
+/// The property holding how far a rejected table already holds `shard_id`'s rejections in `scope`.
+pub(crate) fn through_key(scope: &str, shard_id: &str) -> String {
+    format!("{THROUGH_PREFIX}{scope}#{shard_id}")
 }
 
 /// A checkpoint as a property value.
@@ -102,10 +95,21 @@ pub(crate) fn checkpoints_in(
     properties: &HashMap<String, String>,
     scope: &str,
 ) -> Result<HashMap<String, ShardCheckpoint>, String> {
-    let prefix = format!("{CHECKPOINT_PREFIX}{scope}#");
+    marks_in(properties, &format!("{CHECKPOINT_PREFIX}{scope}#"))
+}
+
+/// Every shard's rejected-through mark of `scope` in `properties`.
+pub(crate) fn throughs_in(
+    properties: &HashMap<String, String>,
+    scope: &str,
+) -> Result<HashMap<String, ShardCheckpoint>, String> {
+    marks_in(properties, &format!("{THROUGH_PREFIX}{scope}#"))
+}
+
+fn marks_in(properties: &HashMap<String, String>, prefix: &str) -> Result<HashMap<String, ShardCheckpoint>, String> {
     properties
         .iter()
-        .filter_map(|(key, value)| key.strip_prefix(&prefix).map(|shard| (shard, key, value)))
+        .filter_map(|(key, value)| key.strip_prefix(prefix).map(|shard| (shard, key, value)))
         .map(|(shard, key, value)| {
             decode(value)
                 .map(|checkpoint| (shard.to_owned(), checkpoint))

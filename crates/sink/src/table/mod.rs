@@ -43,7 +43,7 @@ use tributary_store::ManifestFile;
 
 pub use catalog::{NAMESPACE, TableCatalog, is_table_name};
 pub use dynamo::{DEFAULT_DYNAMODB_CATALOG_TABLE, DynamoCatalog};
-pub use follow::Followed;
+pub use follow::{Followed, already_rejected};
 pub use glue::GlueCatalog;
 pub use inspect::{TableSummary, checkpoints_of, current_rows, summaries, summary};
 pub use maintenance::{Maintained, Maintenance};
@@ -457,42 +457,25 @@ impl TableWriter {
         let Some((rejected, rejected_files)) = also else {
             return self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await;
         };
-        // The rejected table carries the batch's checkpoints too, so that it can
-        // be checked (and, below, undone) on its own.
+        // The rejected table carries the batch's checkpoints too, so that it can be checked on its own.
         if self.catalog.commits_tables_together() {
             let also = Also { table: rejected, files: rejected_files };
             return self.commit_attempts(files, max_event_micros, &batch, Pairing::Together(also)).await;
         }
-        // A catalog that moves one table at a time: the rejected table first,
-        // naming the snapshot to return to; start-up undoes it (`follow`) if
-        // the rows table, which is the truth, never followed.
-        rejected.commit_attempts(rejected_files, None, &batch, Pairing::Ahead).await.map_err(|error| match error {
+        // A catalog that moves one table at a time: the rejected table first. If the
+        // rows table (the truth) then refuses or never gets the batch, the rejected
+        // table is ahead: the shard's owner brings it back in step (`follow`), keeping
+        // what it holds, and the batch read again adds only the rejections past it.
+        let carries_files = !files.is_empty() || !rejected_files.is_empty();
+        rejected.commit_attempts(rejected_files, None, &batch, Pairing::Single).await.map_err(|error| match error {
             TableError::Iceberg(message) => TableError::Iceberg(format!("the rejected table: {message}")),
             other => other,
         })?;
-        crate::failpoint("between-table-commits");
-        let landed = self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await?;
-        // The rows table followed: the undo would now roll back a batch both tables hold.
-        rejected.clear_undo(scope).await.map_err(|error| match error {
-            TableError::Iceberg(message) => TableError::Iceberg(format!("the rejected table's undo: {message}")),
-            other => other,
-        })?;
-        Ok(landed)
-    }
-
-    /// Removes `scope`'s undo from this table, if it has one: the commit it
-    /// would undo is matched by the rows table's.
-    pub(crate) async fn clear_undo(&self, scope: &str) -> Result<(), TableError> {
-        let undo = checkpoints::undo_key(scope);
-        let table = self.load().await?;
-        if !table.metadata().properties().contains_key(&undo) {
-            return Ok(());
+        // Between a batch's two commits (not a claim's, which carry no files).
+        if carries_files {
+            crate::failpoint("between-table-commits");
         }
-        let base_location = table.metadata_location_result()?.to_owned();
-        let metadata =
-            table.metadata().clone().into_builder(Some(base_location)).remove_properties(&[undo])?.build()?.metadata;
-        self.catalog.replace_metadata(&table, metadata).await?;
-        Ok(())
+        self.commit_attempts(files, max_event_micros, &batch, Pairing::Single).await
     }
 
     /// The optimistic commit of `files` (and this table's largest event time)
@@ -522,6 +505,7 @@ impl TableWriter {
             },
             _ => error.into(),
         };
+        // An earlier version's single-writer undo: it would roll back other writers' batches.
         let undo = checkpoints::undo_key(scope);
         let mut attempt = 0;
         loop {
@@ -534,12 +518,8 @@ impl TableWriter {
                 let max_event = stored.map_or(max_event, |stored| stored.max(max_event));
                 properties.insert(checkpoints::max_event_key(scope), max_event.to_string());
             }
-            let mut removals = Vec::new();
-            if matches!(pairing, Pairing::Ahead) {
-                properties.insert(undo.clone(), checkpoints::encode_undo(table.metadata().current_snapshot_id()));
-            } else if table.metadata().properties().contains_key(&undo) {
-                removals.push(undo.clone());
-            }
+            let removals: Vec<String> =
+                table.metadata().properties().contains_key(&undo).then(|| undo.clone()).into_iter().collect();
             transact(&table, files.clone(), properties, removals)?.commit(&staging).await.map_err(conflict)?;
             if let Pairing::Together(also) = &pairing {
                 let other = also.table.load().await?;
@@ -565,8 +545,6 @@ enum Pairing<'a> {
     Single,
     /// Both move in one catalog commit.
     Together(Also<'a>),
-    /// The other table's commit follows this one; this one names the snapshot to return to.
-    Ahead,
 }
 
 /// What every table a batch moves is committed with.

@@ -81,8 +81,20 @@ pub async fn commit_batch(
     rejected_sequence: &str,
     advance: ShardAdvance,
 ) -> Result<(), TableError> {
+    commit_batch_rejecting(table, rejected, ids, Some(rejected_sequence), advance).await
+}
+
+/// [`commit_batch`], with the rejection of record `rejected_sequence`, or none.
+pub async fn commit_batch_rejecting(
+    table: &TableWriter,
+    rejected: &TableWriter,
+    ids: &[i64],
+    rejected_sequence: Option<&str>,
+    advance: ShardAdvance,
+) -> Result<(), TableError> {
     let files = table.write(&rows(ids), &[])?;
-    let rejected_rows = rejected_batch(&[rejection(rejected_sequence)], Utc::now()).expect("rejected rows");
+    let rejections: Vec<_> = rejected_sequence.into_iter().map(rejection).collect();
+    let rejected_rows = rejected_batch(&rejections, Utc::now()).expect("rejected rows");
     let rejected_files = rejected.write(&rejected_rows, &[])?;
     table.upload(&files).await?;
     rejected.upload(&rejected_files).await?;
