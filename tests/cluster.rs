@@ -246,6 +246,27 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     assert_eq!(distinct.len(), rejected.len(), "each once");
     assert!(rejected.iter().all(|row| row.ends_with("/TYPE_MISMATCH")), "{rejected:?}");
 
+    // The rejected table is the error log every node answers from (each node's own log holds only its rejections).
+    let errors = d.errors("clustered");
+    let listed: BTreeSet<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}/{}",
+                e["shard_id"].as_str().unwrap_or(""),
+                e["sequence_number"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        (errors.len(), listed),
+        (rejected.len(), distinct.iter().map(|r| (*r).to_owned()).collect()),
+        "tributary errors from node d"
+    );
+    let printed = stdout(&tributary(&["errors", "clustered", "--limit", "5", "--server", &a.url()], &[]));
+    assert!(printed.contains("TYPE_MISMATCH"), "{printed}");
+
     // Status from any node: every shard's owner, address, epoch and checkpoint; the nodes.
     let status = d.get("/api/v1/sources/clustered/status");
     let shards = status["shards"].as_array().expect("shards");

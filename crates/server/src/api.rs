@@ -33,7 +33,7 @@ use crate::worker::checkpoint_scope;
 
 const PROTOBUF: &str = "application/x-protobuf";
 /// Largest sum of payloads and messages in one `/errors` answer.
-const ERRORS_ANSWER_BYTES: usize = 4 << 20;
+pub(crate) const ERRORS_ANSWER_BYTES: usize = 4 << 20;
 
 /// The API's routes over `state`.
 pub fn router(state: AppState) -> Router {
@@ -89,7 +89,7 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
 }
 
-fn time(at: DateTime<Utc>) -> String {
+pub(crate) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -593,10 +593,10 @@ fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiEr
 }
 
 #[derive(Debug, Deserialize)]
-struct ErrorParams {
-    limit: Option<u32>,
-    before: Option<i64>,
-    reason: Option<String>,
+pub(crate) struct ErrorParams {
+    pub(crate) limit: Option<u32>,
+    pub(crate) before: Option<i64>,
+    pub(crate) reason: Option<String>,
 }
 
 /// A payload as text when it is UTF-8, else base64.
@@ -639,10 +639,17 @@ async fn source_errors(
     Path(name): Path<String>,
     Query(params): Query<ErrorParams>,
 ) -> Result<Json<Value>, ApiError> {
+    // In cluster mode the rejected table is the error log every node shares.
+    if state.supervisor.cluster().is_some() {
+        let reading = state.clone();
+        let summary = off_runtime(move || Ok(reading.store.source(&name)?)).await?;
+        let Some(summary) = summary else { return Err(ApiError::not_found("no such source")) };
+        return crate::cluster_api::shared_errors(&state, &summary.current, params).await;
+    }
     off_runtime(move || source_errors_now(state, name, params)).await
 }
 
-fn readable_payload(payload: &[u8]) -> (Value, &'static str) {
+pub(crate) fn readable_payload(payload: &[u8]) -> (Value, &'static str) {
     match std::str::from_utf8(payload) {
         Ok(text) => (Value::String(text.to_owned()), "utf8"),
         Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(payload)), "base64"),

@@ -84,6 +84,79 @@ pub(crate) async fn add_leases(state: &AppState, name: &str, body: &mut Value) -
     Ok(())
 }
 
+/// A decimal sequence number's order: longer is larger, then digit by digit.
+fn sequence_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Cluster mode's `/errors`: the source's rejected table, the error log every
+/// node shares (a node's own log holds only what it rejected), newest batch
+/// first. Pages end at a batch's edge; `before` and `next_before` are
+/// rejection times in microseconds. The current snapshot is read whole.
+pub(crate) async fn shared_errors(
+    state: &AppState,
+    version: &tributary_store::StoredVersion,
+    params: crate::api::ErrorParams,
+) -> Result<Json<Value>, ApiError> {
+    let source = crate::supervisor::stored_source(version, state.supervisor.secret_policy())
+        .map_err(|error| ApiError::BadRequest(format!("the source's definition: {error}")))?;
+    let table = tributary_sink::table::rejected_table_name(&source.dataset.name);
+    let read = tributary_sink::table::current_rows(state.supervisor.catalog(), &table, usize::MAX)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("reading {table}: {error}")))?;
+    let batches = read.map(|(_, batches)| batches).unwrap_or_default();
+    let mut rows = tributary_sink::table::rejected_rows(&batches).map_err(ApiError::internal)?;
+    rows.retain(|rejected| {
+        params.reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason)
+            && params.before.is_none_or(|before| rejected.rejected_at.timestamp_micros() < before)
+    });
+    rows.sort_by(|a, b| {
+        b.rejected_at
+            .cmp(&a.rejected_at)
+            .then_with(|| b.row.shard_id.cmp(&a.row.shard_id))
+            .then_with(|| sequence_order(&b.row.sequence_number, &a.row.sequence_number))
+            .then_with(|| b.row.sub_sequence.cmp(&a.row.sub_sequence))
+    });
+    let limit = params.limit.unwrap_or(50).clamp(1, 1000) as usize;
+    let mut budget = crate::api::ERRORS_ANSWER_BYTES;
+    let mut end = 0;
+    // Whole batches (one rejection time) per page, so the cursor skips nothing.
+    while end < rows.len() && end < limit && budget > 0 {
+        let at = rows[end].rejected_at;
+        while end < rows.len() && rows[end].rejected_at == at {
+            budget = budget.saturating_sub(rows[end].row.payload.len() * 4 / 3 + rows[end].row.message.len() + 512);
+            end += 1;
+        }
+    }
+    let more = end < rows.len();
+    rows.truncate(end);
+    let next_before = more.then(|| rows.last().map(|row| row.rejected_at.timestamp_micros())).flatten();
+    let errors: Vec<Value> = rows
+        .into_iter()
+        .map(|rejected| {
+            let row = rejected.row;
+            let (payload, encoding) = crate::api::readable_payload(&row.payload);
+            json!({
+                "id": null,
+                "version": null,
+                "shard_id": row.shard_id,
+                "sequence_number": row.sequence_number,
+                "sub_sequence": row.sub_sequence,
+                "arrival_time": crate::api::time(row.arrival_time),
+                "rejected_at": crate::api::time(rejected.rejected_at),
+                "reason": row.reason,
+                "field": row.field,
+                "message": row.message,
+                "payload": payload,
+                "payload_encoding": encoding,
+                "payload_length": row.payload_length,
+                "payload_truncated": (row.payload.len() as u64) < row.payload_length,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "errors": errors, "next_before": next_before, "from": table })))
+}
+
 /// `GET /api/v1/cluster`: the cluster's nodes (404 outside cluster mode).
 pub(crate) async fn show_cluster(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let Some(cluster) = state.supervisor.cluster() else {

@@ -48,7 +48,9 @@ pub use glue::GlueCatalog;
 pub use inspect::{TableSummary, checkpoints_of, current_rows, summaries, summary};
 pub use maintenance::{Maintained, Maintenance};
 pub use owner::WarehouseClaim;
-pub use rejected::{REJECTED_TIMESTAMP, rejected_batch, rejected_schema, rejected_table_name};
+pub use rejected::{
+    REJECTED_TIMESTAMP, RejectedRow, rejected_batch, rejected_rows, rejected_schema, rejected_table_name,
+};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
 use crate::SinkError;
