@@ -422,3 +422,30 @@ fn with_glue_one_node_at_a_time_a_crash_between_the_two_commits_repeats_nothing(
     assert_eq!(distinct.len(), rejected.len(), "each once");
     assert!(c.stop());
 }
+
+/// A bounded source finishes once every shard is done, wherever it is read:
+/// each node says so in its leases, and the node that finds every shard done
+/// records the finish in the cluster's definitions, which every node follows.
+#[test]
+fn a_bounded_source_finishes_on_every_node_once_every_shard_is_done() {
+    const RECORDS: usize = 400;
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("bounded"), 4, true));
+    rt.block_on(put_indexed(&kinesis_client(&emulators.kinesis), &stream_arn, 0..RECORDS, payload));
+    let cluster = ClusterSetup::new(&emulators);
+    let (x, y) = (cluster.node("node-x", &[]), cluster.node("node-y", &[]));
+    let file = definition(cluster.root.path(), "once", &stream_arn);
+    let text = std::fs::read_to_string(&file).expect("definition");
+    std::fs::write(&file, text.replace("    dataset:\n", "    bounded: true\n    idleness: 2s\n    dataset:\n"))
+        .expect("write");
+    let committed = tributary(&["commit", &file.to_string_lossy(), "--server", &x.url()], &[]);
+    assert!(committed.status.success(), "{}", String::from_utf8_lossy(&committed.stderr));
+    for node in [&x, &y] {
+        let status = node.wait_for_state("once", "finished", Duration::from_secs(90));
+        assert!(status["finished_because"].as_str().is_some_and(|why| why.contains("bounded")), "{status:#}");
+    }
+    let read = pyiceberg(cluster.table("once_rows"), None).expect("pyiceberg (CI sets its Python)");
+    assert_eq!(ids(&read), valid_ids(0..RECORDS), "every valid record exactly once");
+    assert!(x.stop() && y.stop());
+}

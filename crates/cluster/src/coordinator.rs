@@ -129,6 +129,13 @@ impl Coordinator {
         self.reports.send_modify(|reports| reports.extend(progress));
     }
 
+    /// Sets `done` in what the next renewals publish of every shard reported.
+    pub fn mark_done(&self, done: Option<String>) {
+        self.reports.send_modify(|reports| {
+            reports.values_mut().for_each(|progress| progress.report.done.clone_from(&done));
+        });
+    }
+
     /// What this process holds now, and every change to it.
     pub fn held(&self) -> watch::Receiver<Held> {
         self.held.clone()

@@ -27,6 +27,7 @@ const START_AT: &str = "startAtMicros";
 const COMMITTED_AT: &str = "committedAtMicros";
 const MESSAGE: &str = "message";
 const DELETED: &str = "deleted";
+const FINISHED_BECAUSE: &str = "finishedBecause";
 
 /// How many times a commit takes the next version number after losing a race.
 const APPEND_ATTEMPTS: usize = 5;
@@ -50,6 +51,9 @@ pub struct SharedVersion {
     pub message: String,
     /// This version deletes the source (stop and archive).
     pub deleted: bool,
+    /// Why this version finished (a bounded source idle, `until` passed on
+    /// every shard), once a node found every shard done: no node runs it again.
+    pub finished_because: Option<String>,
 }
 
 impl SharedVersion {
@@ -65,6 +69,9 @@ impl SharedVersion {
         ]);
         if let Some(start_at) = self.start_at_micros {
             item.insert(START_AT.to_owned(), AttributeValue::N(start_at.to_string()));
+        }
+        if let Some(because) = &self.finished_because {
+            item.insert(FINISHED_BECAUSE.to_owned(), AttributeValue::S(because.clone()));
         }
         item
     }
@@ -94,6 +101,7 @@ impl SharedVersion {
             committed_at_micros: number(COMMITTED_AT)?.unwrap_or(0),
             message: text(MESSAGE).unwrap_or_default(),
             deleted: matches!(item.get(DELETED), Some(AttributeValue::Bool(true))),
+            finished_because: text(FINISHED_BECAUSE),
             source,
         })
     }
@@ -182,6 +190,32 @@ impl DefinitionsTable {
         Err(ClusterError::Conflict { source_name: draft.source.clone(), version })
     }
 
+    /// Records that `version` of `source` finished, and why (the first
+    /// node's reason stays). `false` when it was recorded already.
+    pub async fn finish(&self, source: &str, version: u64, because: &str) -> Result<bool, ClusterError> {
+        let table = &self.table;
+        let updated = table
+            .client
+            .update_item()
+            .table_name(&table.name)
+            .key(SOURCE, AttributeValue::S(source.to_owned()))
+            .key(VERSION, AttributeValue::N(version.to_string()))
+            .update_expression("SET #finished = :because")
+            .condition_expression("attribute_exists(#source) AND attribute_not_exists(#finished)")
+            .expression_attribute_names("#finished", FINISHED_BECAUSE)
+            .expression_attribute_names("#source", SOURCE)
+            .expression_attribute_values(":because", AttributeValue::S(because.to_owned()))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(table.failed("UpdateItem", &error).into()),
+        }
+    }
+
     /// The newest version of `source`, read consistently.
     pub async fn latest(&self, source: &str) -> Result<Option<SharedVersion>, ClusterError> {
         self.table.query(None, SOURCE, source, true).await?.first().map(|item| self.parse(item)).transpose()
@@ -219,6 +253,7 @@ mod tests {
             committed_at_micros: 2,
             message: "m".to_owned(),
             deleted,
+            finished_because: None,
         }
     }
 
@@ -226,7 +261,12 @@ mod tests {
     fn a_version_round_trips_through_its_item() {
         let stored = version("orders", 3, false);
         assert_eq!(SharedVersion::from_item(&stored.to_item()), Ok(stored));
-        let no_start = SharedVersion { start_at_micros: None, deleted: true, ..version("orders", 4, true) };
+        let no_start = SharedVersion {
+            start_at_micros: None,
+            deleted: true,
+            finished_because: Some("bounded: idle".into()),
+            ..version("orders", 4, true)
+        };
         assert_eq!(SharedVersion::from_item(&no_start.to_item()), Ok(no_start));
     }
 

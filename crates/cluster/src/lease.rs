@@ -31,6 +31,7 @@ pub(crate) const EPOCH: &str = "tributaryEpoch";
 pub(crate) const LAG_MILLIS: &str = "tributaryLagMillis";
 pub(crate) const RECORDS_PER_SECOND: &str = "tributaryRecordsPerSecond";
 pub(crate) const OWNER_ADDRESS: &str = "tributaryOwnerAddress";
+pub(crate) const DONE: &str = "tributaryDone";
 /// KCL 3.5's single-table format marks each row's kind; leases are `LEASE`.
 pub(crate) const ENTITY_TYPE: &str = "entityType";
 
@@ -90,6 +91,9 @@ pub struct LeaseReport {
     pub records_per_second: u64,
     /// The owner's API address, where status for the shard is answered.
     pub owner_address: String,
+    /// Why the owner has read all it will of the shard (a bounded source idle,
+    /// `until` passed), if it has: the source ends when every shard says so.
+    pub done: Option<String>,
 }
 
 /// A shard as the stream lists it, for creating its lease.
@@ -174,6 +178,9 @@ impl Lease {
             item.insert(LAG_MILLIS.to_owned(), number(report.lag_millis));
             item.insert(RECORDS_PER_SECOND.to_owned(), number(report.records_per_second));
             item.insert(OWNER_ADDRESS.to_owned(), AttributeValue::S(report.owner_address.clone()));
+            if let Some(done) = &report.done {
+                item.insert(DONE.to_owned(), AttributeValue::S(done.clone()));
+            }
         }
         item
     }
@@ -213,7 +220,7 @@ impl Lease {
         };
         let report = match (number_of(LAG_MILLIS)?, number_of(RECORDS_PER_SECOND)?, string(OWNER_ADDRESS)?) {
             (Some(lag_millis), Some(records_per_second), Some(owner_address)) => {
-                Some(LeaseReport { lag_millis, records_per_second, owner_address })
+                Some(LeaseReport { lag_millis, records_per_second, owner_address, done: string(DONE)? })
             }
             _ => None,
         };
@@ -256,8 +263,12 @@ mod tests {
         lease.checkpoint = LeaseCheckpoint::Sequence { sequence_number: "4959".into(), sub_sequence: 3 };
         lease.counter = 12;
         lease.epoch = 4;
-        lease.report =
-            Some(LeaseReport { lag_millis: 250, records_per_second: 900, owner_address: "10.0.0.5:7878".into() });
+        lease.report = Some(LeaseReport {
+            lag_millis: 250,
+            records_per_second: 900,
+            owner_address: "10.0.0.5:7878".into(),
+            done: Some("bounded".into()),
+        });
         assert_eq!(Lease::from_item(&lease.to_item()), Ok(lease));
     }
 

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::lease::{
-    CHECKPOINT, CHILDREN, COUNTER, ENTITY_TYPE, EPOCH, KEY, LAG_MILLIS, OWNER, OWNER_ADDRESS, OWNER_SWITCHES,
+    CHECKPOINT, CHILDREN, COUNTER, DONE, ENTITY_TYPE, EPOCH, KEY, LAG_MILLIS, OWNER, OWNER_ADDRESS, OWNER_SWITCHES,
     RECORDS_PER_SECOND, SUB_SEQUENCE, number,
 };
 use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
@@ -208,13 +208,25 @@ impl LeaseTable {
         let mut values = vec![(":counter", number(held.counter)), (":one", number(1)), (":me", self.mine())];
         let mut update = "SET #counter = #counter + :one".to_owned();
         if let Some(report) = report {
-            names.extend([("#lag", LAG_MILLIS), ("#rate", RECORDS_PER_SECOND), ("#address", OWNER_ADDRESS)]);
+            names.extend([
+                ("#lag", LAG_MILLIS),
+                ("#rate", RECORDS_PER_SECOND),
+                ("#address", OWNER_ADDRESS),
+                ("#done", DONE),
+            ]);
             values.extend([
                 (":lag", number(report.lag_millis)),
                 (":rate", number(report.records_per_second)),
                 (":address", AttributeValue::S(report.owner_address.clone())),
             ]);
             update.push_str(", #lag = :lag, #rate = :rate, #address = :address");
+            match &report.done {
+                Some(done) => {
+                    values.push((":done", AttributeValue::S(done.clone())));
+                    update.push_str(", #done = :done");
+                }
+                None => update.push_str(" REMOVE #done"),
+            }
         }
         match self.update(&held.key, &update, "#counter = :counter AND #owner = :me", &names, values).await? {
             Some(lease) => Ok(lease),
@@ -246,6 +258,7 @@ impl LeaseTable {
             ("#lag", LAG_MILLIS),
             ("#rate", RECORDS_PER_SECOND),
             ("#address", OWNER_ADDRESS),
+            ("#done", DONE),
         ];
         let mut values = vec![
             (":observed", number(observed.counter)),
@@ -260,7 +273,7 @@ impl LeaseTable {
         let update = "SET #owner = :me, #counter = #counter + :one, \
                       #switches = if_not_exists(#switches, :zero) + :switch, \
                       #epoch = if_not_exists(#epoch, :zero) + :one \
-                      REMOVE checkpointOwner, #lag, #rate, #address";
+                      REMOVE checkpointOwner, #lag, #rate, #address, #done";
         match self.update(&observed.key, update, condition, &names, values).await? {
             Some(lease) => Ok(lease),
             None => Err(ClusterError::Lost { key: observed.key.clone() }),

@@ -60,7 +60,8 @@ async fn shards_spread_evenly_and_move_on_shutdown_and_on_a_crash() {
     assert!(epochs.iter().all(|epoch| *epoch >= 1), "every take raised the epoch: {epochs:?}");
 
     // What a's worker says of its shards reaches the table with the next renewals, for every node to read.
-    let report = LeaseReport { lag_millis: 1200, records_per_second: 850, owner_address: "127.0.0.1:7001".into() };
+    let report =
+        LeaseReport { lag_millis: 1200, records_per_second: 850, owner_address: "127.0.0.1:7001".into(), done: None };
     let a_shards: Vec<String> = a.held().borrow().keys().cloned().collect();
     let progress = ShardProgress { report: report.clone(), checkpoint: None };
     a.report(a_shards.iter().map(|shard| (shard.clone(), progress.clone())).collect());
@@ -127,7 +128,8 @@ async fn checkpoints_are_mirrored_and_a_finished_shard_hands_on_to_its_child() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!a.held().borrow().contains_key(child), "a child waits for its parent's SHARD_END");
-    let report = LeaseReport { lag_millis: 0, records_per_second: 0, owner_address: "127.0.0.1:7001".into() };
+    let report =
+        LeaseReport { lag_millis: 0, records_per_second: 0, owner_address: "127.0.0.1:7001".into(), done: None };
     let at = LeaseCheckpoint::Sequence {
         sequence_number: "49590338271490256608559692538361571095921575989136588802".into(),
         sub_sequence: 2,

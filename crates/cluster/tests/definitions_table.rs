@@ -19,6 +19,7 @@ fn draft(source: &str, message: &str, deleted: bool) -> SharedVersion {
         committed_at_micros: 1_765_000_000_000_000,
         message: message.to_owned(),
         deleted,
+        finished_because: None,
     }
 }
 
@@ -67,6 +68,12 @@ async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
     assert_eq!(changes(&running, &heads), [Change::Run(history[history.len() - 1].clone())]);
     let running = HashMap::from([("orders".to_owned(), head)]);
     assert!(changes(&running, &nodes[1].heads().await.expect("heads")).is_empty());
+    // A node that found every shard done records it once; every node reads it with the heads.
+    assert!(nodes[2].finish("orders", head, "bounded: no new record for 1s").await.expect("finish"));
+    assert!(!nodes[0].finish("orders", head, "another reason").await.expect("finish again"), "the first reason stays");
+    let finished = nodes[1].heads().await.expect("heads")["orders"].finished_because.clone();
+    assert_eq!(finished.as_deref(), Some("bounded: no new record for 1s"));
+    assert!(!nodes[0].finish("orders", head + 7, "no such version").await.expect("finish"), "nothing is created");
     let deleted = nodes[0].append(&draft("orders", "delete", true)).await.expect("delete");
     assert_eq!(deleted.version, head + 1);
     assert_eq!(changes(&running, &nodes[2].heads().await.expect("heads")), [Change::Stop("orders".to_owned())]);

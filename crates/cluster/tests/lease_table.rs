@@ -158,7 +158,8 @@ async fn every_write_is_conditional_the_way_kcls_are() {
     let held = a.renew(&held).await.expect("renew");
     assert_eq!(a.renew(&before).await.expect("the retried renewal"), held);
     // A renewal may publish how the shard's reading goes (attributes KCL ignores).
-    let report = LeaseReport { lag_millis: 40, records_per_second: 1000, owner_address: "127.0.0.1:7001".into() };
+    let report =
+        LeaseReport { lag_millis: 40, records_per_second: 1000, owner_address: "127.0.0.1:7001".into(), done: None };
     let held = a.renew_reporting(&held, Some(&report)).await.expect("renew with a report");
     assert_eq!(held.report.as_ref(), Some(&report));
 

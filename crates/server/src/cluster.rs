@@ -77,6 +77,7 @@ fn to_shared(version: &NewVersion, message: &str, now: DateTime<Utc>, deleted: b
         committed_at_micros: now.timestamp_micros(),
         message: message.to_owned(),
         deleted,
+        finished_because: None,
     }
 }
 
@@ -89,7 +90,7 @@ fn to_stored(shared: &SharedVersion) -> StoredVersion {
         start_at: shared.start_at_micros.and_then(DateTime::from_timestamp_micros),
         committed_at: DateTime::from_timestamp_micros(shared.committed_at_micros).unwrap_or_default(),
         message: shared.message.clone(),
-        finished_because: None,
+        finished_because: shared.finished_because.clone(),
     }
 }
 
@@ -177,16 +178,33 @@ impl Cluster {
             .filter(|summary| summary.deleted_at.is_none())
             .map(|summary| (summary.name.clone(), summary.current.version))
             .collect();
-        let found = changes(&running, &heads);
+        let mut found = changes(&running, &heads);
+        // A version this node runs that another node found finished: run it as finished (it stops).
+        for summary in summaries.iter().filter(|summary| summary.deleted_at.is_none()) {
+            let Some(head) = heads.get(&summary.name) else { continue };
+            if head.version == summary.current.version
+                && head.finished_because.is_some()
+                && summary.current.finished_because.is_none()
+            {
+                found.push(Change::Run(head.clone()));
+            }
+        }
         for change in &found {
             match change {
                 Change::Run(shared) => {
                     let version = to_stored(shared);
                     let adopting = (Arc::clone(store), version.clone());
-                    tokio::task::spawn_blocking(move || adopting.0.adopt_version(&adopting.1))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
+                    tokio::task::spawn_blocking(move || {
+                        let (store, version) = adopting;
+                        store.adopt_version(&version)?;
+                        match &version.finished_because {
+                            Some(because) => store.mark_finished(&version.source, version.version, because, Utc::now()),
+                            None => Ok(()),
+                        }
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
                     if let Some(supervisor) = supervisor {
                         tracing::info!(source = %version.source, version = version.version, "running the cluster's new version");
                         supervisor.apply(version).await;
@@ -207,6 +225,11 @@ impl Cluster {
             }
         }
         Ok(found.len())
+    }
+
+    /// Records in the shared definitions that `version` finished (every node stops it at its next poll).
+    pub(crate) async fn finish(&self, version: &StoredVersion, because: &str) -> Result<(), ClusterError> {
+        self.definitions.finish(&version.source, version.version, because).await.map(drop)
     }
 
     /// Rewrites this node's row (address, shards held, heartbeat).

@@ -12,6 +12,8 @@ use tributary_source::Source;
 
 /// How often a source with an end is checked between batches.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// The shortest wait between two checks without a batch.
+const MIN_CHECK_GAP: Duration = Duration::from_millis(200);
 /// A caught-up shard counts as past `until` only this long after it: shards
 /// are polled at least every few seconds, so its last answer came after `until`.
 const CAUGHT_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
@@ -55,7 +57,10 @@ impl FinishWatch {
 
     /// When to check next without a batch; `None` for a source without an end.
     pub(crate) fn next_check(&self) -> Option<Instant> {
-        let idle_end = self.idleness.map(|idleness| self.last_record + idleness);
+        // Never sooner than this: an idle end already passed whose source is not
+        // finished yet (a shard still behind, or other nodes' shards) is not checked in a spin.
+        let soonest = Instant::now() + MIN_CHECK_GAP;
+        let idle_end = self.idleness.map(|idleness| (self.last_record + idleness).max(soonest));
         let until_check = self.until.map(|_| Instant::now() + CHECK_EVERY);
         match (idle_end, until_check) {
             (Some(a), Some(b)) => Some(a.min(b)),

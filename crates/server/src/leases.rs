@@ -119,6 +119,8 @@ pub(crate) enum Assignment {
         epochs: HashMap<String, u64>,
         /// Each shard's record count at the last commit, for its rate.
         read_at: HashMap<String, (u64, Instant)>,
+        /// Why this worker has read all it will of its shards, if it has.
+        done: Option<String>,
     },
 }
 
@@ -129,7 +131,7 @@ impl Assignment {
         let epochs: HashMap<String, u64> =
             held.borrow_and_update().iter().map(|(shard, epoch)| (shard.clone(), *epoch)).collect();
         leases.coordinator.report(Default::default());
-        Assignment::Leased { leases, held, epochs, read_at: HashMap::new() }
+        Assignment::Leased { leases, held, epochs, read_at: HashMap::new(), done: None }
     }
 
     /// The shards to read: `None` for every shard.
@@ -172,6 +174,24 @@ impl Assignment {
         }
     }
 
+    /// Cluster mode: says (with the next renewals) whether this worker has read
+    /// all it will of its shards (`done`: why); `true` once every shard of the
+    /// source is done, wherever it is read, so the source is finished.
+    pub(crate) fn done_everywhere(&mut self, now_done: Option<String>) -> bool {
+        let Assignment::Leased { leases, done, .. } = self else { return now_done.is_some() };
+        if *done != now_done {
+            leases.coordinator.mark_done(now_done.clone());
+            *done = now_done;
+        }
+        let view = leases.view();
+        let open: Vec<_> =
+            view.leases.iter().filter(|(lease, _)| lease.checkpoint != LeaseCheckpoint::ShardEnd).collect();
+        !open.is_empty()
+            && open
+                .iter()
+                .all(|(lease, _)| lease.owner.is_some() && lease.report.as_ref().is_some_and(|r| r.done.is_some()))
+    }
+
     /// Whether what `held` says now is not what the worker started with.
     pub(crate) fn moved(&self, held: &Option<watch::Receiver<Held>>) -> bool {
         match (self, held) {
@@ -186,12 +206,16 @@ impl Assignment {
     /// After the claim: each held shard's checkpoint in the table, and this
     /// node's address, go to the lease table with the next renewals.
     pub(crate) fn claimed(&mut self, checkpoints: &HashMap<String, ShardCheckpoint>) {
-        let Assignment::Leased { leases, epochs, .. } = self else { return };
+        let Assignment::Leased { leases, epochs, done, .. } = self else { return };
         let progress = epochs
             .keys()
             .map(|shard| {
-                let report =
-                    LeaseReport { lag_millis: 0, records_per_second: 0, owner_address: leases.advertise.clone() };
+                let report = LeaseReport {
+                    lag_millis: 0,
+                    records_per_second: 0,
+                    owner_address: leases.advertise.clone(),
+                    done: done.clone(),
+                };
                 let checkpoint = checkpoints.get(shard).and_then(lease_checkpoint);
                 (shard.clone(), ShardProgress { report, checkpoint })
             })
@@ -202,7 +226,7 @@ impl Assignment {
     /// After a commit: the committed checkpoints and the shards' lag go to
     /// the lease table with the next renewals.
     pub(crate) fn committed(&mut self, advances: &[ShardAdvance], metrics: &SourceMetrics) {
-        let Assignment::Leased { leases, read_at, .. } = self else { return };
+        let Assignment::Leased { leases, read_at, done, .. } = self else { return };
         let shards = metrics.snapshot();
         let now = Instant::now();
         let progress = advances
@@ -220,6 +244,7 @@ impl Assignment {
                     lag_millis: shard.map_or(0, |shard| u64::try_from(shard.millis_behind_latest).unwrap_or(0)),
                     records_per_second: rate,
                     owner_address: leases.advertise.clone(),
+                    done: done.clone(),
                 };
                 let progress = ShardProgress { report, checkpoint: lease_checkpoint(&advance.to) };
                 (advance.shard_id.clone(), progress)

@@ -335,12 +335,22 @@ impl Worker<'_> {
     ) -> Result<Ended, WorkerError> {
         loop {
             // Only for a source with an end: the shard snapshot is not free, and this runs per batch.
-            if self.finish.has_end()
-                && let Some(reason) = self.finish.finished(&reader.metrics().snapshot(), Utc::now())
-            {
-                self.flush().await?;
-                tracing::info!(source = %self.job.source.name, %reason, "the source is finished");
-                return Ok(Ended::Finished(reason));
+            if self.finish.has_end() {
+                let done_here = self.finish.finished(&reader.metrics().snapshot(), Utc::now());
+                // In cluster mode, finished once every shard is done wherever it is read.
+                if self.assignment.done_everywhere(done_here.clone()) {
+                    let reason = done_here.unwrap_or_else(|| "every shard of the source is done".to_owned());
+                    self.flush().await?;
+                    if let Some(cluster) = &self.context.cluster {
+                        cluster.finish(&self.job.version, &reason).await.map_err(|error| {
+                            WorkerError::Transient(format!(
+                                "recording in the cluster that the source finished: {error}"
+                            ))
+                        })?;
+                    }
+                    tracing::info!(source = %self.job.source.name, %reason, "the source is finished");
+                    return Ok(Ended::Finished(reason));
+                }
             }
             let deadline = self.pending.since.map(|since| since + self.job.flush.max_interval);
             let check_at = self.finish.next_check();
