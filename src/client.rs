@@ -364,11 +364,12 @@ pub(crate) fn cluster(args: ClusterArgs) -> ExitCode {
         Err(code) => return code,
     };
     println!("cluster {}", text(&body["cluster"]));
-    println!("{:<28} {:<21} {:>6}  {:<32} STARTED", "NODE", "ADDRESS", "SHARDS", "LAST_HEARTBEAT");
+    println!("{:<28} {:<21} {:>6} {:<5} {:<32} STARTED", "NODE", "ADDRESS", "SHARDS", "LIVE", "LAST_HEARTBEAT");
     for node in body.get("nodes").and_then(Value::as_array).into_iter().flatten() {
         let marker = if node["this_node"] == true { " (this node)" } else { "" };
+        let live = if node["live"] == true { "yes" } else { "no" };
         println!(
-            "{:<28} {:<21} {:>6}  {:<32} {}{marker}",
+            "{:<28} {:<21} {:>6} {live:<5} {:<32} {}{marker}",
             text(&node["id"]),
             text(&node["address"]),
             text(&node["shards_held"]),

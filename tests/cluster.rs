@@ -286,6 +286,11 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
         nodes["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["id"].as_str()).collect();
     assert!(ids_listed.contains(&"node-a") && ids_listed.contains(&"node-d"), "{nodes:#}");
     assert!(!ids_listed.contains(&"node-b"), "a clean stop leaves the nodes table: {nodes:#}");
+    for node in nodes["nodes"].as_array().expect("nodes") {
+        // c was killed long enough ago (more than three heartbeats) to show as not live.
+        let expected_live = node["id"] != "node-c";
+        assert_eq!(node["live"] == true, expected_live, "{node:#}");
+    }
     let printed = stdout(&tributary(&["cluster", "--server", &d.url()], &[]));
     assert!(printed.contains("node-d") && printed.contains("(this node)"), "{printed}");
     let metrics = a.metrics();

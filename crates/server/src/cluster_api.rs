@@ -162,6 +162,10 @@ pub(crate) async fn show_cluster(State(state): State<AppState>) -> Result<Json<V
     let Some(cluster) = state.supervisor.cluster() else {
         return Err(ApiError::not_found("this server is not in cluster mode (start it with --cluster NAME)"));
     };
+    // Wall clocks of two machines, for people only: a node is shown live if its
+    // row is younger than three heartbeats here (leases decide nothing by it).
+    let now = chrono::Utc::now().timestamp_micros();
+    let stale_after = i64::try_from(cluster.config.heartbeat_every.as_micros() * 3).unwrap_or(i64::MAX);
     let nodes: Vec<Value> = cluster
         .nodes()
         .await?
@@ -174,6 +178,7 @@ pub(crate) async fn show_cluster(State(state): State<AppState>) -> Result<Json<V
                 "shards_held": node.shards_held,
                 "last_heartbeat": at(node.heartbeat_at_micros),
                 "started_at": at(node.started_at_micros),
+                "live": now.saturating_sub(node.heartbeat_at_micros) < stale_after,
                 "this_node": node.id == cluster.config.node_id,
             })
         })
