@@ -454,3 +454,26 @@ fn a_bounded_source_finishes_on_every_node_once_every_shard_is_done() {
     assert_eq!(ids(&read), valid_ids(0..RECORDS), "every valid record exactly once");
     assert!(x.stop() && y.stop());
 }
+
+/// Cluster mode refuses, at start-up and before any AWS call, what other
+/// processes could not share: a local warehouse, or the embedded catalog.
+#[test]
+fn cluster_mode_refuses_a_local_warehouse_or_the_embedded_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", &data_dir, "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        if !extra.contains(&"--cluster") {
+            args.extend(["--cluster", "prod"]);
+        }
+        let output = tributary(&args, &[("AWS_EC2_METADATA_DISABLED", "true")]);
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, said) = serve(&[]);
+    assert!(!ok && said.contains("--cluster prod: needs an s3:// --warehouse"), "{said}");
+    let (ok, said) = serve(&["--warehouse", "s3://lake/tables"]);
+    assert!(!ok && said.contains("needs a catalog every process shares"), "{said}");
+    let (ok, said) = serve(&["--warehouse", "s3://lake/tables", "--catalog", "dynamodb", "--cluster", "Not_Valid"]);
+    assert!(!ok && said.contains("a-z, 0-9 and `-`"), "{said}");
+}
