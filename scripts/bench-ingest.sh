@@ -149,7 +149,7 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     end=$(date +%s.%N)
     local ticks=0 lease_calls=0 pid
     for url in "${urls[@]}"; do
-      lease_calls=$((lease_calls + $(curl -fsS "$url/metrics" | awk '/^tributary_(leases_taken|leases_lost|lease_renewals|lease_renewal_failures|lease_scans|lease_checkpoints)_total/ {n += $2} END {print n + 0}')))
+      lease_calls=$((lease_calls + $(curl -fsS "$url/metrics" | awk '/^tributary_lease_table_calls_total/ {n += $2} END {print n + 0}')))
     done
     for pid in "${cluster_pids[@]}"; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
     for pid in "${cluster_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
@@ -194,5 +194,5 @@ if cluster:
         base = base or cpu
         per_minute = int(lease_calls) / int(shards) / (float(wall) / 60)
         print(f"    {label:>5} x{count}: {per_m(cpu):6.2f} CPU s per 1M ({cpu / base:.3f} of plain), {float(wall):6.1f} s wall, {lease_calls} lease calls = {per_minute:5.1f} per shard per minute")
-    print("    KCL 2.x: a renewal every ~3.3 s per lease (18 per shard per minute) plus a scan every ~20 s per worker")
+    print("    KCL 2.x: a renewal call every ~3.3 s per lease (18 per shard per minute) plus a scan every ~20 s per worker")
 PY

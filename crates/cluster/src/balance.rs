@@ -7,12 +7,12 @@
 //!   parents were read to the end, as KCL requires.
 //! - The live processes are the owners of leases that have not expired, and
 //!   this one. Each should hold `ceil(workable / live)` leases (the target).
-//! - Below the target, a process takes free leases first (unowned, or whose
-//!   owner stopped renewing), then steals from the most loaded process, but
-//!   only while that process holds at least two more than the stealer would:
-//!   each move narrows the spread, so two processes never trade a lease back
-//!   and forth, and holdings end within one of each other. At most `budget`
-//!   leases move per round.
+//! - Below the target, a process takes free leases (unowned, or whose owner
+//!   stopped renewing) up to the target at once, as KCL does, then steals from
+//!   the most loaded process, but only while that process holds at least two
+//!   more than the stealer would: each move narrows the spread, so two
+//!   processes never trade a lease back and forth, and holdings end within one
+//!   of each other. At most `budget` leases are stolen per round.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -49,10 +49,15 @@ pub fn leases_to_take(leases: &[Lease], me: &str, is_expired: &dyn Fn(&Lease) ->
     }
     let target = workable.len().div_ceil(held.len());
     let mine = held.get(me).map_or(0, Vec::len);
-    let mut wanted = target.saturating_sub(mine).min(budget);
-    let mut taking: Vec<Lease> =
-        workable.iter().filter(|lease| free(lease)).take(wanted).map(|lease| (*lease).clone()).collect();
-    wanted -= taking.len();
+    // Free leases up to the target at once (nobody reads them); steals within the budget.
+    let taking: Vec<Lease> = workable
+        .iter()
+        .filter(|lease| free(lease))
+        .take(target.saturating_sub(mine))
+        .map(|lease| (*lease).clone())
+        .collect();
+    let mut wanted = target.saturating_sub(mine + taking.len()).min(budget);
+    let mut taking = taking;
     // Nothing free left: steal from the most loaded, one lease at a time, and
     // only from a process holding at least two more than this one would, so
     // every move narrows the spread and two processes never trade a lease back.
@@ -145,10 +150,10 @@ mod tests {
         let taken = leases_to_take(&leases, "b", dead, 10);
         assert_eq!(keys(&taken), ["s0", "s1"]);
         // a knows no other live process (b holds nothing yet): it takes every free lease, and
-        // b, once it holds one, takes a's surplus in later rounds.
+        // b, once it holds one, takes a's surplus in later rounds. The budget limits steals only.
         let taken = leases_to_take(&leases, "a", dead, 10);
         assert_eq!(keys(&taken), ["s0", "s1", "s2"]);
-        assert_eq!(keys(&leases_to_take(&leases, "a", dead, 1)), ["s0"], "within the budget");
+        assert_eq!(keys(&leases_to_take(&leases, "a", dead, 1)), ["s0", "s1", "s2"], "free leases are not stolen");
     }
 
     #[test]

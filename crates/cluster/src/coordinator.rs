@@ -4,7 +4,8 @@
 //! worker to read.
 //!
 //! Timing follows KCL 2.x, with a faster scan: renewals every third of the
-//! failover time; a scan (one consistent `Scan` of the table) every
+//! failover time, up to 100 leases in one call (a transaction; KCL makes a
+//! call per lease); a scan (one consistent `Scan` of the table) every
 //! `scan_every`, which is what bounds hand-over after a clean shutdown
 //! (released leases are free at once) and adds to the failover time after a
 //! crash (a lease is taken once its counter stood still that long).
@@ -23,7 +24,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, leases_to_take};
+use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, Renewal, leases_to_take};
+
+/// Leases renewed per call (DynamoDB's limit of actions in one transaction).
+const RENEWALS_PER_CALL: usize = 100;
 
 /// How a process paces its lease work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,8 @@ pub struct LeaseCounters {
     pub scans: AtomicU64,
     /// Checkpoints mirrored into leases (and `SHARD_END`s written).
     pub checkpoints: AtomicU64,
+    /// Calls to the lease table (a renewal of many leases together is one).
+    pub calls: AtomicU64,
 }
 
 /// The lease table as a process last scanned it: each lease, and how long
@@ -149,6 +155,11 @@ impl Coordinator {
     /// Lease events so far.
     pub fn counters(&self) -> &LeaseCounters {
         &self.counters
+    }
+
+    /// The counters, for another task that calls the lease table (shard sync) to count into.
+    pub fn shared_counters(&self) -> Arc<LeaseCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Releases every lease this process holds (another process takes them
@@ -234,61 +245,118 @@ impl LeaseTask {
 
     async fn renew_all(&mut self) {
         let reports = self.reports.borrow().clone();
-        for (shard, lease) in std::mem::take(&mut self.held) {
-            let progress = reports.get(&shard);
-            match self.renew(&lease, progress).await {
-                Ok(Some(renewed)) => {
-                    self.counters.renewed.fetch_add(1, Ordering::Relaxed);
-                    self.held.insert(shard, renewed);
+        let held = std::mem::take(&mut self.held);
+        // A shard read to its end is written and released on its own; the rest are renewed together.
+        let (ending, renewing): (Vec<_>, Vec<_>) = held.into_iter().partition(|(shard, _)| {
+            reports.get(shard).and_then(|progress| progress.checkpoint.as_ref()) == Some(&LeaseCheckpoint::ShardEnd)
+        });
+        for (shard, lease) in ending {
+            let outcome = self.end(&lease).await;
+            self.settle(shard, lease, outcome);
+        }
+        if renewing.is_empty() {
+            return;
+        }
+        let renewals: Vec<Renewal<'_>> = renewing
+            .iter()
+            .map(|(shard, lease)| {
+                let progress = reports.get(shard);
+                let checkpoint = progress.and_then(|p| p.checkpoint.as_ref()).filter(|c| **c != lease.checkpoint);
+                Renewal { lease, report: progress.map(|p| &p.report), checkpoint }
+            })
+            .collect();
+        let moved = renewals.iter().filter(|renewal| renewal.checkpoint.is_some()).count();
+        self.counters.checkpoints.fetch_add(moved as u64, Ordering::Relaxed);
+        self.counters.calls.fetch_add(renewals.len().div_ceil(RENEWALS_PER_CALL) as u64, Ordering::Relaxed);
+        let together = self.table.renew_together(&renewals).await;
+        drop(renewals);
+        match together {
+            Ok(outcomes) => {
+                for (chunk, outcome) in renewing.chunks(RENEWALS_PER_CALL).zip(outcomes) {
+                    match outcome {
+                        Some(renewed) => {
+                            self.counters.renewed.fetch_add(renewed.len() as u64, Ordering::Relaxed);
+                            for lease in renewed {
+                                self.held.insert(lease.key.clone(), lease);
+                            }
+                        }
+                        // Some lease of the chunk moved: one by one, to learn which.
+                        None => {
+                            for (shard, lease) in chunk {
+                                let outcome = self.renew_one(lease, reports.get(shard)).await.map(Some);
+                                self.settle(shard.clone(), lease.clone(), outcome);
+                            }
+                        }
+                    }
                 }
-                // Read to its end and released: its children's leases may start.
-                Ok(None) => tracing::info!(%shard, "the shard was read to its end; released its lease"),
-                Err(ClusterError::Lost { .. }) => {
-                    self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%shard, "lost the lease to another process");
-                }
-                // DynamoDB did not answer: keep believing until the next renewal says otherwise.
-                Err(error) => {
-                    self.counters.renew_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%shard, %error, "renewing the lease failed");
-                    self.held.insert(shard, lease);
-                }
+            }
+            Err(error) => {
+                // DynamoDB did not answer: keep believing until a renewal says otherwise.
+                tracing::warn!(%error, leases = renewing.len(), "renewing the leases failed");
+                self.counters.renew_failures.fetch_add(renewing.len() as u64, Ordering::Relaxed);
+                self.held.extend(renewing);
             }
         }
     }
 
-    /// Renews `lease`, first mirroring the worker's checkpoint when it moved;
-    /// `None` when the shard ended and its lease was released.
-    async fn renew(&self, lease: &Lease, progress: Option<&ShardProgress>) -> Result<Option<Lease>, ClusterError> {
-        let mut lease = lease.clone();
-        match progress.and_then(|progress| progress.checkpoint.as_ref()) {
-            Some(LeaseCheckpoint::ShardEnd) => {
-                let children: Vec<String> = self
-                    .last_scan
-                    .iter()
-                    .filter(|child| child.parent_shard_ids.contains(&lease.key))
-                    .map(|child| child.key.clone())
-                    .collect();
-                // A shard closes by a reshard, whose children the shard sync soon gives leases:
-                // until a scan shows them, the lease is only renewed, so SHARD_END names them.
-                if !children.is_empty() {
-                    self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-                    let ended = self.table.end_shard(&lease, &children).await?;
-                    self.table.release(&ended).await?;
-                    return Ok(None);
-                }
+    /// Records what one lease's renewal (or end) came to.
+    fn settle(&mut self, shard: String, lease: Lease, outcome: Result<Option<Lease>, ClusterError>) {
+        match outcome {
+            Ok(Some(renewed)) => {
+                self.counters.renewed.fetch_add(1, Ordering::Relaxed);
+                self.held.insert(shard, renewed);
             }
-            Some(checkpoint) if *checkpoint != lease.checkpoint => {
-                self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-                lease = self.table.checkpoint(&lease, checkpoint).await?;
+            // Read to its end and released: its children's leases may start.
+            Ok(None) => tracing::info!(%shard, "the shard was read to its end; released its lease"),
+            Err(ClusterError::Lost { .. }) => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%shard, "lost the lease to another process");
             }
-            _ => {}
+            // DynamoDB did not answer: keep believing until the next renewal says otherwise.
+            Err(error) => {
+                self.counters.renew_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%shard, %error, "renewing the lease failed");
+                self.held.insert(shard, lease);
+            }
         }
-        self.table.renew_reporting(&lease, progress.map(|progress| &progress.report)).await.map(Some)
+    }
+
+    /// One lease's renewal (with its report, and a checkpoint that moved), on its own.
+    async fn renew_one(&self, lease: &Lease, progress: Option<&ShardProgress>) -> Result<Lease, ClusterError> {
+        let checkpoint = progress.and_then(|p| p.checkpoint.as_ref()).filter(|c| **c != lease.checkpoint);
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let renewal = Renewal { lease, report: progress.map(|p| &p.report), checkpoint };
+        match self.table.renew_together(std::slice::from_ref(&renewal)).await?.pop().flatten() {
+            Some(mut renewed) => Ok(renewed.pop().unwrap_or_else(|| lease.clone())),
+            None => Err(ClusterError::Lost { key: lease.key.clone() }),
+        }
+    }
+
+    /// A shard read to its end: `SHARD_END` naming its children, then released
+    /// (`None`); only renewed while no scan has shown the children's leases yet.
+    async fn end(&self, lease: &Lease) -> Result<Option<Lease>, ClusterError> {
+        let children: Vec<String> = self
+            .last_scan
+            .iter()
+            .filter(|child| child.parent_shard_ids.contains(&lease.key))
+            .map(|child| child.key.clone())
+            .collect();
+        // A shard closes by a reshard, whose children the shard sync soon gives leases:
+        // until a scan shows them, the lease is only renewed, so SHARD_END names them.
+        if children.is_empty() {
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
+            return self.table.renew(lease).await.map(Some);
+        }
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.counters.calls.fetch_add(2, Ordering::Relaxed);
+        let ended = self.table.end_shard(lease, &children).await?;
+        self.table.release(&ended).await?;
+        Ok(None)
     }
 
     async fn scan(&mut self) {
         self.counters.scans.fetch_add(1, Ordering::Relaxed);
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let leases = match self.table.list().await {
             Ok(leases) => leases,
             Err(error) => {
@@ -306,6 +374,7 @@ impl LeaseTask {
         let observer = &self.observer;
         let expired = |lease: &Lease| observer.is_expired(lease, now);
         for candidate in leases_to_take(&leases, &me, &expired, self.config.move_budget) {
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
             match self.table.take(&candidate).await {
                 Ok(taken) => {
                     self.counters.taken.fetch_add(1, Ordering::Relaxed);

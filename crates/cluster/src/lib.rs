@@ -56,4 +56,4 @@ pub use error::ClusterError;
 pub use expiry::LeaseObserver;
 pub use lease::{Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
 pub use nodes::{Node, NodesTable};
-pub use table::LeaseTable;
+pub use table::{LeaseTable, Renewal};

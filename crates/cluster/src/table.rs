@@ -4,7 +4,7 @@
 //! | operation | condition | update |
 //! |---|---|---|
 //! | create | `leaseKey` absent | the whole row |
-//! | renew | counter = the holder's, owner = the holder | counter + 1 |
+//! | renew | counter = the holder's, owner = the holder | counter + 1 (many in one transaction) |
 //! | take | counter (and owner) = what the taker observed | owner, counter + 1, owner switches + 1, epoch + 1 |
 //! | checkpoint | counter = the holder's, owner = the holder | checkpoint, counter + 1, owner switches = 0 |
 //! | release | owner = the holder | owner removed, counter + 1 |
@@ -12,7 +12,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeValue, BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, ReturnValue,
-    ScalarAttributeType,
+    ScalarAttributeType, TransactWriteItem, Update,
 };
 
 use crate::lease::{
@@ -21,6 +21,38 @@ use crate::lease::{
 };
 use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
 use tributary_source::dynamodb::{DynamoTable, Expression};
+
+/// A renewal's condition: the counter and owner are what the holder last wrote.
+const RENEW_CONDITION: &str = "#counter = :counter AND #owner = :me";
+/// DynamoDB's limit of actions in one transaction.
+const TRANSACTION_ITEMS: usize = 100;
+
+/// One lease to renew, with what to publish and the checkpoint to mirror if it moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal<'a> {
+    /// The lease as this process last wrote it.
+    pub lease: &'a Lease,
+    /// Lag, rate, address, done.
+    pub report: Option<&'a LeaseReport>,
+    /// The checkpoint to write (with `ownerSwitchesSinceCheckpoint` back to 0).
+    pub checkpoint: Option<&'a LeaseCheckpoint>,
+}
+
+impl Renewal<'_> {
+    /// The lease as the renewal left it.
+    fn renewed(&self) -> Lease {
+        let mut lease = self.lease.clone();
+        lease.counter += 1;
+        if let Some(report) = self.report {
+            lease.report = Some(report.clone());
+        }
+        if let Some(checkpoint) = self.checkpoint {
+            lease.checkpoint = checkpoint.clone();
+            lease.owner_switches_since_checkpoint = 0;
+        }
+        lease
+    }
+}
 
 /// KCL 3.x's index of each worker's leases (hash `leaseOwner`, range `leaseKey`, keys only).
 const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
@@ -204,10 +236,40 @@ impl LeaseTable {
     /// [`LeaseTable::renew`], also publishing how the shard's reading goes
     /// (attributes KCL ignores), so any process can show the whole source.
     pub async fn renew_reporting(&self, held: &Lease, report: Option<&LeaseReport>) -> Result<Lease, ClusterError> {
+        let renewal = Renewal { lease: held, report, checkpoint: None };
+        let (update, names, values) = self.renewal_expression(&renewal);
+        match self.update(&held.key, &update, RENEW_CONDITION, &names, values).await? {
+            Some(lease) => Ok(lease),
+            None => match self.get(&held.key).await? {
+                Some(now) if now.owner.as_deref() == Some(self.worker.as_str()) && now.counter == held.counter + 1 => {
+                    Ok(now)
+                }
+                _ => Err(ClusterError::Lost { key: held.key.clone() }),
+            },
+        }
+    }
+
+    /// What one renewal writes: the counter, the report, and a checkpoint that moved.
+    fn renewal_expression(
+        &self,
+        renewal: &Renewal<'_>,
+    ) -> (String, Vec<(&'static str, &'static str)>, Vec<(&'static str, AttributeValue)>) {
+        let held = renewal.lease;
         let mut names = vec![("#counter", COUNTER), ("#owner", OWNER)];
         let mut values = vec![(":counter", number(held.counter)), (":one", number(1)), (":me", self.mine())];
-        let mut update = "SET #counter = #counter + :one".to_owned();
-        if let Some(report) = report {
+        let mut set = vec!["#counter = #counter + :one"];
+        let mut remove = Vec::new();
+        if let Some(checkpoint) = renewal.checkpoint {
+            let (text, sub_sequence) = checkpoint.attributes();
+            names.extend([("#checkpoint", CHECKPOINT), ("#sub", SUB_SEQUENCE), ("#switches", OWNER_SWITCHES)]);
+            values.extend([
+                (":checkpoint", AttributeValue::S(text.to_owned())),
+                (":sub", number(sub_sequence)),
+                (":zero", number(0)),
+            ]);
+            set.push("#checkpoint = :checkpoint, #sub = :sub, #switches = :zero");
+        }
+        if let Some(report) = renewal.report {
             names.extend([
                 ("#lag", LAG_MILLIS),
                 ("#rate", RECORDS_PER_SECOND),
@@ -219,24 +281,58 @@ impl LeaseTable {
                 (":rate", number(report.records_per_second)),
                 (":address", AttributeValue::S(report.owner_address.clone())),
             ]);
-            update.push_str(", #lag = :lag, #rate = :rate, #address = :address");
+            set.push("#lag = :lag, #rate = :rate, #address = :address");
             match &report.done {
                 Some(done) => {
                     values.push((":done", AttributeValue::S(done.clone())));
-                    update.push_str(", #done = :done");
+                    set.push("#done = :done");
                 }
-                None => update.push_str(" REMOVE #done"),
+                None => remove.push("#done"),
             }
         }
-        match self.update(&held.key, &update, "#counter = :counter AND #owner = :me", &names, values).await? {
-            Some(lease) => Ok(lease),
-            None => match self.get(&held.key).await? {
-                Some(now) if now.owner.as_deref() == Some(self.worker.as_str()) && now.counter == held.counter + 1 => {
-                    Ok(now)
-                }
-                _ => Err(ClusterError::Lost { key: held.key.clone() }),
-            },
+        let mut update = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
+        (update, names, values)
+    }
+
+    /// Renews many leases this process holds in as few calls as DynamoDB
+    /// allows (a transaction of up to 100 conditional updates each), each with
+    /// its report and, when it moved, the checkpoint to mirror: KCL renews
+    /// each lease with a call of its own. `Ok(None)` when a transaction was
+    /// refused because some lease moved (or conflicted): the caller renews
+    /// that chunk's leases one by one to learn which.
+    pub async fn renew_together(&self, renewals: &[Renewal<'_>]) -> Result<Vec<Option<Vec<Lease>>>, ClusterError> {
+        let mut outcomes = Vec::new();
+        for chunk in renewals.chunks(TRANSACTION_ITEMS) {
+            let mut items = Vec::with_capacity(chunk.len());
+            for renewal in chunk {
+                let (update, names, values) = self.renewal_expression(renewal);
+                let mut builder = Update::builder()
+                    .table_name(&self.table.name)
+                    .key(KEY, AttributeValue::S(renewal.lease.key.clone()))
+                    .update_expression(update)
+                    .condition_expression(RENEW_CONDITION);
+                for (placeholder, name) in names {
+                    builder = builder.expression_attribute_names(placeholder, name);
+                }
+                for (placeholder, value) in values {
+                    builder = builder.expression_attribute_values(placeholder, value);
+                }
+                let update = builder.build().map_err(|error| self.table.error("TransactWriteItems", error))?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            let written = self.table.client.transact_write_items().set_transact_items(Some(items)).send().await;
+            match written {
+                Ok(_) => outcomes.push(Some(chunk.iter().map(Renewal::renewed).collect())),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => {
+                    outcomes.push(None);
+                }
+                Err(error) => return Err(self.table.failed("TransactWriteItems", &error).into()),
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Takes `observed` (expired, unowned, or stolen by the balancer): only if

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tributary_cluster::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable};
+use tributary_cluster::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, Renewal};
 
 #[tokio::test]
 async fn the_table_has_kcls_schema_and_rows_kcls_attribute_types() {
@@ -263,4 +263,46 @@ async fn shard_sync_creates_each_lease_once_and_children_wait_for_shard_end() {
     let leases = b.list().await.expect("list");
     let taken = leases_to_take(&leases, "node-b", &never_expired, 10);
     assert_eq!(taken.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["shard-2"], "both parents ended");
+}
+
+/// Renewals of many leases go in one transaction (a call per 100 leases, not
+/// per lease), mirroring moved checkpoints; a transaction with a lease that
+/// moved is refused whole, and nothing of it is written.
+#[tokio::test]
+async fn many_leases_are_renewed_in_one_call_and_a_moved_one_refuses_the_call() {
+    if !support::moto_is_up() {
+        return;
+    }
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "together");
+    let (a, b) = (LeaseTable::new(client.clone(), &name, "node-a"), LeaseTable::new(client.clone(), &name, "node-b"));
+    a.ensure().await.expect("create");
+    let mut held = Vec::new();
+    for shard in 0..3 {
+        let lease = Lease::new(&format!("shardId-00000000000{shard}"), Vec::new(), None);
+        a.create(&lease).await.expect("lease");
+        held.push(a.take(&lease).await.expect("take"));
+    }
+    let report =
+        LeaseReport { lag_millis: 7, records_per_second: 70, owner_address: "127.0.0.1:7001".into(), done: None };
+    let moved = LeaseCheckpoint::Sequence { sequence_number: "4959".into(), sub_sequence: 0 };
+    let renewals: Vec<Renewal<'_>> = held
+        .iter()
+        .enumerate()
+        .map(|(i, lease)| Renewal { lease, report: Some(&report), checkpoint: (i == 0).then_some(&moved) })
+        .collect();
+    let renewed = a.renew_together(&renewals).await.expect("renew").pop().flatten().expect("one call, all renewed");
+    let stored = a.list().await.expect("list");
+    assert_eq!(stored, renewed, "what the renewal says it wrote is what the table holds");
+    assert_eq!(stored[0].checkpoint, moved);
+    assert!(stored.iter().all(|lease| lease.counter == 2 && lease.report.as_ref() == Some(&report)));
+
+    // b steals one; a's next renewal of all three is refused whole.
+    b.take(&stored[2]).await.expect("steal");
+    let renewals: Vec<Renewal<'_>> =
+        renewed.iter().map(|lease| Renewal { lease, report: None, checkpoint: None }).collect();
+    assert_eq!(a.renew_together(&renewals).await.expect("answered"), [None]);
+    let after = a.list().await.expect("list");
+    assert_eq!((after[0].counter, after[1].counter), (2, 2), "nothing of a refused transaction is written");
+    assert_eq!(after[2].owner.as_deref(), Some("node-b"));
 }

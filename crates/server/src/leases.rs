@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -42,9 +43,11 @@ impl SourceLeases {
         let table = cluster.lease_table(source);
         table.ensure().await.map_err(|error| error.to_string())?;
         // Leases exist before the first scan, so the first node does not wait a round.
-        sync_shards(&table, &kinesis, &stream_arn, &root).await?;
-        let shard_sync = tokio::spawn(keep_shards_synced(table.clone(), kinesis, stream_arn, root));
-        let coordinator = Coordinator::start(table, cluster.config.leases);
+        let created = sync_shards(&table, &kinesis, &stream_arn, &root).await?;
+        let coordinator = Coordinator::start(table.clone(), cluster.config.leases);
+        let counters = coordinator.shared_counters();
+        counters.calls.fetch_add(1 + created as u64, Ordering::Relaxed);
+        let shard_sync = tokio::spawn(keep_shards_synced(table, kinesis, stream_arn, root, counters));
         Ok(SourceLeases { coordinator, shard_sync, advertise: cluster.config.advertise.clone() })
     }
 
@@ -96,12 +99,18 @@ async fn keep_shards_synced(
     kinesis: aws_sdk_kinesis::Client,
     stream_arn: String,
     root: LeaseCheckpoint,
+    counters: Arc<LeaseCounters>,
 ) {
     loop {
         tokio::time::sleep(SHARD_SYNC_EVERY).await;
+        // A scan of the lease table, and a create per new shard.
+        counters.calls.fetch_add(1, Ordering::Relaxed);
         match sync_shards(&table, &kinesis, &stream_arn, &root).await {
             Ok(0) => {}
-            Ok(created) => tracing::info!(created, "created leases for the stream's new shards"),
+            Ok(created) => {
+                counters.calls.fetch_add(created as u64, Ordering::Relaxed);
+                tracing::info!(created, "created leases for the stream's new shards");
+            }
             Err(error) => tracing::warn!(%error, "shard sync failed; trying again"),
         }
     }

@@ -160,7 +160,7 @@ fn lease_metrics(out: &mut String, supervisor: &Supervisor) {
         return;
     }
     let leases = supervisor.all_leases();
-    let counters: [(&str, &str, LeaseCounter); 6] = [
+    let counters: [(&str, &str, LeaseCounter); 7] = [
         ("tributary_leases_taken_total", "Leases this node took (free, expired or balanced).", |c| &c.taken),
         ("tributary_leases_lost_total", "Leases found taken by another node.", |c| &c.lost),
         ("tributary_lease_renewals_total", "Lease renewals that went through.", |c| &c.renewed),
@@ -171,6 +171,11 @@ fn lease_metrics(out: &mut String, supervisor: &Supervisor) {
         ),
         ("tributary_lease_scans_total", "Scans of the lease table.", |c| &c.scans),
         ("tributary_lease_checkpoints_total", "Checkpoints (and SHARD_ENDs) mirrored into leases.", |c| &c.checkpoints),
+        (
+            "tributary_lease_table_calls_total",
+            "DynamoDB calls to the lease table (one renews up to 100 leases).",
+            |c| &c.calls,
+        ),
     ];
     for (name, help, counter) in counters {
         header(out, name, "counter", help);
