@@ -54,6 +54,13 @@ impl Renewal<'_> {
     }
 }
 
+/// An `UpdateItem` expression with its placeholders.
+struct UpdateExpression {
+    update: String,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
 /// KCL 3.x's index of each worker's leases (hash `leaseOwner`, range `leaseKey`, keys only).
 const OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
 
@@ -237,7 +244,7 @@ impl LeaseTable {
     /// (attributes KCL ignores), so any process can show the whole source.
     pub async fn renew_reporting(&self, held: &Lease, report: Option<&LeaseReport>) -> Result<Lease, ClusterError> {
         let renewal = Renewal { lease: held, report, checkpoint: None };
-        let (update, names, values) = self.renewal_expression(&renewal);
+        let UpdateExpression { update, names, values } = self.renewal_expression(&renewal);
         match self.update(&held.key, &update, RENEW_CONDITION, &names, values).await? {
             Some(lease) => Ok(lease),
             None => match self.get(&held.key).await? {
@@ -250,10 +257,7 @@ impl LeaseTable {
     }
 
     /// What one renewal writes: the counter, the report, and a checkpoint that moved.
-    fn renewal_expression(
-        &self,
-        renewal: &Renewal<'_>,
-    ) -> (String, Vec<(&'static str, &'static str)>, Vec<(&'static str, AttributeValue)>) {
+    fn renewal_expression(&self, renewal: &Renewal<'_>) -> UpdateExpression {
         let held = renewal.lease;
         let mut names = vec![("#counter", COUNTER), ("#owner", OWNER)];
         let mut values = vec![(":counter", number(held.counter)), (":one", number(1)), (":me", self.mine())];
@@ -294,7 +298,7 @@ impl LeaseTable {
         if !remove.is_empty() {
             update.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        (update, names, values)
+        UpdateExpression { update, names, values }
     }
 
     /// Renews many leases this process holds in as few calls as DynamoDB
@@ -308,7 +312,7 @@ impl LeaseTable {
         for chunk in renewals.chunks(TRANSACTION_ITEMS) {
             let mut items = Vec::with_capacity(chunk.len());
             for renewal in chunk {
-                let (update, names, values) = self.renewal_expression(renewal);
+                let UpdateExpression { update, names, values } = self.renewal_expression(renewal);
                 let mut builder = Update::builder()
                     .table_name(&self.table.name)
                     .key(KEY, AttributeValue::S(renewal.lease.key.clone()))
