@@ -135,10 +135,12 @@ fn leases(node: &ServerProcess, source: &str) -> BTreeMap<String, (Option<String
         .collect()
 }
 
-/// Waits until every shard not read to its end is held by one of `live`,
-/// evenly (each within one of an equal share); answers how long it took.
+/// Waits until every shard not read to its end is held by one of `live`
+/// (the hand-over), and then until evenly (each within one of an equal
+/// share); answers how long the hand-over took.
 fn until_held_by(node: &ServerProcess, source: &str, live: &[&str], limit: Duration) -> Duration {
     let start = Instant::now();
+    let mut handed_over = None;
     loop {
         let leases = leases(node, source);
         let open: Vec<&Option<String>> =
@@ -146,8 +148,12 @@ fn until_held_by(node: &ServerProcess, source: &str, live: &[&str], limit: Durat
         let all_live = !open.is_empty() && open.iter().all(|owner| owner.as_deref().is_some_and(|o| live.contains(&o)));
         let share = open.len() / live.len();
         let even = live.iter().all(|node| open.iter().filter(|owner| owner.as_deref() == Some(*node)).count() >= share);
-        if all_live && even {
-            return start.elapsed();
+        if all_live {
+            handed_over.get_or_insert_with(|| start.elapsed());
+        }
+        if let (Some(handed_over), true) = (handed_over, even) {
+            eprintln!("(held by {live:?} after {handed_over:?}, evenly after {:?})", start.elapsed());
+            return handed_over;
         }
         assert!(start.elapsed() < limit, "the shards were not held by {live:?} within {limit:?}: {leases:?}");
         std::thread::sleep(Duration::from_millis(50));
@@ -204,10 +210,8 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     rt.block_on(put_indexed(&client, &stream_arn, 0..third, payload));
 
     // kill -9: c's shards move once their counters stood still for the failover time.
-    let killed = Instant::now();
     c.crash();
-    until_held_by(&a, "clustered", &["node-a", "node-b"], Duration::from_secs(60));
-    let after_kill = killed.elapsed();
+    let after_kill = until_held_by(&a, "clustered", &["node-a", "node-b"], Duration::from_secs(60));
     eprintln!("MEASURED hand-over after kill -9: {after_kill:?} (failover {} s, scan 300 ms)", failover_seconds());
     assert!(after_kill < Duration::from_secs_f64(failover_seconds() + 10.0), "{after_kill:?}");
 
@@ -220,9 +224,9 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     let terminated = Instant::now();
     let b_log = b.data_dir.with_extension("log");
     assert!(b.stop(), "b stopped cleanly: {}", std::fs::read_to_string(b_log).unwrap_or_default());
-    until_held_by(&a, "clustered", &["node-a", "node-d"], Duration::from_secs(60));
-    let after_sigterm = terminated.elapsed();
-    eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (commit, release, next scan)");
+    let exited = terminated.elapsed();
+    let after_sigterm = exited + until_held_by(&a, "clustered", &["node-a", "node-d"], Duration::from_secs(60));
+    eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (b committed, released and exited in {exited:?})");
 
     rt.block_on(merge_third_and_fourth(&client, &emulators.kinesis, &stream_arn, &shards));
     rt.block_on(put_indexed(&client, &stream_arn, 2 * third..RECORDS, payload));

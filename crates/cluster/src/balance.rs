@@ -18,9 +18,32 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::{Lease, LeaseCheckpoint};
 
+/// What a process knows of its cluster beyond the lease table.
+#[derive(Clone, Copy)]
+pub struct ClusterHint<'a> {
+    /// How many processes are live (0: unknown; then only lease owners count).
+    pub nodes: usize,
+    /// Whether a lease has been free for so long that it is taken whatever the share
+    /// (a process counted in `nodes` is not taking it).
+    pub long_free: &'a dyn Fn(&Lease) -> bool,
+}
+
 /// The leases process `me` should try to take now (each as observed, for
 /// a conditional take), given which leases `is_expired` says lost their owner.
 pub fn leases_to_take(leases: &[Lease], me: &str, is_expired: &dyn Fn(&Lease) -> bool, budget: usize) -> Vec<Lease> {
+    leases_to_take_among(leases, me, is_expired, budget, ClusterHint { nodes: 0, long_free: &|_| false })
+}
+
+/// [`leases_to_take`] in a cluster of `hint.nodes` live processes: the share
+/// counts the processes that hold nothing yet, so processes starting together
+/// spread without stealing from each other.
+pub fn leases_to_take_among(
+    leases: &[Lease],
+    me: &str,
+    is_expired: &dyn Fn(&Lease) -> bool,
+    budget: usize,
+    hint: ClusterHint<'_>,
+) -> Vec<Lease> {
     let finished: HashSet<&str> = leases
         .iter()
         .filter(|lease| lease.checkpoint == LeaseCheckpoint::ShardEnd)
@@ -47,17 +70,25 @@ pub fn leases_to_take(leases: &[Lease], me: &str, is_expired: &dyn Fn(&Lease) ->
             held.entry(owner).or_default().push(lease);
         }
     }
+    // Leases never owned (a new source, a reshard's children) are shared among
+    // the cluster's live processes when they are known, so processes starting
+    // together spread without stealing; every other lease (released on a
+    // clean stop, or of a dead owner) among the owners renewing now, so it is
+    // read again at once (the nodes' list lags a stop or a crash).
     let target = workable.len().div_ceil(held.len());
+    let target_for_new = workable.len().div_ceil(held.len().max(hint.nodes));
     let mine = held.get(me).map_or(0, Vec::len);
-    // Free leases up to the target at once (nobody reads them); steals within the budget.
-    let taking: Vec<Lease> = workable
-        .iter()
-        .filter(|lease| free(lease))
-        .take(target.saturating_sub(mine))
-        .map(|lease| (*lease).clone())
-        .collect();
+    // Free leases up to the share at once (nobody reads them), and any left
+    // unowned too long whatever the share; steals within the budget.
+    let mut taking: Vec<Lease> = Vec::new();
+    for lease in workable.iter().filter(|lease| free(lease)) {
+        let never_owned = lease.owner.is_none() && lease.epoch == 0;
+        let share = if never_owned { target_for_new } else { target };
+        if mine + taking.len() < share || (lease.owner.is_none() && (hint.long_free)(lease)) {
+            taking.push((*lease).clone());
+        }
+    }
     let mut wanted = target.saturating_sub(mine + taking.len()).min(budget);
-    let mut taking = taking;
     // Nothing free left: steal from the most loaded, one lease at a time, and
     // only from a process holding at least two more than this one would, so
     // every move narrows the spread and two processes never trade a lease back.
@@ -118,6 +149,30 @@ mod tests {
         let leases = [lease("s0", Some("a")), lease("s1", Some("a")), lease("s2", Some("b"))];
         assert!(leases_to_take(&leases, "a", NONE_EXPIRED, 5).is_empty());
         assert!(leases_to_take(&leases, "b", NONE_EXPIRED, 5).is_empty());
+    }
+
+    #[test]
+    fn processes_starting_together_take_their_share_of_free_leases_and_long_free_ones_are_taken_anyway() {
+        let leases: Vec<Lease> = (0..9).map(|i| lease(&format!("s{i}"), None)).collect();
+        let three = ClusterHint { nodes: 3, long_free: &|_| false };
+        assert_eq!(keys(&leases_to_take_among(&leases, "a", NONE_EXPIRED, 2, three)), ["s0", "s1", "s2"]);
+        assert_eq!(leases_to_take(&leases, "a", NONE_EXPIRED, 2).len(), 9, "alone, as far as it knows");
+        // Released leases (owned before) are not kept for anyone: taken up to the owners' share.
+        let mut released = leases.clone();
+        released.iter_mut().for_each(|lease| lease.epoch = 1);
+        assert_eq!(leases_to_take_among(&released, "a", NONE_EXPIRED, 2, three).len(), 9);
+        // A process counted live never came for its share: after long enough, its leases are taken.
+        let mut held = leases.clone();
+        for lease in held.iter_mut().take(6) {
+            lease.owner = Some(if lease.key.as_str() < "s3" { "a" } else { "b" }.to_owned());
+        }
+        assert!(leases_to_take_among(&held, "a", NONE_EXPIRED, 2, three).is_empty());
+        let stale = ClusterHint { nodes: 3, long_free: &|_| true };
+        assert_eq!(keys(&leases_to_take_among(&held, "a", NONE_EXPIRED, 2, stale)), ["s6", "s7", "s8"]);
+        // b died (its leases expired) before the nodes' list knows: a takes them at once
+        // (the unowned ones stay for the third process until they are free too long).
+        let b_dead: &dyn Fn(&Lease) -> bool = &|lease| lease.owner.as_deref() == Some("b");
+        assert_eq!(keys(&leases_to_take_among(&held, "a", b_dead, 2, three)), ["s3", "s4", "s5"]);
     }
 
     #[test]

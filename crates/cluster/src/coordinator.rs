@@ -17,14 +17,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, Renewal, leases_to_take};
+use crate::{
+    ClusterError, ClusterHint, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, Renewal,
+    leases_to_take_among,
+};
 
 /// Leases renewed per call (DynamoDB's limit of actions in one transaction).
 const RENEWALS_PER_CALL: usize = 100;
@@ -105,6 +108,13 @@ pub struct Coordinator {
 impl Coordinator {
     /// Starts renewing and taking leases of `table` (which must exist).
     pub fn start(table: LeaseTable, config: CoordinatorConfig) -> Coordinator {
+        Coordinator::start_among(table, config, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// [`Coordinator::start`] in a cluster whose live processes `nodes` counts
+    /// (kept up to date by the caller; 0: unknown), so processes starting
+    /// together each take their share of the free leases.
+    pub fn start_among(table: LeaseTable, config: CoordinatorConfig, nodes: Arc<AtomicUsize>) -> Coordinator {
         let (publish, held) = watch::channel(Held::new());
         let (publish_view, view) = watch::channel(LeaseView::default());
         let (reports, latest_reports) = watch::channel(Reports::new());
@@ -120,6 +130,7 @@ impl Coordinator {
             observer: LeaseObserver::new(config.failover),
             held: BTreeMap::new(),
             last_scan: Vec::new(),
+            nodes,
         };
         let task = std::sync::Mutex::new(Some(tokio::spawn(lease_task.run(stopped))));
         Coordinator { held, view, reports, counters, stop, task }
@@ -194,6 +205,8 @@ struct LeaseTask {
     held: BTreeMap<String, Lease>,
     /// The leases of the last scan (for the children of a shard that ended).
     last_scan: Vec<Lease>,
+    /// How many processes the cluster has live (0: unknown).
+    nodes: Arc<AtomicUsize>,
 }
 
 impl LeaseTask {
@@ -373,7 +386,10 @@ impl LeaseTask {
         self.counters.lost.fetch_add((before - self.held.len()) as u64, Ordering::Relaxed);
         let observer = &self.observer;
         let expired = |lease: &Lease| observer.is_expired(lease, now);
-        for candidate in leases_to_take(&leases, &me, &expired, self.config.move_budget) {
+        // Free for a whole failover time: a process counted live is not coming for it.
+        let long_free = |lease: &Lease| observer.age(lease, now) >= self.config.failover;
+        let hint = ClusterHint { nodes: self.nodes.load(Ordering::Relaxed), long_free: &long_free };
+        for candidate in leases_to_take_among(&leases, &me, &expired, self.config.move_budget, hint) {
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             match self.table.take(&candidate).await {
                 Ok(taken) => {

@@ -49,11 +49,11 @@ mod lease;
 mod nodes;
 mod table;
 
-pub use balance::leases_to_take;
+pub use balance::{ClusterHint, leases_to_take, leases_to_take_among};
 pub use coordinator::{Coordinator, CoordinatorConfig, Held, LeaseCounters, LeaseView, Reports, ShardProgress};
 pub use definitions::{Change, DefinitionsTable, SharedVersion, changes};
 pub use error::ClusterError;
 pub use expiry::LeaseObserver;
 pub use lease::{Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
-pub use nodes::{Node, NodesTable};
+pub use nodes::{LiveNodes, Node, NodesTable};
 pub use table::{LeaseTable, Renewal};

@@ -5,6 +5,7 @@
 //! people only: nothing decides ownership by it (leases do, by counters).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, KeyType, ScalarAttributeType};
@@ -17,6 +18,7 @@ const ADDRESS: &str = "address";
 const SHARDS_HELD: &str = "shardsHeld";
 const HEARTBEAT_AT: &str = "heartbeatAtMicros";
 const STARTED_AT: &str = "startedAtMicros";
+const HEARTBEAT_COUNTER: &str = "heartbeatCounter";
 
 /// One process of the cluster, as its last heartbeat described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub struct Node {
     pub heartbeat_at_micros: i64,
     /// When it started (µs since the epoch).
     pub started_at_micros: i64,
+    /// One more with every heartbeat: others judge it live by this moving on
+    /// their own monotonic clocks, as leases are judged.
+    pub counter: u64,
 }
 
 impl Node {
@@ -41,6 +46,7 @@ impl Node {
             (SHARDS_HELD.to_owned(), AttributeValue::N(self.shards_held.to_string())),
             (HEARTBEAT_AT.to_owned(), AttributeValue::N(self.heartbeat_at_micros.to_string())),
             (STARTED_AT.to_owned(), AttributeValue::N(self.started_at_micros.to_string())),
+            (HEARTBEAT_COUNTER.to_owned(), AttributeValue::N(self.counter.to_string())),
         ])
     }
 
@@ -61,8 +67,47 @@ impl Node {
             shards_held: u64::try_from(number(SHARDS_HELD)?).unwrap_or(0),
             heartbeat_at_micros: number(HEARTBEAT_AT)?,
             started_at_micros: number(STARTED_AT)?,
+            counter: u64::try_from(number(HEARTBEAT_COUNTER).unwrap_or(0)).unwrap_or(0),
             id,
         })
+    }
+}
+
+/// Which nodes are live, as one process sees them: a node whose heartbeat
+/// counter moved within `stale_after` on this process's monotonic clock (one
+/// seen for the first time counts as live until then). For balancing only:
+/// leases, not this, decide who reads a shard.
+#[derive(Debug)]
+pub struct LiveNodes {
+    stale_after: Duration,
+    seen: HashMap<String, (u64, Instant)>,
+}
+
+impl LiveNodes {
+    /// Nodes count as live while their counter moved within `stale_after`.
+    pub fn new(stale_after: Duration) -> LiveNodes {
+        LiveNodes { stale_after, seen: HashMap::new() }
+    }
+
+    /// Notes a listing at `now` (`wall_now`: this machine's clock, in µs);
+    /// answers how many nodes are live. A row seen for the first time counts
+    /// as live unless its own heartbeat time is already older than
+    /// `stale_after` by this machine's clock (a node that died before this one
+    /// started): wall clocks only discount a first sighting, for balancing.
+    pub fn observe(&mut self, nodes: &[Node], now: Instant, wall_now_micros: i64) -> usize {
+        self.seen.retain(|id, _| nodes.iter().any(|node| &node.id == id));
+        let stale_micros = i64::try_from(self.stale_after.as_micros()).unwrap_or(i64::MAX);
+        for node in nodes {
+            let first_sight = || {
+                let old = wall_now_micros.saturating_sub(node.heartbeat_at_micros) >= stale_micros;
+                (node.counter, if old { now.checked_sub(self.stale_after).unwrap_or(now) } else { now })
+            };
+            let seen = self.seen.entry(node.id.clone()).or_insert_with(first_sight);
+            if seen.0 != node.counter {
+                *seen = (node.counter, now);
+            }
+        }
+        self.seen.values().filter(|(_, since)| now.saturating_duration_since(*since) < self.stale_after).count()
     }
 }
 
@@ -143,6 +188,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_is_live_while_its_counter_moves() {
+        let node = |id: &str, counter| Node {
+            id: id.into(),
+            address: String::new(),
+            shards_held: 0,
+            heartbeat_at_micros: 0,
+            started_at_micros: 0,
+            counter,
+        };
+        let start = Instant::now() + Duration::from_secs(60);
+        let wall = 1_780_000_000_000_000;
+        let mut live = LiveNodes::new(Duration::from_secs(15));
+        let beat_at = |mut node: Node, micros: i64| {
+            node.heartbeat_at_micros = micros;
+            node
+        };
+        let (a, b) = (beat_at(node("a", 1), wall), beat_at(node("b", 7), wall - 1_000_000));
+        assert_eq!(live.observe(&[a.clone(), b.clone()], start, wall), 2, "first seen, beating lately: live");
+        let later = start + Duration::from_secs(16);
+        let a2 = beat_at(node("a", 2), wall + 16_000_000);
+        assert_eq!(live.observe(&[a2.clone(), b.clone()], later, wall + 16_000_000), 1, "b's counter stood still");
+        assert_eq!(live.observe(&[a2.clone()], later, wall + 16_000_000), 1, "a row gone is forgotten");
+        // A node that died long before this one started is not live at first sight.
+        let mut fresh = LiveNodes::new(Duration::from_secs(15));
+        let dead = beat_at(node("c", 3), wall - 60_000_000);
+        assert_eq!(fresh.observe(&[a2, dead], later, wall + 16_000_000), 1);
+    }
+
+    #[test]
     fn a_node_round_trips_through_its_item() {
         let node = Node {
             id: "ip-10-0-0-5-3f2a".into(),
@@ -150,6 +224,7 @@ mod tests {
             shards_held: 6,
             heartbeat_at_micros: 1_780_000_000_000_000,
             started_at_micros: 1_779_999_000_000_000,
+            counter: 12,
         };
         assert_eq!(Node::from_item(&node.to_item()), Ok(node.clone()));
         let mut item = node.to_item();

@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tributary_cluster::{
-    Change, ClusterError, CoordinatorConfig, DefinitionsTable, LeaseTable, Node, NodesTable, SharedVersion, changes,
+    Change, ClusterError, CoordinatorConfig, DefinitionsTable, LeaseTable, LiveNodes, Node, NodesTable, SharedVersion,
+    changes,
 };
 use tributary_source::ClientFactory;
 use tributary_store::{NewVersion, Store, StoredVersion};
@@ -59,6 +61,11 @@ pub(crate) struct Cluster {
     definitions: DefinitionsTable,
     nodes: NodesTable,
     started_at_micros: i64,
+    /// Heartbeats written so far (the row's counter).
+    beats: AtomicU64,
+    /// Which nodes are live, and how many (for balancing).
+    live: parking_lot::Mutex<LiveNodes>,
+    live_count: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -104,7 +111,17 @@ impl Cluster {
         definitions.ensure().await.map_err(failed)?;
         nodes.ensure().await.map_err(failed)?;
         let started_at_micros = Utc::now().timestamp_micros();
-        Ok(Cluster { config, dynamodb, definitions, nodes, started_at_micros })
+        let live = parking_lot::Mutex::new(LiveNodes::new(config.heartbeat_every * 3));
+        Ok(Cluster {
+            config,
+            dynamodb,
+            definitions,
+            nodes,
+            started_at_micros,
+            beats: AtomicU64::new(0),
+            live,
+            live_count: Arc::new(AtomicUsize::new(1)),
+        })
     }
 
     /// The lease table of `source`, as this node writes it.
@@ -240,8 +257,22 @@ impl Cluster {
             shards_held,
             heartbeat_at_micros: Utc::now().timestamp_micros(),
             started_at_micros: self.started_at_micros,
+            counter: self.beats.fetch_add(1, Ordering::Relaxed) + 1,
         };
         self.nodes.beat(&node).await
+    }
+
+    /// How many nodes are live, as last counted (kept up to date by [`run_node`]).
+    pub(crate) fn live_nodes(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.live_count)
+    }
+
+    /// Lists the nodes and counts the live ones (this one at least).
+    pub(crate) async fn count_live_nodes(&self) -> Result<usize, ClusterError> {
+        let nodes = self.nodes.list().await?;
+        let live = self.live.lock().observe(&nodes, std::time::Instant::now(), Utc::now().timestamp_micros()).max(1);
+        self.live_count.store(live, Ordering::Relaxed);
+        Ok(live)
     }
 
     /// Removes this node's row (a clean shutdown).
@@ -271,6 +302,9 @@ pub(crate) async fn run_node(cluster: Arc<Cluster>, store: Arc<Store>, superviso
             _ = heartbeat.tick() => {
                 if let Err(error) = cluster.beat(supervisor.shards_held() as u64).await {
                     tracing::warn!(%error, "writing this node's heartbeat failed");
+                }
+                if let Err(error) = cluster.count_live_nodes().await {
+                    tracing::warn!(%error, "reading the nodes table failed");
                 }
             }
         }

@@ -44,7 +44,11 @@ impl SourceLeases {
         table.ensure().await.map_err(|error| error.to_string())?;
         // Leases exist before the first scan, so the first node does not wait a round.
         let created = sync_shards(&table, &kinesis, &stream_arn, &root).await?;
-        let coordinator = Coordinator::start(table.clone(), cluster.config.leases);
+        // The nodes as they are now, so a cluster starting together spreads without stealing.
+        if let Err(error) = cluster.count_live_nodes().await {
+            tracing::warn!(%error, "reading the nodes table failed; balancing by lease owners only");
+        }
+        let coordinator = Coordinator::start_among(table.clone(), cluster.config.leases, cluster.live_nodes());
         let counters = coordinator.shared_counters();
         counters.calls.fetch_add(1 + created as u64, Ordering::Relaxed);
         let shard_sync = tokio::spawn(keep_shards_synced(table, kinesis, stream_arn, root, counters));
