@@ -209,7 +209,7 @@ mod tests {
         let later = start + Duration::from_secs(16);
         let a2 = beat_at(node("a", 2), wall + 16_000_000);
         assert_eq!(live.observe(&[a2.clone(), b.clone()], later, wall + 16_000_000), 1, "b's counter stood still");
-        assert_eq!(live.observe(&[a2.clone()], later, wall + 16_000_000), 1, "a row gone is forgotten");
+        assert_eq!(live.observe(std::slice::from_ref(&a2), later, wall + 16_000_000), 1, "a row gone is forgotten");
         // A node that died long before this one started is not live at first sight.
         let mut fresh = LiveNodes::new(Duration::from_secs(15));
         let dead = beat_at(node("c", 3), wall - 60_000_000);
