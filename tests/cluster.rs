@@ -221,12 +221,11 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     until_held_by(&a, "clustered", &["node-a", "node-b", "node-d"], Duration::from_secs(60));
 
     // SIGTERM: b commits what it holds and releases its leases; the others take them at their next scan.
-    let terminated = Instant::now();
-    let b_log = b.data_dir.with_extension("log");
-    assert!(b.stop(), "b stopped cleanly: {}", std::fs::read_to_string(b_log).unwrap_or_default());
-    let exited = terminated.elapsed();
-    let after_sigterm = exited + until_held_by(&a, "clustered", &["node-a", "node-d"], Duration::from_secs(60));
-    eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (b committed, released and exited in {exited:?})");
+    let mut b = b;
+    b.signal("TERM");
+    let after_sigterm = until_held_by(&a, "clustered", &["node-a", "node-d"], Duration::from_secs(60));
+    assert!(b.wait_exit(Duration::from_secs(30)), "b stopped cleanly: {}", b.log());
+    eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (b commits, releases; the others' next scan)");
 
     rt.block_on(merge_third_and_fourth(&client, &emulators.kinesis, &stream_arn, &shards));
     rt.block_on(put_indexed(&client, &stream_arn, 2 * third..RECORDS, payload));
@@ -408,7 +407,7 @@ fn with_glue_one_node_at_a_time_a_crash_between_the_two_commits_repeats_nothing(
         assert!(Instant::now() < deadline, "node a never reached the failpoint: {}", a.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    a.wait_exit(Duration::from_secs(30));
+    assert!(!a.wait_exit(Duration::from_secs(30)), "the failpoint aborts");
     let b = cluster.node("node-b", &["--flush-rows", "400"]);
     until_held_by(&b, "glued", &["node-b"], Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -75,10 +75,14 @@ impl ServerProcess {
         self.wait_healthy();
     }
 
-    /// Waits up to `limit` for the process to end on its own (a failpoint's abort).
-    pub fn wait_exit(&mut self, limit: Duration) {
+    /// Waits up to `limit` for the process to end (a failpoint's abort, a
+    /// signal sent before); whether it exited successfully.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        while self.child.try_wait().expect("wait").is_none() {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
             assert!(Instant::now() < deadline, "tributary serve did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
