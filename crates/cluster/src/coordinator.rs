@@ -188,6 +188,14 @@ impl Coordinator {
     /// Stops at once without releasing anything, as a crash would: the
     /// leases go to other processes after the failover time.
     pub fn abort(self) {
+        drop(self);
+    }
+}
+
+/// A coordinator dropped without [`Coordinator::shutdown`] stops as
+/// [`Coordinator::abort`] does: no lease is renewed by a task nobody owns.
+impl Drop for Coordinator {
+    fn drop(&mut self) {
         if let Some(task) = self.task.lock().ok().and_then(|mut task| task.take()) {
             task.abort();
         }
@@ -384,12 +392,22 @@ impl LeaseTask {
         let before = self.held.len();
         self.held.retain(|shard, _| leases.iter().any(|l| &l.key == shard && l.owner.as_deref() == Some(me.as_str())));
         self.counters.lost.fetch_add((before - self.held.len()) as u64, Ordering::Relaxed);
+        // Leases in this process's name that this task does not hold: an earlier
+        // task's of this process (stopped without releasing), or a take whose
+        // answer was lost. Nobody else renews them; taken back at once.
+        let orphans: Vec<Lease> = leases
+            .iter()
+            .filter(|lease| lease.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&lease.key))
+            .filter(|lease| lease.checkpoint != LeaseCheckpoint::ShardEnd)
+            .cloned()
+            .collect();
         let observer = &self.observer;
         let expired = |lease: &Lease| observer.is_expired(lease, now);
         // Free for a whole failover time: a process counted live is not coming for it.
         let long_free = |lease: &Lease| observer.age(lease, now) >= self.config.failover;
         let hint = ClusterHint { nodes: self.nodes.load(Ordering::Relaxed), long_free: &long_free };
-        for candidate in leases_to_take_among(&leases, &me, &expired, self.config.move_budget, hint) {
+        let balanced = leases_to_take_among(&leases, &me, &expired, self.config.move_budget, hint);
+        for candidate in orphans.into_iter().chain(balanced) {
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             match self.table.take(&candidate).await {
                 Ok(taken) => {

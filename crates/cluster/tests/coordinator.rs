@@ -164,3 +164,42 @@ async fn checkpoints_are_mirrored_and_a_finished_shard_hands_on_to_its_child() {
     assert!(a.view().leases.iter().any(|(lease, _)| lease.key == child));
     a.shutdown().await.expect("shutdown");
 }
+
+/// A coordinator dropped without shutting down renews nothing more, and the
+/// process's next coordinator takes its leases back at once (they are in its
+/// name, and nobody else renews them), without waiting for the failover time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_coordinator_stops_and_the_next_one_of_the_process_takes_its_leases_back() {
+    if !support::moto_is_up() {
+        return;
+    }
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "again");
+    let setup = LeaseTable::new(client.clone(), &name, "setup");
+    setup.ensure().await.expect("create");
+    for shard in 0..3 {
+        setup.create(&Lease::new(&format!("shardId-{shard:012}"), Vec::new(), None)).await.expect("lease");
+    }
+    let slow = CoordinatorConfig { failover: Duration::from_secs(60), ..config() };
+    let first = Coordinator::start(LeaseTable::new(client.clone(), &name, "node-a"), slow);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.held().borrow().len() < 3 {
+        assert!(Instant::now() < deadline, "never took the leases");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first);
+    let counters: Vec<u64> = setup.list().await.expect("list").iter().map(|lease| lease.counter).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let still: Vec<u64> = setup.list().await.expect("list").iter().map(|lease| lease.counter).collect();
+    assert_eq!(counters, still, "a dropped coordinator renews nothing");
+
+    let second = Coordinator::start(LeaseTable::new(client.clone(), &name, "node-a"), slow);
+    let started = Instant::now();
+    while second.held().borrow().len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the leases in its name were not taken back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let epochs: Vec<u64> = second.held().borrow().values().copied().collect();
+    assert!(epochs.iter().all(|epoch| *epoch >= 2), "taken again, with a new epoch: {epochs:?}");
+    second.shutdown().await.expect("shutdown");
+}

@@ -79,6 +79,14 @@ impl SourceLeases {
     }
 }
 
+/// Dropped without [`SourceLeases::release`] (its worker was abandoned): both
+/// tasks stop, and the leases expire, or this node's next task takes them back.
+impl Drop for SourceLeases {
+    fn drop(&mut self) {
+        self.shard_sync.abort();
+    }
+}
+
 async fn sync_shards(
     table: &LeaseTable,
     kinesis: &aws_sdk_kinesis::Client,

@@ -135,6 +135,12 @@ impl Supervisor {
         all
     }
 
+    /// Drops what a stopped worker left of its leases: nothing after a clean
+    /// stop (it released them), the running lease task after an abandoned one.
+    fn forget_leases(&self, name: &str) {
+        self.leases.lock().remove(name);
+    }
+
     /// How many shards this node holds, over every source.
     pub(crate) fn shards_held(&self) -> usize {
         self.leases.lock().values().map(|leases| leases.held_count()).sum()
@@ -183,6 +189,7 @@ impl Supervisor {
         if let Some(mut previous) = workers.remove(&name) {
             abandoned = previous.consumer.take().filter(|old| !consumer.as_ref().is_some_and(|new| new.is(old)));
             let _ = stop_worker(previous).await;
+            self.forget_leases(&name);
         }
         let status = Arc::new(WorkerStatus::new(version.version));
         self.statuses.lock().insert(name.clone(), Arc::clone(&status));
@@ -222,6 +229,7 @@ impl Supervisor {
         let worker = self.workers.lock().await.remove(name);
         if let Some(worker) = worker {
             let _ = stop_worker(worker).await;
+            self.forget_leases(name);
         }
     }
 
@@ -272,6 +280,7 @@ impl Supervisor {
         }
         // Together, so the bound is the server's, not each worker's in turn.
         let committed = futures_util::future::join_all(workers.into_iter().map(join_stopped)).await;
+        self.leases.lock().clear();
         committed.into_iter().filter(|committed| !committed).count()
     }
 
