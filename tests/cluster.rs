@@ -13,28 +13,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::lakehouse::{create_bucket, ids, pyiceberg};
+use support::lakehouse::{MALFORMED_EVERY, create_bucket, ids, payload, pyiceberg, valid_ids};
 use support::server::ServerProcess;
 use support::{
     Emulators, create_stream, kinesis_client, merge_third_and_fourth, put_indexed, split_first_shard, stdout,
     tributary, unique,
 };
 
-const MALFORMED_EVERY: usize = 50;
 /// Short, so the test is quick; `TRIBUTARY_TEST_LEASE_FAILOVER_SECONDS=10` measures the default.
 fn failover_seconds() -> f64 {
     std::env::var("TRIBUTARY_TEST_LEASE_FAILOVER_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0)
-}
-
-fn payload(i: usize) -> Vec<u8> {
-    if i % MALFORMED_EVERY == MALFORMED_EVERY - 1 {
-        return format!("{{\"id\": \"not-a-number-{i}\", \"ts\": \"2024-06-01T00:00:00Z\"}}").into_bytes();
-    }
-    format!("{{\"id\": {i}, \"ts\": \"2024-06-0{}T12:00:00Z\", \"name\": \"n{i}\"}}", 1 + i % 3).into_bytes()
-}
-
-fn valid_ids(records: std::ops::Range<usize>) -> Vec<i64> {
-    records.filter(|i| i % MALFORMED_EVERY != MALFORMED_EVERY - 1).map(|i| i as i64).collect()
 }
 
 fn definition(dir: &Path, source: &str, stream_arn: &str) -> std::path::PathBuf {
@@ -174,6 +162,19 @@ fn until_landed(table: &str, records: usize, limit: Duration) -> Value {
     }
 }
 
+/// The rejected table `table` holds every malformed record of `0..records`,
+/// each once (as `shard/sequence/reason`).
+fn rejected_once(table: &str, records: usize) -> BTreeSet<String> {
+    let read = pyiceberg(table, None).expect("pyiceberg (CI sets its Python)");
+    let rows: Vec<String> =
+        read["rejected"].as_array().expect("rows").iter().filter_map(|row| row.as_str().map(str::to_owned)).collect();
+    let distinct: BTreeSet<String> = rows.iter().cloned().collect();
+    assert_eq!(rows.len(), records / MALFORMED_EVERY, "every malformed record in the rejected table");
+    assert_eq!(distinct.len(), rows.len(), "each once");
+    assert!(rows.iter().all(|row| row.ends_with("/TYPE_MISMATCH")), "{rows:?}");
+    distinct
+}
+
 /// The lease table as boto3 describes and scans it: key schema, indexes, and each row's attribute types.
 fn lease_table_as_boto3_sees_it(emulators: &Emulators, table: &str) -> Value {
     let script = format!(
@@ -242,12 +243,7 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     }
     let read = until_landed(&cluster.table("clustered_rows"), RECORDS, Duration::from_secs(300));
     assert_eq!(ids(&read), valid_ids(0..RECORDS), "every valid record exactly once");
-    let rejected = pyiceberg(cluster.table("clustered_rows__rejected"), None).expect("read above");
-    let rejected: Vec<&str> = rejected["rejected"].as_array().expect("rows").iter().filter_map(Value::as_str).collect();
-    let distinct: BTreeSet<&str> = rejected.iter().copied().collect();
-    assert_eq!(rejected.len(), RECORDS / MALFORMED_EVERY, "every malformed record in the rejected table");
-    assert_eq!(distinct.len(), rejected.len(), "each once");
-    assert!(rejected.iter().all(|row| row.ends_with("/TYPE_MISMATCH")), "{rejected:?}");
+    let rejected = rejected_once(&cluster.table("clustered_rows__rejected"), RECORDS);
 
     // The rejected table is the error log every node answers from (each node's own log holds only its rejections).
     let errors = d.errors("clustered");
@@ -262,11 +258,7 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
             )
         })
         .collect();
-    assert_eq!(
-        (errors.len(), listed),
-        (rejected.len(), distinct.iter().map(|r| (*r).to_owned()).collect()),
-        "tributary errors from node d"
-    );
+    assert_eq!((errors.len(), listed), (rejected.len(), rejected), "tributary errors from node d");
     let printed = stdout(&tributary(&["errors", "clustered", "--limit", "5", "--server", &a.url()], &[]));
     assert!(printed.contains("TYPE_MISMATCH"), "{printed}");
 
@@ -430,11 +422,7 @@ fn with_glue_one_node_at_a_time_a_crash_between_the_two_commits_repeats_nothing(
     let c = cluster.node("node-c", &["--flush-rows", "400"]);
     let read = until_landed(&cluster.table("glued_rows"), RECORDS, Duration::from_secs(240));
     assert_eq!(ids(&read), valid_ids(0..RECORDS), "every valid record exactly once");
-    let rejected = pyiceberg(cluster.table("glued_rows__rejected"), None).expect("read above");
-    let rejected: Vec<&str> = rejected["rejected"].as_array().expect("rows").iter().filter_map(Value::as_str).collect();
-    let distinct: BTreeSet<&str> = rejected.iter().copied().collect();
-    assert_eq!(rejected.len(), RECORDS / MALFORMED_EVERY, "every malformed record in the rejected table");
-    assert_eq!(distinct.len(), rejected.len(), "each once");
+    rejected_once(&cluster.table("glued_rows__rejected"), RECORDS);
     assert!(c.stop());
 }
 

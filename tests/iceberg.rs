@@ -12,26 +12,12 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde_json::Value;
-use support::lakehouse::{create_bucket, ids, moto_python, pyiceberg};
+use support::lakehouse::{MALFORMED_EVERY, create_bucket, ids, moto_python, payload, pyiceberg, valid_ids};
 use support::server::ServerProcess;
 use support::{
     Emulators, create_stream, kinesis_client, merge_third_and_fourth, put_indexed, split_first_shard, stdout,
     tributary, unique,
 };
-
-const MALFORMED_EVERY: usize = 50;
-
-/// Record `i`: valid JSON over three days, or (every 50th) a malformed one.
-fn payload(i: usize) -> Vec<u8> {
-    if i % MALFORMED_EVERY == MALFORMED_EVERY - 1 {
-        return format!("{{\"id\": \"not-a-number-{i}\", \"ts\": \"2024-06-01T00:00:00Z\"}}").into_bytes();
-    }
-    format!("{{\"id\": {i}, \"ts\": \"2024-06-0{}T12:00:00Z\", \"name\": \"n{i}\"}}", 1 + i % 3).into_bytes()
-}
-
-fn valid_ids(records: std::ops::Range<usize>) -> Vec<i64> {
-    records.filter(|i| i % MALFORMED_EVERY != MALFORMED_EVERY - 1).map(|i| i as i64).collect()
-}
 
 async fn put(client: &aws_sdk_kinesis::Client, stream_arn: &str, range: std::ops::Range<usize>) {
     put_indexed(client, stream_arn, range, payload).await;

@@ -6,6 +6,22 @@ use serde_json::Value;
 
 use super::{Emulators, unique};
 
+/// One record in this many is malformed (see [`payload`]).
+pub const MALFORMED_EVERY: usize = 50;
+
+/// Record `i`: valid JSON over three days, or (every 50th) a malformed one.
+pub fn payload(i: usize) -> Vec<u8> {
+    if i % MALFORMED_EVERY == MALFORMED_EVERY - 1 {
+        return format!("{{\"id\": \"not-a-number-{i}\", \"ts\": \"2024-06-01T00:00:00Z\"}}").into_bytes();
+    }
+    format!("{{\"id\": {i}, \"ts\": \"2024-06-0{}T12:00:00Z\", \"name\": \"n{i}\"}}", 1 + i % 3).into_bytes()
+}
+
+/// The ids of the valid records of `records`.
+pub fn valid_ids(records: std::ops::Range<usize>) -> Vec<i64> {
+    records.filter(|i| i % MALFORMED_EVERY != MALFORMED_EVERY - 1).map(|i| i as i64).collect()
+}
+
 /// What pyiceberg reads from the table at `location`, either a table
 /// directory (found through its version hint, as a path-based reader does)
 /// or `glue:DATABASE/TABLE` (through pyiceberg's Glue catalog), or `dynamodb:CATALOG_TABLE/TABLE`

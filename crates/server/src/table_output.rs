@@ -131,8 +131,8 @@ async fn follow_rows(
 /// processes are finished there too, so their children may start.
 pub(crate) async fn claim_shards(
     context: &WorkerContext,
-    rows: &TableWriter,
-    rejected: &TableWriter,
+    source: &str,
+    (rows, rejected): (&TableWriter, &TableWriter),
     scope: &str,
     fence: &HashMap<String, u64>,
 ) -> Result<TableCheckpoints, WorkerError> {
@@ -154,7 +154,6 @@ pub(crate) async fn claim_shards(
             .map_err(|error| WorkerError::Transient(format!("taking the table's checkpoints: {error}")))
     })
     .await?;
-    let source = scope.split('@').next().unwrap_or(scope);
     follow_rows(source, rejected, scope, &claimed.shards, Some(fence)).await?;
     tracing::info!(scope, shards = fence.len(), "claimed the shards in the table");
     Ok(claimed)

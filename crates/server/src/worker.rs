@@ -276,7 +276,7 @@ pub(crate) async fn run(
         DatasetFormat::Iceberg => {
             let (rows, rejected) = open_table(context, source, &schema, &scope).await?;
             if let Some(fence) = assignment.fence() {
-                let claimed = claim_shards(context, &rows, &rejected, &scope, fence).await?;
+                let claimed = claim_shards(context, &source.name, (&rows, &rejected), &scope, fence).await?;
                 assignment.claimed(&claimed.shards);
             }
             let through = rejected
@@ -487,17 +487,22 @@ impl Worker<'_> {
         // The rejected table's rows, built before the error-log rows move into the commit.
         let rejected_rows = match &self.output {
             Output::Table { through, .. } => {
-                // Already in the rejected table: a batch read again after its rows commit failed.
-                let new: Vec<_> = rejected
-                    .iter()
-                    .filter(|row| {
-                        !through
-                            .get(&row.shard_id)
-                            .is_some_and(|mark| already_rejected(mark, &row.sequence_number, row.sub_sequence))
-                    })
-                    .cloned()
-                    .collect();
-                Some(rejected_batch(&new, now).map_err(|e| format!("the rejected rows: {e}"))?)
+                let batch = if through.is_empty() {
+                    rejected_batch(&rejected, now)
+                } else {
+                    // Already in the rejected table: a batch read again after its rows commit failed.
+                    let new: Vec<_> = rejected
+                        .iter()
+                        .filter(|row| {
+                            !through
+                                .get(&row.shard_id)
+                                .is_some_and(|mark| already_rejected(mark, &row.sequence_number, row.sub_sequence))
+                        })
+                        .cloned()
+                        .collect();
+                    rejected_batch(&new, now)
+                };
+                Some(batch.map_err(|e| format!("the rejected rows: {e}"))?)
             }
             Output::Files(_) => None,
         };
