@@ -15,7 +15,7 @@
 //! commit is the truth), and a shard read to its end gets `SHARD_END` with
 //! its children named, then is released, so the children's leases start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -161,6 +161,11 @@ impl Coordinator {
     /// The table as last scanned.
     pub fn view(&self) -> LeaseView {
         self.view.borrow().clone()
+    }
+
+    /// The view as each scan replaces it, for a task to read without copying.
+    pub fn view_watch(&self) -> watch::Receiver<LeaseView> {
+        self.view.clone()
     }
 
     /// Lease events so far.
@@ -407,16 +412,21 @@ impl LeaseTask {
         let long_free = |lease: &Lease| observer.age(lease, now) >= self.config.failover;
         let hint = ClusterHint { nodes: self.nodes.load(Ordering::Relaxed), long_free: &long_free };
         let balanced = leases_to_take_among(&leases, &me, &expired, self.config.move_budget, hint);
-        for candidate in orphans.into_iter().chain(balanced) {
-            self.counters.calls.fetch_add(1, Ordering::Relaxed);
-            match self.table.take(&candidate).await {
+        let candidates: Vec<Lease> = orphans.into_iter().chain(balanced).collect();
+        let owners: HashMap<&str, Option<&str>> =
+            candidates.iter().map(|lease| (lease.key.as_str(), lease.owner.as_deref())).collect();
+        let (outcomes, calls) = self.table.take_together(&candidates).await;
+        self.counters.calls.fetch_add(calls, Ordering::Relaxed);
+        for (shard, outcome) in outcomes {
+            match outcome {
                 Ok(taken) => {
                     self.counters.taken.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(shard = %taken.key, epoch = taken.epoch, from = ?candidate.owner, "took the lease");
+                    let from = owners.get(shard.as_str()).copied().flatten();
+                    tracing::info!(shard = %taken.key, epoch = taken.epoch, from = ?from, "took the lease");
                     self.held.insert(taken.key.clone(), taken);
                 }
                 Err(ClusterError::Lost { .. }) => {}
-                Err(error) => tracing::warn!(shard = %candidate.key, %error, "taking the lease failed"),
+                Err(error) => tracing::warn!(%shard, %error, "taking the lease failed"),
             }
         }
         let view = leases.iter().map(|lease| (lease.clone(), self.observer.age(lease, now))).collect();

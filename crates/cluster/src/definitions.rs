@@ -7,14 +7,19 @@
 //! lost or stored twice. A delete is a version too (`deleted`), so the
 //! history stays whole and every node sees it the way it sees a commit.
 //!
-//! Nodes learn of changes by reading the newest version of every source
-//! ([`DefinitionsTable::heads`]) on an interval and comparing with what they
-//! run ([`changes`]).
+//! Nodes learn of changes by reading one small item on an interval, a
+//! counter every append and finish raises in the same transaction
+//! ([`DefinitionsTable::change_count`]), and only when it moved read the
+//! newest version of every source ([`DefinitionsTable::heads`]) to compare
+//! with what they run ([`changes`]). A poll so costs one read of a few bytes
+//! however long the history grows.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, BillingMode, KeyType, Put, ScalarAttributeType, TransactWriteItem, Update,
+};
 
 use crate::ClusterError;
 use tributary_source::dynamodb::{DynamoTable, Item};
@@ -29,8 +34,16 @@ const MESSAGE: &str = "message";
 const DELETED: &str = "deleted";
 const FINISHED_BECAUSE: &str = "finishedBecause";
 
+/// The change counter's item: a `source` no source name can be (names are
+/// letters, digits and `_`), at version 0.
+const CHANGES_SOURCE: &str = "#changes";
+const CHANGES_COUNT: &str = "changeCount";
+
 /// How many times a commit takes the next version number after losing a race.
 const APPEND_ATTEMPTS: usize = 5;
+
+/// How many times a change conflicting with another on the counter is tried.
+const COUNTED_WRITE_ATTEMPTS: u32 = 6;
 
 /// One committed version of a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +120,10 @@ impl SharedVersion {
     }
 }
 
+fn is_change_counter(item: &Item) -> bool {
+    matches!(item.get(SOURCE), Some(AttributeValue::S(source)) if source == CHANGES_SOURCE)
+}
+
 /// What a node must do to run what the cluster committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -177,13 +194,20 @@ impl DefinitionsTable {
 
     /// Stores `draft` as the source's next version (its `version` is
     /// ignored): one more than the newest stored, taken again after losing a
-    /// race to another node, up to a bound.
+    /// race to another node, up to a bound. Raises the change counter with it.
     pub async fn append(&self, draft: &SharedVersion) -> Result<SharedVersion, ClusterError> {
         let mut version = 0;
         for _ in 0..APPEND_ATTEMPTS {
             version = self.latest(&draft.source).await?.map_or(1, |latest| latest.version + 1);
             let stored = SharedVersion { version, ..draft.clone() };
-            if self.table.put_new(stored.to_item(), SOURCE).await? {
+            let put = Put::builder()
+                .table_name(&self.table.name)
+                .set_item(Some(stored.to_item()))
+                .condition_expression("attribute_not_exists(#source)")
+                .expression_attribute_names("#source", SOURCE)
+                .build()
+                .map_err(|error| self.table.error("TransactWriteItems", error))?;
+            if self.write_counted(TransactWriteItem::builder().put(put).build()).await? {
                 return Ok(stored);
             }
         }
@@ -193,11 +217,8 @@ impl DefinitionsTable {
     /// Records that `version` of `source` finished, and why (the first
     /// node's reason stays). `false` when it was recorded already.
     pub async fn finish(&self, source: &str, version: u64, because: &str) -> Result<bool, ClusterError> {
-        let table = &self.table;
-        let updated = table
-            .client
-            .update_item()
-            .table_name(&table.name)
+        let update = Update::builder()
+            .table_name(&self.table.name)
             .key(SOURCE, AttributeValue::S(source.to_owned()))
             .key(VERSION, AttributeValue::N(version.to_string()))
             .update_expression("SET #finished = :because")
@@ -205,14 +226,76 @@ impl DefinitionsTable {
             .expression_attribute_names("#finished", FINISHED_BECAUSE)
             .expression_attribute_names("#source", SOURCE)
             .expression_attribute_values(":because", AttributeValue::S(because.to_owned()))
-            .send()
-            .await;
-        match updated {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
+            .build()
+            .map_err(|error| self.table.error("TransactWriteItems", error))?;
+        self.write_counted(TransactWriteItem::builder().update(update).build()).await
+    }
+
+    /// Writes `change` and raises the change counter in one transaction;
+    /// `false` when `change`'s condition failed. Two changes racing on the
+    /// counter conflict: the loser tries again, as DynamoDB advises.
+    async fn write_counted(&self, change: TransactWriteItem) -> Result<bool, ClusterError> {
+        let count = Update::builder()
+            .table_name(&self.table.name)
+            .key(SOURCE, AttributeValue::S(CHANGES_SOURCE.to_owned()))
+            .key(VERSION, AttributeValue::N("0".to_owned()))
+            .update_expression("ADD #count :one")
+            .expression_attribute_names("#count", CHANGES_COUNT)
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .build()
+            .map_err(|error| self.table.error("TransactWriteItems", error))?;
+        let items = vec![change, TransactWriteItem::builder().update(count).build()];
+        let mut pause = std::time::Duration::from_millis(20);
+        for attempt in 1..=COUNTED_WRITE_ATTEMPTS {
+            let written = self.table.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let error = match written {
+                Ok(_) => return Ok(true),
+                Err(error) => error,
+            };
+            let condition_failed = error.as_service_error().and_then(|e| match e {
+                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                    canceled,
+                ) => Some(
+                    canceled.cancellation_reasons().first().and_then(|reason| reason.code()) == Some("ConditionalCheckFailed"),
+                ),
+                _ => None,
+            });
+            match condition_failed {
+                Some(true) => return Ok(false),
+                // Canceled for another reason (a conflict on the counter): again, after a pause.
+                Some(false) if attempt < COUNTED_WRITE_ATTEMPTS => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                _ => return Err(self.table.failed("TransactWriteItems", &error).into()),
             }
-            Err(error) => Err(table.failed("UpdateItem", &error).into()),
+        }
+        Err(self.table.error("TransactWriteItems", "the change counter stayed contended").into())
+    }
+
+    /// The change counter: moves on every append and finish. `None` for a
+    /// table no change was counted in yet.
+    pub async fn change_count(&self) -> Result<Option<u64>, ClusterError> {
+        let table = &self.table;
+        let read = table
+            .client
+            .get_item()
+            .table_name(&table.name)
+            .key(SOURCE, AttributeValue::S(CHANGES_SOURCE.to_owned()))
+            .key(VERSION, AttributeValue::N("0".to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| table.failed("GetItem", &error))?;
+        match read.item().and_then(|item| item.get(CHANGES_COUNT)) {
+            None => Ok(None),
+            Some(AttributeValue::N(count)) => count.parse().map(Some).map_err(|_| {
+                ClusterError::corrupt(&table.name, (CHANGES_SOURCE.to_owned(), format!("`{CHANGES_COUNT}` is {count}")))
+            }),
+            Some(_) => Err(ClusterError::corrupt(
+                &table.name,
+                (CHANGES_SOURCE.to_owned(), format!("`{CHANGES_COUNT}` is not a number")),
+            )),
         }
     }
 
@@ -229,8 +312,9 @@ impl DefinitionsTable {
     /// The newest version of every source (a consistent scan; deleted sources included, marked).
     pub async fn heads(&self) -> Result<HashMap<String, SharedVersion>, ClusterError> {
         let mut heads: HashMap<String, SharedVersion> = HashMap::new();
-        for item in self.table.scan(None).await? {
-            let version = self.parse(&item)?;
+        let versions = self.table.scan(None).await?;
+        for item in versions.iter().filter(|item| !is_change_counter(item)) {
+            let version = self.parse(item)?;
             if heads.get(&version.source).is_none_or(|head| head.version < version.version) {
                 heads.insert(version.source.clone(), version);
             }

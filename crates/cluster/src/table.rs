@@ -9,9 +9,11 @@
 //! | checkpoint | counter = the holder's, owner = the holder | checkpoint, counter + 1, owner switches = 0 |
 //! | release | owner = the holder | owner removed, counter + 1 |
 
+use std::collections::HashSet;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, ReturnValue,
+    AttributeValue, BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, Put, ReturnValue,
     ScalarAttributeType, TransactWriteItem, Update,
 };
 
@@ -52,6 +54,12 @@ impl Renewal<'_> {
         }
         lease
     }
+}
+
+/// A take's update and its condition.
+struct TakeExpression {
+    condition: &'static str,
+    expression: UpdateExpression,
 }
 
 /// An `UpdateItem` expression with its placeholders.
@@ -139,23 +147,75 @@ impl LeaseTable {
     /// Creates a lease for every shard of `shards` that has none yet (a
     /// new source, or shards a reshard created), as KCL's shard sync does:
     /// shards without parents start at `root_checkpoint` (the source's
-    /// start), children at `TRIM_HORIZON`. Answers how many it created.
-    pub async fn sync(&self, shards: &[ShardSpec], root_checkpoint: &LeaseCheckpoint) -> Result<usize, ClusterError> {
-        let existing: std::collections::HashSet<String> = self.list().await?.into_iter().map(|l| l.key).collect();
-        let mut created = 0;
-        for shard in shards.iter().filter(|shard| !existing.contains(&shard.shard_id)) {
-            let mut lease = Lease::new(&shard.shard_id, shard.parent_shard_ids.clone(), shard.hash_key_range.clone());
-            if shard.parent_shard_ids.is_empty() {
-                lease.checkpoint = root_checkpoint.clone();
+    /// start), children at `TRIM_HORIZON`. Answers how many it created, and
+    /// how many calls that took (the scan included).
+    pub async fn sync(
+        &self,
+        shards: &[ShardSpec],
+        root_checkpoint: &LeaseCheckpoint,
+    ) -> Result<(usize, u64), ClusterError> {
+        let existing: HashSet<String> = self.list().await?.into_iter().map(|l| l.key).collect();
+        let (created, calls) = self.sync_against(shards, root_checkpoint, &existing).await?;
+        Ok((created, calls + 1))
+    }
+
+    /// [`LeaseTable::sync`] against leases known to exist (a recent scan,
+    /// so no scan of its own): a lease created since is refused as existing.
+    pub async fn sync_against(
+        &self,
+        shards: &[ShardSpec],
+        root_checkpoint: &LeaseCheckpoint,
+        existing: &HashSet<String>,
+    ) -> Result<(usize, u64), ClusterError> {
+        let missing: Vec<Lease> = shards
+            .iter()
+            .filter(|shard| !existing.contains(&shard.shard_id))
+            .map(|shard| {
+                let mut lease =
+                    Lease::new(&shard.shard_id, shard.parent_shard_ids.clone(), shard.hash_key_range.clone());
+                if shard.parent_shard_ids.is_empty() {
+                    lease.checkpoint = root_checkpoint.clone();
+                }
+                lease
+            })
+            .collect();
+        let (mut created, mut calls) = (0, 0);
+        for chunk in missing.chunks(TRANSACTION_ITEMS) {
+            // All at once (a new wide stream), or one by one when some exist already.
+            if chunk.len() > 1 {
+                calls += 1;
+                if self.create_chunk(chunk).await? {
+                    created += chunk.len();
+                    continue;
+                }
             }
-            match self.create(&lease).await {
-                Ok(()) => created += 1,
-                // Another process's sync created it in between.
-                Err(ClusterError::Exists { .. }) => {}
-                Err(error) => return Err(error),
+            for lease in chunk {
+                calls += 1;
+                match self.create(lease).await {
+                    Ok(()) => created += 1,
+                    // Another process's sync created it in between.
+                    Err(ClusterError::Exists { .. }) => {}
+                    Err(error) => return Err(error),
+                }
             }
         }
-        Ok(created)
+        Ok((created, calls))
+    }
+
+    /// Creates every lease of `chunk` in one transaction: `false` when one existed (nothing written).
+    async fn create_chunk(&self, chunk: &[Lease]) -> Result<bool, ClusterError> {
+        let mut items = Vec::with_capacity(chunk.len());
+        for lease in chunk {
+            let put = Put::builder()
+                .table_name(&self.table.name)
+                .set_item(Some(lease.to_item()))
+                .condition_expression("attribute_not_exists(#key)")
+                .expression_attribute_names("#key", KEY)
+                .build()
+                .map_err(|error| self.table.error("TransactWriteItems", error))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.transact(items).await
     }
 
     /// Every lease of the table (a consistent scan), leaving out rows of other kinds.
@@ -312,29 +372,11 @@ impl LeaseTable {
         for chunk in renewals.chunks(TRANSACTION_ITEMS) {
             let mut items = Vec::with_capacity(chunk.len());
             for renewal in chunk {
-                let UpdateExpression { update, names, values } = self.renewal_expression(renewal);
-                let mut builder = Update::builder()
-                    .table_name(&self.table.name)
-                    .key(KEY, AttributeValue::S(renewal.lease.key.clone()))
-                    .update_expression(update)
-                    .condition_expression(RENEW_CONDITION);
-                for (placeholder, name) in names {
-                    builder = builder.expression_attribute_names(placeholder, name);
-                }
-                for (placeholder, value) in values {
-                    builder = builder.expression_attribute_values(placeholder, value);
-                }
-                let update = builder.build().map_err(|error| self.table.error("TransactWriteItems", error))?;
+                let update =
+                    self.transaction_update(&renewal.lease.key, self.renewal_expression(renewal), RENEW_CONDITION)?;
                 items.push(TransactWriteItem::builder().update(update).build());
             }
-            let written = self.table.client.transact_write_items().set_transact_items(Some(items)).send().await;
-            match written {
-                Ok(_) => outcomes.push(Some(chunk.iter().map(Renewal::renewed).collect())),
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => {
-                    outcomes.push(None);
-                }
-                Err(error) => return Err(self.table.failed("TransactWriteItems", &error).into()),
-            }
+            outcomes.push(self.transact(items).await?.then(|| chunk.iter().map(Renewal::renewed).collect()));
         }
         Ok(outcomes)
     }
@@ -344,13 +386,67 @@ impl LeaseTable {
     /// in the same write, so a commit fenced on the epoch tells the new owner's
     /// batches from the old owner's.
     pub async fn take(&self, observed: &Lease) -> Result<Lease, ClusterError> {
+        let TakeExpression { condition, expression } = self.take_expression(observed);
+        let UpdateExpression { update, names, values } = expression;
+        match self.update(&observed.key, &update, condition, &names, values).await? {
+            Some(lease) => Ok(lease),
+            None => Err(ClusterError::Lost { key: observed.key.clone() }),
+        }
+    }
+
+    /// Takes many observed leases in as few calls as DynamoDB allows (a
+    /// transaction of up to 100 takes, each conditioned as [`LeaseTable::take`]),
+    /// where KCL takes each with a call of its own: a node starting on a wide
+    /// stream takes its share at once. A transaction refused because some
+    /// lease moved is taken again lease by lease. Answers each lease's
+    /// outcome, and how many calls it made.
+    pub async fn take_together(&self, observed: &[Lease]) -> (Vec<(String, Result<Lease, ClusterError>)>, u64) {
+        let mut outcomes = Vec::with_capacity(observed.len());
+        let mut calls = 0;
+        for chunk in observed.chunks(TRANSACTION_ITEMS) {
+            if chunk.len() > 1 {
+                calls += 1;
+                match self.take_chunk(chunk).await {
+                    Ok(true) => {
+                        outcomes.extend(chunk.iter().map(|lease| (lease.key.clone(), Ok(self.taken(lease)))));
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        outcomes.extend(chunk.iter().map(|lease| (lease.key.clone(), Err(error.clone()))));
+                        continue;
+                    }
+                }
+            }
+            for lease in chunk {
+                calls += 1;
+                outcomes.push((lease.key.clone(), self.take(lease).await));
+            }
+        }
+        (outcomes, calls)
+    }
+
+    /// One transaction of takes: `false` when it was refused (some lease moved).
+    async fn take_chunk(&self, chunk: &[Lease]) -> Result<bool, ClusterError> {
+        let mut items = Vec::with_capacity(chunk.len());
+        for observed in chunk {
+            let TakeExpression { condition, expression } = self.take_expression(observed);
+            let update = self.transaction_update(&observed.key, expression, condition)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        self.transact(items).await
+    }
+
+    /// The take of `observed`: on its counter and owner as observed, raising
+    /// the counter, the owner switches and the epoch, dropping the last
+    /// owner's report (a new owner publishes its own).
+    fn take_expression(&self, observed: &Lease) -> TakeExpression {
         let switch = if observed.owner.as_deref() == Some(self.worker.as_str()) { 0 } else { 1 };
-        let (condition, previous) = match &observed.owner {
-            Some(owner) => ("#counter = :observed AND #owner = :previous", Some(owner.clone())),
-            None => ("#counter = :observed AND attribute_not_exists(#owner)", None),
+        let condition = match &observed.owner {
+            Some(_) => "#counter = :observed AND #owner = :previous",
+            None => "#counter = :observed AND attribute_not_exists(#owner)",
         };
-        // The last owner's report goes with it: a new owner publishes its own.
-        let names = [
+        let names = vec![
             ("#counter", COUNTER),
             ("#owner", OWNER),
             ("#switches", OWNER_SWITCHES),
@@ -367,16 +463,58 @@ impl LeaseTable {
             (":switch", number(switch)),
             (":me", self.mine()),
         ];
-        if let Some(previous) = previous {
-            values.push((":previous", AttributeValue::S(previous)));
+        if let Some(previous) = &observed.owner {
+            values.push((":previous", AttributeValue::S(previous.clone())));
         }
         let update = "SET #owner = :me, #counter = #counter + :one, \
                       #switches = if_not_exists(#switches, :zero) + :switch, \
                       #epoch = if_not_exists(#epoch, :zero) + :one \
-                      REMOVE checkpointOwner, #lag, #rate, #address, #done";
-        match self.update(&observed.key, update, condition, &names, values).await? {
-            Some(lease) => Ok(lease),
-            None => Err(ClusterError::Lost { key: observed.key.clone() }),
+                      REMOVE checkpointOwner, #lag, #rate, #address, #done"
+            .to_owned();
+        TakeExpression { condition, expression: UpdateExpression { update, names, values } }
+    }
+
+    /// `observed` as its take leaves it.
+    fn taken(&self, observed: &Lease) -> Lease {
+        let mut lease = observed.clone();
+        if observed.owner.as_deref() != Some(self.worker.as_str()) {
+            lease.owner_switches_since_checkpoint += 1;
+        }
+        lease.owner = Some(self.worker.clone());
+        lease.counter += 1;
+        lease.epoch += 1;
+        lease.report = None;
+        lease
+    }
+
+    /// An update for a transaction.
+    fn transaction_update(
+        &self,
+        key: &str,
+        expression: UpdateExpression,
+        condition: &str,
+    ) -> Result<Update, ClusterError> {
+        let UpdateExpression { update, names, values } = expression;
+        let mut builder = Update::builder()
+            .table_name(&self.table.name)
+            .key(KEY, AttributeValue::S(key.to_owned()))
+            .update_expression(update)
+            .condition_expression(condition);
+        for (placeholder, name) in names {
+            builder = builder.expression_attribute_names(placeholder, name);
+        }
+        for (placeholder, value) in values {
+            builder = builder.expression_attribute_values(placeholder, value);
+        }
+        builder.build().map_err(|error| self.table.error("TransactWriteItems", error).into())
+    }
+
+    /// Writes `items` in one transaction: `false` when it was refused (a condition failed, or a conflict).
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, ClusterError> {
+        match self.table.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => Ok(false),
+            Err(error) => Err(self.table.failed("TransactWriteItems", &error).into()),
         }
     }
 

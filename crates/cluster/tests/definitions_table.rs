@@ -1,6 +1,7 @@
 //! The cluster's definitions against moto's DynamoDB: commits racing on
-//! several nodes give one version each in order, a delete is a version, and a
-//! node polling the heads sees every change.
+//! several nodes give one version each in order, a delete is a version, every
+//! change moves the change counter nodes poll, and a node reading the heads
+//! sees every change.
 #![allow(missing_docs)]
 
 mod support;
@@ -35,6 +36,7 @@ async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
     let nodes: Vec<DefinitionsTable> = (0..3).map(|_| DefinitionsTable::new(client.clone(), &name)).collect();
     nodes[0].ensure().await.expect("create");
     nodes[1].ensure().await.expect("an existing table is fine");
+    assert_eq!(nodes[2].change_count().await.expect("count"), None, "no change counted yet");
 
     // Six commits of one source at once, two per node.
     let commits = (0..6).map(|i| {
@@ -60,6 +62,9 @@ async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
     messages.sort_unstable();
     messages.dedup();
     assert_eq!(messages.len(), history.len(), "each stored version is a different commit");
+    // Every stored version moved the change counter once (a lost race moved nothing).
+    let counted = nodes[1].change_count().await.expect("count").expect("counted");
+    assert_eq!(counted, stored.len() as u64);
 
     // Another node polls the heads and learns what to run; then a delete reaches it the same way.
     let head = stored.len() as u64;
@@ -71,11 +76,17 @@ async fn racing_commits_get_one_version_each_and_every_node_sees_the_heads() {
     // A node that found every shard done records it once; every node reads it with the heads.
     assert!(nodes[2].finish("orders", head, "bounded: no new record for 1s").await.expect("finish"));
     assert!(!nodes[0].finish("orders", head, "another reason").await.expect("finish again"), "the first reason stays");
+    assert_eq!(
+        nodes[0].change_count().await.expect("count"),
+        Some(counted + 1),
+        "a finish is a change, a refused one not"
+    );
     let finished = nodes[1].heads().await.expect("heads")["orders"].finished_because.clone();
     assert_eq!(finished.as_deref(), Some("bounded: no new record for 1s"));
     assert!(!nodes[0].finish("orders", head + 7, "no such version").await.expect("finish"), "nothing is created");
     let deleted = nodes[0].append(&draft("orders", "delete", true)).await.expect("delete");
     assert_eq!(deleted.version, head + 1);
+    assert_eq!(nodes[2].change_count().await.expect("count"), Some(counted + 2));
     assert_eq!(changes(&running, &nodes[2].heads().await.expect("heads")), [Change::Stop("orders".to_owned())]);
     assert_eq!(nodes[1].latest("orders").await.expect("latest").map(|v| v.deleted), Some(true));
 }

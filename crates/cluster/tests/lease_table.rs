@@ -234,22 +234,40 @@ async fn shard_sync_creates_each_lease_once_and_children_wait_for_shard_end() {
     };
     let shards = [spec("shard-0", &[]), spec("shard-1", &[]), spec("shard-2", &["shard-0", "shard-1"])];
     let start = LeaseCheckpoint::AtTimestamp;
-    assert_eq!(a.sync(&shards, &start).await.expect("sync"), 3);
-    assert_eq!(b.sync(&shards, &start).await.expect("sync again"), 0, "each lease is created once");
+    assert_eq!(a.sync(&shards, &start).await.expect("sync"), (3, 2), "a scan, then one transaction creates all three");
+    assert_eq!(b.sync(&shards, &start).await.expect("sync again"), (0, 1), "each lease is created once");
+    // A sync against a stale view (it misses shard-0's lease) is refused whole, then creates lease by lease.
+    let wider = [spec("shard-0", &[]), spec("shard-9", &[])];
+    let stale = std::collections::HashSet::new();
+    assert_eq!(b.sync_against(&wider, &start, &stale).await.expect("sync"), (1, 3));
+    assert_eq!(b.sync_against(&wider, &start, &stale).await.expect("sync"), (0, 3));
     let leases = a.list().await.expect("list");
     let checkpoints: Vec<(&str, &LeaseCheckpoint)> = leases.iter().map(|l| (l.key.as_str(), &l.checkpoint)).collect();
     assert_eq!(
         checkpoints,
-        [("shard-0", &start), ("shard-1", &start), ("shard-2", &LeaseCheckpoint::TrimHorizon)],
+        [("shard-0", &start), ("shard-1", &start), ("shard-2", &LeaseCheckpoint::TrimHorizon), ("shard-9", &start)],
         "roots at the source's start, the child from its beginning"
     );
     let never_expired = |_: &Lease| false;
     let taken = leases_to_take(&leases, "node-a", &never_expired, 10);
-    assert_eq!(taken.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["shard-0", "shard-1"], "not the child yet");
-    let mut held = Vec::new();
-    for lease in &taken {
-        held.push(a.take(lease).await.expect("take"));
+    assert_eq!(
+        taken.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(),
+        ["shard-0", "shard-1", "shard-9"],
+        "not the child yet"
+    );
+    // Taken together in one call: each as a take leaves it, as the table has it.
+    let (outcomes, calls) = a.take_together(&taken[..2]).await;
+    assert_eq!(calls, 1);
+    let held: Vec<Lease> = outcomes.into_iter().map(|(_, outcome)| outcome.expect("taken")).collect();
+    for lease in &held {
+        assert_eq!(Some(lease), a.get(&lease.key).await.expect("get").as_ref(), "the take's result is the row");
+        assert_eq!((lease.owner.as_deref(), lease.epoch, lease.counter), (Some("node-a"), 1, 1));
     }
+    // A take of a lease that moved since it was observed is refused; the transaction falls back and the rest are taken.
+    let (outcomes, calls) = b.take_together(&[taken[0].clone(), taken[2].clone()]).await;
+    assert_eq!(calls, 3, "the refused transaction, then one take each");
+    assert!(matches!(outcomes[0].1, Err(ClusterError::Lost { .. })), "{outcomes:?}");
+    assert_eq!(outcomes[1].1.as_ref().expect("taken").owner.as_deref(), Some("node-b"));
     let ended = a.end_shard(&held[0], &["shard-2".to_owned()]).await.expect("shard end");
     assert_eq!(ended.checkpoint, LeaseCheckpoint::ShardEnd);
     assert_eq!(ended.child_shard_ids, ["shard-2"]);

@@ -66,6 +66,8 @@ pub(crate) struct Cluster {
     /// Which nodes are live, and how many (for balancing).
     live: parking_lot::Mutex<LiveNodes>,
     live_count: Arc<AtomicUsize>,
+    /// The definitions' change counter at the last poll that brought this node up to date.
+    followed_changes: parking_lot::Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -121,6 +123,7 @@ impl Cluster {
             beats: AtomicU64::new(0),
             live,
             live_count: Arc::new(AtomicUsize::new(1)),
+            followed_changes: parking_lot::Mutex::new(None),
         })
     }
 
@@ -168,14 +171,22 @@ impl Cluster {
 
     /// Brings the local store and the workers to the cluster's definitions:
     /// runs new versions, stops deleted sources. Answers how many changed.
+    /// Reads the versions only when the change counter moved since.
     pub(crate) async fn follow_definitions(
         &self,
         store: &Arc<Store>,
         supervisor: &Supervisor,
     ) -> Result<usize, String> {
+        // Read before the versions, so a change landing in between is seen at the next poll.
+        let count = self.definitions.change_count().await.map_err(|error| error.to_string())?;
+        if count.is_some() && count == *self.followed_changes.lock() {
+            return Ok(0);
+        }
         // Not while a commit on this node is between its append and its start.
         let _serialized = supervisor.lock_commits().await;
-        self.sync_definitions(store, Some(supervisor)).await
+        let changed = self.sync_definitions(store, Some(supervisor)).await?;
+        *self.followed_changes.lock() = count;
+        Ok(changed)
     }
 
     /// [`Cluster::follow_definitions`] without the commit lock (its caller holds it).

@@ -3,12 +3,12 @@
 //! fenced in the table commit by the epoch its take raised. The worker sees
 //! one seam, [`Assignment`], whichever it is.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tributary_cluster::{
@@ -19,8 +19,12 @@ use tributary_reader::{ShardAdvance, ShardCheckpoint, SourceMetrics};
 
 use crate::cluster::Cluster;
 
-/// How often each node lists the stream's shards for leases to create (KCL's shard sync).
-const SHARD_SYNC_EVERY: Duration = Duration::from_secs(5);
+/// How often each node lists the stream's shards for leases to create
+/// (KCL's shard sync, every 60 s by default). New shards come from a reshard,
+/// which ends their parents; a node syncs at once when a shard it reads
+/// ends, so this interval only bounds how late an unread parent's children
+/// appear.
+const SHARD_SYNC_EVERY: Duration = Duration::from_secs(30);
 
 /// One source's leases on this node: the lease task, and the task that
 /// creates leases for new shards. Lives as long as the source runs here,
@@ -28,6 +32,8 @@ const SHARD_SYNC_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct SourceLeases {
     coordinator: Coordinator,
     shard_sync: JoinHandle<()>,
+    /// Wakes the shard sync: a shard this node reads ended, so its children are listed now.
+    shard_ended: Arc<Notify>,
     advertise: String,
 }
 
@@ -43,16 +49,18 @@ impl SourceLeases {
         let table = cluster.lease_table(source);
         table.ensure().await.map_err(|error| error.to_string())?;
         // Leases exist before the first scan, so the first node does not wait a round.
-        let created = sync_shards(&table, &kinesis, &stream_arn, &root).await?;
+        let (_, calls) = sync_shards(&table, &kinesis, &stream_arn, &root).await?;
         // The nodes as they are now, so a cluster starting together spreads without stealing.
         if let Err(error) = cluster.count_live_nodes().await {
             tracing::warn!(%error, "reading the nodes table failed; balancing by lease owners only");
         }
         let coordinator = Coordinator::start_among(table.clone(), cluster.config.leases, cluster.live_nodes());
         let counters = coordinator.shared_counters();
-        counters.calls.fetch_add(1 + created as u64, Ordering::Relaxed);
-        let shard_sync = tokio::spawn(keep_shards_synced(table, kinesis, stream_arn, root, counters));
-        Ok(SourceLeases { coordinator, shard_sync, advertise: cluster.config.advertise.clone() })
+        counters.calls.fetch_add(calls, Ordering::Relaxed);
+        let shard_ended = Arc::new(Notify::new());
+        let sync = ShardSync { table, kinesis, stream_arn, root, view: coordinator.view_watch(), counters };
+        let shard_sync = tokio::spawn(sync.run(Arc::clone(&shard_ended)));
+        Ok(SourceLeases { coordinator, shard_sync, shard_ended, advertise: cluster.config.advertise.clone() })
     }
 
     /// The lease table as this node last scanned it.
@@ -87,44 +95,69 @@ impl Drop for SourceLeases {
     }
 }
 
-async fn sync_shards(
-    table: &LeaseTable,
-    kinesis: &aws_sdk_kinesis::Client,
-    stream_arn: &str,
-    root: &LeaseCheckpoint,
-) -> Result<usize, String> {
+async fn list_shards(kinesis: &aws_sdk_kinesis::Client, stream_arn: &str) -> Result<Vec<ShardSpec>, String> {
     let catalog = Catalog::new(kinesis.clone(), CatalogConfig { attempts: 2, ..CatalogConfig::default() });
     let listed = catalog.list_shards(stream_arn).await.map_err(|error| format!("listing the shards: {error}"))?;
-    let specs: Vec<ShardSpec> = listed
+    Ok(listed
         .into_iter()
         .map(|shard| ShardSpec {
             shard_id: shard.shard_id,
             parent_shard_ids: shard.parents,
             hash_key_range: shard.hash_key_range,
         })
-        .collect();
+        .collect())
+}
+
+async fn sync_shards(
+    table: &LeaseTable,
+    kinesis: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+    root: &LeaseCheckpoint,
+) -> Result<(usize, u64), String> {
+    let specs = list_shards(kinesis, stream_arn).await?;
     table.sync(&specs, root).await.map_err(|error| format!("creating the new shards' leases: {error}"))
 }
 
-async fn keep_shards_synced(
+/// Keeps a lease for every shard of the stream, against the coordinator's
+/// last scan (so a sync costs a ListShards, plus a transaction creating the new shards' leases).
+struct ShardSync {
     table: LeaseTable,
     kinesis: aws_sdk_kinesis::Client,
     stream_arn: String,
     root: LeaseCheckpoint,
+    view: watch::Receiver<LeaseView>,
     counters: Arc<LeaseCounters>,
-) {
-    loop {
-        tokio::time::sleep(SHARD_SYNC_EVERY).await;
-        // A scan of the lease table, and a create per new shard.
-        counters.calls.fetch_add(1, Ordering::Relaxed);
-        match sync_shards(&table, &kinesis, &stream_arn, &root).await {
-            Ok(0) => {}
-            Ok(created) => {
-                counters.calls.fetch_add(created as u64, Ordering::Relaxed);
-                tracing::info!(created, "created leases for the stream's new shards");
+}
+
+impl ShardSync {
+    async fn run(self, shard_ended: Arc<Notify>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(SHARD_SYNC_EVERY) => {}
+                () = shard_ended.notified() => {}
             }
-            Err(error) => tracing::warn!(%error, "shard sync failed; trying again"),
+            match self.sync().await {
+                Ok(0) => {}
+                Ok(created) => tracing::info!(created, "created leases for the stream's new shards"),
+                Err(error) => tracing::warn!(%error, "shard sync failed; trying again"),
+            }
         }
+    }
+
+    async fn sync(&self) -> Result<usize, String> {
+        let existing: HashSet<String> = self.view.borrow().leases.iter().map(|(lease, _)| lease.key.clone()).collect();
+        let (created, calls) = if existing.is_empty() {
+            // No scan yet: one of its own, rather than a refused create per shard.
+            sync_shards(&self.table, &self.kinesis, &self.stream_arn, &self.root).await?
+        } else {
+            let specs = list_shards(&self.kinesis, &self.stream_arn).await?;
+            self.table
+                .sync_against(&specs, &self.root, &existing)
+                .await
+                .map_err(|error| format!("creating the new shards' leases: {error}"))?
+        };
+        self.counters.calls.fetch_add(calls, Ordering::Relaxed);
+        Ok(created)
     }
 }
 
@@ -253,6 +286,9 @@ impl Assignment {
     /// the lease table with the next renewals.
     pub(crate) fn committed(&mut self, advances: &[ShardAdvance], metrics: &SourceMetrics) {
         let Assignment::Leased { leases, read_at, done, .. } = self else { return };
+        if advances.iter().any(|advance| advance.to.finished) {
+            leases.shard_ended.notify_one();
+        }
         let shards = metrics.snapshot();
         let now = Instant::now();
         let progress = advances
