@@ -80,14 +80,20 @@ pub fn leases_to_take_among(
     let mine = held.get(me).map_or(0, Vec::len);
     // Free leases up to the share at once (nobody reads them), and any left
     // unowned too long whatever the share; steals within the budget.
+    // In a random order, as KCL does: processes taking their share of the
+    // same free leases at once then mostly pick different ones, rather than
+    // all racing for the first keys (and all but one losing).
+    let mut free_now: Vec<&Lease> = workable.iter().copied().filter(|lease| free(lease)).collect();
+    fastrand::shuffle(&mut free_now);
     let mut taking: Vec<Lease> = Vec::new();
-    for lease in workable.iter().filter(|lease| free(lease)) {
+    for lease in free_now {
         let never_owned = lease.owner.is_none() && lease.epoch == 0;
         let share = if never_owned { target_for_new } else { target };
         if mine + taking.len() < share || (lease.owner.is_none() && (hint.long_free)(lease)) {
-            taking.push((*lease).clone());
+            taking.push(lease.clone());
         }
     }
+    taking.sort_by(|a, b| a.key.cmp(&b.key));
     let mut wanted = target.saturating_sub(mine + taking.len()).min(budget);
     // Nothing free left: steal from the most loaded, one lease at a time, and
     // only from a process holding at least two more than this one would, so
@@ -155,7 +161,15 @@ mod tests {
     fn processes_starting_together_take_their_share_of_free_leases_and_long_free_ones_are_taken_anyway() {
         let leases: Vec<Lease> = (0..9).map(|i| lease(&format!("s{i}"), None)).collect();
         let three = ClusterHint { nodes: 3, long_free: &|_| false };
-        assert_eq!(keys(&leases_to_take_among(&leases, "a", NONE_EXPIRED, 2, three)), ["s0", "s1", "s2"]);
+        assert_eq!(leases_to_take_among(&leases, "a", NONE_EXPIRED, 2, three).len(), 3);
+        // Each picks its share at random, so processes starting together seldom race for the same leases.
+        let picks: HashSet<Vec<String>> = (0..20)
+            .map(|_| {
+                let taken = leases_to_take_among(&leases, "a", NONE_EXPIRED, 2, three);
+                taken.into_iter().map(|lease| lease.key).collect()
+            })
+            .collect();
+        assert!(picks.len() > 1, "always the same three: {picks:?}");
         assert_eq!(leases_to_take(&leases, "a", NONE_EXPIRED, 2).len(), 9, "alone, as far as it knows");
         // Released leases (owned before) are not kept for anyone: taken up to the owners' share.
         let mut released = leases.clone();
