@@ -76,8 +76,19 @@ pub fn leases_to_take_among(
     // clean stop, or of a dead owner) among the owners renewing now, so it is
     // read again at once (the nodes' list lags a stop or a crash).
     let target = workable.len().div_ceil(held.len());
-    let target_for_new = workable.len().div_ceil(held.len().max(hint.nodes));
     let mine = held.get(me).map_or(0, Vec::len);
+    // A process holding nothing yet shares the never-owned leases still free
+    // with the live processes that hold nothing either: 64 leases over three
+    // starting one after another go 22, 21, 21, where each taking the whole
+    // cluster's share (22) would leave the last 20 and make it steal one.
+    let never_owned_free =
+        workable.iter().filter(|lease| free(lease) && lease.owner.is_none() && lease.epoch == 0).count();
+    let holding = held.values().filter(|leases| !leases.is_empty()).count();
+    let waiting = hint.nodes.saturating_sub(holding);
+    let mut target_for_new = workable.len().div_ceil(held.len().max(hint.nodes));
+    if mine == 0 && waiting > 0 {
+        target_for_new = target_for_new.min(never_owned_free.div_ceil(waiting));
+    }
     // Free leases up to the share at once (nobody reads them), and any left
     // unowned too long whatever the share; steals within the budget.
     // In a random order, as KCL does: processes taking their share of the
@@ -190,6 +201,25 @@ mod tests {
     }
 
     #[test]
+    fn processes_starting_one_after_another_split_new_leases_without_a_steal() {
+        let mut leases: Vec<Lease> = (0..64).map(|i| lease(&format!("s{i:02}"), None)).collect();
+        let three = ClusterHint { nodes: 3, long_free: &|_| false };
+        for (me, share) in [("a", 22), ("b", 21), ("c", 21)] {
+            let taken: HashSet<String> =
+                leases_to_take_among(&leases, me, NONE_EXPIRED, 4, three).into_iter().map(|lease| lease.key).collect();
+            assert_eq!(taken.len(), share, "{me}");
+            for lease in leases.iter_mut().filter(|lease| taken.contains(&lease.key)) {
+                lease.owner = Some(me.to_owned());
+                lease.epoch = 1;
+            }
+        }
+        assert!(leases.iter().all(|lease| lease.owner.is_some()), "every lease is taken");
+        for me in ["a", "b", "c"] {
+            assert!(leases_to_take_among(&leases, me, NONE_EXPIRED, 4, three).is_empty(), "{me} steals nothing");
+        }
+    }
+
+    #[test]
     fn holdings_end_within_one_of_each_other() {
         // 16 leases held 6, 6, 4: the target is 6, but c steals one from the most
         // loaded (6 > 4 + 1), and then nobody moves: 6, 5, 5.
@@ -215,9 +245,11 @@ mod tests {
     fn free_and_expired_leases_go_first_and_a_dead_process_counts_for_nobody() {
         let leases = [lease("s0", Some("dead")), lease("s1", Some("dead")), lease("s2", None), lease("s3", Some("a"))];
         let dead: &dyn Fn(&Lease) -> bool = &|lease| lease.owner.as_deref() == Some("dead");
-        // b sees a and itself live: four workable leases, target 2 each; it takes free ones, never a's.
+        // b sees a and itself live: four workable leases, target 2 each; it takes two of
+        // the three free ones (picked at random), never a's.
         let taken = leases_to_take(&leases, "b", dead, 10);
-        assert_eq!(keys(&taken), ["s0", "s1"]);
+        assert_eq!(taken.len(), 2);
+        assert!(taken.iter().all(|lease| lease.key != "s3"), "{:?}", keys(&taken));
         // a knows no other live process (b holds nothing yet): it takes every free lease, and
         // b, once it holds one, takes a's surplus in later rounds. The budget limits steals only.
         let taken = leases_to_take(&leases, "a", dead, 10);
