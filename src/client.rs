@@ -91,6 +91,26 @@ pub(crate) struct ErrorsArgs {
     server: ServerArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// The source.
+    name: String,
+    /// Only say what a replay would do (a replay that lands rows is not available yet).
+    #[arg(long)]
+    dry_run: bool,
+    /// Only rows rejected for this reason code (e.g. TYPE_MISMATCH).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Decode with this definition file's source of the same name, not committed yet.
+    #[arg(long, value_name = "FILE")]
+    definition: Option<std::path::PathBuf>,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 /// Exit codes: 0 done, 1 refused (invalid definition, unknown source), 2 cannot ask.
 const REFUSED: u8 = 1;
 const UNREACHABLE: u8 = 2;
@@ -456,6 +476,79 @@ pub(crate) fn errors(args: ErrorsArgs) -> ExitCode {
             String::new()
         };
         println!("  payload [{}]{truncated}: {}", text(&row["payload_encoding"]), text(&row["payload"]));
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
+    let mut request = serde_json::json!({ "dry_run": args.dry_run });
+    if let Some(reason) = &args.reason {
+        request["reason"] = Value::String(reason.clone());
+    }
+    if let Some(path) = &args.definition {
+        let sources = match load_file(path) {
+            Ok(file) => file.sources,
+            Err(error) => return fail(UNREACHABLE, &error.to_string()),
+        };
+        let definitions = match to_commit_sources(&sources, Utc::now()) {
+            Ok(definitions) => definitions,
+            Err(errors) => {
+                errors.iter().for_each(|error| println!("{error}"));
+                return ExitCode::from(REFUSED);
+            }
+        };
+        let Some(draft) = definitions.into_iter().find(|definition| definition.name == args.name) else {
+            return fail(REFUSED, &format!("{} defines no source named `{}`", path.display(), args.name));
+        };
+        request["draft"] = match serde_json::to_value(&draft) {
+            Ok(draft) => draft,
+            Err(error) => return fail(UNREACHABLE, &format!("encoding the draft: {error}")),
+        };
+    }
+    let path = format!("/api/v1/sources/{}/replay", encode(&args.name));
+    let answer = match Client::new(&args.server).and_then(|client| client.post(&path, request.to_string())) {
+        Ok(answer) => answer,
+        Err(error) => return fail(UNREACHABLE, &error),
+    };
+    if answer.status != 200 {
+        return fail(REFUSED, &error_message(&answer));
+    }
+    let body = answer.body;
+    if args.json {
+        println!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{} rejected rows examined with {}: {} would land, {} filtered by the rules, {} still rejected, {} kept only in part",
+        text(&body["examined"]),
+        match &body["decoded_with"] {
+            Value::String(draft) => terminal_safe(draft),
+            version => format!("version {version}"),
+        },
+        text(&body["would_land"]),
+        text(&body["filtered"]),
+        text(&body["still_rejected"]),
+        text(&body["truncated"])
+    );
+    for reason in body["by_reason"].as_array().into_iter().flatten() {
+        println!(
+            "{}: {} rows, {} would land, {} filtered, {} still rejected",
+            text(&reason["reason"]),
+            text(&reason["rows"]),
+            text(&reason["would_land"]),
+            text(&reason["filtered"]),
+            text(&reason["still_rejected"])
+        );
+        for example in reason["examples"].as_array().into_iter().flatten() {
+            let now = &example["now"];
+            let outcome = match now["outcome"].as_str() {
+                Some("lands" | "filtered") => format!("{} {}", text(&now["outcome"]), text(&now["row"])),
+                _ => format!("{} {} {}", text(&now["outcome"]), text(&now["reason"]), text(&now["message"])),
+            };
+            println!("  shard={} seq={}", text(&example["shard_id"]), text(&example["sequence_number"]));
+            println!("    was: {} {}", text(&example["was"]["field"]), text(&example["was"]["message"]));
+            println!("    now: {outcome}");
+        }
     }
     ExitCode::SUCCESS
 }

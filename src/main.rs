@@ -42,6 +42,9 @@ pub(crate) enum Command {
     Tables(client::TablesArgs),
     /// Show a source's rejected rows, newest first, with reason, field, shard, sequence and payload.
     Errors(client::ErrorsArgs),
+    /// What a replay of a source's rejected rows would do (`--dry-run`): how many now decode
+    /// with the current version, or with a definition file not committed yet, by old reason.
+    Replay(client::ReplayArgs),
     /// OpenMetadata's Kinesis metadata workflow: publish topics, sample data, schemas and lineage.
     #[command(subcommand)]
     Metadata(metadata::MetadataCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => client::commit(args),
         Command::Status(args) => client::status(args),
         Command::Errors(args) => client::errors(args),
+        Command::Replay(args) => client::replay(args),
         Command::Tables(args) => client::tables(args),
         Command::Cluster(args) => client::cluster(args),
         Command::Metadata(command) => metadata::run_command(command),

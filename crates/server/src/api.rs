@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources/{name}", get(show_source))
         .route("/api/v1/sources/{name}/status", get(source_status))
         .route("/api/v1/sources/{name}/errors", get(source_errors))
+        .route("/api/v1/sources/{name}/replay", post(crate::replay::replay_source))
         .route("/api/v1/cluster", get(crate::cluster_api::show_cluster))
         .route("/api/v1/tables", get(crate::tables::list_tables))
         .route("/api/v1/tables/{name}", get(crate::tables::show_table));
@@ -129,7 +130,7 @@ struct CommitParams {
 /// A browser page may send `text/plain` (or a form) to 127.0.0.1 without asking
 /// first; only a "non-simple" type like `application/json` needs a CORS
 /// preflight, which this server never grants. So any other type is a 415.
-fn body_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
+pub(crate) fn body_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     let value = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let media_type = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match media_type.as_str() {
@@ -141,7 +142,7 @@ fn body_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge
@@ -606,7 +607,7 @@ pub(crate) struct ErrorParams {
 const STORE_CALLS: usize = 8;
 static STORE_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORE_CALLS);
 
-async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let _permit = STORE_PERMITS.acquire().await.map_err(ApiError::internal)?;

@@ -89,6 +89,36 @@ fn sequence_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
+/// The current rows of `version`'s rejected table, and the table's name.
+async fn read_rejected(
+    state: &AppState,
+    version: &tributary_store::StoredVersion,
+) -> Result<(String, Vec<tributary_sink::table::RejectedRow>), ApiError> {
+    let source = crate::supervisor::stored_source(version, state.supervisor.secret_policy())
+        .map_err(|error| ApiError::BadRequest(format!("the source's definition: {error}")))?;
+    let table = tributary_sink::table::rejected_table_name(&source.dataset.name);
+    let read = tributary_sink::table::current_rows(state.supervisor.catalog(), &table, usize::MAX)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("reading {table}: {error}")))?;
+    let batches = read.map(|(_, batches)| batches).unwrap_or_default();
+    let rows = tributary_sink::table::rejected_rows(&batches).map_err(ApiError::internal)?;
+    Ok((table, rows))
+}
+
+/// Cluster mode: the rows of the source's rejected table (of one reason, if given), for a replay's dry run.
+pub(crate) async fn rejected_rows_of(
+    state: &AppState,
+    version: &tributary_store::StoredVersion,
+    reason: Option<String>,
+) -> Result<Vec<crate::replay::StoredRejection>, ApiError> {
+    let (_, rows) = read_rejected(state, version).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|rejected| reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason))
+        .map(|rejected| crate::replay::StoredRejection { id: None, version: None, row: rejected.row })
+        .collect())
+}
+
 /// Cluster mode's `/errors`: the source's rejected table, the error log every
 /// node shares (a node's own log holds only what it rejected), newest batch
 /// first. Pages end at a batch's edge; `before` and `next_before` are
@@ -98,14 +128,7 @@ pub(crate) async fn shared_errors(
     version: &tributary_store::StoredVersion,
     params: crate::api::ErrorParams,
 ) -> Result<Json<Value>, ApiError> {
-    let source = crate::supervisor::stored_source(version, state.supervisor.secret_policy())
-        .map_err(|error| ApiError::BadRequest(format!("the source's definition: {error}")))?;
-    let table = tributary_sink::table::rejected_table_name(&source.dataset.name);
-    let read = tributary_sink::table::current_rows(state.supervisor.catalog(), &table, usize::MAX)
-        .await
-        .map_err(|error| ApiError::Unavailable(format!("reading {table}: {error}")))?;
-    let batches = read.map(|(_, batches)| batches).unwrap_or_default();
-    let mut rows = tributary_sink::table::rejected_rows(&batches).map_err(ApiError::internal)?;
+    let (table, mut rows) = read_rejected(state, version).await?;
     rows.retain(|rejected| {
         params.reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason)
             && params.before.is_none_or(|before| rejected.rejected_at.timestamp_micros() < before)

@@ -32,6 +32,8 @@ pub(crate) enum ApiError {
     Conflict(String),
     /// Cluster mode: the cluster's shared tables did not answer (503).
     Unavailable(String),
+    /// A request for something this server does not do yet (501).
+    NotImplemented(String),
     /// Anything else inside the server (500); logged, never shown.
     Internal(String),
 }
@@ -58,6 +60,7 @@ impl ApiError {
             ApiError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +91,7 @@ impl IntoResponse for ApiError {
             | ApiError::NotFound(message)
             | ApiError::UnsupportedMediaType(message)
             | ApiError::Conflict(message)
+            | ApiError::NotImplemented(message)
             | ApiError::Unavailable(message) => message,
             ApiError::TooLarge => "the request body is larger than the server accepts".to_owned(),
             ApiError::Misdirected => "this server answers only to localhost and loopback addresses".to_owned(),

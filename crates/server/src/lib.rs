@@ -14,6 +14,7 @@ mod failure;
 mod finish;
 mod leases;
 mod prometheus;
+mod replay;
 mod status;
 mod supervisor;
 mod table_output;

@@ -1,0 +1,150 @@
+//! A dry run of replaying rejected rows, against kinesis-local: the rows a
+//! source rejected are decoded again with its current version or with a draft
+//! definition not committed yet, under the draft's rules, and the answer (API
+//! and CLI) says how many would now land, by old reason, with examples side by
+//! side. Nothing is written.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::server::ServerProcess;
+use support::{Emulators, create_stream, kinesis_client, put_indexed, stdout, tributary, unique};
+
+/// Every 30th record is rejected, in turn: `id` a string (TYPE_MISMATCH), cut
+/// short (MALFORMED), no `id` (MISSING_FIELD); 600 records give 7, 7 and 6.
+fn payload(i: usize) -> Vec<u8> {
+    if i % 30 == 29 {
+        return match (i / 30) % 3 {
+            0 => format!("{{\"id\": \"not-a-number-{i}\", \"ts\": \"2024-06-01T00:00:00Z\"}}"),
+            1 => format!("{{\"id\": {i}, \"ts\": \"2024-06-01T00:00:00Z\""),
+            _ => format!("{{\"ts\": \"2024-06-01T00:00:00Z\", \"name\": \"missing id {i}\"}}"),
+        }
+        .into_bytes();
+    }
+    format!("{{\"id\": {i}, \"ts\": \"2024-06-01T12:00:00Z\", \"name\": \"n{i}\"}}").into_bytes()
+}
+
+fn definition(dir: &Path, file: &str, stream_arn: &str, id_type: &str, filter: &str) -> std::path::PathBuf {
+    let text = format!(
+        "sources:\n  - name: events\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: events_rows\n      format: parquet\n      fields:\n        - {{name: id, type: \"{id_type}\"}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"optional<string>\"}}\n      timestamp: ts\n{filter}"
+    );
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("write definition");
+    path
+}
+
+/// POSTs `body` to the replay endpoint: the status and the JSON answer.
+fn replay(server: &ServerProcess, source: &str, content_type: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(&format!("{}/api/v1/sources/{source}/replay", server.url()))
+        .header("Content-Type", content_type)
+        .send(body)
+        .expect("POST");
+    let text = response.body_mut().read_to_string().expect("body");
+    (response.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn reason<'a>(answer: &'a Value, code: &str) -> &'a Value {
+    answer["by_reason"].as_array().into_iter().flatten().find(|r| r["reason"] == code).expect(code)
+}
+
+#[test]
+fn a_dry_run_tells_which_rejected_rows_a_fixed_definition_would_land() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = kinesis_client(&emulators.kinesis);
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("replay"), 2, true));
+    rt.block_on(put_indexed(&client, &stream_arn, 0..600, payload));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let server = ServerProcess::start(&data_dir, &[]);
+    let committed = definition(dir.path(), "v1.yaml", &stream_arn, "int64", "");
+    let output = tributary(&["commit", &committed.to_string_lossy(), "--server", &server.url(), "-m", "v1"], &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = server.wait_for_records("events", 600, Duration::from_secs(60));
+    assert_eq!((status["rows"].as_u64(), status["rejected"].as_u64()), (Some(580), Some(20)), "{status:#}");
+
+    // The current version rejects them all again, each for its old reason.
+    let (code, answer) = replay(&server, "events", "application/json", r#"{"dry_run": true}"#);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!((answer["examined"].as_u64(), answer["would_land"].as_u64()), (Some(20), Some(0)), "{answer:#}");
+    assert_eq!(answer["decoded_with"], 1);
+    for (code, rows) in [("TYPE_MISMATCH", 7), ("MALFORMED", 7), ("MISSING_FIELD", 6)] {
+        let tally = reason(&answer, code);
+        assert_eq!((tally["rows"].as_u64(), tally["still_rejected"].as_u64()), (Some(rows), Some(rows)), "{tally:#}");
+        let example = &tally["examples"][0];
+        assert_eq!((&example["was"]["reason"], &example["now"]["reason"]), (&json!(code), &json!(code)), "{example:#}");
+    }
+
+    // A draft with `id` optional text lands the TYPE_MISMATCH and MISSING_FIELD rows;
+    // its `where` leaves out the ones without a name; the cut-short ones stay MALFORMED.
+    let draft =
+        definition(dir.path(), "draft.yaml", &stream_arn, "optional<string>", "    where: \"name IS NOT NULL\"\n");
+    let shown = tributary(
+        &["replay", "events", "--dry-run", "--definition", &draft.to_string_lossy(), "--server", &server.url()],
+        &[],
+    );
+    let text = stdout(&shown);
+    assert!(shown.status.success(), "{text}{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(
+        text.contains(
+            "20 rejected rows examined with draft: 6 would land, 7 filtered by the rules, 7 still rejected, 0 kept only in part"
+        ),
+        "{text}"
+    );
+    let json_answer = tributary(
+        &[
+            "replay",
+            "events",
+            "--dry-run",
+            "--json",
+            "--definition",
+            &draft.to_string_lossy(),
+            "--server",
+            &server.url(),
+        ],
+        &[],
+    );
+    let answer: Value = serde_json::from_slice(&json_answer.stdout).expect("JSON answer");
+    let missing = reason(&answer, "MISSING_FIELD");
+    assert_eq!(missing["would_land"], 6, "{missing:#}");
+    let landed = &missing["examples"][0]["now"];
+    assert_eq!(landed["outcome"], "lands");
+    assert!(landed["row"]["id"].is_null(), "{landed:#}");
+    assert!(landed["row"]["name"].as_str().is_some_and(|name| name.starts_with("missing id ")), "{landed:#}");
+    let mismatched = reason(&answer, "TYPE_MISMATCH");
+    assert_eq!(mismatched["filtered"], 7, "{mismatched:#}");
+    let filtered = &mismatched["examples"][0]["now"];
+    assert_eq!(filtered["outcome"], "filtered");
+    assert!(filtered["row"]["id"].as_str().is_some_and(|id| id.starts_with("not-a-number-")), "{filtered:#}");
+    assert_eq!(reason(&answer, "MALFORMED")["still_rejected"], 7);
+
+    // One reason only.
+    let (_, only) = replay(&server, "events", "application/json", r#"{"dry_run": true, "reason": "MALFORMED"}"#);
+    assert_eq!(only["examined"], 7, "{only:#}");
+
+    // Nothing was written: the dataset and the error log are as they were.
+    let after = server.get("/api/v1/sources/events/status");
+    assert_eq!((after["rows"].as_u64(), after["rejected"].as_u64()), (Some(580), Some(20)));
+    assert_eq!(server.errors("events").len(), 20);
+
+    // Refusals, each with a clear answer.
+    let (code, answer) = replay(&server, "events", "application/json", r#"{"dry_run": false}"#);
+    assert_eq!(code, 501, "a replay that writes is not built yet: {answer}");
+    let refused = tributary(&["replay", "events", "--server", &server.url()], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("dry_run"), "{refused:?}");
+    assert_eq!(replay(&server, "nope", "application/json", r#"{"dry_run": true}"#).0, 404);
+    assert_eq!(replay(&server, "events", "text/plain", r#"{"dry_run": true}"#).0, 415, "no simple cross-site POST");
+    assert_eq!(replay(&server, "events", "application/json", r#"{"dry_run": true, "x": 1}"#).0, 400);
+    let other = r#"{"dry_run": true, "draft": {"name": "other"}}"#;
+    let (code, answer) = replay(&server, "events", "application/json", other);
+    assert_eq!(code, 400, "{answer}");
+    assert!(server.stop(), "SIGTERM ends the server cleanly");
+}
