@@ -11,6 +11,7 @@
 #   TRIBUTARY_BENCH_RUNS=5 ./scripts/bench-ingest.sh                                  # mean of 5 runs of ours (CPU is counted in 10 ms ticks)
 #   TRIBUTARY_BENCH_S3=1 ./scripts/bench-ingest.sh                                     # also one run on an Iceberg table on moto S3 recorded in moto's Glue, checked by pyiceberg
 #   TRIBUTARY_BENCH_CLUSTER=1 ./scripts/bench-ingest.sh                                # also cluster mode with 1, 2 and 3 processes (moto S3, DynamoDB catalog and leases)
+#   TRIBUTARY_BENCH_CLUSTER=1 TRIBUTARY_BENCH_CLUSTER_RUNS=3 ./scripts/bench-ingest.sh         # each cluster configuration three times, summed (CPU ticks are 10 ms)
 #
 # Ours runs twice per run, interleaved so machine drift hits both alike: the
 # dataset as plain Parquet files, and as an Iceberg table in a local warehouse
@@ -68,9 +69,11 @@ run_ours() {
   start=$(date +%s.%N)
   target/release/tributary commit "$work/events-$2.yaml" -m bench >&2
   # Watch /metrics (counters only) rather than the status API, whose queries would add to the CPU measured.
+  local give_up=$((SECONDS + 900))
   while :; do
     rows=$(curl -fsS "$TRIBUTARY_SERVER/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')
     [ "$rows" -ge "$records" ] && break
+    [ "$SECONDS" -lt "$give_up" ] || { echo "bench-ingest.sh: $rows of $records rows after 15 min; giving up" >&2; exit 1; }
     # About as often as a Prometheus scrape: each one renders every shard's series.
     sleep 2
   done
@@ -124,15 +127,15 @@ cluster_report=""
 if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
   # run_cluster LABEL PROCESSES CLUSTER-FLAG...
   run_cluster() {
-    local label=$1 count=$2 bucket="bench-cluster-$$-$1"
+    local label=$1 count=$2 bucket="bench-cluster-$$-$1-$cluster_run"
     "$python" -c "import boto3, os; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket='$bucket')"
     local urls=() i port
     cluster_pids=()
     for i in $(seq 1 "$count"); do
       port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-      target/release/tributary serve --data-dir "$work/cluster-$label-$i" --listen "127.0.0.1:$port" \
-        --warehouse "s3://$bucket/tables" --catalog dynamodb --dynamodb-catalog-table "bench_$$_$label" --no-live-validation \
-        "${@:3}" 2>"$work/cluster-$label-$i.log" &
+      target/release/tributary serve --data-dir "$work/cluster-$label-$cluster_run-$i" --listen "127.0.0.1:$port" \
+        --warehouse "s3://$bucket/tables" --catalog dynamodb --dynamodb-catalog-table "bench_$$_${label}_$cluster_run" --no-live-validation \
+        "${@:3}" 2>"$work/cluster-$label-$cluster_run-$i.log" &
       cluster_pids+=("$!")
       urls+=("http://127.0.0.1:$port")
       for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -143,12 +146,14 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     local started_ticks; started_ticks=$(ticks_now)
     start=$(date +%s.%N)
     TRIBUTARY_SERVER=${urls[0]} target/release/tributary commit "$work/events-iceberg.yaml" -m bench >&2
+    local give_up=$((SECONDS + 900))
     while :; do
       rows=0
       for url in "${urls[@]}"; do
         rows=$((rows + $(curl -fsS "$url/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')))
       done
       [ "$rows" -ge "$records" ] && break
+      [ "$SECONDS" -lt "$give_up" ] || { echo "bench-ingest.sh: $label: $rows of $records rows after 15 min; giving up" >&2; exit 1; }
       sleep 2
     done
     end=$(date +%s.%N)
@@ -166,8 +171,12 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)");"
   }
   idle_seconds=20
-  run_cluster plain 1
-  for count in 1 2 3; do run_cluster "n$count" "$count" --cluster "bench-$$-$count"; done
+  # CPU is counted in 10 ms ticks and a run is about 20 of them: TRIBUTARY_BENCH_CLUSTER_RUNS
+  # repeats every configuration (interleaved, so drift hits all alike) and the report sums them.
+  for cluster_run in $(seq 1 "${TRIBUTARY_BENCH_CLUSTER_RUNS:-1}"); do
+    run_cluster plain 1
+    for count in 1 2 3; do run_cluster "n$count" "$count" --cluster "bench-$$-$count-$cluster_run"; done
+  done
 fi
 walls=$(IFS=,; echo "${run_walls[*]}")
 hz=$(getconf CLK_TCK)
@@ -196,9 +205,18 @@ if s3_ticks:
     print(f"  tributary serve, Iceberg table on moto S3 (Glue catalog): {int(s3_ticks) / int(hz):.2f} CPU s; pyiceberg: {s3_check}")
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 if cluster:
-    runs = [run.split() for run in cluster.strip(";").split(";")]
-    idle_seconds = 20
-    print("  cluster mode (moto S3, DynamoDB catalog; CPU summed over the processes):")
+    # The runs of each configuration summed (its order kept), wall and calls included.
+    summed = {}
+    for label, count, started, done, idle, lease_calls, wall in (run.split() for run in cluster.strip(";").split(";")):
+        total = summed.setdefault(label, [label, count, 0, 0, 0, 0, 0.0, 0])
+        for at, value in ((2, int(started)), (3, int(done)), (4, int(idle)), (5, int(lease_calls)), (6, float(wall))):
+            total[at] += value
+        total[7] += 1
+    runs = [total[:7] for total in summed.values()]
+    repeats = next(iter(summed.values()))[7]
+    records *= repeats
+    idle_seconds = 20 * repeats
+    print(f"  cluster mode (moto S3, DynamoDB catalog; CPU summed over the processes and {repeats} run(s) of each):")
     print("    total = from each process's start to the last row; records = from the commit to the last row, less what")
     print("    the processes cost idle over the same time (measured for 20 s after), i.e. the CPU the records themselves take")
     base_total = base_records = None
@@ -212,7 +230,7 @@ if cluster:
         per_minute = int(lease_calls) / int(shards) / (wall / 60)
         print(f"    {label:>5} x{count}: total {per_m(total):5.2f} CPU s per 1M ({total / base_total:.2f} of plain), "
               f"records {per_m(records_cpu):5.2f} CPU s per 1M ({records_cpu / base_records:.2f} of plain), "
-              f"start-up {int(started) / int(hz) / count * 1000:3.0f} ms and idle {idle_rate / count * 1000:4.1f} ms/s per process, "
-              f"{wall:5.1f} s wall, {lease_calls} lease calls = {per_minute:4.1f} per shard per minute")
+              f"start-up {int(started) / int(hz) / count / repeats * 1000:3.0f} ms and idle {idle_rate / count * 1000:4.1f} ms/s per process, "
+              f"{wall / repeats:5.1f} s wall per run, {int(lease_calls) // repeats} lease calls per run = {per_minute:4.1f} per shard per minute")
     print("    KCL 2.x: a renewal call every ~3.3 s per lease (18 per shard per minute) plus a scan every ~20 s per worker")
 PY

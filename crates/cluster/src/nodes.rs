@@ -109,6 +109,20 @@ impl LiveNodes {
         }
         self.seen.values().filter(|(_, since)| now.saturating_duration_since(*since) < self.stale_after).count()
     }
+
+    /// The nodes whose counter stood still for `after` on this process's
+    /// clock (as of the last [`LiveNodes::observe`]), each with that counter:
+    /// rows a crash left, to forget only while the counter is still that.
+    pub fn gone_for(&self, after: Duration, now: Instant) -> Vec<(String, u64)> {
+        let mut gone: Vec<(String, u64)> = self
+            .seen
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_duration_since(*since) >= after)
+            .map(|(id, (counter, _))| (id.clone(), *counter))
+            .collect();
+        gone.sort();
+        gone
+    }
 }
 
 /// The cluster's nodes table.
@@ -169,6 +183,30 @@ impl NodesTable {
         Ok(())
     }
 
+    /// Deletes the row of a node that stopped beating without leaving (a
+    /// crash), only if its counter is still `counter`: a node that came back
+    /// keeps its row. `false` when the row moved or was gone.
+    pub async fn forget(&self, node_id: &str, counter: u64) -> Result<bool, ClusterError> {
+        let table = &self.table;
+        let deleted = table
+            .client
+            .delete_item()
+            .table_name(&table.name)
+            .key(NODE_ID, AttributeValue::S(node_id.to_owned()))
+            .condition_expression("#counter = :seen")
+            .expression_attribute_names("#counter", HEARTBEAT_COUNTER)
+            .expression_attribute_values(":seen", AttributeValue::N(counter.to_string()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(table.failed("DeleteItem", &error).into()),
+        }
+    }
+
     /// Every node's row, by id.
     pub async fn list(&self) -> Result<Vec<Node>, ClusterError> {
         let mut nodes = self
@@ -209,7 +247,10 @@ mod tests {
         let later = start + Duration::from_secs(16);
         let a2 = beat_at(node("a", 2), wall + 16_000_000);
         assert_eq!(live.observe(&[a2.clone(), b.clone()], later, wall + 16_000_000), 1, "b's counter stood still");
+        assert_eq!(live.gone_for(Duration::from_secs(16), later), [("b".to_owned(), 7)], "b stood still for 16 s");
+        assert!(live.gone_for(Duration::from_secs(17), later).is_empty());
         assert_eq!(live.observe(std::slice::from_ref(&a2), later, wall + 16_000_000), 1, "a row gone is forgotten");
+        assert!(live.gone_for(Duration::ZERO, later).iter().all(|(id, _)| id != "b"));
         // A node that died long before this one started is not live at first sight.
         let mut fresh = LiveNodes::new(Duration::from_secs(15));
         let dead = beat_at(node("c", 3), wall - 60_000_000);

@@ -38,6 +38,9 @@ pub struct ClusterConfig {
     pub poll_every: Duration,
     /// How often this node's row in the nodes table is rewritten.
     pub heartbeat_every: Duration,
+    /// How long a node's row stays after its heartbeat stopped without it
+    /// leaving (a crash): shown as not live until then, then deleted.
+    pub forget_nodes_after: Duration,
 }
 
 impl ClusterConfig {
@@ -50,6 +53,7 @@ impl ClusterConfig {
             leases: CoordinatorConfig::default(),
             poll_every: Duration::from_secs(2),
             heartbeat_every: Duration::from_secs(5),
+            forget_nodes_after: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -286,6 +290,20 @@ impl Cluster {
         Ok(live)
     }
 
+    /// Deletes the rows of nodes whose heartbeat stood still for
+    /// `forget_nodes_after` (crashed ones never leave); answers how many.
+    pub(crate) async fn forget_gone_nodes(&self) -> Result<usize, ClusterError> {
+        let gone = self.live.lock().gone_for(self.config.forget_nodes_after, std::time::Instant::now());
+        let mut forgotten = 0;
+        for (node_id, counter) in gone.iter().filter(|(node_id, _)| *node_id != self.config.node_id) {
+            if self.nodes.forget(node_id, *counter).await? {
+                tracing::info!(node = %node_id, "forgot a node whose heartbeat stopped long ago");
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
     /// Removes this node's row (a clean shutdown).
     pub(crate) async fn leave(&self) -> Result<(), ClusterError> {
         self.nodes.leave(&self.config.node_id).await
@@ -316,6 +334,8 @@ pub(crate) async fn run_node(cluster: Arc<Cluster>, store: Arc<Store>, superviso
                 }
                 if let Err(error) = cluster.count_live_nodes().await {
                     tracing::warn!(%error, "reading the nodes table failed");
+                } else if let Err(error) = cluster.forget_gone_nodes().await {
+                    tracing::warn!(%error, "deleting a long-gone node's row failed");
                 }
             }
         }
