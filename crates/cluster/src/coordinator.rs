@@ -15,7 +15,7 @@
 //! commit is the truth), and a shard read to its end gets `SHARD_END` with
 //! its children named, then is released, so the children's leases start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,13 +24,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::table::TRANSACTION_ITEMS;
 use crate::{
     ClusterError, ClusterHint, Lease, LeaseCheckpoint, LeaseObserver, LeaseReport, LeaseTable, Renewal,
     leases_to_take_among,
 };
-
-/// Leases renewed per call (DynamoDB's limit of actions in one transaction).
-const RENEWALS_PER_CALL: usize = 100;
 
 /// How a process paces its lease work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,12 +291,12 @@ impl LeaseTask {
             .collect();
         let moved = renewals.iter().filter(|renewal| renewal.checkpoint.is_some()).count();
         self.counters.checkpoints.fetch_add(moved as u64, Ordering::Relaxed);
-        self.counters.calls.fetch_add(renewals.len().div_ceil(RENEWALS_PER_CALL) as u64, Ordering::Relaxed);
+        self.counters.calls.fetch_add(renewals.len().div_ceil(TRANSACTION_ITEMS) as u64, Ordering::Relaxed);
         let together = self.table.renew_together(&renewals).await;
         drop(renewals);
         match together {
             Ok(outcomes) => {
-                for (chunk, outcome) in renewing.chunks(RENEWALS_PER_CALL).zip(outcomes) {
+                for (chunk, outcome) in renewing.chunks(TRANSACTION_ITEMS).zip(outcomes) {
                     match outcome {
                         Some(renewed) => {
                             self.counters.renewed.fetch_add(renewed.len() as u64, Ordering::Relaxed);
@@ -413,20 +411,17 @@ impl LeaseTask {
         let hint = ClusterHint { nodes: self.nodes.load(Ordering::Relaxed), long_free: &long_free };
         let balanced = leases_to_take_among(&leases, &me, &expired, self.config.move_budget, hint);
         let candidates: Vec<Lease> = orphans.into_iter().chain(balanced).collect();
-        let owners: HashMap<&str, Option<&str>> =
-            candidates.iter().map(|lease| (lease.key.as_str(), lease.owner.as_deref())).collect();
         let (outcomes, calls) = self.table.take_together(&candidates).await;
         self.counters.calls.fetch_add(calls, Ordering::Relaxed);
-        for (shard, outcome) in outcomes {
+        for (candidate, outcome) in candidates.iter().zip(outcomes) {
             match outcome {
                 Ok(taken) => {
                     self.counters.taken.fetch_add(1, Ordering::Relaxed);
-                    let from = owners.get(shard.as_str()).copied().flatten();
-                    tracing::info!(shard = %taken.key, epoch = taken.epoch, from = ?from, "took the lease");
+                    tracing::info!(shard = %taken.key, epoch = taken.epoch, from = ?candidate.owner, "took the lease");
                     self.held.insert(taken.key.clone(), taken);
                 }
                 Err(ClusterError::Lost { .. }) => {}
-                Err(error) => tracing::warn!(%shard, %error, "taking the lease failed"),
+                Err(error) => tracing::warn!(shard = %candidate.key, %error, "taking the lease failed"),
             }
         }
         let view = leases.iter().map(|lease| (lease.clone(), self.observer.age(lease, now))).collect();

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::ClusterError;
-use tributary_source::dynamodb::{DynamoTable, Item};
+use tributary_source::dynamodb::{DynamoTable, Item, Transacted};
 
 const SOURCE: &str = "source";
 const VERSION: &str = "version";
@@ -247,27 +247,17 @@ impl DefinitionsTable {
         let items = vec![change, TransactWriteItem::builder().update(count).build()];
         let mut pause = std::time::Duration::from_millis(20);
         for attempt in 1..=COUNTED_WRITE_ATTEMPTS {
-            let written = self.table.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-            let error = match written {
-                Ok(_) => return Ok(true),
-                Err(error) => error,
-            };
-            let condition_failed = error.as_service_error().and_then(|e| match e {
-                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-                    canceled,
-                ) => Some(
-                    canceled.cancellation_reasons().first().and_then(|reason| reason.code()) == Some("ConditionalCheckFailed"),
-                ),
-                _ => None,
-            });
-            match condition_failed {
-                Some(true) => return Ok(false),
+            match self.table.transact(items.clone()).await? {
+                Transacted::Written => return Ok(true),
+                Transacted::Canceled(codes) if codes.first().is_some_and(|code| code == "ConditionalCheckFailed") => {
+                    return Ok(false);
+                }
                 // Canceled for another reason (a conflict on the counter): again, after a pause.
-                Some(false) if attempt < COUNTED_WRITE_ATTEMPTS => {
+                Transacted::Canceled(_) if attempt < COUNTED_WRITE_ATTEMPTS => {
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                _ => return Err(self.table.failed("TransactWriteItems", &error).into()),
+                Transacted::Canceled(_) => break,
             }
         }
         Err(self.table.error("TransactWriteItems", "the change counter stayed contended").into())

@@ -22,12 +22,12 @@ use crate::lease::{
     RECORDS_PER_SECOND, SUB_SEQUENCE, number,
 };
 use crate::{ClusterError, Lease, LeaseCheckpoint, LeaseReport, ShardSpec};
-use tributary_source::dynamodb::{DynamoTable, Expression};
+use tributary_source::dynamodb::{DynamoTable, Expression, Transacted};
 
 /// A renewal's condition: the counter and owner are what the holder last wrote.
 const RENEW_CONDITION: &str = "#counter = :counter AND #owner = :me";
 /// DynamoDB's limit of actions in one transaction.
-const TRANSACTION_ITEMS: usize = 100;
+pub(crate) const TRANSACTION_ITEMS: usize = 100;
 
 /// One lease to renew, with what to publish and the checkpoint to mirror if it moved.
 #[derive(Debug, Clone, Copy)]
@@ -399,8 +399,8 @@ impl LeaseTable {
     /// where KCL takes each with a call of its own: a node starting on a wide
     /// stream takes its share at once. A transaction refused because some
     /// lease moved is taken again lease by lease. Answers each lease's
-    /// outcome, and how many calls it made.
-    pub async fn take_together(&self, observed: &[Lease]) -> (Vec<(String, Result<Lease, ClusterError>)>, u64) {
+    /// outcome, in `observed`'s order, and how many calls it made.
+    pub async fn take_together(&self, observed: &[Lease]) -> (Vec<Result<Lease, ClusterError>>, u64) {
         let mut outcomes = Vec::with_capacity(observed.len());
         let mut calls = 0;
         for chunk in observed.chunks(TRANSACTION_ITEMS) {
@@ -408,19 +408,19 @@ impl LeaseTable {
                 calls += 1;
                 match self.take_chunk(chunk).await {
                     Ok(true) => {
-                        outcomes.extend(chunk.iter().map(|lease| (lease.key.clone(), Ok(self.taken(lease)))));
+                        outcomes.extend(chunk.iter().map(|lease| Ok(self.taken(lease))));
                         continue;
                     }
                     Ok(false) => {}
                     Err(error) => {
-                        outcomes.extend(chunk.iter().map(|lease| (lease.key.clone(), Err(error.clone()))));
+                        outcomes.extend(chunk.iter().map(|_| Err(error.clone())));
                         continue;
                     }
                 }
             }
             for lease in chunk {
                 calls += 1;
-                outcomes.push((lease.key.clone(), self.take(lease).await));
+                outcomes.push(self.take(lease).await);
             }
         }
         (outcomes, calls)
@@ -511,11 +511,7 @@ impl LeaseTable {
 
     /// Writes `items` in one transaction: `false` when it was refused (a condition failed, or a conflict).
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, ClusterError> {
-        match self.table.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => Ok(false),
-            Err(error) => Err(self.table.failed("TransactWriteItems", &error).into()),
-        }
+        Ok(self.table.transact(items).await? == Transacted::Written)
     }
 
     /// Records `checkpoint` on a lease this process holds.

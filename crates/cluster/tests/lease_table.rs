@@ -258,7 +258,7 @@ async fn shard_sync_creates_each_lease_once_and_children_wait_for_shard_end() {
     // Taken together in one call: each as a take leaves it, as the table has it.
     let (outcomes, calls) = a.take_together(&taken[..2]).await;
     assert_eq!(calls, 1);
-    let held: Vec<Lease> = outcomes.into_iter().map(|(_, outcome)| outcome.expect("taken")).collect();
+    let held: Vec<Lease> = outcomes.into_iter().map(|outcome| outcome.expect("taken")).collect();
     for lease in &held {
         assert_eq!(Some(lease), a.get(&lease.key).await.expect("get").as_ref(), "the take's result is the row");
         assert_eq!((lease.owner.as_deref(), lease.epoch, lease.counter), (Some("node-a"), 1, 1));
@@ -266,8 +266,8 @@ async fn shard_sync_creates_each_lease_once_and_children_wait_for_shard_end() {
     // A take of a lease that moved since it was observed is refused; the transaction falls back and the rest are taken.
     let (outcomes, calls) = b.take_together(&[taken[0].clone(), taken[2].clone()]).await;
     assert_eq!(calls, 3, "the refused transaction, then one take each");
-    assert!(matches!(outcomes[0].1, Err(ClusterError::Lost { .. })), "{outcomes:?}");
-    assert_eq!(outcomes[1].1.as_ref().expect("taken").owner.as_deref(), Some("node-b"));
+    assert!(matches!(outcomes[0], Err(ClusterError::Lost { .. })), "{outcomes:?}");
+    assert_eq!(outcomes[1].as_ref().expect("taken").owner.as_deref(), Some("node-b"));
     let ended = a.end_shard(&held[0], &["shard-2".to_owned()]).await.expect("shard end");
     assert_eq!(ended.checkpoint, LeaseCheckpoint::ShardEnd);
     assert_eq!(ended.child_shard_ids, ["shard-2"]);

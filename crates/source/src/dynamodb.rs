@@ -2,7 +2,7 @@
 //! them (the Iceberg catalog, cluster mode's lease and definitions tables):
 //! each failure named with its call and table in the service's words, tables
 //! created on first use and waited for, scans and queries read to their last
-//! page, and puts that only create.
+//! page, puts that only create, and transactions whose refusal is an answer.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -10,7 +10,10 @@ use std::fmt::Display;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType, TransactWriteItem,
+};
 
 /// A row.
 pub type Item = HashMap<String, AttributeValue>;
@@ -25,6 +28,17 @@ pub struct DynamoError {
     pub table: String,
     /// What the service (or the SDK) said.
     pub detail: String,
+}
+
+/// How a transaction went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transacted {
+    /// Every item was written.
+    Written,
+    /// Nothing was written: each item's cancellation code, in the items'
+    /// order (`ConditionalCheckFailed`, `TransactionConflict`, or `None` for
+    /// an item that was not at fault).
+    Canceled(Vec<String>),
 }
 
 /// A condition or filter with its placeholders.
@@ -179,6 +193,21 @@ impl DynamoTable {
             if start.is_none() || newest {
                 return Ok(items);
             }
+        }
+    }
+
+    /// Writes `items` all or none (`TransactWriteItems`, at most 100); a
+    /// refused transaction is an answer, [`Transacted::Canceled`], not an error.
+    pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Transacted, DynamoError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Transacted::Written),
+            Err(error) => match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
+                    let codes = canceled.cancellation_reasons().iter().map(|reason| reason.code().unwrap_or("None"));
+                    Ok(Transacted::Canceled(codes.map(str::to_owned).collect()))
+                }
+                _ => Err(self.failed("TransactWriteItems", &error)),
+            },
         }
     }
 

@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 use iceberg::{Error, ErrorKind, Result};
-use tributary_source::dynamodb::{DynamoError, DynamoTable};
+use tributary_source::dynamodb::{DynamoError, DynamoTable, Transacted};
 
 const IDENTIFIER: &str = "identifier";
 const NAMESPACE_KEY: &str = "namespace";
@@ -222,13 +222,9 @@ impl DynamoCatalog {
             };
             writes.push(write);
         }
-        let written = self.client().transact_write_items().set_transact_items(Some(writes)).send().await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => {
-                self.all_landed(swaps).await
-            }
-            Err(error) => Err(self.failed("TransactWriteItems", &error)),
+        match self.table.transact(writes).await.map_err(unavailable)? {
+            Transacted::Written => Ok(true),
+            Transacted::Canceled(_) => self.all_landed(swaps).await,
         }
     }
 
