@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use clap::Args;
 use serde_json::Value;
-use tributary_proto::v1::CommitRequest;
+use tributary_proto::v1::{CommitRequest, SourceDefinition};
 use tributary_source::{RawSource, load_file, to_commit_sources};
 
 /// Where the server is and how to authenticate.
@@ -103,7 +103,7 @@ pub(crate) struct ReplayArgs {
     reason: Option<String>,
     /// Decode with this definition file's source of the same name, not committed yet.
     #[arg(long, value_name = "FILE")]
-    definition: Option<std::path::PathBuf>,
+    definition: Option<PathBuf>,
     /// Print the server's JSON answer.
     #[arg(long)]
     json: bool,
@@ -186,19 +186,9 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 pub(crate) fn commit(args: CommitArgs) -> ExitCode {
-    let mut sources: Vec<RawSource> = Vec::new();
-    for path in &args.files {
-        match load_file(path) {
-            Ok(file) => sources.extend(file.sources),
-            Err(error) => return fail(UNREACHABLE, &error.to_string()),
-        }
-    }
-    let definitions = match to_commit_sources(&sources, Utc::now()) {
+    let definitions = match load_definitions(&args.files) {
         Ok(definitions) => definitions,
-        Err(errors) => {
-            errors.iter().for_each(|error| println!("{error}"));
-            return ExitCode::from(REFUSED);
-        }
+        Err(code) => return code,
     };
     let request = CommitRequest { sources: definitions, message: args.message.clone() };
     let body = match serde_json::to_string(&request) {
@@ -232,6 +222,21 @@ pub(crate) fn commit(args: CommitArgs) -> ExitCode {
         println!("committed {source} v{number}");
     }
     ExitCode::SUCCESS
+}
+
+/// The sources of definition `files` as a commit sends them; on failure the
+/// exit code, its reason printed (a file that cannot be read, or each error
+/// of a definition that does not validate).
+fn load_definitions(files: &[PathBuf]) -> Result<Vec<SourceDefinition>, ExitCode> {
+    let mut sources: Vec<RawSource> = Vec::new();
+    for path in files {
+        let file = load_file(path).map_err(|error| fail(UNREACHABLE, &error.to_string()))?;
+        sources.extend(file.sources);
+    }
+    to_commit_sources(&sources, Utc::now()).map_err(|errors| {
+        errors.iter().for_each(|error| println!("{error}"));
+        ExitCode::from(REFUSED)
+    })
 }
 
 /// A value of the server's answer, safe to print on a terminal.
@@ -486,16 +491,9 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         request["reason"] = Value::String(reason.clone());
     }
     if let Some(path) = &args.definition {
-        let sources = match load_file(path) {
-            Ok(file) => file.sources,
-            Err(error) => return fail(UNREACHABLE, &error.to_string()),
-        };
-        let definitions = match to_commit_sources(&sources, Utc::now()) {
+        let definitions = match load_definitions(std::slice::from_ref(path)) {
             Ok(definitions) => definitions,
-            Err(errors) => {
-                errors.iter().for_each(|error| println!("{error}"));
-                return ExitCode::from(REFUSED);
-            }
+            Err(code) => return code,
         };
         let Some(draft) = definitions.into_iter().find(|definition| definition.name == args.name) else {
             return fail(REFUSED, &format!("{} defines no source named `{}`", path.display(), args.name));
