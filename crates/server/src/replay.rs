@@ -23,7 +23,7 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, SourceRules};
+use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, Rejection, SourceRules};
 use tributary_proto::v1::SourceDefinition;
 use tributary_source::{AvroFormat, Format, Source};
 use tributary_store::{ErrorQuery, NewErrorRow};
@@ -70,8 +70,8 @@ enum Now {
     Lands(usize),
     /// Decodes, but the rules leave it out.
     Filtered(usize),
-    /// Still refused, with the new reason.
-    Rejected { reason: String, field: String, message: String },
+    /// Still refused, with the new reason (put in words only for an example).
+    Rejected(Rejection),
     /// Only part of its payload was kept.
     Truncated,
 }
@@ -206,11 +206,7 @@ fn settle(
             }
         } else {
             match rejections.next() {
-                Some(rejection) => Now::Rejected {
-                    reason: rejection.code().as_str().to_owned(),
-                    field: rejection.field.to_string(),
-                    message: rejection.message(),
-                },
+                Some(rejection) => Now::Rejected(rejection),
                 None => return Err(DryRunError::Internal("a rejected record gave no rejection".to_owned())),
             }
         };
@@ -220,12 +216,16 @@ fn settle(
 }
 
 fn tally(tallies: &mut BTreeMap<String, ReasonTally>, stored: &StoredRejection, now: Now, batch: Option<&RecordBatch>) {
-    let tally = tallies.entry(stored.row.reason.clone()).or_default();
+    let reason = &stored.row.reason;
+    if !tallies.contains_key(reason) {
+        tallies.insert(reason.clone(), ReasonTally::default());
+    }
+    let Some(tally) = tallies.get_mut(reason) else { return };
     tally.rows += 1;
     match &now {
         Now::Lands(_) => tally.lands += 1,
         Now::Filtered(_) => tally.filtered += 1,
-        Now::Rejected { .. } => tally.rejected += 1,
+        Now::Rejected(_) => tally.rejected += 1,
         Now::Truncated => tally.truncated += 1,
     }
     if tally.examples.len() < EXAMPLES_PER_REASON {
@@ -241,9 +241,12 @@ fn example(stored: &StoredRejection, now: &Now, batch: Option<&RecordBatch>) -> 
     let now = match now {
         Now::Lands(index) => json!({ "outcome": "lands", "row": decoded_row(*index) }),
         Now::Filtered(index) => json!({ "outcome": "filtered", "row": decoded_row(*index) }),
-        Now::Rejected { reason, field, message } => {
-            json!({ "outcome": "rejected", "reason": reason, "field": field, "message": message })
-        }
+        Now::Rejected(rejection) => json!({
+            "outcome": "rejected",
+            "reason": rejection.code().as_str(),
+            "field": rejection.field.as_ref(),
+            "message": rejection.message(),
+        }),
         Now::Truncated => json!({
             "outcome": "truncated",
             "message": format!("the error log kept {} of its {} bytes", row.payload.len(), row.payload_length),
