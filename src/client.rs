@@ -95,7 +95,7 @@ pub(crate) struct ErrorsArgs {
 pub(crate) struct ReplayArgs {
     /// The source.
     name: String,
-    /// Only say what a replay would do (a replay that lands rows is not available yet).
+    /// Only say what a replay would do; without it, land the rows that now decode (exactly once).
     #[arg(long)]
     dry_run: bool,
     /// Only rows rejected for this reason code (e.g. TYPE_MISMATCH).
@@ -514,6 +514,17 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
     let body = answer.body;
     if args.json {
         println!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    if body["dry_run"] == Value::Bool(false) {
+        println!(
+            "replayed with version {}: {} rows landed, {} filtered by the rules, {} still rejected, {} kept only in part",
+            text(&body["version"]),
+            text(&body["landed"]),
+            text(&body["filtered"]),
+            text(&body["still_rejected"]),
+            text(&body["truncated"])
+        );
         return ExitCode::SUCCESS;
     }
     println!(

@@ -42,8 +42,9 @@ pub(crate) enum Command {
     Tables(client::TablesArgs),
     /// Show a source's rejected rows, newest first, with reason, field, shard, sequence and payload.
     Errors(client::ErrorsArgs),
-    /// What a replay of a source's rejected rows would do (`--dry-run`): how many now decode
-    /// with the current version, or with a definition file not committed yet, by old reason.
+    /// Replay a source's rejected rows: land those that now decode with the current version,
+    /// exactly once; with `--dry-run`, only say how many would (also with a definition file
+    /// not committed yet), by old reason.
     Replay(client::ReplayArgs),
     /// OpenMetadata's Kinesis metadata workflow: publish topics, sample data, schemas and lineage.
     #[command(subcommand)]

@@ -1,8 +1,9 @@
-//! A dry run of replaying rejected rows, against kinesis-local: the rows a
-//! source rejected are decoded again with its current version or with a draft
-//! definition not committed yet, under the draft's rules, and the answer (API
-//! and CLI) says how many would now land, by old reason, with examples side by
-//! side. Nothing is written.
+//! Replaying rejected rows, against kinesis-local. A dry run decodes the rows
+//! a source rejected again with its current version or with a draft
+//! definition not committed yet, under the draft's rules, and says (API and
+//! CLI) how many would now land, by old reason, with examples side by side,
+//! writing nothing. A replay lands them exactly once, into Parquet files or
+//! an Iceberg table, also when the server dies in the middle.
 
 mod support;
 
@@ -10,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::server::ServerProcess;
+use support::lakehouse::{ids, pyiceberg};
+use support::server::{ServerProcess, dataset_rows};
 use support::{Emulators, create_stream, kinesis_client, put_indexed, stdout, tributary, unique};
 
 /// Every 30th record is rejected, in turn: `id` a string (TYPE_MISMATCH), cut
@@ -135,16 +137,131 @@ fn a_dry_run_tells_which_rejected_rows_a_fixed_definition_would_land() {
     assert_eq!(server.errors("events").len(), 20);
 
     // Refusals, each with a clear answer.
-    let (code, answer) = replay(&server, "events", "application/json", r#"{"dry_run": false}"#);
-    assert_eq!(code, 501, "a replay that writes is not built yet: {answer}");
-    let refused = tributary(&["replay", "events", "--server", &server.url()], &[]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("dry_run"), "{refused:?}");
+    let refused =
+        tributary(&["replay", "events", "--definition", &draft.to_string_lossy(), "--server", &server.url()], &[]);
+    assert_eq!(refused.status.code(), Some(1), "a replay lands rows with the committed version only");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("commit the draft first"), "{refused:?}");
     assert_eq!(replay(&server, "nope", "application/json", r#"{"dry_run": true}"#).0, 404);
     assert_eq!(replay(&server, "events", "text/plain", r#"{"dry_run": true}"#).0, 415, "no simple cross-site POST");
     assert_eq!(replay(&server, "events", "application/json", r#"{"dry_run": true, "x": 1}"#).0, 400);
     let other = r#"{"dry_run": true, "draft": {"name": "other"}}"#;
     let (code, answer) = replay(&server, "events", "application/json", other);
     assert_eq!(code, 400, "{answer}");
+
+    // The fix committed (`id` optional): a replay lands the rows without an id, once.
+    let fixed = definition(dir.path(), "v2.yaml", &stream_arn, "optional<int64>", "");
+    let output = tributary(&["commit", &fixed.to_string_lossy(), "--server", &server.url(), "-m", "v2"], &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let replayed = tributary(&["replay", "events", "--server", &server.url()], &[]);
+    let text = stdout(&replayed);
+    assert!(replayed.status.success(), "{text}{}", String::from_utf8_lossy(&replayed.stderr));
+    assert!(
+        text.contains("replayed with version 2: 6 rows landed, 0 filtered by the rules, 14 still rejected"),
+        "{text}"
+    );
+    let (code, again) = replay(&server, "events", "application/json", r#"{"dry_run": false}"#);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!((again["landed"].as_u64(), again["still_rejected"].as_u64()), (Some(0), Some(14)), "{again:#}");
+    let left = server.errors("events");
+    assert_eq!(left.len(), 14, "the replayed rows left the error log's view");
+    assert!(left.iter().all(|row| row["reason"] != "MISSING_FIELD"), "{left:#?}");
+    let status = server.get("/api/v1/sources/events/status");
+    assert_eq!(status["rows"].as_u64(), Some(586), "{status:#}");
+    let rows = dataset_rows(&data_dir, "events_rows", Some("name"));
+    let replayed_rows =
+        rows.iter().filter(|row| row.extra.as_deref().is_some_and(|name| name.starts_with("missing id "))).count();
+    assert_eq!(replayed_rows, 6, "each replayed row once");
+    assert_eq!(rows.len(), 586);
     assert!(server.stop(), "SIGTERM ends the server cleanly");
+}
+
+/// Record `i` of the Iceberg test: every 25th without a `name` (MISSING_FIELD
+/// until `name` is optional), every 25th another with a text `id` (TYPE_MISMATCH for good).
+fn iceberg_payload(i: usize) -> Vec<u8> {
+    match i % 25 {
+        24 => format!("{{\"id\": {i}, \"ts\": \"2024-06-01T00:00:00Z\"}}"),
+        12 => format!("{{\"id\": \"x{i}\", \"ts\": \"2024-06-01T00:00:00Z\", \"name\": \"n\"}}"),
+        _ => format!("{{\"id\": {i}, \"ts\": \"2024-06-0{}T12:00:00Z\", \"name\": \"n{i}\"}}", 1 + i % 3),
+    }
+    .into_bytes()
+}
+
+fn iceberg_definition(dir: &Path, file: &str, stream_arn: &str, name_type: &str) -> std::path::PathBuf {
+    let text = format!(
+        "sources:\n  - name: fixed\n    kinesis:\n      stream_arn: {stream_arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: fixed_rows\n      format: iceberg\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: name, type: \"{name_type}\"}}\n      timestamp: ts\n"
+    );
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("write definition");
+    path
+}
+
+#[test]
+fn a_replay_killed_before_or_after_its_table_commit_and_run_again_lands_every_fixed_row_once() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    const RECORDS: usize = 500;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = kinesis_client(&emulators.kinesis);
+    let fixable: Vec<i64> = (0..RECORDS).filter(|i| i % 25 == 24).map(|i| i as i64).collect();
+    let valid: Vec<i64> = (0..RECORDS).filter(|i| i % 25 != 24 && i % 25 != 12).map(|i| i as i64).collect();
+    for failpoint in ["replay-after-table-commit", "replay-before-table-commit"] {
+        let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("replayice"), 2, true));
+        rt.block_on(put_indexed(&client, &stream_arn, 0..RECORDS, iceberg_payload));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let mut server = ServerProcess::start_with_env(&data_dir, &[], &[("TRIBUTARY_FAILPOINT", failpoint)]);
+        let v1 = iceberg_definition(dir.path(), "v1.yaml", &stream_arn, "string");
+        let output = tributary(&["commit", &v1.to_string_lossy(), "--server", &server.url()], &[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let status = server.wait_for_records("fixed", RECORDS as u64, Duration::from_secs(60));
+        assert_eq!((status["rows"].as_u64(), status["rejected"].as_u64()), (Some(valid.len() as u64), Some(40)));
+
+        // The fix: `name` optional. Its dry run says what the replay will do.
+        let v2 = iceberg_definition(dir.path(), "v2.yaml", &stream_arn, "optional<string>");
+        let output = tributary(&["commit", &v2.to_string_lossy(), "--server", &server.url()], &[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let (_, dry) = replay(&server, "fixed", "application/json", r#"{"dry_run": true}"#);
+        assert_eq!((dry["would_land"].as_u64(), dry["still_rejected"].as_u64()), (Some(20), Some(20)), "{dry:#}");
+
+        // The replay dies at the failpoint; the next start settles it by the table's replay marker.
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let died = agent
+            .post(&format!("{}/api/v1/sources/fixed/replay", server.url()))
+            .header("Content-Type", "application/json")
+            .send(r#"{"dry_run": false}"#);
+        if let Ok(mut answer) = died {
+            let said = answer.body_mut().read_to_string().unwrap_or_default();
+            panic!("{failpoint}: the server should have died mid-replay; it answered {}: {said}", answer.status());
+        }
+        server.restart_after_exit(&[], Duration::from_secs(60));
+        let (code, again) = replay(&server, "fixed", "application/json", r#"{"dry_run": false}"#);
+        assert_eq!(code, 200, "{again}");
+        let landed_now = if failpoint == "replay-after-table-commit" { 0 } else { 20 };
+        assert_eq!(
+            (again["landed"].as_u64(), again["still_rejected"].as_u64()),
+            (Some(landed_now), Some(20)),
+            "{failpoint}: {again:#}"
+        );
+        let (_, third) = replay(&server, "fixed", "application/json", r#"{"dry_run": false}"#);
+        assert_eq!(third["landed"].as_u64(), Some(0), "{failpoint}: {third:#}");
+
+        // Read back by pyiceberg: every valid and every fixed row once; the rejected
+        // table says each fixed row was replayed, once.
+        let table = data_dir.join("warehouse").join("fixed_rows");
+        if let Some(read) = pyiceberg(&table, None) {
+            let mut expected: Vec<i64> = valid.iter().chain(&fixable).copied().collect();
+            expected.sort_unstable();
+            assert_eq!(ids(&read), expected, "{failpoint}");
+            let rejected = pyiceberg(data_dir.join("warehouse").join("fixed_rows__rejected"), None).expect("read");
+            let marks = rejected["rejected"].as_array().expect("rows");
+            let replayed = marks.iter().filter(|mark| mark.as_str().is_some_and(|m| m.ends_with("/REPLAYED"))).count();
+            assert_eq!(replayed, fixable.len(), "{failpoint}: {marks:?}");
+        }
+        let left = server.errors("fixed");
+        assert_eq!(left.len(), 20, "{failpoint}");
+        assert!(left.iter().all(|row| row["reason"] == "TYPE_MISMATCH"), "{left:#?}");
+        let status = server.get("/api/v1/sources/fixed/status");
+        assert_eq!(status["rows"].as_u64(), Some((valid.len() + fixable.len()) as u64), "{failpoint}: {status:#}");
+        assert!(server.stop());
+    }
 }

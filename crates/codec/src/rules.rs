@@ -92,6 +92,8 @@ pub struct SourceRules {
     sample: Option<Sample>,
     /// The largest timestamp (µs) of a row that was neither filtered nor late.
     max_event_micros: Option<i64>,
+    /// Whether rows older than the watermark are late (not for replayed rows).
+    judges_lateness: bool,
 }
 
 impl SourceRules {
@@ -106,7 +108,15 @@ impl SourceRules {
             late: source.late,
             sample: source.sample.clone().filter(|sample| sample.rate < 1.0),
             max_event_micros,
+            judges_lateness: true,
         }
+    }
+
+    /// These rules with no row ever late: for rows replayed from the error
+    /// log, old by nature and replayed at the user's explicit wish.
+    pub fn without_lateness(mut self) -> SourceRules {
+        self.judges_lateness = false;
+        self
     }
 
     /// The largest event time seen (µs): what to persist with the checkpoints.
@@ -140,7 +150,7 @@ impl SourceRules {
             } else {
                 // The timestamp column is never null: a row without one is rejected.
                 let at = times.value(row);
-                if self.watermark().is_some_and(|watermark| at < watermark) {
+                if self.judges_lateness && self.watermark().is_some_and(|watermark| at < watermark) {
                     match self.late {
                         LateRows::Drop => RowOutcome::LateDropped,
                         LateRows::Keep => RowOutcome::LateKept,
@@ -313,6 +323,9 @@ mod tests {
         let mut restarted = SourceRules::new(&drop, rules.max_event_time());
         let again = restarted.apply(&decode(&drop, &RECORDS[..1])).expect("applies");
         assert_eq!(again.outcomes, [LateDropped]);
+        // Rules for replayed rows judge no row late, however far behind.
+        let mut replaying = SourceRules::new(&drop, rules.max_event_time()).without_lateness();
+        assert_eq!(replaying.apply(&decode(&drop, &RECORDS)).expect("applies").outcomes, [Kept; 5]);
         // Fresh rules (what a reset would do) would have kept it.
         assert_eq!(
             SourceRules::new(&drop, None).apply(&decode(&drop, &RECORDS[..1])).expect("applies").outcomes,

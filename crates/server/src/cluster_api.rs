@@ -89,7 +89,7 @@ fn sequence_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-/// The current rows of `version`'s rejected table, and the table's name.
+/// The records `version`'s rejected table holds as rejected now, and the table's name.
 async fn read_rejected(
     state: &AppState,
     version: &tributary_store::StoredVersion,
@@ -102,7 +102,8 @@ async fn read_rejected(
         .map_err(|error| ApiError::Unavailable(format!("reading {table}: {error}")))?;
     let batches = read.map(|(_, batches)| batches).unwrap_or_default();
     let rows = tributary_sink::table::rejected_rows(&batches).map_err(ApiError::internal)?;
-    Ok((table, rows))
+    // A record's latest row is its state (a replay adds `REPLAYED` or a new reason).
+    Ok((table, tributary_sink::table::current_rejections(rows)))
 }
 
 /// Cluster mode: the rows of the source's rejected table (of one reason, if given), for a replay's dry run.

@@ -15,6 +15,7 @@ mod finish;
 mod leases;
 mod prometheus;
 mod replay;
+mod replay_run;
 mod status;
 mod supervisor;
 mod table_output;

@@ -48,7 +48,7 @@ pub(crate) struct StoredRejection {
 }
 
 impl StoredRejection {
-    fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         (self.row.payload.len() as u64) < self.row.payload_length
     }
 }
@@ -65,7 +65,7 @@ pub(crate) enum DryRunError {
 }
 
 /// What a row gives now.
-enum Now {
+pub(crate) enum Now {
     /// Decodes and passes the rules: `row` of the decoded batch.
     Lands(usize),
     /// Decodes, but the rules leave it out.
@@ -105,19 +105,11 @@ impl<'a> DryRun<'a> {
 
     /// Decodes `rejected` and tallies what each row gives now.
     pub(crate) fn add(&mut self, rejected: &[StoredRejection]) -> Result<(), DryRunError> {
-        let mut chunk: Vec<&StoredRejection> = Vec::new();
-        for stored in rejected {
-            if stored.truncated() {
-                tally(&mut self.tallies, stored, Now::Truncated, None);
-                continue;
-            }
-            if chunk.len() >= DECODE_ROWS_AT_ONCE || !self.decoder.has_room_for(stored.row.payload.len()) {
-                settle(self.source, &mut self.decoder, &chunk, &mut self.tallies)?;
-                chunk.clear();
-            }
-            chunk.push(stored);
-        }
-        settle(self.source, &mut self.decoder, &chunk, &mut self.tallies)
+        let tallies = &mut self.tallies;
+        decode_again(self.source, &mut self.decoder, rejected, &mut |stored, now, batch| {
+            tally(tallies, stored, now, batch);
+        })?;
+        Ok(())
     }
 
     /// The totals, and per old reason the counts and examples.
@@ -155,14 +147,42 @@ impl<'a> DryRun<'a> {
     }
 }
 
-/// Decodes `chunk` and tallies each row. When the decoded rows do not line up
-/// one to one with the accepted records (a CDC source's deletes are merged
-/// apart), each record is decoded on its own instead.
+/// Decodes `rejected` again with `source` and puts the rows through its
+/// rules (never judging lateness), telling `each` what every row gives now
+/// (with the decoded batch its row index points into). Returns the batches
+/// of the rows that land, in order.
+pub(crate) fn decode_again(
+    source: &Source,
+    decoder: &mut Decoder,
+    rejected: &[StoredRejection],
+    each: &mut dyn FnMut(&StoredRejection, Now, Option<&RecordBatch>),
+) -> Result<Vec<RecordBatch>, DryRunError> {
+    let mut landing = Vec::new();
+    let mut chunk: Vec<&StoredRejection> = Vec::new();
+    for stored in rejected {
+        if stored.truncated() {
+            each(stored, Now::Truncated, None);
+            continue;
+        }
+        if chunk.len() >= DECODE_ROWS_AT_ONCE || !decoder.has_room_for(stored.row.payload.len()) {
+            settle(source, decoder, &chunk, each, &mut landing)?;
+            chunk.clear();
+        }
+        chunk.push(stored);
+    }
+    settle(source, decoder, &chunk, each, &mut landing)?;
+    Ok(landing)
+}
+
+/// Decodes `chunk` and tells `each` what every row gives. When the decoded
+/// rows do not line up one to one with the accepted records (a CDC source's
+/// deletes are merged apart), each record is decoded on its own instead.
 fn settle(
     source: &Source,
     decoder: &mut Decoder,
     chunk: &[&StoredRejection],
-    tallies: &mut BTreeMap<String, ReasonTally>,
+    each: &mut dyn FnMut(&StoredRejection, Now, Option<&RecordBatch>),
+    landing: &mut Vec<RecordBatch>,
 ) -> Result<(), DryRunError> {
     if chunk.is_empty() {
         return Ok(());
@@ -187,12 +207,12 @@ fn settle(
     let accepted_count = accepted.iter().filter(|accepted| **accepted).count();
     if decoded.batch.num_rows() != accepted_count && chunk.len() > 1 {
         for stored in chunk {
-            settle(source, decoder, std::slice::from_ref(stored), tallies)?;
+            settle(source, decoder, std::slice::from_ref(stored), each, landing)?;
         }
         return Ok(());
     }
-    // Fresh rules per chunk: no watermark, so nothing is late.
     let applied = SourceRules::new(source, None)
+        .without_lateness()
         .apply(&decoded.batch)
         .map_err(|error| DryRunError::Internal(format!("the definition's rules: {error}")))?;
     let (mut next_row, mut rejections) = (0, decoded.rejections.into_iter());
@@ -210,7 +230,10 @@ fn settle(
                 None => return Err(DryRunError::Internal("a rejected record gave no rejection".to_owned())),
             }
         };
-        tally(tallies, stored, now, Some(&decoded.batch));
+        each(stored, now, Some(&decoded.batch));
+    }
+    if applied.batch.num_rows() > 0 {
+        landing.push(applied.batch);
     }
     Ok(())
 }
@@ -292,7 +315,7 @@ pub(crate) struct ReplayRequest {
 
 /// `POST /api/v1/sources/{name}/replay`: with `dry_run`, how many of the
 /// source's rejected rows (all, or one reason's) would now land, decoded with
-/// the current version or a draft. A replay that writes is not built yet.
+/// the current version or a draft; without, lands them (see `replay_run`).
 pub(crate) async fn replay_source(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -305,9 +328,15 @@ pub(crate) async fn replay_source(
     let body = crate::api::body_bytes(body)?;
     let request: ReplayRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("the body is not a JSON replay request: {error}")))?;
-    if !request.dry_run {
+    if !request.dry_run && request.draft.is_some() {
+        return Err(ApiError::BadRequest(
+            "a replay lands rows with the committed version: commit the draft first (a draft serves dry runs)".into(),
+        ));
+    }
+    if !request.dry_run && state.supervisor.cluster().is_some() {
         return Err(ApiError::NotImplemented(
-            "a replay that lands rows is not available yet; send `\"dry_run\": true` to see what it would do".into(),
+            "a replay that lands rows runs on a single-process server; in cluster mode only dry runs are available"
+                .into(),
         ));
     }
     let reading = state.clone();
@@ -346,6 +375,13 @@ pub(crate) async fn replay_source(
         ),
         _ => None,
     };
+    if !request.dry_run {
+        let mut answer =
+            crate::replay_run::replay(state.supervisor.context(), &summary.current, &source, registry, request.reason)
+                .await?;
+        answer["decoded_with"] = decoded_with;
+        return Ok(Json(answer));
+    }
     // In cluster mode the rejected table is the error log every node shares.
     let shared = match state.supervisor.cluster() {
         Some(_) => Some(crate::cluster_api::rejected_rows_of(&state, &summary.current, request.reason.clone()).await?),
@@ -387,7 +423,7 @@ pub(crate) async fn replay_source(
     Ok(Json(answer))
 }
 
-fn api_error(error: DryRunError) -> ApiError {
+pub(crate) fn api_error(error: DryRunError) -> ApiError {
     match error {
         DryRunError::Definition(message) => ApiError::BadRequest(format!("the definition: {message}")),
         DryRunError::RegistryUnavailable(reason) => {

@@ -109,12 +109,25 @@ impl Supervisor {
         cluster: Option<Arc<Cluster>>,
     ) -> Supervisor {
         Supervisor {
-            context: Arc::new(WorkerContext { store, data_dir, aws, settings, catalog, cluster }),
+            context: Arc::new(WorkerContext {
+                store,
+                data_dir,
+                aws,
+                settings,
+                catalog,
+                cluster,
+                replays: Default::default(),
+            }),
             workers: tokio::sync::Mutex::new(HashMap::new()),
             statuses: parking_lot::Mutex::new(HashMap::new()),
             commits: Arc::new(tokio::sync::Mutex::new(())),
             leases: LeaseRegistry::default(),
         }
+    }
+
+    /// What every worker shares.
+    pub(crate) fn context(&self) -> &WorkerContext {
+        &self.context
     }
 
     /// The cluster this process is a node of, in cluster mode.

@@ -93,6 +93,14 @@ pub(crate) async fn open_table(
     )
     .await
     .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
+    // A replay chunk a stop left between the store and the table (none in cluster mode).
+    if context.cluster.is_none() {
+        let lock = context.replays.of(&source.dataset.name);
+        let _held = lock.lock().await;
+        crate::replay_run::settle_prepared(&context.store, &source.name, scope, &table, &rejected)
+            .await
+            .map_err(|error| WorkerError::Transient(format!("settling a replay chunk: {error}")))?;
+    }
     // In cluster mode each node brings only the shards it claims in step (`claim_shards`).
     if context.cluster.is_none() {
         follow_rows(&source.name, &rejected, scope, &agreed, None).await?;
@@ -281,6 +289,7 @@ mod tests {
             settings: WorkerSettings::default(),
             catalog,
             cluster: None,
+            replays: Default::default(),
         }
     }
 

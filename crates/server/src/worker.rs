@@ -100,6 +100,10 @@ pub(crate) struct WorkerContext {
     pub(crate) catalog: TableCatalog,
     /// The cluster this process is a node of, in cluster mode.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Per dataset: held by a replay from start to end, and by a worker's
+    /// start-up while it settles what a stop left (staged files, a prepared
+    /// replay chunk), so neither takes back what the other is writing.
+    pub(crate) replays: crate::replay_run::ReplayLocks,
 }
 
 /// Where a source's accepted rows go.
@@ -600,6 +604,9 @@ impl Worker<'_> {
 /// files and deletes the uncommitted ones.
 async fn recover_files(context: &WorkerContext, source: &Source) -> Result<Arc<DatasetWriter>, WorkerError> {
     let dataset = Arc::new(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp));
+    // A running replay's staged files are not a stop's leftovers.
+    let lock = context.replays.of(&source.dataset.name);
+    let _held = lock.lock().await;
     let store = Arc::clone(&context.store);
     let cleanup = Arc::clone(&dataset);
     let dataset_name = source.dataset.name.clone();

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use chrono::{DateTime, Utc};
@@ -30,7 +29,6 @@ pub struct DatasetWriter {
     data_dir: PathBuf,
     dataset: String,
     timestamp_column: String,
-    files_written: AtomicU64,
     /// Leaf columns whose dictionary overflowed in a file written earlier.
     ///
     /// A column with too many distinct values for a dictionary page (1 MiB)
@@ -52,7 +50,6 @@ impl DatasetWriter {
             data_dir: data_dir.to_owned(),
             dataset: dataset.to_owned(),
             timestamp_column: timestamp_column.to_owned(),
-            files_written: AtomicU64::new(0),
             plain_columns: Mutex::new(HashSet::new()),
         }
     }
@@ -166,7 +163,7 @@ impl DatasetWriter {
         rows: &RecordBatch,
         key_values: &[(String, String)],
     ) -> Result<ManifestFile, SinkError> {
-        let sequence = self.files_written.fetch_add(1, Ordering::Relaxed);
+        let sequence = crate::next_file_sequence();
         let name =
             format!("part-{}-{}-{sequence:05}.parquet", Utc::now().format("%Y%m%dT%H%M%S%6f"), std::process::id());
         let final_path = self.dataset_dir().join(format!("date={date}")).join(&name);

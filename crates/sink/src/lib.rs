@@ -31,6 +31,14 @@ pub fn failpoint(name: &str) {
 }
 pub use error_rows::{PAYLOAD_CAP, error_rows};
 
+/// Numbers the data files this process writes: one count for every writer,
+/// so two writers of one dataset (a worker and a replay) never pick the same
+/// name in the same microsecond.
+pub(crate) fn next_file_sequence() -> u64 {
+    static FILES_WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    FILES_WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Parquet key-value metadata: each file's watermark when written (RFC 3339, µs).
 pub const WATERMARK_METADATA: &str = "tributary.watermark";
 pub use properties::{ROW_GROUP_ROWS, writer_properties};

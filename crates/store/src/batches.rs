@@ -257,7 +257,7 @@ fn record_batch(
     Ok(())
 }
 
-fn add_counts(transaction: &Transaction<'_>, source: &str, counts: &ShardCounts) -> Result<(), StoreError> {
+pub(crate) fn add_counts(transaction: &Transaction<'_>, source: &str, counts: &ShardCounts) -> Result<(), StoreError> {
     transaction.execute(
         "INSERT INTO shard_counts (source, shard_id, rows, rejected, filtered, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (source, shard_id) DO UPDATE SET

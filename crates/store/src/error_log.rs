@@ -1,7 +1,7 @@
 //! The error log: every record a source could not decode, with the reason.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::{Store, StoreError};
 
@@ -135,7 +135,7 @@ pub(crate) fn prune_by_count(
     Ok(())
 }
 
-fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
+pub(crate) fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, micros))
 }
 
@@ -160,23 +160,40 @@ fn error_row(row: &Row<'_>) -> rusqlite::Result<ErrorRow> {
 }
 
 impl Store {
-    /// A source's rejected records, newest first.
+    /// A source's rejected records not replayed since, newest first.
     pub fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorRow>, StoreError> {
         let connection = self.reading();
         let mut statement = connection.prepare_cached(
             "SELECT * FROM error_log
              WHERE source = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
+               AND replayed_at_micros IS NULL
              ORDER BY id DESC LIMIT ?4",
         )?;
         let rows = statement.query_map(params![query.source, query.before, query.reason, query.limit], error_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// How many rejected records a source has in its log.
+    /// The rows of a source's error log with these ids (those still kept).
+    pub fn errors_by_id(&self, source: &str, ids: &[i64]) -> Result<Vec<ErrorRow>, StoreError> {
+        let connection = self.reading();
+        let mut statement = connection.prepare_cached("SELECT * FROM error_log WHERE source = ?1 AND id = ?2")?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = statement.query_row(params![source, id], error_row).optional()? {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// How many rejected records a source has in its log (not replayed since).
     pub fn error_count(&self, source: &str) -> Result<u64, StoreError> {
         let connection = self.reading();
-        let count: i64 =
-            connection.query_row("SELECT COUNT(*) FROM error_log WHERE source = ?1", [source], |row| row.get(0))?;
+        let count: i64 = connection.query_row(
+            "SELECT COUNT(*) FROM error_log WHERE source = ?1 AND replayed_at_micros IS NULL",
+            [source],
+            |row| row.get(0),
+        )?;
         Ok(count as u64)
     }
 }

@@ -11,6 +11,7 @@ mod batches;
 mod checkpoints;
 mod error_log;
 mod migrations;
+mod replays;
 mod sources;
 mod tables;
 
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 
 pub use batches::{BatchCommit, ManifestFile, ShardCounts};
 pub use error_log::{ErrorQuery, ErrorRetention, ErrorRow, NewErrorRow};
+pub use replays::{ReplayChunk, ReplayMark, ReplayOutcome, Replayed};
 pub use sources::{NewVersion, SourceSummary, StoredVersion};
 
 /// Why the store failed.

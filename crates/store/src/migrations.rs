@@ -101,6 +101,34 @@ const MIGRATIONS: &[&str] = &[
     // successor is another catalog until its operator says otherwise).
     "CREATE TABLE store_identity (id TEXT NOT NULL);
     INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));",
+    // 6: replays of rejected rows: a replayed row stays in the log, marked (when, by which
+    // version, what it gave); a replay chunk waiting for its table commit (settled like a batch).
+    "ALTER TABLE error_log ADD COLUMN replayed_at_micros INTEGER;
+    ALTER TABLE error_log ADD COLUMN replayed_version INTEGER;
+    ALTER TABLE error_log ADD COLUMN replay_outcome TEXT;
+    CREATE TABLE prepared_replays (
+        source TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        marker INTEGER NOT NULL,
+        replayed_at_micros INTEGER NOT NULL
+    );
+    CREATE TABLE prepared_replay_rows (
+        source TEXT NOT NULL,
+        error_id INTEGER NOT NULL,
+        shard_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        field TEXT,
+        message TEXT,
+        PRIMARY KEY (source, error_id)
+    );
+    CREATE TABLE prepared_replay_files (
+        source TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        path TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

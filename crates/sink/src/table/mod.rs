@@ -18,6 +18,7 @@ mod inspect;
 mod maintenance;
 mod owner;
 mod rejected;
+mod replay;
 mod s3;
 mod schema;
 mod stats;
@@ -25,7 +26,6 @@ mod stats;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema as ArrowSchema;
@@ -51,6 +51,7 @@ pub use owner::WarehouseClaim;
 pub use rejected::{
     REJECTED_TIMESTAMP, RejectedRow, rejected_batch, rejected_rows, rejected_schema, rejected_table_name,
 };
+pub use replay::{REPLAYED_REASON, current_rejections};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
 use crate::SinkError;
@@ -127,7 +128,6 @@ pub struct TableWriter {
     arrow_schema: Arc<ArrowSchema>,
     iceberg_schema: SchemaRef,
     spec_id: i32,
-    files_written: AtomicU64,
     plain_columns: Mutex<HashSet<ColumnPath>>,
 }
 
@@ -195,7 +195,6 @@ impl TableWriter {
             arrow_schema,
             iceberg_schema,
             spec_id: metadata.default_partition_spec_id(),
-            files_written: AtomicU64::new(0),
             plain_columns: Mutex::new(HashSet::new()),
         })
     }
@@ -266,7 +265,7 @@ impl TableWriter {
             .map_err(|error| SinkError::Parquet(format!("the rows do not fit the table's schema: {error}")))?;
         let mut written = Vec::new();
         for (day, rows) in split_by_day(&batch, &self.timestamp_column)? {
-            let sequence = self.files_written.fetch_add(1, Ordering::Relaxed);
+            let sequence = crate::next_file_sequence();
             let value = if day.is_some() { date_name(day) } else { "null".to_owned() };
             let partition = format!("{}_day={value}", self.timestamp_column);
             let stamp = Utc::now().format("%Y%m%dT%H%M%S%6f");

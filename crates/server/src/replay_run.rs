@@ -1,0 +1,394 @@
+//! A replay that lands rejected rows which now decode, exactly once.
+//!
+//! The source's stored rejected rows (all, or one reason's) are decoded
+//! again with its current version, chunk by chunk. Each chunk's landed rows
+//! are written to the dataset and its rows marked in the error log together:
+//!
+//! - a Parquet dataset: one store transaction enters the files in the
+//!   manifest and marks the rows (the staged files move into place after it);
+//! - an Iceberg dataset: the store remembers the chunk, then one table
+//!   commit adds the files and raises the table's replay marker (only from
+//!   the marker the chunk began at), then the store marks the rows. A stop in
+//!   between is settled by the marker the table holds, at the next replay or
+//!   the worker's next start.
+//!
+//! So a replay run twice, or stopped anywhere and run again, writes each row
+//! once. A replayed row (landed, or left out by the rules) stays in the error
+//! log marked with when and by which version, and gains a `REPLAYED` row in
+//! the rejected table; a row still rejected takes its new reason in both.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tributary_codec::{Decoder, RegistryClient};
+use tributary_sink::table::{
+    REJECTED_TIMESTAMP, REPLAYED_REASON, TableWriter, WrittenFile, rejected_batch, rejected_schema, rejected_table_name,
+};
+use tributary_sink::{DatasetWriter, failpoint};
+use tributary_source::{Cdc, DatasetFormat, Source};
+use tributary_store::{ErrorQuery, NewErrorRow, ReplayChunk, ReplayOutcome, Replayed, Store, StoredVersion};
+
+use crate::errors::ApiError;
+use crate::replay::{Now, StoredRejection, decode_again};
+use crate::worker::{WorkerContext, checkpoint_scope};
+
+/// Rows decoded and committed together.
+const CHUNK_ROWS: u32 = 4096;
+
+/// How long a replay waits for the dataset's lock before saying another holds it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// One lock per dataset; see [`WorkerContext::replays`].
+#[derive(Debug, Default)]
+pub(crate) struct ReplayLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl ReplayLocks {
+    /// The lock of `dataset`.
+    pub(crate) fn of(&self, dataset: &str) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.0.lock().entry(dataset.to_owned()).or_default())
+    }
+}
+
+/// Where a replay writes.
+enum Target {
+    Files(DatasetWriter),
+    Table { rows: Box<TableWriter>, rejected: Box<TableWriter> },
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+struct Totals {
+    landed: u64,
+    filtered: u64,
+    still_rejected: u64,
+    truncated: u64,
+    chunks: u64,
+}
+
+/// Replays `source`'s rejected rows (only `reason`'s, when given) with its
+/// committed `version`. One replay per dataset at a time.
+pub(crate) async fn replay(
+    context: &WorkerContext,
+    version: &StoredVersion,
+    source: &Source,
+    registry: Option<RegistryClient>,
+    reason: Option<String>,
+) -> Result<Value, ApiError> {
+    if source.cdc != Cdc::Append {
+        return Err(ApiError::BadRequest(
+            "a CDC source's rejected changes cannot be replayed: landing an old change now would apply it after \
+             newer changes of its key (a dry run still shows what they give)"
+                .into(),
+        ));
+    }
+    // A worker's start-up holds the lock briefly; another replay of the dataset may hold it longer.
+    let lock = context.replays.of(&source.dataset.name);
+    let Ok(_held) = tokio::time::timeout(LOCK_WAIT, lock.lock_owned()).await else {
+        return Err(ApiError::Conflict(format!("a replay into dataset `{}` is running already", source.dataset.name)));
+    };
+    let decoder = Decoder::new(source, registry)
+        .map_err(|error| ApiError::BadRequest(format!("the definition: compiling: {error}")))?;
+    let scope = checkpoint_scope(&source.name, &source.kinesis.stream_arn.to_string());
+    let target = match source.dataset.format {
+        DatasetFormat::Parquet => {
+            Target::Files(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp))
+        }
+        DatasetFormat::Iceberg => {
+            let (rows, rejected) = open_tables(context, source, &decoder.schema()).await?;
+            settle_prepared(&context.store, &source.name, &scope, &rows, &rejected)
+                .await
+                .map_err(ApiError::internal)?;
+            Target::Table { rows: Box::new(rows), rejected: Box::new(rejected) }
+        }
+    };
+    let decoder = Arc::new(Mutex::new(decoder));
+    let replayed_at = Utc::now();
+    let mut totals = Totals::default();
+    let mut before = None;
+    loop {
+        let query = ErrorQuery { source: source.name.clone(), limit: CHUNK_ROWS, before, reason: reason.clone() };
+        let store = Arc::clone(&context.store);
+        let page: Vec<StoredRejection> = crate::api::off_runtime(move || Ok(store.errors(&query)?))
+            .await?
+            .into_iter()
+            .map(|error| StoredRejection { id: Some(error.id), version: Some(error.version), row: error.row })
+            .collect();
+        let Some(oldest) = page.last().and_then(|row| row.id) else { break };
+        before = Some(oldest);
+        let decoded = decode_page(Arc::clone(&decoder), source.clone(), page).await?;
+        totals.truncated += decoded.truncated;
+        if decoded.outcomes.is_empty() {
+            continue;
+        }
+        for outcome in &decoded.outcomes {
+            match outcome.replayed {
+                Replayed::Landed => totals.landed += 1,
+                Replayed::Filtered => totals.filtered += 1,
+                Replayed::StillRejected { .. } => totals.still_rejected += 1,
+            }
+        }
+        let chunk = ReplayChunk {
+            source: source.name.clone(),
+            version: version.version,
+            marker: 0,
+            replayed_at,
+            outcomes: decoded.outcomes,
+            files: Vec::new(),
+        };
+        match &target {
+            Target::Files(dataset) => land_in_files(&context.store, dataset, chunk, decoded.landing).await?,
+            Target::Table { rows, rejected } => {
+                land_in_table(&context.store, &scope, (rows, rejected), chunk, decoded.landing, decoded.marks).await?;
+            }
+        }
+        totals.chunks += 1;
+    }
+    tracing::info!(
+        source = %source.name,
+        version = version.version,
+        landed = totals.landed,
+        filtered = totals.filtered,
+        still_rejected = totals.still_rejected,
+        "replayed the source's rejected rows"
+    );
+    Ok(json!({
+        "dry_run": false,
+        "source": source.name,
+        "version": version.version,
+        "replayed_at": crate::api::time(replayed_at),
+        "landed": totals.landed,
+        "filtered": totals.filtered,
+        "still_rejected": totals.still_rejected,
+        "truncated": totals.truncated,
+        "chunks": totals.chunks,
+    }))
+}
+
+/// A page decoded again: what each row gave, the rows that land, and the
+/// rejected table's rows saying so.
+struct DecodedPage {
+    outcomes: Vec<ReplayOutcome>,
+    landing: Vec<RecordBatch>,
+    marks: Vec<NewErrorRow>,
+    truncated: u64,
+}
+
+async fn decode_page(
+    decoder: Arc<Mutex<Decoder>>,
+    source: Source,
+    page: Vec<StoredRejection>,
+) -> Result<DecodedPage, ApiError> {
+    crate::api::off_runtime(move || {
+        let mut decoded = DecodedPage { outcomes: Vec::new(), landing: Vec::new(), marks: Vec::new(), truncated: 0 };
+        let mut decoder = decoder.lock();
+        let landing = decode_again(&source, &mut decoder, &page, &mut |stored, now, _| {
+            let Some(error_id) = stored.id else { return };
+            let replayed = match now {
+                Now::Truncated => {
+                    decoded.truncated += 1;
+                    return;
+                }
+                Now::Lands(_) => Replayed::Landed,
+                Now::Filtered(_) => Replayed::Filtered,
+                Now::Rejected(rejection) => Replayed::StillRejected {
+                    reason: rejection.code().as_str().to_owned(),
+                    field: rejection.field.to_string(),
+                    message: rejection.message(),
+                },
+            };
+            if let Some(mark) = mark(&stored.row, &replayed) {
+                decoded.marks.push(mark);
+            }
+            decoded.outcomes.push(ReplayOutcome { error_id, shard_id: stored.row.shard_id.clone(), replayed });
+        })
+        .map_err(crate::replay::api_error)?;
+        decoded.landing = landing;
+        Ok(decoded)
+    })
+    .await
+}
+
+/// The rejected table's row for a replayed `row`: `REPLAYED`, or its new
+/// reason (none when the reason did not change).
+fn mark(row: &NewErrorRow, replayed: &Replayed) -> Option<NewErrorRow> {
+    match replayed {
+        Replayed::Landed | Replayed::Filtered => Some(NewErrorRow {
+            reason: REPLAYED_REASON.to_owned(),
+            field: String::new(),
+            message: if *replayed == Replayed::Landed { "landed" } else { "filtered" }.to_owned(),
+            payload: Vec::new(),
+            payload_length: 0,
+            ..row.clone()
+        }),
+        Replayed::StillRejected { reason, field, message } => {
+            let unchanged = *reason == row.reason && *field == row.field && *message == row.message;
+            (!unchanged).then(|| NewErrorRow {
+                reason: reason.clone(),
+                field: field.clone(),
+                message: message.clone(),
+                ..row.clone()
+            })
+        }
+    }
+}
+
+/// A Parquet dataset: files staged, then one store transaction, then the files moved into place.
+async fn land_in_files(
+    store: &Arc<Store>,
+    dataset: &DatasetWriter,
+    mut chunk: ReplayChunk,
+    landing: Vec<RecordBatch>,
+) -> Result<(), ApiError> {
+    let mut files = Vec::new();
+    for batch in &landing {
+        files
+            .extend(dataset.write(batch).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))?);
+    }
+    chunk.files.clone_from(&files);
+    let store = Arc::clone(store);
+    crate::api::off_runtime(move || Ok(store.commit_replay(&chunk)?)).await?;
+    failpoint("replay-after-commit");
+    // Committed: a failure from here on is finished by the worker's next start.
+    dataset.publish(&files).map_err(|error| ApiError::internal(format!("publishing replayed files: {error}")))
+}
+
+/// An Iceberg dataset: the store remembers the chunk, the table commit decides, the store settles.
+async fn land_in_table(
+    store: &Arc<Store>,
+    scope: &str,
+    (rows, rejected): (&TableWriter, &TableWriter),
+    mut chunk: ReplayChunk,
+    landing: Vec<RecordBatch>,
+    marks: Vec<NewErrorRow>,
+) -> Result<(), ApiError> {
+    let table_error = |what: &str| {
+        let what = what.to_owned();
+        move |error: tributary_sink::table::TableError| ApiError::internal(format!("{what}: {error}"))
+    };
+    chunk.marker = rows.replay_marker(&chunk.source).await.map_err(table_error("reading the replay marker"))? + 1;
+    let mut written: Vec<WrittenFile> = Vec::new();
+    for batch in &landing {
+        written.extend(rows.write(batch, &[]).map_err(table_error("writing the table"))?);
+    }
+    let marks_written = write_marks(rejected, &marks, chunk.replayed_at)?;
+    chunk.files = written.iter().map(|file| file.manifest.clone()).collect();
+    let prepared = chunk.clone();
+    let owned = Arc::clone(store);
+    crate::api::off_runtime(move || Ok(owned.prepare_replay(&prepared)?)).await?;
+    rows.upload(&written).await.map_err(table_error("uploading the replayed files"))?;
+    rejected.upload(&marks_written).await.map_err(table_error("uploading the rejected table's files"))?;
+    failpoint("replay-before-table-commit");
+    let files = written.into_iter().map(|file| file.data_file).collect();
+    let mark_files = marks_written.into_iter().map(|file| file.data_file).collect();
+    match rows.commit_replay(scope, &chunk.source, chunk.marker, files, rejected, mark_files).await {
+        Ok(()) => {}
+        Err(error) => {
+            // Whether it landed is the table's to say: settle by the marker now, or at the next start.
+            let landed = settle_prepared(store, &chunk.source, scope, rows, rejected).await;
+            return match landed {
+                Ok(Some(true)) => Ok(()),
+                _ => Err(ApiError::Unavailable(format!("committing replayed rows to the table: {error}"))),
+            };
+        }
+    }
+    failpoint("replay-after-table-commit");
+    let owned = Arc::clone(store);
+    let source = chunk.source.clone();
+    crate::api::off_runtime(move || Ok(owned.settle_replay(&source, true)?)).await?;
+    Ok(())
+}
+
+fn write_marks(
+    rejected: &TableWriter,
+    marks: &[NewErrorRow],
+    replayed_at: DateTime<Utc>,
+) -> Result<Vec<WrittenFile>, ApiError> {
+    if marks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch = rejected_batch(marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?;
+    rejected.write(&batch, &[]).map_err(|error| ApiError::internal(format!("writing the rejected table: {error}")))
+}
+
+/// Opens a dataset's table and its rejected table for a replay.
+async fn open_tables(
+    context: &WorkerContext,
+    source: &Source,
+    schema: &arrow_schema::Schema,
+) -> Result<(TableWriter, TableWriter), ApiError> {
+    let rows = TableWriter::open(
+        context.catalog.clone(),
+        &source.dataset.name,
+        &source.dataset.timestamp,
+        schema,
+        &crate::table_output::identifier_fields(source),
+    )
+    .await
+    .map_err(|error| ApiError::Unavailable(format!("opening the dataset's table: {error}")))?;
+    let rejected = TableWriter::open(
+        context.catalog.clone(),
+        &rejected_table_name(&source.dataset.name),
+        REJECTED_TIMESTAMP,
+        &rejected_schema(),
+        &[],
+    )
+    .await
+    .map_err(|error| ApiError::Unavailable(format!("opening the dataset's rejected table: {error}")))?;
+    Ok((rows, rejected))
+}
+
+/// Settles a replay chunk a stop left between the store and the table:
+/// landed when the table holds its marker (the rejected table then gets its
+/// marks if a catalog moving one table at a time stopped before them).
+/// `None` when there was none, else whether it landed. The caller holds the
+/// dataset's replay lock.
+pub(crate) async fn settle_prepared(
+    store: &Arc<Store>,
+    source: &str,
+    scope: &str,
+    rows: &TableWriter,
+    rejected: &TableWriter,
+) -> Result<Option<bool>, String> {
+    let owned = (Arc::clone(store), source.to_owned());
+    let prepared = crate::api::off_runtime(move || Ok(owned.0.prepared_replay(&owned.1)?))
+        .await
+        .map_err(|error| format!("{error:?}"))?;
+    let Some(chunk) = prepared else { return Ok(None) };
+    let table_marker =
+        rows.replay_marker(source).await.map_err(|error| format!("reading the replay marker: {error}"))?;
+    let landed = table_marker >= chunk.marker;
+    if landed {
+        let rejected_marker =
+            rejected.replay_marker(source).await.map_err(|error| format!("reading the replay marker: {error}"))?;
+        if rejected_marker < chunk.marker {
+            let ids: Vec<i64> = chunk.outcomes.iter().map(|outcome| outcome.error_id).collect();
+            let owned = (Arc::clone(store), source.to_owned());
+            let logged = crate::api::off_runtime(move || Ok(owned.0.errors_by_id(&owned.1, &ids)?))
+                .await
+                .map_err(|error| format!("{error:?}"))?;
+            let by_id: HashMap<i64, NewErrorRow> = logged.into_iter().map(|error| (error.id, error.row)).collect();
+            let marks: Vec<NewErrorRow> = chunk
+                .outcomes
+                .iter()
+                .filter_map(|outcome| mark(by_id.get(&outcome.error_id)?, &outcome.replayed))
+                .collect();
+            let written = write_marks(rejected, &marks, chunk.replayed_at).map_err(|error| format!("{error:?}"))?;
+            rejected.upload(&written).await.map_err(|error| error.to_string())?;
+            let files = written.into_iter().map(|file| file.data_file).collect();
+            rejected
+                .commit_replay_marks(scope, source, chunk.marker, files)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+    }
+    let owned = (Arc::clone(store), source.to_owned());
+    crate::api::off_runtime(move || Ok(owned.0.settle_replay(&owned.1, landed)?))
+        .await
+        .map_err(|error| format!("{error:?}"))?;
+    tracing::info!(source, landed, "settled the replay chunk a stop left between the store and the table");
+    Ok(Some(landed))
+}

@@ -1,0 +1,400 @@
+//! Replays of rejected rows: which rows a replay chunk landed, filtered or
+//! still rejects, recorded together with its files, exactly once.
+//!
+//! A replayed row stays in the error log, marked with when, by which version
+//! and what it gave; [`Store::errors`] no longer lists it. A row still
+//! rejected takes its new reason. For a dataset whose truth is a table
+//! commit, a chunk is first recorded as prepared ([`Store::prepare_replay`])
+//! and settled once that commit is known to have landed or not, like a batch.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::batches::{ManifestFile, ShardCounts, add_counts};
+use crate::error_log::time;
+use crate::{Store, StoreError};
+
+/// What replaying one stored rejected row gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// It decodes now and was written to the dataset.
+    Landed,
+    /// It decodes now, but the definition's rules leave it out.
+    Filtered,
+    /// It is still refused, for this reason.
+    StillRejected {
+        /// The reason code.
+        reason: String,
+        /// The field at fault (empty for the whole record).
+        field: String,
+        /// The explanation.
+        message: String,
+    },
+}
+
+impl Replayed {
+    fn code(&self) -> &'static str {
+        match self {
+            Replayed::Landed => "landed",
+            Replayed::Filtered => "filtered",
+            Replayed::StillRejected { .. } => "rejected",
+        }
+    }
+}
+
+/// One row of a replay chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// The row's id in the error log.
+    pub error_id: i64,
+    /// The shard it was read from (for the counters).
+    pub shard_id: String,
+    /// What it gave.
+    pub replayed: Replayed,
+}
+
+/// A replay chunk: rows decoded again and what they gave, and the files the
+/// landed ones were written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayChunk {
+    /// The source.
+    pub source: String,
+    /// The source version that replays.
+    pub version: u64,
+    /// The replay marker the chunk's table commit sets (a count of the
+    /// source's replay chunks; a Parquet dataset's chunks carry 0).
+    pub marker: u64,
+    /// When it was replayed.
+    pub replayed_at: DateTime<Utc>,
+    /// Every row of the chunk.
+    pub outcomes: Vec<ReplayOutcome>,
+    /// The files the landed rows were written to.
+    pub files: Vec<ManifestFile>,
+}
+
+/// A replayed row as the error log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayMark {
+    /// When it was replayed.
+    pub replayed_at: DateTime<Utc>,
+    /// The version that replayed it.
+    pub version: u64,
+    /// `landed` or `filtered`.
+    pub outcome: String,
+}
+
+impl Store {
+    /// Records a replay chunk of a Parquet dataset atomically: its files
+    /// enter the manifest and its rows are marked (or take their new reason).
+    pub fn commit_replay(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        apply_chunk(&transaction, chunk)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Remembers a replay chunk whose truth is a table commit still to come
+    /// (one per source at a time); nothing is marked until it is settled.
+    pub fn prepare_replay(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO prepared_replays (source, version, marker, replayed_at_micros) VALUES (?1, ?2, ?3, ?4)",
+            params![chunk.source, chunk.version as i64, chunk.marker as i64, chunk.replayed_at.timestamp_micros()],
+        )?;
+        let mut row = transaction.prepare_cached(
+            "INSERT INTO prepared_replay_rows (source, error_id, shard_id, outcome, reason, field, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for outcome in &chunk.outcomes {
+            let (reason, field, message) = match &outcome.replayed {
+                Replayed::StillRejected { reason, field, message } => (Some(reason), Some(field), Some(message)),
+                _ => (None, None, None),
+            };
+            row.execute(params![
+                chunk.source,
+                outcome.error_id,
+                outcome.shard_id,
+                outcome.replayed.code(),
+                reason,
+                field,
+                message
+            ])?;
+        }
+        drop(row);
+        for file in &chunk.files {
+            transaction.execute(
+                "INSERT INTO prepared_replay_files (source, dataset, path, rows, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![chunk.source, file.dataset, file.path, file.rows as i64, file.bytes as i64],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The source's prepared replay chunk, if a stop came before it was settled.
+    pub fn prepared_replay(&self, source: &str) -> Result<Option<ReplayChunk>, StoreError> {
+        let connection = self.connection.lock();
+        let head = connection
+            .query_row(
+                "SELECT version, marker, replayed_at_micros FROM prepared_replays WHERE source = ?1",
+                [source],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)),
+            )
+            .optional()?;
+        let Some((version, marker, replayed_at)) = head else { return Ok(None) };
+        let mut rows = connection.prepare(
+            "SELECT error_id, shard_id, outcome, reason, field, message FROM prepared_replay_rows
+             WHERE source = ?1 ORDER BY error_id",
+        )?;
+        let outcomes = rows
+            .query_map([source], |row| {
+                let replayed = match row.get::<_, String>(2)?.as_str() {
+                    "landed" => Replayed::Landed,
+                    "filtered" => Replayed::Filtered,
+                    _ => Replayed::StillRejected {
+                        reason: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        field: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                        message: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    },
+                };
+                Ok(ReplayOutcome { error_id: row.get(0)?, shard_id: row.get(1)?, replayed })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut files = connection
+            .prepare("SELECT dataset, path, rows, bytes FROM prepared_replay_files WHERE source = ?1 ORDER BY rowid")?;
+        let files = files
+            .query_map([source], |row| {
+                Ok(ManifestFile {
+                    dataset: row.get(0)?,
+                    path: row.get(1)?,
+                    rows: row.get::<_, i64>(2)? as u64,
+                    bytes: row.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ReplayChunk {
+            source: source.to_owned(),
+            version: version as u64,
+            marker: marker as u64,
+            replayed_at: time(replayed_at)?,
+            outcomes,
+            files,
+        }))
+    }
+
+    /// Settles the source's prepared replay chunk, if it has one: applied
+    /// when its table commit `landed`, forgotten otherwise (its rows stay as
+    /// they were, to be replayed again). Returns whether there was one.
+    pub fn settle_replay(&self, source: &str, landed: bool) -> Result<bool, StoreError> {
+        let prepared = self.prepared_replay(source)?;
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        let Some(chunk) = prepared else { return Ok(false) };
+        if landed {
+            apply_chunk(&transaction, &chunk)?;
+        }
+        for table in ["prepared_replays", "prepared_replay_rows", "prepared_replay_files"] {
+            transaction.execute(&format!("DELETE FROM {table} WHERE source = ?1"), [source])?;
+        }
+        transaction.commit()?;
+        Ok(true)
+    }
+
+    /// How the error log marks row `error_id`, if it was replayed.
+    pub fn replay_mark(&self, error_id: i64) -> Result<Option<ReplayMark>, StoreError> {
+        let connection = self.reading();
+        let found = connection
+            .query_row(
+                "SELECT replayed_at_micros, replayed_version, replay_outcome FROM error_log
+                 WHERE id = ?1 AND replayed_at_micros IS NOT NULL",
+                [error_id],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)),
+            )
+            .optional()?;
+        found
+            .map(|(at, version, outcome)| Ok(ReplayMark { replayed_at: time(at)?, version: version as u64, outcome }))
+            .transpose()
+    }
+
+    /// How many of a source's rejected rows were replayed (landed or filtered).
+    pub fn replayed_count(&self, source: &str) -> Result<u64, StoreError> {
+        let connection = self.reading();
+        let count: i64 = connection.query_row(
+            "SELECT COUNT(*) FROM error_log WHERE source = ?1 AND replayed_at_micros IS NOT NULL",
+            [source],
+            |row| row.get(0),
+        )?;
+        Ok(count as u64)
+    }
+}
+
+/// Marks the chunk's rows, enters its files in the manifest and adds its counters.
+fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk) -> Result<(), StoreError> {
+    let at = chunk.replayed_at.timestamp_micros();
+    let mut counts: BTreeMap<&str, ShardCounts> = BTreeMap::new();
+    for outcome in &chunk.outcomes {
+        let shard = counts
+            .entry(outcome.shard_id.as_str())
+            .or_insert_with(|| ShardCounts { shard_id: outcome.shard_id.clone(), ..ShardCounts::default() });
+        match &outcome.replayed {
+            Replayed::Landed | Replayed::Filtered => {
+                let marked = transaction.execute(
+                    "UPDATE error_log SET replayed_at_micros = ?2, replayed_version = ?3, replay_outcome = ?4
+                     WHERE id = ?1 AND replayed_at_micros IS NULL",
+                    params![outcome.error_id, at, chunk.version as i64, outcome.replayed.code()],
+                )? as u64;
+                if outcome.replayed == Replayed::Landed {
+                    shard.rows += marked;
+                } else {
+                    shard.filtered += marked;
+                }
+            }
+            Replayed::StillRejected { reason, field, message } => {
+                transaction.execute(
+                    "UPDATE error_log SET reason = ?2, field = ?3, message = ?4, version = ?5
+                     WHERE id = ?1 AND replayed_at_micros IS NULL",
+                    params![outcome.error_id, reason, field, message, chunk.version as i64],
+                )?;
+            }
+        }
+    }
+    for file in &chunk.files {
+        transaction.execute(
+            "INSERT INTO manifest (dataset, path, source, version, rows, bytes, committed_at_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                file.dataset,
+                file.path,
+                chunk.source,
+                chunk.version as i64,
+                file.rows as i64,
+                file.bytes as i64,
+                at
+            ],
+        )?;
+    }
+    for shard in counts.values().filter(|shard| shard.rows > 0 || shard.filtered > 0) {
+        add_counts(transaction, &chunk.source, shard)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{BatchCommit, ErrorQuery, ErrorRetention, NewErrorRow};
+
+    fn rejected(sequence_number: &str) -> NewErrorRow {
+        NewErrorRow {
+            shard_id: "shard-0".into(),
+            sequence_number: sequence_number.into(),
+            sub_sequence: None,
+            arrival_time: Utc::now(),
+            reason: "TYPE_MISMATCH".into(),
+            field: "id".into(),
+            message: "not a number".into(),
+            payload: b"{}".to_vec(),
+            payload_length: 2,
+        }
+    }
+
+    fn store_with_three_rejections() -> (Store, Vec<i64>) {
+        let store = Store::open_in_memory().expect("store");
+        let rows = [rejected("1"), rejected("2"), rejected("3")];
+        let batch = BatchCommit {
+            source: "s",
+            version: 1,
+            scope: "s@stream",
+            files: &[],
+            advances: &[],
+            rejected: &rows,
+            counts: &[],
+            retention: ErrorRetention::default(),
+            max_event_micros: None,
+        };
+        store.commit_batch(&batch, Utc::now()).expect("commit");
+        let mut ids: Vec<i64> = store.errors(&all()).expect("errors").iter().map(|row| row.id).collect();
+        ids.sort_unstable();
+        (store, ids)
+    }
+
+    fn all() -> ErrorQuery {
+        ErrorQuery { source: "s".into(), limit: 10, before: None, reason: None }
+    }
+
+    fn chunk(ids: &[i64]) -> ReplayChunk {
+        ReplayChunk {
+            source: "s".into(),
+            version: 2,
+            marker: 1,
+            replayed_at: Utc::now(),
+            outcomes: vec![
+                ReplayOutcome { error_id: ids[0], shard_id: "shard-0".into(), replayed: Replayed::Landed },
+                ReplayOutcome { error_id: ids[1], shard_id: "shard-0".into(), replayed: Replayed::Filtered },
+                ReplayOutcome {
+                    error_id: ids[2],
+                    shard_id: "shard-0".into(),
+                    replayed: Replayed::StillRejected {
+                        reason: "MISSING_FIELD".into(),
+                        field: "name".into(),
+                        message: "absent".into(),
+                    },
+                },
+            ],
+            files: vec![ManifestFile { dataset: "d".into(), path: "d/r.parquet".into(), rows: 1, bytes: 10 }],
+        }
+    }
+
+    #[test]
+    fn a_prepared_replay_marks_its_rows_only_once_its_commit_landed() {
+        let (store, ids) = store_with_three_rejections();
+        store.prepare_replay(&chunk(&ids)).expect("prepare");
+        assert_eq!(
+            store.prepared_replay("s").expect("read"),
+            Some(chunk(&ids)).map(|c| ReplayChunk {
+                replayed_at: store.prepared_replay("s").expect("read").expect("some").replayed_at,
+                ..c
+            })
+        );
+        assert_eq!(store.errors(&all()).expect("errors").len(), 3, "nothing marked before it is settled");
+
+        assert!(store.settle_replay("s", false).expect("settle"));
+        assert_eq!(store.prepared_replay("s").expect("read"), None);
+        assert_eq!(store.errors(&all()).expect("errors").len(), 3, "a chunk that did not land changes nothing");
+        assert!(store.manifest_paths("d").expect("manifest").is_empty());
+
+        store.prepare_replay(&chunk(&ids)).expect("prepare again");
+        assert!(store.settle_replay("s", true).expect("settle"));
+        assert!(!store.settle_replay("s", true).expect("nothing left"), "settled once");
+        let left = store.errors(&all()).expect("errors");
+        assert_eq!(left.len(), 1, "landed and filtered rows leave the log's view");
+        assert_eq!((left[0].id, left[0].version, left[0].row.reason.as_str()), (ids[2], 2, "MISSING_FIELD"));
+        let mark = store.replay_mark(ids[0]).expect("mark").expect("marked");
+        assert_eq!((mark.version, mark.outcome.as_str()), (2, "landed"));
+        assert_eq!(store.replay_mark(ids[2]).expect("mark"), None);
+        assert_eq!(store.replayed_count("s").expect("count"), 2);
+        assert_eq!(store.error_count("s").expect("count"), 1);
+        let counts = store.shard_counts("s").expect("counts");
+        assert_eq!((counts[0].rows, counts[0].filtered), (1, 1));
+        assert_eq!(store.dataset_totals("d").expect("totals"), (1, 10));
+    }
+
+    #[test]
+    fn a_parquet_replay_commits_its_marks_and_files_together_and_a_second_is_a_no_op() {
+        let (store, ids) = store_with_three_rejections();
+        store.commit_replay(&chunk(&ids)).expect("commit");
+        let first = store.replay_mark(ids[0]).expect("mark");
+        // The same chunk again: rows already marked stay as they were.
+        store.commit_replay(&ReplayChunk { version: 3, files: Vec::new(), ..chunk(&ids) }).expect("again");
+        assert_eq!(store.replay_mark(ids[0]).expect("mark"), first);
+        assert_eq!(store.errors(&all()).expect("errors").len(), 1);
+        let counts = store.shard_counts("s").expect("counts");
+        assert_eq!((counts[0].rows, counts[0].filtered), (1, 1), "rows already marked are not counted again");
+    }
+}
