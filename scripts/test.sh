@@ -5,7 +5,8 @@
 #   ./scripts/test.sh            # everything
 #   ./scripts/test.sh -E 'test(live)'   # extra arguments go to cargo nextest
 #
-# Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl.
+# Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl, chromium + chromedriver
+# (installed with apt-get when missing and run as root).
 # Installs: cargo-nextest, cargo-audit and cargo-fuzz when missing (crates.io), kinesis-local (npm) and
 # moto + pyarrow + pyiceberg (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
 # (default 15, 0 to skip) bounds the fuzzing of each codec target.
@@ -21,6 +22,16 @@ if [ -n "$missing" ]; then
   fi
   for tool in $missing; do command -v "$tool" >/dev/null || { echo "test.sh: $tool is required" >&2; exit 1; }; done
 fi
+# The console's browser tests drive Debian's chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing chromium and chromium-driver with apt-get" >&2
+    apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+  fi
+  for tool in chromium chromedriver; do command -v "$tool" >/dev/null || { echo "test.sh: $tool is required (apt-get install chromium chromium-driver)" >&2; exit 1; }; done
+fi
+export TRIBUTARY_TEST_CHROMIUM="$(command -v chromium)" TRIBUTARY_TEST_CHROMEDRIVER="$(command -v chromedriver)"
 python3 -c 'import venv' 2>/dev/null || { echo "test.sh: python3 needs the venv module (apt-get install python3-venv)" >&2; exit 1; }
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -118,6 +118,9 @@ pub(crate) struct ServeArgs {
     /// How soon (ms) a caught-up shard is polled again.
     #[arg(long, default_value_t = 500)]
     idle_poll_ms: u64,
+    /// How often (ms) the console's charts sample each source's lag and rates (6 h are kept).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    history_interval_ms: u64,
     /// Longest wait (ms) between polls of a shard that stays idle.
     #[arg(long, default_value_t = 2000)]
     idle_poll_max_ms: u64,
@@ -222,6 +225,7 @@ pub(crate) fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
         max_interval: flush_interval,
     };
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
+    config.worker.history_interval = Duration::from_millis(args.history_interval_ms);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
     config.worker.reader.max_concurrent_calls = args.max_concurrent_reads.max(1);
     config.worker.permanent_failure_retry = Duration::from_secs(args.failed_retry_seconds);

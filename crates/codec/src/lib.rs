@@ -47,7 +47,7 @@ mod rules;
 mod sample_hash;
 mod timestamp;
 
-pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
+pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError, avro_datum_json, registry_schema_id};
 pub use cdc::{KEYS_METADATA, OP_COLUMN, SEQUENCE_COLUMN, SUB_SEQUENCE_COLUMN};
 pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, compile_check};
 pub use rejection::{Found, Reason, ReasonCode, RecordMeta, Rejection};

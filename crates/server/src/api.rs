@@ -46,11 +46,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources/{name}", get(show_source))
         .route("/api/v1/sources/{name}/status", get(source_status))
         .route("/api/v1/sources/{name}/errors", get(source_errors))
+        .route("/api/v1/sources/{name}/errors/summary", get(crate::console_api::errors_summary))
+        .route("/api/v1/sources/{name}/errors/export", get(crate::console_api::errors_export))
+        .route("/api/v1/sources/{name}/history", get(crate::console_api::source_history))
+        .route("/api/v1/sources/{name}/versions/{version}", get(crate::console_api::source_version))
         .route("/api/v1/sources/{name}/replay", post(crate::replay::replay_source))
         .route("/api/v1/cluster", get(crate::cluster_api::show_cluster))
         .route("/api/v1/tables", get(crate::tables::list_tables))
         .route("/api/v1/tables/{name}", get(crate::tables::show_table));
-    let mut open = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let mut open = Router::new().route("/healthz", get(|| async { "ok\n" })).merge(crate::console::routes());
     if state.open_metrics {
         open = open.route("/metrics", get(metrics));
     } else {
@@ -395,7 +399,7 @@ fn start_at(state: &AppState, source: &Source, now: DateTime<Utc>) -> Result<Opt
 }
 
 /// The stored definition with inline secrets replaced.
-fn redacted_definition(version: &StoredVersion) -> Value {
+pub(crate) fn redacted_definition(version: &StoredVersion) -> Value {
     fn redact(value: &mut Value, parent_key: Option<&str>) {
         match value {
             Value::Object(fields) => {
@@ -598,6 +602,38 @@ pub(crate) struct ErrorParams {
     pub(crate) limit: Option<u32>,
     pub(crate) before: Option<i64>,
     pub(crate) reason: Option<String>,
+    pub(crate) field: Option<String>,
+    pub(crate) shard: Option<String>,
+    /// Rejected at or after (RFC 3339).
+    pub(crate) since: Option<String>,
+    /// Rejected before (RFC 3339).
+    pub(crate) until: Option<String>,
+}
+
+impl ErrorParams {
+    /// The store's query of `source`'s rows these parameters ask for (empty filters are none).
+    pub(crate) fn query(&self, source: String, limit: u32) -> Result<ErrorQuery, ApiError> {
+        let given = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
+        let time = |name: &str, value: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+            given(value)
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(&text)
+                        .map(|at| at.with_timezone(&Utc))
+                        .map_err(|error| ApiError::BadRequest(format!("`{name}` is not an RFC 3339 time: {error}")))
+                })
+                .transpose()
+        };
+        Ok(ErrorQuery {
+            source,
+            limit,
+            before: self.before,
+            reason: given(&self.reason),
+            field: given(&self.field),
+            shard_id: given(&self.shard),
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+        })
+    }
 }
 
 /// A payload as text when it is UTF-8, else base64.
@@ -658,11 +694,11 @@ pub(crate) fn readable_payload(payload: &[u8]) -> (Value, &'static str) {
 }
 
 fn source_errors_now(state: AppState, name: String, params: ErrorParams) -> Result<Json<Value>, ApiError> {
-    if state.store.source(&name)?.is_none() {
+    let Some(summary) = state.store.source(&name)? else {
         return Err(ApiError::not_found(format!("no source named `{name}`")));
-    }
+    };
     let limit = params.limit.unwrap_or(50).clamp(1, 1000);
-    let query = ErrorQuery { source: name, limit, before: params.before, reason: params.reason };
+    let query = params.query(name, limit)?;
     let mut rows = state.store.errors(&query)?;
     let mut more = rows.len() == limit as usize;
     // At most ERRORS_ANSWER_BYTES of payloads and messages per answer (each payload is
@@ -682,28 +718,10 @@ fn source_errors_now(state: AppState, name: String, params: ErrorParams) -> Resu
         more = true;
     }
     let next_before = more.then(|| rows.last().map(|row| row.id)).flatten();
-    let errors: Vec<Value> = rows
-        .into_iter()
-        .map(|error| {
-            let (payload, encoding) = readable_payload(&error.row.payload);
-            json!({
-                "id": error.id,
-                "version": error.version,
-                "shard_id": error.row.shard_id,
-                "sequence_number": error.row.sequence_number,
-                "sub_sequence": error.row.sub_sequence,
-                "arrival_time": time(error.row.arrival_time),
-                "rejected_at": time(error.rejected_at),
-                "reason": error.row.reason,
-                "field": error.row.field,
-                "message": error.row.message,
-                "payload": payload,
-                "payload_encoding": encoding,
-                "payload_length": error.row.payload_length,
-                "payload_truncated": (error.row.payload.len() as u64) < error.row.payload_length,
-            })
-        })
-        .collect();
+    let mut errors: Vec<Value> = rows.iter().map(crate::console_api::error_json).collect();
+    if let Ok(source) = crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()) {
+        crate::console_api::add_avro(&source.kinesis.format, &rows, &mut errors);
+    }
     Ok(Json(json!({ "errors": errors, "next_before": next_before })))
 }
 

@@ -9,9 +9,12 @@
 mod api;
 mod cluster;
 mod cluster_api;
+mod console;
+mod console_api;
 mod errors;
 mod failure;
 mod finish;
+mod history;
 mod leases;
 mod prometheus;
 mod replay;
@@ -379,11 +382,17 @@ impl Server {
         let node = supervisor.cluster().map(|cluster| {
             tokio::spawn(cluster::run_node(Arc::clone(cluster), Arc::clone(&self.state.store), Arc::clone(&supervisor)))
         });
+        let history = tokio::spawn(history::sample_forever(
+            Arc::clone(supervisor.history()),
+            Arc::clone(&self.state.store),
+            Arc::clone(&supervisor),
+        ));
         let app = router(self.state);
         serve_connections(self.listener, app, self.limits, shutdown).await;
         if let Some(node) = node {
             node.abort();
         }
+        history.abort();
         // Each worker commits what it holds, then its leases are released.
         let uncommitted = supervisor.stop_all().await;
         if let Some(cluster) = supervisor.cluster()

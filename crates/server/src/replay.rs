@@ -396,8 +396,13 @@ pub(crate) async fn replay_source(
             None => {
                 let mut before = None;
                 loop {
-                    let query =
-                        ErrorQuery { source: source.name.clone(), limit: PAGE_ROWS, before, reason: reason.clone() };
+                    let query = ErrorQuery {
+                        source: source.name.clone(),
+                        limit: PAGE_ROWS,
+                        before,
+                        reason: reason.clone(),
+                        ..ErrorQuery::default()
+                    };
                     let page = store.errors(&query)?;
                     let rows: Vec<StoredRejection> = page
                         .into_iter()

@@ -110,7 +110,13 @@ pub(crate) async fn replay(
     let mut totals = Totals::default();
     let mut before = None;
     loop {
-        let query = ErrorQuery { source: source.name.clone(), limit: CHUNK_ROWS, before, reason: reason.clone() };
+        let query = ErrorQuery {
+            source: source.name.clone(),
+            limit: CHUNK_ROWS,
+            before,
+            reason: reason.clone(),
+            ..ErrorQuery::default()
+        };
         let store = Arc::clone(&context.store);
         let page: Vec<StoredRejection> = crate::api::off_runtime(move || Ok(store.errors(&query)?))
             .await?

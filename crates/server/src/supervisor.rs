@@ -72,6 +72,8 @@ pub struct Supervisor {
     commits: Arc<tokio::sync::Mutex<()>>,
     /// Cluster mode: each running source's leases on this node.
     leases: LeaseRegistry,
+    /// The console's charts: every source's lag and rates over the last hours.
+    history: Arc<crate::history::History>,
 }
 
 /// Each running source's leases on this node (cluster mode).
@@ -109,6 +111,7 @@ impl Supervisor {
         cluster: Option<Arc<Cluster>>,
     ) -> Supervisor {
         Supervisor {
+            history: Arc::new(crate::history::History::new(settings.history_interval)),
             context: Arc::new(WorkerContext {
                 store,
                 data_dir,
@@ -123,6 +126,11 @@ impl Supervisor {
             commits: Arc::new(tokio::sync::Mutex::new(())),
             leases: LeaseRegistry::default(),
         }
+    }
+
+    /// The lag and rates of every source over the last hours.
+    pub(crate) fn history(&self) -> &Arc<crate::history::History> {
+        &self.history
     }
 
     /// What every worker shares.

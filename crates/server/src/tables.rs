@@ -1,6 +1,6 @@
 //! `/api/v1/tables`: the datasets' Iceberg tables as their metadata says
-//! (current snapshot, rows, files), and a table's first rows read back
-//! through that snapshot.
+//! (current snapshot, rows, files); a table's snapshots, schema and first
+//! rows read back through its current snapshot.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -13,6 +13,9 @@ use crate::errors::ApiError;
 
 /// Rows a single answer may carry.
 const MAX_ROWS: usize = 1000;
+
+/// Snapshots a table's answer lists (the newest).
+const MAX_SNAPSHOTS: usize = 100;
 
 /// A table's summary; `catalog` says which catalog records it (`embedded`, `glue:DATABASE`).
 pub(crate) fn summary_json(summary: &TableSummary, catalog: &str) -> Value {
@@ -68,6 +71,25 @@ pub(crate) async fn show_table(
     let not_found = || ApiError::not_found(format!("no table named `{name}`"));
     let summary = table::summary(catalog, &name).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
     let mut body = summary_json(&summary, &catalog.kind());
+    if let Some((snapshots, schema)) = table::snapshots_and_schema(catalog, &name).await.map_err(ApiError::internal)? {
+        let newest = snapshots.len().saturating_sub(MAX_SNAPSHOTS);
+        body["snapshot_history"] = snapshots[newest..]
+            .iter()
+            .map(|snapshot| {
+                json!({
+                    "snapshot_id": snapshot.snapshot_id,
+                    "committed_at": chrono::DateTime::from_timestamp_millis(snapshot.timestamp_ms).map(crate::api::time),
+                    "operation": snapshot.operation,
+                    "added_rows": snapshot.added_rows,
+                    "added_files": snapshot.added_files,
+                })
+            })
+            .collect();
+        body["schema"] = schema
+            .iter()
+            .map(|field| json!({"id": field.id, "name": field.name, "type": field.field_type, "required": field.required}))
+            .collect();
+    }
     let wanted = params.rows.unwrap_or(0).min(MAX_ROWS);
     if wanted > 0 {
         let (_, batches) =

@@ -73,6 +73,8 @@ pub struct WorkerSettings {
     pub secret_policy: SecretPolicy,
     /// Compaction, snapshot expiry and orphan removal of Iceberg datasets.
     pub maintenance: Maintenance,
+    /// How often the console's history samples every worker's lag and rates.
+    pub history_interval: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -86,6 +88,7 @@ impl Default for WorkerSettings {
             permanent_failure_retry: Duration::from_secs(300),
             secret_policy: SecretPolicy::default(),
             maintenance: Maintenance::default(),
+            history_interval: Duration::from_secs(10),
         }
     }
 }

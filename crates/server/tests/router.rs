@@ -297,9 +297,17 @@ async fn every_route_but_healthz_needs_the_token_when_one_is_configured() {
         request.headers_mut().insert(header::AUTHORIZATION, "Bearer read-token".parse().expect("header"));
         request
     };
-    for path in
-        ["/api/v1/sources", "/api/v1/sources/x", "/api/v1/sources/x/status", "/api/v1/sources/x/errors", "/metrics"]
-    {
+    for path in [
+        "/api/v1/sources",
+        "/api/v1/sources/x",
+        "/api/v1/sources/x/status",
+        "/api/v1/sources/x/errors",
+        "/api/v1/sources/x/errors/summary",
+        "/api/v1/sources/x/errors/export",
+        "/api/v1/sources/x/history",
+        "/api/v1/sources/x/versions/1",
+        "/metrics",
+    ] {
         let (status, answer) = call(&state, get(path)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {answer}");
         let (status, _) = call(&state, authorized(get(path))).await;
@@ -575,4 +583,116 @@ async fn a_table_name_from_the_url_never_leaves_the_warehouse() {
     }
     let (status, _) = call(&state, get("/api/v1/tables/orders__rejected")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a valid name without a table");
+}
+
+#[tokio::test]
+async fn the_console_is_served_without_the_token_under_a_strict_policy() {
+    let (state, _dir) = state(Some("read-token"), 1 << 20).await;
+    for (path, kind) in [("/", "text/html"), ("/console/app.js", "text/javascript"), ("/console/app.css", "text/css")] {
+        let response = router(state.clone()).oneshot(get(path)).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        let header =
+            |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(header(header::CONTENT_TYPE).starts_with(kind), "{path}");
+        let policy = header(header::CONTENT_SECURITY_POLICY);
+        assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"), "{policy}");
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+        assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        assert_eq!(header(header::X_FRAME_OPTIONS), "DENY");
+    }
+    // The page holds no inline script or style, and loads nothing from elsewhere.
+    let (_, page) = call(&state, get("/")).await;
+    let page = page.as_str().expect("HTML").to_owned();
+    assert!(!page.contains("<script>") && !page.contains("style=") && !page.contains("onclick"), "{page}");
+    assert!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    // The rebinding check still applies to it.
+    let response = router(state.clone()).oneshot(with_host(get("/"), "evil.example")).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    state.supervisor.stop_all().await;
+}
+
+#[tokio::test]
+async fn the_console_reads_counts_by_reason_an_export_a_history_and_any_version() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    for message in ["first", "second"] {
+        let mut body = json!({"sources": [source("orders")], "message": message});
+        if message == "second" {
+            body["sources"][0]["kinesis"]["stream_arn"] =
+                json!("arn:aws:kinesis:us-east-1:000000000000:stream/orders-2");
+        }
+        let (status, answer) = call(&state, post("/api/v1/commit", body.to_string(), None)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    state.supervisor.stop_all().await;
+    let row = |sequence: usize, reason: &str, shard: &str| tributary_store::NewErrorRow {
+        shard_id: shard.into(),
+        sequence_number: sequence.to_string(),
+        sub_sequence: None,
+        arrival_time: chrono::Utc::now(),
+        reason: reason.into(),
+        field: "id".into(),
+        message: "<b>not</b> an int64".into(),
+        payload: b"<img src=x onerror=alert(1)>".to_vec(),
+        payload_length: 28,
+    };
+    let rows: Vec<_> = (0..30)
+        .map(|i| row(i, if i % 3 == 0 { "MALFORMED" } else { "TYPE_MISMATCH" }, if i < 10 { "a" } else { "b" }))
+        .collect();
+    let batch = tributary_store::BatchCommit {
+        source: "orders",
+        version: 2,
+        scope: "orders@console-test",
+        files: &[],
+        advances: &[],
+        rejected: &rows,
+        counts: &[],
+        retention: tributary_store::ErrorRetention::default(),
+        max_event_micros: None,
+    };
+    state.store.commit_batch(&batch, chrono::Utc::now()).expect("commit rejected rows");
+
+    let (status, summary) = call(&state, get("/api/v1/sources/orders/errors/summary")).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(
+        summary,
+        json!({"total": 30, "by_reason": [{"reason": "TYPE_MISMATCH", "rows": 20}, {"reason": "MALFORMED", "rows": 10}]})
+    );
+    let (_, shard_a) = call(&state, get("/api/v1/sources/orders/errors/summary?shard=a&reason=MALFORMED")).await;
+    assert_eq!(shard_a["total"], 10, "the reason is not a filter of the counts: {shard_a}");
+    let (status, bad_time) = call(&state, get("/api/v1/sources/orders/errors?since=yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad_time}");
+
+    let response = router(state.clone())
+        .oneshot(get("/api/v1/sources/orders/errors/export?reason=MALFORMED&shard=b"))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&bytes).lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 6, "MALFORMED rows of shard b: 12, 15, 18, 21, 24, 27");
+    assert!(lines.iter().all(|line| line["reason"] == "MALFORMED" && line["shard_id"] == "b"));
+    assert_eq!(lines[0]["payload"], "<img src=x onerror=alert(1)>");
+
+    let (status, history) = call(&state, get("/api/v1/sources/orders/history?minutes=5")).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["window_ms"], 300_000);
+    assert!(history["times"].is_array() && history["source_series"]["lag_millis"].is_array(), "{history}");
+    assert_eq!(call(&state, get("/api/v1/sources/nope/history")).await.0, StatusCode::NOT_FOUND);
+
+    let (status, first) = call(&state, get("/api/v1/sources/orders/versions/1")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["version"].as_u64(), first["message"].as_str()), (Some(1), Some("first")));
+    assert!(
+        first["definition"]["kinesis"]["stream_arn"].as_str().is_some_and(|arn| arn.ends_with("/orders")),
+        "{first}"
+    );
+    let (_, second) = call(&state, get("/api/v1/sources/orders/versions/2")).await;
+    assert!(second["definition"]["kinesis"]["stream_arn"].as_str().is_some_and(|arn| arn.ends_with("/orders-2")));
+    assert_eq!(call(&state, get("/api/v1/sources/orders/versions/3")).await.0, StatusCode::NOT_FOUND);
 }

@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(store.manifest_paths("d").expect("manifest"), HashSet::from(["datasets/d/a.parquet".to_owned()]));
         assert_eq!(store.dataset_totals("d").expect("totals"), (10, 100));
         assert_eq!(store.shard_counts("s").expect("counts"), counts);
-        let query = ErrorQuery { source: "s".into(), limit: 10, before: None, reason: None };
+        let query = ErrorQuery { source: "s".into(), limit: 10, ..ErrorQuery::default() };
         let logged = store.errors(&query).expect("errors");
         assert_eq!(
             logged.iter().map(|r| r.row.sequence_number.as_str()).collect::<Vec<_>>(),
@@ -393,8 +393,22 @@ mod tests {
         );
         let only = store.errors(&ErrorQuery { reason: Some("MALFORMED".into()), ..query.clone() }).expect("errors");
         assert_eq!(only.len(), 1);
-        let older = store.errors(&ErrorQuery { before: Some(logged[0].id), ..query }).expect("errors");
+        let older = store.errors(&ErrorQuery { before: Some(logged[0].id), ..query.clone() }).expect("errors");
         assert_eq!(older[0].row.sequence_number, "7");
+        // The console's filters: field, shard, rejection time; counts by reason.
+        let by_field = store.errors(&ErrorQuery { field: Some(logged[1].row.field.clone()), ..query.clone() });
+        assert!(by_field.expect("errors").iter().all(|row| row.row.field == logged[1].row.field));
+        let other_shard = ErrorQuery { shard_id: Some("shard-9".into()), ..query.clone() };
+        assert!(store.errors(&other_shard).expect("errors").is_empty());
+        let later = ErrorQuery { since: Some(Utc::now() + chrono::Duration::hours(1)), ..query.clone() };
+        assert!(store.errors(&later).expect("errors").is_empty());
+        let earlier = ErrorQuery { until: Some(Utc::now() + chrono::Duration::hours(1)), ..query.clone() };
+        assert_eq!(store.errors(&earlier).expect("errors").len(), 2);
+        let mut counts = store.error_counts(&query).expect("counts");
+        counts.sort();
+        let mut expected: Vec<(String, u64)> = logged.iter().map(|row| (row.row.reason.clone(), 1)).collect();
+        expected.sort();
+        assert_eq!(counts, expected);
     }
 
     #[test]
@@ -487,7 +501,7 @@ mod tests {
         };
         store.commit_batch(&batch, Utc::now()).expect("commit");
         assert_eq!(store.error_count("s").expect("count"), 4);
-        let query = ErrorQuery { source: "s".into(), limit: 10, before: None, reason: None };
+        let query = ErrorQuery { source: "s".into(), limit: 10, ..ErrorQuery::default() };
         assert_eq!(store.errors(&query).expect("errors")[3].row.sequence_number, "6");
         // Everything is older than a zero age at a later instant.
         let later = Utc::now() + chrono::Duration::seconds(5);

@@ -44,7 +44,7 @@ pub struct ErrorRow {
 }
 
 /// Which rows [`Store::errors`] returns: newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorQuery {
     /// The source.
     pub source: String,
@@ -54,6 +54,14 @@ pub struct ErrorQuery {
     pub before: Option<i64>,
     /// Only this reason code.
     pub reason: Option<String>,
+    /// Only rows whose field at fault is this one.
+    pub field: Option<String>,
+    /// Only rows of this shard.
+    pub shard_id: Option<String>,
+    /// Only rows rejected at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows rejected before this time.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// How much of a source's error log to keep.
@@ -166,11 +174,49 @@ impl Store {
         let mut statement = connection.prepare_cached(
             "SELECT * FROM error_log
              WHERE source = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
+               AND (?5 IS NULL OR field = ?5) AND (?6 IS NULL OR shard_id = ?6)
+               AND (?7 IS NULL OR rejected_at_micros >= ?7) AND (?8 IS NULL OR rejected_at_micros < ?8)
                AND replayed_at_micros IS NULL
              ORDER BY id DESC LIMIT ?4",
         )?;
-        let rows = statement.query_map(params![query.source, query.before, query.reason, query.limit], error_row)?;
+        let rows = statement.query_map(
+            params![
+                query.source,
+                query.before,
+                query.reason,
+                query.limit,
+                query.field,
+                query.shard_id,
+                query.since.map(|at| at.timestamp_micros()),
+                query.until.map(|at| at.timestamp_micros())
+            ],
+            error_row,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many of a source's rejected records (not replayed since) match
+    /// `query`'s filters but its reason, by reason code, most first.
+    pub fn error_counts(&self, query: &ErrorQuery) -> Result<Vec<(String, u64)>, StoreError> {
+        let connection = self.reading();
+        let mut statement = connection.prepare_cached(
+            "SELECT reason, COUNT(*) AS rows FROM error_log
+             WHERE source = ?1 AND (?2 IS NULL OR field = ?2) AND (?3 IS NULL OR shard_id = ?3)
+               AND (?4 IS NULL OR rejected_at_micros >= ?4) AND (?5 IS NULL OR rejected_at_micros < ?5)
+               AND replayed_at_micros IS NULL
+             GROUP BY reason ORDER BY rows DESC, reason",
+        )?;
+        let counts = statement.query_map(
+            params![
+                query.source,
+                query.field,
+                query.shard_id,
+                query.since.map(|at| at.timestamp_micros()),
+                query.until.map(|at| at.timestamp_micros())
+            ],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
+        )?;
+        Ok(counts.collect::<Result<_, _>>()?)
     }
 
     /// The rows of a source's error log with these ids (those still kept).

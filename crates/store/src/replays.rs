@@ -325,7 +325,7 @@ mod tests {
     }
 
     fn all() -> ErrorQuery {
-        ErrorQuery { source: "s".into(), limit: 10, before: None, reason: None }
+        ErrorQuery { source: "s".into(), limit: 10, ..ErrorQuery::default() }
     }
 
     fn chunk(ids: &[i64]) -> ReplayChunk {

@@ -7,6 +7,7 @@ mod envelope;
 mod program;
 mod registry;
 mod schema_cache;
+mod show;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use program::CompiledSchema;
 use envelope::EnvelopeProgram;
 use program::ResolveError;
 pub use registry::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError};
+pub use show::{avro_datum_json, registry_schema_id};
 
 use crate::columns::Column;
 use crate::decoder::DecodeError;

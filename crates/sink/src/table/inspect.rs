@@ -128,3 +128,71 @@ pub async fn current_rows(
     }
     Ok(Some((total, batches)))
 }
+
+/// One snapshot of a table, as its metadata summarises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// Its id.
+    pub snapshot_id: i64,
+    /// When it was committed (ms since the epoch).
+    pub timestamp_ms: i64,
+    /// `append`, `replace`, `overwrite` or `delete`.
+    pub operation: String,
+    /// Rows it added, when the summary says.
+    pub added_rows: Option<u64>,
+    /// Data files it added, when the summary says.
+    pub added_files: Option<u64>,
+}
+
+/// A field of a table's current schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaField {
+    /// Its Iceberg field id.
+    pub id: i32,
+    /// Its name.
+    pub name: String,
+    /// Its Iceberg type.
+    pub field_type: String,
+    /// Whether it is never null.
+    pub required: bool,
+}
+
+/// Table `name`'s snapshots (oldest first) and current schema, if the catalog has it.
+pub async fn snapshots_and_schema(
+    catalog: &TableCatalog,
+    name: &str,
+) -> Result<Option<(Vec<SnapshotSummary>, Vec<SchemaField>)>, TableError> {
+    let ident = ident(name);
+    if !catalog.table_exists(&ident).await? {
+        return Ok(None);
+    }
+    let table = catalog.load_table(&ident).await?;
+    let metadata = table.metadata();
+    let number = |snapshot: &iceberg::spec::SnapshotRef, key: &str| -> Option<u64> {
+        snapshot.summary().additional_properties.get(key).and_then(|value| value.parse().ok())
+    };
+    let mut snapshots: Vec<SnapshotSummary> = metadata
+        .snapshots()
+        .map(|snapshot| SnapshotSummary {
+            snapshot_id: snapshot.snapshot_id(),
+            timestamp_ms: snapshot.timestamp_ms(),
+            operation: snapshot.summary().operation.as_str().to_owned(),
+            added_rows: number(snapshot, "added-records"),
+            added_files: number(snapshot, "added-data-files"),
+        })
+        .collect();
+    snapshots.sort_by_key(|snapshot| (snapshot.timestamp_ms, snapshot.snapshot_id));
+    let fields = metadata
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|field| SchemaField {
+            id: field.id,
+            name: field.name.clone(),
+            field_type: field.field_type.to_string(),
+            required: field.required,
+        })
+        .collect();
+    Ok(Some((snapshots, fields)))
+}

@@ -45,7 +45,9 @@ pub use catalog::{NAMESPACE, TableCatalog, is_table_name};
 pub use dynamo::{DEFAULT_DYNAMODB_CATALOG_TABLE, DynamoCatalog};
 pub use follow::{Followed, already_rejected};
 pub use glue::GlueCatalog;
-pub use inspect::{TableSummary, checkpoints_of, current_rows, summaries, summary};
+pub use inspect::{
+    SchemaField, SnapshotSummary, TableSummary, checkpoints_of, current_rows, snapshots_and_schema, summaries, summary,
+};
 pub use maintenance::{Maintained, Maintenance};
 pub use owner::WarehouseClaim;
 pub use rejected::{

@@ -1,0 +1,197 @@
+//! What the console reads beyond the plain API: a source's charts history,
+//! any committed version's definition (for the diff), counts of its rejected
+//! rows by reason, their NDJSON export, and Avro payloads as JSON.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tributary_codec::{RegistryClient, avro_datum_json, registry_schema_id};
+use tributary_source::{AvroFormat, Format};
+use tributary_store::ErrorRow;
+
+use crate::AppState;
+use crate::api::{ErrorParams, off_runtime, redacted_definition, time};
+use crate::errors::ApiError;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryParams {
+    /// How far back, in minutes (at most the 6 h kept).
+    minutes: Option<u64>,
+}
+
+/// `GET /api/v1/sources/{name}/history`: lag, rows/s and rejected/s over
+/// time, for the source and each shard, as this process sampled them.
+pub(crate) async fn source_history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<Value>, ApiError> {
+    let reading = state.clone();
+    let looked_up = name.clone();
+    if off_runtime(move || Ok(reading.store.source(&looked_up)?)).await?.is_none() {
+        return Err(ApiError::not_found(format!("no source named `{name}`")));
+    }
+    let window = Duration::from_secs(params.minutes.unwrap_or(60).clamp(1, 360) * 60);
+    Ok(Json(state.supervisor.history().answer(&name, window)))
+}
+
+/// `GET /api/v1/sources/{name}/versions/{version}`: that version's definition (secrets redacted).
+pub(crate) async fn source_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, u64)>,
+) -> Result<Json<Value>, ApiError> {
+    off_runtime(move || {
+        let versions = state.store.versions(&name)?;
+        let Some(found) = versions.iter().find(|stored| stored.version == version) else {
+            return Err(ApiError::not_found(format!("source `{name}` has no version {version}")));
+        };
+        Ok(Json(json!({
+            "name": name,
+            "version": found.version,
+            "committed_at": time(found.committed_at),
+            "message": found.message,
+            "definition": redacted_definition(found),
+        })))
+    })
+    .await
+}
+
+/// `GET /api/v1/sources/{name}/errors/summary`: the rejected rows matching
+/// the filters (all but `reason`), counted by reason.
+pub(crate) async fn errors_summary(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<ErrorParams>,
+) -> Result<Json<Value>, ApiError> {
+    off_runtime(move || {
+        if state.store.source(&name)?.is_none() {
+            return Err(ApiError::not_found(format!("no source named `{name}`")));
+        }
+        let counts = state.store.error_counts(&params.query(name, 0)?)?;
+        let total: u64 = counts.iter().map(|(_, rows)| rows).sum();
+        let by_reason: Vec<Value> =
+            counts.into_iter().map(|(reason, rows)| json!({"reason": reason, "rows": rows})).collect();
+        Ok(Json(json!({ "total": total, "by_reason": by_reason })))
+    })
+    .await
+}
+
+/// Rows per page of an export.
+const EXPORT_PAGE: u32 = 1000;
+
+/// `GET /api/v1/sources/{name}/errors/export`: every rejected row matching
+/// the filters, newest first, one JSON object per line, streamed page by page.
+pub(crate) async fn errors_export(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<ErrorParams>,
+) -> Result<Response, ApiError> {
+    let first = params.query(name.clone(), EXPORT_PAGE)?;
+    let reading = state.clone();
+    let looked_up = name.clone();
+    if off_runtime(move || Ok(reading.store.source(&looked_up)?)).await?.is_none() {
+        return Err(ApiError::not_found(format!("no source named `{name}`")));
+    }
+    let pages = futures_util::stream::unfold(Some(first), move |query| {
+        let store = std::sync::Arc::clone(&state.store);
+        async move {
+            let mut query = query?;
+            let page = off_runtime(move || {
+                let rows = store.errors(&query)?;
+                query.before = (rows.len() == query.limit as usize).then(|| rows.last().map(|row| row.id)).flatten();
+                let mut lines = Vec::new();
+                for row in &rows {
+                    serde_json::to_writer(&mut lines, &error_json(row)).map_err(ApiError::internal)?;
+                    lines.push(b'\n');
+                }
+                Ok((lines, query.before.is_some().then_some(query)))
+            })
+            .await;
+            match page {
+                Ok((lines, next)) => Some((Ok::<_, std::io::Error>(bytes::Bytes::from(lines)), next)),
+                // The answer has started: a failure can only cut it short (the client sees no last newline).
+                Err(error) => Some((Err(std::io::Error::other(format!("{error:?}"))), None)),
+            }
+        }
+    });
+    let disposition = format!("attachment; filename=\"{}-rejected.ndjson\"", file_name_safe(&name));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+/// A name as it may appear in a header's quoted file name.
+fn file_name_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+/// A rejected row as the API shows it.
+pub(crate) fn error_json(error: &ErrorRow) -> Value {
+    let (payload, encoding) = crate::api::readable_payload(&error.row.payload);
+    json!({
+        "id": error.id,
+        "version": error.version,
+        "shard_id": error.row.shard_id,
+        "sequence_number": error.row.sequence_number,
+        "sub_sequence": error.row.sub_sequence,
+        "arrival_time": time(error.row.arrival_time),
+        "rejected_at": time(error.rejected_at),
+        "reason": error.row.reason,
+        "field": error.row.field,
+        "message": error.row.message,
+        "payload": payload,
+        "payload_encoding": encoding,
+        "payload_length": error.row.payload_length,
+        "payload_truncated": (error.row.payload.len() as u64) < error.row.payload_length,
+    })
+}
+
+/// Adds to each of `answers` (the JSON of `rows`) its payload decoded as
+/// Avro with the writer schema, when the source reads Avro and the schema is
+/// known (inline, or the registry's for the payload's schema id): `avro`,
+/// or `avro_error` when the payload does not decode with it.
+pub(crate) fn add_avro(format: &Format, rows: &[ErrorRow], answers: &mut [Value]) {
+    let Format::Avro(avro) = format else { return };
+    let registry = match avro {
+        AvroFormat::Registry(settings) => match RegistryClient::with_timeout(settings, Duration::from_secs(2)) {
+            Ok(client) => Some(client),
+            Err(_) => return,
+        },
+        AvroFormat::Inline(_) => None,
+    };
+    // One look-up per schema id per answer; an unreachable registry is asked once.
+    let mut schemas: HashMap<u32, Option<String>> = HashMap::new();
+    for (row, answer) in rows.iter().zip(answers.iter_mut()) {
+        if (row.row.payload.len() as u64) < row.row.payload_length {
+            continue;
+        }
+        let decoded = match (avro, &registry) {
+            (AvroFormat::Inline(schema), _) => avro_datum_json(&schema.to_string(), &row.row.payload),
+            (AvroFormat::Registry(_), Some(client)) => {
+                let Some(id) = registry_schema_id(&row.row.payload) else {
+                    answer["avro_error"] = json!("no schema registry header");
+                    continue;
+                };
+                let schema = schemas.entry(id).or_insert_with(|| client.fetch(id).ok().flatten()).clone();
+                match schema {
+                    Some(schema) => avro_datum_json(&schema, &row.row.payload[5..]),
+                    None => Err(format!("schema {id} is not known to the registry")),
+                }
+            }
+            (AvroFormat::Registry(_), None) => continue,
+        };
+        match decoded {
+            Ok(value) => answer["avro"] = value,
+            Err(error) => answer["avro_error"] = json!(error),
+        }
+    }
+}
