@@ -598,6 +598,8 @@ async function route() {
     else if (path[1] === "cluster") await clusterPage();
     else await sourcesPage();
     document.body.dataset.rendered = hash;
+    // For scripts/bench-console.sh: when the page had its data on screen.
+    performance.mark("tributary-rendered");
   } catch (error) {
     failed(error);
   }
