@@ -26,7 +26,8 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tributary_codec::{Decoder, RegistryClient};
 use tributary_sink::table::{
-    REJECTED_TIMESTAMP, REPLAYED_REASON, TableWriter, WrittenFile, rejected_batch, rejected_schema, rejected_table_name,
+    REJECTED_TIMESTAMP, REPLAYED_REASON, TableError, TableWriter, WrittenFile, rejected_batch, rejected_schema,
+    rejected_table_name,
 };
 use tributary_sink::{DatasetWriter, failpoint};
 use tributary_source::{Cdc, DatasetFormat, Source};
@@ -36,8 +37,17 @@ use crate::errors::ApiError;
 use crate::replay::{Now, StoredRejection, decode_again};
 use crate::worker::{WorkerContext, checkpoint_scope};
 
-/// Rows decoded and committed together.
-const CHUNK_ROWS: u32 = 4096;
+/// Rows read from the error log and decoded at once.
+const PAGE_ROWS: u32 = 4096;
+
+/// Rows committed together (one chunk), unless their payloads reach [`CHUNK_PAYLOAD_BYTES`] first.
+const CHUNK_ROWS: usize = 65_536;
+
+/// Payload bytes of one chunk, at most (about: a page may pass it).
+const CHUNK_PAYLOAD_BYTES: usize = 64 << 20;
+
+/// Times a replay opens the dataset's table before giving up.
+const OPEN_ATTEMPTS: u32 = 4;
 
 /// How long a replay waits for the dataset's lock before saying another holds it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -109,10 +119,12 @@ pub(crate) async fn replay(
     let replayed_at = Utc::now();
     let mut totals = Totals::default();
     let mut before = None;
-    loop {
+    let mut pending = DecodedPage::default();
+    let mut exhausted = false;
+    while !exhausted {
         let query = ErrorQuery {
             source: source.name.clone(),
-            limit: CHUNK_ROWS,
+            limit: PAGE_ROWS,
             before,
             reason: reason.clone(),
             ..ErrorQuery::default()
@@ -123,13 +135,20 @@ pub(crate) async fn replay(
             .into_iter()
             .map(|error| StoredRejection { id: Some(error.id), version: Some(error.version), row: error.row })
             .collect();
-        let Some(oldest) = page.last().and_then(|row| row.id) else { break };
-        before = Some(oldest);
+        match page.last().and_then(|row| row.id) {
+            Some(oldest) => before = Some(oldest),
+            None => exhausted = true,
+        }
+        pending.payload_bytes += page.iter().map(|stored| stored.row.payload.len()).sum::<usize>();
         let decoded = decode_page(Arc::clone(&decoder), source.clone(), page).await?;
-        totals.truncated += decoded.truncated;
-        if decoded.outcomes.is_empty() {
+        pending.absorb(decoded);
+        // Pages gather into chunks, each one commit: fewer, larger table commits.
+        let full = pending.outcomes.len() >= CHUNK_ROWS || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
+        if (!full && !exhausted) || pending.outcomes.is_empty() {
             continue;
         }
+        let decoded = std::mem::take(&mut pending);
+        totals.truncated += decoded.truncated;
         for outcome in &decoded.outcomes {
             match outcome.replayed {
                 Replayed::Landed => totals.landed += 1,
@@ -153,6 +172,7 @@ pub(crate) async fn replay(
         }
         totals.chunks += 1;
     }
+    totals.truncated += pending.truncated;
     tracing::info!(
         source = %source.name,
         version = version.version,
@@ -174,13 +194,24 @@ pub(crate) async fn replay(
     }))
 }
 
-/// A page decoded again: what each row gave, the rows that land, and the
+/// Pages decoded again: what each row gave, the rows that land, and the
 /// rejected table's rows saying so.
+#[derive(Default)]
 struct DecodedPage {
     outcomes: Vec<ReplayOutcome>,
     landing: Vec<RecordBatch>,
     marks: Vec<NewErrorRow>,
     truncated: u64,
+    payload_bytes: usize,
+}
+
+impl DecodedPage {
+    fn absorb(&mut self, page: DecodedPage) {
+        self.outcomes.extend(page.outcomes);
+        self.landing.extend(page.landing);
+        self.marks.extend(page.marks);
+        self.truncated += page.truncated;
+    }
 }
 
 async fn decode_page(
@@ -189,7 +220,7 @@ async fn decode_page(
     page: Vec<StoredRejection>,
 ) -> Result<DecodedPage, ApiError> {
     crate::api::off_runtime(move || {
-        let mut decoded = DecodedPage { outcomes: Vec::new(), landing: Vec::new(), marks: Vec::new(), truncated: 0 };
+        let mut decoded = DecodedPage::default();
         let mut decoder = decoder.lock();
         let landing = decode_again(&source, &mut decoder, &page, &mut |stored, now, _| {
             let Some(error_id) = stored.id else { return };
@@ -250,9 +281,8 @@ async fn land_in_files(
     landing: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
     let mut files = Vec::new();
-    for batch in &landing {
-        files
-            .extend(dataset.write(batch).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))?);
+    if let Some(batch) = one_batch(landing)? {
+        files = dataset.write(&batch).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))?;
     }
     chunk.files.clone_from(&files);
     let store = Arc::clone(store);
@@ -277,8 +307,8 @@ async fn land_in_table(
     };
     chunk.marker = rows.replay_marker(&chunk.source).await.map_err(table_error("reading the replay marker"))? + 1;
     let mut written: Vec<WrittenFile> = Vec::new();
-    for batch in &landing {
-        written.extend(rows.write(batch, &[]).map_err(table_error("writing the table"))?);
+    if let Some(batch) = one_batch(landing)? {
+        written = rows.write(&batch, &[]).map_err(table_error("writing the table"))?;
     }
     let marks_written = write_marks(rejected, &marks, chunk.replayed_at)?;
     chunk.files = written.iter().map(|file| file.manifest.clone()).collect();
@@ -308,6 +338,17 @@ async fn land_in_table(
     Ok(())
 }
 
+/// A chunk's pages as one batch, so it is written as one file per day.
+fn one_batch(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>, ApiError> {
+    let Some(first) = batches.first() else { return Ok(None) };
+    if batches.len() == 1 {
+        return Ok(batches.into_iter().next());
+    }
+    arrow_select::concat::concat_batches(&first.schema(), &batches)
+        .map(Some)
+        .map_err(|error| ApiError::internal(format!("joining the replayed rows: {error}")))
+}
+
 fn write_marks(
     rejected: &TableWriter,
     marks: &[NewErrorRow],
@@ -326,15 +367,28 @@ async fn open_tables(
     source: &Source,
     schema: &arrow_schema::Schema,
 ) -> Result<(TableWriter, TableWriter), ApiError> {
-    let rows = TableWriter::open(
-        context.catalog.clone(),
-        &source.dataset.name,
-        &source.dataset.timestamp,
-        schema,
-        &crate::table_output::identifier_fields(source),
-    )
-    .await
-    .map_err(|error| ApiError::Unavailable(format!("opening the dataset's table: {error}")))?;
+    // The worker of a version just committed may be evolving the table's schema at the same
+    // moment: one of the two commits loses the race, and opening again finds the schema evolved.
+    let mut attempt = 0;
+    let rows = loop {
+        let opened = TableWriter::open(
+            context.catalog.clone(),
+            &source.dataset.name,
+            &source.dataset.timestamp,
+            schema,
+            &crate::table_output::identifier_fields(source),
+        )
+        .await;
+        match opened {
+            Ok(rows) => break rows,
+            Err(error) if attempt < OPEN_ATTEMPTS && !matches!(error, TableError::Schema(_)) => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "opening the dataset's table again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            Err(error) => return Err(ApiError::Unavailable(format!("opening the dataset's table: {error}"))),
+        }
+    };
     let rejected = TableWriter::open(
         context.catalog.clone(),
         &rejected_table_name(&source.dataset.name),
