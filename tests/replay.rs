@@ -199,16 +199,20 @@ fn iceberg_definition(dir: &Path, file: &str, stream_arn: &str, name_type: &str)
 struct Warehouse {
     flags: Vec<String>,
     env: Vec<(String, String)>,
-    /// pyiceberg's location of table `name` (under `data_dir` when local).
-    table: Box<dyn Fn(&Path, &str) -> String>,
+    /// The Glue database recording the tables, if not the embedded catalog.
+    glue_database: Option<String>,
 }
 
 impl Warehouse {
     fn local() -> Warehouse {
-        Warehouse {
-            flags: Vec::new(),
-            env: Vec::new(),
-            table: Box::new(|data_dir, name| data_dir.join("warehouse").join(name).display().to_string()),
+        Warehouse { flags: Vec::new(), env: Vec::new(), glue_database: None }
+    }
+
+    /// pyiceberg's location of table `name` (under `data_dir` when local).
+    fn table(&self, data_dir: &Path, name: &str) -> String {
+        match &self.glue_database {
+            Some(database) => format!("glue:{database}/{name}"),
+            None => data_dir.join("warehouse").join(name).display().to_string(),
         }
     }
 
@@ -226,7 +230,7 @@ impl Warehouse {
         Warehouse {
             flags,
             env: vec![("AWS_ENDPOINT_URL_GLUE".to_owned(), emulators.moto.clone())],
-            table: Box::new(move |_, name| format!("glue:{database}/{name}")),
+            glue_database: Some(database),
         }
     }
 }
@@ -286,11 +290,11 @@ fn replay_killed_at(emulators: &Emulators, failpoint: &str, warehouse: &Warehous
 
     // Read back by pyiceberg: every valid and every fixed row once; the rejected
     // table says each fixed row was replayed, once.
-    if let Some(read) = pyiceberg((warehouse.table)(&data_dir, "fixed_rows"), None) {
+    if let Some(read) = pyiceberg(warehouse.table(&data_dir, "fixed_rows"), None) {
         let mut expected: Vec<i64> = valid.iter().chain(&fixable).copied().collect();
         expected.sort_unstable();
         assert_eq!(ids(&read), expected, "{failpoint}");
-        let rejected = pyiceberg((warehouse.table)(&data_dir, "fixed_rows__rejected"), None).expect("read");
+        let rejected = pyiceberg(warehouse.table(&data_dir, "fixed_rows__rejected"), None).expect("read");
         let marks = rejected["rejected"].as_array().expect("rows");
         let replayed = marks.iter().filter(|mark| mark.as_str().is_some_and(|m| m.ends_with("/REPLAYED"))).count();
         assert_eq!(replayed, fixable.len(), "{failpoint}: {marks:?}");
