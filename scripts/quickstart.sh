@@ -45,7 +45,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -fsS "$TRIBUTARY_SERVER/healthz" >/dev/null || { cat "$work/serve.log"; exit 1; }
-echo "serving $TRIBUTARY_SERVER (pid $server_pid, data in $work/data)"
+echo "serving $TRIBUTARY_SERVER (pid $server_pid, data in $work/data); the console is at $TRIBUTARY_SERVER/"
 
 step "creating a stream and producing $RECORDS sample orders"
 stream=quickstart-orders-$$
@@ -81,5 +81,8 @@ $tributary errors quickstart_orders --limit 4
 
 step "tributary status quickstart_orders"
 $tributary status quickstart_orders
+
+step "tributary replay quickstart_orders --dry-run (what a replay of the rejected rows would land now)"
+$tributary replay quickstart_orders --dry-run
 
 step "done: stopping tributary (it commits what it holds) and the emulators"

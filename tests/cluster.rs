@@ -258,9 +258,21 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
             )
         })
         .collect();
-    assert_eq!((errors.len(), listed), (rejected.len(), rejected), "tributary errors from node d");
+    assert_eq!((errors.len(), &listed), (rejected.len(), &rejected), "tributary errors from node d");
     let printed = stdout(&tributary(&["errors", "clustered", "--limit", "5", "--server", &a.url()], &[]));
     assert!(printed.contains("TYPE_MISMATCH"), "{printed}");
+    // The console's counts and export read the same shared table, from any node.
+    let summary = a.get("/api/v1/sources/clustered/errors/summary");
+    assert_eq!(summary["total"].as_u64(), Some(rejected.len() as u64), "{summary:#}");
+    let some_shard = errors[0]["shard_id"].as_str().expect("shard").to_owned();
+    let of_shard = d.get(&format!("/api/v1/sources/clustered/errors?shard={some_shard}&limit=1000"));
+    let expected = errors.iter().filter(|e| e["shard_id"] == some_shard.as_str()).count();
+    assert_eq!(of_shard["errors"].as_array().map(Vec::len), Some(expected), "filtered by shard on node d");
+    let mut export = ureq::get(&format!("{}/api/v1/sources/clustered/errors/export", d.url())).call().expect("export");
+    let exported = export.body_mut().read_to_string().expect("NDJSON");
+    assert_eq!(exported.lines().count(), rejected.len(), "the export holds every shared row");
+    let page = ureq::get(&format!("{}/", d.url())).call().expect("the console");
+    assert!(page.headers().get("content-security-policy").is_some(), "every node serves the console");
 
     // Status from any node: every shard's owner, address, epoch and checkpoint; the nodes.
     // (a shard taken moments ago shows its owner's address with the owner's next renewal)

@@ -129,18 +129,10 @@ pub(crate) async fn shared_errors(
     version: &tributary_store::StoredVersion,
     params: crate::api::ErrorParams,
 ) -> Result<Json<Value>, ApiError> {
-    let (table, mut rows) = read_rejected(state, version).await?;
-    rows.retain(|rejected| {
-        params.reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason)
-            && params.before.is_none_or(|before| rejected.rejected_at.timestamp_micros() < before)
-    });
-    rows.sort_by(|a, b| {
-        b.rejected_at
-            .cmp(&a.rejected_at)
-            .then_with(|| b.row.shard_id.cmp(&a.row.shard_id))
-            .then_with(|| sequence_order(&b.row.sequence_number, &a.row.sequence_number))
-            .then_with(|| b.row.sub_sequence.cmp(&a.row.sub_sequence))
-    });
+    let (table, rows) = read_rejected(state, version).await?;
+    let filters = params.query(version.source.clone(), 0)?;
+    let mut rows = newest_first(matching(rows, &filters, true));
+    rows.retain(|rejected| params.before.is_none_or(|before| rejected.rejected_at.timestamp_micros() < before));
     let limit = params.limit.unwrap_or(50).clamp(1, 1000) as usize;
     let mut budget = crate::api::ERRORS_ANSWER_BYTES;
     let mut end = 0;
@@ -155,30 +147,92 @@ pub(crate) async fn shared_errors(
     let more = end < rows.len();
     rows.truncate(end);
     let next_before = more.then(|| rows.last().map(|row| row.rejected_at.timestamp_micros())).flatten();
-    let errors: Vec<Value> = rows
-        .into_iter()
-        .map(|rejected| {
-            let row = rejected.row;
-            let (payload, encoding) = crate::api::readable_payload(&row.payload);
-            json!({
-                "id": null,
-                "version": null,
-                "shard_id": row.shard_id,
-                "sequence_number": row.sequence_number,
-                "sub_sequence": row.sub_sequence,
-                "arrival_time": crate::api::time(row.arrival_time),
-                "rejected_at": crate::api::time(rejected.rejected_at),
-                "reason": row.reason,
-                "field": row.field,
-                "message": row.message,
-                "payload": payload,
-                "payload_encoding": encoding,
-                "payload_length": row.payload_length,
-                "payload_truncated": (row.payload.len() as u64) < row.payload_length,
-            })
-        })
-        .collect();
+    let errors: Vec<Value> = rows.iter().map(shared_error_json).collect();
     Ok(Json(json!({ "errors": errors, "next_before": next_before, "from": table })))
+}
+
+/// The rows of `rows` that `filters` admit (its reason only `with_reason`).
+fn matching(
+    rows: Vec<tributary_sink::table::RejectedRow>,
+    filters: &tributary_store::ErrorQuery,
+    with_reason: bool,
+) -> Vec<tributary_sink::table::RejectedRow> {
+    let admits = |rejected: &tributary_sink::table::RejectedRow| {
+        let row = &rejected.row;
+        (!with_reason || filters.reason.as_ref().is_none_or(|reason| &row.reason == reason))
+            && filters.field.as_ref().is_none_or(|field| &row.field == field)
+            && filters.shard_id.as_ref().is_none_or(|shard| &row.shard_id == shard)
+            && filters.since.is_none_or(|since| rejected.rejected_at >= since)
+            && filters.until.is_none_or(|until| rejected.rejected_at < until)
+    };
+    rows.into_iter().filter(admits).collect()
+}
+
+fn newest_first(mut rows: Vec<tributary_sink::table::RejectedRow>) -> Vec<tributary_sink::table::RejectedRow> {
+    rows.sort_by(|a, b| {
+        b.rejected_at
+            .cmp(&a.rejected_at)
+            .then_with(|| b.row.shard_id.cmp(&a.row.shard_id))
+            .then_with(|| sequence_order(&b.row.sequence_number, &a.row.sequence_number))
+            .then_with(|| b.row.sub_sequence.cmp(&a.row.sub_sequence))
+    });
+    rows
+}
+
+/// A row of the shared rejected table as `/errors` shows it (no id or version: a table row has neither).
+fn shared_error_json(rejected: &tributary_sink::table::RejectedRow) -> Value {
+    let row = &rejected.row;
+    let (payload, encoding) = crate::api::readable_payload(&row.payload);
+    json!({
+        "id": null,
+        "version": null,
+        "shard_id": row.shard_id,
+        "sequence_number": row.sequence_number,
+        "sub_sequence": row.sub_sequence,
+        "arrival_time": crate::api::time(row.arrival_time),
+        "rejected_at": crate::api::time(rejected.rejected_at),
+        "reason": row.reason,
+        "field": row.field,
+        "message": row.message,
+        "payload": payload,
+        "payload_encoding": encoding,
+        "payload_length": row.payload_length,
+        "payload_truncated": (row.payload.len() as u64) < row.payload_length,
+    })
+}
+
+/// Cluster mode's `/errors/summary`: the shared rejected table's rows, counted by reason.
+pub(crate) async fn shared_summary(
+    state: &AppState,
+    version: &tributary_store::StoredVersion,
+    params: &crate::api::ErrorParams,
+) -> Result<Value, ApiError> {
+    let (_, rows) = read_rejected(state, version).await?;
+    let rows = matching(rows, &params.query(version.source.clone(), 0)?, false);
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for rejected in &rows {
+        *counts.entry(rejected.row.reason.clone()).or_default() += 1;
+    }
+    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let by_reason: Vec<Value> = counts.iter().map(|(reason, rows)| json!({"reason": reason, "rows": rows})).collect();
+    Ok(json!({ "total": rows.len(), "by_reason": by_reason }))
+}
+
+/// Cluster mode's `/errors/export`: the shared rejected table's rows matching the filters, as NDJSON.
+pub(crate) async fn shared_export(
+    state: &AppState,
+    version: &tributary_store::StoredVersion,
+    params: &crate::api::ErrorParams,
+) -> Result<Vec<u8>, ApiError> {
+    let (_, rows) = read_rejected(state, version).await?;
+    let rows = newest_first(matching(rows, &params.query(version.source.clone(), 0)?, true));
+    let mut lines = Vec::new();
+    for rejected in &rows {
+        serde_json::to_writer(&mut lines, &shared_error_json(rejected)).map_err(ApiError::internal)?;
+        lines.push(b'\n');
+    }
+    Ok(lines)
 }
 
 /// `GET /api/v1/cluster`: the cluster's nodes (404 outside cluster mode).

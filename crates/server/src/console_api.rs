@@ -70,10 +70,16 @@ pub(crate) async fn errors_summary(
     Path(name): Path<String>,
     Query(params): Query<ErrorParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let reading = state.clone();
+    let looked_up = name.clone();
+    let Some(summary) = off_runtime(move || Ok(reading.store.source(&looked_up)?)).await? else {
+        return Err(ApiError::not_found(format!("no source named `{name}`")));
+    };
+    // In cluster mode the rejected table is the error log every node shares.
+    if state.supervisor.cluster().is_some() {
+        return Ok(Json(crate::cluster_api::shared_summary(&state, &summary.current, &params).await?));
+    }
     off_runtime(move || {
-        if state.store.source(&name)?.is_none() {
-            return Err(ApiError::not_found(format!("no source named `{name}`")));
-        }
         let counts = state.store.error_counts(&params.query(name, 0)?)?;
         let total: u64 = counts.iter().map(|(_, rows)| rows).sum();
         let by_reason: Vec<Value> =
@@ -96,8 +102,16 @@ pub(crate) async fn errors_export(
     let first = params.query(name.clone(), EXPORT_PAGE)?;
     let reading = state.clone();
     let looked_up = name.clone();
-    if off_runtime(move || Ok(reading.store.source(&looked_up)?)).await?.is_none() {
+    let Some(summary) = off_runtime(move || Ok(reading.store.source(&looked_up)?)).await? else {
         return Err(ApiError::not_found(format!("no source named `{name}`")));
+    };
+    let disposition = format!("attachment; filename=\"{}-rejected.ndjson\"", file_name_safe(&name));
+    let headers =
+        [(header::CONTENT_TYPE, "application/x-ndjson".to_owned()), (header::CONTENT_DISPOSITION, disposition)];
+    // In cluster mode the rejected table is the error log every node shares (read whole).
+    if state.supervisor.cluster().is_some() {
+        let lines = crate::cluster_api::shared_export(&state, &summary.current, &params).await?;
+        return Ok((headers, lines).into_response());
     }
     let pages = futures_util::stream::unfold(Some(first), move |query| {
         let store = std::sync::Arc::clone(&state.store);
@@ -121,12 +135,7 @@ pub(crate) async fn errors_export(
             }
         }
     });
-    let disposition = format!("attachment; filename=\"{}-rejected.ndjson\"", file_name_safe(&name));
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        Body::from_stream(pages),
-    )
-        .into_response())
+    Ok((headers, Body::from_stream(pages)).into_response())
 }
 
 /// A name as it may appear in a header's quoted file name.
