@@ -11,8 +11,9 @@
 #   ./scripts/bench-console.sh                                   # 100k events over 64 shards
 #   TRIBUTARY_BENCH_STREAM_ARN=arn:... ./scripts/bench-console.sh   # reuse a filled stream (emulators already up)
 #
-# Every record is rejected by the first definition (`user` declared int64, a
-# string in every event); the second declares it a string, so all of them replay.
+# Every record is rejected by the first definition (`referrer` declared a
+# required string, null in every event); the second declares it optional (a
+# change the table's schema takes), so all of them replay.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 records=${TRIBUTARY_BENCH_RECORDS:-100000}
@@ -47,8 +48,8 @@ echo "stream: $stream_arn" >&2
 
 # v1 rejects every record (user: int64); v2 is the fix. Both land in an Iceberg table.
 sed -e "s|\${STREAM_ARN}|$stream_arn|" -e "s|^    dataset:\$|    dataset:\n      format: iceberg|" examples/events.yaml >"$work/fixed.yaml"
-sed -e 's|{name: user, type: string}|{name: user, type: int64}|' "$work/fixed.yaml" >"$work/broken.yaml"
-grep -q 'user, type: int64' "$work/broken.yaml" || { echo "bench-console.sh: could not make the broken definition" >&2; exit 1; }
+sed -e 's|{name: referrer, type: "optional<string>"}|{name: referrer, type: string}|' "$work/fixed.yaml" >"$work/broken.yaml"
+grep -q 'referrer, type: string' "$work/broken.yaml" || { echo "bench-console.sh: could not make the broken definition" >&2; exit 1; }
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export TRIBUTARY_SERVER="http://127.0.0.1:$port"

@@ -253,13 +253,17 @@ async fn decode_page(
 /// reason (none when the reason did not change).
 fn mark(row: &NewErrorRow, replayed: &Replayed) -> Option<NewErrorRow> {
     match replayed {
+        // The record's key and a word; its payload is in the row it marks.
         Replayed::Landed | Replayed::Filtered => Some(NewErrorRow {
+            shard_id: row.shard_id.clone(),
+            sequence_number: row.sequence_number.clone(),
+            sub_sequence: row.sub_sequence,
+            arrival_time: row.arrival_time,
             reason: REPLAYED_REASON.to_owned(),
             field: String::new(),
             message: if *replayed == Replayed::Landed { "landed" } else { "filtered" }.to_owned(),
             payload: Vec::new(),
             payload_length: 0,
-            ..row.clone()
         }),
         Replayed::StillRejected { reason, field, message } => {
             let unchanged = *reason == row.reason && *field == row.field && *message == row.message;
@@ -417,7 +421,7 @@ pub(crate) async fn settle_prepared(
     let prepared = crate::api::off_runtime(move || Ok(owned.0.prepared_replay(&owned.1)?))
         .await
         .map_err(|error| format!("{error:?}"))?;
-    let Some(chunk) = prepared else { return Ok(None) };
+    let Some(chunk) = prepared.map(|prepared| prepared.chunk) else { return Ok(None) };
     let table_marker =
         rows.replay_marker(source).await.map_err(|error| format!("reading the replay marker: {error}"))?;
     let landed = table_marker >= chunk.marker;

@@ -696,3 +696,49 @@ async fn the_console_reads_counts_by_reason_an_export_a_history_and_any_version(
     assert!(second["definition"]["kinesis"]["stream_arn"].as_str().is_some_and(|arn| arn.ends_with("/orders-2")));
     assert_eq!(call(&state, get("/api/v1/sources/orders/versions/3")).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_avro_sources_rejected_payloads_show_decoded_with_the_writer_schema() {
+    let (state, _dir) = state(None, 1 << 20).await;
+    let mut avro = source("clicks");
+    let schema = r#"{"type": "record", "name": "click", "fields": [{"name": "id", "type": "long"}, {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}}]}"#;
+    avro["kinesis"]["format"] = json!({"avro": {"schema": schema}});
+    let (status, answer) = call(&state, post("/api/v1/commit", json!({"sources": [avro]}).to_string(), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    state.supervisor.stop_all().await;
+    // id 7 and ts 1 as zigzag varints: a datum of the writer schema; then bytes that are not one.
+    let rows: Vec<_> = [vec![0x0e, 0x02], vec![0xff]]
+        .into_iter()
+        .enumerate()
+        .map(|(index, payload)| tributary_store::NewErrorRow {
+            shard_id: "shard-0".into(),
+            sequence_number: index.to_string(),
+            sub_sequence: None,
+            arrival_time: chrono::Utc::now(),
+            reason: "SCHEMA_MISMATCH".into(),
+            field: String::new(),
+            message: "as the test says".into(),
+            payload_length: payload.len() as u64,
+            payload,
+        })
+        .collect();
+    let batch = tributary_store::BatchCommit {
+        source: "clicks",
+        version: 1,
+        scope: "clicks@avro-test",
+        files: &[],
+        advances: &[],
+        rejected: &rows,
+        counts: &[],
+        retention: tributary_store::ErrorRetention::default(),
+        max_event_micros: None,
+    };
+    state.store.commit_batch(&batch, chrono::Utc::now()).expect("commit rejected rows");
+    let (status, answer) = call(&state, get("/api/v1/sources/clicks/errors")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let errors = answer["errors"].as_array().expect("rows");
+    let decoded = errors.iter().find(|row| row["sequence_number"] == "0").expect("row 0");
+    assert_eq!(decoded["avro"], json!({"id": 7, "ts": 1}), "{decoded:#}");
+    let garbage = errors.iter().find(|row| row["sequence_number"] == "1").expect("row 1");
+    assert!(garbage["avro"].is_null() && garbage["avro_error"].is_string(), "{garbage:#}");
+}

@@ -102,7 +102,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE store_identity (id TEXT NOT NULL);
     INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));",
     // 6: replays of rejected rows: a replayed row stays in the log, marked (when, by which
-    // version, what it gave); a replay chunk waiting for its table commit (settled like a batch).
+    // version, what it gave); a replay chunk waiting for its table commit (settled like a
+    // batch): its landed and filtered rows as id ranges, the still rejected ones row by row.
     "ALTER TABLE error_log ADD COLUMN replayed_at_micros INTEGER;
     ALTER TABLE error_log ADD COLUMN replayed_version INTEGER;
     ALTER TABLE error_log ADD COLUMN replay_outcome TEXT;
@@ -110,16 +111,17 @@ const MIGRATIONS: &[&str] = &[
         source TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
         marker INTEGER NOT NULL,
-        replayed_at_micros INTEGER NOT NULL
+        replayed_at_micros INTEGER NOT NULL,
+        landed TEXT NOT NULL,
+        filtered TEXT NOT NULL,
+        counts TEXT NOT NULL
     );
     CREATE TABLE prepared_replay_rows (
         source TEXT NOT NULL,
         error_id INTEGER NOT NULL,
-        shard_id TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        reason TEXT,
-        field TEXT,
-        message TEXT,
+        reason TEXT NOT NULL,
+        field TEXT NOT NULL,
+        message TEXT NOT NULL,
         PRIMARY KEY (source, error_id)
     );
     CREATE TABLE prepared_replay_files (

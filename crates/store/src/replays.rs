@@ -74,6 +74,33 @@ pub struct ReplayChunk {
     pub files: Vec<ManifestFile>,
 }
 
+impl ReplayChunk {
+    /// Rows landed and filtered per shard.
+    pub fn counts(&self) -> Vec<ShardCounts> {
+        let mut counts: BTreeMap<&str, ShardCounts> = BTreeMap::new();
+        for outcome in &self.outcomes {
+            let shard = counts
+                .entry(outcome.shard_id.as_str())
+                .or_insert_with(|| ShardCounts { shard_id: outcome.shard_id.clone(), ..ShardCounts::default() });
+            match outcome.replayed {
+                Replayed::Landed => shard.rows += 1,
+                Replayed::Filtered => shard.filtered += 1,
+                Replayed::StillRejected { .. } => {}
+            }
+        }
+        counts.into_values().collect()
+    }
+}
+
+/// A replay chunk as the store remembers it before its table commit settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedReplay {
+    /// The chunk (its outcomes without shards).
+    pub chunk: ReplayChunk,
+    /// Its rows landed and filtered per shard.
+    pub counts: Vec<ShardCounts>,
+}
+
 /// A replayed row as the error log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayMark {
@@ -91,7 +118,7 @@ impl Store {
     pub fn commit_replay(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        apply_chunk(&transaction, chunk)?;
+        apply_chunk(&transaction, chunk, &chunk.counts())?;
         transaction.commit()?;
         Ok(())
     }
@@ -101,28 +128,34 @@ impl Store {
     pub fn prepare_replay(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
+        let ids = |wanted: &Replayed| -> String {
+            id_ranges(chunk.outcomes.iter().filter(|o| &o.replayed == wanted).map(|o| o.error_id))
+        };
+        let counts: String = chunk
+            .counts()
+            .iter()
+            .map(|counts| format!("{}\t{}\t{}\n", counts.shard_id, counts.rows, counts.filtered))
+            .collect();
         transaction.execute(
-            "INSERT INTO prepared_replays (source, version, marker, replayed_at_micros) VALUES (?1, ?2, ?3, ?4)",
-            params![chunk.source, chunk.version as i64, chunk.marker as i64, chunk.replayed_at.timestamp_micros()],
+            "INSERT INTO prepared_replays (source, version, marker, replayed_at_micros, landed, filtered, counts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                chunk.source,
+                chunk.version as i64,
+                chunk.marker as i64,
+                chunk.replayed_at.timestamp_micros(),
+                ids(&Replayed::Landed),
+                ids(&Replayed::Filtered),
+                counts
+            ],
         )?;
         let mut row = transaction.prepare_cached(
-            "INSERT INTO prepared_replay_rows (source, error_id, shard_id, outcome, reason, field, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO prepared_replay_rows (source, error_id, reason, field, message) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for outcome in &chunk.outcomes {
-            let (reason, field, message) = match &outcome.replayed {
-                Replayed::StillRejected { reason, field, message } => (Some(reason), Some(field), Some(message)),
-                _ => (None, None, None),
-            };
-            row.execute(params![
-                chunk.source,
-                outcome.error_id,
-                outcome.shard_id,
-                outcome.replayed.code(),
-                reason,
-                field,
-                message
-            ])?;
+            if let Replayed::StillRejected { reason, field, message } = &outcome.replayed {
+                row.execute(params![chunk.source, outcome.error_id, reason, field, message])?;
+            }
         }
         drop(row);
         for file in &chunk.files {
@@ -135,35 +168,48 @@ impl Store {
         Ok(())
     }
 
-    /// The source's prepared replay chunk, if a stop came before it was settled.
-    pub fn prepared_replay(&self, source: &str) -> Result<Option<ReplayChunk>, StoreError> {
+    /// The source's prepared replay chunk, if a stop came before it was
+    /// settled (its outcomes in id order; their shards are in its counts only).
+    pub fn prepared_replay(&self, source: &str) -> Result<Option<PreparedReplay>, StoreError> {
         let connection = self.connection.lock();
         let head = connection
             .query_row(
-                "SELECT version, marker, replayed_at_micros FROM prepared_replays WHERE source = ?1",
+                "SELECT version, marker, replayed_at_micros, landed, filtered, counts FROM prepared_replays
+                 WHERE source = ?1",
                 [source],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)),
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                    ))
+                },
             )
             .optional()?;
-        let Some((version, marker, replayed_at)) = head else { return Ok(None) };
+        let Some((version, marker, replayed_at, landed, filtered, counts)) = head else { return Ok(None) };
+        let mut outcomes = Vec::new();
+        for (ranges, replayed) in [(&landed, Replayed::Landed), (&filtered, Replayed::Filtered)] {
+            for error_id in parse_ranges(ranges)? {
+                outcomes.push(ReplayOutcome { error_id, shard_id: String::new(), replayed: replayed.clone() });
+            }
+        }
         let mut rows = connection.prepare(
-            "SELECT error_id, shard_id, outcome, reason, field, message FROM prepared_replay_rows
-             WHERE source = ?1 ORDER BY error_id",
+            "SELECT error_id, reason, field, message FROM prepared_replay_rows WHERE source = ?1 ORDER BY error_id",
         )?;
-        let outcomes = rows
-            .query_map([source], |row| {
-                let replayed = match row.get::<_, String>(2)?.as_str() {
-                    "landed" => Replayed::Landed,
-                    "filtered" => Replayed::Filtered,
-                    _ => Replayed::StillRejected {
-                        reason: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                        field: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                        message: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
-                    },
-                };
-                Ok(ReplayOutcome { error_id: row.get(0)?, shard_id: row.get(1)?, replayed })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let rejected = rows.query_map([source], |row| {
+            Ok(ReplayOutcome {
+                error_id: row.get(0)?,
+                shard_id: String::new(),
+                replayed: Replayed::StillRejected { reason: row.get(1)?, field: row.get(2)?, message: row.get(3)? },
+            })
+        })?;
+        for outcome in rejected {
+            outcomes.push(outcome?);
+        }
+        outcomes.sort_by_key(|outcome| outcome.error_id);
         let mut files = connection
             .prepare("SELECT dataset, path, rows, bytes FROM prepared_replay_files WHERE source = ?1 ORDER BY rowid")?;
         let files = files
@@ -176,14 +222,25 @@ impl Store {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(ReplayChunk {
+        let mut shard_counts = Vec::new();
+        for line in counts.lines() {
+            let mut parts = line.split('\t');
+            let shard_id = parts.next().unwrap_or_default().to_owned();
+            let numbers: Vec<u64> = parts.map(|part| part.parse().unwrap_or(0)).collect();
+            let [rows, filtered] = numbers[..] else {
+                return Err(StoreError::Corrupt { what: "prepared replay counts", detail: line.to_owned() });
+            };
+            shard_counts.push(ShardCounts { shard_id, rows, filtered, ..ShardCounts::default() });
+        }
+        let chunk = ReplayChunk {
             source: source.to_owned(),
             version: version as u64,
             marker: marker as u64,
             replayed_at: time(replayed_at)?,
             outcomes,
             files,
-        }))
+        };
+        Ok(Some(PreparedReplay { chunk, counts: shard_counts }))
     }
 
     /// Settles the source's prepared replay chunk, if it has one: applied
@@ -193,9 +250,9 @@ impl Store {
         let prepared = self.prepared_replay(source)?;
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        let Some(chunk) = prepared else { return Ok(false) };
+        let Some(prepared) = prepared else { return Ok(false) };
         if landed {
-            apply_chunk(&transaction, &chunk)?;
+            apply_chunk(&transaction, &prepared.chunk, &prepared.counts)?;
         }
         for table in ["prepared_replays", "prepared_replay_rows", "prepared_replay_files"] {
             transaction.execute(&format!("DELETE FROM {table} WHERE source = ?1"), [source])?;
@@ -232,34 +289,29 @@ impl Store {
     }
 }
 
-/// Marks the chunk's rows, enters its files in the manifest and adds its counters.
-fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk) -> Result<(), StoreError> {
+/// Marks the chunk's rows, enters its files in the manifest and adds its
+/// `counts`. A chunk applied again (its rows marked already) adds no counts.
+fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk, counts: &[ShardCounts]) -> Result<(), StoreError> {
     let at = chunk.replayed_at.timestamp_micros();
-    let mut counts: BTreeMap<&str, ShardCounts> = BTreeMap::new();
+    let mut marked = 0;
+    for replayed in [Replayed::Landed, Replayed::Filtered] {
+        let ids = chunk.outcomes.iter().filter(|outcome| outcome.replayed == replayed).map(|outcome| outcome.error_id);
+        // Runs of consecutive ids: one statement each, not one per row.
+        let mut mark = transaction.prepare_cached(
+            "UPDATE error_log SET replayed_at_micros = ?3, replayed_version = ?4, replay_outcome = ?5
+             WHERE id BETWEEN ?1 AND ?2 AND replayed_at_micros IS NULL",
+        )?;
+        for (first, last) in runs(ids) {
+            marked += mark.execute(params![first, last, at, chunk.version as i64, replayed.code()])?;
+        }
+    }
+    let mut reason = transaction.prepare_cached(
+        "UPDATE error_log SET reason = ?2, field = ?3, message = ?4, version = ?5
+         WHERE id = ?1 AND replayed_at_micros IS NULL",
+    )?;
     for outcome in &chunk.outcomes {
-        let shard = counts
-            .entry(outcome.shard_id.as_str())
-            .or_insert_with(|| ShardCounts { shard_id: outcome.shard_id.clone(), ..ShardCounts::default() });
-        match &outcome.replayed {
-            Replayed::Landed | Replayed::Filtered => {
-                let marked = transaction.execute(
-                    "UPDATE error_log SET replayed_at_micros = ?2, replayed_version = ?3, replay_outcome = ?4
-                     WHERE id = ?1 AND replayed_at_micros IS NULL",
-                    params![outcome.error_id, at, chunk.version as i64, outcome.replayed.code()],
-                )? as u64;
-                if outcome.replayed == Replayed::Landed {
-                    shard.rows += marked;
-                } else {
-                    shard.filtered += marked;
-                }
-            }
-            Replayed::StillRejected { reason, field, message } => {
-                transaction.execute(
-                    "UPDATE error_log SET reason = ?2, field = ?3, message = ?4, version = ?5
-                     WHERE id = ?1 AND replayed_at_micros IS NULL",
-                    params![outcome.error_id, reason, field, message, chunk.version as i64],
-                )?;
-            }
+        if let Replayed::StillRejected { reason: code, field, message } = &outcome.replayed {
+            reason.execute(params![outcome.error_id, code, field, message, chunk.version as i64])?;
         }
     }
     for file in &chunk.files {
@@ -277,10 +329,42 @@ fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk) -> Result<(),
             ],
         )?;
     }
-    for shard in counts.values().filter(|shard| shard.rows > 0 || shard.filtered > 0) {
-        add_counts(transaction, &chunk.source, shard)?;
+    if marked > 0 {
+        for shard in counts.iter().filter(|shard| shard.rows > 0 || shard.filtered > 0) {
+            add_counts(transaction, &chunk.source, shard)?;
+        }
     }
     Ok(())
+}
+
+/// `ids` (ascending) as runs of consecutive ids, first and last.
+fn runs(ids: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for id in ids {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+/// `ids` as text: runs `first-last` joined by `,`.
+fn id_ranges(ids: impl Iterator<Item = i64>) -> String {
+    let mut sorted: Vec<i64> = ids.collect();
+    sorted.sort_unstable();
+    runs(sorted.into_iter()).iter().map(|(first, last)| format!("{first}-{last}")).collect::<Vec<_>>().join(",")
+}
+
+fn parse_ranges(text: &str) -> Result<Vec<i64>, StoreError> {
+    let corrupt = || StoreError::Corrupt { what: "prepared replay ids", detail: text.to_owned() };
+    let mut ids = Vec::new();
+    for run in text.split(',').filter(|run| !run.is_empty()) {
+        let (first, last) = run.split_once('-').ok_or_else(corrupt)?;
+        let (first, last): (i64, i64) = (first.parse().map_err(|_| corrupt())?, last.parse().map_err(|_| corrupt())?);
+        ids.extend(first..=last);
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -355,17 +439,18 @@ mod tests {
     fn a_prepared_replay_marks_its_rows_only_once_its_commit_landed() {
         let (store, ids) = store_with_three_rejections();
         store.prepare_replay(&chunk(&ids)).expect("prepare");
-        assert_eq!(
-            store.prepared_replay("s").expect("read"),
-            Some(chunk(&ids)).map(|c| ReplayChunk {
-                replayed_at: store.prepared_replay("s").expect("read").expect("some").replayed_at,
-                ..c
-            })
-        );
+        let prepared = store.prepared_replay("s").expect("read").expect("prepared");
+        let outcomes: Vec<(i64, Replayed)> =
+            prepared.chunk.outcomes.iter().map(|outcome| (outcome.error_id, outcome.replayed.clone())).collect();
+        let expected: Vec<(i64, Replayed)> =
+            chunk(&ids).outcomes.iter().map(|outcome| (outcome.error_id, outcome.replayed.clone())).collect();
+        assert_eq!(outcomes, expected, "every row's outcome, in id order");
+        assert_eq!(prepared.counts, chunk(&ids).counts());
+        assert_eq!((prepared.chunk.marker, prepared.chunk.version, prepared.chunk.files.len()), (1, 2, 1));
         assert_eq!(store.errors(&all()).expect("errors").len(), 3, "nothing marked before it is settled");
 
         assert!(store.settle_replay("s", false).expect("settle"));
-        assert_eq!(store.prepared_replay("s").expect("read"), None);
+        assert!(store.prepared_replay("s").expect("read").is_none());
         assert_eq!(store.errors(&all()).expect("errors").len(), 3, "a chunk that did not land changes nothing");
         assert!(store.manifest_paths("d").expect("manifest").is_empty());
 
@@ -396,5 +481,20 @@ mod tests {
         assert_eq!(store.errors(&all()).expect("errors").len(), 1);
         let counts = store.shard_counts("s").expect("counts");
         assert_eq!((counts[0].rows, counts[0].filtered), (1, 1), "rows already marked are not counted again");
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn ids_travel_as_runs_and_come_back_whole() {
+        assert_eq!(runs([1, 2, 3, 7, 9, 10].into_iter()), [(1, 3), (7, 7), (9, 10)]);
+        let text = id_ranges([10, 9, 1, 3, 2, 7].into_iter());
+        assert_eq!(text, "1-3,7-7,9-10");
+        assert_eq!(parse_ranges(&text).expect("parses"), [1, 2, 3, 7, 9, 10]);
+        assert_eq!(parse_ranges("").expect("parses"), Vec::<i64>::new());
+        assert!(parse_ranges("1-x").is_err());
     }
 }
