@@ -147,22 +147,26 @@ pub(crate) fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, micros))
 }
 
+/// The columns [`error_row`] reads, in its order (by position: a name is looked up per row).
+const ERROR_COLUMNS: &str = "id, source, version, rejected_at_micros, shard_id, sequence_number, sub_sequence, \
+     arrival_time_micros, reason, field, message, payload, payload_length";
+
 fn error_row(row: &Row<'_>) -> rusqlite::Result<ErrorRow> {
     Ok(ErrorRow {
-        id: row.get("id")?,
-        source: row.get("source")?,
-        version: row.get::<_, i64>("version")? as u64,
-        rejected_at: time(row.get("rejected_at_micros")?)?,
+        id: row.get(0)?,
+        source: row.get(1)?,
+        version: row.get::<_, i64>(2)? as u64,
+        rejected_at: time(row.get(3)?)?,
         row: NewErrorRow {
-            shard_id: row.get("shard_id")?,
-            sequence_number: row.get("sequence_number")?,
-            sub_sequence: row.get::<_, Option<i64>>("sub_sequence")?.map(|sub| sub as u64),
-            arrival_time: time(row.get("arrival_time_micros")?)?,
-            reason: row.get("reason")?,
-            field: row.get("field")?,
-            message: row.get("message")?,
-            payload: row.get("payload")?,
-            payload_length: row.get::<_, i64>("payload_length")? as u64,
+            shard_id: row.get(4)?,
+            sequence_number: row.get(5)?,
+            sub_sequence: row.get::<_, Option<i64>>(6)?.map(|sub| sub as u64),
+            arrival_time: time(row.get(7)?)?,
+            reason: row.get(8)?,
+            field: row.get(9)?,
+            message: row.get(10)?,
+            payload: row.get(11)?,
+            payload_length: row.get::<_, i64>(12)? as u64,
         },
     })
 }
@@ -171,14 +175,14 @@ impl Store {
     /// A source's rejected records not replayed since, newest first.
     pub fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorRow>, StoreError> {
         let connection = self.reading();
-        let mut statement = connection.prepare_cached(
-            "SELECT * FROM error_log
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {ERROR_COLUMNS} FROM error_log
              WHERE source = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
                AND (?5 IS NULL OR field = ?5) AND (?6 IS NULL OR shard_id = ?6)
                AND (?7 IS NULL OR rejected_at_micros >= ?7) AND (?8 IS NULL OR rejected_at_micros < ?8)
                AND replayed_at_micros IS NULL
-             ORDER BY id DESC LIMIT ?4",
-        )?;
+             ORDER BY id DESC LIMIT ?4"
+        ))?;
         let rows = statement.query_map(
             params![
                 query.source,
@@ -222,7 +226,8 @@ impl Store {
     /// The rows of a source's error log with these ids (those still kept).
     pub fn errors_by_id(&self, source: &str, ids: &[i64]) -> Result<Vec<ErrorRow>, StoreError> {
         let connection = self.reading();
-        let mut statement = connection.prepare_cached("SELECT * FROM error_log WHERE source = ?1 AND id = ?2")?;
+        let mut statement = connection
+            .prepare_cached(&format!("SELECT {ERROR_COLUMNS} FROM error_log WHERE source = ?1 AND id = ?2"))?;
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(row) = statement.query_row(params![source, id], error_row).optional()? {
