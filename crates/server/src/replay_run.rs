@@ -77,6 +77,10 @@ struct Totals {
     still_rejected: u64,
     truncated: u64,
     chunks: u64,
+    /// Where the time went: reading the error log, decoding, landing (writes and commits).
+    reading: std::time::Duration,
+    decoding: std::time::Duration,
+    landing: std::time::Duration,
 }
 
 /// Replays `source`'s rejected rows (only `reason`'s, when given) with its
@@ -130,6 +134,7 @@ pub(crate) async fn replay(
             ..ErrorQuery::default()
         };
         let store = Arc::clone(&context.store);
+        let started = std::time::Instant::now();
         let page: Vec<StoredRejection> = crate::api::off_runtime(move || Ok(store.errors(&query)?))
             .await?
             .into_iter()
@@ -140,7 +145,10 @@ pub(crate) async fn replay(
             None => exhausted = true,
         }
         pending.payload_bytes += page.iter().map(|stored| stored.row.payload.len()).sum::<usize>();
+        let read_at = std::time::Instant::now();
+        totals.reading += read_at - started;
         let decoded = decode_page(Arc::clone(&decoder), source.clone(), page).await?;
+        totals.decoding += read_at.elapsed();
         pending.absorb(decoded);
         // Pages gather into chunks, each one commit: fewer, larger table commits.
         let full = pending.outcomes.len() >= CHUNK_ROWS || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
@@ -164,6 +172,7 @@ pub(crate) async fn replay(
             outcomes: decoded.outcomes,
             files: Vec::new(),
         };
+        let landing_at = std::time::Instant::now();
         match &target {
             Target::Files(dataset) => land_in_files(&context.store, dataset, chunk, decoded.landing).await?,
             Target::Table { rows, rejected } => {
@@ -171,6 +180,7 @@ pub(crate) async fn replay(
             }
         }
         totals.chunks += 1;
+        totals.landing += landing_at.elapsed();
     }
     totals.truncated += pending.truncated;
     tracing::info!(
@@ -179,6 +189,9 @@ pub(crate) async fn replay(
         landed = totals.landed,
         filtered = totals.filtered,
         still_rejected = totals.still_rejected,
+        reading_ms = totals.reading.as_millis() as u64,
+        decoding_ms = totals.decoding.as_millis() as u64,
+        landing_ms = totals.landing.as_millis() as u64,
         "replayed the source's rejected rows"
     );
     Ok(json!({
@@ -191,6 +204,11 @@ pub(crate) async fn replay(
         "still_rejected": totals.still_rejected,
         "truncated": totals.truncated,
         "chunks": totals.chunks,
+        "took_ms": {
+            "reading": totals.reading.as_millis() as u64,
+            "decoding": totals.decoding.as_millis() as u64,
+            "landing": totals.landing.as_millis() as u64,
+        },
     }))
 }
 

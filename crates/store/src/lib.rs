@@ -96,6 +96,9 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Large reads (a replay's pages of rejected rows, an export) map the file instead
+        // of copying every page through read(2).
+        reader.pragma_update(None, "mmap_size", 256_i64 << 20)?;
         store.reader = Some(Mutex::new(reader));
         // SQLite gives its WAL and shared-memory files the database's mode; make sure.
         for suffix in ["-wal", "-shm"] {
