@@ -25,10 +25,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tributary_codec::{Decoder, RegistryClient};
-use tributary_sink::table::{
-    REJECTED_TIMESTAMP, REPLAYED_REASON, TableError, TableWriter, WrittenFile, rejected_batch, rejected_schema,
-    rejected_table_name,
-};
+use tributary_sink::table::{REPLAYED_REASON, TableError, TableWriter, WrittenFile, rejected_batch};
 use tributary_sink::{DatasetWriter, failpoint};
 use tributary_source::{Cdc, DatasetFormat, Source};
 use tributary_store::{ErrorQuery, NewErrorRow, ReplayChunk, ReplayOutcome, Replayed, Store, StoredVersion};
@@ -411,15 +408,9 @@ async fn open_tables(
             Err(error) => return Err(ApiError::Unavailable(format!("opening the dataset's table: {error}"))),
         }
     };
-    let rejected = TableWriter::open(
-        context.catalog.clone(),
-        &rejected_table_name(&source.dataset.name),
-        REJECTED_TIMESTAMP,
-        &rejected_schema(),
-        &[],
-    )
-    .await
-    .map_err(|error| ApiError::Unavailable(format!("opening the dataset's rejected table: {error}")))?;
+    let rejected = TableWriter::open_rejected(context.catalog.clone(), &source.dataset.name)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("opening the dataset's rejected table: {error}")))?;
     Ok((rows, rejected))
 }
 

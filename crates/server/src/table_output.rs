@@ -8,10 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use tributary_reader::ShardCheckpoint;
-use tributary_sink::table::{
-    Followed, REJECTED_TIMESTAMP, TableCheckpoints, TableError, TableWriter, checkpoints_of, rejected_schema,
-    rejected_table_name,
-};
+use tributary_sink::table::{Followed, TableCheckpoints, TableError, TableWriter, checkpoints_of};
 use tributary_source::{Cdc, Source};
 
 use crate::failure::WorkerError;
@@ -84,15 +81,9 @@ pub(crate) async fn open_table(
         })
         .await?;
     }
-    let rejected = TableWriter::open(
-        context.catalog.clone(),
-        &rejected_table_name(&source.dataset.name),
-        REJECTED_TIMESTAMP,
-        &rejected_schema(),
-        &[],
-    )
-    .await
-    .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
+    let rejected = TableWriter::open_rejected(context.catalog.clone(), &source.dataset.name)
+        .await
+        .map_err(|error| WorkerError::Transient(format!("opening the dataset's rejected table: {error}")))?;
     // A replay chunk a stop left between the store and the table (none in cluster mode).
     if context.cluster.is_none() {
         let lock = context.replays.of(&source.dataset.name);

@@ -142,6 +142,11 @@ fn local_path(location: &str) -> Result<PathBuf, TableError> {
 }
 
 impl TableWriter {
+    /// Opens (creating it if missing) the `<dataset>__rejected` table of `dataset`.
+    pub async fn open_rejected(catalog: TableCatalog, dataset: &str) -> Result<TableWriter, TableError> {
+        TableWriter::open(catalog, &rejected_table_name(dataset), REJECTED_TIMESTAMP, &rejected_schema(), &[]).await
+    }
+
     /// Opens the table of `dataset` (creating it, partitioned by
     /// `day(timestamp_column)`, or evolving its schema to `rows`).
     pub async fn open(
