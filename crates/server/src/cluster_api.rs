@@ -179,26 +179,9 @@ fn newest_first(mut rows: Vec<tributary_sink::table::RejectedRow>) -> Vec<tribut
     rows
 }
 
-/// A row of the shared rejected table as `/errors` shows it (no id or version: a table row has neither).
+/// A row of the shared rejected table as `/errors` shows it.
 fn shared_error_json(rejected: &tributary_sink::table::RejectedRow) -> Value {
-    let row = &rejected.row;
-    let (payload, encoding) = crate::api::readable_payload(&row.payload);
-    json!({
-        "id": null,
-        "version": null,
-        "shard_id": row.shard_id,
-        "sequence_number": row.sequence_number,
-        "sub_sequence": row.sub_sequence,
-        "arrival_time": crate::api::time(row.arrival_time),
-        "rejected_at": crate::api::time(rejected.rejected_at),
-        "reason": row.reason,
-        "field": row.field,
-        "message": row.message,
-        "payload": payload,
-        "payload_encoding": encoding,
-        "payload_length": row.payload_length,
-        "payload_truncated": (row.payload.len() as u64) < row.payload_length,
-    })
+    crate::console_api::rejected_row_json(None, None, &rejected.row, rejected.rejected_at)
 }
 
 /// Cluster mode's `/errors/summary`: the shared rejected table's rows, counted by reason.

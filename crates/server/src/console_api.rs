@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tributary_codec::{RegistryClient, avro_datum_json, registry_schema_id};
 use tributary_source::{AvroFormat, Format};
-use tributary_store::ErrorRow;
+use tributary_store::{ErrorRow, NewErrorRow};
 
 use crate::AppState;
 use crate::api::{ErrorParams, off_runtime, redacted_definition, time};
@@ -143,24 +143,35 @@ fn file_name_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
 }
 
-/// A rejected row as the API shows it.
+/// A rejected row of the error log as the API shows it.
 pub(crate) fn error_json(error: &ErrorRow) -> Value {
-    let (payload, encoding) = crate::api::readable_payload(&error.row.payload);
+    rejected_row_json(Some(error.id), Some(error.version), &error.row, error.rejected_at)
+}
+
+/// A rejected row as the API shows it; a row of the shared rejected table
+/// (cluster mode) has no error-log `id` and no `version`.
+pub(crate) fn rejected_row_json(
+    id: Option<i64>,
+    version: Option<u64>,
+    row: &NewErrorRow,
+    rejected_at: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let (payload, encoding) = crate::api::readable_payload(&row.payload);
     json!({
-        "id": error.id,
-        "version": error.version,
-        "shard_id": error.row.shard_id,
-        "sequence_number": error.row.sequence_number,
-        "sub_sequence": error.row.sub_sequence,
-        "arrival_time": time(error.row.arrival_time),
-        "rejected_at": time(error.rejected_at),
-        "reason": error.row.reason,
-        "field": error.row.field,
-        "message": error.row.message,
+        "id": id,
+        "version": version,
+        "shard_id": row.shard_id,
+        "sequence_number": row.sequence_number,
+        "sub_sequence": row.sub_sequence,
+        "arrival_time": time(row.arrival_time),
+        "rejected_at": time(rejected_at),
+        "reason": row.reason,
+        "field": row.field,
+        "message": row.message,
         "payload": payload,
         "payload_encoding": encoding,
-        "payload_length": error.row.payload_length,
-        "payload_truncated": (error.row.payload.len() as u64) < error.row.payload_length,
+        "payload_length": row.payload_length,
+        "payload_truncated": (row.payload.len() as u64) < row.payload_length,
     })
 }
 

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, Rejection, SourceRules};
 use tributary_proto::v1::SourceDefinition;
 use tributary_source::{AvroFormat, Format, Source};
-use tributary_store::{ErrorQuery, NewErrorRow};
+use tributary_store::{ErrorQuery, NewErrorRow, Store, StoreError};
 
 use crate::AppState;
 use crate::errors::ApiError;
@@ -297,8 +297,30 @@ fn row_json(batch: &RecordBatch, index: usize) -> Option<Value> {
     rows.into_iter().next()
 }
 
-/// How many stored rows a dry run decodes at once (a page of the error log).
-const PAGE_ROWS: u32 = 10_000;
+/// How many stored rows a dry run or a replay reads at once (a page of the error log).
+pub(crate) const PAGE_ROWS: u32 = 4096;
+
+/// A page of `source`'s stored rejected rows not replayed since (only `reason`'s
+/// when given), older than error-log id `before`, newest first.
+pub(crate) fn rejected_page(
+    store: &Store,
+    source: &str,
+    reason: Option<&str>,
+    before: Option<i64>,
+) -> Result<Vec<StoredRejection>, StoreError> {
+    let query = ErrorQuery {
+        source: source.to_owned(),
+        limit: PAGE_ROWS,
+        before,
+        reason: reason.map(str::to_owned),
+        ..ErrorQuery::default()
+    };
+    Ok(store
+        .errors(&query)?
+        .into_iter()
+        .map(|error| StoredRejection { id: Some(error.id), version: Some(error.version), row: error.row })
+        .collect())
+}
 
 /// `POST /api/v1/sources/{name}/replay`'s body.
 #[derive(Debug, Deserialize)]
@@ -396,22 +418,7 @@ pub(crate) async fn replay_source(
             None => {
                 let mut before = None;
                 loop {
-                    let query = ErrorQuery {
-                        source: source.name.clone(),
-                        limit: PAGE_ROWS,
-                        before,
-                        reason: reason.clone(),
-                        ..ErrorQuery::default()
-                    };
-                    let page = store.errors(&query)?;
-                    let rows: Vec<StoredRejection> = page
-                        .into_iter()
-                        .map(|error| StoredRejection {
-                            id: Some(error.id),
-                            version: Some(error.version),
-                            row: error.row,
-                        })
-                        .collect();
+                    let rows = rejected_page(&store, &source.name, reason.as_deref(), before)?;
                     run.add(&rows).map_err(api_error)?;
                     if rows.len() < PAGE_ROWS as usize {
                         break;

@@ -28,14 +28,11 @@ use tributary_codec::{Decoder, RegistryClient};
 use tributary_sink::table::{REPLAYED_REASON, TableError, TableWriter, WrittenFile, rejected_batch};
 use tributary_sink::{DatasetWriter, failpoint};
 use tributary_source::{Cdc, DatasetFormat, Source};
-use tributary_store::{ErrorQuery, NewErrorRow, ReplayChunk, ReplayOutcome, Replayed, Store, StoredVersion};
+use tributary_store::{NewErrorRow, ReplayChunk, ReplayOutcome, Replayed, Store, StoredVersion};
 
 use crate::errors::ApiError;
-use crate::replay::{Now, StoredRejection, decode_again};
+use crate::replay::{Now, PAGE_ROWS, StoredRejection, decode_again, rejected_page};
 use crate::worker::{WorkerContext, checkpoint_scope};
-
-/// Rows read from the error log and decoded at once.
-const PAGE_ROWS: u32 = 4096;
 
 /// Rows committed together (one chunk), unless their payloads reach [`CHUNK_PAYLOAD_BYTES`] first.
 const CHUNK_ROWS: usize = 65_536;
@@ -123,24 +120,12 @@ pub(crate) async fn replay(
     let mut pending = DecodedPage::default();
     let mut exhausted = false;
     while !exhausted {
-        let query = ErrorQuery {
-            source: source.name.clone(),
-            limit: PAGE_ROWS,
-            before,
-            reason: reason.clone(),
-            ..ErrorQuery::default()
-        };
-        let store = Arc::clone(&context.store);
+        let (store, name, wanted) = (Arc::clone(&context.store), source.name.clone(), reason.clone());
         let started = std::time::Instant::now();
-        let page: Vec<StoredRejection> = crate::api::off_runtime(move || Ok(store.errors(&query)?))
-            .await?
-            .into_iter()
-            .map(|error| StoredRejection { id: Some(error.id), version: Some(error.version), row: error.row })
-            .collect();
-        match page.last().and_then(|row| row.id) {
-            Some(oldest) => before = Some(oldest),
-            None => exhausted = true,
-        }
+        let page =
+            crate::api::off_runtime(move || Ok(rejected_page(&store, &name, wanted.as_deref(), before)?)).await?;
+        exhausted = page.len() < PAGE_ROWS as usize;
+        before = page.last().and_then(|row| row.id);
         pending.payload_bytes += page.iter().map(|stored| stored.row.payload.len()).sum::<usize>();
         let read_at = std::time::Instant::now();
         totals.reading += read_at - started;
@@ -331,8 +316,8 @@ async fn land_in_table(
     }
     let marks_written = write_marks(rejected, &marks, chunk.replayed_at)?;
     chunk.files = written.iter().map(|file| file.manifest.clone()).collect();
-    let prepared = chunk.clone();
-    let owned = Arc::clone(store);
+    let chunk = Arc::new(chunk);
+    let (owned, prepared) = (Arc::clone(store), Arc::clone(&chunk));
     crate::api::off_runtime(move || Ok(owned.prepare_replay(&prepared)?)).await?;
     rows.upload(&written).await.map_err(table_error("uploading the replayed files"))?;
     rejected.upload(&marks_written).await.map_err(table_error("uploading the rejected table's files"))?;
@@ -352,8 +337,7 @@ async fn land_in_table(
     }
     failpoint("replay-after-table-commit");
     let owned = Arc::clone(store);
-    let source = chunk.source.clone();
-    crate::api::off_runtime(move || Ok(owned.settle_replay(&source, true)?)).await?;
+    crate::api::off_runtime(move || Ok(owned.settle_replay_landed(&chunk)?)).await?;
     Ok(())
 }
 

@@ -254,11 +254,21 @@ impl Store {
         if landed {
             apply_chunk(&transaction, &prepared.chunk, &prepared.counts)?;
         }
-        for table in ["prepared_replays", "prepared_replay_rows", "prepared_replay_files"] {
-            transaction.execute(&format!("DELETE FROM {table} WHERE source = ?1"), [source])?;
-        }
+        forget_prepared(&transaction, source)?;
         transaction.commit()?;
         Ok(true)
+    }
+
+    /// Settles `chunk`, the source's prepared chunk, as landed (its table
+    /// commit just succeeded): [`Store::settle_replay`] with the chunk in hand,
+    /// not read back.
+    pub fn settle_replay_landed(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock();
+        let transaction = connection.transaction()?;
+        apply_chunk(&transaction, chunk, &chunk.counts())?;
+        forget_prepared(&transaction, &chunk.source)?;
+        transaction.commit()?;
+        Ok(())
     }
 
     /// How the error log marks row `error_id`, if it was replayed.
@@ -287,6 +297,13 @@ impl Store {
         )?;
         Ok(count as u64)
     }
+}
+
+fn forget_prepared(transaction: &Transaction<'_>, source: &str) -> Result<(), StoreError> {
+    for table in ["prepared_replays", "prepared_replay_rows", "prepared_replay_files"] {
+        transaction.execute(&format!("DELETE FROM {table} WHERE source = ?1"), [source])?;
+    }
+    Ok(())
 }
 
 /// Marks the chunk's rows, enters its files in the manifest and adds its
@@ -457,6 +474,13 @@ mod tests {
         store.prepare_replay(&chunk(&ids)).expect("prepare again");
         assert!(store.settle_replay("s", true).expect("settle"));
         assert!(!store.settle_replay("s", true).expect("nothing left"), "settled once");
+        // Settling the chunk in hand does what settling the one read back does.
+        let (in_hand, in_hand_ids) = store_with_three_rejections();
+        in_hand.prepare_replay(&chunk(&in_hand_ids)).expect("prepare");
+        in_hand.settle_replay_landed(&chunk(&in_hand_ids)).expect("settle");
+        assert!(in_hand.prepared_replay("s").expect("read").is_none());
+        assert_eq!(in_hand.errors(&all()).expect("errors").len(), 1);
+        assert_eq!(in_hand.replayed_count("s").expect("count"), 2);
         let left = store.errors(&all()).expect("errors");
         assert_eq!(left.len(), 1, "landed and filtered rows leave the log's view");
         assert_eq!((left[0].id, left[0].version, left[0].row.reason.as_str()), (ids[2], 2, "MISSING_FIELD"));
