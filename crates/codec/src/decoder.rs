@@ -9,12 +9,15 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Field as ArrowField, Schema, SchemaRef};
-use tributary_source::{AvroFormat, Cdc, Expression, Format, METADATA_COLUMNS, Preproc, Source};
+use tributary_source::{AvroFormat, Cdc, Expression, Format, METADATA_COLUMNS, Preproc, ProtobufSchema, Source};
 
 use crate::avro::{AvroState, Compiled, RegistryClient, WireFormat};
 use crate::cdc::{CdcColumns, Change, DeleteRows, Op};
 use crate::columns::{Column, FieldSource, Kind};
+use crate::glue::GlueSchemaSource;
 use crate::json::JsonFormat;
+use crate::json_schema::GlueJsonFrames;
+use crate::protobuf::ProtobufState;
 use crate::rejection::{Fault, RecordMeta, Rejection};
 
 /// Why a decoder could not be built for a definition.
@@ -64,7 +67,26 @@ pub struct DecodedBatch {
 #[derive(Debug)]
 enum FormatState {
     Json(JsonFormat),
+    /// JSON framed by the Glue Schema Registry.
+    GlueJson(JsonFormat, GlueJsonFrames),
     Avro(AvroState),
+    Protobuf(Box<ProtobufState>),
+}
+
+/// The registries a decoder may ask for writer schemas it has not met.
+#[derive(Debug, Clone, Default)]
+pub struct Registries {
+    /// A Confluent-compatible registry (the source's, when `None`).
+    pub confluent: Option<RegistryClient>,
+    /// The Glue Schema Registry's versions; Glue-framed sources need one.
+    pub glue: Option<Arc<dyn GlueSchemaSource>>,
+}
+
+impl Registries {
+    /// Only a Confluent registry.
+    pub fn confluent(client: Option<RegistryClient>) -> Registries {
+        Registries { confluent: client, glue: None }
+    }
 }
 
 /// The four metadata columns `include_metadata` adds.
@@ -150,14 +172,54 @@ const SIZED_AFTER: usize = 1024;
 const SIZED_AT_MOST: usize = 256 * 1024 * 1024;
 
 impl Decoder {
-    /// Compiles a decoder for `source`. A registry-backed Avro source needs `registry`.
+    /// Compiles a decoder for `source`; a Confluent registry's client is made
+    /// from the definition when `registry` is `None`.
     pub fn new(source: &Source, registry: Option<RegistryClient>) -> Result<Decoder, CompileError> {
+        Decoder::with_registries(source, Registries::confluent(registry))
+    }
+
+    /// Compiles a decoder for `source`, with the registries it may ask.
+    pub fn with_registries(source: &Source, registries: Registries) -> Result<Decoder, CompileError> {
         let mut root = Column::root(&source.dataset.fields);
         let plan = apply_preproc(source, &mut root)?;
         let deletes = (source.cdc == Cdc::Debezium).then(|| DeleteRows::new(source));
+        let glue = |registries: Registries| {
+            registries.glue.ok_or_else(|| {
+                CompileError::Unsupported("a Glue Schema Registry source needs a Glue client to read schemas".into())
+            })
+        };
+        let confluent = |registries: Registries, settings| match registries.confluent {
+            Some(client) => Ok(client),
+            None => RegistryClient::new(settings).map_err(|e| CompileError::Unsupported(e.to_string())),
+        };
         let format = match &source.kinesis.format {
-            Format::Json => {
+            Format::Json { glue: None } => {
                 FormatState::Json(JsonFormat::with_refs(&plan.refs, &root).map_err(CompileError::Unsupported)?)
+            }
+            Format::Json { glue: Some(_) } => FormatState::GlueJson(
+                JsonFormat::with_refs(&plan.refs, &root).map_err(CompileError::Unsupported)?,
+                GlueJsonFrames::new(glue(registries)?),
+            ),
+            Format::Avro(AvroFormat::Glue(_)) => {
+                FormatState::Avro(AvroState::new(WireFormat::Glue(glue(registries)?), plan.refs.clone()))
+            }
+            Format::Protobuf(protobuf) => {
+                let wire = match &protobuf.schema {
+                    ProtobufSchema::Inline { schema, imports } => {
+                        crate::protobuf::Wire::inline(schema, imports, &protobuf.message, &root, &plan.refs)
+                            .map_err(|e| CompileError::SchemaIncompatible(e.to_string()))?
+                    }
+                    ProtobufSchema::Registry(settings) => {
+                        crate::protobuf::Wire::Confluent(Box::new(confluent(registries, settings)?))
+                    }
+                    ProtobufSchema::Glue(_) => crate::protobuf::Wire::Glue(glue(registries)?),
+                };
+                if deletes.is_some() {
+                    return Err(CompileError::Unsupported(
+                        "`cdc: debezium` reads JSON or Avro envelopes, not Protobuf".into(),
+                    ));
+                }
+                FormatState::Protobuf(Box::new(ProtobufState::new(wire, &protobuf.message, plan.refs.clone())))
             }
             Format::Avro(AvroFormat::Inline(schema)) => {
                 let compiled =
@@ -165,13 +227,10 @@ impl Decoder {
                         .map_err(|e| CompileError::SchemaIncompatible(e.to_string()))?;
                 FormatState::Avro(AvroState::new(WireFormat::Raw(Arc::new(compiled)), plan.refs.clone()))
             }
-            Format::Avro(AvroFormat::Registry(settings)) => {
-                let client = match registry {
-                    Some(client) => client,
-                    None => RegistryClient::new(settings).map_err(|e| CompileError::Unsupported(e.to_string()))?,
-                };
-                FormatState::Avro(AvroState::new(WireFormat::Confluent(Box::new(client)), plan.refs.clone()))
-            }
+            Format::Avro(AvroFormat::Registry(settings)) => FormatState::Avro(AvroState::new(
+                WireFormat::Confluent(Box::new(confluent(registries, settings)?)),
+                plan.refs.clone(),
+            )),
         };
         let metadata = source.kinesis.include_metadata.then(|| MetadataColumns {
             shard_id: Column::metadata_string(METADATA_COLUMNS[0]),
@@ -258,6 +317,18 @@ impl Decoder {
                 Err(fault) => (Err(fault), Op::Upsert),
             },
             (FormatState::Json(state), None) => (state.decode(payload, &mut self.root), Op::Upsert),
+            (FormatState::GlueJson(state, frames), deletes) => match frames.body(payload, &self.root)? {
+                Err(fault) => (Err(fault), Op::Upsert),
+                Ok(body) => match deletes {
+                    Some(deletes) => match crate::cdc::open_json(&body, deletes) {
+                        Ok(Change::Upsert(row)) => (state.decode(row, &mut self.root), Op::Upsert),
+                        Ok(Change::Delete(keys)) => (deletes.decode(&keys), Op::Delete),
+                        Err(fault) => (Err(fault), Op::Upsert),
+                    },
+                    None => (state.decode(&body, &mut self.root), Op::Upsert),
+                },
+            },
+            (FormatState::Protobuf(state), _) => (state.decode(payload, &mut self.root)?, Op::Upsert),
             (FormatState::Avro(state), Some(deletes)) => {
                 let delete_rows = deletes.len();
                 match state.decode(payload, &mut self.root, Some(deletes.root_mut()))? {
@@ -361,21 +432,36 @@ fn compute(batch: RecordBatch, computed: &[(usize, Expression)]) -> Result<Recor
     RecordBatch::try_new(batch.schema(), columns)
 }
 
-/// Compiles `source`'s decoder as a commit check: an inline Avro writer schema
-/// must resolve to the dataset (no I/O; registry schemas resolve per record).
+/// Compiles `source`'s decoder as a commit check (no I/O): an inline Avro
+/// writer schema, or an inline `.proto` schema's message, must resolve to the
+/// dataset. Registry schemas are checked live, or per record.
 pub fn compile_check(source: &Source) -> Result<(), tributary_source::ValidationError> {
     use tributary_source::{ErrorCode, ValidationError};
-    if matches!(source.kinesis.format, Format::Avro(AvroFormat::Registry(_))) {
-        return Ok(());
-    }
+    let schema_field = match &source.kinesis.format {
+        Format::Avro(AvroFormat::Inline(_)) => "kinesis.format.avro.schema",
+        Format::Protobuf(protobuf) if matches!(protobuf.schema, ProtobufSchema::Inline { .. }) => {
+            "kinesis.format.protobuf.schema"
+        }
+        Format::Json { glue: None } => "",
+        _ => return preproc_check(source),
+    };
     let (field, code, message) = match Decoder::new(source, None) {
         Ok(_) => return Ok(()),
-        Err(CompileError::SchemaIncompatible(message)) => {
-            ("kinesis.format.avro.schema", ErrorCode::SchemaIncompatible, message)
-        }
+        Err(CompileError::SchemaIncompatible(message)) => (schema_field, ErrorCode::SchemaIncompatible, message),
         Err(CompileError::Unsupported(message)) => ("preproc", ErrorCode::InvalidPreproc, message),
     };
     Err(ValidationError { source: source.name.clone(), field: field.to_owned(), code, message })
+}
+
+/// The `preproc` checks of a registry-backed source, whose schemas are not known yet.
+fn preproc_check(source: &Source) -> Result<(), tributary_source::ValidationError> {
+    let mut root = Column::root(&source.dataset.fields);
+    apply_preproc(source, &mut root).map(|_| ()).map_err(|error| tributary_source::ValidationError {
+        source: source.name.clone(),
+        field: "preproc".to_owned(),
+        code: tributary_source::ErrorCode::InvalidPreproc,
+        message: error.to_string(),
+    })
 }
 
 #[cfg(test)]

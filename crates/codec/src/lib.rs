@@ -41,14 +41,23 @@ mod columns;
 mod decimal;
 mod decoder;
 mod expr;
+mod glue;
 mod json;
+mod json_schema;
+mod protobuf;
 mod rejection;
 mod rules;
 mod sample_hash;
+mod schema_cache;
 mod timestamp;
 
 pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError, avro_datum_json, registry_schema_id};
 pub use cdc::{KEYS_METADATA, OP_COLUMN, SEQUENCE_COLUMN, SUB_SEQUENCE_COLUMN};
-pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, compile_check};
+pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, Registries, compile_check};
+pub use glue::{
+    GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB, GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueSchemaSource,
+    GlueSchemaVersion, MAX_INFLATED_BYTES, glue_frame, parse_uuid, uuid_text,
+};
+pub use protobuf::{confluent_message_path, glue_message_index};
 pub use rejection::{Found, Reason, ReasonCode, RecordMeta, Rejection};
 pub use rules::{Applied, OutcomeCounts, RowOutcome, SourceRules};

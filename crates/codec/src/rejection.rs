@@ -37,6 +37,17 @@ pub enum ReasonCode {
     CdcUnknownOp,
     /// `cdc: debezium`: a delete whose `before` lacks a key.
     CdcDeleteWithoutKeys,
+    /// Not the framing the source expects (Glue header version or compression
+    /// byte, a Protobuf message index that names no message).
+    BadFraming,
+    /// A Glue schema version UUID the registry does not know.
+    UnknownSchemaVersion,
+    /// A Glue schema version that is not `AVAILABLE` (pending, failed, deleting).
+    SchemaVersionNotAvailable,
+    /// A compressed payload that does not inflate.
+    BadCompression,
+    /// A compressed payload that inflates past the bound (a zlib bomb).
+    DecompressedTooLarge,
 }
 
 impl ReasonCode {
@@ -55,6 +66,11 @@ impl ReasonCode {
             ReasonCode::CdcNoEnvelope => "CDC_NO_ENVELOPE",
             ReasonCode::CdcUnknownOp => "CDC_UNKNOWN_OP",
             ReasonCode::CdcDeleteWithoutKeys => "CDC_DELETE_WITHOUT_KEYS",
+            ReasonCode::BadFraming => "BAD_FRAMING",
+            ReasonCode::UnknownSchemaVersion => "UNKNOWN_SCHEMA_VERSION",
+            ReasonCode::SchemaVersionNotAvailable => "SCHEMA_VERSION_NOT_AVAILABLE",
+            ReasonCode::BadCompression => "BAD_COMPRESSION",
+            ReasonCode::DecompressedTooLarge => "DECOMPRESSED_TOO_LARGE",
         }
     }
 }
@@ -133,6 +149,21 @@ pub enum Reason {
     CdcUnknownOp(Arc<str>),
     /// A Debezium delete whose `before` lacks a key field.
     CdcDeleteWithoutKeys,
+    /// Not the expected framing; the text says how.
+    BadFraming(&'static str),
+    /// A Glue schema version UUID the registry does not know.
+    UnknownSchemaVersion(u128),
+    /// A Glue schema version whose status is not `AVAILABLE`.
+    SchemaVersionNotAvailable {
+        /// The version's UUID.
+        id: u128,
+        /// Its status as the registry gave it.
+        status: Arc<str>,
+    },
+    /// A compressed payload that does not inflate.
+    BadCompression,
+    /// A payload that inflates past this many bytes.
+    DecompressedTooLarge(usize),
 }
 
 impl Reason {
@@ -151,6 +182,11 @@ impl Reason {
             Reason::CdcNoEnvelope(_) => ReasonCode::CdcNoEnvelope,
             Reason::CdcUnknownOp(_) => ReasonCode::CdcUnknownOp,
             Reason::CdcDeleteWithoutKeys => ReasonCode::CdcDeleteWithoutKeys,
+            Reason::BadFraming(_) => ReasonCode::BadFraming,
+            Reason::UnknownSchemaVersion(_) => ReasonCode::UnknownSchemaVersion,
+            Reason::SchemaVersionNotAvailable { .. } => ReasonCode::SchemaVersionNotAvailable,
+            Reason::BadCompression => ReasonCode::BadCompression,
+            Reason::DecompressedTooLarge(_) => ReasonCode::DecompressedTooLarge,
         }
     }
 }
@@ -172,6 +208,17 @@ impl fmt::Display for Reason {
             Reason::CdcNoEnvelope(what) => write!(f, "not a Debezium envelope: {what}"),
             Reason::CdcUnknownOp(op) => write!(f, "Debezium op `{op}` is not one of c, r, u, d"),
             Reason::CdcDeleteWithoutKeys => f.write_str("a Debezium delete whose `before` lacks the dataset's keys"),
+            Reason::BadFraming(what) => f.write_str(what),
+            Reason::UnknownSchemaVersion(id) => {
+                write!(f, "schema version {} is not in the Glue registry", crate::glue::uuid_text(*id))
+            }
+            Reason::SchemaVersionNotAvailable { id, status } => {
+                write!(f, "schema version {} is {status}, not AVAILABLE", crate::glue::uuid_text(*id))
+            }
+            Reason::BadCompression => f.write_str("the zlib-compressed payload does not inflate"),
+            Reason::DecompressedTooLarge(limit) => {
+                write!(f, "the compressed payload inflates past {limit} bytes")
+            }
         }
     }
 }

@@ -187,6 +187,8 @@ pub(crate) fn add_avro(format: &Format, rows: &[ErrorRow], answers: &mut [Value]
             Err(_) => return,
         },
         AvroFormat::Inline(_) => None,
+        // The console asks no AWS service while it renders a page.
+        AvroFormat::Glue(_) => return,
     };
     // One look-up per schema id per answer; an unreachable registry is asked once.
     let mut schemas: HashMap<u32, Option<String>> = HashMap::new();
@@ -207,7 +209,8 @@ pub(crate) fn add_avro(format: &Format, rows: &[ErrorRow], answers: &mut [Value]
                     None => Err(format!("schema {id} is not known to the registry")),
                 }
             }
-            (AvroFormat::Registry(_), None) => continue,
+            (AvroFormat::Registry(_) | AvroFormat::Glue(_), None) => continue,
+            (AvroFormat::Glue(_), Some(_)) => continue,
         };
         match decoded {
             Ok(value) => answer["avro"] = value,

@@ -38,6 +38,12 @@ static SESSION_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@\-]{2,64}$").expect("static regex"));
 static EXTERNAL_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/\-]{2,1224}$").expect("static regex"));
+// Glue registry and schema names.
+static GLUE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9\-_$#.]{1,255}$").expect("static regex"));
+static AWS_REGION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-[a-z0-9]+){2,3}$").expect("static regex"));
+static PROTOBUF_FULL_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$").expect("static regex"));
 
 /// A validated source.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,10 +136,20 @@ pub struct AssumeRole {
 /// How record payloads are encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Format {
-    /// One JSON object per record.
-    Json,
+    /// One JSON object per record; with `glue`, framed by the Glue Schema Registry.
+    Json {
+        /// The registry whose JSON Schemas the framed records name.
+        glue: Option<GlueRegistry>,
+    },
     /// Avro datums.
     Avro(AvroFormat),
+    /// Protobuf messages.
+    Protobuf(ProtobufFormat),
+}
+
+impl Format {
+    /// Plain JSON text, no framing.
+    pub const JSON: Format = Format::Json { glue: None };
 }
 
 /// Where Avro writer schemas come from.
@@ -143,6 +159,46 @@ pub enum AvroFormat {
     Registry(SchemaRegistry),
     /// Raw datums written with this schema.
     Inline(serde_json::Value),
+    /// Glue Schema Registry framing: header version 3, compression, schema version UUID, datum.
+    Glue(GlueRegistry),
+}
+
+/// Protobuf records: the message type and where its schema comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtobufFormat {
+    /// Full name of the record's message type (`shop.v1.Order`).
+    pub message: String,
+    /// Where the `.proto` schemas come from.
+    pub schema: ProtobufSchema,
+}
+
+/// Where Protobuf schemas come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtobufSchema {
+    /// Bare messages written with this `.proto` text, which may import `imports` (name → text).
+    Inline {
+        /// The `.proto` file declaring the message.
+        schema: String,
+        /// The files it imports, by import name.
+        imports: std::collections::BTreeMap<String, String>,
+    },
+    /// Confluent framing (magic 0, schema id, message-index path).
+    Registry(SchemaRegistry),
+    /// Glue Schema Registry framing (header, then one varint message index).
+    Glue(GlueRegistry),
+}
+
+/// An AWS Glue Schema Registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlueRegistry {
+    /// The registry's name.
+    pub registry_name: String,
+    /// The schema the records are written with (checked at commit when given).
+    pub schema_name: Option<String>,
+    /// The registry's region: as given, else the stream's.
+    pub region: String,
+    /// A role to read the registry with; `None`: the source's role (or the server's credentials).
+    pub role_arn: Option<crate::RoleArn>,
 }
 
 /// A Confluent-compatible schema registry.
@@ -556,7 +612,7 @@ fn check_kinesis(
         );
     }
     let init_position = check_init_position(kinesis.init_position.as_ref(), report, now);
-    let format = check_format(kinesis.format.as_ref(), report);
+    let format = check_format(kinesis.format.as_ref(), stream_arn.as_ref().map(StreamArn::region), report);
 
     let role = match (role_arn?, session_name?, external_id?, source_identity?) {
         (Some(role_arn), session_name, external_id, source_identity) => Some(AssumeRole {
@@ -699,16 +755,20 @@ fn check_time(
     }
 }
 
-fn check_format(format: Option<&proto::Format>, report: &mut Report) -> Option<Format> {
+fn check_format(format: Option<&proto::Format>, stream_region: Option<&str>, report: &mut Report) -> Option<Format> {
     use proto::avro_format::SchemaSource;
     use proto::format::Kind;
     const FIELD: &str = "kinesis.format";
     let Some(kind) = format.and_then(|f| f.kind.as_ref()) else {
         // Most Kinesis producers write JSON; an unset format means JSON.
-        return if report.has_error_at(FIELD) { None } else { Some(Format::Json) };
+        return if report.has_error_at(FIELD) { None } else { Some(Format::JSON) };
     };
     match kind {
-        Kind::Json(_) => Some(Format::Json),
+        Kind::Json(json) => match &json.glue {
+            None => Some(Format::JSON),
+            Some(glue) => check_glue(glue, "kinesis.format.json.registry.glue", stream_region?, report)
+                .map(|glue| Format::Json { glue: Some(glue) }),
+        },
         Kind::Avro(avro) => match &avro.schema_source {
             None => {
                 report.push(
@@ -741,19 +801,125 @@ fn check_format(format: Option<&proto::Format>, report: &mut Report) -> Option<F
                 }
             },
             Some(SchemaSource::Registry(registry)) => {
-                check_registry(registry, report).map(|r| Format::Avro(AvroFormat::Registry(r)))
+                check_registry(registry, "kinesis.format.avro", report).map(|r| Format::Avro(AvroFormat::Registry(r)))
+            }
+            Some(SchemaSource::Glue(glue)) => {
+                check_glue(glue, "kinesis.format.avro.registry.glue", stream_region?, report)
+                    .map(|glue| Format::Avro(AvroFormat::Glue(glue)))
             }
         },
+        Kind::Protobuf(protobuf) => check_protobuf(protobuf, stream_region, report).map(Format::Protobuf),
     }
 }
 
-fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Option<SchemaRegistry> {
+fn check_protobuf(
+    protobuf: &proto::ProtobufFormat,
+    stream_region: Option<&str>,
+    report: &mut Report,
+) -> Option<ProtobufFormat> {
+    use proto::protobuf_format::SchemaSource;
+    const FIELD: &str = "kinesis.format.protobuf";
+    let message = protobuf.message.trim().trim_start_matches('.');
+    let message_ok = if message.is_empty() {
+        report.push(format!("{FIELD}.message"), ErrorCode::MissingField, "protobuf needs the record's `message` type");
+        false
+    } else if !PROTOBUF_FULL_NAME.is_match(message) {
+        report.push(
+            format!("{FIELD}.message"),
+            ErrorCode::InvalidFormat,
+            format!("`{message}` is not a message name (`package.Message`, dots between identifiers)"),
+        );
+        false
+    } else {
+        true
+    };
+    if !protobuf.imports.is_empty() && !matches!(protobuf.schema_source, Some(SchemaSource::Schema(_))) {
+        report.push(format!("{FIELD}.imports"), ErrorCode::InvalidFormat, "`imports` belong to an inline `schema`");
+        return None;
+    }
+    let schema = match &protobuf.schema_source {
+        None => {
+            report.push(
+                FIELD,
+                ErrorCode::InvalidFormat,
+                "protobuf needs an inline `.proto` `schema` or a `registry` (`confluent` with `url`, or `{glue: {...}}`)",
+            );
+            None
+        }
+        Some(SchemaSource::Schema(text)) if text.trim().is_empty() => {
+            report.push(format!("{FIELD}.schema"), ErrorCode::InvalidFormat, "the inline `.proto` schema is empty");
+            None
+        }
+        Some(SchemaSource::Schema(text)) => Some(ProtobufSchema::Inline {
+            schema: text.clone(),
+            imports: protobuf.imports.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }),
+        Some(SchemaSource::Registry(registry)) => check_registry(registry, FIELD, report).map(ProtobufSchema::Registry),
+        Some(SchemaSource::Glue(glue)) => {
+            check_glue(glue, "kinesis.format.protobuf.registry.glue", stream_region?, report).map(ProtobufSchema::Glue)
+        }
+    };
+    let schema = schema?;
+    message_ok.then(|| ProtobufFormat { message: message.to_owned(), schema })
+}
+
+fn check_glue(
+    glue: &proto::GlueSchemaRegistry,
+    field: &str,
+    stream_region: &str,
+    report: &mut Report,
+) -> Option<GlueRegistry> {
+    let mut ok = true;
+    if glue.registry_name.is_empty() {
+        report.push(
+            format!("{field}.registry_name"),
+            ErrorCode::MissingField,
+            "a Glue registry needs its `registry_name`",
+        );
+        ok = false;
+    }
+    for (name, value) in [("registry_name", &glue.registry_name), ("schema_name", &glue.schema_name)] {
+        if !value.is_empty() && !GLUE_NAME.is_match(value) {
+            report.push(
+                format!("{field}.{name}"),
+                ErrorCode::InvalidFormat,
+                format!("`{value}` is not a Glue name: 1-255 characters of A-Z a-z 0-9 - _ $ # ."),
+            );
+            ok = false;
+        }
+    }
+    let region = if glue.region.is_empty() { stream_region } else { glue.region.as_str() };
+    if !AWS_REGION.is_match(region) {
+        report.push(format!("{field}.region"), ErrorCode::InvalidFormat, format!("`{region}` is not an AWS region"));
+        ok = false;
+    }
+    let role_arn = if glue.role_arn.is_empty() {
+        None
+    } else {
+        match glue.role_arn.parse::<RoleArn>() {
+            Ok(role) => Some(role),
+            Err(e) => {
+                report.push(format!("{field}.role_arn"), ErrorCode::InvalidArn, e.to_string());
+                ok = false;
+                None
+            }
+        }
+    };
+    ok.then(|| GlueRegistry {
+        registry_name: glue.registry_name.clone(),
+        schema_name: (!glue.schema_name.is_empty()).then(|| glue.schema_name.clone()),
+        region: region.to_owned(),
+        role_arn,
+    })
+}
+
+/// A Confluent registry; `field` is the format's block (`kinesis.format.avro`).
+fn check_registry(registry: &proto::SchemaRegistry, field: &str, report: &mut Report) -> Option<SchemaRegistry> {
     use proto::schema_registry::Auth;
-    const FIELD: &str = "kinesis.format.avro";
     let kind_ok = match proto::RegistryKind::try_from(registry.kind) {
         Ok(proto::RegistryKind::Confluent | proto::RegistryKind::Unspecified) => true,
         Err(_) => {
-            report.push(format!("{FIELD}.registry"), ErrorCode::InvalidFormat, "the only registry kind is `confluent`");
+            report.push(format!("{field}.registry"), ErrorCode::InvalidFormat, "the only registry kind is `confluent`");
             false
         }
     };
@@ -763,7 +929,7 @@ fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Opti
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => true,
         _ => {
             report.push(
-                format!("{FIELD}.url"),
+                format!("{field}.url"),
                 ErrorCode::InvalidFormat,
                 format!("registry url `{url}` must be an http:// or https:// URL with a host"),
             );
@@ -773,16 +939,16 @@ fn check_registry(registry: &proto::SchemaRegistry, report: &mut Report) -> Opti
     let auth = match &registry.auth {
         None => Some(None),
         Some(Auth::Basic(basic)) => {
-            let password = check_secret(basic.password.as_ref(), &format!("{FIELD}.password"), report);
+            let password = check_secret(basic.password.as_ref(), &format!("{field}.password"), report);
             if basic.username.is_empty() {
-                report.push(format!("{FIELD}.username"), ErrorCode::MissingField, "basic auth needs a `username`");
+                report.push(format!("{field}.username"), ErrorCode::MissingField, "basic auth needs a `username`");
             }
             password
                 .filter(|_| !basic.username.is_empty())
                 .map(|password| Some(RegistryAuth::Basic { username: basic.username.clone(), password }))
         }
         Some(Auth::Token(token)) => {
-            check_secret(Some(token), &format!("{FIELD}.token"), report).map(|t| Some(RegistryAuth::Token(t)))
+            check_secret(Some(token), &format!("{field}.token"), report).map(|t| Some(RegistryAuth::Token(t)))
         }
     };
     if kind_ok && url_ok {
@@ -799,11 +965,19 @@ fn check_secret_env(definition: &proto::SourceDefinition, policy: &SecretPolicy,
     use proto::schema_registry::Auth;
     use proto::secret::Value;
     let format = definition.kinesis.as_ref().and_then(|k| k.format.as_ref()).and_then(|f| f.kind.as_ref());
-    let Some(Kind::Avro(avro)) = format else { return };
-    let Some(SchemaSource::Registry(registry)) = &avro.schema_source else { return };
+    let (block, registry) = match format {
+        Some(Kind::Avro(proto::AvroFormat { schema_source: Some(SchemaSource::Registry(registry)) })) => {
+            ("kinesis.format.avro", registry)
+        }
+        Some(Kind::Protobuf(proto::ProtobufFormat {
+            schema_source: Some(proto::protobuf_format::SchemaSource::Registry(registry)),
+            ..
+        })) => ("kinesis.format.protobuf", registry),
+        _ => return,
+    };
     let (field, secret) = match &registry.auth {
-        Some(Auth::Basic(basic)) => ("kinesis.format.avro.password", basic.password.as_ref()),
-        Some(Auth::Token(token)) => ("kinesis.format.avro.token", Some(token)),
+        Some(Auth::Basic(basic)) => (format!("{block}.password"), basic.password.as_ref()),
+        Some(Auth::Token(token)) => (format!("{block}.token"), Some(token)),
         None => return,
     };
     if let Some(Value::Env(var)) = secret.and_then(|s| s.value.as_ref())
@@ -1239,7 +1413,7 @@ mod tests {
                 stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/orders".into(),
                 role_arn: "arn:aws:iam::000000000000:role/reader".into(),
                 init_position: Some(proto::kinesis_stream::InitPosition::TrimHorizon(pbjson_types::Empty {})),
-                format: Some(proto::Format { kind: Some(proto::format::Kind::Json(proto::JsonFormat {})) }),
+                format: Some(proto::Format { kind: Some(proto::format::Kind::Json(proto::JsonFormat::default())) }),
                 ..Default::default()
             }),
             dataset: Some(proto::Dataset {

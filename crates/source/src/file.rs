@@ -7,7 +7,7 @@
 //! messages, reporting a coded error for each it cannot read, and the proto
 //! messages then go through the same validation as an API body.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -138,13 +138,44 @@ pub struct RawKinesis {
     pub consumer_name: Option<String>,
 }
 
-/// `json`, or `{avro: {...}}`.
+/// `json`, `{json: {...}}`, `{avro: {...}}` or `{protobuf: {...}}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum RawFormat {
     Name(String),
+    Json { json: RawJson },
     Avro { avro: RawAvro },
+    Protobuf { protobuf: RawProtobuf },
+}
+
+/// The `json` block as written: only Glue framing has settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawJson {
+    pub registry: Option<RawRegistry>,
+}
+
+/// `registry: confluent` (with `url` and credentials beside it) or `registry: {glue: {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum RawRegistry {
+    Kind(String),
+    Glue { glue: RawGlue },
+}
+
+/// A Glue Schema Registry as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawGlue {
+    #[serde(default)]
+    pub registry_name: String,
+    pub schema_name: Option<String>,
+    pub region: Option<String>,
+    pub role_arn: Option<String>,
 }
 
 /// The `avro` block as written.
@@ -152,13 +183,32 @@ pub enum RawFormat {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RawAvro {
-    pub registry: Option<String>,
+    pub registry: Option<RawRegistry>,
     pub url: Option<String>,
     pub username: Option<String>,
     pub password: Option<RawSecret>,
     pub token: Option<RawSecret>,
     /// An inline writer schema: a JSON string or the schema itself as YAML/JSON.
     pub schema: Option<serde_json::Value>,
+}
+
+/// The `protobuf` block as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawProtobuf {
+    #[serde(default)]
+    pub message: String,
+    /// Inline `.proto` text.
+    pub schema: Option<String>,
+    /// Files the inline schema imports: import name → `.proto` text.
+    #[serde(default)]
+    pub imports: BTreeMap<String, String>,
+    pub registry: Option<RawRegistry>,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<RawSecret>,
+    pub token: Option<RawSecret>,
 }
 
 /// A secret: inline text or `{env: VAR}`.
@@ -418,12 +468,17 @@ fn normalise_kinesis(raw: &RawKinesis, report: &mut Report, now: DateTime<Utc>) 
 fn normalise_format(raw: &RawFormat, report: &mut Report) -> Option<proto::Format> {
     use proto::format::Kind;
     let kind = match raw {
-        RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("json") => Kind::Json(proto::JsonFormat {}),
-        RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("avro") => {
+        RawFormat::Name(name) if name.trim().eq_ignore_ascii_case("json") => Kind::Json(proto::JsonFormat::default()),
+        RawFormat::Name(name)
+            if name.trim().eq_ignore_ascii_case("avro") || name.trim().eq_ignore_ascii_case("protobuf") =>
+        {
             report.push(
                 "kinesis.format",
                 ErrorCode::InvalidFormat,
-                "avro needs its schema: `{avro: {registry: confluent, url: ...}}` or `{avro: {schema: ...}}`",
+                format!(
+                    "{} needs its schema: `{{{0}: {{schema: ...}}}}` or a registry (`registry: confluent` with `url`, or `registry: {{glue: {{registry_name: ...}}}}`)",
+                    name.trim().to_ascii_lowercase()
+                ),
             );
             return None;
         }
@@ -431,24 +486,107 @@ fn normalise_format(raw: &RawFormat, report: &mut Report) -> Option<proto::Forma
             report.push(
                 "kinesis.format",
                 ErrorCode::InvalidFormat,
-                format!("unknown format `{name}`; expected `json` or `{{avro: {{...}}}}`"),
+                format!("unknown format `{name}`; expected `json`, `{{avro: {{...}}}}` or `{{protobuf: {{...}}}}`"),
             );
             return None;
         }
+        RawFormat::Json { json } => Kind::Json(proto::JsonFormat {
+            glue: match &json.registry {
+                None => None,
+                Some(RawRegistry::Glue { glue }) => Some(normalise_glue(glue)),
+                Some(RawRegistry::Kind(kind)) => {
+                    report.push(
+                        "kinesis.format.json.registry",
+                        ErrorCode::InvalidFormat,
+                        format!("JSON records come bare or framed by `registry: {{glue: {{...}}}}`, not `{kind}`"),
+                    );
+                    return None;
+                }
+            },
+        }),
         RawFormat::Avro { avro } => Kind::Avro(normalise_avro(avro, report)?),
+        RawFormat::Protobuf { protobuf } => Kind::Protobuf(normalise_protobuf(protobuf, report)?),
     };
     Some(proto::Format { kind: Some(kind) })
 }
 
-fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroFormat> {
-    use proto::avro_format::SchemaSource;
-    const FIELD: &str = "kinesis.format.avro";
+fn normalise_glue(raw: &RawGlue) -> proto::GlueSchemaRegistry {
+    proto::GlueSchemaRegistry {
+        registry_name: raw.registry_name.clone(),
+        schema_name: raw.schema_name.clone().unwrap_or_default(),
+        region: raw.region.clone().unwrap_or_default(),
+        role_arn: raw.role_arn.clone().unwrap_or_default(),
+    }
+}
+
+/// A registry's settings as written in a format block.
+struct RawRegistrySettings<'a> {
+    registry: &'a RawRegistry,
+    url: &'a Option<String>,
+    username: &'a Option<String>,
+    password: &'a Option<RawSecret>,
+    token: &'a Option<RawSecret>,
+}
+
+/// Where a format's schemas come from, normalised.
+enum NormalisedRegistry {
+    Confluent(proto::SchemaRegistry),
+    Glue(proto::GlueSchemaRegistry),
+}
+
+fn normalise_registry(raw: &RawRegistrySettings<'_>, field: &str, report: &mut Report) -> Option<NormalisedRegistry> {
     let secret = |s: &RawSecret| proto::Secret {
         value: Some(match s {
             RawSecret::Inline(v) => proto::secret::Value::Inline(v.clone()),
             RawSecret::Env { env } => proto::secret::Value::Env(env.clone()),
         }),
     };
+    let confluent_settings =
+        raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some();
+    let kind = match raw.registry {
+        RawRegistry::Glue { glue } => {
+            if confluent_settings {
+                report.push(
+                    field,
+                    ErrorCode::InvalidFormat,
+                    "`url`, `username`, `password` and `token` belong to a Confluent registry, not to Glue (which uses the source's AWS role)",
+                );
+                return None;
+            }
+            return Some(NormalisedRegistry::Glue(normalise_glue(glue)));
+        }
+        RawRegistry::Kind(kind) if kind.trim().eq_ignore_ascii_case("confluent") => proto::RegistryKind::Confluent,
+        RawRegistry::Kind(kind) => {
+            report.push(
+                format!("{field}.registry"),
+                ErrorCode::InvalidFormat,
+                format!("unknown registry `{kind}`; expected `confluent` or `{{glue: {{registry_name: ...}}}}`"),
+            );
+            return None;
+        }
+    };
+    let auth = match (raw.username, raw.password, raw.token) {
+        (None, None, None) => None,
+        (None, None, Some(token)) => Some(proto::schema_registry::Auth::Token(secret(token))),
+        (username, password, None) => Some(proto::schema_registry::Auth::Basic(proto::BasicAuth {
+            username: username.clone().unwrap_or_default(),
+            password: password.as_ref().map(secret),
+        })),
+        _ => {
+            report.push(field, ErrorCode::InvalidFormat, "give `username` and `password`, or a `token`, not both");
+            return None;
+        }
+    };
+    Some(NormalisedRegistry::Confluent(proto::SchemaRegistry {
+        kind: kind as i32,
+        url: raw.url.clone().unwrap_or_default(),
+        auth,
+    }))
+}
+
+fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroFormat> {
+    use proto::avro_format::SchemaSource;
+    const FIELD: &str = "kinesis.format.avro";
     match (&raw.schema, &raw.registry) {
         (Some(_), Some(_)) => {
             report.push(FIELD, ErrorCode::InvalidFormat, "give a `registry` or an inline `schema`, not both");
@@ -469,41 +607,19 @@ fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroForma
             };
             Some(proto::AvroFormat { schema_source: Some(SchemaSource::Schema(text)) })
         }
-        (None, Some(kind)) => {
-            let kind = if kind.trim().eq_ignore_ascii_case("confluent") {
-                proto::RegistryKind::Confluent
-            } else {
-                report.push(
-                    format!("{FIELD}.registry"),
-                    ErrorCode::InvalidFormat,
-                    format!("unknown registry `{kind}`; the only kind is `confluent`"),
-                );
-                return None;
-            };
-            let auth = match (&raw.username, &raw.password, &raw.token) {
-                (None, None, None) => None,
-                (_, _, Some(token)) if raw.username.is_none() && raw.password.is_none() => {
-                    Some(proto::schema_registry::Auth::Token(secret(token)))
-                }
-                (username, password, None) => Some(proto::schema_registry::Auth::Basic(proto::BasicAuth {
-                    username: username.clone().unwrap_or_default(),
-                    password: password.as_ref().map(secret),
-                })),
-                _ => {
-                    report.push(
-                        FIELD,
-                        ErrorCode::InvalidFormat,
-                        "give `username` and `password`, or a `token`, not both",
-                    );
-                    return None;
-                }
+        (None, Some(registry)) => {
+            let settings = RawRegistrySettings {
+                registry,
+                url: &raw.url,
+                username: &raw.username,
+                password: &raw.password,
+                token: &raw.token,
             };
             Some(proto::AvroFormat {
-                schema_source: Some(SchemaSource::Registry(proto::SchemaRegistry {
-                    kind: kind as i32,
-                    url: raw.url.clone().unwrap_or_default(),
-                    auth,
-                })),
+                schema_source: Some(match normalise_registry(&settings, FIELD, report)? {
+                    NormalisedRegistry::Confluent(registry) => SchemaSource::Registry(registry),
+                    NormalisedRegistry::Glue(glue) => SchemaSource::Glue(glue),
+                }),
             })
         }
         (None, None) => {
@@ -515,6 +631,48 @@ fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroForma
             None
         }
     }
+}
+
+fn normalise_protobuf(raw: &RawProtobuf, report: &mut Report) -> Option<proto::ProtobufFormat> {
+    use proto::protobuf_format::SchemaSource;
+    const FIELD: &str = "kinesis.format.protobuf";
+    let schema_source = match (&raw.schema, &raw.registry) {
+        (Some(_), Some(_)) => {
+            report.push(FIELD, ErrorCode::InvalidFormat, "give a `registry` or an inline `schema`, not both");
+            return None;
+        }
+        (Some(schema), None) => {
+            if raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some() {
+                report.push(
+                    FIELD,
+                    ErrorCode::InvalidFormat,
+                    "`url`, `username`, `password` and `token` belong to a `registry`",
+                );
+                return None;
+            }
+            Some(SchemaSource::Schema(schema.clone()))
+        }
+        (None, Some(registry)) => {
+            let settings = RawRegistrySettings {
+                registry,
+                url: &raw.url,
+                username: &raw.username,
+                password: &raw.password,
+                token: &raw.token,
+            };
+            Some(match normalise_registry(&settings, FIELD, report)? {
+                NormalisedRegistry::Confluent(registry) => SchemaSource::Registry(registry),
+                NormalisedRegistry::Glue(glue) => SchemaSource::Glue(glue),
+            })
+        }
+        // The static checks say what is missing.
+        (None, None) => None,
+    };
+    Some(proto::ProtobufFormat {
+        message: raw.message.clone(),
+        schema_source,
+        imports: raw.imports.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    })
 }
 
 fn normalise_dataset(raw: &RawDataset, report: &mut Report) -> proto::Dataset {
@@ -947,6 +1105,97 @@ sources:
         let xml = EXAMPLE.replace("format: json", "format: xml");
         let errors = validate_raw_sources(&parse_text(&xml, false).expect("parses").sources, now()).expect_err("xml");
         assert_eq!((errors[0].field.as_str(), errors[0].code), ("kinesis.format", ErrorCode::InvalidFormat));
+    }
+
+    #[test]
+    fn glue_and_protobuf_forms() {
+        use crate::definition::{AvroFormat, Format, ProtobufSchema};
+        let parse = |format: &str| {
+            let text = EXAMPLE.replace("format: json", &format!("format: {format}"));
+            validate_raw_sources(&parse_text(&text, false).expect("parses").sources, now())
+        };
+        let sources = parse("{avro: {registry: {glue: {registry_name: shop, schema_name: orders}}}}").expect("valid");
+        let Format::Avro(AvroFormat::Glue(glue)) = &sources[0].kinesis.format else { panic!() };
+        assert_eq!((glue.registry_name.as_str(), glue.schema_name.as_deref()), ("shop", Some("orders")));
+        assert_eq!(glue.region, "us-east-1", "the stream's region by default");
+        assert_eq!(glue.role_arn, None, "the source's role by default");
+
+        let sources = parse(
+            "{json: {registry: {glue: {registry_name: shop, region: eu-west-1, role_arn: \"arn:aws:iam::000000000000:role/glue\"}}}}",
+        )
+        .expect("valid");
+        let Format::Json { glue: Some(glue) } = &sources[0].kinesis.format else { panic!() };
+        assert_eq!(glue.region, "eu-west-1");
+        assert_eq!(glue.role_arn.as_ref().map(|r| r.as_str()), Some("arn:aws:iam::000000000000:role/glue"));
+        assert_eq!(parse("{json: {}}").expect("valid")[0].kinesis.format, Format::JSON);
+
+        let sources = parse(
+            "{protobuf: {message: shop.Order, schema: \"syntax = \\\"proto3\\\"; package shop; import \\\"money.proto\\\"; message Order {}\", imports: {money.proto: \"syntax = \\\"proto3\\\";\"}}}",
+        )
+        .expect("valid");
+        let Format::Protobuf(protobuf) = &sources[0].kinesis.format else { panic!() };
+        assert_eq!(protobuf.message, "shop.Order");
+        let ProtobufSchema::Inline { imports, .. } = &protobuf.schema else { panic!() };
+        assert!(imports.contains_key("money.proto"));
+        let sources = parse("{protobuf: {message: .shop.Order, registry: confluent, url: \"http://localhost:8081\"}}")
+            .expect("valid");
+        let Format::Protobuf(protobuf) = &sources[0].kinesis.format else { panic!() };
+        assert!(matches!(protobuf.schema, ProtobufSchema::Registry(_)));
+        assert_eq!(protobuf.message, "shop.Order", "a leading dot is the same full name");
+        let sources =
+            parse("{protobuf: {message: shop.Order, registry: {glue: {registry_name: shop}}}}").expect("valid");
+        let Format::Protobuf(protobuf) = &sources[0].kinesis.format else { panic!() };
+        assert!(matches!(protobuf.schema, ProtobufSchema::Glue(_)));
+
+        let refused = [
+            (
+                "{avro: {registry: {glue: {}}}}",
+                "kinesis.format.avro.registry.glue.registry_name",
+                ErrorCode::MissingField,
+            ),
+            (
+                "{avro: {registry: {glue: {registry_name: \"bad name\"}}}}",
+                "kinesis.format.avro.registry.glue.registry_name",
+                ErrorCode::InvalidFormat,
+            ),
+            (
+                "{avro: {registry: {glue: {registry_name: r, region: Mars}}}}",
+                "kinesis.format.avro.registry.glue.region",
+                ErrorCode::InvalidFormat,
+            ),
+            (
+                "{avro: {registry: {glue: {registry_name: r, role_arn: nope}}}}",
+                "kinesis.format.avro.registry.glue.role_arn",
+                ErrorCode::InvalidArn,
+            ),
+            (
+                "{avro: {registry: {glue: {registry_name: r}}, url: \"http://x\"}}",
+                "kinesis.format.avro",
+                ErrorCode::InvalidFormat,
+            ),
+            ("{json: {registry: confluent}}", "kinesis.format.json.registry", ErrorCode::InvalidFormat),
+            (
+                "{protobuf: {schema: \"syntax = \\\"proto3\\\";\"}}",
+                "kinesis.format.protobuf.message",
+                ErrorCode::MissingField,
+            ),
+            ("{protobuf: {message: shop.Order}}", "kinesis.format.protobuf", ErrorCode::InvalidFormat),
+            (
+                "{protobuf: {message: \"shop..Order\", schema: x}}",
+                "kinesis.format.protobuf.message",
+                ErrorCode::InvalidFormat,
+            ),
+            (
+                "{protobuf: {message: shop.Order, registry: {glue: {registry_name: r}}, imports: {a.proto: x}}}",
+                "kinesis.format.protobuf.imports",
+                ErrorCode::InvalidFormat,
+            ),
+            ("protobuf", "kinesis.format", ErrorCode::InvalidFormat),
+        ];
+        for (format, field, code) in refused {
+            let errors = parse(format).expect_err(format);
+            assert_eq!((errors[0].field.as_str(), errors[0].code), (field, code), "{format}: {errors:?}");
+        }
     }
 
     #[test]

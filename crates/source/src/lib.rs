@@ -55,8 +55,9 @@ pub use arn::{ArnError, Partition, RoleArn, StreamArn};
 pub use data_type::{DataType, Field, MAX_DECIMAL_PRECISION, parse_data_type};
 pub use definition::{
     AssumeRole, AvroFormat, Cdc, Consumer, DEFAULT_DISORDER, DEFAULT_SESSION_NAME, DatasetFormat, DatasetSchema,
-    Format, Ingest, KinesisSource, LateRows, MAX_FLUSH_BYTES, METADATA_COLUMNS, Preproc, REJECTED_SUFFIX, RegistryAuth,
-    Sample, SchemaRegistry, Source, parse_ref_path, validate_commit, validate_commit_with,
+    Format, Ingest, KinesisSource, LateRows, MAX_FLUSH_BYTES, METADATA_COLUMNS, Preproc, ProtobufFormat,
+    ProtobufSchema, REJECTED_SUFFIX, RegistryAuth, Sample, SchemaRegistry, Source, parse_ref_path, validate_commit,
+    validate_commit_with,
 };
 pub use error::{ErrorCode, ParseError, ValidationError};
 pub use file::{

@@ -1,16 +1,15 @@
-//! Avro payloads: raw datums with an inline writer schema, or the Confluent
-//! wire format (magic byte 0, a 4-byte big-endian schema id, the datum) with
-//! writer schemas from a registry, each compiled once and cached by id.
+//! Avro payloads: raw datums with an inline writer schema, the Confluent wire
+//! format (magic byte 0, a 4-byte big-endian schema id, the datum) or the Glue
+//! Schema Registry's (header, schema version UUID, datum), with writer schemas
+//! from the registry, each compiled once and cached by id.
 
 mod datum;
 mod envelope;
 mod program;
 mod registry;
-mod schema_cache;
 mod show;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 pub(crate) use envelope::Change;
 use program::CompiledSchema;
@@ -22,11 +21,9 @@ pub use show::{avro_datum_json, registry_schema_id};
 
 use crate::columns::Column;
 use crate::decoder::DecodeError;
+use crate::glue::{self, GlueSchemaSource};
 use crate::rejection::{Fault, Reason};
-use schema_cache::{SCHEMA_CACHE_CAPACITY, SchemaCache};
-
-/// How long an id the registry did not know stays unknown before it is asked again.
-const UNKNOWN_ID_RETRY: Duration = Duration::from_secs(60);
+use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
 
 /// A writer schema compiled for this source: rows, or Debezium envelopes of rows.
 #[derive(Debug)]
@@ -58,14 +55,8 @@ pub(crate) enum WireFormat {
     Raw(Arc<Compiled>),
     /// Confluent framing; schemas from this registry.
     Confluent(Box<RegistryClient>),
-}
-
-/// What is known about a schema id.
-#[derive(Debug, Clone)]
-enum Cached {
-    Ready(Arc<Compiled>),
-    Incompatible(Arc<str>),
-    Unknown(Instant),
+    /// Glue Schema Registry framing; schemas from this source of versions.
+    Glue(Arc<dyn GlueSchemaSource>),
 }
 
 /// Reusable state of the Avro decoder.
@@ -74,9 +65,9 @@ pub(crate) struct AvroState {
     wire: WireFormat,
     /// `preproc` refs, for the writer schemas compiled per id.
     refs: Vec<(usize, Vec<String>)>,
-    schemas: SchemaCache<Cached>,
+    schemas: SchemaCache<Cached<Compiled>>,
     /// The last schema used: consecutive records nearly always share it.
-    last: Option<(u32, Arc<Compiled>)>,
+    last: Option<(u128, Arc<Compiled>)>,
 }
 
 impl AvroState {
@@ -92,6 +83,7 @@ impl AvroState {
         root: &mut Column,
         deletes: Option<&mut Column>,
     ) -> Result<Result<Change, Box<Fault>>, DecodeError> {
+        let unframed;
         let (schema, datum): (&Compiled, &[u8]) = match &self.wire {
             WireFormat::Raw(schema) => (schema, payload),
             WireFormat::Confluent(client) => {
@@ -105,15 +97,58 @@ impl AvroState {
                     return Ok(Err(Fault::record(Reason::Malformed("payload is shorter than the Confluent header"))));
                 };
                 let id = u32::from_be_bytes(*id_bytes);
-                if self.last.as_ref().is_none_or(|(last_id, _)| *last_id != id) {
-                    match schema_for(&mut self.schemas, client, id, root, &self.refs, deletes.as_deref())? {
-                        Ok(schema) => self.last = Some((id, schema)),
+                if self.last.as_ref().is_none_or(|(last_id, _)| *last_id != u128::from(id)) {
+                    let (refs, deletes) = (&self.refs, deletes.as_deref());
+                    let found = self.schemas.schema(
+                        u128::from(id),
+                        || Reason::UnknownSchemaId(id),
+                        || {
+                            Ok(client.fetch(id)?.map(|text| {
+                                Compiled::compile(&text, root, refs, deletes)
+                                    .map_err(|e| Reason::SchemaMismatch(format!("writer schema {id}: {e}").into()))
+                            }))
+                        },
+                    )?;
+                    match found {
+                        Ok(schema) => self.last = Some((u128::from(id), schema)),
                         Err(fault) => return Ok(Err(fault)),
                     }
                 }
                 match &self.last {
                     Some((_, schema)) => (schema, datum),
                     None => return Ok(Err(Fault::record(Reason::UnknownSchemaId(id)))),
+                }
+            }
+            WireFormat::Glue(versions) => {
+                unframed = match glue::unframe(payload) {
+                    Ok(unframed) => unframed,
+                    Err(reason) => return Ok(Err(Fault::record(reason))),
+                };
+                let id = unframed.id;
+                if self.last.as_ref().is_none_or(|(last_id, _)| *last_id != id) {
+                    let (refs, deletes) = (&self.refs, deletes.as_deref());
+                    let found = self.schemas.schema(
+                        id,
+                        || Reason::UnknownSchemaVersion(id),
+                        || {
+                            Ok(versions.schema_version(id)?.map(|version| {
+                                glue::check_version(id, &version, "AVRO")?;
+                                Compiled::compile(&version.definition, root, refs, deletes).map_err(|e| {
+                                    Reason::SchemaMismatch(
+                                        format!("writer schema version {}: {e}", glue::uuid_text(id)).into(),
+                                    )
+                                })
+                            }))
+                        },
+                    )?;
+                    match found {
+                        Ok(schema) => self.last = Some((id, schema)),
+                        Err(fault) => return Ok(Err(fault)),
+                    }
+                }
+                match &self.last {
+                    Some((_, schema)) => (schema, &*unframed.body),
+                    None => return Ok(Err(Fault::record(Reason::UnknownSchemaVersion(id)))),
                 }
             }
         };
@@ -133,44 +168,4 @@ impl AvroState {
         }
         Ok(Ok(Change { op: crate::cdc::Op::Upsert, ts_ms: None }))
     }
-}
-
-fn schema_for(
-    schemas: &mut SchemaCache<Cached>,
-    client: &RegistryClient,
-    id: u32,
-    root: &Column,
-    refs: &[(usize, Vec<String>)],
-    deletes: Option<&Column>,
-) -> Result<Result<Arc<Compiled>, Box<Fault>>, DecodeError> {
-    let cached = match schemas.get(id) {
-        Some(Cached::Unknown(since)) if since.elapsed() >= UNKNOWN_ID_RETRY => None,
-        other => other,
-    };
-    let entry = match cached {
-        Some(entry) => entry,
-        // Too many made-up ids of late: this one is not worth a registry call.
-        None if !schemas.may_look_up() => return Ok(Err(Fault::record(Reason::UnknownSchemaId(id)))),
-        None => {
-            let entry = match client.fetch(id) {
-                Ok(Some(text)) => match Compiled::compile(&text, root, refs, deletes) {
-                    Ok(compiled) => Cached::Ready(Arc::new(compiled)),
-                    Err(e) => Cached::Incompatible(Arc::from(format!("writer schema {id}: {e}"))),
-                },
-                Ok(None) => {
-                    schemas.looked_up_unknown();
-                    Cached::Unknown(Instant::now())
-                }
-                Err(RegistryError::BadAnswer(why)) => Cached::Incompatible(Arc::from(why)),
-                Err(e) => return Err(DecodeError::RegistryUnavailable(e.to_string())),
-            };
-            schemas.insert(id, entry.clone());
-            entry
-        }
-    };
-    Ok(match entry {
-        Cached::Ready(schema) => Ok(schema),
-        Cached::Incompatible(why) => Err(Fault::record(Reason::SchemaMismatch(why))),
-        Cached::Unknown(_) => Err(Fault::record(Reason::UnknownSchemaId(id))),
-    })
 }

@@ -73,8 +73,14 @@ impl RegistryClient {
         Ok(RegistryClient { base_url: settings.url.trim_end_matches('/').to_owned(), authorization, agent })
     }
 
-    /// The writer schema registered under `id`, or `None` when the registry does not know it.
+    /// The Avro writer schema registered under `id`, or `None` when the registry does not know it.
     pub fn fetch(&self, id: u32) -> Result<Option<String>, RegistryError> {
+        self.fetch_of_type(id, "AVRO")
+    }
+
+    /// The schema of `kind` (`AVRO`, `PROTOBUF`, `JSON`) registered under
+    /// `id`, or `None` when the registry does not know it.
+    pub fn fetch_of_type(&self, id: u32, kind: &str) -> Result<Option<String>, RegistryError> {
         let url = format!("{}/schemas/ids/{id}", self.base_url);
         let mut request =
             self.agent.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
@@ -101,10 +107,10 @@ impl RegistryClient {
         }
         let answer: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| RegistryError::BadAnswer(format!("GET {url}: not JSON: {e}")))?;
-        if let Some(kind) = answer.get("schemaType").and_then(|t| t.as_str())
-            && kind != "AVRO"
-        {
-            return Err(RegistryError::BadAnswer(format!("schema {id} is {kind}, not AVRO")));
+        // A registry leaves `schemaType` out for Avro.
+        let found = answer.get("schemaType").and_then(|t| t.as_str()).unwrap_or("AVRO");
+        if found != kind {
+            return Err(RegistryError::BadAnswer(format!("schema {id} is {found}, not {kind}")));
         }
         match answer.get("schema").and_then(|s| s.as_str()) {
             Some(schema) => Ok(Some(schema.to_owned())),

@@ -49,6 +49,11 @@ pub struct Registry {
 }
 
 pub fn registry(schemas: Vec<(u32, String)>, authorization: Option<&'static str>) -> Registry {
+    typed_registry(schemas.into_iter().map(|(id, schema)| (id, "AVRO", schema)).collect(), authorization)
+}
+
+/// As [`registry`], with each schema's type (`AVRO`, `PROTOBUF`, `JSON`); Avro's is left out, as registries do.
+pub fn typed_registry(schemas: Vec<(u32, &'static str, String)>, authorization: Option<&'static str>) -> Registry {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let requests = Arc::new(AtomicUsize::new(0));
@@ -83,8 +88,11 @@ pub fn registry(schemas: Vec<(u32, String)>, authorization: Option<&'static str>
             let (status, body) = if authorization.is_some_and(|expected| expected != auth) {
                 ("401 Unauthorized", r#"{"error_code": 401, "message": "Unauthorized"}"#.to_owned())
             } else {
-                match id.and_then(|id| schemas.iter().find(|(i, _)| *i == id)) {
-                    Some((_, schema)) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
+                match id.and_then(|id| schemas.iter().find(|(i, _, _)| *i == id)) {
+                    Some((_, "AVRO", schema)) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
+                    Some((_, kind, schema)) => {
+                        ("200 OK", serde_json::json!({ "schema": schema, "schemaType": kind }).to_string())
+                    }
                     None => ("404 Not Found", r#"{"error_code": 40403, "message": "Schema not found"}"#.to_owned()),
                 }
             };
@@ -96,4 +104,45 @@ pub fn registry(schemas: Vec<(u32, String)>, authorization: Option<&'static str>
         }
     });
     Registry { url, requests, seen_auth }
+}
+
+/// Glue schema versions held in memory, counting look-ups: the codec's side
+/// of the registry (the server's real client is tested against moto).
+#[derive(Debug, Default)]
+pub struct GlueVersions {
+    pub versions: Mutex<Vec<(u128, tributary_codec::GlueSchemaVersion)>>,
+    pub lookups: AtomicUsize,
+    pub unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl GlueVersions {
+    pub fn with(versions: Vec<(u128, &str, &str, String)>) -> Arc<GlueVersions> {
+        let versions = versions
+            .into_iter()
+            .map(|(id, format, status, definition)| {
+                (
+                    id,
+                    tributary_codec::GlueSchemaVersion {
+                        data_format: format.to_owned(),
+                        status: status.to_owned(),
+                        definition,
+                    },
+                )
+            })
+            .collect();
+        Arc::new(GlueVersions { versions: Mutex::new(versions), ..GlueVersions::default() })
+    }
+}
+
+impl tributary_codec::GlueSchemaSource for GlueVersions {
+    fn schema_version(
+        &self,
+        id: u128,
+    ) -> Result<Option<tributary_codec::GlueSchemaVersion>, tributary_codec::RegistryError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(tributary_codec::RegistryError::Unavailable("the registry is down".into()));
+        }
+        Ok(self.versions.lock().expect("lock").iter().find(|(i, _)| *i == id).map(|(_, v)| v.clone()))
+    }
 }

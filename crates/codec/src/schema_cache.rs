@@ -1,5 +1,5 @@
-//! The writer schemas a Confluent source has met, by id: bounded, and cheap to
-//! attack.
+//! The writer schemas a registry-backed source has met, by id (a Confluent
+//! schema id, a Glue schema version UUID): bounded, and cheap to attack.
 //!
 //! Every payload names a schema id, so a producer (or an attacker) can name as
 //! many ids as it likes. The cache keeps at most `capacity` ids, evicting the
@@ -9,7 +9,12 @@
 //! in the cache are rejected as unknown without asking until it refills.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::avro::RegistryError;
+use crate::decoder::DecodeError;
+use crate::rejection::{Fault, Reason};
 
 /// Ids kept at most.
 pub(crate) const SCHEMA_CACHE_CAPACITY: usize = 10_000;
@@ -17,11 +22,14 @@ pub(crate) const SCHEMA_CACHE_CAPACITY: usize = 10_000;
 const UNKNOWN_LOOKUP_BURST: f64 = 100.0;
 const UNKNOWN_LOOKUPS_PER_SECOND: f64 = 10.0;
 
+/// How long an id the registry did not know stays unknown before it is asked again.
+const UNKNOWN_ID_RETRY: Duration = Duration::from_secs(60);
+
 /// A least-recently-used map from schema id to what is known of it.
 #[derive(Debug)]
 pub(crate) struct SchemaCache<V> {
-    entries: HashMap<u32, (V, u64)>,
-    by_use: BTreeMap<u64, u32>,
+    entries: HashMap<u128, (V, u64)>,
+    by_use: BTreeMap<u64, u128>,
     clock: u64,
     capacity: usize,
     unknown_lookups: TokenBucket,
@@ -39,7 +47,7 @@ impl<V: Clone> SchemaCache<V> {
     }
 
     /// What is known of `id`, marking it used.
-    pub(crate) fn get(&mut self, id: u32) -> Option<V> {
+    pub(crate) fn get(&mut self, id: u128) -> Option<V> {
         self.clock += 1;
         let (value, used) = self.entries.get_mut(&id)?;
         self.by_use.remove(used);
@@ -49,7 +57,7 @@ impl<V: Clone> SchemaCache<V> {
     }
 
     /// Remembers `value` for `id`, evicting the least recently used id when full.
-    pub(crate) fn insert(&mut self, id: u32, value: V) {
+    pub(crate) fn insert(&mut self, id: u128, value: V) {
         self.clock += 1;
         if let Some((_, used)) = self.entries.insert(id, (value, self.clock)) {
             self.by_use.remove(&used);
@@ -74,6 +82,72 @@ impl<V: Clone> SchemaCache<V> {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+/// What is known about a schema id.
+#[derive(Debug)]
+pub(crate) enum Cached<T> {
+    /// Compiled for this source.
+    Ready(Arc<T>),
+    /// Known, but its records are rejected for this reason.
+    Refused(Reason),
+    /// The registry did not know it, when last asked.
+    Unknown(Instant),
+}
+
+impl<T> Clone for Cached<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Cached::Ready(schema) => Cached::Ready(Arc::clone(schema)),
+            Cached::Refused(reason) => Cached::Refused(reason.clone()),
+            Cached::Unknown(since) => Cached::Unknown(*since),
+        }
+    }
+}
+
+/// What a registry said of an id: `None` when it does not know it; else the
+/// schema compiled for the source, or why its records are rejected.
+pub(crate) type Fetched<T> = Option<Result<T, Reason>>;
+
+impl<T> SchemaCache<Cached<T>> {
+    /// The schema for `id`: from the cache, else `fetch`ed (unless the flood
+    /// guard says not to ask). `unknown` is the reason an unknown id rejects
+    /// its record with; the outer error means "retry later".
+    pub(crate) fn schema(
+        &mut self,
+        id: u128,
+        unknown: impl Fn() -> Reason,
+        fetch: impl FnOnce() -> Result<Fetched<T>, RegistryError>,
+    ) -> Result<Result<Arc<T>, Box<Fault>>, DecodeError> {
+        let cached = match self.get(id) {
+            Some(Cached::Unknown(since)) if since.elapsed() >= UNKNOWN_ID_RETRY => None,
+            other => other,
+        };
+        let entry = match cached {
+            Some(entry) => entry,
+            // Too many made-up ids of late: this one is not worth a registry call.
+            None if !self.may_look_up() => return Ok(Err(Fault::record(unknown()))),
+            None => {
+                let entry = match fetch() {
+                    Ok(Some(Ok(schema))) => Cached::Ready(Arc::new(schema)),
+                    Ok(Some(Err(reason))) => Cached::Refused(reason),
+                    Ok(None) => {
+                        self.looked_up_unknown();
+                        Cached::Unknown(Instant::now())
+                    }
+                    Err(RegistryError::BadAnswer(why)) => Cached::Refused(Reason::SchemaMismatch(Arc::from(why))),
+                    Err(e) => return Err(DecodeError::RegistryUnavailable(e.to_string())),
+                };
+                self.insert(id, entry.clone());
+                entry
+            }
+        };
+        Ok(match entry {
+            Cached::Ready(schema) => Ok(schema),
+            Cached::Refused(reason) => Err(Fault::record(reason)),
+            Cached::Unknown(_) => Err(Fault::record(unknown())),
+        })
     }
 }
 
