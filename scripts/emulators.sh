@@ -15,6 +15,7 @@
 set -euo pipefail
 
 KINESIS_LOCAL_VERSION=0.6.2
+GLUE_SERDE_VERSION=${GLUE_SERDE_VERSION:-1.1.3}
 MOTO_VERSION=5.2.5
 TOOLS_DIR=${TRIBUTARY_TOOLS_DIR:-"$HOME/.cache/tributary"}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +41,12 @@ install() {
     python3 -m venv "$MOTO_VENV"
     "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
       "moto[server,kinesis,sts,iam,s3,dynamodb]==$MOTO_VERSION" >&2
+  fi
+  # The Glue Schema Registry's reference Python serde frames the tests' Glue records.
+  if ! "$MOTO_VENV/bin/python" -c 'import aws_schema_registry' 2>/dev/null; then
+    log "installing aws-glue-schema-registry==$GLUE_SERDE_VERSION into $MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "aws-glue-schema-registry==$GLUE_SERDE_VERSION" >&2
   fi
 }
 

@@ -1,7 +1,9 @@
 //! `tributary decode`: run a whole source definition on a file of records.
 //!
-//! JSON input is one record per line; Avro input is one base64 payload per
-//! line. Every line is decoded as the worker would (preproc, cdc), then the
+//! Bare JSON input is one record per line; every other format (Avro,
+//! Protobuf, anything framed by a registry) is one base64 payload per line.
+//! Glue Schema Registry schemas are read with the AWS credentials of the
+//! environment (and the registry's or source's role). Every line is decoded as the worker would (preproc, cdc), then the
 //! source's rules apply (`where`, `since`/`until`, `disorder`, `sample`), the
 //! lines standing for records in arrival order. Written rows go to Parquet,
 //! rejections to JSON lines, and the last line printed is
@@ -20,9 +22,9 @@ use base64::Engine as _;
 use chrono::Utc;
 use clap::Args;
 use parquet::arrow::ArrowWriter;
-use tributary_codec::{DecodeError, DecodedBatch, Decoder, OutcomeCounts, RecordMeta, SourceRules};
+use tributary_codec::{DecodeError, DecodedBatch, Decoder, OutcomeCounts, RecordMeta, Registries, SourceRules};
 use tributary_sink::writer_properties;
-use tributary_source::{AvroFormat, Format, load_file, validate_raw_sources};
+use tributary_source::{AwsSettings, ClientFactory, Format, live, load_file, validate_raw_sources};
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
@@ -37,7 +39,7 @@ pub(crate) struct DecodeArgs {
     /// The source's name in that file.
     #[arg(long)]
     source: String,
-    /// Records: JSON, one per line; Avro, one base64 payload per line.
+    /// Records: bare JSON, one per line; any other format, one base64 payload per line.
     #[arg(long)]
     input: PathBuf,
     /// Write accepted rows here (Parquet, zstd).
@@ -75,8 +77,24 @@ fn decode(args: &DecodeArgs) -> Result<Totals, String> {
         .iter()
         .find(|s| s.name == args.source)
         .ok_or_else(|| format!("no source `{}` in {}", args.source, args.definition.display()))?;
-    let base64_lines = matches!(source.kinesis.format, Format::Avro(AvroFormat::Inline(_) | AvroFormat::Registry(_)));
-    let mut decoder = Decoder::new(source, None).map_err(|e| format!("source `{}`: {e}", source.name))?;
+    // Everything but bare JSON text is binary.
+    let base64_lines = !matches!(source.kinesis.format, Format::Json { glue: None });
+    // A Glue registry is asked through the AWS SDK, which wants a runtime for as long as the decoder lives.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the AWS client's runtime: {e}"))?;
+    let registries = match source.kinesis.format.glue_registry() {
+        Some(_) => runtime.block_on(async {
+            let factory = ClientFactory::load(AwsSettings::default(), live::DEFAULT_TIMEOUT).await;
+            tributary_server::registries_for(&factory, source).await
+        }),
+        None => Ok(Registries::default()),
+    }
+    .map_err(|e| format!("source `{}`: schema registry: {e}", source.name))?;
+    let mut decoder =
+        Decoder::with_registries(source, registries).map_err(|e| format!("source `{}`: {e}", source.name))?;
     decoder.expect_rows(BATCH_ROWS);
     let mut rules = SourceRules::new(source, None);
 

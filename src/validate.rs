@@ -87,7 +87,9 @@ pub(crate) fn run(args: ValidateArgs) -> ExitCode {
             // In definition order, so output is stable; each source has its own timeout.
             let mut failures = Vec::with_capacity(validated.len());
             for source in &validated {
-                failures.push(live::check_source(&factory, source, timeout).await.err());
+                failures.push(
+                    live::check_source(&factory, source, timeout, tributary_codec::check_registered_schema).await.err(),
+                );
             }
             failures
         });

@@ -453,6 +453,33 @@ pub fn compile_check(source: &Source) -> Result<(), tributary_source::Validation
     Err(ValidationError { source: source.name.clone(), field: field.to_owned(), code, message })
 }
 
+/// Whether a schema registered for the source (`data_format` `AVRO`, `JSON`
+/// or `PROTOBUF`, and its text) can fill the dataset: the live commit check of
+/// every registered version (`tributary_source::live::SchemaCheck`).
+pub fn check_registered_schema(source: &Source, data_format: &str, definition: &str) -> Result<(), String> {
+    let wanted = source.kinesis.format.registry_data_format();
+    if !data_format.eq_ignore_ascii_case(wanted) {
+        return Err(format!("it is {data_format}, but the source reads {}", source.kinesis.format.name()));
+    }
+    let mut root = Column::root(&source.dataset.fields);
+    let plan = apply_preproc(source, &mut root).map_err(|e| e.to_string())?;
+    let deletes = (source.cdc == Cdc::Debezium).then(|| DeleteRows::new(source));
+    match &source.kinesis.format {
+        Format::Json { .. } => crate::json_schema::check(definition, &root),
+        Format::Avro(_) => Compiled::compile(definition, &root, &plan.refs, deletes.as_ref().map(DeleteRows::root))
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Format::Protobuf(protobuf) => crate::protobuf::CompiledMessage::compile(
+            definition,
+            &std::collections::BTreeMap::new(),
+            &protobuf.message,
+            &root,
+            &plan.refs,
+        )
+        .map(|_| ()),
+    }
+}
+
 /// The `preproc` checks of a registry-backed source, whose schemas are not known yet.
 fn preproc_check(source: &Source) -> Result<(), tributary_source::ValidationError> {
     let mut root = Column::root(&source.dataset.fields);

@@ -53,7 +53,9 @@ mod timestamp;
 
 pub use avro::{DEFAULT_REGISTRY_TIMEOUT, RegistryClient, RegistryError, avro_datum_json, registry_schema_id};
 pub use cdc::{KEYS_METADATA, OP_COLUMN, SEQUENCE_COLUMN, SUB_SEQUENCE_COLUMN};
-pub use decoder::{CompileError, DecodeError, DecodedBatch, Decoder, Registries, compile_check};
+pub use decoder::{
+    CompileError, DecodeError, DecodedBatch, Decoder, Registries, check_registered_schema, compile_check,
+};
 pub use glue::{
     GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB, GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueSchemaSource,
     GlueSchemaVersion, MAX_INFLATED_BYTES, glue_frame, parse_uuid, uuid_text,

@@ -234,7 +234,14 @@ async fn commit(
     if let Some((factory, timeout)) = &state.live {
         let mut errors = Vec::new();
         for source in &sources {
-            if let Err(error) = tributary_source::live::check_source(factory, source, *timeout).await {
+            if let Err(error) = tributary_source::live::check_source(
+                factory,
+                source,
+                *timeout,
+                tributary_codec::check_registered_schema,
+            )
+            .await
+            {
                 errors.push(error);
             }
         }

@@ -17,6 +17,7 @@ mod finish;
 mod history;
 mod leases;
 mod prometheus;
+mod registries;
 mod replay;
 mod replay_run;
 mod status;
@@ -38,6 +39,7 @@ use crate::cluster::Cluster;
 
 pub use api::router;
 pub use cluster::ClusterConfig;
+pub use registries::registries_for;
 pub use supervisor::Supervisor;
 pub use tributary_cluster::CoordinatorConfig;
 pub use worker::{FlushPolicy, WorkerSettings};

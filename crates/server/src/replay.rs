@@ -23,9 +23,9 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary_codec::{DecodeError, Decoder, RecordMeta, RegistryClient, Rejection, SourceRules};
+use tributary_codec::{DecodeError, Decoder, RecordMeta, Registries, Rejection, SourceRules};
 use tributary_proto::v1::SourceDefinition;
-use tributary_source::{AvroFormat, Format, Source};
+use tributary_source::Source;
 use tributary_store::{ErrorQuery, NewErrorRow, Store, StoreError};
 
 use crate::AppState;
@@ -96,10 +96,10 @@ pub(crate) struct DryRun<'a> {
 }
 
 impl<'a> DryRun<'a> {
-    /// A dry run with `source` (and `registry` for Avro registry sources).
-    pub(crate) fn new(source: &'a Source, registry: Option<RegistryClient>) -> Result<DryRun<'a>, DryRunError> {
-        let decoder =
-            Decoder::new(source, registry).map_err(|error| DryRunError::Definition(format!("compiling: {error}")))?;
+    /// A dry run with `source` and the schema registries it reads.
+    pub(crate) fn new(source: &'a Source, registries: Registries) -> Result<DryRun<'a>, DryRunError> {
+        let decoder = Decoder::with_registries(source, registries)
+            .map_err(|error| DryRunError::Definition(format!("compiling: {error}")))?;
         Ok(DryRun { source, decoder, tallies: BTreeMap::new() })
     }
 
@@ -391,16 +391,18 @@ pub(crate) async fn replay_source(
             (source, json!(summary.current.version))
         }
     };
-    let registry = match &source.kinesis.format {
-        Format::Avro(AvroFormat::Registry(settings)) => Some(
-            RegistryClient::new(settings).map_err(|error| ApiError::BadRequest(format!("schema registry: {error}")))?,
-        ),
-        _ => None,
-    };
+    let registries = crate::registries::registries_for(&state.supervisor.context().aws, &source)
+        .await
+        .map_err(|error| ApiError::BadRequest(format!("schema registry: {error}")))?;
     if !request.dry_run {
-        let mut answer =
-            crate::replay_run::replay(state.supervisor.context(), &summary.current, &source, registry, request.reason)
-                .await?;
+        let mut answer = crate::replay_run::replay(
+            state.supervisor.context(),
+            &summary.current,
+            &source,
+            registries,
+            request.reason,
+        )
+        .await?;
         answer["decoded_with"] = decoded_with;
         return Ok(Json(answer));
     }
@@ -412,7 +414,7 @@ pub(crate) async fn replay_source(
     let store = Arc::clone(&state.store);
     let reason = request.reason;
     let mut answer = crate::api::off_runtime(move || {
-        let mut run = DryRun::new(&source, registry).map_err(api_error)?;
+        let mut run = DryRun::new(&source, registries).map_err(api_error)?;
         match shared {
             Some(rows) => run.add(&rows).map_err(api_error)?,
             None => {

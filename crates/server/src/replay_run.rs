@@ -24,7 +24,7 @@ use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tributary_codec::{Decoder, RegistryClient};
+use tributary_codec::{Decoder, Registries};
 use tributary_sink::table::{REPLAYED_REASON, TableError, TableWriter, WrittenFile, rejected_batch};
 use tributary_sink::{DatasetWriter, failpoint};
 use tributary_source::{Cdc, DatasetFormat, Source};
@@ -83,7 +83,7 @@ pub(crate) async fn replay(
     context: &WorkerContext,
     version: &StoredVersion,
     source: &Source,
-    registry: Option<RegistryClient>,
+    registries: Registries,
     reason: Option<String>,
 ) -> Result<Value, ApiError> {
     if source.cdc != Cdc::Append {
@@ -98,7 +98,7 @@ pub(crate) async fn replay(
     let Ok(_held) = tokio::time::timeout(LOCK_WAIT, lock.lock_owned()).await else {
         return Err(ApiError::Conflict(format!("a replay into dataset `{}` is running already", source.dataset.name)));
     };
-    let decoder = Decoder::new(source, registry)
+    let decoder = Decoder::with_registries(source, registries)
         .map_err(|error| ApiError::BadRequest(format!("the definition: compiling: {error}")))?;
     let scope = checkpoint_scope(&source.name, &source.kinesis.stream_arn.to_string());
     let target = match source.dataset.format {

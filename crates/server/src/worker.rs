@@ -19,14 +19,14 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_cluster::Held;
-use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, RegistryClient, SourceRules};
+use tributary_codec::{DecodeError, Decoder, KEYS_METADATA, OutcomeCounts, RecordMeta, SourceRules};
 use tributary_reader::{
     ConsumerKind, ReadTarget, Reader, ReaderConfig, ShardAdvance, ShardBatch, ShardCheckpoint, SourceMetrics,
     StartPosition,
 };
 use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, already_rejected, rejected_batch};
 use tributary_sink::{DatasetWriter, Recovered, WATERMARK_METADATA, error_rows, failpoint};
-use tributary_source::{AvroFormat, Cdc, ClientFactory, Consumer, DatasetFormat, Format, SecretPolicy, Source};
+use tributary_source::{Cdc, ClientFactory, Consumer, DatasetFormat, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
 use crate::cluster::Cluster;
@@ -250,15 +250,11 @@ pub(crate) async fn run(
 ) -> Result<Ended, WorkerError> {
     let source = &job.source;
     let stream_arn = source.kinesis.stream_arn.to_string();
-    let registry = match &source.kinesis.format {
-        Format::Avro(AvroFormat::Registry(settings)) => Some(
-            RegistryClient::new(settings)
-                .map_err(|error| WorkerError::permanent("INVALID_DEFINITION", format!("schema registry: {error}")))?,
-        ),
-        _ => None,
-    };
-    let decoder_may_block = registry.is_some();
-    let mut decoder = Decoder::new(source, registry)
+    let registries = crate::registries::registries_for(&context.aws, source)
+        .await
+        .map_err(|error| WorkerError::permanent("INVALID_DEFINITION", format!("schema registry: {error}")))?;
+    let decoder_may_block = source.kinesis.format.asks_a_registry();
+    let mut decoder = Decoder::with_registries(source, registries)
         .map_err(|error| WorkerError::permanent("INVALID_DEFINITION", format!("compiling the decoder: {error}")))?;
     decoder.expect_rows(job.flush.max_rows);
     let decoder = Arc::new(Mutex::new(decoder));

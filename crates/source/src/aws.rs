@@ -222,6 +222,20 @@ impl ClientFactory {
         )
     }
 
+    /// A Glue client for a source's schema registry: in the registry's
+    /// `region`, with `credentials` (the base chain when `None`). Its calls
+    /// are small and sit on the decoding path, so they get seconds.
+    pub fn glue_registry(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_glue::Client {
+        let timeouts = service_timeouts(Duration::from_secs(5), Duration::from_secs(15));
+        let mut config = aws_sdk_glue::config::Builder::from(&self.base)
+            .region(Region::new(region.to_owned()))
+            .timeout_config(timeouts);
+        if let Some(credentials) = credentials {
+            config = config.credentials_provider(credentials);
+        }
+        aws_sdk_glue::Client::from_conf(config.build())
+    }
+
     /// A DynamoDB client (the base chain and region; `AWS_ENDPOINT_URL_DYNAMODB`
     /// for emulators), for cluster mode's lease tables. A lease call is small
     /// and a renewal that takes longer than a few seconds is as good as lost.

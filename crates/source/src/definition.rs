@@ -150,6 +150,43 @@ pub enum Format {
 impl Format {
     /// Plain JSON text, no framing.
     pub const JSON: Format = Format::Json { glue: None };
+
+    /// The format's name in a definition: `json`, `avro` or `protobuf`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Json { .. } => "json",
+            Format::Avro(_) => "avro",
+            Format::Protobuf(_) => "protobuf",
+        }
+    }
+
+    /// The Glue Schema Registry the records are framed for, if any.
+    pub fn glue_registry(&self) -> Option<&GlueRegistry> {
+        match self {
+            Format::Json { glue } => glue.as_ref(),
+            Format::Avro(AvroFormat::Glue(glue)) => Some(glue),
+            Format::Protobuf(ProtobufFormat { schema: ProtobufSchema::Glue(glue), .. }) => Some(glue),
+            _ => None,
+        }
+    }
+
+    /// Whether decoding may ask a schema registry (a blocking call) for a schema it has not met.
+    pub fn asks_a_registry(&self) -> bool {
+        match self {
+            Format::Json { glue } => glue.is_some(),
+            Format::Avro(avro) => !matches!(avro, AvroFormat::Inline(_)),
+            Format::Protobuf(protobuf) => !matches!(protobuf.schema, ProtobufSchema::Inline { .. }),
+        }
+    }
+
+    /// The data format a registry's schema must have for this source (`AVRO`, `JSON`, `PROTOBUF`).
+    pub fn registry_data_format(&self) -> &'static str {
+        match self {
+            Format::Json { .. } => "JSON",
+            Format::Avro(_) => "AVRO",
+            Format::Protobuf(_) => "PROTOBUF",
+        }
+    }
 }
 
 /// Where Avro writer schemas come from.

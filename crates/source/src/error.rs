@@ -65,6 +65,10 @@ pub enum ErrorCode {
     EndpointUnreachable,
     /// The writer schema cannot resolve to the dataset schema.
     SchemaIncompatible,
+    /// The Glue Schema Registry the format names does not exist.
+    SchemaRegistryNotFound,
+    /// The schema the format names is not in its registry.
+    SchemaNotFound,
     /// AWS answered with an error no other code describes.
     AwsError,
     /// An `ingest` setting (flush policy, error-log retention) is out of range.
@@ -108,6 +112,8 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "ACCESS_DENIED",
             ErrorCode::EndpointUnreachable => "ENDPOINT_UNREACHABLE",
             ErrorCode::SchemaIncompatible => "SCHEMA_INCOMPATIBLE",
+            ErrorCode::SchemaRegistryNotFound => "SCHEMA_REGISTRY_NOT_FOUND",
+            ErrorCode::SchemaNotFound => "SCHEMA_NOT_FOUND",
             ErrorCode::AwsError => "AWS_ERROR",
             ErrorCode::InvalidIngest => "INVALID_INGEST",
             ErrorCode::InvalidConsumer => "INVALID_CONSUMER",
@@ -125,6 +131,8 @@ impl ErrorCode {
             | ErrorCode::StreamNotActive
             | ErrorCode::AccessDenied
             | ErrorCode::EndpointUnreachable
+            | ErrorCode::SchemaRegistryNotFound
+            | ErrorCode::SchemaNotFound
             | ErrorCode::AwsError => true,
             ErrorCode::MalformedDefinition
             | ErrorCode::MissingField

@@ -16,6 +16,8 @@
 //!    `SubscribeToShard` cannot be tried without registering a consumer, so
 //!    they are not.
 //!
+//! 4. for a Glue Schema Registry source, the registry's checks ([`glue`]).
+//!
 //! A refusal is classified by HTTP status as well as by error code: some
 //! peers (and proxies) answer a denied call with a 403 whose body is not the
 //! service's JSON, and that is still a denial of that action.
@@ -35,6 +37,13 @@ use crate::error::{ErrorCode, ValidationError};
 
 pub use crate::aws::DEFAULT_TIMEOUT;
 
+mod glue;
+
+/// Whether a registry's schema (its data format, its text) can fill the
+/// source's dataset; `Err` says why not. The codec provides it
+/// (`tributary_codec::check_registered_schema`), as this crate has no decoder.
+pub type SchemaCheck = fn(&Source, &str, &str) -> Result<(), String>;
+
 /// Field path of errors about the role.
 const ROLE_FIELD: &str = "kinesis.role_arn";
 /// Field path of errors about the stream.
@@ -44,14 +53,19 @@ const CONSUMER_FIELD: &str = "kinesis.consumer";
 
 /// Runs every live check for `source` within `timeout`; `Ok` when the stream
 /// can be read, else the one error that stopped the checks.
-pub async fn check_source(factory: &ClientFactory, source: &Source, timeout: Duration) -> Result<(), ValidationError> {
+pub async fn check_source(
+    factory: &ClientFactory,
+    source: &Source,
+    timeout: Duration,
+    schemas: SchemaCheck,
+) -> Result<(), ValidationError> {
     let error = |field: &str, code: ErrorCode, message: String| ValidationError {
         source: source.name.clone(),
         field: field.to_owned(),
         code,
         message,
     };
-    match tokio::time::timeout(timeout, run_checks(factory, source)).await {
+    match tokio::time::timeout(timeout, run_checks(factory, source, schemas)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(failure)) => Err(error(failure.field, failure.code, failure.message)),
         Err(_elapsed) => Err(error(
@@ -69,14 +83,26 @@ struct Failure {
     message: String,
 }
 
-async fn run_checks(factory: &ClientFactory, source: &Source) -> Result<(), Failure> {
-    let stream_arn = source.kinesis.stream_arn.as_str();
+async fn run_checks(factory: &ClientFactory, source: &Source, schemas: SchemaCheck) -> Result<(), Failure> {
     let region = source.kinesis.stream_arn.region();
     let credentials = match &source.kinesis.role {
         Some(role) => Some(assume_role(factory, region, role).await?),
         None => None,
     };
-    let kinesis = factory.kinesis(region, credentials);
+    check_stream(factory, source, credentials.clone()).await?;
+    match source.kinesis.format.glue_registry() {
+        Some(registry) => glue::check(factory, source, registry, credentials, schemas).await,
+        None => Ok(()),
+    }
+}
+
+async fn check_stream(
+    factory: &ClientFactory,
+    source: &Source,
+    credentials: Option<SharedCredentialsProvider>,
+) -> Result<(), Failure> {
+    let stream_arn = source.kinesis.stream_arn.as_str();
+    let kinesis = factory.kinesis(source.kinesis.stream_arn.region(), credentials);
 
     let summary = kinesis
         .describe_stream_summary()
@@ -218,7 +244,7 @@ fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Class
         _ => {
             let status = error.raw_response().map(|r| r.status().as_u16());
             match error.code() {
-                Some("ResourceNotFoundException") => Class::NotFound,
+                Some("ResourceNotFoundException" | "EntityNotFoundException") => Class::NotFound,
                 Some("AccessDeniedException" | "AccessDenied" | "KMSAccessDeniedException") => Class::Denied,
                 _ if status == Some(403) => Class::Denied,
                 _ => Class::Other,
