@@ -17,7 +17,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz >&2
 fi
 
-for target in json_decode avro_decode debezium_decode; do
+for target in json_decode avro_decode debezium_decode protobuf_decode glue_decode; do
   mkdir -p "fuzz/corpus/$target"
   echo "fuzz.sh: $target for ${seconds}s" >&2
   RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "fuzz/corpus/$target" -- \

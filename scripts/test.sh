@@ -42,7 +42,7 @@ fi
 # Known-vulnerable dependencies fail the run (RustSec advisories; see the script for offline use).
 scripts/audit.sh
 
-# A short coverage-guided fuzz of both decoders (longer: ./scripts/fuzz.sh 600).
+# A short coverage-guided fuzz of every decoder (JSON, Avro, Debezium, Protobuf, Glue framing) (longer: ./scripts/fuzz.sh 600).
 fuzz_seconds=${TRIBUTARY_FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
   ./scripts/fuzz.sh "$fuzz_seconds"

@@ -20,6 +20,7 @@ pub const FIELDS: &str = r#"
       timestamp: ts
 "#;
 
+#[allow(dead_code)]
 pub fn decoder(format: &str) -> Decoder {
     Decoder::new(&source(format, "", ""), None).expect("compiles")
 }

@@ -40,6 +40,7 @@ mod definition;
 pub mod dynamodb;
 mod error;
 mod file;
+#[cfg(feature = "live")]
 pub mod glue_schemas;
 mod init_position;
 #[cfg(feature = "live")]
