@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{Value, json};
@@ -547,4 +548,58 @@ async fn test_connection_passes_each_step_and_every_runs_until_sigterm() {
     assert!(err.contains("stopping: signal received"), "{err}");
     let summaries = String::from_utf8_lossy(&output.stdout).lines().filter(|line| line.starts_with("listed=")).count();
     assert!(summaries >= 2, "a summary per run: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_and_glue_registry_schemas_are_published_as_the_topics_message_schema() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omschema").replace('-', "_");
+    let registry = format!("{prefix}_registry");
+    // One registered Avro schema (`orders-avro`), from the Glue fixture.
+    let fixture = Command::new(&emulators.moto_python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/glue_registry.py"))
+        .args([&emulators.moto, "records", &registry, "0"])
+        .output()
+        .expect("run glue_registry.py");
+    assert!(fixture.status.success(), "{}", String::from_utf8_lossy(&fixture.stderr));
+    let proto_arn = create_stream(&emulators.kinesis, &format!("{prefix}-proto"), 1, true).await;
+    let glue_arn = create_stream(&emulators.kinesis, &format!("{prefix}-glue"), 1, true).await;
+    let proto = "syntax = \"proto3\"; package shop; message Order { int64 id = 1; int64 ts = 2; }";
+    let fields = "    dataset:\n      fields:\n        - {name: id, type: int64}\n        - {name: ts, type: timestamp}\n      timestamp: ts\n";
+    let definition = format!(
+        "sources:\n  - name: proto_orders\n    kinesis:\n      stream_arn: {proto_arn}\n      init_position: latest\n      format: {{protobuf: {{message: shop.Order, schema: '{proto}'}}}}\n{fields}  - name: glue_orders\n    kinesis:\n      stream_arn: {glue_arn}\n      init_position: latest\n      format: {{avro: {{registry: {{glue: {{registry_name: {registry}, schema_name: orders-avro}}}}}}}}\n{fields}"
+    );
+    let definition_file = dir.path().join("schemas.yaml");
+    std::fs::write(&definition_file, definition).expect("write definition");
+    let server = ServerProcess::start(&dir.path().join("data"), &[]);
+    let output = tributary(&["commit", definition_file.to_str().expect("utf-8"), "--server", &server.url()], &[]);
+    assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+
+    let (file, lines) = file_sink_workflow(dir.path(), "svc_schemas", &emulators.kinesis, &prefix);
+    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8"), "--tributary-server", &server.url()]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    let requests: Vec<Value> = std::fs::read_to_string(&lines)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let schema_of = |stream: &str| {
+        requests
+            .iter()
+            .find(|r| r["path"] == "/v1/topics" && r["body"]["name"] == stream)
+            .unwrap_or_else(|| panic!("topic {stream}"))["body"]["messageSchema"]
+            .clone()
+    };
+    let proto_schema = schema_of(&format!("{prefix}-proto"));
+    assert_eq!(proto_schema["schemaType"], "Protobuf");
+    assert_eq!(proto_schema["schemaText"], proto);
+    let glue_schema = schema_of(&format!("{prefix}-glue"));
+    assert_eq!(glue_schema["schemaType"], "Avro");
+    let text: Value = serde_json::from_str(glue_schema["schemaText"].as_str().expect("text")).expect("Avro JSON");
+    assert_eq!(text["name"], "Order", "the registry's latest version, not the dataset's fields: {text}");
+    for request in requests.iter().filter(|r| r["path"] == "/v1/topics") {
+        let errors = errors(&validator("api/data/createTopic.json"), &request["body"]);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 }

@@ -9,6 +9,7 @@ use tributary_sink::openmetadata::{
     StaleTopics, TopicRecord,
 };
 use tributary_source::ClientFactory;
+use tributary_source::glue_schemas::latest_schema_version;
 
 use crate::config::{SinkKind, WorkflowConfig};
 use crate::extract::{Progress, extract};
@@ -108,6 +109,42 @@ impl Summary {
     }
 }
 
+/// The latest schema text of a Glue registry's schema, read with the
+/// workflow's own credentials in the registry's region (the stream's when it
+/// names none); `None` (with a warning) when it cannot be read.
+async fn registered_schema(
+    factory: &ClientFactory,
+    glue: &tributary_proto::v1::GlueSchemaRegistry,
+    stream_arn: &str,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    if glue.schema_name.is_empty() {
+        return None;
+    }
+    let region = match glue.region.as_str() {
+        "" => stream_arn.split(':').nth(3).unwrap_or_default(),
+        region => region,
+    };
+    let client = factory.glue_registry(region, None);
+    match latest_schema_version(&client, &glue.registry_name, &glue.schema_name).await {
+        Ok(Some(version)) => Some(version.definition),
+        Ok(None) => {
+            warnings.push(format!(
+                "Glue schema `{}` of registry `{}` has no version",
+                glue.schema_name, glue.registry_name
+            ));
+            None
+        }
+        Err(error) => {
+            warnings.push(format!(
+                "Glue schema `{}` of registry `{}` could not be read: {error}",
+                glue.schema_name, glue.registry_name
+            ));
+            None
+        }
+    }
+}
+
 /// Runs the workflow once.
 pub async fn run(
     config: &WorkflowConfig,
@@ -161,11 +198,20 @@ pub async fn run(
                 readers[0].name
             ));
         }
-        let message_schema = readers.first().and_then(|source| {
-            let dataset = source.definition.dataset.as_ref()?;
-            let (kind, avro) = source.format();
-            Some(message_schema(dataset, kind, avro))
-        });
+        let message_schema = match readers.first() {
+            Some(source) => match &source.definition.dataset {
+                Some(dataset) => {
+                    let (kind, inline) = source.format();
+                    let registered = match source.glue_registry() {
+                        Some(glue) => registered_schema(&factory, glue, &stream.arn, &mut summary.warnings).await,
+                        None => None,
+                    };
+                    Some(message_schema(dataset, kind, registered.as_deref().or(inline)))
+                }
+                None => None,
+            },
+            None => None,
+        };
         for source in &readers {
             if let Some(dataset) = &source.definition.dataset {
                 lineage.push(LineageRecord {

@@ -7,10 +7,11 @@ use tributary_proto::v1::data_type::Kind;
 use tributary_proto::v1::{DataType, Dataset, PrimitiveType};
 use tributary_sink::openmetadata::{ContainerColumn, MessageSchema, SchemaField, SchemaKind};
 
-/// The topic schema of a source's dataset; `avro_schema` is the inline writer schema, if any.
-pub fn message_schema(dataset: &Dataset, kind: SchemaKind, avro_schema: Option<&str>) -> MessageSchema {
+/// The topic schema of a source's dataset; `schema_text` is the writer
+/// schema or `.proto` file when known (inline, or the registry's latest).
+pub fn message_schema(dataset: &Dataset, kind: SchemaKind, schema_text: Option<&str>) -> MessageSchema {
     let fields = dataset.fields.iter().map(|field| schema_field(&field.name, field.r#type.as_ref(), kind)).collect();
-    let text = match avro_schema {
+    let text = match schema_text {
         Some(schema) => schema.to_owned(),
         None => json_schema(dataset).to_string(),
     };
@@ -49,8 +50,12 @@ fn schema_field(name: &str, data_type: Option<&DataType>, format: SchemaKind) ->
             PrimitiveType::Timestamp => "TIMESTAMP",
             PrimitiveType::Unspecified => "ERROR",
         }),
-        // Avro carries decimals as bytes; JSON as numbers.
-        Some(Kind::Decimal(_)) => leaf(if format == SchemaKind::Avro { "BYTES" } else { "DOUBLE" }),
+        // Avro carries decimals as bytes; JSON as numbers; Protobuf (having none) as strings.
+        Some(Kind::Decimal(_)) => leaf(match format {
+            SchemaKind::Avro => "BYTES",
+            SchemaKind::Json => "DOUBLE",
+            SchemaKind::Protobuf => "STRING",
+        }),
         Some(Kind::List(item)) => SchemaField {
             name: name.to_owned(),
             data_type: "ARRAY",

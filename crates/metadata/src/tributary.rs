@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tributary_proto::v1::SourceDefinition;
-use tributary_proto::v1::avro_format::SchemaSource;
 use tributary_proto::v1::format::Kind as FormatKind;
+use tributary_proto::v1::{GlueSchemaRegistry, SourceDefinition, avro_format, protobuf_format};
 use tributary_sink::openmetadata::SchemaKind;
 
 /// A committed (not deleted) source, as the server describes it.
@@ -21,16 +20,39 @@ pub(crate) struct CommittedSource {
 }
 
 impl CommittedSource {
-    /// JSON or Avro, and the inline Avro writer schema if there is one.
+    /// The payloads' serialization, and their schema's text when the definition holds it
+    /// (an inline Avro writer schema or `.proto` file).
     pub(crate) fn format(&self) -> (SchemaKind, Option<&str>) {
-        let format = self.definition.kinesis.as_ref().and_then(|k| k.format.as_ref()).and_then(|f| f.kind.as_ref());
-        match format {
+        match self.format_kind() {
             Some(FormatKind::Avro(avro)) => match &avro.schema_source {
-                Some(SchemaSource::Schema(schema)) => (SchemaKind::Avro, Some(schema.as_str())),
+                Some(avro_format::SchemaSource::Schema(schema)) => (SchemaKind::Avro, Some(schema.as_str())),
                 _ => (SchemaKind::Avro, None),
+            },
+            Some(FormatKind::Protobuf(protobuf)) => match &protobuf.schema_source {
+                Some(protobuf_format::SchemaSource::Schema(schema)) => (SchemaKind::Protobuf, Some(schema.as_str())),
+                _ => (SchemaKind::Protobuf, None),
             },
             _ => (SchemaKind::Json, None),
         }
+    }
+
+    /// The Glue Schema Registry the records are framed for, when the definition names one.
+    pub(crate) fn glue_registry(&self) -> Option<&GlueSchemaRegistry> {
+        match self.format_kind()? {
+            FormatKind::Json(json) => json.glue.as_ref(),
+            FormatKind::Avro(avro) => match &avro.schema_source {
+                Some(avro_format::SchemaSource::Glue(glue)) => Some(glue),
+                _ => None,
+            },
+            FormatKind::Protobuf(protobuf) => match &protobuf.schema_source {
+                Some(protobuf_format::SchemaSource::Glue(glue)) => Some(glue),
+                _ => None,
+            },
+        }
+    }
+
+    fn format_kind(&self) -> Option<&FormatKind> {
+        self.definition.kinesis.as_ref().and_then(|k| k.format.as_ref()).and_then(|f| f.kind.as_ref())
     }
 }
 

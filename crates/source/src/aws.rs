@@ -225,11 +225,16 @@ impl ClientFactory {
     /// A Glue client for a source's schema registry: in the registry's
     /// `region`, with `credentials` (the base chain when `None`). Its calls
     /// are small and sit on the decoding path, so they get seconds.
+    /// `AWS_ENDPOINT_URL_GLUE` wins over the settings' one endpoint for every
+    /// service, as a service's own endpoint does in AWS's shared settings.
     pub fn glue_registry(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_glue::Client {
         let timeouts = service_timeouts(Duration::from_secs(5), Duration::from_secs(15));
         let mut config = aws_sdk_glue::config::Builder::from(&self.base)
             .region(Region::new(region.to_owned()))
             .timeout_config(timeouts);
+        if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL_GLUE").ok().filter(|e| !e.is_empty()) {
+            config = config.endpoint_url(endpoint);
+        }
         if let Some(credentials) = credentials {
             config = config.credentials_provider(credentials);
         }

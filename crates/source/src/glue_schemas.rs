@@ -53,6 +53,15 @@ pub enum SchemaVersionError {
     Unavailable(String),
 }
 
+impl std::fmt::Display for SchemaVersionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaVersionError::Denied(why) => write!(f, "glue:GetSchemaVersion was refused: {why}"),
+            SchemaVersionError::Unavailable(why) => write!(f, "glue:GetSchemaVersion failed: {why}"),
+        }
+    }
+}
+
 /// The version with this UUID (text form); `None` when the registry does not know it.
 pub async fn schema_version_by_id(
     client: &aws_sdk_glue::Client,
@@ -68,9 +77,26 @@ pub async fn schema_version_by_number(
     schema: &str,
     number: i64,
 ) -> Result<Option<GlueSchemaText>, SchemaVersionError> {
-    let schema_id =
-        aws_sdk_glue::types::SchemaId::builder().registry_name(&glue.registry_name).schema_name(schema).build();
     let version = SchemaVersionNumber::builder().version_number(number).build();
+    schema_version(client, &glue.registry_name, schema, version).await
+}
+
+/// The latest version of `schema` in `registry`; `None` when there is none.
+pub async fn latest_schema_version(
+    client: &aws_sdk_glue::Client,
+    registry: &str,
+    schema: &str,
+) -> Result<Option<GlueSchemaText>, SchemaVersionError> {
+    schema_version(client, registry, schema, SchemaVersionNumber::builder().latest_version(true).build()).await
+}
+
+async fn schema_version(
+    client: &aws_sdk_glue::Client,
+    registry: &str,
+    schema: &str,
+    version: SchemaVersionNumber,
+) -> Result<Option<GlueSchemaText>, SchemaVersionError> {
+    let schema_id = aws_sdk_glue::types::SchemaId::builder().registry_name(registry).schema_name(schema).build();
     answer(client.get_schema_version().schema_id(schema_id).schema_version_number(version).send().await)
 }
 

@@ -37,14 +37,16 @@ pub enum SchemaKind {
     Json,
     /// Avro datums.
     Avro,
+    /// Protobuf messages.
+    Protobuf,
 }
 
 /// A topic's `messageSchema`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageSchema {
-    /// JSON or Avro.
+    /// JSON, Avro or Protobuf.
     pub kind: SchemaKind,
-    /// The schema as text (the Avro writer schema, or the dataset's fields as JSON).
+    /// The schema as text (the writer schema or `.proto` file when known, else the dataset's fields as JSON).
     pub text: String,
     /// Top-level fields, nested ones as children.
     pub fields: Vec<SchemaField>,
@@ -112,7 +114,11 @@ impl TopicRecord {
         if let Some(schema) = &self.message_schema {
             body["messageSchema"] = json!({
                 "schemaText": schema.text,
-                "schemaType": match schema.kind { SchemaKind::Json => "JSON", SchemaKind::Avro => "Avro" },
+                "schemaType": match schema.kind {
+                    SchemaKind::Json => "JSON",
+                    SchemaKind::Avro => "Avro",
+                    SchemaKind::Protobuf => "Protobuf",
+                },
                 "schemaFields": schema.fields,
             });
         }
