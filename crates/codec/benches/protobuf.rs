@@ -1,0 +1,409 @@
+//! Protobuf and Glue-framed Avro throughput, side by side, one thread, one run:
+//!
+//! - Protobuf → Arrow: ours (a compiled program straight into the columns) vs
+//!   prost-reflect's `DynamicMessage::decode` then appending each field to
+//!   arrow-rs builders, the way a generic consumer would. Target: ≥ 3×.
+//! - Glue-framed Avro (half of the records zlib-compressed, half not) vs the
+//!   same datums raw. Target: within 5%; plus the uncompressed half alone,
+//!   where the framing is the only difference.
+//!
+//! The records are the codec bench's event shape (ten fields: strings, a
+//! timestamp, a list, a nested struct, an optional), 8192-row batches. Each
+//! variant runs `ROUNDS` times, interleaved; the best round counts.
+//! `TRIBUTARY_BENCH_RECORDS` sets the record count (default 500,000).
+//!
+//! ```text
+//! cargo bench -p tributary-codec --bench protobuf
+//! ```
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value as AvroValue;
+use apache_avro::{Schema as AvroSchema, to_avro_datum};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Fields, SchemaRef};
+use chrono::Utc;
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
+use tributary_codec::{
+    Decoder, GlueSchemaSource, GlueSchemaVersion, RecordMeta, Registries, RegistryError, glue_frame,
+};
+use tributary_source::{Source, parse_text, validate_raw_sources};
+
+const BATCH: usize = 8192;
+const ROUNDS: usize = 5;
+
+const DATASET: &str = r#"
+      fields:
+        - {name: id, type: int64}
+        - {name: user, type: string}
+        - {name: event, type: string}
+        - {name: ts, type: timestamp}
+        - {name: amount, type: float64}
+        - {name: country, type: string}
+        - {name: tags, type: "list<string>"}
+        - {name: device, type: "struct<os: string, version: string, mobile: bool>"}
+        - {name: referrer, type: "optional<string>"}
+        - {name: session, type: string}
+      timestamp: ts
+"#;
+
+const PROTO: &str = r#"syntax = "proto3";
+package bench;
+import "google/protobuf/timestamp.proto";
+message Device { string os = 1; string version = 2; bool mobile = 3; }
+message Event {
+  int64 id = 1;
+  string user = 2;
+  string event = 3;
+  google.protobuf.Timestamp ts = 4;
+  double amount = 5;
+  string country = 6;
+  repeated string tags = 7;
+  Device device = 8;
+  optional string referrer = 9;
+  string session = 10;
+}"#;
+
+const AVRO: &str = r#"{"type": "record", "name": "Event", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "user", "type": "string"},
+  {"name": "event", "type": "string"},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+  {"name": "amount", "type": "double"},
+  {"name": "country", "type": "string"},
+  {"name": "tags", "type": {"type": "array", "items": "string"}},
+  {"name": "device", "type": {"type": "record", "name": "Device", "fields": [
+    {"name": "os", "type": "string"}, {"name": "version", "type": "string"}, {"name": "mobile", "type": "boolean"}]}},
+  {"name": "referrer", "type": ["null", "string"]},
+  {"name": "session", "type": "string"}
+]}"#;
+
+const EVENTS: [&str; 8] = ["page_view", "click", "add_to_cart", "checkout", "purchase", "search", "login", "logout"];
+const TAGS: [&str; 6] = ["web", "mobile", "promo", "returning", "beta", "vip"];
+const COUNTRIES: [&str; 10] = ["US", "DE", "IN", "BR", "JP", "FR", "GB", "IT", "ES", "CA"];
+
+struct Event {
+    id: i64,
+    user: String,
+    event: &'static str,
+    ts_micros: i64,
+    amount: f64,
+    country: &'static str,
+    tags: Vec<&'static str>,
+    os: &'static str,
+    version: String,
+    mobile: bool,
+    referrer: Option<String>,
+    session: String,
+}
+
+/// Deterministic pseudo-random data (xorshift): every run sees the same records.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn events(count: usize) -> Vec<Event> {
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    (0..count)
+        .map(|i| Event {
+            id: i as i64,
+            user: format!("user-{:06}", rng.below(1_000_000)),
+            event: EVENTS[rng.below(8) as usize],
+            ts_micros: 1_717_200_000_000_000 + (i as i64) * 1_000,
+            amount: (rng.below(1_000_000) as f64) / 100.0,
+            country: COUNTRIES[rng.below(10) as usize],
+            tags: (0..rng.below(4)).map(|_| TAGS[rng.below(6) as usize]).collect(),
+            os: ["ios", "android", "linux", "windows", "macos"][rng.below(5) as usize],
+            version: format!("{}.{}.{}", rng.below(20), rng.below(10), rng.below(100)),
+            mobile: rng.below(2) == 0,
+            referrer: (rng.below(10) != 0).then(|| format!("https://ref{}.example.com/landing", rng.below(100))),
+            session: format!("{:016x}-{:016x}", rng.next(), rng.next()),
+        })
+        .collect()
+}
+
+fn pool() -> DescriptorPool {
+    struct Files;
+    impl protox::file::FileResolver for Files {
+        fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+            match name {
+                "bench.proto" => protox::file::File::from_source(name, PROTO),
+                _ => protox::file::GoogleFileResolver::new().open_file(name),
+            }
+        }
+    }
+    let mut compiler = protox::Compiler::with_file_resolver(Files);
+    compiler.include_imports(true);
+    compiler.open_file("bench.proto").expect("compiles");
+    compiler.descriptor_pool()
+}
+
+fn protobuf_record(pool: &DescriptorPool, e: &Event) -> Vec<u8> {
+    let message = |name: &str| DynamicMessage::new(pool.get_message_by_name(name).expect("message"));
+    let mut event = message("bench.Event");
+    event.set_field_by_name("id", Value::I64(e.id));
+    event.set_field_by_name("user", Value::String(e.user.clone()));
+    event.set_field_by_name("event", Value::String(e.event.to_owned()));
+    let mut ts = message("google.protobuf.Timestamp");
+    ts.set_field_by_name("seconds", Value::I64(e.ts_micros.div_euclid(1_000_000)));
+    ts.set_field_by_name("nanos", Value::I32((e.ts_micros.rem_euclid(1_000_000) * 1_000) as i32));
+    event.set_field_by_name("ts", Value::Message(ts));
+    event.set_field_by_name("amount", Value::F64(e.amount));
+    event.set_field_by_name("country", Value::String(e.country.to_owned()));
+    event.set_field_by_name("tags", Value::List(e.tags.iter().map(|t| Value::String((*t).to_owned())).collect()));
+    let mut device = message("bench.Device");
+    device.set_field_by_name("os", Value::String(e.os.to_owned()));
+    device.set_field_by_name("version", Value::String(e.version.clone()));
+    device.set_field_by_name("mobile", Value::Bool(e.mobile));
+    event.set_field_by_name("device", Value::Message(device));
+    if let Some(referrer) = &e.referrer {
+        event.set_field_by_name("referrer", Value::String(referrer.clone()));
+    }
+    event.set_field_by_name("session", Value::String(e.session.clone()));
+    event.encode_to_vec()
+}
+
+fn avro_datum(schema: &AvroSchema, e: &Event) -> Vec<u8> {
+    let string = |s: &str| AvroValue::String(s.to_owned());
+    let value = AvroValue::Record(vec![
+        ("id".into(), AvroValue::Long(e.id)),
+        ("user".into(), string(&e.user)),
+        ("event".into(), string(e.event)),
+        ("ts".into(), AvroValue::TimestampMicros(e.ts_micros)),
+        ("amount".into(), AvroValue::Double(e.amount)),
+        ("country".into(), string(e.country)),
+        ("tags".into(), AvroValue::Array(e.tags.iter().map(|t| string(t)).collect())),
+        (
+            "device".into(),
+            AvroValue::Record(vec![
+                ("os".into(), string(e.os)),
+                ("version".into(), string(&e.version)),
+                ("mobile".into(), AvroValue::Boolean(e.mobile)),
+            ]),
+        ),
+        (
+            "referrer".into(),
+            match &e.referrer {
+                Some(r) => AvroValue::Union(1, Box::new(string(r))),
+                None => AvroValue::Union(0, Box::new(AvroValue::Null)),
+            },
+        ),
+        ("session".into(), string(&e.session)),
+    ]);
+    to_avro_datum(schema, value).expect("encodes")
+}
+
+fn source(format: &str) -> Source {
+    let yaml = format!(
+        "sources:\n  - name: bench\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/b\n      init_position: trim_horizon\n      format: {format}\n    dataset:{DATASET}"
+    );
+    let file = parse_text(&yaml, false).expect("definition parses");
+    validate_raw_sources(&file.sources, Utc::now()).expect("definition is valid").remove(0)
+}
+
+/// Every version id names the bench's Avro writer schema.
+#[derive(Debug)]
+struct OneSchema;
+
+impl GlueSchemaSource for OneSchema {
+    fn schema_version(&self, _id: u128) -> Result<Option<GlueSchemaVersion>, RegistryError> {
+        Ok(Some(GlueSchemaVersion {
+            data_format: "AVRO".to_owned(),
+            status: "AVAILABLE".to_owned(),
+            definition: AVRO.to_owned(),
+        }))
+    }
+}
+
+/// Our decoder over every record, flushing every `BATCH` rows: (rows, rejected).
+fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
+    let meta = RecordMeta { shard_id: "s", sequence_number: "1", ..RecordMeta::default() };
+    let (mut rows, mut rejected) = (0, 0);
+    for chunk in records.chunks(BATCH) {
+        for record in chunk {
+            decoder.decode(record, &meta).expect("no transient error");
+        }
+        let out = decoder.flush().expect("flush");
+        rows += black_box(out.batch).num_rows();
+        rejected += out.rejections.len();
+    }
+    (rows, rejected)
+}
+
+fn device_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("os", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("mobile", DataType::Boolean, false),
+    ])
+}
+
+/// The peer: `DynamicMessage::decode`, then each field appended to an arrow-rs builder.
+fn dynamic_message(descriptor: &MessageDescriptor, schema: &SchemaRef, records: &[Vec<u8>]) -> (usize, usize) {
+    let (mut rows, mut rejected) = (0, 0);
+    let text = |value: Option<std::borrow::Cow<'_, Value>>| match value.as_deref() {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    for chunk in records.chunks(BATCH) {
+        let mut id = Int64Builder::with_capacity(chunk.len());
+        let mut user = StringBuilder::new();
+        let mut event = StringBuilder::new();
+        let mut ts = TimestampMicrosecondBuilder::with_capacity(chunk.len()).with_timezone("UTC");
+        let mut amount = Float64Builder::with_capacity(chunk.len());
+        let mut country = StringBuilder::new();
+        let mut tags = ListBuilder::new(StringBuilder::new()).with_field(Field::new("item", DataType::Utf8, false));
+        let mut device = StructBuilder::from_fields(device_fields(), chunk.len());
+        let mut referrer = StringBuilder::new();
+        let mut session = StringBuilder::new();
+        for record in chunk {
+            let Ok(message) = DynamicMessage::decode(descriptor.clone(), record.as_slice()) else {
+                rejected += 1;
+                continue;
+            };
+            id.append_value(message.get_field_by_name("id").and_then(|v| v.as_i64()).unwrap_or_default());
+            user.append_value(text(message.get_field_by_name("user")));
+            event.append_value(text(message.get_field_by_name("event")));
+            let micros = match message.get_field_by_name("ts").as_deref() {
+                Some(Value::Message(t)) => {
+                    let seconds = t.get_field_by_name("seconds").and_then(|v| v.as_i64()).unwrap_or_default();
+                    let nanos = t.get_field_by_name("nanos").and_then(|v| v.as_i32()).unwrap_or_default();
+                    seconds * 1_000_000 + i64::from(nanos) / 1_000
+                }
+                _ => 0,
+            };
+            ts.append_value(micros);
+            amount.append_value(message.get_field_by_name("amount").and_then(|v| v.as_f64()).unwrap_or_default());
+            country.append_value(text(message.get_field_by_name("country")));
+            if let Some(Value::List(items)) = message.get_field_by_name("tags").as_deref() {
+                for item in items {
+                    tags.values().append_value(item.as_str().unwrap_or_default());
+                }
+            }
+            tags.append(true);
+            if let Some(Value::Message(d)) = message.get_field_by_name("device").as_deref() {
+                let os = device.field_builder::<StringBuilder>(0).expect("os");
+                os.append_value(text(d.get_field_by_name("os")));
+                let version = device.field_builder::<StringBuilder>(1).expect("version");
+                version.append_value(text(d.get_field_by_name("version")));
+                let mobile = device.field_builder::<BooleanBuilder>(2).expect("mobile");
+                mobile.append_value(d.get_field_by_name("mobile").and_then(|v| v.as_bool()).unwrap_or_default());
+            }
+            device.append(true);
+            match message.has_field_by_name("referrer") {
+                true => referrer.append_value(text(message.get_field_by_name("referrer"))),
+                false => referrer.append_null(),
+            }
+            session.append_value(text(message.get_field_by_name("session")));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(user.finish()),
+            Arc::new(event.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(amount.finish()),
+            Arc::new(country.finish()),
+            Arc::new(tags.finish()),
+            Arc::new(device.finish()),
+            Arc::new(referrer.finish()),
+            Arc::new(session.finish()),
+        ];
+        rows += black_box(RecordBatch::try_new(schema.clone(), columns).expect("batch")).num_rows();
+    }
+    (rows, rejected)
+}
+
+fn record_count() -> usize {
+    std::env::var("TRIBUTARY_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(500_000)
+}
+
+/// Runs each variant `ROUNDS` times, interleaved; the best time of each.
+fn race(variants: &mut [(&str, &mut dyn FnMut() -> (usize, usize))]) -> Vec<Duration> {
+    let mut best = vec![Duration::MAX; variants.len()];
+    for _ in 0..ROUNDS {
+        for (i, (name, run)) in variants.iter_mut().enumerate() {
+            let started = Instant::now();
+            let (rows, rejected) = run();
+            let took = started.elapsed();
+            assert_eq!(rejected, 0, "{name} rejected records");
+            black_box(rows);
+            best[i] = best[i].min(took);
+        }
+    }
+    best
+}
+
+fn report(records: usize, variants: &[&str], times: &[Duration]) {
+    for (name, time) in variants.iter().zip(times) {
+        println!("{name:<44} {:>10.0} rows/s  ({:.3} s)", records as f64 / time.as_secs_f64(), time.as_secs_f64());
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test` run of the bench target should stay quick.
+    let count = if std::env::args().any(|a| a == "--bench") { record_count() } else { 2_000 };
+    let data = events(count);
+
+    let pool = pool();
+    let descriptor = pool.get_message_by_name("bench.Event").expect("Event");
+    let protobuf: Vec<Vec<u8>> = data.iter().map(|e| protobuf_record(&pool, e)).collect();
+    let format = format!("{{protobuf: {{message: bench.Event, schema: {}}}}}", serde_json::to_string(PROTO).expect("json"));
+    let mut decoder = Decoder::new(&source(&format), None).expect("compiles");
+    decoder.expect_rows(BATCH);
+    let arrow_schema = decoder.schema();
+    let bytes: usize = protobuf.iter().map(Vec::len).sum();
+    println!("Protobuf: {count} records, {:.0} B each on average", bytes as f64 / count as f64);
+    let names = ["ours (compiled program → Arrow)", "prost-reflect DynamicMessage → Arrow builders"];
+    let times = race(&mut [
+        (names[0], &mut || ours(&mut decoder, &protobuf)),
+        (names[1], &mut || dynamic_message(&descriptor, &arrow_schema, &protobuf)),
+    ]);
+    report(count, &names, &times);
+    println!("ratio ours / prost-reflect: {:.2}x (target ≥ 3x)\n", times[1].as_secs_f64() / times[0].as_secs_f64());
+
+    let avro = AvroSchema::parse_str(AVRO).expect("schema");
+    let raw: Vec<Vec<u8>> = data.iter().map(|e| avro_datum(&avro, e)).collect();
+    let id = 0x1234_5678_9abc_def0_1234_5678_9abc_def0;
+    let framed_mixed: Vec<Vec<u8>> = raw.iter().enumerate().map(|(i, d)| glue_frame(id, d, i % 2 == 1)).collect();
+    let framed_plain: Vec<Vec<u8>> = raw.iter().map(|d| glue_frame(id, d, false)).collect();
+    let mut inline = Decoder::new(&source(&format!("{{avro: {{schema: '{}'}}}}", AVRO.replace('\n', " "))), None)
+        .expect("compiles");
+    let glue_source = source("{avro: {registry: {glue: {registry_name: bench}}}}");
+    let registries = || Registries { confluent: None, glue: Some(Arc::new(OneSchema)) };
+    let mut glue_mixed = Decoder::with_registries(&glue_source, registries()).expect("compiles");
+    let mut glue_plain = Decoder::with_registries(&glue_source, registries()).expect("compiles");
+    for decoder in [&mut inline, &mut glue_mixed, &mut glue_plain] {
+        decoder.expect_rows(BATCH);
+    }
+    println!("Avro: {count} records, {:.0} B each on average", raw.iter().map(Vec::len).sum::<usize>() as f64 / count as f64);
+    let names = ["raw datums (inline schema)", "Glue-framed, half zlib", "Glue-framed, uncompressed"];
+    let times = race(&mut [
+        (names[0], &mut || ours(&mut inline, &raw)),
+        (names[1], &mut || ours(&mut glue_mixed, &framed_mixed)),
+        (names[2], &mut || ours(&mut glue_plain, &framed_plain)),
+    ]);
+    report(count, &names, &times);
+    let slower = |t: Duration| (t.as_secs_f64() / times[0].as_secs_f64() - 1.0) * 100.0;
+    println!(
+        "Glue framing costs: uncompressed {:+.1}%, half zlib {:+.1}% (target: within 5%)",
+        slower(times[2]),
+        slower(times[1])
+    );
+}
