@@ -216,6 +216,32 @@ async fn iam_enforcement_names_the_refused_action_and_signed_reads_pass() {
         assert!(!printed.contains(&secret), "the secret key leaked: {printed}");
     }
 
+    // A Glue Schema Registry source is checked for `glue:GetSchemaVersion`, with the source's role.
+    let glue_definition = |name: &str, role: &str| {
+        let file = write_definition(dir.path(), name, &stream_arn, Some(&text(role)));
+        let glue = format!(
+            "format: {{avro: {{registry: {{glue: {{registry_name: {}, schema_name: orders}}}}}}}}\n",
+            text("/glue_registry")
+        );
+        let definition = std::fs::read_to_string(&file).expect("read").replace("format: json\n", &glue);
+        std::fs::write(&file, definition).expect("write");
+        file
+    };
+    let glue_env = [env.as_slice(), &[("AWS_ENDPOINT_URL_GLUE", emulators.moto_auth.as_str())]].concat();
+    let denied = glue_definition("glue_denied", "/glue_denied_role");
+    let output = tributary(&["validate", "--live", denied.to_str().expect("utf-8")], &glue_env);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    assert!(
+        out.starts_with(
+            "ACCESS_DENIED glue_denied.kinesis.format.avro.registry.glue: `glue:GetSchemaVersion` was refused"
+        ),
+        "{out}"
+    );
+    let allowed = glue_definition("glue_full", "/glue_full_role");
+    let output = tributary(&["validate", "--live", allowed.to_str().expect("utf-8")], &glue_env);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+
     // The metadata workflow through the same role, which lacks kinesis:ListStreams: the run
     // stops at once with IAM's answer (no retries), and test-connection says which step failed.
     let workflow = dir.path().join("workflow.yaml");

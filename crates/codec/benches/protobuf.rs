@@ -364,7 +364,8 @@ fn main() {
     let pool = pool();
     let descriptor = pool.get_message_by_name("bench.Event").expect("Event");
     let protobuf: Vec<Vec<u8>> = data.iter().map(|e| protobuf_record(&pool, e)).collect();
-    let format = format!("{{protobuf: {{message: bench.Event, schema: {}}}}}", serde_json::to_string(PROTO).expect("json"));
+    let format =
+        format!("{{protobuf: {{message: bench.Event, schema: {}}}}}", serde_json::to_string(PROTO).expect("json"));
     let mut decoder = Decoder::new(&source(&format), None).expect("compiles");
     decoder.expect_rows(BATCH);
     let arrow_schema = decoder.schema();
@@ -383,8 +384,8 @@ fn main() {
     let id = 0x1234_5678_9abc_def0_1234_5678_9abc_def0;
     let framed_mixed: Vec<Vec<u8>> = raw.iter().enumerate().map(|(i, d)| glue_frame(id, d, i % 2 == 1)).collect();
     let framed_plain: Vec<Vec<u8>> = raw.iter().map(|d| glue_frame(id, d, false)).collect();
-    let mut inline = Decoder::new(&source(&format!("{{avro: {{schema: '{}'}}}}", AVRO.replace('\n', " "))), None)
-        .expect("compiles");
+    let mut inline =
+        Decoder::new(&source(&format!("{{avro: {{schema: '{}'}}}}", AVRO.replace('\n', " "))), None).expect("compiles");
     let glue_source = source("{avro: {registry: {glue: {registry_name: bench}}}}");
     let registries = || Registries { confluent: None, glue: Some(Arc::new(OneSchema)) };
     let mut glue_mixed = Decoder::with_registries(&glue_source, registries()).expect("compiles");
@@ -392,7 +393,10 @@ fn main() {
     for decoder in [&mut inline, &mut glue_mixed, &mut glue_plain] {
         decoder.expect_rows(BATCH);
     }
-    println!("Avro: {count} records, {:.0} B each on average", raw.iter().map(Vec::len).sum::<usize>() as f64 / count as f64);
+    println!(
+        "Avro: {count} records, {:.0} B each on average",
+        raw.iter().map(Vec::len).sum::<usize>() as f64 / count as f64
+    );
     let names = ["raw datums (inline schema)", "Glue-framed, half zlib", "Glue-framed, uncompressed"];
     let times = race(&mut [
         (names[0], &mut || ours(&mut inline, &raw)),

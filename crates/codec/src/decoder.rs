@@ -320,12 +320,12 @@ impl Decoder {
             (FormatState::GlueJson(state, frames), deletes) => match frames.body(payload, &self.root)? {
                 Err(fault) => (Err(fault), Op::Upsert),
                 Ok(body) => match deletes {
-                    Some(deletes) => match crate::cdc::open_json(&body, deletes) {
+                    Some(deletes) => match crate::cdc::open_json(body, deletes) {
                         Ok(Change::Upsert(row)) => (state.decode(row, &mut self.root), Op::Upsert),
                         Ok(Change::Delete(keys)) => (deletes.decode(&keys), Op::Delete),
                         Err(fault) => (Err(fault), Op::Upsert),
                     },
-                    None => (state.decode(&body, &mut self.root), Op::Upsert),
+                    None => (state.decode(body, &mut self.root), Op::Upsert),
                 },
             },
             (FormatState::Protobuf(state), _) => (state.decode(payload, &mut self.root)?, Op::Upsert),

@@ -7,9 +7,7 @@
 //! `GetSchemaVersion` with the source's role); it is called only for an id
 //! not in the decoder's bounded cache.
 
-use std::borrow::Cow;
 use std::fmt;
-use std::io::Read;
 
 use crate::avro::RegistryError;
 use crate::rejection::Reason;
@@ -51,37 +49,89 @@ pub(crate) struct Unframed<'a> {
     /// The schema version's UUID.
     pub(crate) id: u128,
     /// The payload, inflated when it was compressed.
-    pub(crate) body: Cow<'a, [u8]>,
+    pub(crate) body: &'a [u8],
 }
 
-/// Takes the Glue header off `payload`, inflating a zlib payload up to `MAX_INFLATED_BYTES`.
-pub(crate) fn unframe(payload: &[u8]) -> Result<Unframed<'_>, Reason> {
+/// Inflates zlib payloads, keeping its state and output buffer from record
+/// to record (a fresh inflater per record costs more than inflating one).
+#[derive(Default)]
+pub(crate) struct Inflater {
+    state: Option<flate2::Decompress>,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater").field("buffered", &self.out.capacity()).finish_non_exhaustive()
+    }
+}
+
+/// An inflated payload's buffer is given back down to this after a larger one.
+const KEPT_INFLATE_CAPACITY: usize = 1024 * 1024;
+
+impl Inflater {
+    /// Inflates `compressed`, refusing output past `limit` bytes.
+    fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<&[u8], Reason> {
+        let state = self.state.get_or_insert_with(|| flate2::Decompress::new(true));
+        state.reset(true);
+        self.out.clear();
+        if self.out.capacity() > KEPT_INFLATE_CAPACITY {
+            self.out.shrink_to(KEPT_INFLATE_CAPACITY);
+        }
+        // One byte past the limit tells "too large" from "exactly the limit".
+        let ceiling = limit.saturating_add(1);
+        loop {
+            if self.out.len() == self.out.capacity() {
+                if self.out.len() >= ceiling {
+                    return Err(Reason::DecompressedTooLarge(limit));
+                }
+                let wanted = (self.out.capacity().max(compressed.len().saturating_mul(4)).max(256)).saturating_mul(2);
+                self.out.reserve_exact(wanted.min(ceiling) - self.out.len());
+            }
+            let (read_before, written_before) = (state.total_in(), state.total_out());
+            let consumed = usize::try_from(read_before).unwrap_or(usize::MAX).min(compressed.len());
+            let status = state
+                .decompress_vec(&compressed[consumed..], &mut self.out, flate2::FlushDecompress::None)
+                .map_err(|_| Reason::BadCompression)?;
+            if self.out.len() > limit {
+                return Err(Reason::DecompressedTooLarge(limit));
+            }
+            if status == flate2::Status::StreamEnd {
+                return Ok(&self.out);
+            }
+            // With room to write, no progress means the stream was cut short.
+            // (`Finish` would mean "the output buffer holds it all" to miniz, so `None`.)
+            let stalled = state.total_in() == read_before && state.total_out() == written_before;
+            if stalled && self.out.len() < self.out.capacity() {
+                return Err(Reason::BadCompression);
+            }
+        }
+    }
+}
+
+/// Takes the Glue header off `payload`, inflating a zlib payload (up to
+/// `MAX_INFLATED_BYTES`) with `inflater`.
+#[inline]
+pub(crate) fn unframe<'a>(payload: &'a [u8], inflater: &'a mut Inflater) -> Result<Unframed<'a>, Reason> {
     let Some((header, body)) = payload.split_first_chunk::<GLUE_HEADER_LEN>() else {
         return Err(Reason::BadFraming("shorter than the 18-byte Glue Schema Registry header"));
     };
     if header[0] != GLUE_HEADER_VERSION {
         return Err(Reason::BadFraming("not Glue Schema Registry framing: byte 0 is not header version 3"));
     }
-    let mut id_bytes = [0u8; 16];
-    id_bytes.copy_from_slice(&header[2..]);
-    let id = u128::from_be_bytes(id_bytes);
-    let body = match header[1] {
-        GLUE_COMPRESSION_NONE => Cow::Borrowed(body),
-        GLUE_COMPRESSION_ZLIB => Cow::Owned(inflate(body, MAX_INFLATED_BYTES)?),
-        _ => return Err(Reason::BadFraming("Glue Schema Registry compression byte is neither 0 (none) nor 5 (zlib)")),
+    let [_, compression, id_bytes @ ..] = header;
+    let id = u128::from_be_bytes(*id_bytes);
+    let body = match *compression {
+        GLUE_COMPRESSION_NONE => body,
+        GLUE_COMPRESSION_ZLIB => inflater.inflate(body, MAX_INFLATED_BYTES)?,
+        _ => return Err(compression_error()),
     };
     Ok(Unframed { id, body })
 }
 
-/// Inflates zlib data, refusing output past `limit` bytes.
-fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Reason> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::ZlibDecoder::new(compressed).take(cap).read_to_end(&mut out).map_err(|_| Reason::BadCompression)?;
-    if out.len() > limit {
-        return Err(Reason::DecompressedTooLarge(limit));
-    }
-    Ok(out)
+#[cold]
+fn compression_error() -> Reason {
+    Reason::BadFraming("Glue Schema Registry compression byte is neither 0 (none) nor 5 (zlib)")
 }
 
 /// Frames `body` as a Glue record (tests, benchmarks and fixtures).
@@ -147,14 +197,17 @@ mod tests {
             let framed = glue_frame(ID, b"{\"a\": 1}", zlib);
             assert_eq!(framed[0], 3);
             assert_eq!(framed[1], if zlib { 5 } else { 0 });
-            let unframed = unframe(&framed).expect("frame");
+            let mut inflater = Inflater::default();
+            let unframed = unframe(&framed, &mut inflater).expect("frame");
             assert_eq!(unframed.id, ID);
-            assert_eq!(&*unframed.body, b"{\"a\": 1}");
+            assert_eq!(unframed.body, b"{\"a\": 1}");
         }
     }
 
     #[test]
     fn bad_headers_and_bombs_are_reasons_not_panics() {
+        let mut inflater = Inflater::default();
+        let mut unframe = |bytes: &[u8]| unframe(bytes, &mut inflater).map(|u| u.body.len());
         assert!(matches!(unframe(&[3, 0, 1]), Err(Reason::BadFraming(_))));
         let mut framed = glue_frame(ID, b"x", false);
         framed[0] = 2;
@@ -165,12 +218,20 @@ mod tests {
         let mut corrupt = glue_frame(ID, b"hello", true);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
-        assert_eq!(unframe(&corrupt).map(|_| ()), Err(Reason::BadCompression));
+        assert_eq!(unframe(&corrupt), Err(Reason::BadCompression));
+        let whole = glue_frame(ID, &[7u8; 5000], true);
+        assert_eq!(unframe(&whole[..whole.len() - 10]), Err(Reason::BadCompression), "a stream cut short");
         let bomb = glue_frame(ID, &vec![0u8; MAX_INFLATED_BYTES + 1], true);
         assert!(bomb.len() < 100_000, "zeros deflate well: {}", bomb.len());
-        assert_eq!(unframe(&bomb).map(|_| ()), Err(Reason::DecompressedTooLarge(MAX_INFLATED_BYTES)));
+        assert_eq!(unframe(&bomb), Err(Reason::DecompressedTooLarge(MAX_INFLATED_BYTES)));
         let just_fits = glue_frame(ID, &vec![0u8; MAX_INFLATED_BYTES], true);
-        assert_eq!(unframe(&just_fits).map(|u| u.body.len()), Ok(MAX_INFLATED_BYTES));
+        assert_eq!(unframe(&just_fits), Ok(MAX_INFLATED_BYTES));
+        // The inflater is reused: records after a failure or a big one read as they should.
+        for size in [0, 1, 300, 70_000] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            assert_eq!(unframe(&glue_frame(ID, &body, true)), Ok(size));
+        }
+        assert_eq!(unframe(&glue_frame(ID, b"plain", false)), Ok(5));
     }
 
     #[test]

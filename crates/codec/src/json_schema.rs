@@ -3,14 +3,13 @@
 //! dataset needs exist there, with a type that can hold it?) and then only
 //! the header is taken off; the JSON decoder reads the body as usual.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::columns::{Column, FieldSource, Kind};
 use crate::decoder::DecodeError;
-use crate::glue::{self, GlueSchemaSource};
+use crate::glue::{self, GlueSchemaSource, Inflater};
 use crate::rejection::{Fault, Reason};
 use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
 
@@ -23,21 +22,27 @@ pub(crate) struct GlueJsonFrames {
     versions: Arc<dyn GlueSchemaSource>,
     checked: SchemaCache<Cached<()>>,
     last: Option<u128>,
+    inflater: Inflater,
 }
 
 impl GlueJsonFrames {
     pub(crate) fn new(versions: Arc<dyn GlueSchemaSource>) -> GlueJsonFrames {
-        GlueJsonFrames { versions, checked: SchemaCache::new(SCHEMA_CACHE_CAPACITY), last: None }
+        GlueJsonFrames {
+            versions,
+            checked: SchemaCache::new(SCHEMA_CACHE_CAPACITY),
+            last: None,
+            inflater: Inflater::default(),
+        }
     }
 
     /// The JSON body of a framed record whose schema version fits the dataset
     /// (`root`); the outer error means "retry later".
     pub(crate) fn body<'a>(
-        &mut self,
+        &'a mut self,
         payload: &'a [u8],
         root: &Column,
-    ) -> Result<Result<Cow<'a, [u8]>, Box<Fault>>, DecodeError> {
-        let unframed = match glue::unframe(payload) {
+    ) -> Result<Result<&'a [u8], Box<Fault>>, DecodeError> {
+        let unframed = match glue::unframe(payload, &mut self.inflater) {
             Ok(unframed) => unframed,
             Err(reason) => return Ok(Err(Fault::record(reason))),
         };

@@ -21,7 +21,7 @@ pub use show::{avro_datum_json, registry_schema_id};
 
 use crate::columns::Column;
 use crate::decoder::DecodeError;
-use crate::glue::{self, GlueSchemaSource};
+use crate::glue::{self, GlueSchemaSource, Inflater};
 use crate::rejection::{Fault, Reason};
 use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
 
@@ -68,11 +68,19 @@ pub(crate) struct AvroState {
     schemas: SchemaCache<Cached<Compiled>>,
     /// The last schema used: consecutive records nearly always share it.
     last: Option<(u128, Arc<Compiled>)>,
+    /// Glue framing: inflates compressed payloads.
+    inflater: Inflater,
 }
 
 impl AvroState {
     pub(crate) fn new(wire: WireFormat, refs: Vec<(usize, Vec<String>)>) -> AvroState {
-        AvroState { wire, refs, schemas: SchemaCache::new(SCHEMA_CACHE_CAPACITY), last: None }
+        AvroState {
+            wire,
+            refs,
+            schemas: SchemaCache::new(SCHEMA_CACHE_CAPACITY),
+            last: None,
+            inflater: Inflater::default(),
+        }
     }
 
     /// Decodes one payload into `root` (or, for a Debezium delete, into
@@ -120,7 +128,7 @@ impl AvroState {
                 }
             }
             WireFormat::Glue(versions) => {
-                unframed = match glue::unframe(payload) {
+                unframed = match glue::unframe(payload, &mut self.inflater) {
                     Ok(unframed) => unframed,
                     Err(reason) => return Ok(Err(Fault::record(reason))),
                 };
@@ -147,7 +155,7 @@ impl AvroState {
                     }
                 }
                 match &self.last {
-                    Some((_, schema)) => (schema, &*unframed.body),
+                    Some((_, schema)) => (schema, unframed.body),
                     None => return Ok(Err(Fault::record(Reason::UnknownSchemaVersion(id)))),
                 }
             }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::avro::RegistryClient;
 use crate::columns::Column;
 use crate::decoder::DecodeError;
-use crate::glue::{self, GlueSchemaSource};
+use crate::glue::{self, GlueSchemaSource, Inflater};
 use crate::rejection::{Fault, Reason};
 use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
 
@@ -91,6 +91,8 @@ pub(crate) struct ProtobufState {
     last: Option<(u128, Arc<CompiledMessage>)>,
     /// Counts messages read, to mark the fields each one set.
     marks: u64,
+    /// Glue framing: inflates compressed payloads.
+    inflater: Inflater,
 }
 
 impl ProtobufState {
@@ -102,6 +104,7 @@ impl ProtobufState {
             schemas: SchemaCache::new(SCHEMA_CACHE_CAPACITY),
             last: None,
             marks: 0,
+            inflater: Inflater::default(),
         }
     }
 
@@ -148,7 +151,7 @@ impl ProtobufState {
                 (compiled, body)
             }
             Wire::Glue(versions) => {
-                unframed = match glue::unframe(payload) {
+                unframed = match glue::unframe(payload, &mut self.inflater) {
                     Ok(unframed) => unframed,
                     Err(reason) => return Ok(Err(Fault::record(reason))),
                 };
@@ -178,7 +181,7 @@ impl ProtobufState {
                 let Some((_, compiled)) = &self.last else {
                     return Ok(Err(Fault::record(Reason::UnknownSchemaVersion(id))));
                 };
-                let mut reader = wire::Reader::new(&unframed.body);
+                let mut reader = wire::Reader::new(unframed.body);
                 let index = match reader.varint() {
                     Ok(index) => index,
                     Err(_) => return Ok(Err(Fault::record(Reason::BadFraming("no Glue Protobuf message index")))),
