@@ -334,8 +334,11 @@ fn record_count() -> usize {
     std::env::var("TRIBUTARY_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(500_000)
 }
 
+/// A named variant: decodes every record, answering (rows, rejected).
+type Variant<'a> = (&'a str, &'a mut dyn FnMut() -> (usize, usize));
+
 /// Runs each variant `ROUNDS` times, interleaved; the best time of each.
-fn race(variants: &mut [(&str, &mut dyn FnMut() -> (usize, usize))]) -> Vec<Duration> {
+fn race(variants: &mut [Variant<'_>]) -> Vec<Duration> {
     let mut best = vec![Duration::MAX; variants.len()];
     for _ in 0..ROUNDS {
         for (i, (name, run)) in variants.iter_mut().enumerate() {
