@@ -153,6 +153,19 @@ async fn glue_framed_avro_json_and_protobuf_land_and_bad_frames_are_rejected_wit
     assert_eq!(codes, ["BAD_FRAMING", "DECOMPRESSED_TOO_LARGE", "UNKNOWN_SCHEMA_VERSION"]);
     assert!(server.errors("glue_json").is_empty() && server.errors("glue_proto").is_empty());
 
+    // A dry run decodes the rejected records again, asking Glue from the API's blocking thread:
+    // the same three stay rejected for the same reasons.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(&format!("{}/api/v1/sources/glue_avro/replay", server.url()))
+        .header("Content-Type", "application/json")
+        .send(r#"{"dry_run": true}"#)
+        .expect("POST");
+    let text = response.body_mut().read_to_string().expect("body");
+    assert_eq!(response.status().as_u16(), 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!((answer["examined"].as_u64(), answer["still_rejected"].as_u64()), (Some(3), Some(3)), "{answer:#}");
+
     // `tributary decode` reads the same framing, asking moto's Glue for the schema.
     let lines: String = fixture["avro"]["records"]
         .as_array()
