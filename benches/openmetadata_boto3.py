@@ -3,7 +3,8 @@ boto3 loop doing what OpenMetadata's Kinesis connector does per stream (list the
 streams, describe each summary, list its shards, sample the first shard with data
 from TRIM_HORIZON), with its pagination bug fixed so both read the same streams.
 
-  openmetadata_boto3.py fill ENDPOINT PREFIX COUNT   # COUNT streams of 1-4 shards, half with 5 records
+  openmetadata_boto3.py fill ENDPOINT PREFIX COUNT [WIDE]   # COUNT streams of 1-4 shards, half with 5 records;
+                                                            # WIDE more of 120 shards, half with 50 records
   openmetadata_boto3.py run ENDPOINT PREFIX          # prints how many topics and sample messages it found
 """
 import json
@@ -19,20 +20,21 @@ def client(endpoint):
                         aws_access_key_id="bench", aws_secret_access_key="bench")
 
 
-def fill(endpoint, prefix, count):
+def fill(endpoint, prefix, count, wide=0):
     kinesis = client(endpoint)
-    for index in range(count):
-        kinesis.create_stream(StreamName=f"{prefix}-{index:03d}", ShardCount=index % 4 + 1)
-    deadline = time.time() + 120
-    for index in range(count):
-        name = f"{prefix}-{index:03d}"
+    streams = [(f"{prefix}-{index:03d}", index % 4 + 1, 5 if index % 2 == 0 else 0) for index in range(count)]
+    streams += [(f"{prefix}-wide-{index:02d}", 120, 50 if index % 2 == 0 else 0) for index in range(wide)]
+    for name, shards, _ in streams:
+        kinesis.create_stream(StreamName=name, ShardCount=shards)
+    deadline = time.time() + 300
+    for index, (name, _, records) in enumerate(streams):
         while kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
             if time.time() > deadline:
                 sys.exit(f"{name} not ACTIVE in time")
             time.sleep(0.05)
-        if index % 2 == 0:
+        if records:
             kinesis.put_records(StreamName=name, Records=[
-                {"Data": json.dumps({"stream": index, "n": n}).encode(), "PartitionKey": f"k{n}"} for n in range(5)
+                {"Data": json.dumps({"stream": index, "n": n}).encode(), "PartitionKey": f"k{n}"} for n in range(records)
             ])
 
 
@@ -71,6 +73,6 @@ def run(endpoint, prefix):
 
 if __name__ == "__main__":
     if sys.argv[1] == "fill":
-        fill(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        fill(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     else:
         run(sys.argv[2], sys.argv[3])

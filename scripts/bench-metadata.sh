@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # `tributary metadata ingest` side by side with a sequential boto3 loop doing what
 # OpenMetadata's Kinesis connector does (benches/openmetadata_boto3.py), on 200 streams
-# of 1-4 shards (half with a few records), generateSampleData on. Measured twice:
+# of 1-4 shards (half with a few records) plus 4 wide ones of 120 shards (half with
+# 50 records), generateSampleData on. Measured twice:
 # raw against kinesis-local, and through benches/delay_proxy.py, which holds every
 # call 30 ms as a real region's round trip does. Prints wall and CPU seconds of each
 # and the ratios. Starts (and stops) emulators of its own, with room for the shards.
 #
 #   ./scripts/bench-metadata.sh
-#   TRIBUTARY_BENCH_STREAMS=50 TRIBUTARY_BENCH_DELAY_MS=30 ./scripts/bench-metadata.sh
+#   TRIBUTARY_BENCH_STREAMS=50 TRIBUTARY_BENCH_WIDE=2 TRIBUTARY_BENCH_DELAY_MS=30 ./scripts/bench-metadata.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 streams=${TRIBUTARY_BENCH_STREAMS:-200}
+wide=${TRIBUTARY_BENCH_WIDE:-4}
 delay_ms=${TRIBUTARY_BENCH_DELAY_MS:-30}
 work=$(mktemp -d)
 
 scripts/emulators.sh install
 export TRIBUTARY_EMULATORS_STATE="$PWD/.emulators/bench-metadata.pids"
-eval "$(TRIBUTARY_KINESIS_SHARD_LIMIT=$((streams * 4 + 100)) scripts/emulators.sh up)"
+eval "$(TRIBUTARY_KINESIS_SHARD_LIMIT=$((streams * 4 + wide * 120 + 100)) scripts/emulators.sh up)"
 proxy_pid=""
 cleanup() {
   if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; fi
@@ -28,8 +30,8 @@ trap cleanup EXIT
 cargo build --release --bin tributary >&2
 python=$TRIBUTARY_TEST_MOTO_PYTHON
 prefix=omb
-echo "filling $streams streams" >&2
-"$python" benches/openmetadata_boto3.py fill "$AWS_ENDPOINT_URL_KINESIS" "$prefix" "$streams"
+echo "filling $streams streams and $wide wide ones" >&2
+"$python" benches/openmetadata_boto3.py fill "$AWS_ENDPOINT_URL_KINESIS" "$prefix" "$streams" "$wide"
 
 kinesis_port=${AWS_ENDPOINT_URL_KINESIS##*:}
 proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')

@@ -603,3 +603,45 @@ async fn protobuf_and_glue_registry_schemas_are_published_as_the_topics_message_
         assert!(errors.is_empty(), "{errors:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_a_wide_stream_reads_a_few_shards_spread_over_its_hash_keys() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omwide").replace('-', "_");
+    let (narrow, wide_empty, wide_full) =
+        (format!("{prefix}-narrow"), format!("{prefix}-wide-empty"), format!("{prefix}-wide-full"));
+    create_stream(&emulators.kinesis, &narrow, 1, true).await;
+    create_stream(&emulators.kinesis, &wide_empty, 40, true).await;
+    create_stream(&emulators.kinesis, &wide_full, 40, true).await;
+    for n in 0..200 {
+        put(&emulators.kinesis, &wide_full, &format!("key-{n}"), format!("{{\"n\":{n}}}").as_bytes()).await;
+    }
+    let proxy = FaultProxy::start(&emulators.kinesis, Vec::new()).await;
+    let (file, lines) = file_sink_workflow(dir.path(), "svc_wide", &proxy.url(), &prefix);
+    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let iterators = |stream: &str| {
+        let quoted = format!("stream/{stream}\"");
+        let forwarded = proxy.forwarded.lock().expect("forwarded");
+        forwarded.iter().filter(|call| call.contains("GetShardIterator") && call.contains(&quoted)).count()
+    };
+    // The streams are younger than the look-back: one pass from the oldest data.
+    assert_eq!(iterators(&narrow), 1);
+    assert_eq!(iterators(&wide_empty), 3, "one wave of three shards finds nothing: it stops there");
+    let full = iterators(&wide_full);
+    assert!((3..=10).contains(&full), "{full} shards read for 10 records");
+    let requests: Vec<Value> = std::fs::read_to_string(&lines)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    // Only the wide stream with records has a sample to show: ten of its messages.
+    let samples: Vec<usize> = requests
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/sampleData")))
+        .filter_map(|r| r["body"]["messages"].as_array().map(Vec::len))
+        .filter(|messages| *messages > 0)
+        .collect();
+    assert_eq!(samples, [10]);
+}

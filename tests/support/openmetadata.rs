@@ -374,6 +374,8 @@ fn decode(text: &str) -> String {
 pub struct FaultProxy {
     pub addr: SocketAddr,
     pub injected: Arc<Mutex<Vec<String>>>,
+    /// Every call forwarded: `X-Amz-Target body`.
+    pub forwarded: Arc<Mutex<Vec<String>>>,
 }
 
 pub struct Fault {
@@ -387,17 +389,23 @@ impl FaultProxy {
     pub async fn start(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
         let faults = Arc::new(Mutex::new(faults));
         let injected = Arc::new(Mutex::new(Vec::new()));
+        let forwarded = Arc::new(Mutex::new(Vec::new()));
         let upstream = upstream.trim_end_matches('/').to_owned();
-        let (faults_state, injected_state) = (Arc::clone(&faults), Arc::clone(&injected));
+        let (faults_state, injected_state, forwarded_state) =
+            (Arc::clone(&faults), Arc::clone(&injected), Arc::clone(&forwarded));
         let app = Router::new().fallback(move |request: Request| {
-            let (faults, injected, upstream) =
-                (Arc::clone(&faults_state), Arc::clone(&injected_state), upstream.clone());
-            async move { forward(request, &upstream, &faults, &injected).await }
+            let (faults, injected, forwarded, upstream) = (
+                Arc::clone(&faults_state),
+                Arc::clone(&injected_state),
+                Arc::clone(&forwarded_state),
+                upstream.clone(),
+            );
+            async move { forward(request, &upstream, &faults, &injected, &forwarded).await }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        FaultProxy { addr, injected }
+        FaultProxy { addr, injected, forwarded }
     }
 
     pub fn url(&self) -> String {
@@ -410,6 +418,7 @@ async fn forward(
     upstream: &str,
     faults: &Mutex<Vec<Fault>>,
     injected: &Mutex<Vec<String>>,
+    forwarded: &Mutex<Vec<String>>,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 16 << 20).await.expect("body");
@@ -431,6 +440,7 @@ async fn forward(
                 .expect("response");
         }
     }
+    forwarded.lock().expect("forwarded").push(format!("{target} {text}"));
     let url = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let headers: Vec<(String, String)> = parts
         .headers

@@ -131,8 +131,17 @@ async fn describe(
     };
     let sample = match sample {
         Some(settings) => {
-            let open: Vec<String> =
-                shards.iter().filter(|shard| shard.open).map(|shard| shard.shard_id.clone()).collect();
+            // In hash-key order, so that the sampler's waves spread over the range.
+            let mut open: Vec<(u128, String)> = shards
+                .iter()
+                .filter(|shard| shard.open)
+                .map(|shard| {
+                    let start = shard.hash_key_range.as_ref().and_then(|(start, _)| start.parse().ok());
+                    (start.unwrap_or(u128::MAX), shard.shard_id.clone())
+                })
+                .collect();
+            open.sort();
+            let open: Vec<String> = open.into_iter().map(|(_, shard_id)| shard_id).collect();
             let records = catalog.sample(&summary.arn, &open, settings, summary.created).await?;
             Some(records.iter().map(|record| sample_text(&record.data)).collect())
         }

@@ -2,8 +2,13 @@
 //! and [`GetRecords`](https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetRecords.html)
 //! on the open shards, a few records each.
 //!
-//! The budget is spread over the open shards (each reads at most its share,
-//! with `Limit` set to it), starting at `AT_TIMESTAMP` a while ago so the
+//! Shards are read in waves spread over the hash-key range (records are
+//! spread over it by partition-key hash, so a spread few show what the stream
+//! carries): a first wave of a few shards, then twice as many of those left
+//! while the sample is short, none after a wave that found nothing, and never
+//! more shards than records asked for. A wide stream, empty or not, costs
+//! about what a narrow one does. Each shard reads at most its share of what
+//! is still missing (with `Limit` set to it), starting at `AT_TIMESTAMP` a while ago so the
 //! sample shows what the stream carries now; when nothing that recent exists
 //! anywhere in the stream, the oldest data (`TRIM_HORIZON`) is sampled
 //! instead (and at once, for a stream younger than the look-back: there the two
@@ -18,6 +23,9 @@ use bytes::Bytes;
 
 use super::{Catalog, CatalogError, Failure};
 use crate::kpl::{Unpacked, unpack};
+
+/// Shards read in the first wave (all of them, for a stream this narrow).
+const FIRST_WAVE: usize = 3;
 
 /// How much to sample and from when.
 #[derive(Debug, Clone)]
@@ -54,8 +62,9 @@ enum From {
 }
 
 impl Catalog {
-    /// Up to `settings.records` records of `stream_arn`, spread over `open_shards`;
-    /// `created` is the stream's creation time, when known.
+    /// Up to `settings.records` records of `stream_arn`, spread over
+    /// `open_shards` (in hash-key order: the first waves pick shards evenly
+    /// spaced along it); `created` is the stream's creation time, when known.
     pub async fn sample(
         &self,
         stream_arn: &str,
@@ -85,14 +94,26 @@ impl Catalog {
         settings: &SampleSettings,
         from: From,
     ) -> Result<Vec<SampledRecord>, CatalogError> {
-        // Every shard reads its share at once; the shares are then dealt in
-        // turn so that the first shards do not crowd the others out.
-        let shards = &open_shards[..open_shards.len().min(settings.records)];
-        let share = settings.records.div_ceil(shards.len());
-        let reads = shards.iter().map(|shard_id| self.sample_shard(stream_arn, shard_id, share, settings, from));
-        let per_shard = futures_util::future::join_all(reads).await;
-        let mut per_shard: Vec<std::vec::IntoIter<SampledRecord>> =
-            per_shard.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().map(Vec::into_iter).collect();
+        let mut unread: Vec<&String> = open_shards.iter().collect();
+        let mut per_shard: Vec<std::vec::IntoIter<SampledRecord>> = Vec::new();
+        let (mut found, mut shards_read) = (0, 0);
+        let mut wave = FIRST_WAVE.min(unread.len()).min(settings.records);
+        while wave > 0 {
+            let picked = take_spread(&mut unread, wave);
+            shards_read += picked.len();
+            let share = (settings.records - found).div_ceil(picked.len());
+            let reads = picked.iter().map(|shard_id| self.sample_shard(stream_arn, shard_id, share, settings, from));
+            let read = futures_util::future::join_all(reads).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let found_now: usize = read.iter().map(Vec::len).sum();
+            found += found_now;
+            per_shard.extend(read.into_iter().map(Vec::into_iter));
+            // A spread wave that found nothing says the stream holds (next to) nothing.
+            if found_now == 0 || found >= settings.records {
+                break;
+            }
+            wave = (wave * 2).min(unread.len()).min(settings.records.saturating_sub(shards_read));
+        }
+        // The shares are dealt in turn, so that the first shards do not crowd the others out.
         let mut sampled = Vec::with_capacity(settings.records);
         while sampled.len() < settings.records {
             let before = sampled.len();
@@ -177,5 +198,37 @@ impl Catalog {
             iterator = answer.next_shard_iterator;
         }
         Ok(records)
+    }
+}
+
+/// Takes `count` of `shards` evenly spaced along them (they are in hash-key order).
+fn take_spread<'a>(shards: &mut Vec<&'a String>, count: usize) -> Vec<&'a String> {
+    let len = shards.len();
+    let count = count.min(len);
+    // Distinct, increasing positions: i * len / count for i < count.
+    let positions: Vec<usize> = (0..count).map(|i| i * len / count).collect();
+    let picked: Vec<&String> = positions.iter().map(|&at| shards[at]).collect();
+    for &at in positions.iter().rev() {
+        shards.remove(at);
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_are_spread_over_the_hash_key_range() {
+        let ids: Vec<String> = (0..120).map(|i| format!("shard-{i:03}")).collect();
+        let mut unread: Vec<&String> = ids.iter().collect();
+        let first = take_spread(&mut unread, 3);
+        assert_eq!(first, [&ids[0], &ids[40], &ids[80]]);
+        let second = take_spread(&mut unread, 6);
+        assert_eq!(second.len(), 6);
+        assert!(second.iter().all(|id| !first.contains(id)), "no shard is read twice");
+        assert_eq!(unread.len(), 111);
+        let mut two: Vec<&String> = ids[..2].iter().collect();
+        assert_eq!(take_spread(&mut two, 5).len(), 2, "never more than there are");
     }
 }
