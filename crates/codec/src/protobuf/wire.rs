@@ -179,30 +179,30 @@ fn read_message(
     for (index, unset) in &program.targets {
         let field = &mut fields[*index];
         let column = &mut field.column;
-        if let Unset::Empty = unset {
-            // Lists and maps end with every message, set or not.
-            let (offsets, len) = match &mut column.kind {
-                Kind::List { offsets, item } => (offsets, item.len()),
-                Kind::Map { offsets, keys, .. } => (offsets, keys.len()),
-                _ => return Err(Fault::new(Reason::Malformed("internal: program and column disagree"), &column.path)),
-            };
-            if !push_offset(offsets, len) {
-                return Err(Fault::new(Reason::OutOfRange("batch holds more than 2^31 items"), &column.path));
-            }
-            column.mark_valid();
-            continue;
-        }
-        if field.seen == mark {
-            continue;
-        }
         match unset {
+            // Lists and maps end with every message, set or not.
+            Unset::Empty => end_collection(column)?,
+            _ if field.seen == mark => {}
             Unset::Null => column.push_null(),
             Unset::Missing => return Err(Fault::new(Reason::MissingField, &column.path)),
             Unset::Default(scalar) => put_default(*scalar, column)?,
             Unset::EnumDefault(name) => put_str(name, column)?,
             Unset::Constant(text) => crate::json::decode_constant(text, column)?,
-            Unset::Empty => {}
         }
+    }
+    column.mark_valid();
+    Ok(())
+}
+
+/// Ends a list or map column's row at the items appended so far.
+fn end_collection(column: &mut Column) -> Result<(), Box<Fault>> {
+    let (offsets, len) = match &mut column.kind {
+        Kind::List { offsets, item } => (offsets, item.len()),
+        Kind::Map { offsets, keys, .. } => (offsets, keys.len()),
+        _ => return Err(internal(column)),
+    };
+    if !push_offset(offsets, len) {
+        return Err(Fault::new(Reason::OutOfRange("batch holds more than 2^31 items"), &column.path));
     }
     column.mark_valid();
     Ok(())
