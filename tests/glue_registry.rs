@@ -105,8 +105,20 @@ async fn glue_framed_avro_json_and_protobuf_land_and_bad_frames_are_rejected_wit
     let avro_version = tributary_codec::parse_uuid(fixture["avro"]["version_id"].as_str().expect("id")).expect("uuid");
     // 33 MiB of zeros deflate to a few dozen KiB: a bomb that fits a Kinesis record.
     let bomb = tributary_codec::glue_frame(avro_version, &vec![0u8; 33 * 1024 * 1024], true);
+    // A datum the writer schema reads but the dataset cannot hold: a millisecond timestamp past i64 microseconds.
+    let mut datum = Vec::new();
+    for (value, text) in [(7i64, None), (0, Some("late")), (9_300_000_000_000_000, None)] {
+        match text {
+            Some(text) => {
+                varint((text.len() as u64) << 1, &mut datum);
+                datum.extend_from_slice(text.as_bytes());
+            }
+            None => varint(((value << 1) ^ (value >> 63)) as u64, &mut datum),
+        }
+    }
+    let out_of_range = tributary_codec::glue_frame(avro_version, &datum, false);
     let mut avro_records = base64_records(&fixture["avro"]);
-    avro_records.extend([unknown, bomb, br#"{"id": 1}"#.to_vec()]);
+    avro_records.extend([unknown, bomb, br#"{"id": 1}"#.to_vec(), out_of_range]);
     put_all(&emulators.kinesis, &avro_stream, &avro_records).await;
     put_all(&emulators.kinesis, &json_stream, &base64_records(&fixture["json"])).await;
     let proto_version =
@@ -138,7 +150,7 @@ async fn glue_framed_avro_json_and_protobuf_land_and_bad_frames_are_rejected_wit
     // The commit's live checks read every registered version of each schema from moto.
     commit(&server, &file);
 
-    server.wait_for_records("glue_avro", RECORDS as u64 + 3, Duration::from_secs(60));
+    server.wait_for_records("glue_avro", RECORDS as u64 + 4, Duration::from_secs(60));
     server.wait_for_records("glue_json", RECORDS as u64, Duration::from_secs(60));
     server.wait_for_records("glue_proto", RECORDS as u64, Duration::from_secs(60));
     for (dataset, prefix) in [("glue_avro", "avro"), ("glue_json", "json"), ("glue_proto", "proto")] {
@@ -150,11 +162,20 @@ async fn glue_framed_avro_json_and_protobuf_land_and_bad_frames_are_rejected_wit
     let mut codes: Vec<String> =
         server.errors("glue_avro").iter().map(|e| e["reason"].as_str().unwrap_or_default().to_owned()).collect();
     codes.sort();
-    assert_eq!(codes, ["BAD_FRAMING", "DECOMPRESSED_TOO_LARGE", "UNKNOWN_SCHEMA_VERSION"]);
+    assert_eq!(codes, ["BAD_FRAMING", "BAD_TIMESTAMP", "DECOMPRESSED_TOO_LARGE", "UNKNOWN_SCHEMA_VERSION"]);
+    // The console's view of the rejected rows decodes each with its Glue writer schema.
+    let errors = server.errors("glue_avro");
+    let with = |code: &str| errors.iter().find(|e| e["reason"] == code).unwrap_or_else(|| panic!("{code}")).clone();
+    assert_eq!(with("BAD_TIMESTAMP")["avro"]["id"], 7, "{:#}", with("BAD_TIMESTAMP"));
+    assert!(
+        with("UNKNOWN_SCHEMA_VERSION")["avro_error"].as_str().is_some_and(|e| e.contains("not in the Glue registry")),
+        "{:#}",
+        with("UNKNOWN_SCHEMA_VERSION")
+    );
     assert!(server.errors("glue_json").is_empty() && server.errors("glue_proto").is_empty());
 
     // A dry run decodes the rejected records again, asking Glue from the API's blocking thread:
-    // the same three stay rejected for the same reasons.
+    // the same four stay rejected for the same reasons.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = agent
         .post(&format!("{}/api/v1/sources/glue_avro/replay", server.url()))
@@ -164,7 +185,7 @@ async fn glue_framed_avro_json_and_protobuf_land_and_bad_frames_are_rejected_wit
     let text = response.body_mut().read_to_string().expect("body");
     assert_eq!(response.status().as_u16(), 200, "{text}");
     let answer: Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!((answer["examined"].as_u64(), answer["still_rejected"].as_u64()), (Some(3), Some(3)), "{answer:#}");
+    assert_eq!((answer["examined"].as_u64(), answer["still_rejected"].as_u64()), (Some(4), Some(4)), "{answer:#}");
 
     // `tributary decode` reads the same framing, asking moto's Glue for the schema.
     let lines: String = fixture["avro"]["records"]

@@ -129,6 +129,13 @@ pub(crate) fn unframe<'a>(payload: &'a [u8], inflater: &'a mut Inflater) -> Resu
     Ok(Unframed { id, body })
 }
 
+/// A Glue-framed payload's schema version and body, inflated (for showing a
+/// stored payload; decoders keep an inflater of their own).
+pub fn glue_unframed(payload: &[u8]) -> Result<(u128, Vec<u8>), String> {
+    let mut inflater = Inflater::default();
+    unframe(payload, &mut inflater).map(|u| (u.id, u.body.to_vec())).map_err(|reason| reason.to_string())
+}
+
 #[cold]
 fn compression_error() -> Reason {
     Reason::BadFraming("Glue Schema Registry compression byte is neither 0 (none) nor 5 (zlib)")

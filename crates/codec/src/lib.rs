@@ -58,7 +58,7 @@ pub use decoder::{
 };
 pub use glue::{
     GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB, GLUE_HEADER_LEN, GLUE_HEADER_VERSION, GlueSchemaSource,
-    GlueSchemaVersion, MAX_INFLATED_BYTES, glue_frame, parse_uuid, uuid_text,
+    GlueSchemaVersion, MAX_INFLATED_BYTES, glue_frame, glue_unframed, parse_uuid, uuid_text,
 };
 pub use protobuf::{confluent_message_path, glue_message_index};
 pub use rejection::{Found, Reason, ReasonCode, RecordMeta, Rejection};

@@ -727,7 +727,7 @@ fn source_errors_now(state: AppState, name: String, params: ErrorParams) -> Resu
     let next_before = more.then(|| rows.last().map(|row| row.id)).flatten();
     let mut errors: Vec<Value> = rows.iter().map(crate::console_api::error_json).collect();
     if let Ok(source) = crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()) {
-        crate::console_api::add_avro(&source.kinesis.format, &rows, &mut errors);
+        crate::console_api::add_avro(&state.supervisor.context().aws, &source, &rows, &mut errors);
     }
     Ok(Json(json!({ "errors": errors, "next_before": next_before })))
 }

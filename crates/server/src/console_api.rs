@@ -12,8 +12,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary_codec::{RegistryClient, avro_datum_json, registry_schema_id};
-use tributary_source::{AvroFormat, Format};
+use tributary_codec::{Registries, RegistryClient, avro_datum_json, glue_unframed, registry_schema_id, uuid_text};
+use tributary_source::{AvroFormat, ClientFactory, Format, Source};
 use tributary_store::{ErrorRow, NewErrorRow};
 
 use crate::AppState;
@@ -177,18 +177,21 @@ pub(crate) fn rejected_row_json(
 
 /// Adds to each of `answers` (the JSON of `rows`) its payload decoded as
 /// Avro with the writer schema, when the source reads Avro and the schema is
-/// known (inline, or the registry's for the payload's schema id): `avro`,
-/// or `avro_error` when the payload does not decode with it.
-pub(crate) fn add_avro(format: &Format, rows: &[ErrorRow], answers: &mut [Value]) {
-    let Format::Avro(avro) = format else { return };
+/// known (inline, or the registry's for the payload's schema id or Glue
+/// schema version): `avro`, or `avro_error` when the payload does not decode
+/// with it. Runs on a blocking thread (registries are asked and waited for).
+pub(crate) fn add_avro(aws: &ClientFactory, source: &Source, rows: &[ErrorRow], answers: &mut [Value]) {
+    let Format::Avro(avro) = &source.kinesis.format else { return };
+    if let AvroFormat::Glue(_) = avro {
+        add_glue_avro(aws, source, rows, answers);
+        return;
+    }
     let registry = match avro {
         AvroFormat::Registry(settings) => match RegistryClient::with_timeout(settings, Duration::from_secs(2)) {
             Ok(client) => Some(client),
             Err(_) => return,
         },
-        AvroFormat::Inline(_) => None,
-        // The console asks no AWS service while it renders a page.
-        AvroFormat::Glue(_) => return,
+        AvroFormat::Inline(_) | AvroFormat::Glue(_) => None,
     };
     // One look-up per schema id per answer; an unreachable registry is asked once.
     let mut schemas: HashMap<u32, Option<String>> = HashMap::new();
@@ -209,9 +212,38 @@ pub(crate) fn add_avro(format: &Format, rows: &[ErrorRow], answers: &mut [Value]
                     None => Err(format!("schema {id} is not known to the registry")),
                 }
             }
-            (AvroFormat::Registry(_) | AvroFormat::Glue(_), None) => continue,
-            (AvroFormat::Glue(_), Some(_)) => continue,
+            (AvroFormat::Registry(_) | AvroFormat::Glue(_), None) | (AvroFormat::Glue(_), Some(_)) => continue,
         };
+        match decoded {
+            Ok(value) => answer["avro"] = value,
+            Err(error) => answer["avro_error"] = json!(error),
+        }
+    }
+}
+
+/// [`add_avro`] for Glue-framed payloads: each version's writer schema is read once per answer.
+fn add_glue_avro(aws: &ClientFactory, source: &Source, rows: &[ErrorRow], answers: &mut [Value]) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let Ok(Registries { glue: Some(glue), .. }) = runtime.block_on(crate::registries::registries_for(aws, source))
+    else {
+        return;
+    };
+    let mut schemas: HashMap<u128, Result<String, String>> = HashMap::new();
+    for (row, answer) in rows.iter().zip(answers.iter_mut()) {
+        if (row.row.payload.len() as u64) < row.row.payload_length {
+            continue;
+        }
+        let decoded = glue_unframed(&row.row.payload).and_then(|(id, body)| {
+            let schema = schemas.entry(id).or_insert_with(|| match glue.schema_version(id) {
+                Ok(Some(version)) => Ok(version.definition),
+                Ok(None) => Err(format!("schema version {} is not in the Glue registry", uuid_text(id))),
+                Err(error) => Err(error.to_string()),
+            });
+            match schema {
+                Ok(schema) => avro_datum_json(schema, &body),
+                Err(error) => Err(error.clone()),
+            }
+        });
         match decoded {
             Ok(value) => answer["avro"] = value,
             Err(error) => answer["avro_error"] = json!(error),
