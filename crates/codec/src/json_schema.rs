@@ -11,7 +11,7 @@ use crate::columns::{Column, FieldSource, Kind};
 use crate::decoder::DecodeError;
 use crate::glue::{self, GlueSchemaSource, Inflater};
 use crate::rejection::{Fault, Reason};
-use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
+use crate::schema_cache::WriterSchemas;
 
 /// How deep a JSON Schema is followed.
 const MAX_DEPTH: usize = 64;
@@ -20,19 +20,13 @@ const MAX_DEPTH: usize = 64;
 #[derive(Debug)]
 pub(crate) struct GlueJsonFrames {
     versions: Arc<dyn GlueSchemaSource>,
-    checked: SchemaCache<Cached<()>>,
-    last: Option<u128>,
+    checked: WriterSchemas<()>,
     inflater: Inflater,
 }
 
 impl GlueJsonFrames {
     pub(crate) fn new(versions: Arc<dyn GlueSchemaSource>) -> GlueJsonFrames {
-        GlueJsonFrames {
-            versions,
-            checked: SchemaCache::new(SCHEMA_CACHE_CAPACITY),
-            last: None,
-            inflater: Inflater::default(),
-        }
+        GlueJsonFrames { versions, checked: WriterSchemas::new(), inflater: Inflater::default() }
     }
 
     /// The JSON body of a framed record whose schema version fits the dataset
@@ -47,26 +41,20 @@ impl GlueJsonFrames {
             Err(reason) => return Ok(Err(Fault::record(reason))),
         };
         let id = unframed.id;
-        if self.last != Some(id) {
-            let versions = &self.versions;
-            let checked = self.checked.schema(
-                id,
-                || Reason::UnknownSchemaVersion(id),
-                || {
-                    Ok(versions.schema_version(id)?.map(|version| {
-                        glue::check_version(id, &version, "JSON")?;
-                        check(&version.definition, root).map_err(|e| {
-                            Reason::SchemaMismatch(format!("JSON Schema version {}: {e}", glue::uuid_text(id)).into())
-                        })
-                    }))
-                },
-            )?;
-            if let Err(fault) = checked {
-                return Ok(Err(fault));
-            }
-            self.last = Some(id);
-        }
-        Ok(Ok(unframed.body))
+        let versions = &self.versions;
+        let checked = self.checked.get(
+            id,
+            || Reason::UnknownSchemaVersion(id),
+            || {
+                Ok(versions.schema_version(id)?.map(|version| {
+                    glue::check_version(id, &version, "JSON")?;
+                    check(&version.definition, root).map_err(|e| {
+                        Reason::SchemaMismatch(format!("JSON Schema version {}: {e}", glue::uuid_text(id)).into())
+                    })
+                }))
+            },
+        )?;
+        Ok(checked.map(|()| unframed.body))
     }
 }
 

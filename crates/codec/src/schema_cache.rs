@@ -151,6 +151,40 @@ impl<T> SchemaCache<Cached<T>> {
     }
 }
 
+/// One decoder's writer schemas: the cache, and the schema the last record
+/// used at hand (consecutive records nearly always share it, and the cache's
+/// LRU bookkeeping is not free per record).
+#[derive(Debug)]
+pub(crate) struct WriterSchemas<T> {
+    cache: SchemaCache<Cached<T>>,
+    last: Option<(u128, Arc<T>)>,
+}
+
+impl<T> WriterSchemas<T> {
+    pub(crate) fn new() -> WriterSchemas<T> {
+        WriterSchemas { cache: SchemaCache::new(SCHEMA_CACHE_CAPACITY), last: None }
+    }
+
+    /// The schema for `id` ([`SchemaCache::schema`], with the last one used first).
+    pub(crate) fn get(
+        &mut self,
+        id: u128,
+        unknown: impl Fn() -> Reason,
+        fetch: impl FnOnce() -> Result<Fetched<T>, RegistryError>,
+    ) -> Result<Result<&T, Box<Fault>>, DecodeError> {
+        if self.last.as_ref().is_none_or(|(last, _)| *last != id) {
+            match self.cache.schema(id, &unknown, fetch)? {
+                Ok(schema) => self.last = Some((id, schema)),
+                Err(fault) => return Ok(Err(fault)),
+            }
+        }
+        Ok(match &self.last {
+            Some((_, schema)) => Ok(schema),
+            None => Err(Fault::record(unknown())),
+        })
+    }
+}
+
 /// Tokens refilled at a steady rate up to a burst.
 #[derive(Debug)]
 struct TokenBucket {

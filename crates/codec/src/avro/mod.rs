@@ -23,7 +23,7 @@ use crate::columns::Column;
 use crate::decoder::DecodeError;
 use crate::glue::{self, GlueSchemaSource, Inflater};
 use crate::rejection::{Fault, Reason};
-use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
+use crate::schema_cache::WriterSchemas;
 
 /// A writer schema compiled for this source: rows, or Debezium envelopes of rows.
 #[derive(Debug)]
@@ -65,22 +65,14 @@ pub(crate) struct AvroState {
     wire: WireFormat,
     /// `preproc` refs, for the writer schemas compiled per id.
     refs: Vec<(usize, Vec<String>)>,
-    schemas: SchemaCache<Cached<Compiled>>,
-    /// The last schema used: consecutive records nearly always share it.
-    last: Option<(u128, Arc<Compiled>)>,
+    schemas: WriterSchemas<Compiled>,
     /// Glue framing: inflates compressed payloads.
     inflater: Inflater,
 }
 
 impl AvroState {
     pub(crate) fn new(wire: WireFormat, refs: Vec<(usize, Vec<String>)>) -> AvroState {
-        AvroState {
-            wire,
-            refs,
-            schemas: SchemaCache::new(SCHEMA_CACHE_CAPACITY),
-            last: None,
-            inflater: Inflater::default(),
-        }
+        AvroState { wire, refs, schemas: WriterSchemas::new(), inflater: Inflater::default() }
     }
 
     /// Decodes one payload into `root` (or, for a Debezium delete, into
@@ -105,26 +97,20 @@ impl AvroState {
                     return Ok(Err(Fault::record(Reason::Malformed("payload is shorter than the Confluent header"))));
                 };
                 let id = u32::from_be_bytes(*id_bytes);
-                if self.last.as_ref().is_none_or(|(last_id, _)| *last_id != u128::from(id)) {
-                    let (refs, deletes) = (&self.refs, deletes.as_deref());
-                    let found = self.schemas.schema(
-                        u128::from(id),
-                        || Reason::UnknownSchemaId(id),
-                        || {
-                            Ok(client.fetch(id)?.map(|text| {
-                                Compiled::compile(&text, root, refs, deletes)
-                                    .map_err(|e| Reason::SchemaMismatch(format!("writer schema {id}: {e}").into()))
-                            }))
-                        },
-                    )?;
-                    match found {
-                        Ok(schema) => self.last = Some((u128::from(id), schema)),
-                        Err(fault) => return Ok(Err(fault)),
-                    }
-                }
-                match &self.last {
-                    Some((_, schema)) => (schema, datum),
-                    None => return Ok(Err(Fault::record(Reason::UnknownSchemaId(id)))),
+                let (refs, deletes) = (&self.refs, deletes.as_deref());
+                let found = self.schemas.get(
+                    u128::from(id),
+                    || Reason::UnknownSchemaId(id),
+                    || {
+                        Ok(client.fetch(id)?.map(|text| {
+                            Compiled::compile(&text, root, refs, deletes)
+                                .map_err(|e| Reason::SchemaMismatch(format!("writer schema {id}: {e}").into()))
+                        }))
+                    },
+                )?;
+                match found {
+                    Ok(schema) => (schema, datum),
+                    Err(fault) => return Ok(Err(fault)),
                 }
             }
             WireFormat::Glue(versions) => {
@@ -133,30 +119,24 @@ impl AvroState {
                     Err(reason) => return Ok(Err(Fault::record(reason))),
                 };
                 let id = unframed.id;
-                if self.last.as_ref().is_none_or(|(last_id, _)| *last_id != id) {
-                    let (refs, deletes) = (&self.refs, deletes.as_deref());
-                    let found = self.schemas.schema(
-                        id,
-                        || Reason::UnknownSchemaVersion(id),
-                        || {
-                            Ok(versions.schema_version(id)?.map(|version| {
-                                glue::check_version(id, &version, "AVRO")?;
-                                Compiled::compile(&version.definition, root, refs, deletes).map_err(|e| {
-                                    Reason::SchemaMismatch(
-                                        format!("writer schema version {}: {e}", glue::uuid_text(id)).into(),
-                                    )
-                                })
-                            }))
-                        },
-                    )?;
-                    match found {
-                        Ok(schema) => self.last = Some((id, schema)),
-                        Err(fault) => return Ok(Err(fault)),
-                    }
-                }
-                match &self.last {
-                    Some((_, schema)) => (schema, unframed.body),
-                    None => return Ok(Err(Fault::record(Reason::UnknownSchemaVersion(id)))),
+                let (refs, deletes) = (&self.refs, deletes.as_deref());
+                let found = self.schemas.get(
+                    id,
+                    || Reason::UnknownSchemaVersion(id),
+                    || {
+                        Ok(versions.schema_version(id)?.map(|version| {
+                            glue::check_version(id, &version, "AVRO")?;
+                            Compiled::compile(&version.definition, root, refs, deletes).map_err(|e| {
+                                Reason::SchemaMismatch(
+                                    format!("writer schema version {}: {e}", glue::uuid_text(id)).into(),
+                                )
+                            })
+                        }))
+                    },
+                )?;
+                match found {
+                    Ok(schema) => (schema, unframed.body),
+                    Err(fault) => return Ok(Err(fault)),
                 }
             }
         };

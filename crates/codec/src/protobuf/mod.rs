@@ -20,7 +20,7 @@ use crate::columns::Column;
 use crate::decoder::DecodeError;
 use crate::glue::{self, GlueSchemaSource, Inflater};
 use crate::rejection::{Fault, Reason};
-use crate::schema_cache::{Cached, SCHEMA_CACHE_CAPACITY, SchemaCache};
+use crate::schema_cache::WriterSchemas;
 
 pub use compile::{confluent_message_path, glue_message_index};
 use program::MessageProgram;
@@ -86,9 +86,7 @@ pub(crate) struct ProtobufState {
     wire: Wire,
     message: String,
     refs: Vec<(usize, Vec<String>)>,
-    schemas: SchemaCache<Cached<CompiledMessage>>,
-    /// The last schema used: consecutive records nearly always share it.
-    last: Option<(u128, Arc<CompiledMessage>)>,
+    schemas: WriterSchemas<CompiledMessage>,
     /// Counts messages read, to mark the fields each one set.
     marks: u64,
     /// Glue framing: inflates compressed payloads.
@@ -101,8 +99,7 @@ impl ProtobufState {
             wire,
             message: message.to_owned(),
             refs,
-            schemas: SchemaCache::new(SCHEMA_CACHE_CAPACITY),
-            last: None,
+            schemas: WriterSchemas::new(),
             marks: 0,
             inflater: Inflater::default(),
         }
@@ -118,26 +115,20 @@ impl ProtobufState {
                     Ok(frame) => frame,
                     Err(reason) => return Ok(Err(Fault::record(reason))),
                 };
-                let key = u128::from(id);
-                if self.last.as_ref().is_none_or(|(last, _)| *last != key) {
-                    let (message, refs) = (&self.message, &self.refs);
-                    let found = self.schemas.schema(
-                        key,
-                        || Reason::UnknownSchemaId(id),
-                        || {
-                            Ok(client.fetch_of_type(id, "PROTOBUF")?.map(|text| {
-                                CompiledMessage::compile(&text, &BTreeMap::new(), message, root, refs)
-                                    .map_err(|e| Reason::SchemaMismatch(format!("schema {id}: {e}").into()))
-                            }))
-                        },
-                    )?;
-                    match found {
-                        Ok(compiled) => self.last = Some((key, compiled)),
-                        Err(fault) => return Ok(Err(fault)),
-                    }
-                }
-                let Some((_, compiled)) = &self.last else {
-                    return Ok(Err(Fault::record(Reason::UnknownSchemaId(id))));
+                let (message, refs) = (&self.message, &self.refs);
+                let found = self.schemas.get(
+                    u128::from(id),
+                    || Reason::UnknownSchemaId(id),
+                    || {
+                        Ok(client.fetch_of_type(id, "PROTOBUF")?.map(|text| {
+                            CompiledMessage::compile(&text, &BTreeMap::new(), message, root, refs)
+                                .map_err(|e| Reason::SchemaMismatch(format!("schema {id}: {e}").into()))
+                        }))
+                    },
+                )?;
+                let compiled = match found {
+                    Ok(compiled) => compiled,
+                    Err(fault) => return Ok(Err(fault)),
                 };
                 if path != compiled.confluent_path {
                     return Ok(Err(Fault::record(Reason::SchemaMismatch(
@@ -156,30 +147,25 @@ impl ProtobufState {
                     Err(reason) => return Ok(Err(Fault::record(reason))),
                 };
                 let id = unframed.id;
-                if self.last.as_ref().is_none_or(|(last, _)| *last != id) {
-                    let (message, refs) = (&self.message, &self.refs);
-                    let found = self.schemas.schema(
-                        id,
-                        || Reason::UnknownSchemaVersion(id),
-                        || {
-                            Ok(versions.schema_version(id)?.map(|version| {
-                                glue::check_version(id, &version, "PROTOBUF")?;
-                                CompiledMessage::compile(&version.definition, &BTreeMap::new(), message, root, refs)
-                                    .map_err(|e| {
-                                        Reason::SchemaMismatch(
-                                            format!("schema version {}: {e}", glue::uuid_text(id)).into(),
-                                        )
-                                    })
-                            }))
-                        },
-                    )?;
-                    match found {
-                        Ok(compiled) => self.last = Some((id, compiled)),
-                        Err(fault) => return Ok(Err(fault)),
-                    }
-                }
-                let Some((_, compiled)) = &self.last else {
-                    return Ok(Err(Fault::record(Reason::UnknownSchemaVersion(id))));
+                let (message, refs) = (&self.message, &self.refs);
+                let found = self.schemas.get(
+                    id,
+                    || Reason::UnknownSchemaVersion(id),
+                    || {
+                        Ok(versions.schema_version(id)?.map(|version| {
+                            glue::check_version(id, &version, "PROTOBUF")?;
+                            CompiledMessage::compile(&version.definition, &BTreeMap::new(), message, root, refs)
+                                .map_err(|e| {
+                                    Reason::SchemaMismatch(
+                                        format!("schema version {}: {e}", glue::uuid_text(id)).into(),
+                                    )
+                                })
+                        }))
+                    },
+                )?;
+                let compiled = match found {
+                    Ok(compiled) => compiled,
+                    Err(fault) => return Ok(Err(fault)),
                 };
                 let mut reader = wire::Reader::new(unframed.body);
                 let index = match reader.varint() {
