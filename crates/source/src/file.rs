@@ -521,11 +521,54 @@ fn normalise_glue(raw: &RawGlue) -> proto::GlueSchemaRegistry {
 
 /// A registry's settings as written in a format block.
 struct RawRegistrySettings<'a> {
-    registry: &'a RawRegistry,
+    registry: Option<&'a RawRegistry>,
     url: &'a Option<String>,
     username: &'a Option<String>,
     password: &'a Option<RawSecret>,
     token: &'a Option<RawSecret>,
+}
+
+impl RawRegistrySettings<'_> {
+    /// Whether a Confluent registry's settings were written.
+    fn confluent_settings(&self) -> bool {
+        self.url.is_some() || self.username.is_some() || self.password.is_some() || self.token.is_some()
+    }
+}
+
+/// What a format block's schema is, as written.
+enum SchemaChoice<'a, S> {
+    /// An inline schema.
+    Inline(&'a S),
+    /// A registry's.
+    Registry(NormalisedRegistry),
+    /// Neither was given.
+    Neither,
+}
+
+/// An inline `schema` or a `registry` (with its settings), never both; `None` after a reported error.
+fn schema_choice<'a, S>(
+    schema: &'a Option<S>,
+    settings: &RawRegistrySettings<'_>,
+    field: &str,
+    report: &mut Report,
+) -> Option<SchemaChoice<'a, S>> {
+    match (schema, settings.registry) {
+        (Some(_), Some(_)) => {
+            report.push(field, ErrorCode::InvalidFormat, "give a `registry` or an inline `schema`, not both");
+            None
+        }
+        (Some(_), None) if settings.confluent_settings() => {
+            report.push(
+                field,
+                ErrorCode::InvalidFormat,
+                "`url`, `username`, `password` and `token` belong to a `registry`",
+            );
+            None
+        }
+        (Some(schema), None) => Some(SchemaChoice::Inline(schema)),
+        (None, Some(registry)) => normalise_registry(registry, settings, field, report).map(SchemaChoice::Registry),
+        (None, None) => Some(SchemaChoice::Neither),
+    }
 }
 
 /// Where a format's schemas come from, normalised.
@@ -534,18 +577,21 @@ enum NormalisedRegistry {
     Glue(proto::GlueSchemaRegistry),
 }
 
-fn normalise_registry(raw: &RawRegistrySettings<'_>, field: &str, report: &mut Report) -> Option<NormalisedRegistry> {
+fn normalise_registry(
+    registry: &RawRegistry,
+    raw: &RawRegistrySettings<'_>,
+    field: &str,
+    report: &mut Report,
+) -> Option<NormalisedRegistry> {
     let secret = |s: &RawSecret| proto::Secret {
         value: Some(match s {
             RawSecret::Inline(v) => proto::secret::Value::Inline(v.clone()),
             RawSecret::Env { env } => proto::secret::Value::Env(env.clone()),
         }),
     };
-    let confluent_settings =
-        raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some();
-    let kind = match raw.registry {
+    let kind = match registry {
         RawRegistry::Glue { glue } => {
-            if confluent_settings {
+            if raw.confluent_settings() {
                 report.push(
                     field,
                     ErrorCode::InvalidFormat,
@@ -587,86 +633,45 @@ fn normalise_registry(raw: &RawRegistrySettings<'_>, field: &str, report: &mut R
 fn normalise_avro(raw: &RawAvro, report: &mut Report) -> Option<proto::AvroFormat> {
     use proto::avro_format::SchemaSource;
     const FIELD: &str = "kinesis.format.avro";
-    match (&raw.schema, &raw.registry) {
-        (Some(_), Some(_)) => {
-            report.push(FIELD, ErrorCode::InvalidFormat, "give a `registry` or an inline `schema`, not both");
-            None
-        }
-        (Some(schema), None) => {
-            if raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some() {
-                report.push(
-                    FIELD,
-                    ErrorCode::InvalidFormat,
-                    "`url`, `username`, `password` and `token` belong to a `registry`",
-                );
-                return None;
-            }
-            let text = match schema {
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            Some(proto::AvroFormat { schema_source: Some(SchemaSource::Schema(text)) })
-        }
-        (None, Some(registry)) => {
-            let settings = RawRegistrySettings {
-                registry,
-                url: &raw.url,
-                username: &raw.username,
-                password: &raw.password,
-                token: &raw.token,
-            };
-            Some(proto::AvroFormat {
-                schema_source: Some(match normalise_registry(&settings, FIELD, report)? {
-                    NormalisedRegistry::Confluent(registry) => SchemaSource::Registry(registry),
-                    NormalisedRegistry::Glue(glue) => SchemaSource::Glue(glue),
-                }),
-            })
-        }
-        (None, None) => {
+    let settings = RawRegistrySettings {
+        registry: raw.registry.as_ref(),
+        url: &raw.url,
+        username: &raw.username,
+        password: &raw.password,
+        token: &raw.token,
+    };
+    let schema_source = match schema_choice(&raw.schema, &settings, FIELD, report)? {
+        SchemaChoice::Inline(serde_json::Value::String(text)) => SchemaSource::Schema(text.clone()),
+        SchemaChoice::Inline(schema) => SchemaSource::Schema(schema.to_string()),
+        SchemaChoice::Registry(NormalisedRegistry::Confluent(registry)) => SchemaSource::Registry(registry),
+        SchemaChoice::Registry(NormalisedRegistry::Glue(glue)) => SchemaSource::Glue(glue),
+        SchemaChoice::Neither => {
             report.push(
                 FIELD,
                 ErrorCode::InvalidFormat,
                 "avro needs a `registry` (with `url`) or an inline writer `schema`",
             );
-            None
+            return None;
         }
-    }
+    };
+    Some(proto::AvroFormat { schema_source: Some(schema_source) })
 }
 
 fn normalise_protobuf(raw: &RawProtobuf, report: &mut Report) -> Option<proto::ProtobufFormat> {
     use proto::protobuf_format::SchemaSource;
-    const FIELD: &str = "kinesis.format.protobuf";
-    let schema_source = match (&raw.schema, &raw.registry) {
-        (Some(_), Some(_)) => {
-            report.push(FIELD, ErrorCode::InvalidFormat, "give a `registry` or an inline `schema`, not both");
-            return None;
-        }
-        (Some(schema), None) => {
-            if raw.url.is_some() || raw.username.is_some() || raw.password.is_some() || raw.token.is_some() {
-                report.push(
-                    FIELD,
-                    ErrorCode::InvalidFormat,
-                    "`url`, `username`, `password` and `token` belong to a `registry`",
-                );
-                return None;
-            }
-            Some(SchemaSource::Schema(schema.clone()))
-        }
-        (None, Some(registry)) => {
-            let settings = RawRegistrySettings {
-                registry,
-                url: &raw.url,
-                username: &raw.username,
-                password: &raw.password,
-                token: &raw.token,
-            };
-            Some(match normalise_registry(&settings, FIELD, report)? {
-                NormalisedRegistry::Confluent(registry) => SchemaSource::Registry(registry),
-                NormalisedRegistry::Glue(glue) => SchemaSource::Glue(glue),
-            })
-        }
+    let settings = RawRegistrySettings {
+        registry: raw.registry.as_ref(),
+        url: &raw.url,
+        username: &raw.username,
+        password: &raw.password,
+        token: &raw.token,
+    };
+    let schema_source = match schema_choice(&raw.schema, &settings, "kinesis.format.protobuf", report)? {
+        SchemaChoice::Inline(schema) => Some(SchemaSource::Schema(schema.clone())),
+        SchemaChoice::Registry(NormalisedRegistry::Confluent(registry)) => Some(SchemaSource::Registry(registry)),
+        SchemaChoice::Registry(NormalisedRegistry::Glue(glue)) => Some(SchemaSource::Glue(glue)),
         // The static checks say what is missing.
-        (None, None) => None,
+        SchemaChoice::Neither => None,
     };
     Some(proto::ProtobufFormat {
         message: raw.message.clone(),
