@@ -27,117 +27,23 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use apache_avro::types::Value;
-use apache_avro::{Schema as AvroSchema, from_avro_datum, to_avro_datum};
+use apache_avro::{Schema as AvroSchema, from_avro_datum};
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Fields, SchemaRef};
+use arrow_schema::{DataType, Field, SchemaRef};
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tributary_codec::{Decoder, RecordMeta, SourceRules};
-use tributary_source::{Source, parse_text, validate_raw_sources};
+
+mod events;
+
+use events::{Event, WRITER, avro_datum, device_fields, events, source, source_with};
 
 const BATCH: usize = 8192;
 const SCHEMA_ID: u32 = 1;
-
-const DATASET: &str = r#"
-      fields:
-        - {name: id, type: int64}
-        - {name: user, type: string}
-        - {name: event, type: string}
-        - {name: ts, type: timestamp}
-        - {name: amount, type: float64}
-        - {name: country, type: string}
-        - {name: tags, type: "list<string>"}
-        - {name: device, type: "struct<os: string, version: string, mobile: bool>"}
-        - {name: referrer, type: "optional<string>"}
-        - {name: session, type: string}
-      timestamp: ts
-"#;
-
-const WRITER: &str = r#"{"type": "record", "name": "Event", "fields": [
-  {"name": "id", "type": "long"},
-  {"name": "user", "type": "string"},
-  {"name": "event", "type": "string"},
-  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-  {"name": "amount", "type": "double"},
-  {"name": "country", "type": "string"},
-  {"name": "tags", "type": {"type": "array", "items": "string"}},
-  {"name": "device", "type": {"type": "record", "name": "Device", "fields": [
-    {"name": "os", "type": "string"}, {"name": "version", "type": "string"}, {"name": "mobile", "type": "boolean"}]}},
-  {"name": "referrer", "type": ["null", "string"]},
-  {"name": "session", "type": "string"}
-]}"#;
-
-const COUNTRIES: [&str; 50] = [
-    "US", "DE", "IN", "BR", "JP", "FR", "GB", "IT", "ES", "CA", "AU", "MX", "KR", "NL", "SE", "CH", "PL", "BE", "AT",
-    "NO", "DK", "FI", "IE", "PT", "GR", "CZ", "HU", "RO", "TR", "IL", "ZA", "NG", "EG", "KE", "AR", "CL", "CO", "PE",
-    "VE", "NZ", "SG", "MY", "TH", "VN", "PH", "ID", "CN", "TW", "HK", "AE",
-];
-const EVENTS: [&str; 8] = ["page_view", "click", "add_to_cart", "checkout", "purchase", "search", "login", "logout"];
-const TAGS: [&str; 6] = ["web", "mobile", "promo", "returning", "beta", "vip"];
-
-/// One generated event.
-struct Event {
-    id: i64,
-    user: String,
-    event: &'static str,
-    ts_micros: i64,
-    amount: f64,
-    country: &'static str,
-    tags: Vec<&'static str>,
-    os: &'static str,
-    version: String,
-    mobile: bool,
-    referrer: Option<String>,
-    session: String,
-}
-
-/// A deterministic pseudo-random sequence (xorshift), so every run sees the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn events(count: usize) -> Vec<Event> {
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    (0..count)
-        .map(|i| {
-            let tags = (0..rng.below(4)).map(|_| TAGS[rng.below(6) as usize]).collect();
-            Event {
-                id: i as i64,
-                user: format!("user-{:06}", rng.below(1_000_000)),
-                event: EVENTS[rng.below(8) as usize],
-                ts_micros: 1_717_200_000_000_000 + (i as i64) * 1_000 + rng.below(1_000) as i64,
-                amount: (rng.below(1_000_000) as f64) / 100.0,
-                country: COUNTRIES[rng.below(50) as usize],
-                tags,
-                os: ["ios", "android", "linux", "windows", "macos"][rng.below(5) as usize],
-                version: format!("{}.{}.{}", rng.below(20), rng.below(10), rng.below(100)),
-                mobile: rng.below(2) == 0,
-                referrer: (rng.below(10) != 0).then(|| format!("https://ref{}.example.com/landing", rng.below(100))),
-                session: format!(
-                    "{:08x}-{:04x}-{:04x}-{:012x}",
-                    rng.next() as u32,
-                    rng.below(65536),
-                    rng.below(65536),
-                    rng.next() & 0xffff_ffff_ffff
-                ),
-            }
-        })
-        .collect()
-}
 
 fn json_record(e: &Event) -> Vec<u8> {
     let ts = chrono::DateTime::<Utc>::from_timestamp_micros(e.ts_micros)
@@ -152,34 +58,9 @@ fn json_record(e: &Event) -> Vec<u8> {
 }
 
 fn avro_record(schema: &AvroSchema, e: &Event) -> Vec<u8> {
-    let value = Value::Record(vec![
-        ("id".into(), Value::Long(e.id)),
-        ("user".into(), Value::String(e.user.clone())),
-        ("event".into(), Value::String(e.event.into())),
-        ("ts".into(), Value::TimestampMicros(e.ts_micros)),
-        ("amount".into(), Value::Double(e.amount)),
-        ("country".into(), Value::String(e.country.into())),
-        ("tags".into(), Value::Array(e.tags.iter().map(|t| Value::String((*t).into())).collect())),
-        (
-            "device".into(),
-            Value::Record(vec![
-                ("os".into(), Value::String(e.os.into())),
-                ("version".into(), Value::String(e.version.clone())),
-                ("mobile".into(), Value::Boolean(e.mobile)),
-            ]),
-        ),
-        (
-            "referrer".into(),
-            match &e.referrer {
-                Some(r) => Value::Union(1, Box::new(Value::String(r.clone()))),
-                None => Value::Union(0, Box::new(Value::Null)),
-            },
-        ),
-        ("session".into(), Value::String(e.session.clone())),
-    ]);
     let mut framed = vec![0];
     framed.extend_from_slice(&SCHEMA_ID.to_be_bytes());
-    framed.extend_from_slice(&to_avro_datum(schema, value).expect("encodes"));
+    framed.extend_from_slice(&avro_datum(schema, e));
     framed
 }
 
@@ -188,19 +69,6 @@ fn corrupt(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
     records.iter().enumerate().map(|(i, r)| if i % 100 == 50 { r[..r.len() / 2].to_vec() } else { r.clone() }).collect()
 }
 
-fn source(format: &str) -> Source {
-    source_with(format, "")
-}
-
-fn source_with(format: &str, rules: &str) -> Source {
-    let yaml = format!(
-        "sources:\n  - name: bench\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/b\n      init_position: trim_horizon\n      format: {format}\n    dataset:{DATASET}{rules}"
-    );
-    let file = parse_text(&yaml, false).expect("definition parses");
-    validate_raw_sources(&file.sources, Utc::now()).expect("definition is valid").remove(0)
-}
-
-/// A registry on 127.0.0.1 serving the writer schema as id 1.
 fn registry() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -360,14 +228,6 @@ struct ValueBuilders {
     device: StructBuilder,
     referrer: StringBuilder,
     session: StringBuilder,
-}
-
-fn device_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("os", DataType::Utf8, false),
-        Field::new("version", DataType::Utf8, false),
-        Field::new("mobile", DataType::Boolean, false),
-    ])
 }
 
 impl ValueBuilders {

@@ -7,8 +7,8 @@
 //!   same datums raw. Target: within 5%; plus the uncompressed half alone,
 //!   where the framing is the only difference.
 //!
-//! The records are the codec bench's event shape (ten fields: strings, a
-//! timestamp, a list, a nested struct, an optional), 8192-row batches. Each
+//! The records are the codec bench's events (`events/`: ten fields, strings,
+//! a timestamp, a list, a nested struct, an optional), 8192-row batches. Each
 //! variant runs `ROUNDS` times, interleaved; the best round counts.
 //! `TRIBUTARY_BENCH_RECORDS` sets the record count (default 500,000).
 //!
@@ -20,39 +20,25 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value as AvroValue;
-use apache_avro::{Schema as AvroSchema, to_avro_datum};
+use apache_avro::Schema as AvroSchema;
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Fields, SchemaRef};
-use chrono::Utc;
+use arrow_schema::{DataType, Field, SchemaRef};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 use tributary_codec::{
     Decoder, GlueSchemaSource, GlueSchemaVersion, RecordMeta, Registries, RegistryError, glue_frame,
 };
-use tributary_source::{Source, parse_text, validate_raw_sources};
+
+mod events;
+
+use events::{Event, WRITER, avro_datum, device_fields, events, source};
 
 const BATCH: usize = 8192;
 const ROUNDS: usize = 5;
-
-const DATASET: &str = r#"
-      fields:
-        - {name: id, type: int64}
-        - {name: user, type: string}
-        - {name: event, type: string}
-        - {name: ts, type: timestamp}
-        - {name: amount, type: float64}
-        - {name: country, type: string}
-        - {name: tags, type: "list<string>"}
-        - {name: device, type: "struct<os: string, version: string, mobile: bool>"}
-        - {name: referrer, type: "optional<string>"}
-        - {name: session, type: string}
-      timestamp: ts
-"#;
 
 const PROTO: &str = r#"syntax = "proto3";
 package bench;
@@ -70,74 +56,6 @@ message Event {
   optional string referrer = 9;
   string session = 10;
 }"#;
-
-const AVRO: &str = r#"{"type": "record", "name": "Event", "fields": [
-  {"name": "id", "type": "long"},
-  {"name": "user", "type": "string"},
-  {"name": "event", "type": "string"},
-  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-  {"name": "amount", "type": "double"},
-  {"name": "country", "type": "string"},
-  {"name": "tags", "type": {"type": "array", "items": "string"}},
-  {"name": "device", "type": {"type": "record", "name": "Device", "fields": [
-    {"name": "os", "type": "string"}, {"name": "version", "type": "string"}, {"name": "mobile", "type": "boolean"}]}},
-  {"name": "referrer", "type": ["null", "string"]},
-  {"name": "session", "type": "string"}
-]}"#;
-
-const EVENTS: [&str; 8] = ["page_view", "click", "add_to_cart", "checkout", "purchase", "search", "login", "logout"];
-const TAGS: [&str; 6] = ["web", "mobile", "promo", "returning", "beta", "vip"];
-const COUNTRIES: [&str; 10] = ["US", "DE", "IN", "BR", "JP", "FR", "GB", "IT", "ES", "CA"];
-
-struct Event {
-    id: i64,
-    user: String,
-    event: &'static str,
-    ts_micros: i64,
-    amount: f64,
-    country: &'static str,
-    tags: Vec<&'static str>,
-    os: &'static str,
-    version: String,
-    mobile: bool,
-    referrer: Option<String>,
-    session: String,
-}
-
-/// Deterministic pseudo-random data (xorshift): every run sees the same records.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn events(count: usize) -> Vec<Event> {
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    (0..count)
-        .map(|i| Event {
-            id: i as i64,
-            user: format!("user-{:06}", rng.below(1_000_000)),
-            event: EVENTS[rng.below(8) as usize],
-            ts_micros: 1_717_200_000_000_000 + (i as i64) * 1_000,
-            amount: (rng.below(1_000_000) as f64) / 100.0,
-            country: COUNTRIES[rng.below(10) as usize],
-            tags: (0..rng.below(4)).map(|_| TAGS[rng.below(6) as usize]).collect(),
-            os: ["ios", "android", "linux", "windows", "macos"][rng.below(5) as usize],
-            version: format!("{}.{}.{}", rng.below(20), rng.below(10), rng.below(100)),
-            mobile: rng.below(2) == 0,
-            referrer: (rng.below(10) != 0).then(|| format!("https://ref{}.example.com/landing", rng.below(100))),
-            session: format!("{:016x}-{:016x}", rng.next(), rng.next()),
-        })
-        .collect()
-}
 
 fn pool() -> DescriptorPool {
     struct Files;
@@ -180,44 +98,6 @@ fn protobuf_record(pool: &DescriptorPool, e: &Event) -> Vec<u8> {
     event.encode_to_vec()
 }
 
-fn avro_datum(schema: &AvroSchema, e: &Event) -> Vec<u8> {
-    let string = |s: &str| AvroValue::String(s.to_owned());
-    let value = AvroValue::Record(vec![
-        ("id".into(), AvroValue::Long(e.id)),
-        ("user".into(), string(&e.user)),
-        ("event".into(), string(e.event)),
-        ("ts".into(), AvroValue::TimestampMicros(e.ts_micros)),
-        ("amount".into(), AvroValue::Double(e.amount)),
-        ("country".into(), string(e.country)),
-        ("tags".into(), AvroValue::Array(e.tags.iter().map(|t| string(t)).collect())),
-        (
-            "device".into(),
-            AvroValue::Record(vec![
-                ("os".into(), string(e.os)),
-                ("version".into(), string(&e.version)),
-                ("mobile".into(), AvroValue::Boolean(e.mobile)),
-            ]),
-        ),
-        (
-            "referrer".into(),
-            match &e.referrer {
-                Some(r) => AvroValue::Union(1, Box::new(string(r))),
-                None => AvroValue::Union(0, Box::new(AvroValue::Null)),
-            },
-        ),
-        ("session".into(), string(&e.session)),
-    ]);
-    to_avro_datum(schema, value).expect("encodes")
-}
-
-fn source(format: &str) -> Source {
-    let yaml = format!(
-        "sources:\n  - name: bench\n    kinesis:\n      stream_arn: arn:aws:kinesis:us-east-1:000000000000:stream/b\n      init_position: trim_horizon\n      format: {format}\n    dataset:{DATASET}"
-    );
-    let file = parse_text(&yaml, false).expect("definition parses");
-    validate_raw_sources(&file.sources, Utc::now()).expect("definition is valid").remove(0)
-}
-
 /// Every version id names the bench's Avro writer schema.
 #[derive(Debug)]
 struct OneSchema;
@@ -227,7 +107,7 @@ impl GlueSchemaSource for OneSchema {
         Ok(Some(GlueSchemaVersion {
             data_format: "AVRO".to_owned(),
             status: "AVAILABLE".to_owned(),
-            definition: AVRO.to_owned(),
+            definition: WRITER.to_owned(),
         }))
     }
 }
@@ -245,14 +125,6 @@ fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
         rejected += out.rejections.len();
     }
     (rows, rejected)
-}
-
-fn device_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("os", DataType::Utf8, false),
-        Field::new("version", DataType::Utf8, false),
-        Field::new("mobile", DataType::Boolean, false),
-    ])
 }
 
 /// The peer: `DynamicMessage::decode`, then each field appended to an arrow-rs builder.
@@ -382,13 +254,13 @@ fn main() {
     report(count, &names, &times);
     println!("ratio ours / prost-reflect: {:.2}x (target ≥ 3x)\n", times[1].as_secs_f64() / times[0].as_secs_f64());
 
-    let avro = AvroSchema::parse_str(AVRO).expect("schema");
+    let avro = AvroSchema::parse_str(WRITER).expect("schema");
     let raw: Vec<Vec<u8>> = data.iter().map(|e| avro_datum(&avro, e)).collect();
     let id = 0x1234_5678_9abc_def0_1234_5678_9abc_def0;
     let framed_mixed: Vec<Vec<u8>> = raw.iter().enumerate().map(|(i, d)| glue_frame(id, d, i % 2 == 1)).collect();
     let framed_plain: Vec<Vec<u8>> = raw.iter().map(|d| glue_frame(id, d, false)).collect();
-    let mut inline =
-        Decoder::new(&source(&format!("{{avro: {{schema: '{}'}}}}", AVRO.replace('\n', " "))), None).expect("compiles");
+    let mut inline = Decoder::new(&source(&format!("{{avro: {{schema: '{}'}}}}", WRITER.replace('\n', " "))), None)
+        .expect("compiles");
     let glue_source = source("{avro: {registry: {glue: {registry_name: bench}}}}");
     let registries = || Registries { confluent: None, glue: Some(Arc::new(OneSchema)) };
     let mut glue_mixed = Decoder::with_registries(&glue_source, registries()).expect("compiles");
