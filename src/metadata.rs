@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use tributary_metadata::{Progress, RunOptions, Summary, WorkflowConfig, run, test_connection};
+use tributary_metadata::{
+    DEFAULT_DATABASE_SERVICE, Progress, RunOptions, Summary, WorkflowConfig, run, test_connection,
+};
 
 /// Exit codes: 0 all published, 1 something failed, 2 the workflow file is unusable.
 const FAILED: u8 = 1;
@@ -22,16 +24,32 @@ pub(crate) enum MetadataCommand {
     Ingest(IngestArgs),
     /// Run each step of OpenMetadata's Kinesis test connection; exit 0 only if all pass.
     TestConnection(ConnectionArgs),
+    /// Extract as `ingest` does, but write the entities as JSON lines on stdout instead of
+    /// publishing them (the workflow's `sink` is not used): what the Python connector for
+    /// OpenMetadata's Custom Messaging service reads. The last line is `{"entity": "summary"}`.
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExtractArgs {
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct IngestArgs {
-    /// The workflow YAML (OpenMetadata's format; `$VAR` and `${VAR}` are expanded).
-    #[arg(short = 'c', long = "config")]
-    config: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// Run again every DURATION (e.g. `1h`, `30m`) until SIGTERM or Ctrl-C, which stop between runs.
     #[arg(long, value_parser = parse_every)]
     every: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The workflow YAML (OpenMetadata's format; `$VAR` and `${VAR}` are expanded).
+    #[arg(short = 'c', long = "config")]
+    config: PathBuf,
     /// Sample records per stream when `generateSampleData` is on.
     #[arg(long, default_value_t = 10)]
     sample_size: usize,
@@ -41,15 +59,33 @@ pub(crate) struct IngestArgs {
     /// Page size of ListStreams and ListShards (Kinesis' defaults when unset).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10000))]
     page_size: Option<i32>,
-    /// A Tributary server whose committed sources add message schemas and lineage.
+    /// A Tributary server whose committed sources add message schemas, lineage and pipeline status.
     #[arg(long, env = "TRIBUTARY_SERVER")]
     tributary_server: Option<String>,
     /// Its bearer token (better: the TRIBUTARY_TOKEN environment variable).
     #[arg(long, env = "TRIBUTARY_TOKEN", hide_env_values = true)]
     tributary_token: Option<String>,
+    /// The OpenMetadata database service (your Glue connector's) a source's Glue table is cataloged under.
+    #[arg(long, env = "TRIBUTARY_OM_DATABASE_SERVICE", default_value = DEFAULT_DATABASE_SERVICE)]
+    database_service: String,
     /// Bound in seconds on each AWS call.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+}
+
+impl RunArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            concurrency: usize::from(self.concurrency),
+            sample_size: self.sample_size,
+            page_size: self.page_size,
+            tributary_server: self.tributary_server.clone(),
+            tributary_token: self.tributary_token.clone(),
+            call_timeout: Duration::from_secs(self.timeout.max(1)),
+            database_service: self.database_service.clone(),
+            ..RunOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +116,7 @@ pub(crate) fn run_command(command: MetadataCommand) -> ExitCode {
     match command {
         MetadataCommand::Ingest(args) => runtime.block_on(ingest(args)),
         MetadataCommand::TestConnection(args) => runtime.block_on(connection(args)),
+        MetadataCommand::Extract(args) => runtime.block_on(extract(args)),
     }
 }
 
@@ -111,19 +148,11 @@ async fn connection(args: ConnectionArgs) -> ExitCode {
 }
 
 async fn ingest(args: IngestArgs) -> ExitCode {
-    let config = match load(&args.config) {
+    let config = match load(&args.run.config) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let options = RunOptions {
-        concurrency: usize::from(args.concurrency),
-        sample_size: args.sample_size,
-        page_size: args.page_size,
-        tributary_server: args.tributary_server.clone(),
-        tributary_token: args.tributary_token.clone(),
-        call_timeout: Duration::from_secs(args.timeout.max(1)),
-        ..RunOptions::default()
-    };
+    let options = args.run.options();
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::new(tokio::sync::Notify::new());
     if args.every.is_some() {
@@ -202,6 +231,40 @@ fn print_summary(service: &str, summary: &Summary) -> ExitCode {
         println!("DELETED {name} (stale topic of service `{service}`, soft-deleted)");
     }
     println!("{}", summary.line());
+    if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) }
+}
+
+async fn extract(args: ExtractArgs) -> ExitCode {
+    let config = match load(&args.run.config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let options = RunOptions { emit_entities: true, ..args.run.options() };
+    let progress = ProgressLine::new();
+    let outcome = run(&config, &options, &|update| progress.show(update)).await;
+    progress.finish();
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    for (name, error) in &summary.failed {
+        lines.push(serde_json::json!({"entity": "failure", "name": name, "error": error}));
+    }
+    for warning in &summary.warnings {
+        lines.push(serde_json::json!({"entity": "warning", "message": warning}));
+    }
+    lines.push(serde_json::json!({"entity": "summary", "line": summary.line(), "listed": summary.listed,
+        "filtered": summary.filtered, "published": summary.published}));
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(stdout, "{line}").is_err() {
+            return ExitCode::from(FAILED);
+        }
+    }
     if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(FAILED) }
 }
 

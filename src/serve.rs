@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use tributary_reader::ReaderConfig;
-use tributary_server::{CatalogChoice, ClusterConfig, CoordinatorConfig, FlushPolicy, Server, ServerConfig};
+use tributary_server::{
+    CatalogChoice, ClusterConfig, CoordinatorConfig, FlushPolicy, Server, ServerConfig, StatusPublishing,
+};
 use tributary_sink::table::Maintenance;
 use tributary_source::{AwsSettings, ClientFactory};
 
@@ -134,6 +136,14 @@ pub(crate) struct ServeArgs {
     /// stream deleted, checkpoint conflict) is tried again; a new commit tries at once.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     failed_retry_seconds: u64,
+    /// Publish each source's status to OpenMetadata (`PUT /v1/pipelines/tributary.SOURCE/status`)
+    /// every --openmetadata-status-seconds, reaching the server named in this workflow YAML's
+    /// `workflowConfig.openMetadataServerConfig` (the file `tributary metadata ingest -c` takes).
+    #[arg(long, value_name = "FILE")]
+    openmetadata_status: Option<PathBuf>,
+    /// Seconds between two publications of --openmetadata-status.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "openmetadata_status")]
+    openmetadata_status_seconds: u64,
     /// Threads running the API and the workers (file and database writes get their own).
     #[arg(long, default_value_t = 1)]
     worker_threads: usize,
@@ -230,6 +240,16 @@ pub(crate) fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     config.worker.reader.max_concurrent_calls = args.max_concurrent_reads.max(1);
     config.worker.permanent_failure_retry = Duration::from_secs(args.failed_retry_seconds);
     config.worker.secret_policy = tributary_source::SecretPolicy { env_prefix: args.secret_env_prefix.clone() };
+    if let Some(path) = &args.openmetadata_status {
+        let workflow = tributary_metadata::WorkflowConfig::load(path)
+            .map_err(|error| format!("--openmetadata-status: invalid workflow: {error}"))?;
+        config.openmetadata_status = Some(StatusPublishing {
+            host_port: workflow.host_port.clone(),
+            jwt_token: workflow.jwt_token.clone(),
+            extra_headers: workflow.extra_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            every: Duration::from_secs(args.openmetadata_status_seconds),
+        });
+    }
 
     Ok(config)
 }

@@ -291,13 +291,22 @@ async fn publishes_every_stream_shape_with_schemas_lineage_and_stale_topics() {
         state.entities["pipelines"]["tributary.clicks"].0.clone(),
         state.entities["containers"]["tributary_datasets.clicks"].0.clone(),
     );
+    // One edge from the topic to the dataset, carrying the pipeline and which field feeds which column.
+    assert_eq!(state.edges, [("topic".to_owned(), src_id, "container".to_owned(), container_id)]);
     assert_eq!(
-        state.edges,
-        [
-            ("topic".to_owned(), src_id, "pipeline".to_owned(), pipeline_id.clone()),
-            ("pipeline".to_owned(), pipeline_id, "container".to_owned(), container_id)
-        ]
+        state.edge_details[0],
+        json!({"pipeline": {"id": pipeline_id, "type": "pipeline"}, "columnsLineage": [
+            {"fromColumns": [format!("{}.id", fqn("src"))], "toColumn": "tributary_datasets.clicks.id"},
+            {"fromColumns": [format!("{}.ts", fqn("src"))], "toColumn": "tributary_datasets.clicks.ts"},
+        ]})
     );
+    // The ingest's health: the source is running, its one task carries the counts and a link to them.
+    let status = &state.statuses["tributary.clicks"][0];
+    assert_eq!(status["executionStatus"], "Successful", "{status}");
+    assert_eq!(status["taskStatus"][0]["name"], "ingest");
+    assert_eq!(status["taskStatus"][0]["logLink"], format!("{}/api/v1/sources/clicks/status", server.url()));
+    let task = &state.entities["pipelines"]["tributary.clicks"].1["tasks"][0];
+    assert!(task["description"].as_str().is_some_and(|d| d.starts_with("running: ")), "{task}");
     let container = &state.entities["containers"]["tributary_datasets.clicks"].1;
     assert_eq!(
         container["dataModel"]["columns"][0],

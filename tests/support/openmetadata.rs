@@ -140,6 +140,10 @@ pub struct OmState {
     /// Sample data by topic id.
     pub samples: BTreeMap<String, Vec<String>>,
     pub edges: Vec<(String, String, String, String)>,
+    /// Each edge's `lineageDetails`, in the order of `edges`.
+    pub edge_details: Vec<Value>,
+    /// Pipeline statuses by pipeline FQN, in the order received.
+    pub statuses: BTreeMap<String, Vec<Value>>,
     /// Statuses to answer the next matching requests with, in order: (method, path, status).
     pub faults: VecDeque<(String, String, u16)>,
     next_id: u64,
@@ -200,6 +204,11 @@ impl OpenMetadataStandIn {
             ("storageServices", "api/services/createStorageService.json"),
             ("containers", "api/data/createContainer.json"),
             ("lineage", "api/lineage/addLineage.json"),
+            ("databaseServices", "api/services/createDatabaseService.json"),
+            ("databases", "api/data/createDatabase.json"),
+            ("databaseSchemas", "api/data/createDatabaseSchema.json"),
+            ("tables", "api/data/createTable.json"),
+            ("pipelineStatus", "entity/data/pipeline.json#/definitions/pipelineStatus"),
         ]
         .into_iter()
         .map(|(kind, file)| (kind, validator(file)))
@@ -266,29 +275,45 @@ async fn handle(
         ("GET", ["system", "version"]) => {
             axum::Json(json!({"version": "2.0.7", "revision": "stand-in", "timestamp": 0})).into_response()
         }
-        ("GET", ["services", kind, "name", name]) => {
-            let name = decode(name);
-            match state.entities.get(*kind).and_then(|all| all.get(&name)) {
-                Some((id, body, _)) => {
-                    let mut entity = body.clone();
-                    entity["id"] = json!(id);
-                    axum::Json(entity).into_response()
-                }
+        ("GET", ["services", kind, "name", name]) | ("GET", [kind, "name", name]) => {
+            match state.entities.get(*kind).and_then(|all| all.get(&decode(name))) {
+                Some((id, body, _)) => axum::Json(entity_view(&state, kind, &decode(name), id, body)).into_response(),
                 None => (StatusCode::NOT_FOUND, "{\"code\":404,\"message\":\"not found\"}").into_response(),
             }
+        }
+        ("PUT", ["pipelines", fqn, "status"]) => {
+            validate(&mut state, "pipelineStatus");
+            let fqn = decode(fqn);
+            let Some((id, pipeline, _)) = state.entities.get("pipelines").and_then(|all| all.get(&fqn)).cloned() else {
+                return (StatusCode::NOT_FOUND, "{\"code\":404,\"message\":\"no such pipeline\"}").into_response();
+            };
+            // The server refuses a status naming a task the pipeline does not have.
+            let tasks: Vec<&str> =
+                pipeline["tasks"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+            for task in body["taskStatus"].as_array().into_iter().flatten() {
+                if !tasks.contains(&task["name"].as_str().unwrap_or_default()) {
+                    state
+                        .invalid
+                        .push(format!("PUT {path}: task {} is not one of the pipeline's {tasks:?}", task["name"]));
+                }
+            }
+            state.statuses.entry(fqn.clone()).or_default().push(body.clone());
+            axum::Json(entity_view(&state, "pipelines", &fqn, &id, &pipeline)).into_response()
         }
         ("PUT", ["services", kind]) | ("PUT", [kind]) if *kind != "lineage" => {
             let kind = (*kind).to_owned();
             validate(&mut state, &kind);
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let fqn = match body.get("service").and_then(Value::as_str) {
-                Some(service) => format!("{service}.{}", quote(&name)),
-                None => name.clone(),
+            let parent =
+                ["service", "database", "databaseSchema"].iter().find_map(|key| body.get(*key).and_then(Value::as_str));
+            let fqn = match parent {
+                Some(parent) => format!("{parent}.{}", quote(&name)),
+                None => quote(&name),
             };
             let existing = state.entities.get(&kind).and_then(|all| all.get(&fqn)).map(|(id, _, _)| id.clone());
             let id = existing.unwrap_or_else(|| state.new_id());
-            state.entities.entry(kind).or_default().insert(fqn.clone(), (id.clone(), body.clone(), false));
-            axum::Json(json!({"id": id, "name": name, "fullyQualifiedName": fqn})).into_response()
+            state.entities.entry(kind.clone()).or_default().insert(fqn.clone(), (id.clone(), body.clone(), false));
+            axum::Json(entity_view(&state, &kind, &fqn, &id, &body)).into_response()
         }
         ("PUT", ["topics", id, "sampleData"]) => {
             validate(&mut state, "sampleData");
@@ -309,6 +334,7 @@ async fn handle(
                 pick("toEntity", "id"),
             );
             state.edges.push(edge);
+            state.edge_details.push(body.pointer("/edge/lineageDetails").cloned().unwrap_or(Value::Null));
             StatusCode::OK.into_response()
         }
         ("GET", ["topics"]) => {
@@ -348,6 +374,46 @@ async fn handle(
         }
         _ => (StatusCode::NOT_FOUND, Body::from("{\"message\":\"no such endpoint in the stand-in\"}")).into_response(),
     }
+}
+
+/// An entity as the server answers with it: the create request's fields, its id and
+/// fully qualified name, and its parents as entity references.
+fn entity_view(state: &OmState, kind: &str, fqn: &str, id: &str, body: &Value) -> Value {
+    let mut entity = body.clone();
+    entity["id"] = json!(id);
+    entity["fullyQualifiedName"] = json!(fqn);
+    entity["version"] = json!(0.1);
+    entity["updatedAt"] = json!(1_700_000_000_000_i64);
+    entity["updatedBy"] = json!("ingestion-bot");
+    entity["deleted"] = json!(false);
+    entity["href"] = json!(format!("http://stand-in/api/v1/{kind}/{id}"));
+    let reference =
+        |kind: &str, fqn: &str, kind_type: &str| {
+            state.entities.get(kind).and_then(|all| all.get(fqn)).map(
+                |(id, body, _)| json!({"id": id, "type": kind_type, "name": body["name"], "fullyQualifiedName": fqn}),
+            )
+        };
+    let service_kind = match kind {
+        "topics" => Some(("messagingServices", "messagingService")),
+        "pipelines" => Some(("pipelineServices", "pipelineService")),
+        "containers" => Some(("storageServices", "storageService")),
+        "databases" => Some(("databaseServices", "databaseService")),
+        _ => None,
+    };
+    if let (Some((service_kind, service_type)), Some(service)) = (service_kind, body["service"].as_str()) {
+        entity["service"] = reference(service_kind, service, service_type).unwrap_or(Value::Null);
+    }
+    // A schema or table names its parents by FQN: service, then database, then schema.
+    let parts: Vec<&str> = fqn.split('.').collect();
+    if matches!(kind, "databaseSchemas" | "tables") && parts.len() >= 3 {
+        entity["service"] = reference("databaseServices", parts[0], "databaseService").unwrap_or(Value::Null);
+        entity["database"] = reference("databases", &parts[..2].join("."), "database").unwrap_or(Value::Null);
+    }
+    if kind == "tables" && parts.len() >= 4 {
+        entity["databaseSchema"] =
+            reference("databaseSchemas", &parts[..3].join("."), "databaseSchema").unwrap_or(Value::Null);
+    }
+    entity
 }
 
 fn decode(text: &str) -> String {

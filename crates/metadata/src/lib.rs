@@ -34,5 +34,5 @@ pub use connection::{ConnectionStep, test_connection};
 pub use extract::{Extraction, Progress, StreamFindings};
 pub use filter::TopicFilter;
 pub use payload::{BASE64_MARKER, sample_text};
-pub use run::{RunOptions, Summary, run};
-pub use schema::{container_columns, message_schema};
+pub use run::{DEFAULT_DATABASE_SERVICE, RunOptions, Summary, run};
+pub use schema::{column_lineage, container_columns, message_schema};

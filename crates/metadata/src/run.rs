@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use tributary_reader::catalog::{Catalog, CatalogConfig, CatalogError, CatalogErrorKind, SampleSettings};
 use tributary_sink::openmetadata::{
-    FileTransport, LineageRecord, PublishError, PublishReport, Publisher, RestTransport, RetryPolicy, ServiceRecord,
-    StaleTopics, TopicRecord,
+    DatasetTarget, EntityStream, FileTransport, GlueTable, LineageRecord, PublishError, PublishReport, Publisher,
+    RestTransport, RetryPolicy, ServiceRecord, StaleTopics, TopicRecord, pipeline_run,
 };
 use tributary_source::ClientFactory;
 use tributary_source::glue_schemas::latest_schema_version;
 
 use crate::config::{SinkKind, WorkflowConfig};
 use crate::extract::{Progress, extract};
-use crate::schema::{container_columns, message_schema};
+use crate::schema::{column_lineage, container_columns, message_schema};
 use crate::tributary::{CommittedSource, committed_sources};
 
 /// Knobs of a run that the workflow YAML does not carry.
@@ -33,7 +33,16 @@ pub struct RunOptions {
     pub call_timeout: Duration,
     /// How the metadata server is retried.
     pub retry: RetryPolicy,
+    /// The database service a Glue table of a source's dataset is cataloged under
+    /// (the name of the user's OpenMetadata Glue connector service).
+    pub database_service: String,
+    /// Write the entities as JSON lines on stdout instead of publishing them
+    /// (for OpenMetadata's own workflow, which creates them; see `EntityStream`).
+    pub emit_entities: bool,
 }
+
+/// The database service a Glue table is cataloged under when the run names none.
+pub const DEFAULT_DATABASE_SERVICE: &str = "tributaryDatabaseService";
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -45,6 +54,8 @@ impl Default for RunOptions {
             tributary_token: None,
             call_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            database_service: DEFAULT_DATABASE_SERVICE.to_owned(),
+            emit_entities: false,
         }
     }
 }
@@ -145,6 +156,56 @@ async fn registered_schema(
     }
 }
 
+/// A source's lineage (to `target`, or to a container where it has none) and its status.
+fn lineage_record(
+    source: &CommittedSource,
+    dataset: &tributary_proto::v1::Dataset,
+    stream: &str,
+    target: Option<GlueTable>,
+    now_millis: i64,
+) -> LineageRecord {
+    LineageRecord {
+        source: source.name.clone(),
+        stream: stream.to_owned(),
+        dataset: source.dataset_name.clone(),
+        target: match target {
+            Some(table) => DatasetTarget::GlueTable(table),
+            None => DatasetTarget::Container { location: source.location.clone() },
+        },
+        columns: container_columns(dataset),
+        column_lineage: column_lineage(dataset, &source.definition.preproc),
+        run: pipeline_run(&source.status, Some(&source.status_url), now_millis),
+    }
+}
+
+fn chrono_now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The account of the workflow's credentials: the Glue catalog id of a server
+/// that names none (its tables are in its own account, usually this one).
+async fn caller_account(factory: &ClientFactory, region: &str, cache: &mut Option<String>) -> Result<String, String> {
+    if let Some(account) = cache {
+        return Ok(account.clone());
+    }
+    let identity = factory.sts(region, None).get_caller_identity().send().await.map_err(|error| error_chain(&error))?;
+    let account = identity.account().ok_or("GetCallerIdentity named no account")?.to_owned();
+    *cache = Some(account.clone());
+    Ok(account)
+}
+
+fn error_chain<E: std::error::Error>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// Runs the workflow once.
 pub async fn run(
     config: &WorkflowConfig,
@@ -187,6 +248,7 @@ pub async fn run(
     };
     let mut topics = Vec::with_capacity(extraction.streams.len());
     let mut lineage = Vec::new();
+    let mut account_cache: Option<String> = None;
     for findings in &extraction.streams {
         let stream = &findings.summary;
         let readers: Vec<&CommittedSource> = sources.iter().filter(|source| source.stream_arn == stream.arn).collect();
@@ -206,22 +268,45 @@ pub async fn run(
                         Some(glue) => registered_schema(&factory, glue, &stream.arn, &mut summary.warnings).await,
                         None => None,
                     };
-                    Some(message_schema(dataset, kind, registered.as_deref().or(inline)))
+                    let fields = column_lineage(dataset, &source.definition.preproc);
+                    Some(message_schema(dataset, &fields, kind, registered.as_deref().or(inline)))
                 }
                 None => None,
             },
             None => None,
         };
+        let now_millis = chrono_now_millis();
         for source in &readers {
-            if let Some(dataset) = &source.definition.dataset {
-                lineage.push(LineageRecord {
-                    source: source.name.clone(),
-                    stream: stream.name.clone(),
-                    dataset: source.dataset_name.clone(),
-                    location: source.location.clone(),
-                    columns: container_columns(dataset),
-                });
-            }
+            let Some(dataset) = &source.definition.dataset else { continue };
+            let target = match &source.glue {
+                Some((database, catalog_id)) => {
+                    let region = stream.arn.split(':').nth(3).unwrap_or_default().to_owned();
+                    let catalog_id = match catalog_id {
+                        Some(id) => id.clone(),
+                        None => match caller_account(&factory, &region, &mut account_cache).await {
+                            Ok(account) => account,
+                            Err(error) => {
+                                summary.warnings.push(format!(
+                                    "source `{}`: the Glue catalog id is the server's account, which could not be read ({error}): lineage to a container instead",
+                                    source.name
+                                ));
+                                lineage.push(lineage_record(source, dataset, &stream.name, None, now_millis));
+                                continue;
+                            }
+                        },
+                    };
+                    Some(GlueTable {
+                        service: options.database_service.clone(),
+                        catalog_id,
+                        database: database.clone(),
+                        table: source.dataset_name.clone(),
+                        region,
+                        location: source.location.clone(),
+                    })
+                }
+                None => None,
+            };
+            lineage.push(lineage_record(source, dataset, &stream.name, target, now_millis));
         }
         let open = findings.open_shards();
         if open == 0 {
@@ -249,10 +334,18 @@ pub async fn run(
         connection: if config.store_connection { config.stored_connection.clone() } else { serde_json::Value::Null },
     };
     let listed: HashSet<String> = extraction.listed.iter().cloned().collect();
-    let (config, retry) = (config.clone(), options.retry.clone());
-    let report = tokio::task::spawn_blocking(move || publish(&config, retry, &service, &topics, &lineage, &listed))
-        .await
-        .map_err(|error| RunError::Tributary(format!("publishing stopped: {error}")))??;
+    let (config, retry, emit) = (config.clone(), options.retry.clone(), options.emit_entities);
+    let report = tokio::task::spawn_blocking(move || {
+        if emit {
+            let mut publisher = Publisher::new(EntityStream::new(std::io::BufWriter::new(std::io::stdout())));
+            let report = publisher.publish(&service, &topics, &lineage, None)?;
+            publisher.into_transport().finish()?;
+            return Ok(report);
+        }
+        publish(&config, retry, &service, &topics, &lineage, &listed)
+    })
+    .await
+    .map_err(|error| RunError::Tributary(format!("publishing stopped: {error}")))??;
     summary.published = report.published.len();
     summary.deleted = report.deleted;
     summary.lineage_edges = report.lineage_edges;

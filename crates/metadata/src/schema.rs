@@ -2,20 +2,66 @@
 //! `messageSchema` (`type/schema.json`) and a container's columns
 //! (`entity/data/table.json#/definitions/column`).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 use tributary_proto::v1::data_type::Kind;
-use tributary_proto::v1::{DataType, Dataset, PrimitiveType};
-use tributary_sink::openmetadata::{ContainerColumn, MessageSchema, SchemaField, SchemaKind};
+use tributary_proto::v1::{DataType, Dataset, Preproc, PrimitiveType, preproc};
+use tributary_sink::openmetadata::{ColumnLineage, ContainerColumn, MessageSchema, SchemaField, SchemaKind};
+use tributary_source::parse_ref_path;
 
-/// The topic schema of a source's dataset; `schema_text` is the writer
-/// schema or `.proto` file when known (inline, or the registry's latest).
-pub fn message_schema(dataset: &Dataset, kind: SchemaKind, schema_text: Option<&str>) -> MessageSchema {
-    let fields = dataset.fields.iter().map(|field| schema_field(&field.name, field.r#type.as_ref(), kind)).collect();
+/// The topic schema of a source's dataset, shaped as the payloads are: a
+/// column fed by a `preproc` ref sits at the ref's path (inside records made
+/// for its parents), a column fed by a constant or an `eval` is not in the
+/// payload at all. `schema_text` is the writer schema or `.proto` file when
+/// known (inline, or the registry's latest).
+pub fn message_schema(
+    dataset: &Dataset,
+    lineage: &[ColumnLineage],
+    kind: SchemaKind,
+    schema_text: Option<&str>,
+) -> MessageSchema {
+    let mut fields: Vec<SchemaField> = Vec::new();
+    for mapping in lineage {
+        let Some(column) = dataset.fields.iter().find(|field| field.name == mapping.column) else { continue };
+        let Some((leaf, parents)) = mapping.field.split_last() else { continue };
+        let mut level = &mut fields;
+        for parent in parents {
+            let at = match level.iter().position(|field| field.name == *parent && field.data_type == "RECORD") {
+                Some(at) => at,
+                None => {
+                    level.push(SchemaField { name: parent.clone(), data_type: "RECORD", children: Vec::new() });
+                    level.len() - 1
+                }
+            };
+            level = &mut level[at].children;
+        }
+        if !level.iter().any(|field| field.name == *leaf) {
+            level.push(schema_field(leaf, column.r#type.as_ref(), kind));
+        }
+    }
     let text = match schema_text {
         Some(schema) => schema.to_owned(),
         None => json_schema(dataset).to_string(),
     };
     MessageSchema { kind, text, fields }
+}
+
+/// Which payload field feeds each dataset column: the field of the column's
+/// own name, or the path of its `preproc` ref. Constants and `eval`s have none.
+pub fn column_lineage(dataset: &Dataset, preproc: &HashMap<String, Preproc>) -> Vec<ColumnLineage> {
+    dataset
+        .fields
+        .iter()
+        .filter_map(|column| {
+            let field = match preproc.get(&column.name).and_then(|preproc| preproc.kind.as_ref()) {
+                None => vec![column.name.clone()],
+                Some(preproc::Kind::Ref(path)) => parse_ref_path(path).ok()?,
+                Some(preproc::Kind::Value(_) | preproc::Kind::Eval(_)) => return None,
+            };
+            Some(ColumnLineage { field, column: column.name.clone() })
+        })
+        .collect()
 }
 
 /// The dataset's columns.

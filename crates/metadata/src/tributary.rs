@@ -17,6 +17,12 @@ pub(crate) struct CommittedSource {
     /// The dataset's name as the server resolved it (a definition may leave it to default).
     pub(crate) dataset_name: String,
     pub(crate) location: String,
+    /// The Glue database and catalog id (absent: the server's account) of an Iceberg table in Glue.
+    pub(crate) glue: Option<(String, Option<String>)>,
+    /// The source's status (`GET /api/v1/sources/{name}/status`).
+    pub(crate) status: Value,
+    /// Where that status is read.
+    pub(crate) status_url: String,
 }
 
 impl CommittedSource {
@@ -99,12 +105,21 @@ pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<C
             Some(dataset) if !dataset.is_empty() => dataset.to_owned(),
             _ => name.to_owned(),
         };
+        let glue = shown.pointer("/dataset/glue/database").and_then(Value::as_str).map(|database| {
+            let catalog_id = shown.pointer("/dataset/glue/catalog_id").and_then(Value::as_str).map(str::to_owned);
+            (database.to_owned(), catalog_id)
+        });
+        let status_path = format!("/api/v1/sources/{name}/status");
+        let status = get(&status_path)?;
         sources.push(CommittedSource {
             name: name.to_owned(),
             stream_arn: stream_arn.to_owned(),
             definition,
             dataset_name,
             location,
+            glue,
+            status,
+            status_url: format!("{base}{status_path}"),
         });
     }
     Ok(sources)

@@ -465,11 +465,20 @@ fn show_source_now(state: AppState, name: String) -> Result<Json<Value>, ApiErro
     // Where the dataset lives, for catalogs (the metadata workflow's lineage).
     let dataset =
         crate::supervisor::stored_source(&summary.current, state.supervisor.secret_policy()).ok().map(|source| {
-            let location = match source.dataset.format {
-                DatasetFormat::Iceberg => state.supervisor.catalog().table_location(&source.dataset.name),
-                DatasetFormat::Parquet => state.supervisor.dataset_dir(&source.dataset.name).display().to_string(),
+            let catalog = state.supervisor.catalog();
+            let (format, location) = match source.dataset.format {
+                DatasetFormat::Iceberg => ("iceberg", catalog.table_location(&source.dataset.name)),
+                DatasetFormat::Parquet => {
+                    ("parquet", state.supervisor.dataset_dir(&source.dataset.name).display().to_string())
+                }
             };
-            json!({"name": source.dataset.name, "location": location})
+            let mut dataset = json!({"name": source.dataset.name, "format": format, "location": location});
+            if let (DatasetFormat::Iceberg, Some((database, catalog_id))) =
+                (source.dataset.format, catalog.glue_database())
+            {
+                dataset["glue"] = json!({"database": database, "catalog_id": catalog_id});
+            }
+            dataset
         });
     Ok(Json(json!({
         "name": summary.name,
@@ -511,7 +520,7 @@ async fn delete_source(State(state): State<AppState>, Path(name): Path<String>) 
     .map_err(ApiError::internal)?
 }
 
-fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiError> {
+pub(crate) fn source_status_now(state: AppState, name: String) -> Result<Json<Value>, ApiError> {
     let summary = state.store.source(&name)?.ok_or_else(|| ApiError::not_found(format!("no source named `{name}`")))?;
     let version = &summary.current;
     let stored = crate::supervisor::stored_source(version, state.supervisor.secret_policy()).ok();

@@ -16,6 +16,7 @@ mod failure;
 mod finish;
 mod history;
 mod leases;
+mod openmetadata_status;
 mod prometheus;
 mod registries;
 mod replay;
@@ -39,6 +40,7 @@ use crate::cluster::Cluster;
 
 pub use api::router;
 pub use cluster::ClusterConfig;
+pub use openmetadata_status::StatusPublishing;
 pub use registries::registries_for;
 pub use supervisor::Supervisor;
 pub use tributary_cluster::CoordinatorConfig;
@@ -79,6 +81,8 @@ pub struct ServerConfig {
     pub take_over_warehouse: bool,
     /// Cluster mode: share the sources' shards with the cluster's other processes.
     pub cluster: Option<ClusterConfig>,
+    /// Publish each source's pipeline status to OpenMetadata on an interval.
+    pub openmetadata_status: Option<StatusPublishing>,
 }
 
 /// Which catalog records the tables' current metadata.
@@ -146,6 +150,7 @@ impl ServerConfig {
             catalog: CatalogChoice::Embedded,
             take_over_warehouse: false,
             cluster: None,
+            openmetadata_status: None,
         }
     }
 }
@@ -200,6 +205,7 @@ pub enum ServerError {
 /// A started server: workers running, API not yet listening.
 pub struct Server {
     state: AppState,
+    openmetadata_status: Option<StatusPublishing>,
     /// The data directory's lock, held as long as the server runs.
     _lock: std::fs::File,
     listener: tokio::net::TcpListener,
@@ -368,7 +374,7 @@ impl Server {
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections.max(1),
         };
-        Ok(Server { state, _lock: lock, listener, limits })
+        Ok(Server { state, openmetadata_status: config.openmetadata_status, _lock: lock, listener, limits })
     }
 
     /// The address the API listens on.
@@ -389,12 +395,23 @@ impl Server {
             Arc::clone(&self.state.store),
             Arc::clone(&supervisor),
         ));
+        let statuses = match (self.openmetadata_status, self.listener.local_addr()) {
+            (Some(publishing), Ok(address)) => Some(tokio::spawn(openmetadata_status::publish_forever(
+                self.state.clone(),
+                publishing,
+                format!("http://{address}"),
+            ))),
+            _ => None,
+        };
         let app = router(self.state);
         serve_connections(self.listener, app, self.limits, shutdown).await;
         if let Some(node) = node {
             node.abort();
         }
         history.abort();
+        if let Some(statuses) = statuses {
+            statuses.abort();
+        }
         // Each worker commits what it holds, then its leases are released.
         let uncommitted = supervisor.stop_all().await;
         if let Some(cluster) = supervisor.cluster()

@@ -93,10 +93,70 @@ pub struct LineageRecord {
     pub stream: String,
     /// The dataset it writes.
     pub dataset: String,
-    /// Where the dataset's files are.
-    pub location: String,
+    /// The entity the dataset is in the catalog.
+    pub target: DatasetTarget,
     /// The dataset's columns.
     pub columns: Vec<ContainerColumn>,
+    /// Which message field feeds which column.
+    pub column_lineage: Vec<ColumnLineage>,
+    /// How the ingest is doing, when the Tributary server could say.
+    pub run: Option<PipelineRun>,
+}
+
+/// What a dataset is in OpenMetadata.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetTarget {
+    /// Parquet files, or an Iceberg table of the embedded catalog: a container
+    /// of Tributary's storage service, at `location`.
+    Container {
+        /// Where the dataset's files are.
+        location: String,
+    },
+    /// An Iceberg table in Glue: the `table` OpenMetadata's Glue connector
+    /// catalogs as `{service}.{catalog_id}.{database}.{table}`.
+    GlueTable(GlueTable),
+}
+
+/// Where OpenMetadata's Glue connector puts a Glue table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlueTable {
+    /// The database service (the Glue connector's service name).
+    pub service: String,
+    /// The Glue catalog id (the AWS account), OpenMetadata's database.
+    pub catalog_id: String,
+    /// The Glue database, OpenMetadata's schema.
+    pub database: String,
+    /// The table (the dataset's name).
+    pub table: String,
+    /// The region, for a service created here.
+    pub region: String,
+    /// The table's location.
+    pub location: String,
+}
+
+/// One column fed by one message field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnLineage {
+    /// The field's path in the message (`["address", "country"]`).
+    pub field: Vec<String>,
+    /// The column's name.
+    pub column: String,
+}
+
+/// A pipeline's status, as `PUT /v1/pipelines/{fqn}/status` takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRun {
+    /// The `pipelineStatus` body.
+    pub status: Value,
+    /// Rows, rejected and lag in words, the ingest task's description.
+    pub summary: String,
+}
+
+impl GlueTable {
+    /// The table's fully qualified name.
+    pub fn fqn(&self) -> String {
+        [&self.service, &self.catalog_id, &self.database, &self.table].map(|part| quoted_fqn_part(part)).join(".")
+    }
 }
 
 impl TopicRecord {

@@ -5,20 +5,29 @@
 //! into OpenMetadata's create-or-update requests, in the connector's order:
 //! server version, messaging service (get, or create **without** AWS secrets),
 //! topics (`PUT /v1/topics`), each topic's sample data (on the first run too),
-//! then lineage (pipeline service `tributary`, one pipeline per source, the
-//! dataset as a container of a storage service, and the two edges), then the
-//! soft deletion of stale topics. Requests go through a [`Transport`]:
+//! then lineage (pipeline service `tributary`, one pipeline per source with
+//! its status, the dataset as the Glue `table` OpenMetadata's Glue connector
+//! catalogs or else a container of a storage service, and one edge from the
+//! topic to the dataset carrying the pipeline and the column lineage), then
+//! the soft deletion of stale topics. Requests go through a [`Transport`]:
 //! [`RestTransport`] speaks to a server (Bearer JWT, timeouts, retries on 429
 //! and 5xx), [`FileTransport`] writes each request as a JSON line instead.
 
 mod entities;
+mod entity_stream;
 mod publisher;
+mod status;
 mod transport;
 
 pub use entities::{
-    ContainerColumn, LineageRecord, MessageSchema, SchemaField, SchemaKind, ServiceRecord, TopicRecord, quoted_fqn_part,
+    ColumnLineage, ContainerColumn, DatasetTarget, GlueTable, LineageRecord, MessageSchema, PipelineRun, SchemaField,
+    SchemaKind, ServiceRecord, TopicRecord, quoted_fqn_part,
 };
-pub use publisher::{PIPELINE_SERVICE, PublishReport, Publisher, STORAGE_SERVICE, StaleTopics, topic_fqn};
+pub use entity_stream::EntityStream;
+pub use publisher::{
+    PIPELINE_SERVICE, PublishReport, Publisher, STORAGE_SERVICE, SourcePipeline, StaleTopics, pipeline_fqn, topic_fqn,
+};
+pub use status::{INGEST_TASK, pipeline_run};
 pub use transport::{FileTransport, Method, Request, Response, RestTransport, RetryPolicy, Transport};
 
 /// Why a request to the metadata server failed.

@@ -5,7 +5,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::PublishError;
-use super::entities::{LineageRecord, ServiceRecord, TopicRecord, quoted_fqn_part, source_hash};
+use super::entities::{
+    DatasetTarget, GlueTable, LineageRecord, PipelineRun, ServiceRecord, TopicRecord, quoted_fqn_part, source_hash,
+};
+use super::status::INGEST_TASK;
 use super::transport::{Method, Request, Response, Transport};
 
 /// The pipeline service that holds one pipeline per Tributary source.
@@ -14,6 +17,28 @@ pub const PIPELINE_SERVICE: &str = "tributary";
 pub const STORAGE_SERVICE: &str = "tributary_datasets";
 /// Topics per page when listing a service's topics.
 const LIST_PAGE: u32 = 100;
+
+/// A source's pipeline: what it reads and writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePipeline {
+    /// The source's name (the pipeline's).
+    pub source: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// The dataset it writes.
+    pub dataset: String,
+}
+
+/// An entity an edge joins.
+struct Node {
+    id: String,
+    kind: &'static str,
+    fqn: String,
+}
+
+fn custom_connection(kind: &str) -> Value {
+    json!({"config": {"type": kind}})
+}
 
 /// Which topics may be soft-deleted: those of the service that the listing no
 /// longer shows, among the names the workflow's filter admits.
@@ -85,7 +110,7 @@ impl<T: Transport> Publisher<T> {
             }
         }
         if !lineage.is_empty() {
-            self.put_lineage(lineage, &topic_ids, &mut report)?;
+            self.put_lineage(service, lineage, &topic_ids, &mut report)?;
         }
         if let Some(stale) = stale {
             if self.transport.reads() {
@@ -160,21 +185,19 @@ impl<T: Transport> Publisher<T> {
 
     fn put_lineage(
         &mut self,
+        service: &ServiceRecord,
         lineage: &[LineageRecord],
         topic_ids: &HashMap<&str, String>,
         report: &mut PublishReport,
     ) -> Result<(), PublishError> {
-        let custom = |kind: &str| json!({"config": {"type": kind}});
-        self.put(
-            "/v1/services/pipelineServices",
-            json!({"name": PIPELINE_SERVICE, "serviceType": "CustomPipeline", "connection": custom("CustomPipeline"),
-                   "description": "Tributary: Kinesis streams ingested into typed datasets"}),
-        )?;
-        self.put(
-            "/v1/services/storageServices",
-            json!({"name": STORAGE_SERVICE, "serviceType": "CustomStorage", "connection": custom("CustomStorage"),
-                   "description": "Datasets written by Tributary"}),
-        )?;
+        self.ensure_pipeline_service()?;
+        if lineage.iter().any(|record| matches!(record.target, DatasetTarget::Container { .. })) {
+            self.put(
+                "/v1/services/storageServices",
+                json!({"name": STORAGE_SERVICE, "serviceType": "CustomStorage", "connection": custom_connection("CustomStorage"),
+                       "description": "Datasets written by Tributary"}),
+            )?;
+        }
         for record in lineage {
             let Some(topic_id) = topic_ids.get(record.stream.as_str()) else {
                 report.warnings.push(format!(
@@ -183,9 +206,59 @@ impl<T: Transport> Publisher<T> {
                 ));
                 continue;
             };
-            if let Err(error) = self.put_source_lineage(record, topic_id, report) {
+            let topic = Node { id: topic_id.clone(), kind: "topic", fqn: topic_fqn(&service.name, &record.stream) };
+            if let Err(error) = self.put_source_lineage(record, &topic, report) {
                 report.failed.push((record.stream.clone(), format!("lineage of source `{}`: {error}", record.source)));
             }
+        }
+        Ok(())
+    }
+
+    /// Publishes each source's status (with its pipeline, created when missing), as
+    /// `tributary serve --openmetadata-status` does every minute.
+    pub fn publish_runs(&mut self, runs: &[(SourcePipeline, PipelineRun)]) -> Result<PublishReport, PublishError> {
+        let mut report = PublishReport::default();
+        self.ensure_pipeline_service()?;
+        for (pipeline, run) in runs {
+            let outcome =
+                self.put_pipeline(pipeline, Some(&run.summary)).and_then(|_| self.put_status(&pipeline.source, run));
+            match outcome {
+                Ok(()) => report.published.push(pipeline.source.clone()),
+                Err(error) => report.failed.push((pipeline.source.clone(), error.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    fn ensure_pipeline_service(&mut self) -> Result<(), PublishError> {
+        self.put(
+            "/v1/services/pipelineServices",
+            json!({"name": PIPELINE_SERVICE, "serviceType": "CustomPipeline", "connection": custom_connection("CustomPipeline"),
+                   "description": "Tributary: Kinesis streams ingested into typed datasets"}),
+        )
+        .map(|_| ())
+    }
+
+    fn put_pipeline(&mut self, pipeline: &SourcePipeline, summary: Option<&str>) -> Result<String, PublishError> {
+        let mut task = json!({"name": INGEST_TASK, "taskType": "kinesis-to-dataset"});
+        if let Some(summary) = summary {
+            task["description"] = Value::String(summary.to_owned());
+        }
+        let mut body = json!({
+            "name": pipeline.source,
+            "service": PIPELINE_SERVICE,
+            "description": format!("Tributary source `{}`: stream `{}` into dataset `{}`", pipeline.source, pipeline.stream, pipeline.dataset),
+            "tasks": [task],
+        });
+        body["sourceHash"] = Value::String(source_hash(&body));
+        self.put("/v1/pipelines", body)
+    }
+
+    fn put_status(&mut self, source: &str, run: &PipelineRun) -> Result<(), PublishError> {
+        let path = format!("/v1/pipelines/{}/status", encode(&pipeline_fqn(source)));
+        let response = self.send(Method::Put, path.clone(), Some(run.status.clone()))?;
+        if response.status >= 300 {
+            return Err(PublishError::Unexpected { path, detail: format!("HTTP {}", response.status) });
         }
         Ok(())
     }
@@ -193,42 +266,115 @@ impl<T: Transport> Publisher<T> {
     fn put_source_lineage(
         &mut self,
         record: &LineageRecord,
-        topic_id: &str,
+        topic: &Node,
         report: &mut PublishReport,
     ) -> Result<(), PublishError> {
-        let mut pipeline = json!({
-            "name": record.source,
-            "service": PIPELINE_SERVICE,
-            "description": format!("Tributary source `{}`: stream `{}` into dataset `{}`", record.source, record.stream, record.dataset),
-            "tasks": [{"name": "ingest", "taskType": "kinesis-to-dataset"}],
-        });
-        pipeline["sourceHash"] = Value::String(source_hash(&pipeline));
-        let pipeline_id = self.put("/v1/pipelines", pipeline)?;
+        let pipeline = SourcePipeline {
+            source: record.source.clone(),
+            stream: record.stream.clone(),
+            dataset: record.dataset.clone(),
+        };
+        let pipeline_id = self.put_pipeline(&pipeline, record.run.as_ref().map(|run| run.summary.as_str()))?;
+        let dataset = match &record.target {
+            DatasetTarget::Container { location } => self.put_container(record, location)?,
+            DatasetTarget::GlueTable(table) => self.ensure_table(table, record)?,
+        };
+        let columns_lineage: Vec<Value> = record
+            .column_lineage
+            .iter()
+            .map(|mapping| {
+                let field: Vec<String> = mapping.field.iter().map(|part| quoted_fqn_part(part)).collect();
+                json!({
+                    "fromColumns": [format!("{}.{}", topic.fqn, field.join("."))],
+                    "toColumn": format!("{}.{}", dataset.fqn, quoted_fqn_part(&mapping.column)),
+                })
+            })
+            .collect();
+        let edge = json!({"edge": {
+            "fromEntity": {"id": topic.id, "type": topic.kind},
+            "toEntity": {"id": dataset.id, "type": dataset.kind},
+            "lineageDetails": {"pipeline": {"id": pipeline_id, "type": "pipeline"}, "columnsLineage": columns_lineage},
+        }});
+        let response = self.send(Method::Put, "/v1/lineage".to_owned(), Some(edge))?;
+        if response.status >= 300 {
+            return Err(PublishError::Unexpected {
+                path: "/v1/lineage".to_owned(),
+                detail: format!("HTTP {}", response.status),
+            });
+        }
+        report.lineage_edges += 1;
+        if let Some(run) = &record.run {
+            self.put_status(&record.source, run)?;
+        }
+        Ok(())
+    }
+
+    fn put_container(&mut self, record: &LineageRecord, location: &str) -> Result<Node, PublishError> {
         let mut container = json!({
             "name": record.dataset,
             "service": STORAGE_SERVICE,
             "description": format!("Dataset written by Tributary source `{}`", record.source),
             "dataModel": {"isPartitioned": true, "columns": record.columns},
-            "fullPath": record.location,
+            "fullPath": location,
             "fileFormats": ["parquet"],
         });
         container["sourceHash"] = Value::String(source_hash(&container));
-        let container_id = self.put("/v1/containers", container)?;
-        for (from, from_type, to, to_type) in [
-            (topic_id, "topic", pipeline_id.as_str(), "pipeline"),
-            (pipeline_id.as_str(), "pipeline", container_id.as_str(), "container"),
-        ] {
-            let edge = json!({"edge": {"fromEntity": {"id": from, "type": from_type}, "toEntity": {"id": to, "type": to_type}}});
-            let response = self.send(Method::Put, "/v1/lineage".to_owned(), Some(edge))?;
-            if response.status >= 300 {
-                return Err(PublishError::Unexpected {
-                    path: "/v1/lineage".to_owned(),
-                    detail: format!("HTTP {}", response.status),
-                });
-            }
-            report.lineage_edges += 1;
+        let id = self.put("/v1/containers", container)?;
+        Ok(Node { id, kind: "container", fqn: format!("{STORAGE_SERVICE}.{}", quoted_fqn_part(&record.dataset)) })
+    }
+
+    /// The Glue table's entity: found where OpenMetadata's Glue connector put it, or
+    /// created (with its service, database and schema when those are missing too).
+    /// What exists is never overwritten: the Glue connector owns it.
+    fn ensure_table(&mut self, table: &GlueTable, record: &LineageRecord) -> Result<Node, PublishError> {
+        let service = quoted_fqn_part(&table.service);
+        let database = format!("{service}.{}", quoted_fqn_part(&table.catalog_id));
+        let schema = format!("{database}.{}", quoted_fqn_part(&table.database));
+        let fqn = table.fqn();
+        if let Some(id) = self.find("tables", &fqn)? {
+            return Ok(Node { id, kind: "table", fqn });
         }
-        Ok(())
+        if self.find("services/databaseServices", &table.service)?.is_none() {
+            self.put(
+                "/v1/services/databaseServices",
+                json!({"name": table.service, "serviceType": "Glue",
+                       "connection": {"config": {"type": "Glue", "awsConfig": {"awsRegion": table.region}}},
+                       "description": "Glue Data Catalog holding Tributary's Iceberg tables"}),
+            )?;
+        }
+        if self.find("databases", &database)?.is_none() {
+            self.put("/v1/databases", json!({"name": table.catalog_id, "service": table.service}))?;
+        }
+        if self.find("databaseSchemas", &schema)?.is_none() {
+            self.put("/v1/databaseSchemas", json!({"name": table.database, "database": database}))?;
+        }
+        let mut body = json!({
+            "name": table.table,
+            "databaseSchema": schema,
+            "tableType": "Iceberg",
+            "columns": record.columns,
+            "locationPath": table.location,
+            "description": format!("Iceberg table written by Tributary source `{}`", record.source),
+        });
+        body["sourceHash"] = Value::String(source_hash(&body));
+        let id = self.put("/v1/tables", body)?;
+        Ok(Node { id, kind: "table", fqn })
+    }
+
+    /// The id of the entity of `kind` named `fqn`, when the server has it.
+    fn find(&mut self, kind: &str, fqn: &str) -> Result<Option<String>, PublishError> {
+        if !self.transport.reads() {
+            return Ok(None);
+        }
+        let path = format!("/v1/{kind}/name/{}", encode(fqn));
+        let response = self.send(Method::Get, path.clone(), None)?;
+        match (response.status, response.body.get("id").and_then(Value::as_str)) {
+            (404, _) => Ok(None),
+            (200, Some(id)) => Ok(Some(id.to_owned())),
+            (status, _) => {
+                Err(PublishError::Unexpected { path, detail: format!("HTTP {status} without an entity id") })
+            }
+        }
     }
 
     fn delete_stale(
@@ -300,6 +446,11 @@ fn encode(text: &str) -> String {
     const COMPONENT: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
     percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
+}
+
+/// The fully qualified name of a source's pipeline.
+pub fn pipeline_fqn(source: &str) -> String {
+    format!("{PIPELINE_SERVICE}.{}", quoted_fqn_part(source))
 }
 
 /// The fully qualified name OpenMetadata gives a topic of `service`.

@@ -246,23 +246,31 @@ impl Transport for FileTransport {
         if request.method != Method::Put {
             return Ok(Response { status: 404, body: Value::Null });
         }
-        // A create answers with the entity: its name and a name-based id.
-        let body = request.body.clone().unwrap_or(Value::Null);
-        let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let kind = request.path.trim_start_matches("/v1/").split(['?', '/']).next().unwrap_or_default();
-        let service = body.get("service").and_then(Value::as_str);
-        let fqn = match service {
-            Some(service) => format!("{service}.{}", super::quoted_fqn_part(&name)),
-            None => super::quoted_fqn_part(&name),
-        };
-        Ok(Response {
-            status: 200,
-            body: json!({"id": name_based_id(kind, &fqn), "name": name, "fullyQualifiedName": fqn}),
-        })
+        Ok(created(request))
     }
 
     fn reads(&self) -> bool {
         false
+    }
+}
+
+/// What a server would answer a create with when no server is asked: the
+/// entity's name, fully qualified name (under its `service`, `database` or
+/// `databaseSchema`) and an id made from both, so later requests
+/// (`/v1/topics/{id}/sampleData`, lineage edges) are consistent.
+pub(crate) fn created(request: &Request) -> Response {
+    let body = request.body.clone().unwrap_or(Value::Null);
+    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let collection = request.path.split('?').next().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+    let parent =
+        ["service", "database", "databaseSchema"].iter().find_map(|key| body.get(*key).and_then(Value::as_str));
+    let fqn = match parent {
+        Some(parent) => format!("{parent}.{}", super::quoted_fqn_part(&name)),
+        None => super::quoted_fqn_part(&name),
+    };
+    Response {
+        status: 200,
+        body: json!({"id": name_based_id(collection, &fqn), "name": name, "fullyQualifiedName": fqn}),
     }
 }
 

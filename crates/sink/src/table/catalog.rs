@@ -187,6 +187,14 @@ impl TableCatalog {
         Ok(found.into_iter().map(|(path, modified)| (format!("file://{}", path.display()), modified)).collect())
     }
 
+    /// The Glue database and catalog id (`None`: the caller's account) of a Glue catalog.
+    pub fn glue_database(&self) -> Option<(&str, Option<&str>)> {
+        match &self.pointers {
+            Pointers::Glue(glue) => Some((glue.database(), glue.catalog_id())),
+            _ => None,
+        }
+    }
+
     /// The warehouse location (a URL).
     pub fn warehouse(&self) -> &str {
         &self.warehouse

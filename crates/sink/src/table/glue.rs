@@ -55,6 +55,11 @@ impl GlueCatalog {
         GlueCatalog { client, database: database.into(), catalog_id }
     }
 
+    /// The catalog id given (`None`: the caller's account).
+    pub fn catalog_id(&self) -> Option<&str> {
+        self.catalog_id.as_deref()
+    }
+
     /// The Glue database.
     pub fn database(&self) -> &str {
         &self.database
