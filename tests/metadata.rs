@@ -654,3 +654,133 @@ async fn sampling_a_wide_stream_reads_a_few_shards_spread_over_its_hash_keys() {
         .collect();
     assert_eq!(samples, [10]);
 }
+
+/// Polls `done` for up to `seconds`.
+fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+/// A source whose dataset is an Iceberg table in Glue: the lineage ends at the
+/// `table` OpenMetadata's Glue connector catalogs (created once, with its
+/// service, database and schema, then left alone), column by column with
+/// `preproc` refs followed; and the server itself publishes the pipeline's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glue_tables_get_column_lineage_and_the_server_publishes_pipeline_status() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let kinesis = emulators.kinesis.as_str();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omglue").replace('-', "_");
+    let stream = format!("{prefix}-orders");
+    create_stream(kinesis, &stream, 1, false).await;
+    let arn = stream_arn(&kinesis_client(kinesis), &stream).await;
+    let om = OpenMetadataStandIn::start(JWT).await;
+    let service = format!("svc_{prefix}");
+    let file = workflow(dir.path(), &service, kinesis, &[&regex_escape(&prefix)], &[], REST_SINK, &om.host_port());
+
+    let bucket = support::lakehouse::create_bucket(&emulators);
+    let database = unique("omglue_").replace('-', "_");
+    let warehouse = format!("s3://{bucket}/tables");
+    let status_file = file.to_str().expect("utf-8");
+    let server = ServerProcess::start_with_env(
+        &dir.path().join("data"),
+        &[
+            "--warehouse",
+            &warehouse,
+            "--catalog",
+            "glue",
+            "--glue-database",
+            &database,
+            "--openmetadata-status",
+            status_file,
+            "--openmetadata-status-seconds",
+            "1",
+        ],
+        &[("AWS_ENDPOINT_URL_GLUE", &emulators.moto), ("OM_TEST_JWT", JWT), ("OM_TEST_AWS_SECRET", SECRET)],
+    );
+    let definition = dir.path().join("orders.yaml");
+    std::fs::write(
+        &definition,
+        format!(
+            "sources:\n  - name: orders\n    kinesis:\n      stream_arn: {arn}\n      init_position: trim_horizon\n      format: json\n    dataset:\n      name: orders_rows\n      format: iceberg\n      fields:\n        - {{name: id, type: int64}}\n        - {{name: ts, type: timestamp}}\n        - {{name: country, type: \"optional<string>\"}}\n        - {{name: origin, type: string}}\n      timestamp: ts\n    preproc:\n      country: {{ref: \"address[country]\"}}\n      origin: {{value: kinesis}}\n"
+        ),
+    )
+    .expect("definition");
+    let output = tributary(&["commit", definition.to_str().expect("utf-8"), "--server", &server.url()], &[]);
+    assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    put(kinesis, &stream, "k", br#"{"id": 1, "ts": 1700000000, "address": {"country": "NL"}}"#).await;
+
+    // The server's own publication: the pipeline is created and its status follows the worker.
+    let published = wait_for(30, || {
+        let state = om.state.lock().expect("state");
+        state
+            .statuses
+            .get("tributary.orders")
+            .is_some_and(|all| all.iter().any(|s| s["executionStatus"] == "Successful"))
+    });
+    assert!(published, "no Successful status from the server: {:?}", om.state.lock().expect("state").statuses);
+
+    let ingest = || {
+        let output = run(&[
+            "metadata",
+            "ingest",
+            "-c",
+            file.to_str().expect("utf-8"),
+            "--tributary-server",
+            &server.url(),
+            "--database-service",
+            "glue_prod",
+        ]);
+        let said = format!("{}\n{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(0), "{said}");
+        said
+    };
+    let said = ingest();
+    let table_fqn = format!("glue_prod.123456789012.{database}.orders_rows");
+    {
+        let state = om.state.lock().expect("state");
+        assert!(state.invalid.is_empty(), "bodies OpenMetadata would refuse:\n{}", state.invalid.join("\n"));
+        assert!(state.entities.contains_key("databaseServices"), "no Glue table: {said}");
+        assert_eq!(state.entities["databaseServices"]["glue_prod"].1["serviceType"], "Glue");
+        assert!(state.entities["databases"].contains_key("glue_prod.123456789012"), "moto's account is the catalog id");
+        assert!(state.entities["databaseSchemas"].contains_key(&format!("glue_prod.123456789012.{database}")));
+        let (table_id, table, _) = state.entities["tables"].get(&table_fqn).expect("the Glue table").clone();
+        assert_eq!(table["tableType"], "Iceberg");
+        let columns: Vec<&str> =
+            table["columns"].as_array().expect("columns").iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(columns, ["id", "ts", "country", "origin"]);
+        // The messageSchema is the payload's shape: `country` sits at `address.country`; the constant is not in it.
+        let topic_fqn = format!("{service}.{stream}");
+        let topic = state.topic(&topic_fqn).expect("topic");
+        assert_eq!(
+            topic.1["messageSchema"]["schemaFields"],
+            json!([{"name": "id", "dataType": "LONG"}, {"name": "ts", "dataType": "TIMESTAMP"},
+                   {"name": "address", "dataType": "RECORD", "children": [{"name": "country", "dataType": "STRING"}]}])
+        );
+        assert_eq!(state.edges, [("topic".to_owned(), topic.0.clone(), "table".to_owned(), table_id)]);
+        let pipeline_id = &state.entities["pipelines"]["tributary.orders"].0;
+        assert_eq!(
+            state.edge_details[0],
+            json!({"pipeline": {"id": pipeline_id, "type": "pipeline"}, "columnsLineage": [
+                {"fromColumns": [format!("{topic_fqn}.id")], "toColumn": format!("{table_fqn}.id")},
+                {"fromColumns": [format!("{topic_fqn}.ts")], "toColumn": format!("{table_fqn}.ts")},
+                {"fromColumns": [format!("{topic_fqn}.address.country")], "toColumn": format!("{table_fqn}.country")},
+            ]})
+        );
+    }
+    // A second run finds the table (as the Glue connector would have made it) and leaves it alone.
+    ingest();
+    let state = om.state.lock().expect("state");
+    let table_puts = state.requests.iter().filter(|r| r.method == "PUT" && r.path == "/api/v1/tables").count();
+    assert_eq!(table_puts, 1, "the existing table is not overwritten");
+    assert_eq!(state.edges.len(), 2, "the edge is put again");
+    assert!(state.invalid.is_empty(), "bodies OpenMetadata would refuse:\n{}", state.invalid.join("\n"));
+    drop(state);
+    assert!(server.stop(), "a clean stop");
+}

@@ -189,9 +189,12 @@ impl ClientFactory {
     }
 
     /// An STS client for `region`, with `credentials` (the base chain when `None`).
+    /// The settings' STS endpoint, else `AWS_ENDPOINT_URL_STS`, wins over their one
+    /// endpoint for every service (a workflow's `endPointURL` is Kinesis').
     pub fn sts(&self, region: &str, credentials: Option<SharedCredentialsProvider>) -> aws_sdk_sts::Client {
         let mut config = aws_sdk_sts::config::Builder::from(&self.base).region(Region::new(region.to_owned()));
-        if let Some(endpoint) = &self.settings.sts_endpoint_url {
+        let from_env = || std::env::var("AWS_ENDPOINT_URL_STS").ok().filter(|e| !e.is_empty());
+        if let Some(endpoint) = self.settings.sts_endpoint_url.clone().or_else(from_env) {
             config = config.endpoint_url(endpoint);
         }
         if let Some(credentials) = credentials {
