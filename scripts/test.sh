@@ -8,7 +8,7 @@
 # Needs: a Rust toolchain (rustup, 1.94+), gcc, python3 (with venv), node + npm, curl, chromium + chromedriver
 # (installed with apt-get when missing and run as root).
 # Installs: cargo-nextest, cargo-audit and cargo-fuzz when missing (crates.io), kinesis-local (npm) and
-# moto + pyarrow + pyiceberg (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
+# moto + pyarrow + pyiceberg and openmetadata-ingestion (PyPI) under ${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}. TRIBUTARY_FUZZ_SECONDS
 # (default 15, 0 to skip) bounds the fuzzing of each codec target.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,6 +64,17 @@ if ! "$TRIBUTARY_TEST_MOTO_PYTHON" -c 'import pyiceberg' 2>/dev/null; then
   "$TRIBUTARY_TEST_MOTO_PYTHON" -m pip install --quiet 'pyiceberg==0.12.0' >&2
 fi
 export TRIBUTARY_TEST_PYICEBERG_PYTHON="$TRIBUTARY_TEST_MOTO_PYTHON"
+# OpenMetadata's own ingestion workflow (2.0.7, what its workflow imports, --no-deps) runs the
+# Custom Messaging connector's wheel; hatchling builds that wheel without fetching a build env.
+om_requirements=python/tributary-openmetadata/tests/openmetadata-ingestion.txt
+om_venv="${TRIBUTARY_TOOLS_DIR:-$HOME/.cache/tributary}/openmetadata-ingestion-$(sha256sum "$om_requirements" | cut -c1-12)"
+if [ ! -x "$om_venv/bin/metadata" ] || ! "$om_venv/bin/python" -c 'import hatchling' 2>/dev/null; then
+  echo "test.sh: installing openmetadata-ingestion 2.0.7 into $om_venv" >&2
+  rm -rf "$om_venv" && python3 -m venv "$om_venv"
+  "$om_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$om_requirements" >&2
+  "$om_venv/bin/pip" install --quiet --disable-pip-version-check 'hatchling==1.27.0' >&2
+fi
+export TRIBUTARY_TEST_OPENMETADATA_PYTHON="$om_venv/bin/python"
 
 # The emulator-backed tests must fail, not skip, if the emulators are missing.
 unset TRIBUTARY_SKIP_EMULATOR_TESTS

@@ -784,3 +784,163 @@ async fn glue_tables_get_column_lineage_and_the_server_publishes_pipeline_status
     drop(state);
     assert!(server.stop(), "a clean stop");
 }
+
+/// The Python of a venv holding `openmetadata-ingestion` 2.0.7 (scripts/test.sh makes it).
+fn openmetadata_python() -> Option<String> {
+    match std::env::var("TRIBUTARY_TEST_OPENMETADATA_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ => {
+            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!in_ci, "TRIBUTARY_TEST_OPENMETADATA_PYTHON is not set: run through ./scripts/test.sh");
+            eprintln!("SKIPPED: TRIBUTARY_TEST_OPENMETADATA_PYTHON not set");
+            None
+        }
+    }
+}
+
+/// What a stand-in ended up with, by topic name: (partitions, retention in ms, samples).
+/// (OpenMetadata's Python models send the retention, a JSON number, as `86400000.0`.)
+fn topics_of(
+    om: &OpenMetadataStandIn,
+    service: &str,
+) -> std::collections::BTreeMap<String, (Value, Option<f64>, Vec<String>)> {
+    let state = om.state.lock().expect("state");
+    state.entities["topics"]
+        .iter()
+        .filter(|(fqn, _)| fqn.starts_with(&format!("{service}.")))
+        .map(|(fqn, (_, body, _))| {
+            let sample = state.sample_of(fqn).cloned().unwrap_or_default();
+            (
+                body["name"].as_str().unwrap_or_default().to_owned(),
+                (body["partitions"].clone(), body["retentionTime"].as_f64(), sample),
+            )
+        })
+        .collect()
+}
+
+/// OpenMetadata's own workflow (`metadata ingest -c`, openmetadata-ingestion 2.0.7) runs the
+/// wheel's Custom Messaging source: the same topics, partitions, retention and samples as
+/// `tributary metadata ingest` on the same streams, plus the schema, lineage and pipeline status
+/// of a Tributary source, every body valid against OpenMetadata's schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetadatas_workflow_runs_the_custom_messaging_connector() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let Some(python) = openmetadata_python() else { return };
+    let kinesis = emulators.kinesis.as_str();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("omcustom").replace('-', "_");
+    let name = |suffix: &str| format!("{prefix}-{suffix}");
+    create_stream(kinesis, &name("three"), 3, false).await;
+    create_stream(kinesis, &name("events"), 1, false).await;
+    create_stream(kinesis, &name("quiet"), 1, false).await;
+    for index in 0..4 {
+        put(kinesis, &name("three"), &format!("k{index}"), format!("{{\"n\":{index}}}").as_bytes()).await;
+    }
+    put(kinesis, &name("events"), "k", br#"{"id": 7, "ts": 1700000000}"#).await;
+    put(kinesis, &name("events"), "k", &[0xff, 0x00, 0x10]).await;
+    let events_arn = stream_arn(&kinesis_client(kinesis), &name("events")).await;
+    let server = ServerProcess::start(&dir.path().join("data"), &[]);
+    let definition = write_definition(dir.path(), "events_src", &events_arn, None);
+    let output = tributary(&["commit", definition.to_str().expect("utf-8"), "--server", &server.url()], &[]);
+    assert!(output.status.success(), "commit: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+
+    // The peer: `tributary metadata ingest` on the same streams.
+    let service = format!("svc_{prefix}");
+    let ours = OpenMetadataStandIn::start(JWT).await;
+    let file = workflow(dir.path(), &service, kinesis, &[&regex_escape(&prefix)], &[], REST_SINK, &ours.host_port());
+    let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8"), "--tributary-server", &server.url()]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+
+    // The wheel, built with this build's binary, installed apart from the shared venv.
+    let dist = dir.path().join("dist");
+    let built = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tributary-openmetadata/build-wheel.sh"))
+        .args([env!("CARGO_BIN_EXE_tributary"), dist.to_str().expect("utf-8")])
+        .env("PYTHON", &python)
+        .output()
+        .expect("build-wheel.sh");
+    assert!(built.status.success(), "build-wheel.sh: {}", String::from_utf8_lossy(&built.stderr));
+    let wheel = stdout(&built).trim().to_owned();
+    assert!(wheel.ends_with(".whl") && wheel.contains("-py3-none-linux_"), "a platform wheel: {wheel}");
+    let site = dir.path().join("site");
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target"])
+        .args([site.to_str().expect("utf-8"), &wheel])
+        .output()
+        .expect("pip install");
+    assert!(installed.status.success(), "pip install: {}", String::from_utf8_lossy(&installed.stderr));
+
+    let theirs = OpenMetadataStandIn::start(JWT).await;
+    let custom = dir.path().join("custom.yaml");
+    std::fs::write(
+        &custom,
+        format!(
+            r#"source:
+  type: custommessaging
+  serviceName: {service}
+  serviceConnection:
+    config:
+      type: CustomMessaging
+      sourcePythonClass: tributary_openmetadata.source.TributarySource
+      connectionOptions:
+        awsRegion: us-east-1
+        endPointURL: {kinesis}
+        tributaryServer: {server}
+  sourceConfig:
+    config:
+      type: MessagingMetadata
+      generateSampleData: true
+      topicFilterPattern:
+        includes:
+          - "{filter}"
+sink:
+  type: metadata-rest
+  config: {{}}
+workflowConfig:
+  loggerLevel: INFO
+  openMetadataServerConfig:
+    hostPort: "{host_port}"
+    authProvider: openmetadata
+    securityConfig:
+      jwtToken: "{JWT}"
+"#,
+            server = server.url(),
+            filter = regex_escape(&prefix),
+            host_port = theirs.host_port(),
+        ),
+    )
+    .expect("custom workflow");
+    let metadata_cli = Path::new(&python).with_file_name("metadata");
+    let output = Command::new(&metadata_cli)
+        .args(["ingest", "-c", custom.to_str().expect("utf-8")])
+        .env("PYTHONPATH", &site)
+        .output()
+        .expect("metadata ingest");
+    let said = format!("{}\n{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{said}");
+
+    let (want, got) = (topics_of(&ours, &service), topics_of(&theirs, &service));
+    assert_eq!(want.len(), 3, "{want:?}");
+    assert_eq!(got, want, "the same topics, partitions, retention and samples\n{said}");
+    assert_eq!(got[&name("three")].0, 3);
+    assert_eq!(got[&name("events")].2, [r#"{"id": 7, "ts": 1700000000}"#, "base64:/wAQ"]);
+    let state = theirs.state.lock().expect("state");
+    assert!(state.invalid.is_empty(), "bodies OpenMetadata would refuse:\n{}\n{said}", state.invalid.join("\n"));
+    assert_eq!(state.entities["messagingServices"][&service].1["serviceType"], "CustomMessaging");
+    let topic_fqn = format!("{service}.{}", name("events"));
+    let topic = state.topic(&topic_fqn).expect("events topic");
+    assert_eq!(
+        topic.1["messageSchema"]["schemaFields"],
+        json!([{"name": "id", "dataType": "LONG"}, {"name": "ts", "dataType": "TIMESTAMP"}])
+    );
+    let container_id = &state.entities["containers"]["tributary_datasets.events_src"].0;
+    assert_eq!(state.edges, [("topic".to_owned(), topic.0.clone(), "container".to_owned(), container_id.clone())]);
+    assert_eq!(
+        state.edge_details[0]["columnsLineage"][0],
+        json!({"fromColumns": [format!("{topic_fqn}.id")], "toColumn": "tributary_datasets.events_src.id"})
+    );
+    assert_eq!(state.edge_details[0]["pipeline"]["id"], state.entities["pipelines"]["tributary.events_src"].0.as_str());
+    assert_eq!(state.statuses["tributary.events_src"][0]["executionStatus"], "Successful");
+    drop(state);
+    assert!(server.stop(), "a clean stop");
+}

@@ -301,26 +301,38 @@ async fn handle(
             axum::Json(entity_view(&state, "pipelines", &fqn, &id, &pipeline)).into_response()
         }
         ("PUT", ["services", kind]) | ("PUT", [kind]) if *kind != "lineage" => {
-            let kind = (*kind).to_owned();
-            validate(&mut state, &kind);
-            let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let parent =
-                ["service", "database", "databaseSchema"].iter().find_map(|key| body.get(*key).and_then(Value::as_str));
-            let fqn = match parent {
-                Some(parent) => format!("{parent}.{}", quote(&name)),
-                None => quote(&name),
-            };
-            let existing = state.entities.get(&kind).and_then(|all| all.get(&fqn)).map(|(id, _, _)| id.clone());
-            let id = existing.unwrap_or_else(|| state.new_id());
-            state.entities.entry(kind.clone()).or_default().insert(fqn.clone(), (id.clone(), body.clone(), false));
-            axum::Json(entity_view(&state, &kind, &fqn, &id, &body)).into_response()
+            validate(&mut state, kind);
+            let (fqn, id) = create(&mut state, kind, &body);
+            axum::Json(entity_view(&state, kind, &fqn, &id, &body)).into_response()
+        }
+        // OpenMetadata's Python sink creates topics, tables, ... in batches.
+        ("PUT", [kind, "bulk"]) => {
+            let requests = body.as_array().cloned().unwrap_or_default();
+            let mut done = Vec::new();
+            for request in &requests {
+                if let Some(validator) = shared.validators.get(*kind) {
+                    for error in errors(validator, request) {
+                        state.invalid.push(format!("{method} {path}: {error}"));
+                    }
+                }
+                let (fqn, _) = create(&mut state, kind, request);
+                done.push(json!({"request": fqn, "status": 200}));
+            }
+            axum::Json(json!({"status": "success", "numberOfRowsProcessed": requests.len().max(1),
+                "numberOfRowsPassed": requests.len().max(1), "numberOfRowsFailed": 0, "successRequest": done,
+                "failedRequest": []}))
+            .into_response()
         }
         ("PUT", ["topics", id, "sampleData"]) => {
             validate(&mut state, "sampleData");
             let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
             let messages = messages.iter().map(|m| m.as_str().unwrap_or("<not a string>").to_owned()).collect();
             state.samples.insert((*id).to_owned(), messages);
-            axum::Json(json!({"id": id})).into_response()
+            // The topic, with the sample it now holds.
+            axum::Json(
+                json!({"id": id, "sampleData": {"messages": body.get("messages").cloned().unwrap_or(json!([]))}}),
+            )
+            .into_response()
         }
         ("PUT", ["lineage"]) => {
             validate(&mut state, "lineage");
@@ -372,8 +384,25 @@ async fn handle(
             }
             if found { StatusCode::OK.into_response() } else { StatusCode::NOT_FOUND.into_response() }
         }
-        _ => (StatusCode::NOT_FOUND, Body::from("{\"message\":\"no such endpoint in the stand-in\"}")).into_response(),
+        // A missing lineage edge (`GET lineage/getLineageEdge/..`) answers this way too, with a code as the server's do.
+        _ => (StatusCode::NOT_FOUND, Body::from("{\"code\":404,\"message\":\"no such endpoint in the stand-in\"}"))
+            .into_response(),
     }
+}
+
+/// Creates or updates the entity of `kind` that `body` asks for: its FQN and id.
+fn create(state: &mut OmState, kind: &str, body: &Value) -> (String, String) {
+    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let parent =
+        ["service", "database", "databaseSchema"].iter().find_map(|key| body.get(*key).and_then(Value::as_str));
+    let fqn = match parent {
+        Some(parent) => format!("{parent}.{}", quote(&name)),
+        None => quote(&name),
+    };
+    let existing = state.entities.get(kind).and_then(|all| all.get(&fqn)).map(|(id, _, _)| id.clone());
+    let id = existing.unwrap_or_else(|| state.new_id());
+    state.entities.entry(kind.to_owned()).or_default().insert(fqn.clone(), (id.clone(), body.clone(), false));
+    (fqn, id)
 }
 
 /// An entity as the server answers with it: the create request's fields, its id and

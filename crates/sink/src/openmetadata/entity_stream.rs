@@ -6,7 +6,7 @@
 //! would send into one line per entity, naming other entities by fully
 //! qualified name (ids are the server's to give):
 //!
-//! - `{"entity": "topics", "request": {createTopic}}`, likewise `pipelineServices`,
+//! - `{"entity": "topics", "fqn": FQN, "request": {createTopic}}`, likewise `pipelineServices`,
 //!   `pipelines`, `storageServices`, `containers`, `databaseServices`, `databases`,
 //!   `databaseSchemas`, `tables` and `messagingServices`;
 //! - `{"entity": "topicSampleData", "topic": FQN, "messages": [...]}`;
@@ -97,8 +97,8 @@ impl<W: Write + Send> Transport for EntityStream<W> {
                 let response = created(request);
                 let id = response.body["id"].as_str().unwrap_or_default().to_owned();
                 let fqn = response.body["fullyQualifiedName"].as_str().unwrap_or_default().to_owned();
+                self.write_line(&json!({"entity": collection, "fqn": fqn, "request": body}))?;
                 self.names.insert(id, fqn);
-                self.write_line(&json!({"entity": collection, "request": body}))?;
                 return Ok(response);
             }
             [] => return Ok(Response { status: 404, body: Value::Null }),
@@ -139,7 +139,10 @@ mod tests {
         stream.send(&put("/v1/pipelines/tributary.%22s.x%22/status", json!({"timestamp": 1}))).expect("status");
         let text = String::from_utf8(stream.finish().expect("flush")).expect("utf-8");
         let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
-        assert_eq!(lines[0], json!({"entity": "topics", "request": {"name": "a.b", "service": "svc"}}));
+        assert_eq!(
+            lines[0],
+            json!({"entity": "topics", "fqn": "svc.\"a.b\"", "request": {"name": "a.b", "service": "svc"}})
+        );
         assert_eq!(lines[3], json!({"entity": "topicSampleData", "topic": "svc.\"a.b\"", "messages": ["m"]}));
         assert_eq!(lines[4]["edge"]["fromEntity"], json!({"type": "topic", "fqn": "svc.\"a.b\""}));
         assert_eq!(lines[4]["edge"]["toEntity"], json!({"type": "table", "fqn": "glue.123.db.t"}));
