@@ -919,6 +919,19 @@ workflowConfig:
     let said = format!("{}\n{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{said}");
 
+    // An endpoint that does not answer: the run fails at once, saying which check failed.
+    let unreachable = dir.path().join("unreachable.yaml");
+    let text = std::fs::read_to_string(&custom).expect("custom workflow").replace(kinesis, "http://127.0.0.1:1");
+    std::fs::write(&unreachable, text).expect("unreachable workflow");
+    let failed = Command::new(&metadata_cli)
+        .args(["ingest", "-c", unreachable.to_str().expect("utf-8")])
+        .env("PYTHONPATH", &site)
+        .output()
+        .expect("metadata ingest");
+    let failed_said = format!("{}\n{}", stdout(&failed), String::from_utf8_lossy(&failed.stderr));
+    assert_ne!(failed.status.code(), Some(0), "{failed_said}");
+    assert!(failed_said.contains("Kinesis test connection failed") && failed_said.contains("FAIL ListStreams"), "{failed_said}");
+
     let (want, got) = (topics_of(&ours, &service), topics_of(&theirs, &service));
     assert_eq!(want.len(), 3, "{want:?}");
     assert_eq!(got, want, "the same topics, partitions, retention and samples\n{said}");

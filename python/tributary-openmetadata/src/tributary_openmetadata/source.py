@@ -155,7 +155,8 @@ class TributarySource(Source):
         return cls(config, metadata)
 
     def prepare(self):
-        pass
+        # As OpenMetadata's own messaging sources do: an unreachable or refused AWS fails the run here.
+        self.test_connection()
 
     def test_connection(self) -> None:
         """Runs each step of the Kinesis test connection; raises if one fails."""
@@ -170,7 +171,7 @@ class TributarySource(Source):
         for line in done.stdout.splitlines():
             logger.info(line)
         if done.returncode != 0:
-            raise TributaryError(f"test connection failed: {done.stdout.strip()} {done.stderr.strip()}")
+            raise TributaryError(f"Kinesis test connection failed: {done.stdout.strip()} {done.stderr.strip()}")
 
     def close(self):
         pass
