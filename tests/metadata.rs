@@ -930,7 +930,10 @@ workflowConfig:
         .expect("metadata ingest");
     let failed_said = format!("{}\n{}", stdout(&failed), String::from_utf8_lossy(&failed.stderr));
     assert_ne!(failed.status.code(), Some(0), "{failed_said}");
-    assert!(failed_said.contains("Kinesis test connection failed") && failed_said.contains("FAIL ListStreams"), "{failed_said}");
+    assert!(
+        failed_said.contains("Kinesis test connection failed") && failed_said.contains("FAIL ListStreams"),
+        "{failed_said}"
+    );
 
     let (want, got) = (topics_of(&ours, &service), topics_of(&theirs, &service));
     assert_eq!(want.len(), 3, "{want:?}");

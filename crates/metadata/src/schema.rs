@@ -245,3 +245,65 @@ fn json_type(data_type: Option<&DataType>) -> Value {
         None => json!({}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tributary_proto::v1::{Field, data_type};
+
+    use super::*;
+
+    fn field(name: &str, kind: PrimitiveType) -> Field {
+        Field {
+            name: name.to_owned(),
+            r#type: Some(DataType { kind: Some(data_type::Kind::Primitive(kind as i32)) }),
+        }
+    }
+
+    fn preproc(kind: preproc::Kind) -> Preproc {
+        Preproc { kind: Some(kind) }
+    }
+
+    /// A `preproc` ref moves its column to the ref's path (sharing parents), a constant or
+    /// an `eval` has no field in the payload, and a ref that does not parse is left out.
+    #[test]
+    fn message_fields_follow_preproc_refs() {
+        let dataset = Dataset {
+            fields: vec![
+                field("id", PrimitiveType::Int64),
+                field("country", PrimitiveType::String),
+                field("city", PrimitiveType::String),
+                field("origin", PrimitiveType::String),
+                field("label", PrimitiveType::String),
+                field("broken", PrimitiveType::String),
+            ],
+            ..Dataset::default()
+        };
+        let preprocs: HashMap<String, Preproc> = [
+            ("country", preproc(preproc::Kind::Ref("address[country]".into()))),
+            ("city", preproc(preproc::Kind::Ref("address[city]".into()))),
+            ("origin", preproc(preproc::Kind::Value(tributary_proto::pbjson_types::Value::from("kinesis".to_owned())))),
+            ("label", preproc(preproc::Kind::Eval("id + 1".into()))),
+            ("broken", preproc(preproc::Kind::Ref("[x".into()))),
+        ]
+        .into_iter()
+        .map(|(name, preproc)| (name.to_owned(), preproc))
+        .collect();
+        let lineage = column_lineage(&dataset, &preprocs);
+        let mapped: Vec<(Vec<&str>, &str)> =
+            lineage.iter().map(|m| (m.field.iter().map(String::as_str).collect(), m.column.as_str())).collect();
+        assert_eq!(
+            mapped,
+            [(vec!["id"], "id"), (vec!["address", "country"], "country"), (vec!["address", "city"], "city")]
+        );
+        let schema = message_schema(&dataset, &lineage, SchemaKind::Json, None);
+        let fields = serde_json::to_value(&schema.fields).expect("json");
+        assert_eq!(
+            fields,
+            json!([
+                {"name": "id", "dataType": "LONG"},
+                {"name": "address", "dataType": "RECORD", "children": [
+                    {"name": "country", "dataType": "STRING"}, {"name": "city", "dataType": "STRING"}]},
+            ])
+        );
+    }
+}
