@@ -910,26 +910,24 @@ workflowConfig:
         ),
     )
     .expect("custom workflow");
-    let metadata_cli = Path::new(&python).with_file_name("metadata");
-    let output = Command::new(&metadata_cli)
-        .args(["ingest", "-c", custom.to_str().expect("utf-8")])
-        .env("PYTHONPATH", &site)
-        .output()
-        .expect("metadata ingest");
-    let said = format!("{}\n{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
-    assert_eq!(output.status.code(), Some(0), "{said}");
+    // OpenMetadata's CLI from its venv, with the wheel's package on the path: (exit code, what it said).
+    let ingest_with_openmetadata = |workflow: &Path| {
+        let output = Command::new(Path::new(&python).with_file_name("metadata"))
+            .args(["ingest", "-c", workflow.to_str().expect("utf-8")])
+            .env("PYTHONPATH", &site)
+            .output()
+            .expect("metadata ingest");
+        (output.status.code(), format!("{}\n{}", stdout(&output), String::from_utf8_lossy(&output.stderr)))
+    };
+    let (code, said) = ingest_with_openmetadata(&custom);
+    assert_eq!(code, Some(0), "{said}");
 
     // An endpoint that does not answer: the run fails at once, saying which check failed.
     let unreachable = dir.path().join("unreachable.yaml");
     let text = std::fs::read_to_string(&custom).expect("custom workflow").replace(kinesis, "http://127.0.0.1:1");
     std::fs::write(&unreachable, text).expect("unreachable workflow");
-    let failed = Command::new(&metadata_cli)
-        .args(["ingest", "-c", unreachable.to_str().expect("utf-8")])
-        .env("PYTHONPATH", &site)
-        .output()
-        .expect("metadata ingest");
-    let failed_said = format!("{}\n{}", stdout(&failed), String::from_utf8_lossy(&failed.stderr));
-    assert_ne!(failed.status.code(), Some(0), "{failed_said}");
+    let (code, failed_said) = ingest_with_openmetadata(&unreachable);
+    assert_ne!(code, Some(0), "{failed_said}");
     assert!(
         failed_said.contains("Kinesis test connection failed") && failed_said.contains("FAIL ListStreams"),
         "{failed_said}"

@@ -253,10 +253,7 @@ mod tests {
     use super::*;
 
     fn field(name: &str, kind: PrimitiveType) -> Field {
-        Field {
-            name: name.to_owned(),
-            r#type: Some(DataType { kind: Some(data_type::Kind::Primitive(kind as i32)) }),
-        }
+        Field { name: name.to_owned(), r#type: Some(DataType { kind: Some(data_type::Kind::Primitive(kind as i32)) }) }
     }
 
     fn preproc(kind: preproc::Kind) -> Preproc {
