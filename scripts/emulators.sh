@@ -9,7 +9,8 @@
 # Started peers:
 #   kinesis-local  (npm, pinned)   -> AWS_ENDPOINT_URL_KINESIS; streams become ACTIVE in 10 ms
 #   kinesis-local  "slow"          -> TRIBUTARY_TEST_KINESIS_SLOW_ENDPOINT; streams stay CREATING for 10 minutes
-#   moto           (pip, pinned)   -> AWS_ENDPOINT_URL_STS / _IAM / _DYNAMODB / _S3 / _GLUE (no IAM enforcement)
+#   moto           (pip, pinned)   -> AWS_ENDPOINT_URL_STS / _IAM / _DYNAMODB / _S3 / _GLUE (no IAM enforcement);
+#                                     started by moto_serialized.py, which makes each DynamoDB request atomic
 #   moto "auth"                    -> TRIBUTARY_TEST_MOTO_AUTH_ENDPOINT; a test turns IAM enforcement on
 #                                     through /moto-api/reset-auth, so it is kept apart from the others
 set -euo pipefail
@@ -86,7 +87,7 @@ start_moto() {
   port=$(free_port)
   # Tests may record the requests moto receives (/moto-api/recorder/...); the recording stays with the logs.
   MOTO_RECORDER_FILEPATH="$LOG_DIR/$name.recording" \
-    "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG_DIR/$name.log" 2>&1 &
+    "$MOTO_VENV/bin/python" "$SCRIPT_DIR/moto_serialized.py" 127.0.0.1 "$port" >"$LOG_DIR/$name.log" 2>&1 &
   echo "$! $port"
 }
 
