@@ -230,12 +230,18 @@ class TributarySource(Source):
             drain = threading.Thread(target=_log_lines, args=(process.stderr, errors), daemon=True)
             drain.start()
             assert process.stdout is not None
-            for text in process.stdout:
-                text = text.strip()
-                if text:
-                    yield json.loads(text)
-            code = process.wait()
-            drain.join()
+            try:
+                for text in process.stdout:
+                    text = text.strip()
+                    if text:
+                        yield json.loads(text)
+                code = process.wait()
+            finally:
+                # The workflow stopped reading (an error, or an interrupt): the extraction stops too.
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                drain.join()
         # 1: some streams failed (each came as a `failure` line); anything else: nothing could run.
         if code not in (0, 1):
             raise TributaryError(f"tributary metadata extract exited with {code}: {' '.join(errors[-5:])}")
