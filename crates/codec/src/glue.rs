@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::avro::RegistryError;
 use crate::rejection::Reason;
+use crate::schema_cache::Fetched;
 
 /// Byte 0 of every Glue-framed record.
 pub const GLUE_HEADER_VERSION: u8 = 3;
@@ -173,8 +174,25 @@ pub fn parse_uuid(text: &str) -> Option<u128> {
     u128::from_str_radix(&hex, 16).ok()
 }
 
+/// Version `id` from `versions`, ready for this source: `None` when the registry
+/// does not know it; a fault when it is not `AVAILABLE`, not of `wanted_format`, or
+/// its text does not `compile` (a SCHEMA_MISMATCH naming `what` and the version).
+pub(crate) fn fetch_version<T>(
+    versions: &dyn GlueSchemaSource,
+    id: u128,
+    wanted_format: &str,
+    what: &str,
+    compile: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Fetched<T>, RegistryError> {
+    Ok(versions.schema_version(id)?.map(|version| {
+        check_version(id, &version, wanted_format)?;
+        compile(&version.definition)
+            .map_err(|e| Reason::SchemaMismatch(format!("{what} version {}: {e}", uuid_text(id)).into()))
+    }))
+}
+
 /// Why a registered version cannot be read by this source, before its text is even compiled.
-pub(crate) fn check_version(id: u128, version: &GlueSchemaVersion, wanted_format: &str) -> Result<(), Reason> {
+fn check_version(id: u128, version: &GlueSchemaVersion, wanted_format: &str) -> Result<(), Reason> {
     if version.status != "AVAILABLE" {
         return Err(Reason::SchemaVersionNotAvailable { id, status: version.status.as_str().into() });
     }

@@ -45,14 +45,7 @@ impl GlueJsonFrames {
         let checked = self.checked.get(
             id,
             || Reason::UnknownSchemaVersion(id),
-            || {
-                Ok(versions.schema_version(id)?.map(|version| {
-                    glue::check_version(id, &version, "JSON")?;
-                    check(&version.definition, root).map_err(|e| {
-                        Reason::SchemaMismatch(format!("JSON Schema version {}: {e}", glue::uuid_text(id)).into())
-                    })
-                }))
-            },
+            || glue::fetch_version(versions.as_ref(), id, "JSON", "JSON Schema", |definition| check(definition, root)),
         )?;
         Ok(checked.map(|()| unframed.body))
     }

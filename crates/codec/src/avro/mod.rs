@@ -124,14 +124,9 @@ impl AvroState {
                     id,
                     || Reason::UnknownSchemaVersion(id),
                     || {
-                        Ok(versions.schema_version(id)?.map(|version| {
-                            glue::check_version(id, &version, "AVRO")?;
-                            Compiled::compile(&version.definition, root, refs, deletes).map_err(|e| {
-                                Reason::SchemaMismatch(
-                                    format!("writer schema version {}: {e}", glue::uuid_text(id)).into(),
-                                )
-                            })
-                        }))
+                        glue::fetch_version(versions.as_ref(), id, "AVRO", "writer schema", |definition| {
+                            Compiled::compile(definition, root, refs, deletes).map_err(|e| e.to_string())
+                        })
                     },
                 )?;
                 match found {

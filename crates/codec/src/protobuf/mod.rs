@@ -152,15 +152,10 @@ impl ProtobufState {
                     id,
                     || Reason::UnknownSchemaVersion(id),
                     || {
-                        Ok(versions.schema_version(id)?.map(|version| {
-                            glue::check_version(id, &version, "PROTOBUF")?;
-                            CompiledMessage::compile(&version.definition, &BTreeMap::new(), message, root, refs)
-                                .map_err(|e| {
-                                    Reason::SchemaMismatch(
-                                        format!("schema version {}: {e}", glue::uuid_text(id)).into(),
-                                    )
-                                })
-                        }))
+                        glue::fetch_version(versions.as_ref(), id, "PROTOBUF", "schema", |definition| {
+                            CompiledMessage::compile(definition, &BTreeMap::new(), message, root, refs)
+                                .map_err(|e| e.to_string())
+                        })
                     },
                 )?;
                 let compiled = match found {
