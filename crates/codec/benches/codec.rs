@@ -40,9 +40,8 @@ use tributary_codec::{Decoder, RecordMeta, SourceRules};
 
 mod events;
 
-use events::{Event, WRITER, avro_datum, device_fields, events, source, source_with};
+use events::{BATCH, Event, WRITER, avro_datum, device_fields, events, ours, source, source_with};
 
-const BATCH: usize = 8192;
 const SCHEMA_ID: u32 = 1;
 
 fn json_record(e: &Event) -> Vec<u8> {
@@ -86,21 +85,6 @@ fn registry() -> String {
         }
     });
     url
-}
-
-fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
-    let meta = RecordMeta { shard_id: "shardId-000000000000", sequence_number: "1", ..RecordMeta::default() };
-    let (mut rows, mut rejected) = (0, 0);
-    for chunk in records.chunks(BATCH) {
-        for record in chunk {
-            decoder.decode(record, &meta).expect("no transient error");
-        }
-        let out = decoder.flush().expect("flush");
-        rows += out.batch.num_rows();
-        rejected += out.rejections.len();
-        black_box(out);
-    }
-    (rows, rejected)
 }
 
 /// [`ours`], then the source's rules on each batch, as the worker applies them.

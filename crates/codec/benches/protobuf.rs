@@ -29,15 +29,12 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
-use tributary_codec::{
-    Decoder, GlueSchemaSource, GlueSchemaVersion, RecordMeta, Registries, RegistryError, glue_frame,
-};
+use tributary_codec::{Decoder, GlueSchemaSource, GlueSchemaVersion, Registries, RegistryError, glue_frame};
 
 mod events;
 
-use events::{Event, WRITER, avro_datum, device_fields, events, source};
+use events::{BATCH, Event, WRITER, avro_datum, device_fields, events, ours, source};
 
-const BATCH: usize = 8192;
 const ROUNDS: usize = 5;
 
 const PROTO: &str = r#"syntax = "proto3";
@@ -110,21 +107,6 @@ impl GlueSchemaSource for OneSchema {
             definition: WRITER.to_owned(),
         }))
     }
-}
-
-/// Our decoder over every record, flushing every `BATCH` rows: (rows, rejected).
-fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
-    let meta = RecordMeta { shard_id: "s", sequence_number: "1", ..RecordMeta::default() };
-    let (mut rows, mut rejected) = (0, 0);
-    for chunk in records.chunks(BATCH) {
-        for record in chunk {
-            decoder.decode(record, &meta).expect("no transient error");
-        }
-        let out = decoder.flush().expect("flush");
-        rows += black_box(out.batch).num_rows();
-        rejected += out.rejections.len();
-    }
-    (rows, rejected)
 }
 
 /// The peer: `DynamicMessage::decode`, then each field appended to an arrow-rs builder.

@@ -7,7 +7,26 @@ use apache_avro::types::Value;
 use apache_avro::{Schema as AvroSchema, to_avro_datum};
 use arrow_schema::{DataType, Field, Fields};
 use chrono::Utc;
+use tributary_codec::{Decoder, RecordMeta};
 use tributary_source::{Source, parse_text, validate_raw_sources};
+
+/// Rows per flush, for every decoder in the benches.
+pub(crate) const BATCH: usize = 8192;
+
+/// Our decoder over every record, flushing every `BATCH` rows: (rows, rejected).
+pub(crate) fn ours(decoder: &mut Decoder, records: &[Vec<u8>]) -> (usize, usize) {
+    let meta = RecordMeta { shard_id: "shardId-000000000000", sequence_number: "1", ..RecordMeta::default() };
+    let (mut rows, mut rejected) = (0, 0);
+    for chunk in records.chunks(BATCH) {
+        for record in chunk {
+            decoder.decode(record, &meta).expect("no transient error");
+        }
+        let out = decoder.flush().expect("flush");
+        rows += std::hint::black_box(out.batch).num_rows();
+        rejected += out.rejections.len();
+    }
+    (rows, rejected)
+}
 
 pub(crate) const DATASET: &str = r#"
       fields:
