@@ -127,7 +127,7 @@ fn skip_rest(mut steps: Vec<ConnectionStep>, names: &[&'static str]) -> Vec<Conn
 
 /// An AWS failure in one line: status, code and message (from an XML body when
 /// the SDK could not read one), or the connection's own error.
-fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
+pub(crate) fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -1,17 +1,18 @@
 //! One run of the workflow: extract, enrich with Tributary's sources, publish.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tributary_reader::catalog::{Catalog, CatalogConfig, CatalogError, CatalogErrorKind, SampleSettings};
 use tributary_sink::openmetadata::{
     DatasetTarget, EntityStream, FileTransport, GlueTable, LineageRecord, PublishError, PublishReport, Publisher,
     RestTransport, RetryPolicy, ServiceRecord, StaleTopics, TopicRecord, pipeline_run,
 };
-use tributary_source::ClientFactory;
 use tributary_source::glue_schemas::latest_schema_version;
+use tributary_source::{ClientFactory, StreamArn};
 
 use crate::config::{SinkKind, WorkflowConfig};
+use crate::connection::describe;
 use crate::extract::{Progress, extract};
 use crate::schema::{column_lineage, container_columns, message_schema};
 use crate::tributary::{CommittedSource, committed_sources};
@@ -133,10 +134,10 @@ async fn registered_schema(
         return None;
     }
     let region = match glue.region.as_str() {
-        "" => stream_arn.split(':').nth(3).unwrap_or_default(),
-        region => region,
+        "" => stream_region(stream_arn),
+        region => region.to_owned(),
     };
-    let client = factory.glue_registry(region, None);
+    let client = factory.glue_registry(&region, None);
     match latest_schema_version(&client, &glue.registry_name, &glue.schema_name).await {
         Ok(Some(version)) => Some(version.definition),
         Ok(None) => {
@@ -156,13 +157,18 @@ async fn registered_schema(
     }
 }
 
+/// The region of a stream's ARN (empty if it is not one; the listing's are).
+fn stream_region(arn: &str) -> String {
+    arn.parse::<StreamArn>().map(|arn| arn.region().to_owned()).unwrap_or_default()
+}
+
 /// A source's lineage (to `target`, or to a container where it has none) and its status.
 fn lineage_record(
     source: &CommittedSource,
     dataset: &tributary_proto::v1::Dataset,
     stream: &str,
     target: Option<GlueTable>,
-    now_millis: i64,
+    now: SystemTime,
 ) -> LineageRecord {
     LineageRecord {
         source: source.name.clone(),
@@ -174,14 +180,8 @@ fn lineage_record(
         },
         columns: container_columns(dataset),
         column_lineage: column_lineage(dataset, &source.definition.preproc),
-        run: pipeline_run(&source.status, Some(&source.status_url), now_millis),
+        run: pipeline_run(&source.status, Some(&source.status_url), now),
     }
-}
-
-fn chrono_now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The account of the workflow's credentials: the Glue catalog id of a server
@@ -190,20 +190,10 @@ async fn caller_account(factory: &ClientFactory, region: &str, cache: &mut Optio
     if let Some(account) = cache {
         return Ok(account.clone());
     }
-    let identity = factory.sts(region, None).get_caller_identity().send().await.map_err(|error| error_chain(&error))?;
+    let identity = factory.sts(region, None).get_caller_identity().send().await.map_err(|error| describe(&error))?;
     let account = identity.account().ok_or("GetCallerIdentity named no account")?.to_owned();
     *cache = Some(account.clone());
     Ok(account)
-}
-
-fn error_chain<E: std::error::Error>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs the workflow once.
@@ -275,12 +265,12 @@ pub async fn run(
             },
             None => None,
         };
-        let now_millis = chrono_now_millis();
+        let now = SystemTime::now();
         for source in &readers {
             let Some(dataset) = &source.definition.dataset else { continue };
             let target = match &source.glue {
                 Some((database, catalog_id)) => {
-                    let region = stream.arn.split(':').nth(3).unwrap_or_default().to_owned();
+                    let region = stream_region(&stream.arn);
                     let catalog_id = match catalog_id {
                         Some(id) => id.clone(),
                         None => match caller_account(&factory, &region, &mut account_cache).await {
@@ -290,7 +280,7 @@ pub async fn run(
                                     "source `{}`: the Glue catalog id is the server's account, which could not be read ({error}): lineage to a container instead",
                                     source.name
                                 ));
-                                lineage.push(lineage_record(source, dataset, &stream.name, None, now_millis));
+                                lineage.push(lineage_record(source, dataset, &stream.name, None, now));
                                 continue;
                             }
                         },
@@ -306,7 +296,7 @@ pub async fn run(
                 }
                 None => None,
             };
-            lineage.push(lineage_record(source, dataset, &stream.name, target, now_millis));
+            lineage.push(lineage_record(source, dataset, &stream.name, target, now));
         }
         let open = findings.open_shards();
         if open == 0 {

@@ -70,20 +70,22 @@ pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<C
         .build()
         .into();
     let base = base.trim_end_matches('/');
+    // What messages and the catalog are told: credentials in the URL stay out.
+    let shown_base = without_userinfo(base);
     let get = |path: &str| -> Result<Value, String> {
-        let url = format!("{base}{path}");
+        let (url, shown) = (format!("{base}{path}"), format!("{shown_base}{path}"));
         let mut request = agent.get(&url);
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
         let mut answer =
-            request.call().map_err(|error| format!("cannot reach the Tributary server at {base}: {error}"))?;
+            request.call().map_err(|error| format!("cannot reach the Tributary server at {shown_base}: {error}"))?;
         let status = answer.status().as_u16();
-        let text = answer.body_mut().read_to_string().map_err(|error| format!("reading {url}: {error}"))?;
+        let text = answer.body_mut().read_to_string().map_err(|error| format!("reading {shown}: {error}"))?;
         if status != 200 {
-            return Err(format!("GET {url}: HTTP {status}"));
+            return Err(format!("GET {shown}: HTTP {status}"));
         }
-        serde_json::from_str(&text).map_err(|error| format!("GET {url}: not JSON: {error}"))
+        serde_json::from_str(&text).map_err(|error| format!("GET {shown}: not JSON: {error}"))
     };
     let listing = get("/api/v1/sources")?;
     let mut sources = Vec::new();
@@ -119,8 +121,30 @@ pub(crate) fn committed_sources(base: &str, token: Option<&str>) -> Result<Vec<C
             location,
             glue,
             status,
-            status_url: format!("{base}{status_path}"),
+            status_url: format!("{shown_base}{status_path}"),
         });
     }
     Ok(sources)
+}
+
+/// `url` without a `user:password@` in its authority.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_server_url_are_not_kept() {
+        assert_eq!(without_userinfo("http://bob:s3cret@tributary:7878/x"), "http://tributary:7878/x");
+        assert_eq!(without_userinfo("http://tributary:7878"), "http://tributary:7878");
+        assert_eq!(without_userinfo("http://h/path@x"), "http://h/path@x");
+    }
 }

@@ -2,7 +2,7 @@
 //! status in OpenMetadata, published by the server on a fixed interval, so the
 //! catalog shows whether a dataset is fresh between metadata workflow runs.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tributary_sink::openmetadata::{PipelineRun, Publisher, RestTransport, RetryPolicy, SourcePipeline, pipeline_run};
 
@@ -58,9 +58,7 @@ fn publish_once(
     config: &StatusPublishing,
     api_base: &str,
 ) -> Result<(usize, Vec<(String, String)>), String> {
-    let now_millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+    let now = SystemTime::now();
     let mut runs: Vec<(SourcePipeline, PipelineRun)> = Vec::new();
     for summary in state.store.sources().map_err(|error| error.to_string())? {
         if summary.deleted_at.is_some() {
@@ -75,7 +73,7 @@ fn publish_once(
             }
         };
         let link = format!("{api_base}/api/v1/sources/{name}/status");
-        let Some(run) = pipeline_run(&status, Some(&link), now_millis) else { continue };
+        let Some(run) = pipeline_run(&status, Some(&link), now) else { continue };
         let stream = summary.current.stream_arn.rsplit('/').next().unwrap_or_default().to_owned();
         let dataset = status.pointer("/dataset/name").and_then(|d| d.as_str()).unwrap_or(&name).to_owned();
         runs.push((SourcePipeline { source: name, stream, dataset }, run));

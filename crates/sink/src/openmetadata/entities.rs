@@ -152,13 +152,6 @@ pub struct PipelineRun {
     pub summary: String,
 }
 
-impl GlueTable {
-    /// The table's fully qualified name.
-    pub fn fqn(&self) -> String {
-        [&self.service, &self.catalog_id, &self.database, &self.table].map(|part| quoted_fqn_part(part)).join(".")
-    }
-}
-
 impl TopicRecord {
     /// The `createTopic` body.
     pub(crate) fn create_body(&self, service: &str) -> Value {

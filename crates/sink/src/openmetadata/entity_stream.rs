@@ -41,8 +41,7 @@ impl<W: Write + Send> EntityStream<W> {
         EntityStream { out, names: HashMap::new() }
     }
 
-    /// Writes one line (a run's failures and warnings go this way too).
-    pub fn write_line(&mut self, line: &Value) -> Result<(), PublishError> {
+    fn write_line(&mut self, line: &Value) -> Result<(), PublishError> {
         writeln!(self.out, "{line}").map_err(|source| PublishError::File { path: "<entity stream>".to_owned(), source })
     }
 

@@ -139,6 +139,15 @@ impl<T: Transport> Publisher<T> {
         }
     }
 
+    /// A PUT whose answer needs no entity id, only a success.
+    fn put_accepted(&mut self, path: String, body: Value) -> Result<(), PublishError> {
+        let response = self.send(Method::Put, path.clone(), Some(body))?;
+        if response.status >= 300 {
+            return Err(PublishError::Unexpected { path, detail: format!("HTTP {}", response.status) });
+        }
+        Ok(())
+    }
+
     fn server_version(&mut self) -> Result<Option<String>, PublishError> {
         let response = self.send(Method::Get, "/v1/system/version".to_owned(), None)?;
         if response.status == 404 {
@@ -174,11 +183,7 @@ impl<T: Transport> Publisher<T> {
     fn put_topic(&mut self, service: &ServiceRecord, topic: &TopicRecord) -> Result<String, PublishError> {
         let id = self.put("/v1/topics", topic.create_body(&service.name))?;
         if let Some(messages) = &topic.sample {
-            let path = format!("/v1/topics/{id}/sampleData");
-            let response = self.send(Method::Put, path.clone(), Some(json!({ "messages": messages })))?;
-            if response.status >= 300 {
-                return Err(PublishError::Unexpected { path, detail: format!("HTTP {}", response.status) });
-            }
+            self.put_accepted(format!("/v1/topics/{id}/sampleData"), json!({ "messages": messages }))?;
         }
         Ok(id)
     }
@@ -255,12 +260,7 @@ impl<T: Transport> Publisher<T> {
     }
 
     fn put_status(&mut self, source: &str, run: &PipelineRun) -> Result<(), PublishError> {
-        let path = format!("/v1/pipelines/{}/status", encode(&pipeline_fqn(source)));
-        let response = self.send(Method::Put, path.clone(), Some(run.status.clone()))?;
-        if response.status >= 300 {
-            return Err(PublishError::Unexpected { path, detail: format!("HTTP {}", response.status) });
-        }
-        Ok(())
+        self.put_accepted(format!("/v1/pipelines/{}/status", encode(&pipeline_fqn(source))), run.status.clone())
     }
 
     fn put_source_lineage(
@@ -295,13 +295,7 @@ impl<T: Transport> Publisher<T> {
             "toEntity": {"id": dataset.id, "type": dataset.kind},
             "lineageDetails": {"pipeline": {"id": pipeline_id, "type": "pipeline"}, "columnsLineage": columns_lineage},
         }});
-        let response = self.send(Method::Put, "/v1/lineage".to_owned(), Some(edge))?;
-        if response.status >= 300 {
-            return Err(PublishError::Unexpected {
-                path: "/v1/lineage".to_owned(),
-                detail: format!("HTTP {}", response.status),
-            });
-        }
+        self.put_accepted("/v1/lineage".to_owned(), edge)?;
         report.lineage_edges += 1;
         if let Some(run) = &record.run {
             self.put_status(&record.source, run)?;
@@ -330,7 +324,7 @@ impl<T: Transport> Publisher<T> {
         let service = quoted_fqn_part(&table.service);
         let database = format!("{service}.{}", quoted_fqn_part(&table.catalog_id));
         let schema = format!("{database}.{}", quoted_fqn_part(&table.database));
-        let fqn = table.fqn();
+        let fqn = format!("{schema}.{}", quoted_fqn_part(&table.table));
         if let Some(id) = self.find("tables", &fqn)? {
             return Ok(Node { id, kind: "table", fqn });
         }
