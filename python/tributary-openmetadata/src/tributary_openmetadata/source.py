@@ -30,7 +30,9 @@ import os
 import subprocess
 import tempfile
 import threading
-from typing import Any, Dict, Iterable, Optional
+from collections import deque
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 from metadata.generated.schema.api.data.createContainer import CreateContainerRequest
 from metadata.generated.schema.api.data.createDatabase import CreateDatabaseRequest
@@ -207,13 +209,14 @@ class TributarySource(Source):
             name=self.config.serviceName, serviceType=MessagingServiceType.CustomMessaging, connection=connection
         )
 
-    def _workflow_file(self):
-        """A private temporary file holding the Kinesis workflow (removed when the block ends)."""
+    @contextmanager
+    def _workflow_file(self) -> Iterator[str]:
+        """A private temporary file holding the Kinesis workflow, removed when the block ends."""
         workflow = kinesis_workflow(self.config, self.options, self.metadata.config.hostPort)
-        handle = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="tributary-workflow-", delete=True)
-        json.dump(workflow, handle)
-        handle.flush()
-        return _Closing(handle)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="tributary-workflow-") as handle:
+            json.dump(workflow, handle)
+            handle.flush()
+            yield handle.name
 
     def _extract(self) -> Iterable[dict]:
         """The entity lines of ``tributary metadata extract``, as they come."""
@@ -226,7 +229,7 @@ class TributarySource(Source):
             if self.options.get("sampleSize"):
                 command += ["--sample-size", str(int(self.options["sampleSize"]))]
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            errors: list = []
+            errors: deque = deque(maxlen=5)  # the last lines, for the error a failed run raises
             drain = threading.Thread(target=_log_lines, args=(process.stderr, errors), daemon=True)
             drain.start()
             assert process.stdout is not None
@@ -244,7 +247,7 @@ class TributarySource(Source):
                 drain.join()
         # 1: some streams failed (each came as a `failure` line); anything else: nothing could run.
         if code not in (0, 1):
-            raise TributaryError(f"tributary metadata extract exited with {code}: {' '.join(errors[-5:])}")
+            raise TributaryError(f"tributary metadata extract exited with {code}: {' '.join(errors)}")
 
     def _requests(self, line: dict) -> Iterable[Either]:
         kind = line.get("entity")
@@ -301,22 +304,9 @@ def _failure(name: str, error: str) -> Either:
     return Either(left=StackTraceError(name=name, error=error))
 
 
-def _log_lines(stream, keep: list) -> None:
+def _log_lines(stream, keep: deque) -> None:
     for text in stream:
         text = text.rstrip()
         if text:
             keep.append(text)
             logger.debug("tributary: %s", text)
-
-
-class _Closing:
-    """A temporary file's path for a ``with`` block; the file goes when the block ends."""
-
-    def __init__(self, handle):
-        self.handle = handle
-
-    def __enter__(self) -> str:
-        return self.handle.name
-
-    def __exit__(self, *_):
-        self.handle.close()
