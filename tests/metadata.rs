@@ -833,6 +833,7 @@ async fn openmetadatas_workflow_runs_the_custom_messaging_connector() {
     create_stream(kinesis, &name("three"), 3, false).await;
     create_stream(kinesis, &name("events"), 1, false).await;
     create_stream(kinesis, &name("quiet"), 1, false).await;
+    create_stream(kinesis, &name("skipped"), 1, false).await;
     for index in 0..4 {
         put(kinesis, &name("three"), &format!("k{index}"), format!("{{\"n\":{index}}}").as_bytes()).await;
     }
@@ -847,7 +848,15 @@ async fn openmetadatas_workflow_runs_the_custom_messaging_connector() {
     // The peer: `tributary metadata ingest` on the same streams.
     let service = format!("svc_{prefix}");
     let ours = OpenMetadataStandIn::start(JWT).await;
-    let file = workflow(dir.path(), &service, kinesis, &[&regex_escape(&prefix)], &[], REST_SINK, &ours.host_port());
+    let file = workflow(
+        dir.path(),
+        &service,
+        kinesis,
+        &[&regex_escape(&prefix)],
+        &[".*-skipped"],
+        REST_SINK,
+        &ours.host_port(),
+    );
     let output = run(&["metadata", "ingest", "-c", file.to_str().expect("utf-8"), "--tributary-server", &server.url()]);
     assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
 
@@ -886,6 +895,7 @@ async fn openmetadatas_workflow_runs_the_custom_messaging_connector() {
         awsRegion: us-east-1
         endPointURL: {kinesis}
         tributaryServer: {server}
+        topicFilterExcludes: '[".*-skipped"]'
   sourceConfig:
     config:
       type: MessagingMetadata
@@ -934,7 +944,7 @@ workflowConfig:
     );
 
     let (want, got) = (topics_of(&ours, &service), topics_of(&theirs, &service));
-    assert_eq!(want.len(), 3, "{want:?}");
+    assert_eq!(want.len(), 3, "the `skipped` stream is excluded: {want:?}");
     assert_eq!(got, want, "the same topics, partitions, retention and samples\n{said}");
     assert_eq!(got[&name("three")].0, 3);
     assert_eq!(got[&name("events")].2, [r#"{"id": 7, "ts": 1700000000}"#, "base64:/wAQ"]);

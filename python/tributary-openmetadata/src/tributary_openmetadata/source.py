@@ -14,6 +14,8 @@ The workflow (from OpenMetadata's UI, ``metadata ingest -c`` or Airflow) builds 
           tributaryServer: http://tributary:7878    # optional: schemas, lineage, pipeline status
           databaseService: glue_prod                # optional: your Glue connector's service
           sampleSize: "10"                          # optional
+          topicFilterIncludes: "orders.*, clicks"   # optional, joining the workflow's filters
+          topicFilterExcludes: '[".*_test"]'        # (comma-separated, or a JSON list)
 
 It runs ``tributary metadata extract`` (the binary inside this wheel) and turns each entity line it
 prints into the request object OpenMetadata's own sink writes, so authentication, run status and
@@ -32,7 +34,7 @@ import tempfile
 import threading
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from metadata.generated.schema.api.data.createContainer import CreateContainerRequest
 from metadata.generated.schema.api.data.createDatabase import CreateDatabaseRequest
@@ -107,8 +109,17 @@ def kinesis_workflow(config: WorkflowSource, options: Dict[str, str], host_port:
     connection = config.serviceConnection.root.config
     source_config = config.sourceConfig.config
     kinesis_connection: Dict[str, Any] = {"type": "Kinesis", "awsConfig": aws_config}
+    connection_filter: Dict[str, List[str]] = {}
     if connection.topicFilterPattern is not None:
-        kinesis_connection["topicFilterPattern"] = connection.topicFilterPattern.model_dump(exclude_none=True)
+        connection_filter = connection.topicFilterPattern.model_dump(exclude_none=True)
+    # Filters given as connection options join the connection's own (a UI that shows only
+    # `connectionOptions` can still set them).
+    for key, option in (("includes", "topicFilterIncludes"), ("excludes", "topicFilterExcludes")):
+        patterns = _patterns(options.get(option, ""))
+        if patterns:
+            connection_filter[key] = list(connection_filter.get(key) or []) + patterns
+    if connection_filter:
+        kinesis_connection["topicFilterPattern"] = connection_filter
     pipeline: Dict[str, Any] = {
         "type": "MessagingMetadata",
         "generateSampleData": bool(getattr(source_config, "generateSampleData", False)),
@@ -298,6 +309,20 @@ class TributarySource(Source):
                 )
             )
         )
+
+
+def _patterns(option: str) -> List[str]:
+    """A filter option's regexes: a JSON list (``["a,b", "c"]``), or comma-separated ones."""
+    option = option.strip()
+    if option.startswith("["):
+        try:
+            patterns = json.loads(option)
+        except ValueError as error:
+            raise InvalidSourceException(f"a topic filter option is not a JSON list: {error}") from error
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise InvalidSourceException("a topic filter option's JSON list must hold strings")
+        return patterns
+    return [pattern.strip() for pattern in option.split(",") if pattern.strip()]
 
 
 def _failure(name: str, error: str) -> Either:
