@@ -59,18 +59,21 @@ pub(super) async fn check(
         Class::Denied => failure(ErrorCode::AccessDenied, format!("`{action}` was refused: {text}")),
         _ => failure(ErrorCode::AwsError, format!("`{action}` failed: {text}")),
     };
+    // A lookup that failed: Glue did not answer, what it looked up is `missing`, or it refused.
+    let lookup_failed =
+        |action: &str, class: Class, text: String, unreachable: String, missing: (ErrorCode, String)| match class {
+            Class::Unreachable => {
+                failure(ErrorCode::EndpointUnreachable, format!("Glue did not answer: {unreachable}"))
+            }
+            Class::NotFound => failure(missing.0, format!("{}: {text}", missing.1)),
+            class => refused(action, class, text),
+        };
 
     let Some(schema_name) = &glue.schema_name else {
         client.get_registry().registry_id(RegistryId::builder().registry_name(registry).build()).send().await.map_err(
-            |e| match classify(&e) {
-                Class::Unreachable => {
-                    failure(ErrorCode::EndpointUnreachable, format!("Glue did not answer: {}", unreachable_cause(&e)))
-                }
-                Class::NotFound => failure(
-                    ErrorCode::SchemaRegistryNotFound,
-                    format!("registry `{registry}` does not exist: {}", describe(&e)),
-                ),
-                class => refused("glue:GetRegistry", class, describe(&e)),
+            |e| {
+                let missing = (ErrorCode::SchemaRegistryNotFound, format!("registry `{registry}` does not exist"));
+                lookup_failed("glue:GetRegistry", classify(&e), describe(&e), unreachable_cause(&e), missing)
             },
         )?;
         return match schema_version_by_id(&client, NO_SUCH_VERSION).await {
@@ -85,15 +88,10 @@ pub(super) async fn check(
         .schema_id(SchemaId::builder().registry_name(registry).schema_name(schema_name).build())
         .send()
         .await
-        .map_err(|e| match classify(&e) {
-            Class::Unreachable => {
-                failure(ErrorCode::EndpointUnreachable, format!("Glue did not answer: {}", unreachable_cause(&e)))
-            }
-            Class::NotFound => failure(
-                ErrorCode::SchemaNotFound,
-                format!("schema `{schema_name}` is not in registry `{registry}`: {}", describe(&e)),
-            ),
-            class => refused("glue:GetSchema", class, describe(&e)),
+        .map_err(|e| {
+            let missing =
+                (ErrorCode::SchemaNotFound, format!("schema `{schema_name}` is not in registry `{registry}`"));
+            lookup_failed("glue:GetSchema", classify(&e), describe(&e), unreachable_cause(&e), missing)
         })?;
     let wanted = source.kinesis.format.registry_data_format();
     let found = schema.data_format().map(|f| f.as_str()).unwrap_or_default();
