@@ -40,6 +40,12 @@ const CHUNK_ROWS: usize = 65_536;
 /// Payload bytes of one chunk, at most (about: a page may pass it).
 const CHUNK_PAYLOAD_BYTES: usize = 64 << 20;
 
+/// Bytes of rejected rows read ahead of the decoding, at most (about: a page may pass it).
+const READ_AHEAD_BYTES: usize = 32 << 20;
+
+/// What a stored row holds besides its payload, about (its strings and fields).
+const ROW_BYTES: usize = 256;
+
 /// Times a replay opens the dataset's table before giving up.
 const OPEN_ATTEMPTS: u32 = 4;
 
@@ -116,54 +122,55 @@ pub(crate) async fn replay(
     let decoder = Arc::new(Mutex::new(decoder));
     let replayed_at = Utc::now();
     let mut totals = Totals::default();
-    let mut before = None;
     let mut pending = DecodedPage::default();
-    let mut exhausted = false;
-    while !exhausted {
-        let (store, name, wanted) = (Arc::clone(&context.store), source.name.clone(), reason.clone());
-        let started = std::time::Instant::now();
-        let page =
-            crate::api::off_runtime(move || Ok(rejected_page(&store, &name, wanted.as_deref(), before)?)).await?;
-        exhausted = page.len() < PAGE_ROWS as usize;
-        before = page.last().and_then(|row| row.id);
-        pending.payload_bytes += page.iter().map(|stored| stored.row.payload.len()).sum::<usize>();
-        let read_at = std::time::Instant::now();
-        totals.reading += read_at - started;
-        let decoded = decode_page(Arc::clone(&decoder), source.clone(), page).await?;
-        totals.decoding += read_at.elapsed();
-        pending.absorb(decoded);
+    let (mut pages, reading) = read_ahead(Arc::clone(&context.store), source.name.clone(), reason);
+    loop {
+        let page = pages.recv().await.transpose()?;
+        let exhausted = page.is_none();
+        // The page's share of the read-ahead budget is given back once it is decoded.
+        if let Some((page, _held)) = page {
+            pending.payload_bytes += page.iter().map(|stored| stored.row.payload.len()).sum::<usize>();
+            let decoding_at = std::time::Instant::now();
+            let decoded = decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at).await?;
+            totals.decoding += decoding_at.elapsed();
+            pending.absorb(decoded);
+        }
         // Pages gather into chunks, each one commit: fewer, larger table commits.
         let full = pending.outcomes.len() >= CHUNK_ROWS || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
-        if (!full && !exhausted) || pending.outcomes.is_empty() {
-            continue;
-        }
-        let decoded = std::mem::take(&mut pending);
-        totals.truncated += decoded.truncated;
-        for outcome in &decoded.outcomes {
-            match outcome.replayed {
-                Replayed::Landed => totals.landed += 1,
-                Replayed::Filtered => totals.filtered += 1,
-                Replayed::StillRejected { .. } => totals.still_rejected += 1,
+        if (full || exhausted) && !pending.outcomes.is_empty() {
+            let decoded = std::mem::take(&mut pending);
+            totals.truncated += decoded.truncated;
+            for outcome in &decoded.outcomes {
+                match outcome.replayed {
+                    Replayed::Landed => totals.landed += 1,
+                    Replayed::Filtered => totals.filtered += 1,
+                    Replayed::StillRejected { .. } => totals.still_rejected += 1,
+                }
             }
-        }
-        let chunk = ReplayChunk {
-            source: source.name.clone(),
-            version: version.version,
-            marker: 0,
-            replayed_at,
-            outcomes: decoded.outcomes,
-            files: Vec::new(),
-        };
-        let landing_at = std::time::Instant::now();
-        match &target {
-            Target::Files(dataset) => land_in_files(&context.store, dataset, chunk, decoded.landing).await?,
-            Target::Table { rows, rejected } => {
-                land_in_table(&context.store, &scope, (rows, rejected), chunk, decoded.landing, decoded.marks).await?;
+            let chunk = ReplayChunk {
+                source: source.name.clone(),
+                version: version.version,
+                marker: 0,
+                replayed_at,
+                outcomes: decoded.outcomes,
+                files: Vec::new(),
+            };
+            let landing_at = std::time::Instant::now();
+            match &target {
+                Target::Files(dataset) => land_in_files(&context.store, dataset, chunk, decoded.landing).await?,
+                Target::Table { rows, rejected } => {
+                    land_in_table(&context.store, &scope, (rows, rejected), chunk, decoded.landing, decoded.marks)
+                        .await?;
+                }
             }
+            totals.chunks += 1;
+            totals.landing += landing_at.elapsed();
         }
-        totals.chunks += 1;
-        totals.landing += landing_at.elapsed();
+        if exhausted {
+            break;
+        }
     }
+    totals.reading = *reading.lock();
     totals.truncated += pending.truncated;
     tracing::info!(
         source = %source.name,
@@ -194,13 +201,66 @@ pub(crate) async fn replay(
     }))
 }
 
+/// A page of rejected rows read ahead, holding its share of the read-ahead budget until decoded.
+type PageAhead = (Vec<StoredRejection>, tokio::sync::OwnedSemaphorePermit);
+
+/// Pages of the source's rejected rows (only `reason`'s when given), newest
+/// first, read ahead on a thread of their own (up to [`READ_AHEAD_BYTES`]):
+/// reading the log then overlaps decoding and landing. Also gives the time
+/// spent reading.
+fn read_ahead(
+    store: Arc<Store>,
+    source: String,
+    reason: Option<String>,
+) -> (tokio::sync::mpsc::UnboundedReceiver<Result<PageAhead, ApiError>>, Arc<Mutex<std::time::Duration>>) {
+    let (pages, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let reading = Arc::new(Mutex::new(std::time::Duration::ZERO));
+    let spent = Arc::clone(&reading);
+    let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut before = None;
+        loop {
+            let started = std::time::Instant::now();
+            let page = rejected_page(&store, &source, reason.as_deref(), before);
+            *spent.lock() += started.elapsed();
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    let _ = pages.send(Err(ApiError::from(error)));
+                    return;
+                }
+            };
+            let last = page.len() < PAGE_ROWS as usize;
+            before = page.last().and_then(|row| row.id);
+            if !page.is_empty() {
+                let held = page.iter().map(|stored| stored.row.payload.len() + ROW_BYTES).sum::<usize>();
+                let Ok(permit) =
+                    runtime.block_on(Arc::clone(&budget).acquire_many_owned(held.min(READ_AHEAD_BYTES) as u32))
+                else {
+                    return;
+                };
+                // A replay that stopped (its receiver gone) stops the reading too.
+                if pages.send(Ok((page, permit))).is_err() {
+                    return;
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    (receiver, reading)
+}
+
 /// Pages decoded again: what each row gave, the rows that land, and the
 /// rejected table's rows saying so.
 #[derive(Default)]
 struct DecodedPage {
     outcomes: Vec<ReplayOutcome>,
     landing: Vec<RecordBatch>,
-    marks: Vec<NewErrorRow>,
+    /// The rejected table's rows saying what each row gave (`REPLAYED`, or a new reason).
+    marks: Vec<RecordBatch>,
     truncated: u64,
     payload_bytes: usize,
 }
@@ -218,9 +278,11 @@ async fn decode_page(
     decoder: Arc<Mutex<Decoder>>,
     source: Source,
     page: Vec<StoredRejection>,
+    replayed_at: DateTime<Utc>,
 ) -> Result<DecodedPage, ApiError> {
     crate::api::off_runtime(move || {
         let mut decoded = DecodedPage::default();
+        let mut marks = Vec::new();
         let mut decoder = decoder.lock();
         let landing = decode_again(&source, &mut decoder, &page, &mut |stored, now, _| {
             let Some(error_id) = stored.id else { return };
@@ -238,12 +300,17 @@ async fn decode_page(
                 },
             };
             if let Some(mark) = mark(&stored.row, &replayed) {
-                decoded.marks.push(mark);
+                marks.push(mark);
             }
             decoded.outcomes.push(ReplayOutcome { error_id, shard_id: stored.row.shard_id.clone(), replayed });
         })
         .map_err(crate::replay::api_error)?;
         decoded.landing = landing;
+        if !marks.is_empty() {
+            decoded.marks.push(
+                rejected_batch(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?,
+            );
+        }
         Ok(decoded)
     })
     .await
@@ -303,18 +370,24 @@ async fn land_in_table(
     (rows, rejected): (&TableWriter, &TableWriter),
     mut chunk: ReplayChunk,
     landing: Vec<RecordBatch>,
-    marks: Vec<NewErrorRow>,
+    marks: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
     let table_error = |what: &str| {
         let what = what.to_owned();
         move |error: tributary_sink::table::TableError| ApiError::internal(format!("{what}: {error}"))
     };
     chunk.marker = rows.replay_marker(&chunk.source).await.map_err(table_error("reading the replay marker"))? + 1;
-    let mut written: Vec<WrittenFile> = Vec::new();
-    if let Some(batch) = one_batch(landing)? {
-        written = rows.write(&batch, &[]).map_err(table_error("writing the table"))?;
-    }
-    let marks_written = write_marks(rejected, &marks, chunk.replayed_at)?;
+    // The rows and the marks are written side by side: two files, two cores.
+    let (written, marks_written) = std::thread::scope(|scope| {
+        let marks_written = scope.spawn(|| write_marks(rejected, marks));
+        let written = match one_batch(landing)? {
+            Some(batch) => rows.write(&batch, &[]).map_err(table_error("writing the table"))?,
+            None => Vec::new(),
+        };
+        let marks_written =
+            marks_written.join().map_err(|_| ApiError::internal("writing the rejected table's marks panicked"))??;
+        Ok::<_, ApiError>((written, marks_written))
+    })?;
     chunk.files = written.iter().map(|file| file.manifest.clone()).collect();
     let chunk = Arc::new(chunk);
     let (owned, prepared) = (Arc::clone(store), Arc::clone(&chunk));
@@ -352,15 +425,8 @@ fn one_batch(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>, ApiError>
         .map_err(|error| ApiError::internal(format!("joining the replayed rows: {error}")))
 }
 
-fn write_marks(
-    rejected: &TableWriter,
-    marks: &[NewErrorRow],
-    replayed_at: DateTime<Utc>,
-) -> Result<Vec<WrittenFile>, ApiError> {
-    if marks.is_empty() {
-        return Ok(Vec::new());
-    }
-    let batch = rejected_batch(marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?;
+fn write_marks(rejected: &TableWriter, marks: Vec<RecordBatch>) -> Result<Vec<WrittenFile>, ApiError> {
+    let Some(batch) = one_batch(marks)? else { return Ok(Vec::new()) };
     rejected.write(&batch, &[]).map_err(|error| ApiError::internal(format!("writing the rejected table: {error}")))
 }
 
@@ -433,7 +499,12 @@ pub(crate) async fn settle_prepared(
                 .iter()
                 .filter_map(|outcome| mark(by_id.get(&outcome.error_id)?, &outcome.replayed))
                 .collect();
-            let written = write_marks(rejected, &marks, chunk.replayed_at).map_err(|error| format!("{error:?}"))?;
+            let marks = if marks.is_empty() {
+                Vec::new()
+            } else {
+                vec![rejected_batch(&marks, chunk.replayed_at).map_err(|error| format!("marks: {error}"))?]
+            };
+            let written = write_marks(rejected, marks).map_err(|error| format!("{error:?}"))?;
             rejected.upload(&written).await.map_err(|error| error.to_string())?;
             let files = written.into_iter().map(|file| file.data_file).collect();
             rejected

@@ -126,7 +126,7 @@ pub(crate) fn prune_by_age(
              9223372036854775807)",
         params![source, oldest_kept],
     )?;
-    Ok(())
+    forget_pruned_marks(transaction, source)
 }
 
 /// Drops a source's rows beyond the retention's count.
@@ -140,12 +140,28 @@ pub(crate) fn prune_by_count(
              SELECT id FROM error_log WHERE source = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         params![source, i64::try_from(retention.max_rows).unwrap_or(i64::MAX)],
     )?;
+    forget_pruned_marks(transaction, source)
+}
+
+/// Drops the replay marks of a source's rows that are all gone (pruned):
+/// ids only grow, so a run ending before the oldest row kept marks nothing.
+fn forget_pruned_marks(transaction: &Transaction<'_>, source: &str) -> Result<(), StoreError> {
+    transaction.execute(
+        "DELETE FROM error_replays WHERE source = ?1 AND last_id < COALESCE(
+             (SELECT id FROM error_log WHERE source = ?1 ORDER BY id LIMIT 1), 9223372036854775807)",
+        [source],
+    )?;
     Ok(())
 }
 
 pub(crate) fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, micros))
 }
+
+/// True for an `error_log` row no replay marked: the run of marked ids
+/// starting last at or before it (runs never overlap) ends before it.
+pub(crate) const NOT_REPLAYED: &str = "COALESCE((SELECT marks.last_id FROM error_replays AS marks
+     WHERE marks.first_id <= error_log.id ORDER BY marks.first_id DESC LIMIT 1), -1) < error_log.id";
 
 /// The columns [`error_row`] reads, in its order (by position: a name is looked up per row).
 const ERROR_COLUMNS: &str = "id, source, version, rejected_at_micros, shard_id, sequence_number, sub_sequence, \
@@ -180,7 +196,7 @@ impl Store {
              WHERE source = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
                AND (?5 IS NULL OR field = ?5) AND (?6 IS NULL OR shard_id = ?6)
                AND (?7 IS NULL OR rejected_at_micros >= ?7) AND (?8 IS NULL OR rejected_at_micros < ?8)
-               AND replayed_at_micros IS NULL
+               AND {NOT_REPLAYED}
              ORDER BY id DESC LIMIT ?4"
         ))?;
         let rows = statement.query_map(
@@ -203,13 +219,13 @@ impl Store {
     /// `query`'s filters but its reason, by reason code, most first.
     pub fn error_counts(&self, query: &ErrorQuery) -> Result<Vec<(String, u64)>, StoreError> {
         let connection = self.reading();
-        let mut statement = connection.prepare_cached(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT reason, COUNT(*) AS rows FROM error_log
              WHERE source = ?1 AND (?2 IS NULL OR field = ?2) AND (?3 IS NULL OR shard_id = ?3)
                AND (?4 IS NULL OR rejected_at_micros >= ?4) AND (?5 IS NULL OR rejected_at_micros < ?5)
-               AND replayed_at_micros IS NULL
-             GROUP BY reason ORDER BY rows DESC, reason",
-        )?;
+               AND {NOT_REPLAYED}
+             GROUP BY reason ORDER BY rows DESC, reason"
+        ))?;
         let counts = statement.query_map(
             params![
                 query.source,
@@ -241,7 +257,7 @@ impl Store {
     pub fn error_count(&self, source: &str) -> Result<u64, StoreError> {
         let connection = self.reading();
         let count: i64 = connection.query_row(
-            "SELECT COUNT(*) FROM error_log WHERE source = ?1 AND replayed_at_micros IS NULL",
+            &format!("SELECT COUNT(*) FROM error_log WHERE source = ?1 AND {NOT_REPLAYED}"),
             [source],
             |row| row.get(0),
         )?;

@@ -131,6 +131,23 @@ const MIGRATIONS: &[&str] = &[
         rows INTEGER NOT NULL,
         bytes INTEGER NOT NULL
     );",
+    // 7: replay marks as runs of consecutive error-log ids, one row per run, instead of
+    // columns of each row (marking 100k rows rewrote every page of their payloads).
+    "CREATE TABLE error_replays (
+        first_id INTEGER PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        replayed_at_micros INTEGER NOT NULL,
+        replayed_version INTEGER NOT NULL,
+        replay_outcome TEXT NOT NULL
+    );
+    CREATE INDEX error_replays_by_source ON error_replays (source, last_id);
+    INSERT INTO error_replays (first_id, last_id, source, replayed_at_micros, replayed_version, replay_outcome)
+        SELECT id, id, source, replayed_at_micros, replayed_version, replay_outcome FROM error_log
+        WHERE replayed_at_micros IS NOT NULL;
+    ALTER TABLE error_log DROP COLUMN replayed_at_micros;
+    ALTER TABLE error_log DROP COLUMN replayed_version;
+    ALTER TABLE error_log DROP COLUMN replay_outcome;",
 ];
 
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
@@ -159,5 +176,38 @@ mod tests {
         migrate(&mut connection).expect("nothing left to do");
         connection.pragma_update(None, "user_version", 99).expect("bump");
         assert!(matches!(migrate(&mut connection), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn replay_marks_kept_on_rows_become_runs() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        for migration in &MIGRATIONS[..6] {
+            connection.execute_batch(migration).expect("an earlier migration");
+        }
+        connection.pragma_update(None, "user_version", 6).expect("version");
+        connection
+            .execute_batch(
+                "INSERT INTO error_log (id, source, version, shard_id, sequence_number, arrival_time_micros,
+                     rejected_at_micros, reason, field, message, payload, payload_length,
+                     replayed_at_micros, replayed_version, replay_outcome)
+                 VALUES (4, 's', 1, 'shard-0', '1', 0, 0, 'MISSING_FIELD', 'a', 'absent', x'7b7d', 2, 7, 2, 'landed'),
+                        (5, 's', 1, 'shard-0', '2', 0, 0, 'MISSING_FIELD', 'a', 'absent', x'7b7d', 2, NULL, NULL, NULL);",
+            )
+            .expect("rows of version 6");
+        migrate(&mut connection).expect("migration 7");
+        let marks: Vec<(i64, i64, String, i64, i64, String)> = connection
+            .prepare("SELECT first_id, last_id, source, replayed_at_micros, replayed_version, replay_outcome FROM error_replays")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(marks, [(4, 4, "s".to_owned(), 7, 2, "landed".to_owned())]);
+        let columns: i64 = connection
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('error_log') WHERE name LIKE 'replay%'", [], |row| {
+                row.get(0)
+            })
+            .expect("columns");
+        assert_eq!(columns, 0, "the rows no longer carry marks");
     }
 }

@@ -2,7 +2,9 @@
 //! still rejects, recorded together with its files, exactly once.
 //!
 //! A replayed row stays in the error log, marked with when, by which version
-//! and what it gave; [`Store::errors`] no longer lists it. A row still
+//! and what it gave (a mark covers a run of consecutive ids, so marking a
+//! chunk writes a row per run, not per row); [`Store::errors`] no longer
+//! lists it. A row still
 //! rejected takes its new reason. For a dataset whose truth is a table
 //! commit, a chunk is first recorded as prepared ([`Store::prepare_replay`])
 //! and settled once that commit is known to have landed or not, like a batch.
@@ -13,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::batches::{ManifestFile, ShardCounts, add_counts};
-use crate::error_log::time;
+use crate::error_log::{NOT_REPLAYED, time};
 use crate::{Store, StoreError};
 
 /// What replaying one stored rejected row gave.
@@ -276,8 +278,9 @@ impl Store {
         let connection = self.reading();
         let found = connection
             .query_row(
-                "SELECT replayed_at_micros, replayed_version, replay_outcome FROM error_log
-                 WHERE id = ?1 AND replayed_at_micros IS NOT NULL",
+                "SELECT replayed_at_micros, replayed_version, replay_outcome FROM error_replays
+                 WHERE first_id <= ?1 AND last_id >= ?1 AND EXISTS (SELECT 1 FROM error_log WHERE id = ?1)
+                 ORDER BY first_id DESC LIMIT 1",
                 [error_id],
                 |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)),
             )
@@ -291,7 +294,7 @@ impl Store {
     pub fn replayed_count(&self, source: &str) -> Result<u64, StoreError> {
         let connection = self.reading();
         let count: i64 = connection.query_row(
-            "SELECT COUNT(*) FROM error_log WHERE source = ?1 AND replayed_at_micros IS NOT NULL",
+            &format!("SELECT COUNT(*) FROM error_log WHERE source = ?1 AND NOT ({NOT_REPLAYED})"),
             [source],
             |row| row.get(0),
         )?;
@@ -307,25 +310,39 @@ fn forget_prepared(transaction: &Transaction<'_>, source: &str) -> Result<(), St
 }
 
 /// Marks the chunk's rows, enters its files in the manifest and adds its
-/// `counts`. A chunk applied again (its rows marked already) adds no counts.
+/// `counts`. A chunk applied again (its rows marked already) marks and
+/// adds nothing.
 fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk, counts: &[ShardCounts]) -> Result<(), StoreError> {
     let at = chunk.replayed_at.timestamp_micros();
     let mut marked = 0;
+    // One row per run of consecutive ids, not a write to each row (its pages hold the payloads).
+    let mut mark = transaction.prepare_cached(
+        "INSERT INTO error_replays (first_id, last_id, source, replayed_at_micros, replayed_version, replay_outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    // The run starting last at or before a run's end overlaps it if any does (runs never overlap).
+    let mut overlap = transaction
+        .prepare_cached("SELECT last_id FROM error_replays WHERE first_id <= ?1 ORDER BY first_id DESC LIMIT 1")?;
     for replayed in [Replayed::Landed, Replayed::Filtered] {
-        let ids = chunk.outcomes.iter().filter(|outcome| outcome.replayed == replayed).map(|outcome| outcome.error_id);
-        // Runs of consecutive ids: one statement each, not one per row.
-        let mut mark = transaction.prepare_cached(
-            "UPDATE error_log SET replayed_at_micros = ?3, replayed_version = ?4, replay_outcome = ?5
-             WHERE id BETWEEN ?1 AND ?2 AND replayed_at_micros IS NULL",
-        )?;
-        for (first, last) in runs(ids) {
-            marked += mark.execute(params![first, last, at, chunk.version as i64, replayed.code()])?;
+        let mut ids: Vec<i64> = chunk
+            .outcomes
+            .iter()
+            .filter(|outcome| outcome.replayed == replayed)
+            .map(|outcome| outcome.error_id)
+            .collect();
+        ids.sort_unstable();
+        for (first, last) in runs(ids.into_iter()) {
+            let marked_before: Option<i64> = overlap.query_row([last], |row| row.get(0)).optional()?;
+            if marked_before.is_some_and(|marked_through| marked_through >= first) {
+                continue;
+            }
+            mark.execute(params![first, last, chunk.source, at, chunk.version as i64, replayed.code()])?;
+            marked += last - first + 1;
         }
     }
-    let mut reason = transaction.prepare_cached(
-        "UPDATE error_log SET reason = ?2, field = ?3, message = ?4, version = ?5
-         WHERE id = ?1 AND replayed_at_micros IS NULL",
-    )?;
+    let mut reason = transaction.prepare_cached(&format!(
+        "UPDATE error_log SET reason = ?2, field = ?3, message = ?4, version = ?5 WHERE id = ?1 AND {NOT_REPLAYED}"
+    ))?;
     for outcome in &chunk.outcomes {
         if let Replayed::StillRejected { reason: code, field, message } = &outcome.replayed {
             reason.execute(params![outcome.error_id, code, field, message, chunk.version as i64])?;
@@ -505,6 +522,108 @@ mod tests {
         assert_eq!(store.errors(&all()).expect("errors").len(), 1);
         let counts = store.shard_counts("s").expect("counts");
         assert_eq!((counts[0].rows, counts[0].filtered), (1, 1), "rows already marked are not counted again");
+    }
+}
+
+#[cfg(test)]
+mod mark_tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{BatchCommit, ErrorQuery, ErrorRetention, NewErrorRow};
+
+    fn commit_rejections(store: &Store, source: &str, sequence_numbers: &[&str], retention: ErrorRetention) {
+        let rows: Vec<NewErrorRow> = sequence_numbers
+            .iter()
+            .map(|sequence_number| NewErrorRow {
+                shard_id: "shard-0".into(),
+                sequence_number: (*sequence_number).into(),
+                sub_sequence: None,
+                arrival_time: Utc::now(),
+                reason: "MISSING_FIELD".into(),
+                field: "a".into(),
+                message: "absent".into(),
+                payload: b"{}".to_vec(),
+                payload_length: 2,
+            })
+            .collect();
+        let batch = BatchCommit {
+            source,
+            version: 1,
+            scope: source,
+            files: &[],
+            advances: &[],
+            rejected: &rows,
+            counts: &[],
+            retention,
+            max_event_micros: None,
+        };
+        store.commit_batch(&batch, Utc::now()).expect("commit");
+    }
+
+    fn ids(store: &Store, source: &str) -> Vec<i64> {
+        let query = ErrorQuery { source: source.into(), limit: 100, ..ErrorQuery::default() };
+        let mut ids: Vec<i64> = store.errors(&query).expect("errors").iter().map(|row| row.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn landed(source: &str, ids: &[i64]) -> ReplayChunk {
+        ReplayChunk {
+            source: source.into(),
+            version: 2,
+            marker: 0,
+            replayed_at: Utc::now(),
+            outcomes: ids
+                .iter()
+                .map(|&error_id| ReplayOutcome { error_id, shard_id: "shard-0".into(), replayed: Replayed::Landed })
+                .collect(),
+            files: Vec::new(),
+        }
+    }
+
+    fn runs_kept(store: &Store) -> Vec<(i64, i64)> {
+        let connection = store.connection.lock();
+        let mut statement =
+            connection.prepare("SELECT first_id, last_id FROM error_replays ORDER BY first_id").expect("prepare");
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("runs")
+    }
+
+    #[test]
+    fn marks_are_runs_of_one_sources_ids_and_leave_the_other_sources_rows_alone() {
+        let store = Store::open_in_memory().expect("store");
+        // Two sources rejecting in turn: their ids interleave.
+        for round in 0..3 {
+            commit_rejections(&store, "a", &[&format!("{round}a1"), &format!("{round}a2")], ErrorRetention::default());
+            commit_rejections(&store, "b", &[&format!("{round}b")], ErrorRetention::default());
+        }
+        let (a, b) = (ids(&store, "a"), ids(&store, "b"));
+        store.commit_replay(&landed("a", &a)).expect("replay");
+        assert_eq!(runs_kept(&store).len(), 3, "a run per pair of consecutive ids: {:?}", runs_kept(&store));
+        assert!(ids(&store, "a").is_empty());
+        assert_eq!(ids(&store, "b"), b, "the other source's rows between the runs stay");
+        assert_eq!((store.error_count("a").expect("a"), store.error_count("b").expect("b")), (0, 3));
+        assert_eq!(store.replayed_count("a").expect("a"), 6);
+        assert_eq!(store.replay_mark(b[0]).expect("mark"), None);
+        let counts = store.error_counts(&ErrorQuery { source: "b".into(), ..ErrorQuery::default() }).expect("counts");
+        assert_eq!(counts, [("MISSING_FIELD".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn retention_drops_the_marks_of_rows_it_dropped() {
+        let store = Store::open_in_memory().expect("store");
+        commit_rejections(&store, "a", &["1", "2", "3"], ErrorRetention::default());
+        let first = ids(&store, "a");
+        store.commit_replay(&landed("a", &first[..2])).expect("replay");
+        assert_eq!(runs_kept(&store), [(first[0], first[1])]);
+        let keep_two = ErrorRetention { max_rows: 2, ..ErrorRetention::default() };
+        commit_rejections(&store, "a", &["4"], keep_two);
+        assert!(runs_kept(&store).is_empty(), "both marked rows were dropped, so is their mark");
+        assert_eq!(ids(&store, "a").len(), 2);
     }
 }
 
