@@ -123,7 +123,7 @@ pub(crate) async fn replay(
     let replayed_at = Utc::now();
     let mut totals = Totals::default();
     let mut pending = DecodedPage::default();
-    let (mut pages, reading) = read_ahead(Arc::clone(&context.store), source.name.clone(), reason);
+    let (mut pages, reader) = read_ahead(Arc::clone(&context.store), source.name.clone(), reason);
     loop {
         let page = pages.recv().await.transpose()?;
         let exhausted = page.is_none();
@@ -170,7 +170,7 @@ pub(crate) async fn replay(
             break;
         }
     }
-    totals.reading = *reading.lock();
+    totals.reading = reader.await.map_err(ApiError::internal)?;
     totals.truncated += pending.truncated;
     tracing::info!(
         source = %source.name,
@@ -206,29 +206,27 @@ type PageAhead = (Vec<StoredRejection>, tokio::sync::OwnedSemaphorePermit);
 
 /// Pages of the source's rejected rows (only `reason`'s when given), newest
 /// first, read ahead on a thread of their own (up to [`READ_AHEAD_BYTES`]):
-/// reading the log then overlaps decoding and landing. Also gives the time
-/// spent reading.
+/// reading the log then overlaps decoding and landing. The reader ends with
+/// the time it spent reading.
 fn read_ahead(
     store: Arc<Store>,
     source: String,
     reason: Option<String>,
-) -> (tokio::sync::mpsc::UnboundedReceiver<Result<PageAhead, ApiError>>, Arc<Mutex<std::time::Duration>>) {
+) -> (tokio::sync::mpsc::UnboundedReceiver<Result<PageAhead, ApiError>>, tokio::task::JoinHandle<std::time::Duration>) {
     let (pages, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let reading = Arc::new(Mutex::new(std::time::Duration::ZERO));
-    let spent = Arc::clone(&reading);
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let mut before = None;
+    let reader = tokio::task::spawn_blocking(move || {
+        let (mut before, mut spent) = (None, std::time::Duration::ZERO);
         loop {
             let started = std::time::Instant::now();
             let page = rejected_page(&store, &source, reason.as_deref(), before);
-            *spent.lock() += started.elapsed();
+            spent += started.elapsed();
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {
                     let _ = pages.send(Err(ApiError::from(error)));
-                    return;
+                    return spent;
                 }
             };
             let last = page.len() < PAGE_ROWS as usize;
@@ -238,19 +236,19 @@ fn read_ahead(
                 let Ok(permit) =
                     runtime.block_on(Arc::clone(&budget).acquire_many_owned(held.min(READ_AHEAD_BYTES) as u32))
                 else {
-                    return;
+                    return spent;
                 };
                 // A replay that stopped (its receiver gone) stops the reading too.
                 if pages.send(Ok((page, permit))).is_err() {
-                    return;
+                    return spent;
                 }
             }
             if last {
-                return;
+                return spent;
             }
         }
     });
-    (receiver, reading)
+    (receiver, reader)
 }
 
 /// Pages decoded again: what each row gave, the rows that land, and the
@@ -306,11 +304,9 @@ async fn decode_page(
         })
         .map_err(crate::replay::api_error)?;
         decoded.landing = landing;
-        if !marks.is_empty() {
-            decoded.marks.push(
-                rejected_batch(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?,
-            );
-        }
+        decoded
+            .marks
+            .push(rejected_batch(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?);
         Ok(decoded)
     })
     .await
@@ -499,12 +495,8 @@ pub(crate) async fn settle_prepared(
                 .iter()
                 .filter_map(|outcome| mark(by_id.get(&outcome.error_id)?, &outcome.replayed))
                 .collect();
-            let marks = if marks.is_empty() {
-                Vec::new()
-            } else {
-                vec![rejected_batch(&marks, chunk.replayed_at).map_err(|error| format!("marks: {error}"))?]
-            };
-            let written = write_marks(rejected, marks).map_err(|error| format!("{error:?}"))?;
+            let marks = rejected_batch(&marks, chunk.replayed_at).map_err(|error| format!("marks: {error}"))?;
+            let written = write_marks(rejected, vec![marks]).map_err(|error| format!("{error:?}"))?;
             rejected.upload(&written).await.map_err(|error| error.to_string())?;
             let files = written.into_iter().map(|file| file.data_file).collect();
             rejected

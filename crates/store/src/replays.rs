@@ -278,9 +278,9 @@ impl Store {
         let connection = self.reading();
         let found = connection
             .query_row(
-                "SELECT replayed_at_micros, replayed_version, replay_outcome FROM error_replays
-                 WHERE first_id <= ?1 AND last_id >= ?1 AND EXISTS (SELECT 1 FROM error_log WHERE id = ?1)
-                 ORDER BY first_id DESC LIMIT 1",
+                "SELECT replayed_at_micros, replayed_version, replay_outcome FROM
+                     (SELECT * FROM error_replays WHERE first_id <= ?1 ORDER BY first_id DESC LIMIT 1)
+                 WHERE last_id >= ?1 AND EXISTS (SELECT 1 FROM error_log WHERE id = ?1)",
                 [error_id],
                 |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)),
             )
@@ -422,23 +422,36 @@ mod tests {
         }
     }
 
-    fn store_with_three_rejections() -> (Store, Vec<i64>) {
-        let store = Store::open_in_memory().expect("store");
-        let rows = [rejected("1"), rejected("2"), rejected("3")];
+    /// Commits a batch of `source` whose rows are rejected with these sequence numbers.
+    fn commit_rejections(store: &Store, source: &str, sequence_numbers: &[&str], retention: ErrorRetention) {
+        let rows: Vec<NewErrorRow> = sequence_numbers.iter().map(|sequence_number| rejected(sequence_number)).collect();
+        let scope = format!("{source}@stream");
         let batch = BatchCommit {
-            source: "s",
+            source,
             version: 1,
-            scope: "s@stream",
+            scope: &scope,
             files: &[],
             advances: &[],
             rejected: &rows,
             counts: &[],
-            retention: ErrorRetention::default(),
+            retention,
             max_event_micros: None,
         };
         store.commit_batch(&batch, Utc::now()).expect("commit");
-        let mut ids: Vec<i64> = store.errors(&all()).expect("errors").iter().map(|row| row.id).collect();
+    }
+
+    /// The ids of `source`'s rows in the log's view, ascending.
+    fn ids(store: &Store, source: &str) -> Vec<i64> {
+        let query = ErrorQuery { source: source.into(), limit: 100, ..ErrorQuery::default() };
+        let mut ids: Vec<i64> = store.errors(&query).expect("errors").iter().map(|row| row.id).collect();
         ids.sort_unstable();
+        ids
+    }
+
+    fn store_with_three_rejections() -> (Store, Vec<i64>) {
+        let store = Store::open_in_memory().expect("store");
+        commit_rejections(&store, "s", &["1", "2", "3"], ErrorRetention::default());
+        let ids = ids(&store, "s");
         (store, ids)
     }
 
@@ -523,50 +536,6 @@ mod tests {
         let counts = store.shard_counts("s").expect("counts");
         assert_eq!((counts[0].rows, counts[0].filtered), (1, 1), "rows already marked are not counted again");
     }
-}
-
-#[cfg(test)]
-mod mark_tests {
-    use chrono::Utc;
-
-    use super::*;
-    use crate::{BatchCommit, ErrorQuery, ErrorRetention, NewErrorRow};
-
-    fn commit_rejections(store: &Store, source: &str, sequence_numbers: &[&str], retention: ErrorRetention) {
-        let rows: Vec<NewErrorRow> = sequence_numbers
-            .iter()
-            .map(|sequence_number| NewErrorRow {
-                shard_id: "shard-0".into(),
-                sequence_number: (*sequence_number).into(),
-                sub_sequence: None,
-                arrival_time: Utc::now(),
-                reason: "MISSING_FIELD".into(),
-                field: "a".into(),
-                message: "absent".into(),
-                payload: b"{}".to_vec(),
-                payload_length: 2,
-            })
-            .collect();
-        let batch = BatchCommit {
-            source,
-            version: 1,
-            scope: source,
-            files: &[],
-            advances: &[],
-            rejected: &rows,
-            counts: &[],
-            retention,
-            max_event_micros: None,
-        };
-        store.commit_batch(&batch, Utc::now()).expect("commit");
-    }
-
-    fn ids(store: &Store, source: &str) -> Vec<i64> {
-        let query = ErrorQuery { source: source.into(), limit: 100, ..ErrorQuery::default() };
-        let mut ids: Vec<i64> = store.errors(&query).expect("errors").iter().map(|row| row.id).collect();
-        ids.sort_unstable();
-        ids
-    }
 
     fn landed(source: &str, ids: &[i64]) -> ReplayChunk {
         ReplayChunk {
@@ -610,7 +579,7 @@ mod mark_tests {
         assert_eq!(store.replayed_count("a").expect("a"), 6);
         assert_eq!(store.replay_mark(b[0]).expect("mark"), None);
         let counts = store.error_counts(&ErrorQuery { source: "b".into(), ..ErrorQuery::default() }).expect("counts");
-        assert_eq!(counts, [("MISSING_FIELD".to_owned(), 3)]);
+        assert_eq!(counts, [("TYPE_MISMATCH".to_owned(), 3)]);
     }
 
     #[test]
