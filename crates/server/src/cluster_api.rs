@@ -9,6 +9,7 @@ use axum::extract::State;
 use chrono::DateTime;
 use serde_json::{Value, json};
 use tributary_cluster::{Lease, LeaseCheckpoint};
+use tributary_store::NewErrorRow;
 
 use crate::AppState;
 use crate::errors::ApiError;
@@ -111,13 +112,14 @@ pub(crate) async fn rejected_rows_of(
     state: &AppState,
     version: &tributary_store::StoredVersion,
     reason: Option<String>,
-) -> Result<Vec<crate::replay::StoredRejection>, ApiError> {
+) -> Result<crate::replay_page::RejectedPage, ApiError> {
     let (_, rows) = read_rejected(state, version).await?;
-    Ok(rows
+    let rows: Vec<NewErrorRow> = rows
         .into_iter()
         .filter(|rejected| reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason))
-        .map(|rejected| crate::replay::StoredRejection { id: None, version: None, row: rejected.row })
-        .collect())
+        .map(|rejected| rejected.row)
+        .collect();
+    Ok(crate::replay_page::unlogged_page(&rows))
 }
 
 /// Cluster mode's `/errors`: the source's rejected table, the error log every

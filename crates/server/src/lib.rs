@@ -20,6 +20,7 @@ mod openmetadata_status;
 mod prometheus;
 mod registries;
 mod replay;
+mod replay_page;
 mod replay_run;
 mod status;
 mod supervisor;

@@ -26,32 +26,16 @@ use serde_json::{Value, json};
 use tributary_codec::{DecodeError, Decoder, RecordMeta, Registries, Rejection, SourceRules};
 use tributary_proto::v1::SourceDefinition;
 use tributary_source::Source;
-use tributary_store::{ErrorQuery, NewErrorRow, Store, StoreError};
 
 use crate::AppState;
 use crate::errors::ApiError;
+use crate::replay_page::{PAGE_ROWS, RejectedPage, rejected_page};
 
 /// How many examples of each old reason the answer shows.
 pub(crate) const EXAMPLES_PER_REASON: usize = 5;
 
 /// Rows decoded before their rules run (and the decoder is emptied).
 const DECODE_ROWS_AT_ONCE: usize = 4096;
-
-/// A rejected row as stored.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredRejection {
-    /// Its id in this node's error log (none when read from the rejected table).
-    pub(crate) id: Option<i64>,
-    /// The source version that rejected it, when known.
-    pub(crate) version: Option<u64>,
-    pub(crate) row: NewErrorRow,
-}
-
-impl StoredRejection {
-    pub(crate) fn truncated(&self) -> bool {
-        (self.row.payload.len() as u64) < self.row.payload_length
-    }
-}
 
 /// Why a dry run could not answer.
 #[derive(Debug)]
@@ -104,10 +88,10 @@ impl<'a> DryRun<'a> {
     }
 
     /// Decodes `rejected` and tallies what each row gives now.
-    pub(crate) fn add(&mut self, rejected: &[StoredRejection]) -> Result<(), DryRunError> {
+    pub(crate) fn add(&mut self, rejected: &RejectedPage) -> Result<(), DryRunError> {
         let tallies = &mut self.tallies;
-        decode_again(self.source, &mut self.decoder, rejected, &mut |stored, now, batch| {
-            tally(tallies, stored, now, batch);
+        decode_again(self.source, &mut self.decoder, rejected, &mut |row, now, batch| {
+            tally(tallies, rejected, row, now, batch);
         })?;
         Ok(())
     }
@@ -148,56 +132,57 @@ impl<'a> DryRun<'a> {
 }
 
 /// Decodes `rejected` again with `source` and puts the rows through its
-/// rules (never judging lateness), telling `each` what every row gives now
-/// (with the decoded batch its row index points into). Returns the batches
-/// of the rows that land, in order.
+/// rules (never judging lateness), telling `each` what every row (by index)
+/// gives now (with the decoded batch its row index points into). Returns the
+/// batches of the rows that land, in order.
 pub(crate) fn decode_again(
     source: &Source,
     decoder: &mut Decoder,
-    rejected: &[StoredRejection],
-    each: &mut dyn FnMut(&StoredRejection, Now, Option<&RecordBatch>),
+    rejected: &RejectedPage,
+    each: &mut dyn FnMut(usize, Now, Option<&RecordBatch>),
 ) -> Result<Vec<RecordBatch>, DryRunError> {
     let mut landing = Vec::new();
-    let mut chunk: Vec<&StoredRejection> = Vec::new();
-    for stored in rejected {
-        if stored.truncated() {
-            each(stored, Now::Truncated, None);
+    let mut chunk: Vec<usize> = Vec::with_capacity(DECODE_ROWS_AT_ONCE.min(rejected.len()));
+    for row in 0..rejected.len() {
+        if rejected.truncated(row) {
+            each(row, Now::Truncated, None);
             continue;
         }
-        if chunk.len() >= DECODE_ROWS_AT_ONCE || !decoder.has_room_for(stored.row.payload.len()) {
-            settle(source, decoder, &chunk, each, &mut landing)?;
+        if chunk.len() >= DECODE_ROWS_AT_ONCE || !decoder.has_room_for(rejected.payload(row).len()) {
+            settle(source, decoder, rejected, &chunk, each, &mut landing)?;
             chunk.clear();
         }
-        chunk.push(stored);
+        chunk.push(row);
     }
-    settle(source, decoder, &chunk, each, &mut landing)?;
+    settle(source, decoder, rejected, &chunk, each, &mut landing)?;
     Ok(landing)
 }
 
-/// Decodes `chunk` and tells `each` what every row gives. When the decoded
-/// rows do not line up one to one with the accepted records (a CDC source's
-/// deletes are merged apart), each record is decoded on its own instead.
+/// Decodes the rows `chunk` of `rejected` and tells `each` what every row
+/// gives. When the decoded rows do not line up one to one with the accepted
+/// records (a CDC source's deletes are merged apart), each record is decoded
+/// on its own instead.
 fn settle(
     source: &Source,
     decoder: &mut Decoder,
-    chunk: &[&StoredRejection],
-    each: &mut dyn FnMut(&StoredRejection, Now, Option<&RecordBatch>),
+    rejected: &RejectedPage,
+    chunk: &[usize],
+    each: &mut dyn FnMut(usize, Now, Option<&RecordBatch>),
     landing: &mut Vec<RecordBatch>,
 ) -> Result<(), DryRunError> {
     if chunk.is_empty() {
         return Ok(());
     }
     let mut accepted = Vec::with_capacity(chunk.len());
-    for stored in chunk {
-        let row = &stored.row;
+    for &row in chunk {
         let meta = RecordMeta {
-            shard_id: &row.shard_id,
-            sequence_number: &row.sequence_number,
-            sub_sequence: row.sub_sequence,
+            shard_id: rejected.shard_id(row),
+            sequence_number: rejected.sequence_number(row),
+            sub_sequence: rejected.sub_sequence(row),
             partition_key: "",
-            arrival_time_micros: row.arrival_time.timestamp_micros(),
+            arrival_time_micros: rejected.arrival_time_micros(row),
         };
-        match decoder.decode(&row.payload, &meta) {
+        match decoder.decode(rejected.payload(row), &meta) {
             Ok(is_accepted) => accepted.push(is_accepted),
             Err(DecodeError::RegistryUnavailable(reason)) => return Err(DryRunError::RegistryUnavailable(reason)),
             Err(error) => return Err(DryRunError::Internal(error.to_string())),
@@ -206,8 +191,8 @@ fn settle(
     let decoded = decoder.flush().map_err(|error| DryRunError::Internal(error.to_string()))?;
     let accepted_count = accepted.iter().filter(|accepted| **accepted).count();
     if decoded.batch.num_rows() != accepted_count && chunk.len() > 1 {
-        for stored in chunk {
-            settle(source, decoder, std::slice::from_ref(stored), each, landing)?;
+        for row in chunk {
+            settle(source, decoder, rejected, std::slice::from_ref(row), each, landing)?;
         }
         return Ok(());
     }
@@ -216,13 +201,13 @@ fn settle(
         .apply(&decoded.batch)
         .map_err(|error| DryRunError::Internal(format!("the definition's rules: {error}")))?;
     let (mut next_row, mut rejections) = (0, decoded.rejections.into_iter());
-    for (stored, is_accepted) in chunk.iter().zip(accepted) {
+    for (&row, is_accepted) in chunk.iter().zip(accepted) {
         let now = if is_accepted {
-            let row = next_row;
+            let decoded_row = next_row;
             next_row += 1;
-            match applied.outcomes.get(row) {
-                Some(outcome) if outcome.is_written() => Now::Lands(row),
-                _ => Now::Filtered(row),
+            match applied.outcomes.get(decoded_row) {
+                Some(outcome) if outcome.is_written() => Now::Lands(decoded_row),
+                _ => Now::Filtered(decoded_row),
             }
         } else {
             match rejections.next() {
@@ -230,7 +215,7 @@ fn settle(
                 None => return Err(DryRunError::Internal("a rejected record gave no rejection".to_owned())),
             }
         };
-        each(stored, now, Some(&decoded.batch));
+        each(row, now, Some(&decoded.batch));
     }
     if applied.batch.num_rows() > 0 {
         landing.push(applied.batch);
@@ -238,10 +223,16 @@ fn settle(
     Ok(())
 }
 
-fn tally(tallies: &mut BTreeMap<String, ReasonTally>, stored: &StoredRejection, now: Now, batch: Option<&RecordBatch>) {
-    let reason = &stored.row.reason;
+fn tally(
+    tallies: &mut BTreeMap<String, ReasonTally>,
+    rejected: &RejectedPage,
+    row: usize,
+    now: Now,
+    batch: Option<&RecordBatch>,
+) {
+    let reason = rejected.reason(row);
     if !tallies.contains_key(reason) {
-        tallies.insert(reason.clone(), ReasonTally::default());
+        tallies.insert(reason.to_owned(), ReasonTally::default());
     }
     let Some(tally) = tallies.get_mut(reason) else { return };
     tally.rows += 1;
@@ -252,14 +243,13 @@ fn tally(tallies: &mut BTreeMap<String, ReasonTally>, stored: &StoredRejection, 
         Now::Truncated => tally.truncated += 1,
     }
     if tally.examples.len() < EXAMPLES_PER_REASON {
-        tally.examples.push(example(stored, &now, batch));
+        tally.examples.push(example(rejected, row, &now, batch));
     }
 }
 
 /// One row side by side: how it was rejected, and what it gives now.
-fn example(stored: &StoredRejection, now: &Now, batch: Option<&RecordBatch>) -> Value {
-    let row = &stored.row;
-    let (payload, encoding) = crate::api::readable_payload(&row.payload);
+fn example(rejected: &RejectedPage, row: usize, now: &Now, batch: Option<&RecordBatch>) -> Value {
+    let (payload, encoding) = crate::api::readable_payload(rejected.payload(row));
     let decoded_row = |index: usize| batch.and_then(|batch| row_json(batch, index)).unwrap_or(Value::Null);
     let now = match now {
         Now::Lands(index) => json!({ "outcome": "lands", "row": decoded_row(*index) }),
@@ -272,18 +262,22 @@ fn example(stored: &StoredRejection, now: &Now, batch: Option<&RecordBatch>) -> 
         }),
         Now::Truncated => json!({
             "outcome": "truncated",
-            "message": format!("the error log kept {} of its {} bytes", row.payload.len(), row.payload_length),
+            "message": format!(
+                "the error log kept {} of its {} bytes",
+                rejected.payload(row).len(),
+                rejected.payload_length(row)
+            ),
         }),
     };
     json!({
-        "id": stored.id,
-        "version": stored.version,
-        "shard_id": row.shard_id,
-        "sequence_number": row.sequence_number,
-        "sub_sequence": row.sub_sequence,
+        "id": rejected.id(row),
+        "version": rejected.version(row),
+        "shard_id": rejected.shard_id(row),
+        "sequence_number": rejected.sequence_number(row),
+        "sub_sequence": rejected.sub_sequence(row),
         "payload": payload,
         "payload_encoding": encoding,
-        "was": { "reason": row.reason, "field": row.field, "message": row.message },
+        "was": { "reason": rejected.reason(row), "field": rejected.field(row), "message": rejected.message(row) },
         "now": now,
     })
 }
@@ -295,31 +289,6 @@ fn row_json(batch: &RecordBatch, index: usize) -> Option<Value> {
     writer.finish().ok()?;
     let rows: Vec<Value> = serde_json::from_slice(&writer.into_inner()).ok()?;
     rows.into_iter().next()
-}
-
-/// How many stored rows a dry run or a replay reads at once (a page of the error log).
-pub(crate) const PAGE_ROWS: u32 = 4096;
-
-/// A page of `source`'s stored rejected rows not replayed since (only `reason`'s
-/// when given), older than error-log id `before`, newest first.
-pub(crate) fn rejected_page(
-    store: &Store,
-    source: &str,
-    reason: Option<&str>,
-    before: Option<i64>,
-) -> Result<Vec<StoredRejection>, StoreError> {
-    let query = ErrorQuery {
-        source: source.to_owned(),
-        limit: PAGE_ROWS,
-        before,
-        reason: reason.map(str::to_owned),
-        ..ErrorQuery::default()
-    };
-    Ok(store
-        .errors(&query)?
-        .into_iter()
-        .map(|error| StoredRejection { id: Some(error.id), version: Some(error.version), row: error.row })
-        .collect())
 }
 
 /// `POST /api/v1/sources/{name}/replay`'s body.
@@ -420,12 +389,12 @@ pub(crate) async fn replay_source(
             None => {
                 let mut before = None;
                 loop {
-                    let rows = rejected_page(&store, &source.name, reason.as_deref(), before)?;
-                    run.add(&rows).map_err(api_error)?;
-                    if rows.len() < PAGE_ROWS as usize {
+                    let page = rejected_page(&store, &source.name, reason.as_deref(), before)?;
+                    run.add(&page).map_err(api_error)?;
+                    if page.len() < PAGE_ROWS as usize {
                         break;
                     }
-                    before = rows.last().and_then(|row| row.id);
+                    before = page.last_id();
                 }
             }
         }

@@ -17,7 +17,7 @@
 //! log marked with when and by which version, and gains a `REPLAYED` row in
 //! the rejected table; a row still rejected takes its new reason in both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -25,13 +25,14 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tributary_codec::{Decoder, Registries};
-use tributary_sink::table::{REPLAYED_REASON, TableError, TableWriter, WrittenFile, rejected_batch};
+use tributary_sink::table::{TableError, TableWriter, WrittenFile};
 use tributary_sink::{DatasetWriter, failpoint};
 use tributary_source::{Cdc, DatasetFormat, Source};
-use tributary_store::{NewErrorRow, ReplayChunk, ReplayOutcome, Replayed, Store, StoredVersion};
+use tributary_store::{ReplayChunk, ReplayOutcome, Replayed, ShardCounts, Store, StoredVersion};
 
 use crate::errors::ApiError;
-use crate::replay::{Now, PAGE_ROWS, StoredRejection, decode_again, rejected_page};
+use crate::replay::{Now, decode_again};
+use crate::replay_page::{Mark, PAGE_ROWS, RejectedPage, rejected_page, unlogged_page};
 use crate::worker::{WorkerContext, checkpoint_scope};
 
 /// Rows committed together (one chunk), unless their payloads reach [`CHUNK_PAYLOAD_BYTES`] first.
@@ -129,7 +130,7 @@ pub(crate) async fn replay(
         let exhausted = page.is_none();
         // The page's share of the read-ahead budget is given back once it is decoded.
         if let Some((page, _held)) = page {
-            pending.payload_bytes += page.iter().map(|stored| stored.row.payload.len()).sum::<usize>();
+            pending.payload_bytes += page.payload_bytes();
             let decoding_at = std::time::Instant::now();
             let decoded = decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at).await?;
             totals.decoding += decoding_at.elapsed();
@@ -153,6 +154,7 @@ pub(crate) async fn replay(
                 marker: 0,
                 replayed_at,
                 outcomes: decoded.outcomes,
+                counts: decoded.counts.into_values().collect(),
                 files: Vec::new(),
             };
             let landing_at = std::time::Instant::now();
@@ -202,7 +204,7 @@ pub(crate) async fn replay(
 }
 
 /// A page of rejected rows read ahead, holding its share of the read-ahead budget until decoded.
-type PageAhead = (Vec<StoredRejection>, tokio::sync::OwnedSemaphorePermit);
+type PageAhead = (RejectedPage, tokio::sync::OwnedSemaphorePermit);
 
 /// Pages of the source's rejected rows (only `reason`'s when given), newest
 /// first, read ahead on a thread of their own (up to [`READ_AHEAD_BYTES`]):
@@ -230,9 +232,9 @@ fn read_ahead(
                 }
             };
             let last = page.len() < PAGE_ROWS as usize;
-            before = page.last().and_then(|row| row.id);
+            before = page.last_id();
             if !page.is_empty() {
-                let held = page.iter().map(|stored| stored.row.payload.len() + ROW_BYTES).sum::<usize>();
+                let held = page.payload_bytes() + page.len() * ROW_BYTES;
                 let Ok(permit) =
                     runtime.block_on(Arc::clone(&budget).acquire_many_owned(held.min(READ_AHEAD_BYTES) as u32))
                 else {
@@ -256,6 +258,8 @@ fn read_ahead(
 #[derive(Default)]
 struct DecodedPage {
     outcomes: Vec<ReplayOutcome>,
+    /// Rows landed and filtered per shard.
+    counts: BTreeMap<String, ShardCounts>,
     landing: Vec<RecordBatch>,
     /// The rejected table's rows saying what each row gave (`REPLAYED`, or a new reason).
     marks: Vec<RecordBatch>,
@@ -266,6 +270,14 @@ struct DecodedPage {
 impl DecodedPage {
     fn absorb(&mut self, page: DecodedPage) {
         self.outcomes.extend(page.outcomes);
+        for (shard_id, counts) in page.counts {
+            let kept = self
+                .counts
+                .entry(shard_id)
+                .or_insert_with_key(|shard_id| ShardCounts { shard_id: shard_id.clone(), ..ShardCounts::default() });
+            kept.rows += counts.rows;
+            kept.filtered += counts.filtered;
+        }
         self.landing.extend(page.landing);
         self.marks.extend(page.marks);
         self.truncated += page.truncated;
@@ -275,15 +287,17 @@ impl DecodedPage {
 async fn decode_page(
     decoder: Arc<Mutex<Decoder>>,
     source: Source,
-    page: Vec<StoredRejection>,
+    page: RejectedPage,
     replayed_at: DateTime<Utc>,
 ) -> Result<DecodedPage, ApiError> {
     crate::api::off_runtime(move || {
         let mut decoded = DecodedPage::default();
         let mut marks = Vec::new();
+        // Counted by shard as the page holds it, made owned once per shard.
+        let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
         let mut decoder = decoder.lock();
-        let landing = decode_again(&source, &mut decoder, &page, &mut |stored, now, _| {
-            let Some(error_id) = stored.id else { return };
+        let landing = decode_again(&source, &mut decoder, &page, &mut |row, now, _| {
+            let Some(error_id) = page.id(row) else { return };
             let replayed = match now {
                 Now::Truncated => {
                     decoded.truncated += 1;
@@ -297,44 +311,48 @@ async fn decode_page(
                     message: rejection.message(),
                 },
             };
-            if let Some(mark) = mark(&stored.row, &replayed) {
-                marks.push(mark);
+            if let Some(mark) = mark(&page, row, &replayed) {
+                marks.push((row, mark));
             }
-            decoded.outcomes.push(ReplayOutcome { error_id, shard_id: stored.row.shard_id.clone(), replayed });
+            let shard = counts.entry(page.shard_id(row)).or_default();
+            match replayed {
+                Replayed::Landed => shard.0 += 1,
+                Replayed::Filtered => shard.1 += 1,
+                Replayed::StillRejected { .. } => {}
+            }
+            decoded.outcomes.push(ReplayOutcome { error_id, replayed });
         })
         .map_err(crate::replay::api_error)?;
+        decoded.counts = counts
+            .into_iter()
+            .map(|(shard_id, (rows, filtered))| {
+                (
+                    shard_id.to_owned(),
+                    ShardCounts { shard_id: shard_id.to_owned(), rows, filtered, ..ShardCounts::default() },
+                )
+            })
+            .collect();
         decoded.landing = landing;
         decoded
             .marks
-            .push(rejected_batch(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?);
+            .push(page.marks(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?);
         Ok(decoded)
     })
     .await
 }
 
-/// The rejected table's row for a replayed `row`: `REPLAYED`, or its new
-/// reason (none when the reason did not change).
-fn mark(row: &NewErrorRow, replayed: &Replayed) -> Option<NewErrorRow> {
+/// What the rejected table says of row `row` of `page` replayed: `REPLAYED`,
+/// or its new reason (nothing when the reason did not change).
+fn mark(page: &RejectedPage, row: usize, replayed: &Replayed) -> Option<Mark> {
     match replayed {
-        // The record's key and a word; its payload is in the row it marks.
-        Replayed::Landed | Replayed::Filtered => Some(NewErrorRow {
-            shard_id: row.shard_id.clone(),
-            sequence_number: row.sequence_number.clone(),
-            sub_sequence: row.sub_sequence,
-            arrival_time: row.arrival_time,
-            reason: REPLAYED_REASON.to_owned(),
-            field: String::new(),
-            message: if *replayed == Replayed::Landed { "landed" } else { "filtered" }.to_owned(),
-            payload: Vec::new(),
-            payload_length: 0,
-        }),
+        Replayed::Landed => Some(Mark::Replayed { landed: true }),
+        Replayed::Filtered => Some(Mark::Replayed { landed: false }),
         Replayed::StillRejected { reason, field, message } => {
-            let unchanged = *reason == row.reason && *field == row.field && *message == row.message;
-            (!unchanged).then(|| NewErrorRow {
+            let unchanged = reason == page.reason(row) && field == page.field(row) && message == page.message(row);
+            (!unchanged).then(|| Mark::Reason {
                 reason: reason.clone(),
                 field: field.clone(),
                 message: message.clone(),
-                ..row.clone()
             })
         }
     }
@@ -476,7 +494,7 @@ pub(crate) async fn settle_prepared(
     let prepared = crate::api::off_runtime(move || Ok(owned.0.prepared_replay(&owned.1)?))
         .await
         .map_err(|error| format!("{error:?}"))?;
-    let Some(chunk) = prepared.map(|prepared| prepared.chunk) else { return Ok(None) };
+    let Some(chunk) = prepared else { return Ok(None) };
     let table_marker =
         rows.replay_marker(source).await.map_err(|error| format!("reading the replay marker: {error}"))?;
     let landed = table_marker >= chunk.marker;
@@ -489,13 +507,15 @@ pub(crate) async fn settle_prepared(
             let logged = crate::api::off_runtime(move || Ok(owned.0.errors_by_id(&owned.1, &ids)?))
                 .await
                 .map_err(|error| format!("{error:?}"))?;
-            let by_id: HashMap<i64, NewErrorRow> = logged.into_iter().map(|error| (error.id, error.row)).collect();
-            let marks: Vec<NewErrorRow> = chunk
-                .outcomes
+            let outcomes: HashMap<i64, &Replayed> =
+                chunk.outcomes.iter().map(|outcome| (outcome.error_id, &outcome.replayed)).collect();
+            let page = unlogged_page(logged.iter().map(|error| &error.row));
+            let marks: Vec<(usize, Mark)> = logged
                 .iter()
-                .filter_map(|outcome| mark(by_id.get(&outcome.error_id)?, &outcome.replayed))
+                .enumerate()
+                .filter_map(|(row, error)| Some((row, mark(&page, row, outcomes.get(&error.id)?)?)))
                 .collect();
-            let marks = rejected_batch(&marks, chunk.replayed_at).map_err(|error| format!("marks: {error}"))?;
+            let marks = page.marks(&marks, chunk.replayed_at).map_err(|error| format!("marks: {error}"))?;
             let written = write_marks(rejected, vec![marks]).map_err(|error| format!("{error:?}"))?;
             rejected.upload(&written).await.map_err(|error| error.to_string())?;
             let files = written.into_iter().map(|file| file.data_file).collect();

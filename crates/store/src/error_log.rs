@@ -163,33 +163,102 @@ pub(crate) fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
 pub(crate) const NOT_REPLAYED: &str = "COALESCE((SELECT marks.last_id FROM error_replays AS marks
      WHERE marks.first_id <= error_log.id ORDER BY marks.first_id DESC LIMIT 1), -1) < error_log.id";
 
-/// The columns [`error_row`] reads, in its order (by position: a name is looked up per row).
+/// The columns [`error_row_ref`] reads, in its order (by position: a name is looked up per row).
 const ERROR_COLUMNS: &str = "id, source, version, rejected_at_micros, shard_id, sequence_number, sub_sequence, \
      arrival_time_micros, reason, field, message, payload, payload_length";
 
-fn error_row(row: &Row<'_>) -> rusqlite::Result<ErrorRow> {
-    Ok(ErrorRow {
+/// A logged rejected record as SQLite holds it while it is read: lent, not
+/// copied, so reading many rows allocates nothing per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorRowRef<'a> {
+    /// Its id; larger is newer.
+    pub id: i64,
+    /// The source that rejected it.
+    pub source: &'a str,
+    /// The source version that rejected it.
+    pub version: u64,
+    /// When it was rejected, in microseconds since the epoch.
+    pub rejected_at_micros: i64,
+    /// The shard it was read from.
+    pub shard_id: &'a str,
+    /// Its sequence number.
+    pub sequence_number: &'a str,
+    /// Its KPL sub-sequence, if any.
+    pub sub_sequence: Option<u64>,
+    /// When Kinesis received it, in microseconds since the epoch.
+    pub arrival_time_micros: i64,
+    /// The reason code.
+    pub reason: &'a str,
+    /// The dataset field at fault (empty for the whole record).
+    pub field: &'a str,
+    /// The explanation.
+    pub message: &'a str,
+    /// The payload as kept (capped).
+    pub payload: &'a [u8],
+    /// The payload's length before capping.
+    pub payload_length: u64,
+}
+
+impl ErrorRowRef<'_> {
+    /// The row, copied out.
+    pub fn to_row(&self) -> Result<ErrorRow, StoreError> {
+        Ok(ErrorRow {
+            id: self.id,
+            source: self.source.to_owned(),
+            version: self.version,
+            rejected_at: time(self.rejected_at_micros)?,
+            row: NewErrorRow {
+                shard_id: self.shard_id.to_owned(),
+                sequence_number: self.sequence_number.to_owned(),
+                sub_sequence: self.sub_sequence,
+                arrival_time: time(self.arrival_time_micros)?,
+                reason: self.reason.to_owned(),
+                field: self.field.to_owned(),
+                message: self.message.to_owned(),
+                payload: self.payload.to_vec(),
+                payload_length: self.payload_length,
+            },
+        })
+    }
+}
+
+fn error_row_ref<'a>(row: &'a Row<'_>) -> rusqlite::Result<ErrorRowRef<'a>> {
+    let text = |index: usize| -> rusqlite::Result<&'a str> { Ok(row.get_ref(index)?.as_str()?) };
+    Ok(ErrorRowRef {
         id: row.get(0)?,
-        source: row.get(1)?,
+        source: text(1)?,
         version: row.get::<_, i64>(2)? as u64,
-        rejected_at: time(row.get(3)?)?,
-        row: NewErrorRow {
-            shard_id: row.get(4)?,
-            sequence_number: row.get(5)?,
-            sub_sequence: row.get::<_, Option<i64>>(6)?.map(|sub| sub as u64),
-            arrival_time: time(row.get(7)?)?,
-            reason: row.get(8)?,
-            field: row.get(9)?,
-            message: row.get(10)?,
-            payload: row.get(11)?,
-            payload_length: row.get::<_, i64>(12)? as u64,
-        },
+        rejected_at_micros: row.get(3)?,
+        shard_id: text(4)?,
+        sequence_number: text(5)?,
+        sub_sequence: row.get::<_, Option<i64>>(6)?.map(|sub| sub as u64),
+        arrival_time_micros: row.get(7)?,
+        reason: text(8)?,
+        field: text(9)?,
+        message: text(10)?,
+        payload: row.get_ref(11)?.as_blob()?,
+        payload_length: row.get::<_, i64>(12)? as u64,
     })
 }
 
 impl Store {
     /// A source's rejected records not replayed since, newest first.
     pub fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.for_each_error(query, |row| {
+            rows.push(row.to_row()?);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// [`Store::errors`], each row lent to `each` as SQLite holds it rather
+    /// than copied out: for reading many rows (a replay's pages).
+    pub fn for_each_error(
+        &self,
+        query: &ErrorQuery,
+        mut each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let connection = self.reading();
         let mut statement = connection.prepare_cached(&format!(
             "SELECT {ERROR_COLUMNS} FROM error_log
@@ -199,20 +268,20 @@ impl Store {
                AND {NOT_REPLAYED}
              ORDER BY id DESC LIMIT ?4"
         ))?;
-        let rows = statement.query_map(
-            params![
-                query.source,
-                query.before,
-                query.reason,
-                query.limit,
-                query.field,
-                query.shard_id,
-                query.since.map(|at| at.timestamp_micros()),
-                query.until.map(|at| at.timestamp_micros())
-            ],
-            error_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = statement.query(params![
+            query.source,
+            query.before,
+            query.reason,
+            query.limit,
+            query.field,
+            query.shard_id,
+            query.since.map(|at| at.timestamp_micros()),
+            query.until.map(|at| at.timestamp_micros())
+        ])?;
+        while let Some(row) = rows.next()? {
+            each(error_row_ref(row)?)?;
+        }
+        Ok(())
     }
 
     /// How many of a source's rejected records (not replayed since) match
@@ -246,8 +315,9 @@ impl Store {
             .prepare_cached(&format!("SELECT {ERROR_COLUMNS} FROM error_log WHERE source = ?1 AND id = ?2"))?;
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(row) = statement.query_row(params![source, id], error_row).optional()? {
-                rows.push(row);
+            let found = statement.query_row(params![source, id], |row| Ok(error_row_ref(row)?.to_row())).optional()?;
+            if let Some(row) = found {
+                rows.push(row?);
             }
         }
         Ok(rows)

@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use batches::{BatchCommit, ManifestFile, ShardCounts};
-pub use error_log::{ErrorQuery, ErrorRetention, ErrorRow, NewErrorRow};
-pub use replays::{PreparedReplay, ReplayChunk, ReplayMark, ReplayOutcome, Replayed};
+pub use error_log::{ErrorQuery, ErrorRetention, ErrorRow, ErrorRowRef, NewErrorRow};
+pub use replays::{ReplayChunk, ReplayMark, ReplayOutcome, Replayed};
 pub use sources::{NewVersion, SourceSummary, StoredVersion};
 
 /// Why the store failed.

@@ -9,8 +9,6 @@
 //! commit, a chunk is first recorded as prepared ([`Store::prepare_replay`])
 //! and settled once that commit is known to have landed or not, like a batch.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -51,8 +49,6 @@ impl Replayed {
 pub struct ReplayOutcome {
     /// The row's id in the error log.
     pub error_id: i64,
-    /// The shard it was read from (for the counters).
-    pub shard_id: String,
     /// What it gave.
     pub replayed: Replayed,
 }
@@ -72,35 +68,10 @@ pub struct ReplayChunk {
     pub replayed_at: DateTime<Utc>,
     /// Every row of the chunk.
     pub outcomes: Vec<ReplayOutcome>,
+    /// Its rows landed (`rows`) and filtered per shard, for the shards' counters.
+    pub counts: Vec<ShardCounts>,
     /// The files the landed rows were written to.
     pub files: Vec<ManifestFile>,
-}
-
-impl ReplayChunk {
-    /// Rows landed and filtered per shard.
-    pub fn counts(&self) -> Vec<ShardCounts> {
-        let mut counts: BTreeMap<&str, ShardCounts> = BTreeMap::new();
-        for outcome in &self.outcomes {
-            let shard = counts
-                .entry(outcome.shard_id.as_str())
-                .or_insert_with(|| ShardCounts { shard_id: outcome.shard_id.clone(), ..ShardCounts::default() });
-            match outcome.replayed {
-                Replayed::Landed => shard.rows += 1,
-                Replayed::Filtered => shard.filtered += 1,
-                Replayed::StillRejected { .. } => {}
-            }
-        }
-        counts.into_values().collect()
-    }
-}
-
-/// A replay chunk as the store remembers it before its table commit settles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedReplay {
-    /// The chunk (its outcomes without shards).
-    pub chunk: ReplayChunk,
-    /// Its rows landed and filtered per shard.
-    pub counts: Vec<ShardCounts>,
 }
 
 /// A replayed row as the error log keeps it.
@@ -120,7 +91,7 @@ impl Store {
     pub fn commit_replay(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        apply_chunk(&transaction, chunk, &chunk.counts())?;
+        apply_chunk(&transaction, chunk)?;
         transaction.commit()?;
         Ok(())
     }
@@ -134,7 +105,7 @@ impl Store {
             id_ranges(chunk.outcomes.iter().filter(|o| &o.replayed == wanted).map(|o| o.error_id))
         };
         let counts: String = chunk
-            .counts()
+            .counts
             .iter()
             .map(|counts| format!("{}\t{}\t{}\n", counts.shard_id, counts.rows, counts.filtered))
             .collect();
@@ -171,8 +142,8 @@ impl Store {
     }
 
     /// The source's prepared replay chunk, if a stop came before it was
-    /// settled (its outcomes in id order; their shards are in its counts only).
-    pub fn prepared_replay(&self, source: &str) -> Result<Option<PreparedReplay>, StoreError> {
+    /// settled (its outcomes in id order).
+    pub fn prepared_replay(&self, source: &str) -> Result<Option<ReplayChunk>, StoreError> {
         let connection = self.connection.lock();
         let head = connection
             .query_row(
@@ -195,7 +166,7 @@ impl Store {
         let mut outcomes = Vec::new();
         for (ranges, replayed) in [(&landed, Replayed::Landed), (&filtered, Replayed::Filtered)] {
             for error_id in parse_ranges(ranges)? {
-                outcomes.push(ReplayOutcome { error_id, shard_id: String::new(), replayed: replayed.clone() });
+                outcomes.push(ReplayOutcome { error_id, replayed: replayed.clone() });
             }
         }
         let mut rows = connection.prepare(
@@ -204,7 +175,6 @@ impl Store {
         let rejected = rows.query_map([source], |row| {
             Ok(ReplayOutcome {
                 error_id: row.get(0)?,
-                shard_id: String::new(),
                 replayed: Replayed::StillRejected { reason: row.get(1)?, field: row.get(2)?, message: row.get(3)? },
             })
         })?;
@@ -234,15 +204,15 @@ impl Store {
             };
             shard_counts.push(ShardCounts { shard_id, rows, filtered, ..ShardCounts::default() });
         }
-        let chunk = ReplayChunk {
+        Ok(Some(ReplayChunk {
             source: source.to_owned(),
             version: version as u64,
             marker: marker as u64,
             replayed_at: time(replayed_at)?,
             outcomes,
+            counts: shard_counts,
             files,
-        };
-        Ok(Some(PreparedReplay { chunk, counts: shard_counts }))
+        }))
     }
 
     /// Settles the source's prepared replay chunk, if it has one: applied
@@ -254,7 +224,7 @@ impl Store {
         let transaction = connection.transaction()?;
         let Some(prepared) = prepared else { return Ok(false) };
         if landed {
-            apply_chunk(&transaction, &prepared.chunk, &prepared.counts)?;
+            apply_chunk(&transaction, &prepared)?;
         }
         forget_prepared(&transaction, source)?;
         transaction.commit()?;
@@ -267,7 +237,7 @@ impl Store {
     pub fn settle_replay_landed(&self, chunk: &ReplayChunk) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
         let transaction = connection.transaction()?;
-        apply_chunk(&transaction, chunk, &chunk.counts())?;
+        apply_chunk(&transaction, chunk)?;
         forget_prepared(&transaction, &chunk.source)?;
         transaction.commit()?;
         Ok(())
@@ -310,9 +280,9 @@ fn forget_prepared(transaction: &Transaction<'_>, source: &str) -> Result<(), St
 }
 
 /// Marks the chunk's rows, enters its files in the manifest and adds its
-/// `counts`. A chunk applied again (its rows marked already) marks and
-/// adds nothing.
-fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk, counts: &[ShardCounts]) -> Result<(), StoreError> {
+/// counts. A chunk applied again (its rows marked already) marks and adds
+/// nothing.
+fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk) -> Result<(), StoreError> {
     let at = chunk.replayed_at.timestamp_micros();
     let mut marked = 0;
     // One row per run of consecutive ids, not a write to each row (its pages hold the payloads).
@@ -364,7 +334,7 @@ fn apply_chunk(transaction: &Transaction<'_>, chunk: &ReplayChunk, counts: &[Sha
         )?;
     }
     if marked > 0 {
-        for shard in counts.iter().filter(|shard| shard.rows > 0 || shard.filtered > 0) {
+        for shard in chunk.counts.iter().filter(|shard| shard.rows > 0 || shard.filtered > 0) {
             add_counts(transaction, &chunk.source, shard)?;
         }
     }
@@ -466,11 +436,10 @@ mod tests {
             marker: 1,
             replayed_at: Utc::now(),
             outcomes: vec![
-                ReplayOutcome { error_id: ids[0], shard_id: "shard-0".into(), replayed: Replayed::Landed },
-                ReplayOutcome { error_id: ids[1], shard_id: "shard-0".into(), replayed: Replayed::Filtered },
+                ReplayOutcome { error_id: ids[0], replayed: Replayed::Landed },
+                ReplayOutcome { error_id: ids[1], replayed: Replayed::Filtered },
                 ReplayOutcome {
                     error_id: ids[2],
-                    shard_id: "shard-0".into(),
                     replayed: Replayed::StillRejected {
                         reason: "MISSING_FIELD".into(),
                         field: "name".into(),
@@ -478,6 +447,7 @@ mod tests {
                     },
                 },
             ],
+            counts: vec![ShardCounts { shard_id: "shard-0".into(), rows: 1, filtered: 1, ..ShardCounts::default() }],
             files: vec![ManifestFile { dataset: "d".into(), path: "d/r.parquet".into(), rows: 1, bytes: 10 }],
         }
     }
@@ -487,13 +457,9 @@ mod tests {
         let (store, ids) = store_with_three_rejections();
         store.prepare_replay(&chunk(&ids)).expect("prepare");
         let prepared = store.prepared_replay("s").expect("read").expect("prepared");
-        let outcomes: Vec<(i64, Replayed)> =
-            prepared.chunk.outcomes.iter().map(|outcome| (outcome.error_id, outcome.replayed.clone())).collect();
-        let expected: Vec<(i64, Replayed)> =
-            chunk(&ids).outcomes.iter().map(|outcome| (outcome.error_id, outcome.replayed.clone())).collect();
-        assert_eq!(outcomes, expected, "every row's outcome, in id order");
-        assert_eq!(prepared.counts, chunk(&ids).counts());
-        assert_eq!((prepared.chunk.marker, prepared.chunk.version, prepared.chunk.files.len()), (1, 2, 1));
+        assert_eq!(prepared.outcomes, chunk(&ids).outcomes, "every row's outcome, in id order");
+        assert_eq!(prepared.counts, chunk(&ids).counts);
+        assert_eq!((prepared.marker, prepared.version, prepared.files.len()), (1, 2, 1));
         assert_eq!(store.errors(&all()).expect("errors").len(), 3, "nothing marked before it is settled");
 
         assert!(store.settle_replay("s", false).expect("settle"));
@@ -543,10 +509,8 @@ mod tests {
             version: 2,
             marker: 0,
             replayed_at: Utc::now(),
-            outcomes: ids
-                .iter()
-                .map(|&error_id| ReplayOutcome { error_id, shard_id: "shard-0".into(), replayed: Replayed::Landed })
-                .collect(),
+            outcomes: ids.iter().map(|&error_id| ReplayOutcome { error_id, replayed: Replayed::Landed }).collect(),
+            counts: vec![ShardCounts { shard_id: "shard-0".into(), rows: ids.len() as u64, ..ShardCounts::default() }],
             files: Vec::new(),
         }
     }

@@ -1,0 +1,286 @@
+//! A page of stored rejected rows, column by column, for dry runs and
+//! replays: read from the error log without a copy per row, decoded again
+//! from its payload column, and turned into the rejected table's marks by
+//! selecting its rows rather than rebuilding each one.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
+};
+use arrow_schema::ArrowError;
+use chrono::{DateTime, Utc};
+use tributary_sink::table::{REPLAYED_REASON, rejected_schema};
+use tributary_store::{ErrorQuery, ErrorRowRef, NewErrorRow, Store, StoreError};
+
+/// How many stored rows a dry run or a replay reads at once (a page of the error log).
+pub(crate) const PAGE_ROWS: u32 = 4096;
+
+/// Rejected rows as stored, in the order read.
+#[derive(Debug)]
+pub(crate) struct RejectedPage {
+    /// Their ids in this node's error log (none when read from the rejected table).
+    ids: Vec<Option<i64>>,
+    /// The source versions that rejected them, when known.
+    versions: Vec<Option<u64>>,
+    shard_id: StringArray,
+    sequence_number: StringArray,
+    sub_sequence: Int64Array,
+    arrival_time: TimestampMicrosecondArray,
+    reason: StringArray,
+    field: StringArray,
+    message: StringArray,
+    payload: BinaryArray,
+    payload_length: Int64Array,
+}
+
+/// What a replayed row says in the rejected table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// It landed (`landed`) or the rules left it out (`filtered`): a
+    /// `REPLAYED` row with the record's key, its payload being in the row it marks.
+    Replayed { landed: bool },
+    /// Still refused, for a reason other than the one it was logged with: the row again, with it.
+    Reason { reason: String, field: String, message: String },
+}
+
+impl RejectedPage {
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub(crate) fn id(&self, row: usize) -> Option<i64> {
+        self.ids[row]
+    }
+
+    /// The last row's id in the error log (where the next page starts, newest first).
+    pub(crate) fn last_id(&self) -> Option<i64> {
+        self.ids.last().copied().flatten()
+    }
+
+    pub(crate) fn version(&self, row: usize) -> Option<u64> {
+        self.versions[row]
+    }
+
+    pub(crate) fn shard_id(&self, row: usize) -> &str {
+        self.shard_id.value(row)
+    }
+
+    pub(crate) fn sequence_number(&self, row: usize) -> &str {
+        self.sequence_number.value(row)
+    }
+
+    pub(crate) fn sub_sequence(&self, row: usize) -> Option<u64> {
+        self.sub_sequence.is_valid(row).then(|| self.sub_sequence.value(row) as u64)
+    }
+
+    pub(crate) fn arrival_time_micros(&self, row: usize) -> i64 {
+        self.arrival_time.value(row)
+    }
+
+    pub(crate) fn reason(&self, row: usize) -> &str {
+        self.reason.value(row)
+    }
+
+    pub(crate) fn field(&self, row: usize) -> &str {
+        self.field.value(row)
+    }
+
+    pub(crate) fn message(&self, row: usize) -> &str {
+        self.message.value(row)
+    }
+
+    pub(crate) fn payload(&self, row: usize) -> &[u8] {
+        self.payload.value(row)
+    }
+
+    /// The record's full length (the payload may be kept in part).
+    pub(crate) fn payload_length(&self, row: usize) -> u64 {
+        self.payload_length.value(row) as u64
+    }
+
+    /// Whether the error log kept only part of the row's payload.
+    pub(crate) fn truncated(&self, row: usize) -> bool {
+        (self.payload(row).len() as u64) < self.payload_length(row)
+    }
+
+    /// The payloads' bytes, all rows together.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        self.payload.values().len()
+    }
+
+    /// The rejected table's rows for the rows given `marks` (by row index),
+    /// stamped `replayed_at`.
+    pub(crate) fn marks(&self, marks: &[(usize, Mark)], replayed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
+        let rows = UInt32Array::from_iter_values(marks.iter().map(|(row, _)| *row as u32));
+        let take = |column: &dyn Array| arrow_select::take::take(column, &rows, None);
+        let said = |what: fn(&Mark, usize) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(marks.iter().map(|(row, mark)| what(mark, *row))))
+        };
+        let (mut payload, mut payload_length) =
+            (BinaryBuilder::with_capacity(marks.len(), 0), Int64Builder::with_capacity(marks.len()));
+        for (row, mark) in marks {
+            match mark {
+                Mark::Replayed { .. } => {
+                    payload.append_value([]);
+                    payload_length.append_value(0);
+                }
+                Mark::Reason { .. } => {
+                    payload.append_value(self.payload(*row));
+                    payload_length.append_value(self.payload_length.value(*row));
+                }
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            said(|mark, _| match mark {
+                Mark::Replayed { .. } => REPLAYED_REASON,
+                Mark::Reason { reason, .. } => reason,
+            }),
+            said(|mark, _| match mark {
+                Mark::Replayed { .. } => "",
+                Mark::Reason { field, .. } => field,
+            }),
+            said(|mark, _| match mark {
+                Mark::Replayed { landed: true } => "landed",
+                Mark::Replayed { landed: false } => "filtered",
+                Mark::Reason { message, .. } => message,
+            }),
+            take(&self.shard_id)?,
+            take(&self.sequence_number)?,
+            take(&self.sub_sequence)?,
+            take(&self.arrival_time)?,
+            Arc::new(
+                TimestampMicrosecondArray::from_value(replayed_at.timestamp_micros(), marks.len()).with_timezone("UTC"),
+            ),
+            Arc::new(payload.finish()),
+            Arc::new(payload_length.finish()),
+        ];
+        RecordBatch::try_new(Arc::new(rejected_schema()), columns)
+    }
+}
+
+/// A [`RejectedPage`] being filled, row by row.
+#[derive(Debug)]
+pub(crate) struct PageBuilder {
+    ids: Vec<Option<i64>>,
+    versions: Vec<Option<u64>>,
+    shard_id: StringBuilder,
+    sequence_number: StringBuilder,
+    sub_sequence: Int64Builder,
+    arrival_time: TimestampMicrosecondBuilder,
+    reason: StringBuilder,
+    field: StringBuilder,
+    message: StringBuilder,
+    payload: BinaryBuilder,
+    payload_length: Int64Builder,
+}
+
+impl Default for PageBuilder {
+    fn default() -> PageBuilder {
+        PageBuilder {
+            ids: Vec::new(),
+            versions: Vec::new(),
+            shard_id: StringBuilder::new(),
+            sequence_number: StringBuilder::new(),
+            sub_sequence: Int64Builder::new(),
+            arrival_time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            reason: StringBuilder::new(),
+            field: StringBuilder::new(),
+            message: StringBuilder::new(),
+            payload: BinaryBuilder::new(),
+            payload_length: Int64Builder::new(),
+        }
+    }
+}
+
+impl PageBuilder {
+    /// A row of this node's error log.
+    pub(crate) fn push_logged(&mut self, row: &ErrorRowRef<'_>) {
+        self.ids.push(Some(row.id));
+        self.versions.push(Some(row.version));
+        self.push_record(
+            (row.shard_id, row.sequence_number, row.sub_sequence, row.arrival_time_micros),
+            (row.reason, row.field, row.message),
+            (row.payload, row.payload_length),
+        );
+    }
+
+    /// A rejected row known by its record alone (read from the rejected table).
+    pub(crate) fn push_unlogged(&mut self, row: &NewErrorRow) {
+        self.ids.push(None);
+        self.versions.push(None);
+        self.push_record(
+            (&row.shard_id, &row.sequence_number, row.sub_sequence, row.arrival_time.timestamp_micros()),
+            (&row.reason, &row.field, &row.message),
+            (&row.payload, row.payload_length),
+        );
+    }
+
+    fn push_record(
+        &mut self,
+        (shard_id, sequence_number, sub_sequence, arrival_time_micros): (&str, &str, Option<u64>, i64),
+        (reason, field, message): (&str, &str, &str),
+        (payload, payload_length): (&[u8], u64),
+    ) {
+        self.shard_id.append_value(shard_id);
+        self.sequence_number.append_value(sequence_number);
+        self.sub_sequence.append_option(sub_sequence.and_then(|sub| i64::try_from(sub).ok()));
+        self.arrival_time.append_value(arrival_time_micros);
+        self.reason.append_value(reason);
+        self.field.append_value(field);
+        self.message.append_value(message);
+        self.payload.append_value(payload);
+        self.payload_length.append_value(i64::try_from(payload_length).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn finish(mut self) -> RejectedPage {
+        RejectedPage {
+            ids: self.ids,
+            versions: self.versions,
+            shard_id: self.shard_id.finish(),
+            sequence_number: self.sequence_number.finish(),
+            sub_sequence: self.sub_sequence.finish(),
+            arrival_time: self.arrival_time.finish(),
+            reason: self.reason.finish(),
+            field: self.field.finish(),
+            message: self.message.finish(),
+            payload: self.payload.finish(),
+            payload_length: self.payload_length.finish(),
+        }
+    }
+}
+
+/// A page of `source`'s stored rejected rows not replayed since (only
+/// `reason`'s when given), older than error-log id `before`, newest first.
+pub(crate) fn rejected_page(
+    store: &Store,
+    source: &str,
+    reason: Option<&str>,
+    before: Option<i64>,
+) -> Result<RejectedPage, StoreError> {
+    let query = ErrorQuery {
+        source: source.to_owned(),
+        limit: PAGE_ROWS,
+        before,
+        reason: reason.map(str::to_owned),
+        ..ErrorQuery::default()
+    };
+    let mut page = PageBuilder::default();
+    store.for_each_error(&query, |row| {
+        page.push_logged(&row);
+        Ok(())
+    })?;
+    Ok(page.finish())
+}
+
+/// `rows` (read from the rejected table) as a page.
+pub(crate) fn unlogged_page<'a>(rows: impl IntoIterator<Item = &'a NewErrorRow>) -> RejectedPage {
+    let mut page = PageBuilder::default();
+    rows.into_iter().for_each(|row| page.push_unlogged(row));
+    page.finish()
+}
