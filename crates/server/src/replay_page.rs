@@ -12,10 +12,10 @@ use arrow_array::{
 use arrow_schema::ArrowError;
 use chrono::{DateTime, Utc};
 use tributary_sink::table::{REPLAYED_REASON, rejected_schema};
-use tributary_store::{ErrorQuery, ErrorRowRef, NewErrorRow, Store, StoreError};
+use tributary_store::{ErrorRowRef, NewErrorRow, Store, StoreError};
 
 /// How many stored rows a dry run or a replay reads at once (a page of the error log).
-pub(crate) const PAGE_ROWS: u32 = 4096;
+const PAGE_ROWS: u32 = 4096;
 
 /// Rejected rows as stored, in the order read.
 #[derive(Debug)]
@@ -56,11 +56,6 @@ impl RejectedPage {
 
     pub(crate) fn id(&self, row: usize) -> Option<i64> {
         self.ids[row]
-    }
-
-    /// The last row's id in the error log (where the next page starts, newest first).
-    pub(crate) fn last_id(&self) -> Option<i64> {
-        self.ids.last().copied().flatten()
     }
 
     pub(crate) fn version(&self, row: usize) -> Option<u64> {
@@ -256,26 +251,21 @@ impl PageBuilder {
 }
 
 /// A page of `source`'s stored rejected rows not replayed since (only
-/// `reason`'s when given), older than error-log id `before`, newest first.
+/// `reason`'s when given), older than error-log id `before`, newest first,
+/// and where the next page begins (`None` after the last). A page holds at
+/// most [`PAGE_ROWS`] rows, and may hold none while others follow.
 pub(crate) fn rejected_page(
     store: &Store,
     source: &str,
     reason: Option<&str>,
     before: Option<i64>,
-) -> Result<RejectedPage, StoreError> {
-    let query = ErrorQuery {
-        source: source.to_owned(),
-        limit: PAGE_ROWS,
-        before,
-        reason: reason.map(str::to_owned),
-        ..ErrorQuery::default()
-    };
+) -> Result<(RejectedPage, Option<i64>), StoreError> {
     let mut page = PageBuilder::default();
-    store.for_each_error(&query, |row| {
+    let next = store.for_each_error_in_page(source, reason, before, PAGE_ROWS, |row| {
         page.push_logged(&row);
         Ok(())
     })?;
-    Ok(page.finish())
+    Ok((page.finish(), next))
 }
 
 /// `rows` (read from the rejected table) as a page.

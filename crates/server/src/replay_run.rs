@@ -32,7 +32,7 @@ use tributary_store::{ReplayChunk, ReplayOutcome, Replayed, ShardCounts, Store, 
 
 use crate::errors::ApiError;
 use crate::replay::{Now, decode_again};
-use crate::replay_page::{Mark, PAGE_ROWS, RejectedPage, rejected_page, unlogged_page};
+use crate::replay_page::{Mark, RejectedPage, rejected_page, unlogged_page};
 use crate::worker::{WorkerContext, checkpoint_scope};
 
 /// Rows committed together (one chunk), unless their payloads reach [`CHUNK_PAYLOAD_BYTES`] first.
@@ -224,15 +224,14 @@ fn read_ahead(
             let started = std::time::Instant::now();
             let page = rejected_page(&store, &source, reason.as_deref(), before);
             spent += started.elapsed();
-            let page = match page {
+            let (page, next) = match page {
                 Ok(page) => page,
                 Err(error) => {
                     let _ = pages.send(Err(ApiError::from(error)));
                     return spent;
                 }
             };
-            let last = page.len() < PAGE_ROWS as usize;
-            before = page.last_id();
+            before = next;
             if !page.is_empty() {
                 let held = page.payload_bytes() + page.len() * ROW_BYTES;
                 let Ok(permit) =
@@ -245,7 +244,7 @@ fn read_ahead(
                     return spent;
                 }
             }
-            if last {
+            if next.is_none() {
                 return spent;
             }
         }

@@ -284,6 +284,49 @@ impl Store {
         Ok(())
     }
 
+    /// A page of a source's rejected records not replayed since (only
+    /// `reason`'s when given), for reading the whole log newest first: those
+    /// among its `limit` newest rows older than id `before`, each lent to
+    /// `each`. Returns where the next page begins (`None` after the last).
+    ///
+    /// A page is an id range found first through the source's index. When
+    /// the source holds most ids of the range (a log one source fills), the
+    /// range is read straight from the table in id order; a lookup through
+    /// the index for each row cost twice as much.
+    pub fn for_each_error_in_page(
+        &self,
+        source: &str,
+        reason: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+        mut each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
+    ) -> Result<Option<i64>, StoreError> {
+        let connection = self.reading();
+        let before = before.unwrap_or(i64::MAX);
+        let (range, rows): (Option<(i64, i64)>, i64) = connection
+            .prepare_cached(
+                "SELECT MIN(id), MAX(id), COUNT(*) FROM
+                     (SELECT id FROM error_log WHERE source = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)",
+            )?
+            .query_row(params![source, before, limit], |row| {
+                let (lowest, highest): (Option<i64>, Option<i64>) = (row.get(0)?, row.get(1)?);
+                Ok((lowest.zip(highest), row.get(2)?))
+            })?;
+        let Some((lowest, highest)) = range else { return Ok(None) };
+        let dense = highest - lowest < 2 * rows;
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {ERROR_COLUMNS} FROM error_log {}
+             WHERE id >= ?1 AND id < ?2 AND source = ?3 AND (?4 IS NULL OR reason = ?4) AND {NOT_REPLAYED}
+             ORDER BY id DESC",
+            if dense { "NOT INDEXED" } else { "" }
+        ))?;
+        let mut found = statement.query(params![lowest, before, source, reason])?;
+        while let Some(row) = found.next()? {
+            each(error_row_ref(row)?)?;
+        }
+        Ok((rows >= i64::from(limit)).then_some(lowest))
+    }
+
     /// How many of a source's rejected records (not replayed since) match
     /// `query`'s filters but its reason, by reason code, most first.
     pub fn error_counts(&self, query: &ErrorQuery) -> Result<Vec<(String, u64)>, StoreError> {

@@ -546,6 +546,57 @@ mod tests {
         assert_eq!(counts, [("TYPE_MISMATCH".to_owned(), 3)]);
     }
 
+    /// Every id `source`'s pages of `limit` rows give, in the order read, and how many pages.
+    fn paged(store: &Store, source: &str, limit: u32) -> (Vec<i64>, usize) {
+        let (mut ids, mut pages, mut before) = (Vec::new(), 0, None);
+        loop {
+            pages += 1;
+            let next = store
+                .for_each_error_in_page(source, None, before, limit, |row| {
+                    ids.push(row.id);
+                    Ok(())
+                })
+                .expect("page");
+            let Some(next) = next else { return (ids, pages) };
+            before = Some(next);
+        }
+    }
+
+    #[test]
+    fn pages_read_a_sources_rows_once_newest_first_whether_it_fills_the_log_or_not() {
+        let store = Store::open_in_memory().expect("store");
+        // `a` fills the log's first ids (read straight from the table); then `a` rejects two
+        // rows to each of `b`'s, so `b`'s pages are read through its index.
+        let alone: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+        commit_rejections(
+            &store,
+            "a",
+            &alone.iter().map(String::as_str).collect::<Vec<_>>(),
+            ErrorRetention::default(),
+        );
+        for round in 0..5 {
+            commit_rejections(&store, "a", &[&format!("{round}a1"), &format!("{round}a2")], ErrorRetention::default());
+            commit_rejections(&store, "b", &[&format!("{round}b")], ErrorRetention::default());
+        }
+        let (a, b) = (ids(&store, "a"), ids(&store, "b"));
+        // Two of `a`'s rows replayed: no page gives them.
+        store.commit_replay(&landed("a", &a[3..5])).expect("replay");
+        for limit in [1, 3, 4, 100] {
+            let (read, pages) = paged(&store, "a", limit);
+            let mut expected: Vec<i64> = a.iter().copied().filter(|id| !a[3..5].contains(id)).collect();
+            expected.reverse();
+            assert_eq!(read, expected, "pages of {limit}");
+            // A full page cannot tell it is the last: one more, empty, says so.
+            assert_eq!(pages, a.len() / limit as usize + 1, "pages of {limit}");
+        }
+        for limit in [2, 100] {
+            let (read, _) = paged(&store, "b", limit);
+            assert_eq!(read, b.iter().rev().copied().collect::<Vec<_>>(), "pages of {limit}");
+        }
+        let (read, pages) = paged(&store, "nobody", 4);
+        assert_eq!((read, pages), (Vec::new(), 1));
+    }
+
     #[test]
     fn retention_drops_the_marks_of_rows_it_dropped() {
         let store = Store::open_in_memory().expect("store");
