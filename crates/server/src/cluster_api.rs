@@ -9,7 +9,6 @@ use axum::extract::State;
 use chrono::DateTime;
 use serde_json::{Value, json};
 use tributary_cluster::{Lease, LeaseCheckpoint};
-use tributary_store::NewErrorRow;
 
 use crate::AppState;
 use crate::errors::ApiError;
@@ -114,12 +113,11 @@ pub(crate) async fn rejected_rows_of(
     reason: Option<String>,
 ) -> Result<crate::replay_page::RejectedPage, ApiError> {
     let (_, rows) = read_rejected(state, version).await?;
-    let rows: Vec<NewErrorRow> = rows
-        .into_iter()
-        .filter(|rejected| reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason))
-        .map(|rejected| rejected.row)
-        .collect();
-    Ok(crate::replay_page::unlogged_page(&rows))
+    Ok(crate::replay_page::unlogged_page(
+        rows.iter()
+            .filter(|rejected| reason.as_ref().is_none_or(|reason| &rejected.row.reason == reason))
+            .map(|rejected| &rejected.row),
+    ))
 }
 
 /// Cluster mode's `/errors`: the source's rejected table, the error log every

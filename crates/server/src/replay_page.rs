@@ -36,7 +36,7 @@ pub(crate) struct RejectedPage {
 }
 
 /// What a replayed row says in the rejected table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Mark {
     /// It landed (`landed`) or the rules left it out (`filtered`): a
     /// `REPLAYED` row with the record's key, its payload being in the row it marks.
@@ -114,8 +114,8 @@ impl RejectedPage {
     pub(crate) fn marks(&self, marks: &[(usize, Mark)], replayed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
         let rows = UInt32Array::from_iter_values(marks.iter().map(|(row, _)| *row as u32));
         let take = |column: &dyn Array| arrow_select::take::take(column, &rows, None);
-        let said = |what: fn(&Mark, usize) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(marks.iter().map(|(row, mark)| what(mark, *row))))
+        let said = |what: fn(&Mark) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(marks.iter().map(|(_, mark)| what(mark))))
         };
         let (mut payload, mut payload_length) =
             (BinaryBuilder::with_capacity(marks.len(), 0), Int64Builder::with_capacity(marks.len()));
@@ -132,15 +132,15 @@ impl RejectedPage {
             }
         }
         let columns: Vec<ArrayRef> = vec![
-            said(|mark, _| match mark {
+            said(|mark| match mark {
                 Mark::Replayed { .. } => REPLAYED_REASON,
                 Mark::Reason { reason, .. } => reason,
             }),
-            said(|mark, _| match mark {
+            said(|mark| match mark {
                 Mark::Replayed { .. } => "",
                 Mark::Reason { field, .. } => field,
             }),
-            said(|mark, _| match mark {
+            said(|mark| match mark {
                 Mark::Replayed { landed: true } => "landed",
                 Mark::Replayed { landed: false } => "filtered",
                 Mark::Reason { message, .. } => message,
@@ -161,7 +161,7 @@ impl RejectedPage {
 
 /// A [`RejectedPage`] being filled, row by row.
 #[derive(Debug)]
-pub(crate) struct PageBuilder {
+struct PageBuilder {
     ids: Vec<Option<i64>>,
     versions: Vec<Option<u64>>,
     shard_id: StringBuilder,
@@ -195,7 +195,7 @@ impl Default for PageBuilder {
 
 impl PageBuilder {
     /// A row of this node's error log.
-    pub(crate) fn push_logged(&mut self, row: &ErrorRowRef<'_>) {
+    fn push_logged(&mut self, row: &ErrorRowRef<'_>) {
         self.ids.push(Some(row.id));
         self.versions.push(Some(row.version));
         self.push_record(
@@ -206,7 +206,7 @@ impl PageBuilder {
     }
 
     /// A rejected row known by its record alone (read from the rejected table).
-    pub(crate) fn push_unlogged(&mut self, row: &NewErrorRow) {
+    fn push_unlogged(&mut self, row: &NewErrorRow) {
         self.ids.push(None);
         self.versions.push(None);
         self.push_record(
@@ -233,7 +233,7 @@ impl PageBuilder {
         self.payload_length.append_value(i64::try_from(payload_length).unwrap_or(i64::MAX));
     }
 
-    pub(crate) fn finish(mut self) -> RejectedPage {
+    fn finish(mut self) -> RejectedPage {
         RejectedPage {
             ids: self.ids,
             versions: self.versions,

@@ -154,7 +154,16 @@ pub(crate) async fn replay(
                 marker: 0,
                 replayed_at,
                 outcomes: decoded.outcomes,
-                counts: decoded.counts.into_values().collect(),
+                counts: decoded
+                    .counts
+                    .into_iter()
+                    .map(|(shard_id, (rows, filtered))| ShardCounts {
+                        shard_id,
+                        rows,
+                        filtered,
+                        ..ShardCounts::default()
+                    })
+                    .collect(),
                 files: Vec::new(),
             };
             let landing_at = std::time::Instant::now();
@@ -257,8 +266,8 @@ fn read_ahead(
 #[derive(Default)]
 struct DecodedPage {
     outcomes: Vec<ReplayOutcome>,
-    /// Rows landed and filtered per shard.
-    counts: BTreeMap<String, ShardCounts>,
+    /// Rows landed and filtered, by shard.
+    counts: BTreeMap<String, (u64, u64)>,
     landing: Vec<RecordBatch>,
     /// The rejected table's rows saying what each row gave (`REPLAYED`, or a new reason).
     marks: Vec<RecordBatch>,
@@ -269,13 +278,10 @@ struct DecodedPage {
 impl DecodedPage {
     fn absorb(&mut self, page: DecodedPage) {
         self.outcomes.extend(page.outcomes);
-        for (shard_id, counts) in page.counts {
-            let kept = self
-                .counts
-                .entry(shard_id)
-                .or_insert_with_key(|shard_id| ShardCounts { shard_id: shard_id.clone(), ..ShardCounts::default() });
-            kept.rows += counts.rows;
-            kept.filtered += counts.filtered;
+        for (shard_id, (rows, filtered)) in page.counts {
+            let kept = self.counts.entry(shard_id).or_default();
+            kept.0 += rows;
+            kept.1 += filtered;
         }
         self.landing.extend(page.landing);
         self.marks.extend(page.marks);
@@ -322,15 +328,7 @@ async fn decode_page(
             decoded.outcomes.push(ReplayOutcome { error_id, replayed });
         })
         .map_err(crate::replay::api_error)?;
-        decoded.counts = counts
-            .into_iter()
-            .map(|(shard_id, (rows, filtered))| {
-                (
-                    shard_id.to_owned(),
-                    ShardCounts { shard_id: shard_id.to_owned(), rows, filtered, ..ShardCounts::default() },
-                )
-            })
-            .collect();
+        decoded.counts = counts.into_iter().map(|(shard_id, counted)| (shard_id.to_owned(), counted)).collect();
         decoded.landing = landing;
         decoded
             .marks

@@ -252,9 +252,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// [`Store::errors`], each row lent to `each` as SQLite holds it rather
-    /// than copied out: for reading many rows (a replay's pages).
-    pub fn for_each_error(
+    /// [`Store::errors`], each row lent to `each` as SQLite holds it.
+    fn for_each_error(
         &self,
         query: &ErrorQuery,
         mut each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
