@@ -163,6 +163,29 @@ pub(crate) fn time(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
 pub(crate) const NOT_REPLAYED: &str = "COALESCE((SELECT marks.last_id FROM error_replays AS marks
      WHERE marks.first_id <= error_log.id ORDER BY marks.first_id DESC LIMIT 1), -1) < error_log.id";
 
+/// Runs of replayed ids `(first, last)`, sorted and not overlapping, asked
+/// about ids in descending order: each question moves a cursor back, so a
+/// page's rows are checked in one pass over its runs.
+struct ReplayedRuns {
+    runs: Vec<(i64, i64)>,
+    /// Runs before this index start at or below the last id asked about.
+    below: usize,
+}
+
+impl ReplayedRuns {
+    fn new(runs: Vec<(i64, i64)>) -> ReplayedRuns {
+        ReplayedRuns { below: runs.len(), runs }
+    }
+
+    /// Whether a run holds `id`, no larger than the id asked about before.
+    fn holds_descending(&mut self, id: i64) -> bool {
+        while self.below > 0 && self.runs[self.below - 1].0 > id {
+            self.below -= 1;
+        }
+        self.below > 0 && self.runs[self.below - 1].1 >= id
+    }
+}
+
 /// The columns [`error_row_ref`] reads, in its order (by position: a name is looked up per row).
 const ERROR_COLUMNS: &str = "id, source, version, rejected_at_micros, shard_id, sequence_number, sub_sequence, \
      arrival_time_micros, reason, field, message, payload, payload_length";
@@ -313,15 +336,29 @@ impl Store {
             })?;
         let Some((lowest, highest)) = range else { return Ok(None) };
         let dense = highest - lowest < 2 * rows;
+        // The range's replayed runs, read once: a lookup of each row's run cost a seek per row.
+        let mut replayed = ReplayedRuns::new(
+            connection
+                .prepare_cached(
+                    "SELECT first_id, last_id FROM error_replays
+                     WHERE first_id >= COALESCE((SELECT MAX(first_id) FROM error_replays WHERE first_id <= ?1), ?1)
+                       AND first_id < ?2
+                     ORDER BY first_id",
+                )?
+                .query_map(params![lowest, before], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?,
+        );
         let mut statement = connection.prepare_cached(&format!(
             "SELECT {ERROR_COLUMNS} FROM error_log {}
-             WHERE id >= ?1 AND id < ?2 AND source = ?3 AND (?4 IS NULL OR reason = ?4) AND {NOT_REPLAYED}
+             WHERE id >= ?1 AND id < ?2 AND source = ?3 AND (?4 IS NULL OR reason = ?4)
              ORDER BY id DESC",
             if dense { "NOT INDEXED" } else { "" }
         ))?;
         let mut found = statement.query(params![lowest, before, source, reason])?;
         while let Some(row) = found.next()? {
-            each(error_row_ref(row)?)?;
+            if !replayed.holds_descending(row.get(0)?) {
+                each(error_row_ref(row)?)?;
+            }
         }
         Ok((rows >= i64::from(limit)).then_some(lowest))
     }
@@ -374,5 +411,19 @@ impl Store {
             |row| row.get(0),
         )?;
         Ok(count as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReplayedRuns;
+
+    #[test]
+    fn replayed_runs_answer_ids_asked_in_descending_order() {
+        let mut runs = ReplayedRuns::new(vec![(2, 3), (5, 5), (8, 10)]);
+        let held: Vec<i64> = (0..=12).rev().filter(|&id| runs.holds_descending(id)).collect();
+        assert_eq!(held, [10, 9, 8, 5, 3, 2]);
+        let mut none = ReplayedRuns::new(Vec::new());
+        assert!(!none.holds_descending(1));
     }
 }
