@@ -17,6 +17,14 @@ use tributary_store::{ErrorRowRef, NewErrorRow, Store, StoreError};
 /// How many stored rows a dry run or a replay reads at once (a page of the error log).
 const PAGE_ROWS: u32 = 4096;
 
+/// Sizes a page's columns start with, per row: a shard id (`shardId-000000000012`),
+/// a sequence number (56 digits), a reason code or field name, a message, a payload.
+const TYPICAL_SHARD_ID_BYTES: usize = 20;
+const TYPICAL_SEQUENCE_NUMBER_BYTES: usize = 56;
+const TYPICAL_REASON_BYTES: usize = 16;
+const TYPICAL_MESSAGE_BYTES: usize = 64;
+const TYPICAL_PAYLOAD_BYTES: usize = 512;
+
 /// Rejected rows as stored, in the order read.
 #[derive(Debug)]
 pub(crate) struct RejectedPage {
@@ -175,25 +183,26 @@ struct PageBuilder {
     payload_length: Int64Builder,
 }
 
-impl Default for PageBuilder {
-    fn default() -> PageBuilder {
+impl PageBuilder {
+    /// Room for `rows` rows of typical size, so filling a page grows no buffer
+    /// (each growth copies what the page holds so far).
+    fn with_capacity(rows: usize) -> PageBuilder {
+        let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
         PageBuilder {
-            ids: Vec::new(),
-            versions: Vec::new(),
-            shard_id: StringBuilder::new(),
-            sequence_number: StringBuilder::new(),
-            sub_sequence: Int64Builder::new(),
-            arrival_time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            reason: StringBuilder::new(),
-            field: StringBuilder::new(),
-            message: StringBuilder::new(),
-            payload: BinaryBuilder::new(),
-            payload_length: Int64Builder::new(),
+            ids: Vec::with_capacity(rows),
+            versions: Vec::with_capacity(rows),
+            shard_id: text(TYPICAL_SHARD_ID_BYTES),
+            sequence_number: text(TYPICAL_SEQUENCE_NUMBER_BYTES),
+            sub_sequence: Int64Builder::with_capacity(rows),
+            arrival_time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            reason: text(TYPICAL_REASON_BYTES),
+            field: text(TYPICAL_REASON_BYTES),
+            message: text(TYPICAL_MESSAGE_BYTES),
+            payload: BinaryBuilder::with_capacity(rows, rows * TYPICAL_PAYLOAD_BYTES),
+            payload_length: Int64Builder::with_capacity(rows),
         }
     }
-}
 
-impl PageBuilder {
     /// A row of this node's error log.
     fn push_logged(&mut self, row: &ErrorRowRef<'_>) {
         self.ids.push(Some(row.id));
@@ -260,7 +269,7 @@ pub(crate) fn rejected_page(
     reason: Option<&str>,
     before: Option<i64>,
 ) -> Result<(RejectedPage, Option<i64>), StoreError> {
-    let mut page = PageBuilder::default();
+    let mut page = PageBuilder::with_capacity(PAGE_ROWS as usize);
     let next = store.for_each_error_in_page(source, reason, before, PAGE_ROWS, |row| {
         page.push_logged(&row);
         Ok(())
@@ -270,7 +279,8 @@ pub(crate) fn rejected_page(
 
 /// `rows` (read from the rejected table) as a page.
 pub(crate) fn unlogged_page<'a>(rows: impl IntoIterator<Item = &'a NewErrorRow>) -> RejectedPage {
-    let mut page = PageBuilder::default();
-    rows.into_iter().for_each(|row| page.push_unlogged(row));
+    let rows = rows.into_iter();
+    let mut page = PageBuilder::with_capacity(rows.size_hint().0);
+    rows.for_each(|row| page.push_unlogged(row));
     page.finish()
 }

@@ -36,7 +36,7 @@ use crate::replay_page::{Mark, RejectedPage, rejected_page, unlogged_page};
 use crate::worker::{WorkerContext, checkpoint_scope};
 
 /// Rows committed together (one chunk), unless their payloads reach [`CHUNK_PAYLOAD_BYTES`] first.
-const CHUNK_ROWS: usize = 65_536;
+const CHUNK_ROWS: usize = 32_768;
 
 /// Payload bytes of one chunk, at most (about: a page may pass it).
 const CHUNK_PAYLOAD_BYTES: usize = 64 << 20;
@@ -64,7 +64,7 @@ impl ReplayLocks {
     }
 }
 
-/// Where a replay writes.
+/// Where a replay writes; shared with the chunk landing while the next is decoded.
 enum Target {
     Files(DatasetWriter),
     Table { rows: Box<TableWriter>, rejected: Box<TableWriter> },
@@ -82,6 +82,79 @@ struct Totals {
     reading: std::time::Duration,
     decoding: std::time::Duration,
     landing: std::time::Duration,
+}
+
+impl Totals {
+    /// Counts what a chunk's rows gave and makes it the chunk the store and table take.
+    fn count_chunk(
+        &mut self,
+        source: &Source,
+        version: &StoredVersion,
+        replayed_at: DateTime<Utc>,
+        decoded: DecodedPage,
+    ) -> DecodedChunk {
+        self.truncated += decoded.truncated;
+        self.chunks += 1;
+        for outcome in &decoded.outcomes {
+            match outcome.replayed {
+                Replayed::Landed => self.landed += 1,
+                Replayed::Filtered => self.filtered += 1,
+                Replayed::StillRejected { .. } => self.still_rejected += 1,
+            }
+        }
+        let chunk = ReplayChunk {
+            source: source.name.clone(),
+            version: version.version,
+            marker: 0,
+            replayed_at,
+            outcomes: decoded.outcomes,
+            counts: decoded
+                .counts
+                .into_iter()
+                .map(|(shard_id, (rows, filtered))| ShardCounts { shard_id, rows, filtered, ..ShardCounts::default() })
+                .collect(),
+            files: Vec::new(),
+        };
+        DecodedChunk { chunk, landing: decoded.landing, marks: decoded.marks }
+    }
+}
+
+/// A chunk decoded: what the store records, the rows that land and the rejected table's marks.
+struct DecodedChunk {
+    chunk: ReplayChunk,
+    landing: Vec<RecordBatch>,
+    marks: Vec<RecordBatch>,
+}
+
+/// A chunk being landed on a task of its own, stopped if the replay is dropped
+/// (as a stop of the server would: the next replay or start settles it).
+struct LandingChunk(tokio::task::JoinHandle<Result<std::time::Duration, ApiError>>);
+
+impl LandingChunk {
+    fn start(store: Arc<Store>, scope: String, target: Arc<Target>, decoded: DecodedChunk) -> LandingChunk {
+        LandingChunk(tokio::spawn(async move {
+            let landing_at = std::time::Instant::now();
+            let DecodedChunk { chunk, landing, marks } = decoded;
+            match &*target {
+                Target::Files(_) => land_in_files(&store, Arc::clone(&target), chunk, landing).await?,
+                Target::Table { .. } => {
+                    land_in_table(&store, &scope, Arc::clone(&target), chunk, landing, marks).await?
+                }
+            }
+            Ok(landing_at.elapsed())
+        }))
+    }
+
+    /// How long the landing took, once it is done.
+    async fn landed(mut self) -> Result<std::time::Duration, ApiError> {
+        (&mut self.0).await.map_err(|error| ApiError::internal(format!("landing a replayed chunk: {error}")))?
+    }
+}
+
+impl Drop for LandingChunk {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Replays `source`'s rejected rows (only `reason`'s, when given) with its
@@ -120,67 +193,48 @@ pub(crate) async fn replay(
             Target::Table { rows: Box::new(rows), rejected: Box::new(rejected) }
         }
     };
+    let target = Arc::new(target);
     let decoder = Arc::new(Mutex::new(decoder));
     let replayed_at = Utc::now();
     let mut totals = Totals::default();
-    let mut pending = DecodedPage::default();
+    let mut pending = DecodedPage::for_chunk();
+    // A chunk lands while the next is decoded; chunks land one at a time, in order.
+    let mut landing: Option<LandingChunk> = None;
     let (mut pages, reader) = read_ahead(Arc::clone(&context.store), source.name.clone(), reason);
-    loop {
-        let page = pages.recv().await.transpose()?;
-        let exhausted = page.is_none();
-        // The page's share of the read-ahead budget is given back once it is decoded.
-        if let Some((page, _held)) = page {
-            pending.payload_bytes += page.payload_bytes();
-            let decoding_at = std::time::Instant::now();
-            let decoded = decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at).await?;
-            totals.decoding += decoding_at.elapsed();
-            pending.absorb(decoded);
-        }
-        // Pages gather into chunks, each one commit: fewer, larger table commits.
-        let full = pending.outcomes.len() >= CHUNK_ROWS || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
-        if (full || exhausted) && !pending.outcomes.is_empty() {
-            let decoded = std::mem::take(&mut pending);
-            totals.truncated += decoded.truncated;
-            for outcome in &decoded.outcomes {
-                match outcome.replayed {
-                    Replayed::Landed => totals.landed += 1,
-                    Replayed::Filtered => totals.filtered += 1,
-                    Replayed::StillRejected { .. } => totals.still_rejected += 1,
-                }
+    let decoded_all = async {
+        loop {
+            let page = pages.recv().await.transpose()?;
+            let exhausted = page.is_none();
+            // The page's share of the read-ahead budget is given back once it is decoded.
+            if let Some((page, _held)) = page {
+                pending.payload_bytes += page.payload_bytes();
+                let decoding_at = std::time::Instant::now();
+                let decoded = decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at).await?;
+                totals.decoding += decoding_at.elapsed();
+                pending.absorb(decoded);
             }
-            let chunk = ReplayChunk {
-                source: source.name.clone(),
-                version: version.version,
-                marker: 0,
-                replayed_at,
-                outcomes: decoded.outcomes,
-                counts: decoded
-                    .counts
-                    .into_iter()
-                    .map(|(shard_id, (rows, filtered))| ShardCounts {
-                        shard_id,
-                        rows,
-                        filtered,
-                        ..ShardCounts::default()
-                    })
-                    .collect(),
-                files: Vec::new(),
-            };
-            let landing_at = std::time::Instant::now();
-            match &target {
-                Target::Files(dataset) => land_in_files(&context.store, dataset, chunk, decoded.landing).await?,
-                Target::Table { rows, rejected } => {
-                    land_in_table(&context.store, &scope, (rows, rejected), chunk, decoded.landing, decoded.marks)
-                        .await?;
+            // Pages gather into chunks, each one commit: fewer, larger table commits.
+            let full = pending.outcomes.len() >= CHUNK_ROWS || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
+            if (full || exhausted) && !pending.outcomes.is_empty() {
+                let decoded = std::mem::replace(&mut pending, DecodedPage::for_chunk());
+                let chunk = totals.count_chunk(source, version, replayed_at, decoded);
+                if let Some(previous) = landing.take() {
+                    totals.landing += previous.landed().await?;
                 }
+                landing =
+                    Some(LandingChunk::start(Arc::clone(&context.store), scope.clone(), Arc::clone(&target), chunk));
             }
-            totals.chunks += 1;
-            totals.landing += landing_at.elapsed();
-        }
-        if exhausted {
-            break;
+            if exhausted {
+                return Ok::<_, ApiError>(());
+            }
         }
     }
+    .await;
+    // Even when decoding failed, the chunk already landing finishes (or fails) first.
+    if let Some(last) = landing.take() {
+        totals.landing += last.landed().await?;
+    }
+    decoded_all?;
     totals.reading = reader.await.map_err(ApiError::internal)?;
     totals.truncated += pending.truncated;
     tracing::info!(
@@ -276,6 +330,11 @@ struct DecodedPage {
 }
 
 impl DecodedPage {
+    /// Pages gathering into a chunk, with room for a chunk's outcomes.
+    fn for_chunk() -> DecodedPage {
+        DecodedPage { outcomes: Vec::with_capacity(CHUNK_ROWS), ..DecodedPage::default() }
+    }
+
     fn absorb(&mut self, page: DecodedPage) {
         self.outcomes.extend(page.outcomes);
         for (shard_id, (rows, filtered)) in page.counts {
@@ -358,47 +417,69 @@ fn mark(page: &RejectedPage, row: usize, replayed: &Replayed) -> Option<Mark> {
 /// A Parquet dataset: files staged, then one store transaction, then the files moved into place.
 async fn land_in_files(
     store: &Arc<Store>,
-    dataset: &DatasetWriter,
+    target: Arc<Target>,
     mut chunk: ReplayChunk,
     landing: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
-    let mut files = Vec::new();
-    if let Some(batch) = one_batch(landing)? {
-        files = dataset.write(&batch).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))?;
-    }
+    let writing = Arc::clone(&target);
+    let files = crate::api::off_runtime(move || match one_batch(landing)? {
+        Some(batch) => dataset(&writing)?
+            .write(&batch)
+            .map_err(|error| ApiError::internal(format!("writing the dataset: {error}"))),
+        None => Ok(Vec::new()),
+    })
+    .await?;
     chunk.files.clone_from(&files);
     let store = Arc::clone(store);
     crate::api::off_runtime(move || Ok(store.commit_replay(&chunk)?)).await?;
     failpoint("replay-after-commit");
     // Committed: a failure from here on is finished by the worker's next start.
-    dataset.publish(&files).map_err(|error| ApiError::internal(format!("publishing replayed files: {error}")))
+    dataset(&target)?.publish(&files).map_err(|error| ApiError::internal(format!("publishing replayed files: {error}")))
+}
+
+fn dataset(target: &Target) -> Result<&DatasetWriter, ApiError> {
+    match target {
+        Target::Files(dataset) => Ok(dataset),
+        Target::Table { .. } => Err(ApiError::internal("a table landed as files")),
+    }
 }
 
 /// An Iceberg dataset: the store remembers the chunk, the table commit decides, the store settles.
 async fn land_in_table(
     store: &Arc<Store>,
     scope: &str,
-    (rows, rejected): (&TableWriter, &TableWriter),
+    target: Arc<Target>,
     mut chunk: ReplayChunk,
     landing: Vec<RecordBatch>,
     marks: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
+    let Target::Table { rows, rejected } = &*target else {
+        return Err(ApiError::internal("files landed as a table"));
+    };
     let table_error = |what: &str| {
         let what = what.to_owned();
         move |error: tributary_sink::table::TableError| ApiError::internal(format!("{what}: {error}"))
     };
     chunk.marker = rows.replay_marker(&chunk.source).await.map_err(table_error("reading the replay marker"))? + 1;
-    // The rows and the marks are written side by side: two files, two cores.
-    let (written, marks_written) = std::thread::scope(|scope| {
-        let marks_written = scope.spawn(|| write_marks(rejected, marks));
-        let written = match one_batch(landing)? {
-            Some(batch) => rows.write(&batch, &[]).map_err(table_error("writing the table"))?,
-            None => Vec::new(),
+    let writing = Arc::clone(&target);
+    let (written, marks_written) = crate::api::off_runtime(move || {
+        let Target::Table { rows, rejected } = &*writing else {
+            return Err(ApiError::internal("files landed as a table"));
         };
-        let marks_written =
-            marks_written.join().map_err(|_| ApiError::internal("writing the rejected table's marks panicked"))??;
-        Ok::<_, ApiError>((written, marks_written))
-    })?;
+        // The rows and the marks are written side by side: two files, two cores.
+        std::thread::scope(|scope| {
+            let marks_written = scope.spawn(|| write_marks(rejected, marks));
+            let written = match one_batch(landing)? {
+                Some(batch) => rows.write(&batch, &[]).map_err(table_error("writing the table"))?,
+                None => Vec::new(),
+            };
+            let marks_written = marks_written
+                .join()
+                .map_err(|_| ApiError::internal("writing the rejected table's marks panicked"))??;
+            Ok::<_, ApiError>((written, marks_written))
+        })
+    })
+    .await?;
     chunk.files = written.iter().map(|file| file.manifest.clone()).collect();
     let chunk = Arc::new(chunk);
     let (owned, prepared) = (Arc::clone(store), Arc::clone(&chunk));
