@@ -9,6 +9,7 @@ use clap::Args;
 use tributary_reader::ReaderConfig;
 use tributary_server::{
     CatalogChoice, ClusterConfig, CoordinatorConfig, FlushPolicy, Server, ServerConfig, StatusPublishing,
+    WorkerSettings,
 };
 use tributary_sink::table::Maintenance;
 use tributary_source::{AwsSettings, ClientFactory};
@@ -117,6 +118,9 @@ pub(crate) struct ServeArgs {
     /// Default flush policy: seconds before buffered rows are written.
     #[arg(long, default_value_t = FlushPolicy::default().max_interval.as_secs_f64())]
     flush_seconds: f64,
+    /// Rejected rows a replay commits together (one table commit or store transaction per chunk).
+    #[arg(long, default_value_t = WorkerSettings::default().replay_chunk_rows as u64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    replay_chunk_rows: u64,
     /// How soon (ms) a caught-up shard is polled again.
     #[arg(long, default_value_t = 500)]
     idle_poll_ms: u64,
@@ -236,6 +240,7 @@ pub(crate) fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     };
     config.worker.reader.idle_poll_interval = Duration::from_millis(args.idle_poll_ms);
     config.worker.history_interval = Duration::from_millis(args.history_interval_ms);
+    config.worker.replay_chunk_rows = usize::try_from(args.replay_chunk_rows).unwrap_or(usize::MAX);
     config.worker.reader.idle_poll_max = Duration::from_millis(args.idle_poll_max_ms.max(args.idle_poll_ms));
     config.worker.reader.max_concurrent_calls = args.max_concurrent_reads.max(1);
     config.worker.permanent_failure_retry = Duration::from_secs(args.failed_retry_seconds);

@@ -29,7 +29,7 @@ use tributary_source::Source;
 
 use crate::AppState;
 use crate::errors::ApiError;
-use crate::replay_page::{RejectedPage, rejected_page};
+use crate::replay_page::{PAGE_ROWS, RejectedPage, rejected_page};
 
 /// How many examples of each old reason the answer shows.
 pub(crate) const EXAMPLES_PER_REASON: usize = 5;
@@ -389,7 +389,7 @@ pub(crate) async fn replay_source(
             None => {
                 let mut before = None;
                 loop {
-                    let (page, next) = rejected_page(&store, &source.name, reason.as_deref(), before)?;
+                    let (page, next) = rejected_page(&store, &source.name, reason.as_deref(), before, PAGE_ROWS)?;
                     run.add(&page).map_err(api_error)?;
                     if next.is_none() {
                         break;

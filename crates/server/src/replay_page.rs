@@ -15,7 +15,7 @@ use tributary_sink::table::{REPLAYED_REASON, rejected_schema};
 use tributary_store::{ErrorRowRef, NewErrorRow, Store, StoreError};
 
 /// How many stored rows a dry run or a replay reads at once (a page of the error log).
-const PAGE_ROWS: u32 = 4096;
+pub(crate) const PAGE_ROWS: u32 = 4096;
 
 /// Sizes a page's columns start with, per row: a shard id (`shardId-000000000012`),
 /// a sequence number (56 digits), a reason code or field name, a message, a payload.
@@ -262,15 +262,17 @@ impl PageBuilder {
 /// A page of `source`'s stored rejected rows not replayed since (only
 /// `reason`'s when given), older than error-log id `before`, newest first,
 /// and where the next page begins (`None` after the last). A page holds at
-/// most [`PAGE_ROWS`] rows, and may hold none while others follow.
+/// most `rows` rows (at most [`PAGE_ROWS`]), and may hold none while others follow.
 pub(crate) fn rejected_page(
     store: &Store,
     source: &str,
     reason: Option<&str>,
     before: Option<i64>,
+    rows: u32,
 ) -> Result<(RejectedPage, Option<i64>), StoreError> {
-    let mut page = PageBuilder::with_capacity(PAGE_ROWS as usize);
-    let next = store.for_each_error_in_page(source, reason, before, PAGE_ROWS, |row| {
+    let rows = rows.clamp(1, PAGE_ROWS);
+    let mut page = PageBuilder::with_capacity(rows as usize);
+    let next = store.for_each_error_in_page(source, reason, before, rows, |row| {
         page.push_logged(&row);
         Ok(())
     })?;

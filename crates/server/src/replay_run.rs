@@ -32,11 +32,8 @@ use tributary_store::{ReplayChunk, ReplayOutcome, Replayed, ShardCounts, Store, 
 
 use crate::errors::ApiError;
 use crate::replay::{Now, decode_again};
-use crate::replay_page::{Mark, RejectedPage, rejected_page, unlogged_page};
+use crate::replay_page::{Mark, PAGE_ROWS, RejectedPage, rejected_page, unlogged_page};
 use crate::worker::{WorkerContext, checkpoint_scope};
-
-/// Rows committed together (one chunk), unless their payloads reach [`CHUNK_PAYLOAD_BYTES`] first.
-const CHUNK_ROWS: usize = 32_768;
 
 /// Payload bytes of one chunk, at most (about: a page may pass it).
 const CHUNK_PAYLOAD_BYTES: usize = 64 << 20;
@@ -197,10 +194,14 @@ pub(crate) async fn replay(
     let decoder = Arc::new(Mutex::new(decoder));
     let replayed_at = Utc::now();
     let mut totals = Totals::default();
-    let mut pending = DecodedPage::for_chunk();
+    // Rows committed together (one chunk), unless their payloads reach CHUNK_PAYLOAD_BYTES first.
+    let chunk_rows = context.settings.replay_chunk_rows.max(1);
+    let mut pending = DecodedPage::for_chunk(chunk_rows);
     // A chunk lands while the next is decoded; chunks land one at a time, in order.
     let mut landing: Option<LandingChunk> = None;
-    let (mut pages, reader) = read_ahead(Arc::clone(&context.store), source.name.clone(), reason);
+    // Pages no larger than a chunk, so a chunk holds no more rows than asked.
+    let page_rows = u32::try_from(chunk_rows).unwrap_or(u32::MAX).min(PAGE_ROWS);
+    let (mut pages, reader) = read_ahead(Arc::clone(&context.store), source.name.clone(), reason, page_rows);
     let decoded_all = async {
         loop {
             let page = pages.recv().await.transpose()?;
@@ -214,9 +215,9 @@ pub(crate) async fn replay(
                 pending.absorb(decoded);
             }
             // Pages gather into chunks, each one commit: fewer, larger table commits.
-            let full = pending.outcomes.len() >= CHUNK_ROWS || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
+            let full = pending.outcomes.len() >= chunk_rows || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
             if (full || exhausted) && !pending.outcomes.is_empty() {
-                let decoded = std::mem::replace(&mut pending, DecodedPage::for_chunk());
+                let decoded = std::mem::replace(&mut pending, DecodedPage::for_chunk(chunk_rows));
                 let chunk = totals.count_chunk(source, version, replayed_at, decoded);
                 if let Some(previous) = landing.take() {
                     totals.landing += previous.landed().await?;
@@ -277,6 +278,7 @@ fn read_ahead(
     store: Arc<Store>,
     source: String,
     reason: Option<String>,
+    page_rows: u32,
 ) -> (tokio::sync::mpsc::UnboundedReceiver<Result<PageAhead, ApiError>>, tokio::task::JoinHandle<std::time::Duration>) {
     let (pages, receiver) = tokio::sync::mpsc::unbounded_channel();
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
@@ -285,7 +287,7 @@ fn read_ahead(
         let (mut before, mut spent) = (None, std::time::Duration::ZERO);
         loop {
             let started = std::time::Instant::now();
-            let page = rejected_page(&store, &source, reason.as_deref(), before);
+            let page = rejected_page(&store, &source, reason.as_deref(), before, page_rows);
             spent += started.elapsed();
             let (page, next) = match page {
                 Ok(page) => page,
@@ -331,8 +333,8 @@ struct DecodedPage {
 
 impl DecodedPage {
     /// Pages gathering into a chunk, with room for a chunk's outcomes.
-    fn for_chunk() -> DecodedPage {
-        DecodedPage { outcomes: Vec::with_capacity(CHUNK_ROWS), ..DecodedPage::default() }
+    fn for_chunk(rows: usize) -> DecodedPage {
+        DecodedPage { outcomes: Vec::with_capacity(rows), ..DecodedPage::default() }
     }
 
     fn absorb(&mut self, page: DecodedPage) {

@@ -75,6 +75,8 @@ pub struct WorkerSettings {
     pub maintenance: Maintenance,
     /// How often the console's history samples every worker's lag and rates.
     pub history_interval: Duration,
+    /// Rejected rows a replay commits together (fewer when their payloads reach 64 MiB first).
+    pub replay_chunk_rows: usize,
 }
 
 impl Default for WorkerSettings {
@@ -89,6 +91,7 @@ impl Default for WorkerSettings {
             secret_policy: SecretPolicy::default(),
             maintenance: Maintenance::default(),
             history_interval: Duration::from_secs(10),
+            replay_chunk_rows: 32_768,
         }
     }
 }
