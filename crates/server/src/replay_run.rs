@@ -62,9 +62,10 @@ impl ReplayLocks {
 }
 
 /// Where a replay writes; shared with the chunk landing while the next is decoded.
+#[derive(Clone)]
 enum Target {
-    Files(DatasetWriter),
-    Table { rows: Box<TableWriter>, rejected: Box<TableWriter> },
+    Files(Arc<DatasetWriter>),
+    Table { rows: Arc<TableWriter>, rejected: Arc<TableWriter> },
 }
 
 /// What a replay did.
@@ -128,14 +129,14 @@ struct DecodedChunk {
 struct LandingChunk(tokio::task::JoinHandle<Result<std::time::Duration, ApiError>>);
 
 impl LandingChunk {
-    fn start(store: Arc<Store>, scope: String, target: Arc<Target>, decoded: DecodedChunk) -> LandingChunk {
+    fn start(store: Arc<Store>, scope: String, target: Target, decoded: DecodedChunk) -> LandingChunk {
         LandingChunk(tokio::spawn(async move {
             let landing_at = std::time::Instant::now();
             let DecodedChunk { chunk, landing, marks } = decoded;
-            match &*target {
-                Target::Files(_) => land_in_files(&store, Arc::clone(&target), chunk, landing).await?,
-                Target::Table { .. } => {
-                    land_in_table(&store, &scope, Arc::clone(&target), chunk, landing, marks).await?
+            match target {
+                Target::Files(dataset) => land_in_files(&store, dataset, chunk, landing).await?,
+                Target::Table { rows, rejected } => {
+                    land_in_table(&store, &scope, (rows, rejected), chunk, landing, marks).await?
                 }
             }
             Ok(landing_at.elapsed())
@@ -179,18 +180,19 @@ pub(crate) async fn replay(
         .map_err(|error| ApiError::BadRequest(format!("the definition: compiling: {error}")))?;
     let scope = checkpoint_scope(&source.name, &source.kinesis.stream_arn.to_string());
     let target = match source.dataset.format {
-        DatasetFormat::Parquet => {
-            Target::Files(DatasetWriter::new(&context.data_dir, &source.dataset.name, &source.dataset.timestamp))
-        }
+        DatasetFormat::Parquet => Target::Files(Arc::new(DatasetWriter::new(
+            &context.data_dir,
+            &source.dataset.name,
+            &source.dataset.timestamp,
+        ))),
         DatasetFormat::Iceberg => {
             let (rows, rejected) = open_tables(context, source, &decoder.schema()).await?;
             settle_prepared(&context.store, &source.name, &scope, &rows, &rejected)
                 .await
                 .map_err(ApiError::internal)?;
-            Target::Table { rows: Box::new(rows), rejected: Box::new(rejected) }
+            Target::Table { rows: Arc::new(rows), rejected: Arc::new(rejected) }
         }
     };
-    let target = Arc::new(target);
     let decoder = Arc::new(Mutex::new(decoder));
     let replayed_at = Utc::now();
     let mut totals = Totals::default();
@@ -222,8 +224,7 @@ pub(crate) async fn replay(
                 if let Some(previous) = landing.take() {
                     totals.landing += previous.landed().await?;
                 }
-                landing =
-                    Some(LandingChunk::start(Arc::clone(&context.store), scope.clone(), Arc::clone(&target), chunk));
+                landing = Some(LandingChunk::start(Arc::clone(&context.store), scope.clone(), target.clone(), chunk));
             }
             if exhausted {
                 return Ok::<_, ApiError>(());
@@ -419,15 +420,15 @@ fn mark(page: &RejectedPage, row: usize, replayed: &Replayed) -> Option<Mark> {
 /// A Parquet dataset: files staged, then one store transaction, then the files moved into place.
 async fn land_in_files(
     store: &Arc<Store>,
-    target: Arc<Target>,
+    dataset: Arc<DatasetWriter>,
     mut chunk: ReplayChunk,
     landing: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
-    let writing = Arc::clone(&target);
+    let writing = Arc::clone(&dataset);
     let files = crate::api::off_runtime(move || match one_batch(landing)? {
-        Some(batch) => dataset(&writing)?
-            .write(&batch)
-            .map_err(|error| ApiError::internal(format!("writing the dataset: {error}"))),
+        Some(batch) => {
+            writing.write(&batch).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))
+        }
         None => Ok(Vec::new()),
     })
     .await?;
@@ -436,41 +437,29 @@ async fn land_in_files(
     crate::api::off_runtime(move || Ok(store.commit_replay(&chunk)?)).await?;
     failpoint("replay-after-commit");
     // Committed: a failure from here on is finished by the worker's next start.
-    dataset(&target)?.publish(&files).map_err(|error| ApiError::internal(format!("publishing replayed files: {error}")))
-}
-
-fn dataset(target: &Target) -> Result<&DatasetWriter, ApiError> {
-    match target {
-        Target::Files(dataset) => Ok(dataset),
-        Target::Table { .. } => Err(ApiError::internal("a table landed as files")),
-    }
+    dataset.publish(&files).map_err(|error| ApiError::internal(format!("publishing replayed files: {error}")))
 }
 
 /// An Iceberg dataset: the store remembers the chunk, the table commit decides, the store settles.
 async fn land_in_table(
     store: &Arc<Store>,
     scope: &str,
-    target: Arc<Target>,
+    (rows, rejected): (Arc<TableWriter>, Arc<TableWriter>),
     mut chunk: ReplayChunk,
     landing: Vec<RecordBatch>,
     marks: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
-    let Target::Table { rows, rejected } = &*target else {
-        return Err(ApiError::internal("files landed as a table"));
-    };
     let table_error = |what: &str| {
         let what = what.to_owned();
         move |error: tributary_sink::table::TableError| ApiError::internal(format!("{what}: {error}"))
     };
     chunk.marker = rows.replay_marker(&chunk.source).await.map_err(table_error("reading the replay marker"))? + 1;
-    let writing = Arc::clone(&target);
+    let writing = (Arc::clone(&rows), Arc::clone(&rejected));
     let (written, marks_written) = crate::api::off_runtime(move || {
-        let Target::Table { rows, rejected } = &*writing else {
-            return Err(ApiError::internal("files landed as a table"));
-        };
+        let (rows, rejected) = writing;
         // The rows and the marks are written side by side: two files, two cores.
         std::thread::scope(|scope| {
-            let marks_written = scope.spawn(|| write_marks(rejected, marks));
+            let marks_written = scope.spawn(|| write_marks(&rejected, marks));
             let written = match one_batch(landing)? {
                 Some(batch) => rows.write(&batch, &[]).map_err(table_error("writing the table"))?,
                 None => Vec::new(),
@@ -491,11 +480,11 @@ async fn land_in_table(
     failpoint("replay-before-table-commit");
     let files = written.into_iter().map(|file| file.data_file).collect();
     let mark_files = marks_written.into_iter().map(|file| file.data_file).collect();
-    match rows.commit_replay(scope, &chunk.source, chunk.marker, files, rejected, mark_files).await {
+    match rows.commit_replay(scope, &chunk.source, chunk.marker, files, &rejected, mark_files).await {
         Ok(()) => {}
         Err(error) => {
             // Whether it landed is the table's to say: settle by the marker now, or at the next start.
-            let landed = settle_prepared(store, &chunk.source, scope, rows, rejected).await;
+            let landed = settle_prepared(store, &chunk.source, scope, &rows, &rejected).await;
             return match landed {
                 Ok(Some(true)) => Ok(()),
                 _ => Err(ApiError::Unavailable(format!("committing replayed rows to the table: {error}"))),
