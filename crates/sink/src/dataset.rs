@@ -1,6 +1,6 @@
 //! Parquet dataset files, partitioned by event date.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,9 @@ const NULL_DATE: &str = "__HIVE_DEFAULT_PARTITION__";
 /// seen as part of the dataset.
 const STAGING: &str = "_staging";
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A dataset's files being written batch by batch, by where each is published.
+pub type DatasetFiles = DayFiles<PathBuf>;
 
 /// Writes one dataset's files.
 #[derive(Debug)]
@@ -75,14 +78,42 @@ impl DatasetWriter {
         batch: &RecordBatch,
         key_values: &[(String, String)],
     ) -> Result<Vec<ManifestFile>, SinkError> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        let mut files = Vec::new();
-        for (date, rows) in self.split_by_date(batch)? {
-            files.push(self.write_file(&date, &rows, key_values)?);
-        }
-        Ok(files)
+        let mut files = DatasetFiles::default();
+        self.write_into(&mut files, batch)?;
+        self.close(files, key_values)
+    }
+
+    /// Appends `batch` to `files`, a commit's files being written batch by
+    /// batch (one per event date, in the staging area); [`DatasetWriter::close`]
+    /// closes them.
+    pub fn write_into(&self, files: &mut DatasetFiles, batch: &RecordBatch) -> Result<(), SinkError> {
+        files.append(batch, &self.timestamp_column, &self.plain_columns, |day| {
+            let sequence = crate::next_file_sequence();
+            let name =
+                format!("part-{}-{}-{sequence:05}.parquet", Utc::now().format("%Y%m%dT%H%M%S%6f"), std::process::id());
+            let final_path = self.dataset_dir().join(format!("date={}", date_name(day))).join(&name);
+            let staged = self.staged_path(&final_path);
+            create_dir_durably(staged.parent().unwrap_or(&self.data_dir), &self.data_dir)?;
+            Ok((final_path, staged))
+        })
+    }
+
+    /// Closes `files` (synced, `key_values` in each footer) and returns them
+    /// for the manifest, as [`DatasetWriter::write`] does.
+    pub fn close(&self, files: DatasetFiles, key_values: &[(String, String)]) -> Result<Vec<ManifestFile>, SinkError> {
+        let closed = files.close(key_values, &self.plain_columns)?;
+        let directories: BTreeSet<&Path> = closed.iter().filter_map(|file| file.path.parent()).collect();
+        // The files must outlive a power cut once the manifest names them.
+        directories.into_iter().try_for_each(sync_dir)?;
+        Ok(closed
+            .iter()
+            .map(|file| ManifestFile {
+                dataset: self.dataset.clone(),
+                path: file.place.strip_prefix(&self.data_dir).unwrap_or(&file.place).to_string_lossy().into_owned(),
+                rows: file.rows,
+                bytes: file.bytes,
+            })
+            .collect())
     }
 
     /// Moves committed files from the staging area into the dataset. Done
@@ -151,37 +182,6 @@ impl DatasetWriter {
         (date.starts_with("date=") && name.starts_with("part-") && name.ends_with(".parquet"))
             .then(|| self.dataset_dir().join(date).join(name))
     }
-
-    fn split_by_date(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, SinkError> {
-        let days = split_by_day(batch, &self.timestamp_column)?;
-        Ok(days.into_iter().map(|(day, rows)| (date_name(day), rows)).collect())
-    }
-
-    fn write_file(
-        &self,
-        date: &str,
-        rows: &RecordBatch,
-        key_values: &[(String, String)],
-    ) -> Result<ManifestFile, SinkError> {
-        let sequence = crate::next_file_sequence();
-        let name =
-            format!("part-{}-{}-{sequence:05}.parquet", Utc::now().format("%Y%m%dT%H%M%S%6f"), std::process::id());
-        let final_path = self.dataset_dir().join(format!("date={date}")).join(&name);
-        let staged = self.staged_path(&final_path);
-        let directory = staged.parent().unwrap_or(&self.data_dir);
-        create_dir_durably(directory, &self.data_dir)?;
-
-        let (bytes, _) = write_parquet(&staged, rows, key_values, &self.plain_columns)?;
-        // The file must outlive a power cut once the manifest names it.
-        sync_dir(directory)?;
-        let relative = final_path.strip_prefix(&self.data_dir).unwrap_or(&final_path);
-        Ok(ManifestFile {
-            dataset: self.dataset.clone(),
-            path: relative.to_string_lossy().into_owned(),
-            rows: rows.num_rows() as u64,
-            bytes,
-        })
-    }
 }
 
 /// Rows of `batch` by the UTC day (days since the epoch) of their
@@ -223,32 +223,131 @@ pub(crate) fn date_name(day: Option<i64>) -> String {
     }
 }
 
-/// Writes `rows` as one Parquet file at `path` (zstd, our encoding choices),
-/// synced; returns its size and footer. Columns whose dictionary overflowed
-/// join `plain_columns`, so later files write them plain from the start.
-pub(crate) fn write_parquet(
-    path: &Path,
-    rows: &RecordBatch,
-    key_values: &[(String, String)],
-    plain_columns: &Mutex<HashSet<ColumnPath>>,
-) -> Result<(u64, ParquetMetaData), SinkError> {
-    let file = File::create(path).map_err(io(path))?;
-    let parquet = |error: parquet::errors::ParquetError| SinkError::Parquet(error.to_string());
-    let properties = properties_without_dictionary(rows, &plain_columns.lock()).map_err(parquet)?;
-    let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(parquet)?;
-    for (key, value) in key_values {
-        writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+/// A Parquet file being written batch by batch: zstd, with the encodings
+/// its first batch suggests (see [`properties_without_dictionary`]).
+struct ParquetFile {
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
+}
+
+fn parquet_error(error: parquet::errors::ParquetError) -> SinkError {
+    SinkError::Parquet(error.to_string())
+}
+
+impl ParquetFile {
+    /// Creates the file at `path` for rows like `first` (not written yet).
+    fn create(
+        path: &Path,
+        first: &RecordBatch,
+        plain_columns: &Mutex<HashSet<ColumnPath>>,
+    ) -> Result<ParquetFile, SinkError> {
+        let file = File::create(path).map_err(io(path))?;
+        let properties = properties_without_dictionary(first, &plain_columns.lock()).map_err(parquet_error)?;
+        let writer = ArrowWriter::try_new(file, first.schema(), Some(properties)).map_err(parquet_error)?;
+        Ok(ParquetFile { path: path.to_owned(), writer, rows: 0 })
     }
-    writer.write(rows).map_err(parquet)?;
-    let metadata = writer.finish().map_err(parquet)?;
-    let file = writer.inner();
-    file.sync_all().map_err(io(path))?;
-    let bytes = file.metadata().map_err(io(path))?.len();
-    drop(writer);
-    let overflowed =
-        metadata.row_groups().iter().flat_map(|group| group.columns()).filter(|c| dictionary_overflowed(c));
-    plain_columns.lock().extend(overflowed.map(|column| column.column_path().clone()));
-    Ok((bytes, metadata))
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<(), SinkError> {
+        self.writer.write(rows).map_err(parquet_error)?;
+        self.rows += rows.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the file, synced, with `key_values` in its footer; returns
+    /// its size and footer. Columns whose dictionary overflowed join
+    /// `plain_columns`, so later files write them plain from the start.
+    fn finish(
+        mut self,
+        key_values: &[(String, String)],
+        plain_columns: &Mutex<HashSet<ColumnPath>>,
+    ) -> Result<(u64, ParquetMetaData), SinkError> {
+        for (key, value) in key_values {
+            self.writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+        }
+        let metadata = self.writer.finish().map_err(parquet_error)?;
+        let file = self.writer.inner();
+        file.sync_all().map_err(io(&self.path))?;
+        let bytes = file.metadata().map_err(io(&self.path))?.len();
+        let overflowed =
+            metadata.row_groups().iter().flat_map(|group| group.columns()).filter(|c| dictionary_overflowed(c));
+        plain_columns.lock().extend(overflowed.map(|column| column.column_path().clone()));
+        Ok((bytes, metadata))
+    }
+}
+
+/// Files being written batch by batch, one per event day, each with where
+/// it goes (`Place`): a commit's rows, however many batches brought them,
+/// land in as few files as one batch of them all would.
+#[derive(Debug)]
+pub struct DayFiles<Place> {
+    open: BTreeMap<Option<i64>, (Place, ParquetFile)>,
+}
+
+impl std::fmt::Debug for ParquetFile {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ParquetFile").field("path", &self.path).field("rows", &self.rows).finish()
+    }
+}
+
+impl<Place> Default for DayFiles<Place> {
+    fn default() -> DayFiles<Place> {
+        DayFiles { open: BTreeMap::new() }
+    }
+}
+
+/// A day's file, closed: its day, where it goes, where it was written, its rows, size and footer.
+pub(crate) struct ClosedFile<Place> {
+    pub(crate) day: Option<i64>,
+    pub(crate) place: Place,
+    pub(crate) path: PathBuf,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+    pub(crate) footer: ParquetMetaData,
+}
+
+impl<Place> DayFiles<Place> {
+    /// Appends `batch`'s rows to their days' files; a day not seen yet gets
+    /// a file where `create` says (a place and the path to write at).
+    pub(crate) fn append(
+        &mut self,
+        batch: &RecordBatch,
+        timestamp_column: &str,
+        plain_columns: &Mutex<HashSet<ColumnPath>>,
+        mut create: impl FnMut(Option<i64>) -> Result<(Place, PathBuf), SinkError>,
+    ) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        for (day, rows) in split_by_day(batch, timestamp_column)? {
+            let (_, file) = match self.open.entry(day) {
+                std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
+                std::collections::btree_map::Entry::Vacant(missing) => {
+                    let (place, path) = create(day)?;
+                    let file = ParquetFile::create(&path, &rows, plain_columns)?;
+                    missing.insert((place, file))
+                }
+            };
+            file.write(&rows)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every file (synced, `key_values` in each footer), by day.
+    pub(crate) fn close(
+        self,
+        key_values: &[(String, String)],
+        plain_columns: &Mutex<HashSet<ColumnPath>>,
+    ) -> Result<Vec<ClosedFile<Place>>, SinkError> {
+        self.open
+            .into_iter()
+            .map(|(day, (place, file))| {
+                let (path, rows) = (file.path.clone(), file.rows);
+                let (bytes, footer) = file.finish(key_values, plain_columns)?;
+                Ok(ClosedFile { day, place, path, rows, bytes, footer })
+            })
+            .collect()
+    }
 }
 
 /// What [`DatasetWriter::recover`] did.
@@ -372,6 +471,44 @@ mod tests {
             let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("rows");
             assert_eq!(arrow_select::concat::concat_batches(&schema, &read).expect("concat"), batch);
         }
+    }
+
+    #[test]
+    fn batches_written_into_one_set_of_files_land_in_one_file_per_event_date_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = DatasetWriter::new(dir.path(), "events", "ts");
+        let june_first = 19_875 * MICROS_PER_DAY;
+        let june_second = june_first + MICROS_PER_DAY;
+        let mut files = DatasetFiles::default();
+        // Ids restart at 0 in each batch: (batch, id) pairs tell the rows apart when read back.
+        for timestamps in [vec![Some(june_first), Some(june_second)], vec![], vec![Some(june_first + 7), None]] {
+            writer.write_into(&mut files, &batch(timestamps)).expect("write into");
+        }
+        let closed = writer.close(files, &[("tributary.test".to_owned(), "yes".to_owned())]).expect("close");
+        let staged = |file: &ManifestFile| writer.staged_path(&dir.path().join(&file.path));
+        let by_date: Vec<(String, u64, Vec<i64>)> = closed
+            .iter()
+            .map(|file| {
+                let date = file.path.split('/').nth(2).expect("date=...").to_owned();
+                (date, file.rows, read_ids(&staged(file)))
+            })
+            .collect();
+        assert_eq!(
+            by_date,
+            [
+                (format!("date={NULL_DATE}"), 1, vec![1]),
+                ("date=2024-06-01".to_owned(), 2, vec![0, 0]),
+                ("date=2024-06-02".to_owned(), 1, vec![1]),
+            ],
+            "one file per date, holding every batch's rows of that date in the order written"
+        );
+        let footer = SerializedFileReader::new(File::open(staged(&closed[1])).expect("open")).expect("parquet");
+        let key_values = footer.metadata().file_metadata().key_value_metadata().expect("key values");
+        assert!(key_values.iter().any(|kv| kv.key == "tributary.test" && kv.value.as_deref() == Some("yes")));
+        assert!(closed.iter().all(|file| file.bytes == std::fs::metadata(staged(file)).expect("size").len()));
+
+        let nothing = writer.close(DatasetFiles::default(), &[]).expect("close nothing");
+        assert!(nothing.is_empty(), "no batch, no file");
     }
 
     #[test]

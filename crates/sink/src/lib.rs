@@ -19,7 +19,7 @@ pub mod openmetadata;
 mod properties;
 pub mod table;
 
-pub use dataset::{DatasetWriter, Recovered};
+pub use dataset::{DatasetFiles, DatasetWriter, DayFiles, Recovered};
 
 /// Fault injection for the crash tests: `TRIBUTARY_FAILPOINT=NAME` aborts
 /// the process (as `kill -9` would) where the code names `NAME`.

@@ -57,7 +57,7 @@ pub use replay::{REPLAYED_REASON, current_rejections};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
 use crate::SinkError;
-use crate::dataset::{create_dir_durably, date_name, split_by_day, sync_dir, write_parquet};
+use crate::dataset::{DayFiles, create_dir_durably, date_name, sync_dir};
 
 /// Why a table could not be opened, written or committed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,17 @@ pub struct WrittenFile {
     pub manifest: ManifestFile,
     /// Where the file waits to be uploaded (an object-storage warehouse).
     pub spooled: Option<PathBuf>,
+}
+
+/// A table's data files being written batch by batch, by where each goes.
+pub type TableFiles = DayFiles<TablePlace>;
+
+/// Where a data file being written goes: its path in the table, and
+/// whether it waits in the spool for an upload there.
+#[derive(Debug)]
+pub struct TablePlace {
+    file_path: String,
+    spooled: bool,
 }
 
 /// What a table holds for one checkpoint scope.
@@ -257,9 +268,14 @@ impl TableWriter {
     /// `data/` directory. Nothing reads them until [`TableWriter::commit`]
     /// names them; the files of a batch that never commits are orphans.
     pub fn write(&self, batch: &RecordBatch, key_values: &[(String, String)]) -> Result<Vec<WrittenFile>, TableError> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
+        let mut files = TableFiles::default();
+        self.write_into(&mut files, batch)?;
+        self.close(files, key_values)
+    }
+
+    /// Appends `batch` to `files`, a commit's data files being written batch
+    /// by batch (one per event day); [`TableWriter::close`] closes them.
+    pub fn write_into(&self, files: &mut TableFiles, batch: &RecordBatch) -> Result<(), TableError> {
         let location = self.location();
         // A local table's files are written in place; an object store's in the spool, then uploaded.
         let (root, spool) = match self.catalog.spool() {
@@ -270,8 +286,7 @@ impl TableWriter {
             .clone()
             .with_schema(Arc::clone(&self.arrow_schema))
             .map_err(|error| SinkError::Parquet(format!("the rows do not fit the table's schema: {error}")))?;
-        let mut written = Vec::new();
-        for (day, rows) in split_by_day(&batch, &self.timestamp_column)? {
+        files.append(&batch, &self.timestamp_column, &self.plain_columns, |day| {
             let sequence = crate::next_file_sequence();
             let value = if day.is_some() { date_name(day) } else { "null".to_owned() };
             let partition = format!("{}_day={value}", self.timestamp_column);
@@ -281,23 +296,41 @@ impl TableWriter {
             create_dir_durably(&directory, &root)?;
             let path =
                 if spool { directory.join(format!("{}-{name}", self.ident.name())) } else { directory.join(&name) };
-            let (bytes, footer) = write_parquet(&path, &rows, key_values, &self.plain_columns)?;
-            // The file must outlive a power cut once the table names it.
-            sync_dir(&directory)?;
-            let file_path = format!("{location}/data/{partition}/{name}");
-            let day = day.and_then(|day| i32::try_from(day).ok());
-            let data_file =
-                stats::data_file(file_path.clone(), bytes, day, &footer, &self.iceberg_schema, self.spec_id)
-                    .map_err(TableError::Iceberg)?;
-            let manifest = ManifestFile {
-                dataset: self.ident.name().to_owned(),
-                path: file_path,
-                rows: rows.num_rows() as u64,
-                bytes,
-            };
-            written.push(WrittenFile { data_file, manifest, spooled: spool.then_some(path) });
-        }
-        Ok(written)
+            Ok((TablePlace { file_path: format!("{location}/data/{partition}/{name}"), spooled: spool }, path))
+        })?;
+        Ok(())
+    }
+
+    /// Closes `files` (synced, `key_values` in each footer) and returns them
+    /// for a commit, as [`TableWriter::write`] does.
+    pub fn close(&self, files: TableFiles, key_values: &[(String, String)]) -> Result<Vec<WrittenFile>, TableError> {
+        let closed = files.close(key_values, &self.plain_columns)?;
+        let directories: std::collections::BTreeSet<&std::path::Path> =
+            closed.iter().filter_map(|file| file.path.parent()).collect();
+        // The files must outlive a power cut once the table names them.
+        directories.into_iter().try_for_each(sync_dir)?;
+        closed
+            .into_iter()
+            .map(|file| {
+                let day = file.day.and_then(|day| i32::try_from(day).ok());
+                let data_file = stats::data_file(
+                    file.place.file_path.clone(),
+                    file.bytes,
+                    day,
+                    &file.footer,
+                    &self.iceberg_schema,
+                    self.spec_id,
+                )
+                .map_err(TableError::Iceberg)?;
+                let manifest = ManifestFile {
+                    dataset: self.ident.name().to_owned(),
+                    path: file.place.file_path,
+                    rows: file.rows,
+                    bytes: file.bytes,
+                };
+                Ok(WrittenFile { data_file, manifest, spooled: file.place.spooled.then_some(file.path) })
+            })
+            .collect()
     }
 
     /// Uploads the spooled files of `written` to the table's object store
