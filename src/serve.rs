@@ -118,7 +118,8 @@ pub(crate) struct ServeArgs {
     /// Default flush policy: seconds before buffered rows are written.
     #[arg(long, default_value_t = FlushPolicy::default().max_interval.as_secs_f64())]
     flush_seconds: f64,
-    /// Rejected rows a replay commits together (one table commit or store transaction per chunk).
+    /// Rejected rows a replay commits together (one table commit or store transaction per
+    /// chunk; the last chunk takes in up to half as many more rather than leave a small one).
     #[arg(long, default_value_t = WorkerSettings::default().replay_chunk_rows as u64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     replay_chunk_rows: u64,
     /// How soon (ms) a caught-up shard is polled again.

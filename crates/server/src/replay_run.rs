@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tributary_codec::{Decoder, Registries};
-use tributary_sink::table::{TableError, TableWriter, WrittenFile};
-use tributary_sink::{DatasetWriter, failpoint};
+use tributary_sink::table::{TableError, TableFiles, TableWriter};
+use tributary_sink::{DatasetFiles, DatasetWriter, failpoint};
 use tributary_source::{Cdc, DatasetFormat, Source};
 use tributary_store::{ReplayChunk, ReplayOutcome, Replayed, ShardCounts, Store, StoredVersion};
 
@@ -61,11 +61,95 @@ impl ReplayLocks {
     }
 }
 
-/// Where a replay writes; shared with the chunk landing while the next is decoded.
-#[derive(Clone)]
+/// Where a replay writes; each chunk's files are opened from it.
 enum Target {
     Files(Arc<DatasetWriter>),
     Table { rows: Arc<TableWriter>, rejected: Arc<TableWriter> },
+}
+
+impl Target {
+    /// Whether the dataset keeps a rejected table, so a page's marks are written.
+    fn keeps_marks(&self) -> bool {
+        matches!(self, Target::Table { .. })
+    }
+
+    /// A chunk's files, none written yet.
+    fn chunk_files(&self) -> ChunkFiles {
+        match self {
+            Target::Files(dataset) => ChunkFiles::Files { dataset: Arc::clone(dataset), rows: DatasetFiles::default() },
+            Target::Table { rows, rejected } => ChunkFiles::Table {
+                rows: (Arc::clone(rows), TableFiles::default()),
+                marks: (Arc::clone(rejected), TableFiles::default()),
+            },
+        }
+    }
+}
+
+/// A chunk's files, written page by page as its rows are decoded, so that
+/// landing a chunk only closes and commits them.
+#[derive(Debug)]
+enum ChunkFiles {
+    /// A Parquet dataset's rows (such a dataset keeps no rejected table).
+    Files { dataset: Arc<DatasetWriter>, rows: DatasetFiles },
+    /// An Iceberg dataset's rows, and the rejected table's marks.
+    Table { rows: (Arc<TableWriter>, TableFiles), marks: (Arc<TableWriter>, TableFiles) },
+}
+
+impl ChunkFiles {
+    /// Writes a page's rows that land, and its marks where the dataset keeps them.
+    fn write(&mut self, landing: &[RecordBatch], marks: Option<&RecordBatch>) -> Result<(), ApiError> {
+        let writing = |error: &dyn std::fmt::Display| ApiError::internal(format!("writing the dataset: {error}"));
+        match self {
+            ChunkFiles::Files { dataset, rows } => {
+                landing.iter().try_for_each(|batch| dataset.write_into(rows, batch).map_err(|error| writing(&error)))
+            }
+            ChunkFiles::Table { rows: (table, files), marks: (rejected, marked) } => {
+                landing.iter().try_for_each(|batch| table.write_into(files, batch).map_err(|error| writing(&error)))?;
+                let Some(marks) = marks else { return Ok(()) };
+                rejected
+                    .write_into(marked, marks)
+                    .map_err(|error| ApiError::internal(format!("writing the rejected table: {error}")))
+            }
+        }
+    }
+}
+
+/// A chunk's files, with the last decoded page being written to them on a
+/// task of its own while the next page is decoded. One page is written at a
+/// time, in order.
+enum ChunkWriter {
+    Idle(ChunkFiles),
+    Writing(PageWrite),
+}
+
+impl ChunkWriter {
+    /// Starts writing a page's rows and marks, once the page before is written.
+    async fn write(self, landing: Vec<RecordBatch>, marks: Option<RecordBatch>) -> Result<ChunkWriter, ApiError> {
+        let mut files = self.written().await?;
+        Ok(ChunkWriter::Writing(PageWrite(tokio::spawn(crate::api::off_runtime(move || {
+            files.write(&landing, marks.as_ref())?;
+            Ok(files)
+        })))))
+    }
+
+    /// The files, once every page given is written.
+    async fn written(self) -> Result<ChunkFiles, ApiError> {
+        match self {
+            ChunkWriter::Idle(files) => Ok(files),
+            ChunkWriter::Writing(mut write) => {
+                (&mut write.0).await.map_err(|error| ApiError::internal(format!("writing replayed rows: {error}")))?
+            }
+        }
+    }
+}
+
+/// A page being written, stopped if the replay is dropped.
+struct PageWrite(tokio::task::JoinHandle<Result<ChunkFiles, ApiError>>);
+
+impl Drop for PageWrite {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a replay did.
@@ -90,7 +174,7 @@ impl Totals {
         version: &StoredVersion,
         replayed_at: DateTime<Utc>,
         decoded: DecodedPage,
-    ) -> DecodedChunk {
+    ) -> ReplayChunk {
         self.truncated += decoded.truncated;
         self.chunks += 1;
         for outcome in &decoded.outcomes {
@@ -100,7 +184,7 @@ impl Totals {
                 Replayed::StillRejected { .. } => self.still_rejected += 1,
             }
         }
-        let chunk = ReplayChunk {
+        ReplayChunk {
             source: source.name.clone(),
             version: version.version,
             marker: 0,
@@ -112,16 +196,8 @@ impl Totals {
                 .map(|(shard_id, (rows, filtered))| ShardCounts { shard_id, rows, filtered, ..ShardCounts::default() })
                 .collect(),
             files: Vec::new(),
-        };
-        DecodedChunk { chunk, landing: decoded.landing, marks: decoded.marks }
+        }
     }
-}
-
-/// A chunk decoded: what the store records, the rows that land and the rejected table's marks.
-struct DecodedChunk {
-    chunk: ReplayChunk,
-    landing: Vec<RecordBatch>,
-    marks: Vec<RecordBatch>,
 }
 
 /// A chunk being landed on a task of its own, stopped if the replay is dropped
@@ -129,15 +205,12 @@ struct DecodedChunk {
 struct LandingChunk(tokio::task::JoinHandle<Result<std::time::Duration, ApiError>>);
 
 impl LandingChunk {
-    fn start(store: Arc<Store>, scope: String, target: Target, decoded: DecodedChunk) -> LandingChunk {
+    fn start(store: Arc<Store>, scope: String, files: ChunkFiles, chunk: ReplayChunk) -> LandingChunk {
         LandingChunk(tokio::spawn(async move {
             let landing_at = std::time::Instant::now();
-            let DecodedChunk { chunk, landing, marks } = decoded;
-            match target {
-                Target::Files(dataset) => land_in_files(&store, dataset, chunk, landing).await?,
-                Target::Table { rows, rejected } => {
-                    land_in_table(&store, &scope, (rows, rejected), chunk, landing, marks).await?
-                }
+            match files {
+                ChunkFiles::Files { dataset, rows } => land_in_files(&store, dataset, rows, chunk).await?,
+                ChunkFiles::Table { rows, marks } => land_in_table(&store, &scope, rows, marks, chunk).await?,
             }
             Ok(landing_at.elapsed())
         }))
@@ -199,6 +272,7 @@ pub(crate) async fn replay(
     // Rows committed together (one chunk), unless their payloads reach CHUNK_PAYLOAD_BYTES first.
     let chunk_rows = context.settings.replay_chunk_rows.max(1);
     let mut pending = DecodedPage::for_chunk(chunk_rows);
+    let mut writer = ChunkWriter::Idle(target.chunk_files());
     // A chunk lands while the next is decoded; chunks land one at a time, in order.
     let mut landing: Option<LandingChunk> = None;
     // Pages no larger than a chunk, so a chunk holds no more rows than asked.
@@ -212,19 +286,27 @@ pub(crate) async fn replay(
             if let Some((page, _held)) = page {
                 pending.payload_bytes += page.payload_bytes();
                 let decoding_at = std::time::Instant::now();
-                let decoded = decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at).await?;
+                let marks = target.keeps_marks();
+                let (decoded, landed) =
+                    decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at, marks).await?;
                 totals.decoding += decoding_at.elapsed();
                 pending.absorb(decoded);
+                // Written while the next page is decoded.
+                writer = writer.write(landed.rows, landed.marks).await?;
             }
-            // Pages gather into chunks, each one commit: fewer, larger table commits.
-            let full = pending.outcomes.len() >= chunk_rows || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
+            // Pages gather into chunks, each one commit: fewer, larger table commits. The last
+            // pages, when read already and few, join the chunk rather than pay a commit of their own.
+            let last_pages_join = pages.is_closed() && pages.len() * page_rows as usize <= chunk_rows / 2;
+            let full = (pending.outcomes.len() >= chunk_rows && !last_pages_join)
+                || pending.payload_bytes >= CHUNK_PAYLOAD_BYTES;
             if (full || exhausted) && !pending.outcomes.is_empty() {
                 let decoded = std::mem::replace(&mut pending, DecodedPage::for_chunk(chunk_rows));
+                let written = std::mem::replace(&mut writer, ChunkWriter::Idle(target.chunk_files())).written().await?;
                 let chunk = totals.count_chunk(source, version, replayed_at, decoded);
                 if let Some(previous) = landing.take() {
                     totals.landing += previous.landed().await?;
                 }
-                landing = Some(LandingChunk::start(Arc::clone(&context.store), scope.clone(), target.clone(), chunk));
+                landing = Some(LandingChunk::start(Arc::clone(&context.store), scope.clone(), written, chunk));
             }
             if exhausted {
                 return Ok::<_, ApiError>(());
@@ -318,16 +400,12 @@ fn read_ahead(
     (receiver, reader)
 }
 
-/// Pages decoded again: what each row gave, the rows that land, and the
-/// rejected table's rows saying so.
+/// Pages decoded again: what each row gave.
 #[derive(Default)]
 struct DecodedPage {
     outcomes: Vec<ReplayOutcome>,
     /// Rows landed and filtered, by shard.
     counts: BTreeMap<String, (u64, u64)>,
-    landing: Vec<RecordBatch>,
-    /// The rejected table's rows saying what each row gave (`REPLAYED`, or a new reason).
-    marks: Vec<RecordBatch>,
     truncated: u64,
     payload_bytes: usize,
 }
@@ -345,18 +423,26 @@ impl DecodedPage {
             kept.0 += rows;
             kept.1 += filtered;
         }
-        self.landing.extend(page.landing);
-        self.marks.extend(page.marks);
         self.truncated += page.truncated;
     }
 }
 
+/// What a page decoded again writes: the rows that land, and (when asked)
+/// the rejected table's rows saying what each row gave.
+struct PageLanding {
+    rows: Vec<RecordBatch>,
+    marks: Option<RecordBatch>,
+}
+
+/// Decodes `page` again: what each row gave, and what the page writes
+/// (its marks only when `with_marks`).
 async fn decode_page(
     decoder: Arc<Mutex<Decoder>>,
     source: Source,
     page: RejectedPage,
     replayed_at: DateTime<Utc>,
-) -> Result<DecodedPage, ApiError> {
+    with_marks: bool,
+) -> Result<(DecodedPage, PageLanding), ApiError> {
     crate::api::off_runtime(move || {
         let mut decoded = DecodedPage::default();
         let mut marks = Vec::new();
@@ -391,11 +477,11 @@ async fn decode_page(
         })
         .map_err(crate::replay::api_error)?;
         decoded.counts = counts.into_iter().map(|(shard_id, counted)| (shard_id.to_owned(), counted)).collect();
-        decoded.landing = landing;
-        decoded
-            .marks
-            .push(page.marks(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?);
-        Ok(decoded)
+        let marks = with_marks
+            .then(|| page.marks(&marks, replayed_at))
+            .transpose()
+            .map_err(|error| ApiError::internal(format!("marks: {error}")))?;
+        Ok((decoded, PageLanding { rows: landing, marks }))
     })
     .await
 }
@@ -417,19 +503,16 @@ fn mark(page: &RejectedPage, row: usize, replayed: &Replayed) -> Option<Mark> {
     }
 }
 
-/// A Parquet dataset: files staged, then one store transaction, then the files moved into place.
+/// A Parquet dataset: files closed in staging, then one store transaction, then the files moved into place.
 async fn land_in_files(
     store: &Arc<Store>,
     dataset: Arc<DatasetWriter>,
+    rows: DatasetFiles,
     mut chunk: ReplayChunk,
-    landing: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
-    let writing = Arc::clone(&dataset);
-    let files = crate::api::off_runtime(move || match one_batch(landing)? {
-        Some(batch) => {
-            writing.write(&batch).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))
-        }
-        None => Ok(Vec::new()),
+    let closing = Arc::clone(&dataset);
+    let files = crate::api::off_runtime(move || {
+        closing.close(rows, &[]).map_err(|error| ApiError::internal(format!("writing the dataset: {error}")))
     })
     .await?;
     chunk.files.clone_from(&files);
@@ -444,26 +527,23 @@ async fn land_in_files(
 async fn land_in_table(
     store: &Arc<Store>,
     scope: &str,
-    (rows, rejected): (Arc<TableWriter>, Arc<TableWriter>),
+    (rows, files): (Arc<TableWriter>, TableFiles),
+    (rejected, marks): (Arc<TableWriter>, TableFiles),
     mut chunk: ReplayChunk,
-    landing: Vec<RecordBatch>,
-    marks: Vec<RecordBatch>,
 ) -> Result<(), ApiError> {
     let table_error = |what: &str| {
         let what = what.to_owned();
         move |error: tributary_sink::table::TableError| ApiError::internal(format!("{what}: {error}"))
     };
     chunk.marker = rows.replay_marker(&chunk.source).await.map_err(table_error("reading the replay marker"))? + 1;
-    let writing = (Arc::clone(&rows), Arc::clone(&rejected));
+    let closing = (Arc::clone(&rows), Arc::clone(&rejected));
     let (written, marks_written) = crate::api::off_runtime(move || {
-        let (rows, rejected) = writing;
-        // The rows and the marks are written side by side: two files, two cores.
+        let (rows, rejected) = closing;
+        // Each close writes what its file still buffers and syncs it: two files, two cores.
         std::thread::scope(|scope| {
-            let marks_written = scope.spawn(|| write_marks(&rejected, marks));
-            let written = match one_batch(landing)? {
-                Some(batch) => rows.write(&batch, &[]).map_err(table_error("writing the table"))?,
-                None => Vec::new(),
-            };
+            let marks_written =
+                scope.spawn(|| rejected.close(marks, &[]).map_err(table_error("writing the rejected table")));
+            let written = rows.close(files, &[]).map_err(table_error("writing the table"))?;
             let marks_written = marks_written
                 .join()
                 .map_err(|_| ApiError::internal("writing the rejected table's marks panicked"))??;
@@ -495,22 +575,6 @@ async fn land_in_table(
     let owned = Arc::clone(store);
     crate::api::off_runtime(move || Ok(owned.settle_replay_landed(&chunk)?)).await?;
     Ok(())
-}
-
-/// A chunk's pages as one batch, so it is written as one file per day.
-fn one_batch(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>, ApiError> {
-    let Some(first) = batches.first() else { return Ok(None) };
-    if batches.len() == 1 {
-        return Ok(batches.into_iter().next());
-    }
-    arrow_select::concat::concat_batches(&first.schema(), &batches)
-        .map(Some)
-        .map_err(|error| ApiError::internal(format!("joining the replayed rows: {error}")))
-}
-
-fn write_marks(rejected: &TableWriter, marks: Vec<RecordBatch>) -> Result<Vec<WrittenFile>, ApiError> {
-    let Some(batch) = one_batch(marks)? else { return Ok(Vec::new()) };
-    rejected.write(&batch, &[]).map_err(|error| ApiError::internal(format!("writing the rejected table: {error}")))
 }
 
 /// Opens a dataset's table and its rejected table for a replay.
@@ -585,7 +649,8 @@ pub(crate) async fn settle_prepared(
                 .filter_map(|(row, error)| Some((row, mark(&page, row, outcomes.get(&error.id)?)?)))
                 .collect();
             let marks = page.marks(&marks, chunk.replayed_at).map_err(|error| format!("marks: {error}"))?;
-            let written = write_marks(rejected, vec![marks]).map_err(|error| format!("{error:?}"))?;
+            let written =
+                rejected.write(&marks, &[]).map_err(|error| format!("writing the rejected table: {error}"))?;
             rejected.upload(&written).await.map_err(|error| error.to_string())?;
             let files = written.into_iter().map(|file| file.data_file).collect();
             rejected

@@ -75,7 +75,8 @@ pub struct WorkerSettings {
     pub maintenance: Maintenance,
     /// How often the console's history samples every worker's lag and rates.
     pub history_interval: Duration,
-    /// Rejected rows a replay commits together (fewer when their payloads reach 64 MiB first).
+    /// Rejected rows a replay commits together (fewer when their payloads reach 64 MiB
+    /// first; up to half as many more in the last chunk, when the rest is read already).
     pub replay_chunk_rows: usize,
 }
 
