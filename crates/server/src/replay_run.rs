@@ -39,7 +39,7 @@ use crate::worker::{WorkerContext, checkpoint_scope};
 const CHUNK_PAYLOAD_BYTES: usize = 64 << 20;
 
 /// Bytes of rejected rows read ahead of the decoding, at most (about: a page may pass it).
-const READ_AHEAD_BYTES: usize = 32 << 20;
+const READ_AHEAD_BYTES: usize = 8 << 20;
 
 /// What a stored row holds besides its payload, about (its strings and fields).
 const ROW_BYTES: usize = 256;
