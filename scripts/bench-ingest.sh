@@ -12,6 +12,9 @@
 #   TRIBUTARY_BENCH_S3=1 ./scripts/bench-ingest.sh                                     # also one run on an Iceberg table on moto S3 recorded in moto's Glue, checked by pyiceberg
 #   TRIBUTARY_BENCH_CLUSTER=1 ./scripts/bench-ingest.sh                                # also cluster mode with 1, 2 and 3 processes (moto S3, DynamoDB catalog and leases)
 #   TRIBUTARY_BENCH_CLUSTER=1 TRIBUTARY_BENCH_CLUSTER_RUNS=3 ./scripts/bench-ingest.sh         # each cluster configuration three times, summed (CPU ticks are 10 ms)
+#   TRIBUTARY_BENCH_CLUSTER=1 TRIBUTARY_BENCH_CLUSTER_FLAGS="--flush-rows 10000" ./scripts/bench-ingest.sh
+#       # serve flags for every process of the cluster runs, plain included (here: commits triggered by rows, as
+#       # at real read rates, rather than by the 10 s timer at kinesis-local's ~5k records/s)
 #
 # Ours runs twice per run, interleaved so machine drift hits both alike: the
 # dataset as plain Parquet files, and as an Iceberg table in a local warehouse
@@ -135,7 +138,7 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
       port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
       target/release/tributary serve --data-dir "$work/cluster-$label-$cluster_run-$i" --listen "127.0.0.1:$port" \
         --warehouse "s3://$bucket/tables" --catalog dynamodb --dynamodb-catalog-table "bench_$$_${label}_$cluster_run" --no-live-validation \
-        "${@:3}" 2>"$work/cluster-$label-$cluster_run-$i.log" &
+        "${extra_flags[@]}" "${@:3}" 2>"$work/cluster-$label-$cluster_run-$i.log" &
       cluster_pids+=("$!")
       urls+=("http://127.0.0.1:$port")
       for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -171,6 +174,7 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)");"
   }
   idle_seconds=20
+  read -r -a extra_flags <<<"${TRIBUTARY_BENCH_CLUSTER_FLAGS:-}"
   # CPU is counted in 10 ms ticks and a run is about 20 of them: TRIBUTARY_BENCH_CLUSTER_RUNS
   # repeats every configuration (interleaved, so drift hits all alike) and the report sums them.
   for cluster_run in $(seq 1 "${TRIBUTARY_BENCH_CLUSTER_RUNS:-1}"); do
@@ -184,7 +188,7 @@ hz=$(getconf CLK_TCK)
 peer=$("$python" benches/python_consumer.py "$stream_arn" "$records" "$work/python")
 
 "$python" - "$records" "$shards" "$ticks" "$hz" "$hwm_kib" "$walls" "$peer" "$calls" "$iceberg" "$iceberg_hwm_kib" "${s3_ticks:-}" "${s3_check:-}" "$cluster_report" <<'PY'
-import json, sys
+import json, os, sys
 records, shards, ticks, hz, hwm_kib, walls, peer, calls, iceberg, iceberg_hwm_kib, s3_ticks, s3_check, cluster = sys.argv[1:]
 records = int(records)
 run_cpu = [int(t) / int(hz) for t in ticks.split(",")]
@@ -216,7 +220,8 @@ if cluster:
     repeats = next(iter(summed.values()))[7]
     records *= repeats
     idle_seconds = 20 * repeats
-    print(f"  cluster mode (moto S3, DynamoDB catalog; CPU summed over the processes and {repeats} run(s) of each):")
+    print(f"  cluster mode (moto S3, DynamoDB catalog; CPU summed over the processes and {repeats} run(s) of each;"
+          f" serve flags: {os.environ.get('TRIBUTARY_BENCH_CLUSTER_FLAGS') or 'defaults'}):")
     print("    total = from each process's start to the last row; records = from the commit to the last row, less what")
     print("    the processes cost idle over the same time (measured for 20 s after), i.e. the CPU the records themselves take")
     base_total = base_records = None
