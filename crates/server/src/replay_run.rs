@@ -68,11 +68,6 @@ enum Target {
 }
 
 impl Target {
-    /// Whether the dataset keeps a rejected table, so a page's marks are written.
-    fn keeps_marks(&self) -> bool {
-        matches!(self, Target::Table { .. })
-    }
-
     /// A chunk's files, none written yet.
     fn chunk_files(&self) -> ChunkFiles {
         match self {
@@ -97,7 +92,7 @@ enum ChunkFiles {
 
 impl ChunkFiles {
     /// Writes a page's rows that land, and its marks where the dataset keeps them.
-    fn write(&mut self, landing: &[RecordBatch], marks: Option<&RecordBatch>) -> Result<(), ApiError> {
+    fn write(&mut self, landing: &[RecordBatch], marks: &RecordBatch) -> Result<(), ApiError> {
         let writing = |error: &dyn std::fmt::Display| ApiError::internal(format!("writing the dataset: {error}"));
         match self {
             ChunkFiles::Files { dataset, rows } => {
@@ -105,7 +100,6 @@ impl ChunkFiles {
             }
             ChunkFiles::Table { rows: (table, files), marks: (rejected, marked) } => {
                 landing.iter().try_for_each(|batch| table.write_into(files, batch).map_err(|error| writing(&error)))?;
-                let Some(marks) = marks else { return Ok(()) };
                 rejected
                     .write_into(marked, marks)
                     .map_err(|error| ApiError::internal(format!("writing the rejected table: {error}")))
@@ -124,10 +118,10 @@ enum ChunkWriter {
 
 impl ChunkWriter {
     /// Starts writing a page's rows and marks, once the page before is written.
-    async fn write(self, landing: Vec<RecordBatch>, marks: Option<RecordBatch>) -> Result<ChunkWriter, ApiError> {
+    async fn write(self, landing: Vec<RecordBatch>, marks: RecordBatch) -> Result<ChunkWriter, ApiError> {
         let mut files = self.written().await?;
         Ok(ChunkWriter::Writing(PageWrite(tokio::spawn(crate::api::off_runtime(move || {
-            files.write(&landing, marks.as_ref())?;
+            files.write(&landing, &marks)?;
             Ok(files)
         })))))
     }
@@ -286,9 +280,7 @@ pub(crate) async fn replay(
             if let Some((page, _held)) = page {
                 pending.payload_bytes += page.payload_bytes();
                 let decoding_at = std::time::Instant::now();
-                let marks = target.keeps_marks();
-                let (decoded, landed) =
-                    decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at, marks).await?;
+                let (decoded, landed) = decode_page(Arc::clone(&decoder), source.clone(), page, replayed_at).await?;
                 totals.decoding += decoding_at.elapsed();
                 pending.absorb(decoded);
                 // Written while the next page is decoded.
@@ -427,21 +419,19 @@ impl DecodedPage {
     }
 }
 
-/// What a page decoded again writes: the rows that land, and (when asked)
-/// the rejected table's rows saying what each row gave.
+/// What a page decoded again writes: the rows that land, and the rejected
+/// table's rows saying what each row gave.
 struct PageLanding {
     rows: Vec<RecordBatch>,
-    marks: Option<RecordBatch>,
+    marks: RecordBatch,
 }
 
-/// Decodes `page` again: what each row gave, and what the page writes
-/// (its marks only when `with_marks`).
+/// Decodes `page` again: what each row gave, and what the page writes.
 async fn decode_page(
     decoder: Arc<Mutex<Decoder>>,
     source: Source,
     page: RejectedPage,
     replayed_at: DateTime<Utc>,
-    with_marks: bool,
 ) -> Result<(DecodedPage, PageLanding), ApiError> {
     crate::api::off_runtime(move || {
         let mut decoded = DecodedPage::default();
@@ -477,10 +467,7 @@ async fn decode_page(
         })
         .map_err(crate::replay::api_error)?;
         decoded.counts = counts.into_iter().map(|(shard_id, counted)| (shard_id.to_owned(), counted)).collect();
-        let marks = with_marks
-            .then(|| page.marks(&marks, replayed_at))
-            .transpose()
-            .map_err(|error| ApiError::internal(format!("marks: {error}")))?;
+        let marks = page.marks(&marks, replayed_at).map_err(|error| ApiError::internal(format!("marks: {error}")))?;
         Ok((decoded, PageLanding { rows: landing, marks }))
     })
     .await

@@ -102,9 +102,6 @@ impl DatasetWriter {
     /// for the manifest, as [`DatasetWriter::write`] does.
     pub fn close(&self, files: DatasetFiles, key_values: &[(String, String)]) -> Result<Vec<ManifestFile>, SinkError> {
         let closed = files.close(key_values, &self.plain_columns)?;
-        let directories: BTreeSet<&Path> = closed.iter().filter_map(|file| file.path.parent()).collect();
-        // The files must outlive a power cut once the manifest names them.
-        directories.into_iter().try_for_each(sync_dir)?;
         Ok(closed
             .iter()
             .map(|file| ManifestFile {
@@ -231,6 +228,12 @@ struct ParquetFile {
     rows: u64,
 }
 
+impl std::fmt::Debug for ParquetFile {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ParquetFile").field("path", &self.path).field("rows", &self.rows).finish()
+    }
+}
+
 fn parquet_error(error: parquet::errors::ParquetError) -> SinkError {
     SinkError::Parquet(error.to_string())
 }
@@ -284,12 +287,6 @@ pub struct DayFiles<Place> {
     open: BTreeMap<Option<i64>, (Place, ParquetFile)>,
 }
 
-impl std::fmt::Debug for ParquetFile {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("ParquetFile").field("path", &self.path).field("rows", &self.rows).finish()
-    }
-}
-
 impl<Place> Default for DayFiles<Place> {
     fn default() -> DayFiles<Place> {
         DayFiles { open: BTreeMap::new() }
@@ -333,20 +330,26 @@ impl<Place> DayFiles<Place> {
         Ok(())
     }
 
-    /// Closes every file (synced, `key_values` in each footer), by day.
+    /// Closes every file (`key_values` in each footer), by day: each file and
+    /// each directory holding one synced, as a commit may name them next.
     pub(crate) fn close(
         self,
         key_values: &[(String, String)],
         plain_columns: &Mutex<HashSet<ColumnPath>>,
     ) -> Result<Vec<ClosedFile<Place>>, SinkError> {
-        self.open
+        let closed = self
+            .open
             .into_iter()
             .map(|(day, (place, file))| {
                 let (path, rows) = (file.path.clone(), file.rows);
                 let (bytes, footer) = file.finish(key_values, plain_columns)?;
                 Ok(ClosedFile { day, place, path, rows, bytes, footer })
             })
-            .collect()
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        // The files must outlive a power cut once a commit names them.
+        let directories: BTreeSet<&Path> = closed.iter().filter_map(|file| file.path.parent()).collect();
+        directories.into_iter().try_for_each(sync_dir)?;
+        Ok(closed)
     }
 }
 

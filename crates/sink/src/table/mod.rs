@@ -57,7 +57,7 @@ pub use replay::{REPLAYED_REASON, current_rejections};
 pub use schema::{SchemaChangeError, table_schema, with_field_ids};
 
 use crate::SinkError;
-use crate::dataset::{DayFiles, create_dir_durably, date_name, sync_dir};
+use crate::dataset::{DayFiles, create_dir_durably, date_name};
 
 /// Why a table could not be opened, written or committed.
 #[derive(Debug, thiserror::Error)]
@@ -305,10 +305,6 @@ impl TableWriter {
     /// for a commit, as [`TableWriter::write`] does.
     pub fn close(&self, files: TableFiles, key_values: &[(String, String)]) -> Result<Vec<WrittenFile>, TableError> {
         let closed = files.close(key_values, &self.plain_columns)?;
-        let directories: std::collections::BTreeSet<&std::path::Path> =
-            closed.iter().filter_map(|file| file.path.parent()).collect();
-        // The files must outlive a power cut once the table names them.
-        directories.into_iter().try_for_each(sync_dir)?;
         closed
             .into_iter()
             .map(|file| {
