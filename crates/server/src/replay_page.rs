@@ -12,7 +12,7 @@ use arrow_array::{
 use arrow_schema::ArrowError;
 use chrono::{DateTime, Utc};
 use tributary_sink::table::{REPLAYED_REASON, rejected_schema};
-use tributary_store::{ErrorRowRef, NewErrorRow, Store, StoreError};
+use tributary_store::{ErrorLogReader, ErrorPage, ErrorRowRef, NewErrorRow, Store, StoreError};
 
 /// How many stored rows a dry run or a replay reads at once (a page of the error log).
 pub(crate) const PAGE_ROWS: u32 = 4096;
@@ -277,6 +277,22 @@ pub(crate) fn rejected_page(
         Ok(())
     })?;
     Ok((page.finish(), next))
+}
+
+/// The rows of `page` of `source`'s error log not replayed since (only `reason`'s when given).
+pub(crate) fn read_rejected_page(
+    reader: &ErrorLogReader,
+    source: &str,
+    reason: Option<&str>,
+    page: &ErrorPage,
+    rows: u32,
+) -> Result<RejectedPage, StoreError> {
+    let mut builder = PageBuilder::with_capacity(rows.min(PAGE_ROWS) as usize);
+    reader.read_page(source, reason, page, |row| {
+        builder.push_logged(&row);
+        Ok(())
+    })?;
+    Ok(builder.finish())
 }
 
 /// `rows` (read from the rejected table) as a page.

@@ -32,7 +32,7 @@ use tributary_store::{ReplayChunk, ReplayOutcome, Replayed, ShardCounts, Store, 
 
 use crate::errors::ApiError;
 use crate::replay::{Now, decode_again};
-use crate::replay_page::{Mark, PAGE_ROWS, RejectedPage, rejected_page, unlogged_page};
+use crate::replay_page::{Mark, PAGE_ROWS, RejectedPage, read_rejected_page, unlogged_page};
 use crate::worker::{WorkerContext, checkpoint_scope};
 
 /// Payload bytes of one chunk, at most (about: a page may pass it).
@@ -345,10 +345,14 @@ pub(crate) async fn replay(
 /// A page of rejected rows read ahead, holding its share of the read-ahead budget until decoded.
 type PageAhead = (RejectedPage, tokio::sync::OwnedSemaphorePermit);
 
+/// Threads reading the error log side by side: reading a page from SQLite
+/// costs more than decoding it, so one reader left the decoding waiting.
+const READERS: usize = 2;
+
 /// Pages of the source's rejected rows (only `reason`'s when given), newest
-/// first, read ahead on a thread of their own (up to [`READ_AHEAD_BYTES`]):
-/// reading the log then overlaps decoding and landing. The reader ends with
-/// the time it spent reading.
+/// first, read ahead on [`READERS`] threads of their own (up to
+/// [`READ_AHEAD_BYTES`]): reading the log then overlaps decoding and landing.
+/// The readers end with the time they spent reading, summed.
 fn read_ahead(
     store: Arc<Store>,
     source: String,
@@ -356,40 +360,140 @@ fn read_ahead(
     page_rows: u32,
 ) -> (tokio::sync::mpsc::UnboundedReceiver<Result<PageAhead, ApiError>>, tokio::task::JoinHandle<std::time::Duration>) {
     let (pages, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
-    let runtime = tokio::runtime::Handle::current();
-    let reader = tokio::task::spawn_blocking(move || {
-        let (mut before, mut spent) = (None, std::time::Duration::ZERO);
+    let reading = PageReading {
+        store,
+        source,
+        reason,
+        page_rows,
+        pages,
+        budget: Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES)),
+        runtime: tokio::runtime::Handle::current(),
+        cursor: Mutex::new(Cursor::default()),
+        turn: parking_lot::Condvar::new(),
+    };
+    let readers = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..READERS).map(|_| scope.spawn(|| reading.read())).collect();
+            let mine = reading.read();
+            others.into_iter().map(|other| other.join().unwrap_or_default()).fold(mine, |total, spent| total + spent)
+        })
+    });
+    (receiver, readers)
+}
+
+/// Where the readers of a replay are: each takes the next page, reads it,
+/// and sends it in its turn, so pages arrive in the order of the log.
+struct PageReading {
+    store: Arc<Store>,
+    source: String,
+    reason: Option<String>,
+    page_rows: u32,
+    pages: tokio::sync::mpsc::UnboundedSender<Result<PageAhead, ApiError>>,
+    budget: Arc<tokio::sync::Semaphore>,
+    runtime: tokio::runtime::Handle,
+    cursor: Mutex<Cursor>,
+    /// Signalled when a page was sent, or the reading stopped.
+    turn: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Cursor {
+    /// Where the next page to take begins: `None` until the first is taken (the newest rows).
+    before: Option<i64>,
+    /// Pages taken so far; the next page's turn.
+    taken: usize,
+    /// Pages sent (or found empty) so far, in order.
+    sent: usize,
+    /// No page is left to take.
+    exhausted: bool,
+    /// A reader failed, or the replay stopped: every reader ends.
+    stopped: bool,
+}
+
+impl PageReading {
+    /// One reader: pages until none is left, or the reading stops. Returns the time it spent reading.
+    fn read(&self) -> std::time::Duration {
+        let _stops_the_others_if_it_panics = StopOnPanic(self);
+        let mut spent = std::time::Duration::ZERO;
+        let reader = match self.store.error_log_reader() {
+            Ok(reader) => reader,
+            Err(error) => return self.stop(Err(ApiError::from(error)), spent),
+        };
         loop {
             let started = std::time::Instant::now();
-            let page = rejected_page(&store, &source, reason.as_deref(), before, page_rows);
-            spent += started.elapsed();
-            let (page, next) = match page {
-                Ok(page) => page,
-                Err(error) => {
-                    let _ = pages.send(Err(ApiError::from(error)));
+            // Taking a page is a short look at the source's index; reading it is the long part.
+            let (turn, page) = {
+                let mut cursor = self.cursor.lock();
+                if cursor.exhausted || cursor.stopped {
                     return spent;
                 }
-            };
-            before = next;
-            if !page.is_empty() {
-                let held = page.payload_bytes() + page.len() * ROW_BYTES;
-                let Ok(permit) =
-                    runtime.block_on(Arc::clone(&budget).acquire_many_owned(held.min(READ_AHEAD_BYTES) as u32))
-                else {
+                let page = match reader.find_page(&self.source, cursor.before, self.page_rows) {
+                    Ok(page) => page,
+                    Err(error) => {
+                        drop(cursor);
+                        return self.stop(Err(ApiError::from(error)), spent);
+                    }
+                };
+                let Some(page) = page else {
+                    cursor.exhausted = true;
                     return spent;
                 };
-                // A replay that stopped (its receiver gone) stops the reading too.
-                if pages.send(Ok((page, permit))).is_err() {
+                cursor.before = page.next();
+                cursor.exhausted = cursor.before.is_none();
+                cursor.taken += 1;
+                (cursor.taken - 1, page)
+            };
+            let read = read_rejected_page(&reader, &self.source, self.reason.as_deref(), &page, self.page_rows);
+            spent += started.elapsed();
+            let page = match read {
+                Ok(page) => page,
+                Err(error) => return self.stop(Err(ApiError::from(error)), spent),
+            };
+            {
+                let mut cursor = self.cursor.lock();
+                while cursor.sent != turn && !cursor.stopped {
+                    self.turn.wait(&mut cursor);
+                }
+                if cursor.stopped {
                     return spent;
                 }
             }
-            if next.is_none() {
-                return spent;
+            // In its turn, no other reader sends: the budget is taken in the order pages are decoded.
+            if !page.is_empty() {
+                let held = page.payload_bytes() + page.len() * ROW_BYTES;
+                let budget = Arc::clone(&self.budget).acquire_many_owned(held.min(READ_AHEAD_BYTES) as u32);
+                let Ok(permit) = self.runtime.block_on(budget) else { return self.stop(Ok(()), spent) };
+                // A replay that stopped (its receiver gone) stops the reading too.
+                if self.pages.send(Ok((page, permit))).is_err() {
+                    return self.stop(Ok(()), spent);
+                }
             }
+            self.cursor.lock().sent += 1;
+            self.turn.notify_all();
         }
-    });
-    (receiver, reader)
+    }
+
+    /// Stops every reader, telling the replay why when it failed.
+    fn stop(&self, failed: Result<(), ApiError>, spent: std::time::Duration) -> std::time::Duration {
+        if let Err(error) = failed {
+            let _ = self.pages.send(Err(error));
+        }
+        self.cursor.lock().stopped = true;
+        self.turn.notify_all();
+        spent
+    }
+}
+
+/// A reader that panicked stops the others (they would wait for its turn
+/// forever) and fails the replay, rather than let it end as if the log did.
+struct StopOnPanic<'a>(&'a PageReading);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop(Err(ApiError::internal("a reader of the error log failed")), std::time::Duration::ZERO);
+        }
+    }
 }
 
 /// Pages decoded again: what each row gave.
@@ -652,4 +756,85 @@ pub(crate) async fn settle_prepared(
         .map_err(|error| format!("{error:?}"))?;
     tracing::info!(source, landed, "settled the replay chunk a stop left between the store and the table");
     Ok(Some(landed))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use tributary_store::{BatchCommit, ErrorRetention, NewErrorRow};
+
+    use super::*;
+
+    /// Logs one rejected row of `source` per sequence number, each with `reason`.
+    fn log_rejections(store: &Store, source: &str, reason: &str, sequence_numbers: std::ops::Range<u32>) {
+        let rows: Vec<NewErrorRow> = sequence_numbers
+            .map(|sequence_number| {
+                let payload = format!("{{\"n\":{sequence_number}}}").into_bytes();
+                NewErrorRow {
+                    shard_id: "shardId-000000000000".into(),
+                    sequence_number: sequence_number.to_string(),
+                    sub_sequence: None,
+                    arrival_time: Utc::now(),
+                    reason: reason.into(),
+                    field: "user".into(),
+                    message: "not a string".into(),
+                    payload_length: payload.len() as u64,
+                    payload,
+                }
+            })
+            .collect();
+        let scope = format!("{source}@stream");
+        let batch = BatchCommit {
+            source,
+            version: 1,
+            scope: &scope,
+            files: &[],
+            advances: &[],
+            rejected: &rows,
+            counts: &[],
+            retention: ErrorRetention { max_rows: 1_000_000, ..ErrorRetention::default() },
+            max_event_micros: None,
+        };
+        store.commit_batch(&batch, Utc::now()).expect("commit");
+    }
+
+    /// The sequence numbers of every page `read_ahead` gives, in the order given.
+    async fn read_all(store: Arc<Store>, source: &str, reason: Option<&str>, page_rows: u32) -> (Vec<u32>, usize) {
+        let (mut pages, reader) = read_ahead(store, source.to_owned(), reason.map(str::to_owned), page_rows);
+        let (mut read, mut count) = (Vec::new(), 0);
+        while let Some(page) = pages.recv().await {
+            let (page, _held) = page.expect("page");
+            assert!(page.len() <= page_rows as usize, "a page of {} rows, asked {page_rows}", page.len());
+            read.extend((0..page.len()).map(|row| page.sequence_number(row).parse::<u32>().expect("number")));
+            count += 1;
+        }
+        reader.await.expect("readers");
+        (read, count)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_side_by_side_give_every_row_of_the_source_once_newest_first() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&directory.path().join("tributary.db")).expect("store"));
+        // Two sources' rows interleave in the log, and `a` has rows of two reasons.
+        for round in 0..10 {
+            log_rejections(&store, "a", "TYPE_MISMATCH", round * 100..round * 100 + 70);
+            log_rejections(&store, "b", "TYPE_MISMATCH", round * 100..round * 100 + 40);
+            log_rejections(&store, "a", "PARSE_ERROR", round * 100 + 70..round * 100 + 100);
+        }
+        let newest_first = |numbers: &mut dyn Iterator<Item = u32>| {
+            let mut numbers: Vec<u32> = numbers.collect();
+            numbers.sort_unstable_by(|left, right| right.cmp(left));
+            numbers
+        };
+        let (every_a, pages) = read_all(Arc::clone(&store), "a", None, 64).await;
+        assert_eq!(every_a, newest_first(&mut (0..1000)));
+        assert!(pages >= 1000 / 64, "{pages} pages of at most 64 rows");
+        let (type_mismatches, _) = read_all(Arc::clone(&store), "a", Some("TYPE_MISMATCH"), 64).await;
+        assert_eq!(type_mismatches, newest_first(&mut (0..1000).filter(|n| n % 100 < 70)));
+        let (every_b, _) = read_all(Arc::clone(&store), "b", None, 7).await;
+        assert_eq!(every_b, newest_first(&mut (0..1000).filter(|n| n % 100 < 40)));
+        let (none, pages) = read_all(store, "c", None, 64).await;
+        assert!(none.is_empty() && pages == 0, "a source with no rows gives no page");
+    }
 }

@@ -1,7 +1,9 @@
 //! The error log: every record a source could not decode, with the reason.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::{Store, StoreError};
 
@@ -264,6 +266,115 @@ fn error_row_ref<'a>(row: &'a Row<'_>) -> rusqlite::Result<ErrorRowRef<'a>> {
     })
 }
 
+/// A page of a source's error log: the id range holding its `limit` newest
+/// rows older than some id, found through the source's index before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorPage {
+    lowest: i64,
+    highest: i64,
+    before: i64,
+    /// The source's rows in the range (replayed ones included).
+    rows: i64,
+    limit: u32,
+}
+
+impl ErrorPage {
+    /// Where the page after this one begins (`None` after the last).
+    pub fn next(&self) -> Option<i64> {
+        (self.rows >= i64::from(self.limit)).then_some(self.lowest)
+    }
+}
+
+/// Reads pages of the error log, on a connection of its own where it can; see [`Store::error_log_reader`].
+#[derive(Debug)]
+pub struct ErrorLogReader {
+    own: Option<Connection>,
+    store: Arc<Store>,
+}
+
+impl ErrorLogReader {
+    /// The page of `source`'s `limit` newest rows older than id `before` (the newest when `None`);
+    /// `None` when there are none.
+    pub fn find_page(&self, source: &str, before: Option<i64>, limit: u32) -> Result<Option<ErrorPage>, StoreError> {
+        match &self.own {
+            Some(connection) => find_page(connection, source, before, limit),
+            None => find_page(&self.store.reading(), source, before, limit),
+        }
+    }
+
+    /// Lends `each` the rows of `page` not replayed since (only `reason`'s when given), newest first.
+    pub fn read_page(
+        &self,
+        source: &str,
+        reason: Option<&str>,
+        page: &ErrorPage,
+        each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match &self.own {
+            Some(connection) => read_page(connection, source, reason, page, each),
+            None => read_page(&self.store.reading(), source, reason, page, each),
+        }
+    }
+}
+
+fn find_page(
+    connection: &Connection,
+    source: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Option<ErrorPage>, StoreError> {
+    let before = before.unwrap_or(i64::MAX);
+    let (range, rows): (Option<(i64, i64)>, i64) = connection
+        .prepare_cached(
+            "SELECT MIN(id), MAX(id), COUNT(*) FROM
+                 (SELECT id FROM error_log WHERE source = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)",
+        )?
+        .query_row(params![source, before, limit], |row| {
+            let (lowest, highest): (Option<i64>, Option<i64>) = (row.get(0)?, row.get(1)?);
+            Ok((lowest.zip(highest), row.get(2)?))
+        })?;
+    Ok(range.map(|(lowest, highest)| ErrorPage { lowest, highest, before, rows, limit }))
+}
+
+/// A page is an id range found first through the source's index. When the
+/// source holds most ids of the range (a log one source fills), the range is
+/// read straight from the table in id order; a lookup through the index for
+/// each row cost twice as much.
+fn read_page(
+    connection: &Connection,
+    source: &str,
+    reason: Option<&str>,
+    page: &ErrorPage,
+    mut each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let dense = page.highest - page.lowest < 2 * page.rows;
+    // The range's replayed runs, read once: a lookup of each row's run cost a seek per row.
+    let mut replayed = ReplayedRuns::new(
+        connection
+            .prepare_cached(
+                "SELECT first_id, last_id FROM error_replays
+                 WHERE first_id >= COALESCE((SELECT MAX(first_id) FROM error_replays WHERE first_id <= ?1), ?1)
+                   AND first_id < ?2
+                 ORDER BY first_id",
+            )?
+            .query_map(params![page.lowest, page.before], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?,
+    );
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {ERROR_COLUMNS} FROM error_log {}
+         WHERE id >= ?1 AND id < ?2 AND source = ?3 AND (?4 IS NULL OR reason = ?4)
+         ORDER BY id DESC",
+        if dense { "NOT INDEXED" } else { "" }
+    ))?;
+    let mut found = statement.query(params![page.lowest, page.before, source, reason])?;
+    while let Some(row) = found.next()? {
+        if !replayed.holds_descending(row.get(0)?) {
+            each(error_row_ref(row)?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// A source's rejected records not replayed since, newest first.
     pub fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorRow>, StoreError> {
@@ -310,57 +421,29 @@ impl Store {
     /// `reason`'s when given), for reading the whole log newest first: those
     /// among its `limit` newest rows older than id `before`, each lent to
     /// `each`. Returns where the next page begins (`None` after the last).
-    ///
-    /// A page is an id range found first through the source's index. When
-    /// the source holds most ids of the range (a log one source fills), the
-    /// range is read straight from the table in id order; a lookup through
-    /// the index for each row cost twice as much.
     pub fn for_each_error_in_page(
         &self,
         source: &str,
         reason: Option<&str>,
         before: Option<i64>,
         limit: u32,
-        mut each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
+        each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
     ) -> Result<Option<i64>, StoreError> {
         let connection = self.reading();
-        let before = before.unwrap_or(i64::MAX);
-        let (range, rows): (Option<(i64, i64)>, i64) = connection
-            .prepare_cached(
-                "SELECT MIN(id), MAX(id), COUNT(*) FROM
-                     (SELECT id FROM error_log WHERE source = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)",
-            )?
-            .query_row(params![source, before, limit], |row| {
-                let (lowest, highest): (Option<i64>, Option<i64>) = (row.get(0)?, row.get(1)?);
-                Ok((lowest.zip(highest), row.get(2)?))
-            })?;
-        let Some((lowest, highest)) = range else { return Ok(None) };
-        let dense = highest - lowest < 2 * rows;
-        // The range's replayed runs, read once: a lookup of each row's run cost a seek per row.
-        let mut replayed = ReplayedRuns::new(
-            connection
-                .prepare_cached(
-                    "SELECT first_id, last_id FROM error_replays
-                     WHERE first_id >= COALESCE((SELECT MAX(first_id) FROM error_replays WHERE first_id <= ?1), ?1)
-                       AND first_id < ?2
-                     ORDER BY first_id",
-                )?
-                .query_map(params![lowest, before], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?,
-        );
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {ERROR_COLUMNS} FROM error_log {}
-             WHERE id >= ?1 AND id < ?2 AND source = ?3 AND (?4 IS NULL OR reason = ?4)
-             ORDER BY id DESC",
-            if dense { "NOT INDEXED" } else { "" }
-        ))?;
-        let mut found = statement.query(params![lowest, before, source, reason])?;
-        while let Some(row) = found.next()? {
-            if !replayed.holds_descending(row.get(0)?) {
-                each(error_row_ref(row)?)?;
-            }
-        }
-        Ok((rows >= i64::from(limit)).then_some(lowest))
+        let Some(page) = find_page(&connection, source, before, limit)? else { return Ok(None) };
+        read_page(&connection, source, reason, &page, each)?;
+        Ok(page.next())
+    }
+
+    /// A reader of the error log with a connection of its own, so that
+    /// several read pages side by side (an in-memory store, which a second
+    /// connection cannot open, lends its reading connection instead).
+    pub fn error_log_reader(self: &Arc<Store>) -> Result<ErrorLogReader, StoreError> {
+        let own = match &self.path {
+            Some(path) => Some(crate::open_reader(path)?),
+            None => None,
+        };
+        Ok(ErrorLogReader { own, store: Arc::clone(self) })
     }
 
     /// How many of a source's rejected records (not replayed since) match

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use batches::{BatchCommit, ManifestFile, ShardCounts};
-pub use error_log::{ErrorQuery, ErrorRetention, ErrorRow, ErrorRowRef, NewErrorRow};
+pub use error_log::{ErrorLogReader, ErrorPage, ErrorQuery, ErrorRetention, ErrorRow, ErrorRowRef, NewErrorRow};
 pub use replays::{ReplayChunk, ReplayMark, ReplayOutcome, Replayed};
 pub use sources::{NewVersion, SourceSummary, StoredVersion};
 
@@ -84,6 +84,8 @@ pub struct Store {
     connection: Mutex<Connection>,
     /// `None` for an in-memory database, which a second connection cannot open.
     reader: Option<Mutex<Connection>>,
+    /// The database file (`None` in memory).
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -91,15 +93,8 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         owner_only(path).map_err(|error| StoreError::Io(format!("{}: {error}", path.display())))?;
         let mut store = Store::from_connection(Connection::open(path)?)?;
-        let reader = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        reader.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Large reads (a replay's pages of rejected rows, an export) map the file instead
-        // of copying every page through read(2).
-        reader.pragma_update(None, "mmap_size", 256_i64 << 20)?;
-        store.reader = Some(Mutex::new(reader));
+        store.reader = Some(Mutex::new(open_reader(path)?));
+        store.path = Some(path.to_owned());
         // SQLite gives its WAL and shared-memory files the database's mode; make sure.
         for suffix in ["-wal", "-shm"] {
             let mut companion = path.as_os_str().to_owned();
@@ -125,13 +120,26 @@ impl Store {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut connection)?;
-        Ok(Store { connection: Mutex::new(connection), reader: None })
+        Ok(Store { connection: Mutex::new(connection), reader: None, path: None })
     }
 
     /// The connection for reads.
     fn reading(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.reader.as_ref().unwrap_or(&self.connection).lock()
     }
+}
+
+/// A read-only connection to the database at `path`.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    reader.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Large reads (a replay's pages of rejected rows, an export) map the file instead
+    // of copying every page through read(2).
+    reader.pragma_update(None, "mmap_size", 256_i64 << 20)?;
+    Ok(reader)
 }
 
 /// Creates `path` if needed, readable and writable by its owner only: the
