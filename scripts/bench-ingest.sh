@@ -150,14 +150,21 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     start=$(date +%s.%N)
     TRIBUTARY_SERVER=${urls[0]} target/release/tributary commit "$work/events-iceberg.yaml" -m bench >&2
     local give_up=$((SECONDS + 900))
+    # The steady window: from the first poll past 20% of the records to the first past 90%, with the
+    # CPU and rows of both polls, so each process's start (its worker, its shard claim) and the last
+    # shards' tail stay out of it.
+    local steady_from="" steady_to="" polled_ticks
     while :; do
       rows=0
+      polled_ticks=$(ticks_now)
       for url in "${urls[@]}"; do
         rows=$((rows + $(curl -fsS "$url/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')))
       done
+      if [ -z "$steady_from" ] && [ "$rows" -ge $((records / 5)) ]; then steady_from="$polled_ticks,$rows,$(date +%s.%N)"; fi
+      if [ -z "$steady_to" ] && [ "$rows" -ge $((records * 9 / 10)) ]; then steady_to="$polled_ticks,$rows,$(date +%s.%N)"; fi
       [ "$rows" -ge "$records" ] && break
       [ "$SECONDS" -lt "$give_up" ] || { echo "bench-ingest.sh: $label: $rows of $records rows after 15 min; giving up" >&2; exit 1; }
-      sleep 2
+      sleep 1
     done
     end=$(date +%s.%N)
     local ticks=0 lease_calls=0 pid idle_ticks
@@ -171,7 +178,7 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     idle_ticks=$(( $(ticks_now) - ticks ))
     for pid in "${cluster_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
     cluster_pids=()
-    cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)");"
+    cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)") $steady_from $steady_to;"
   }
   idle_seconds=20
   read -r -a extra_flags <<<"${TRIBUTARY_BENCH_CLUSTER_FLAGS:-}"
@@ -210,12 +217,23 @@ if s3_ticks:
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 if cluster:
     # The runs of each configuration summed (its order kept), wall and calls included.
-    summed = {}
-    for label, count, started, done, idle, lease_calls, wall in (run.split() for run in cluster.strip(";").split(";")):
+    summed, steady, idle_seconds_per_run = {}, {}, 20
+    for label, count, started, done, idle, lease_calls, wall, steady_from, steady_to in (
+        run.split() for run in cluster.strip(";").split(";")
+    ):
         total = summed.setdefault(label, [label, count, 0, 0, 0, 0, 0.0, 0])
         for at, value in ((2, int(started)), (3, int(done)), (4, int(idle)), (5, int(lease_calls)), (6, float(wall))):
             total[at] += value
         total[7] += 1
+        (ticks_from, rows_from, at_from), (ticks_to, rows_to, at_to) = (
+            steady_from.split(","), steady_to.split(",")
+        )
+        # Ticks, rows and seconds of the steady window, and the run's idle ticks per second, summed over runs.
+        window = steady.setdefault(label, [0, 0, 0.0, 0.0])
+        window[0] += int(ticks_to) - int(ticks_from)
+        window[1] += int(rows_to) - int(rows_from)
+        window[2] += float(at_to) - float(at_from)
+        window[3] += int(idle) / idle_seconds_per_run * (float(at_to) - float(at_from))
     runs = [total[:7] for total in summed.values()]
     repeats = next(iter(summed.values()))[7]
     records *= repeats
@@ -237,5 +255,16 @@ if cluster:
               f"records {per_m(records_cpu):5.2f} CPU s per 1M ({records_cpu / base_records:.2f} of plain), "
               f"start-up {int(started) / int(hz) / count / repeats * 1000:3.0f} ms and idle {idle_rate / count * 1000:4.1f} ms/s per process, "
               f"{wall / repeats:5.1f} s wall per run, {int(lease_calls) // repeats} lease calls per run = {per_minute:4.1f} per shard per minute")
+    print("    steady = from the first poll past 20% of the records to the first past 90% (each process's start and the")
+    print("    last shards' tail left out), less the idle cost over that window: CPU per record once every process runs")
+    base_steady = None
+    for label, (window_ticks, window_rows, window_seconds, window_idle_ticks) in steady.items():
+        if window_rows == 0:
+            print(f"    {label:>5}: no steady window (the records landed between two polls)")
+            continue
+        per_record = (window_ticks - window_idle_ticks) / int(hz) / window_rows
+        base_steady = base_steady or per_record
+        print(f"    {label:>5}: steady {per_record * 1e6:5.2f} CPU s per 1M ({per_record / base_steady:.2f} of plain) "
+              f"over {window_rows} records in {window_seconds:5.1f} s")
     print("    KCL 2.x: a renewal call every ~3.3 s per lease (18 per shard per minute) plus a scan every ~20 s per worker")
 PY
