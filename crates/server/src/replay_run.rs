@@ -417,7 +417,10 @@ impl PageReading {
         let mut spent = std::time::Duration::ZERO;
         let reader = match self.store.error_log_reader() {
             Ok(reader) => reader,
-            Err(error) => return self.stop(Err(ApiError::from(error)), spent),
+            Err(error) => {
+                self.stop(Some(ApiError::from(error)));
+                return spent;
+            }
         };
         loop {
             let started = std::time::Instant::now();
@@ -431,7 +434,8 @@ impl PageReading {
                     Ok(page) => page,
                     Err(error) => {
                         drop(cursor);
-                        return self.stop(Err(ApiError::from(error)), spent);
+                        self.stop(Some(ApiError::from(error)));
+                        return spent;
                     }
                 };
                 let Some(page) = page else {
@@ -447,7 +451,10 @@ impl PageReading {
             spent += started.elapsed();
             let page = match read {
                 Ok(page) => page,
-                Err(error) => return self.stop(Err(ApiError::from(error)), spent),
+                Err(error) => {
+                    self.stop(Some(ApiError::from(error)));
+                    return spent;
+                }
             };
             {
                 let mut cursor = self.cursor.lock();
@@ -462,10 +469,14 @@ impl PageReading {
             if !page.is_empty() {
                 let held = page.payload_bytes() + page.len() * ROW_BYTES;
                 let budget = Arc::clone(&self.budget).acquire_many_owned(held.min(READ_AHEAD_BYTES) as u32);
-                let Ok(permit) = self.runtime.block_on(budget) else { return self.stop(Ok(()), spent) };
+                let Ok(permit) = self.runtime.block_on(budget) else {
+                    self.stop(None);
+                    return spent;
+                };
                 // A replay that stopped (its receiver gone) stops the reading too.
                 if self.pages.send(Ok((page, permit))).is_err() {
-                    return self.stop(Ok(()), spent);
+                    self.stop(None);
+                    return spent;
                 }
             }
             self.cursor.lock().sent += 1;
@@ -473,14 +484,13 @@ impl PageReading {
         }
     }
 
-    /// Stops every reader, telling the replay why when it failed.
-    fn stop(&self, failed: Result<(), ApiError>, spent: std::time::Duration) -> std::time::Duration {
-        if let Err(error) = failed {
+    /// Stops every reader, telling the replay why when one failed.
+    fn stop(&self, failure: Option<ApiError>) {
+        if let Some(error) = failure {
             let _ = self.pages.send(Err(error));
         }
         self.cursor.lock().stopped = true;
         self.turn.notify_all();
-        spent
     }
 }
 
@@ -491,7 +501,7 @@ struct StopOnPanic<'a>(&'a PageReading);
 impl Drop for StopOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.stop(Err(ApiError::internal("a reader of the error log failed")), std::time::Duration::ZERO);
+            self.0.stop(Some(ApiError::internal("a reader of the error log failed")));
         }
     }
 }

@@ -296,10 +296,7 @@ impl ErrorLogReader {
     /// The page of `source`'s `limit` newest rows older than id `before` (the newest when `None`);
     /// `None` when there are none.
     pub fn find_page(&self, source: &str, before: Option<i64>, limit: u32) -> Result<Option<ErrorPage>, StoreError> {
-        match &self.own {
-            Some(connection) => find_page(connection, source, before, limit),
-            None => find_page(&self.store.reading(), source, before, limit),
-        }
+        self.on_connection(|connection| find_page(connection, source, before, limit))
     }
 
     /// Lends `each` the rows of `page` not replayed since (only `reason`'s when given), newest first.
@@ -310,9 +307,14 @@ impl ErrorLogReader {
         page: &ErrorPage,
         each: impl FnMut(ErrorRowRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.on_connection(|connection| read_page(connection, source, reason, page, each))
+    }
+
+    /// Runs `read` on this reader's own connection, or the store's reading one.
+    fn on_connection<T>(&self, read: impl FnOnce(&Connection) -> T) -> T {
         match &self.own {
-            Some(connection) => read_page(connection, source, reason, page, each),
-            None => read_page(&self.store.reading(), source, reason, page, each),
+            Some(connection) => read(connection),
+            None => read(&self.store.reading()),
         }
     }
 }
