@@ -196,8 +196,11 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     let rt = runtime();
     let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("cluster"), 16, true));
     let cluster = ClusterSetup::new(&emulators);
-    // a holds its rows for 30 s (unless its shards move): it has a batch in flight when paused.
-    let a = cluster.node("node-a", &["--flush-seconds", "30", "--flush-rows", "100000"]);
+    // a commits every 5 s (and stops at its commit while `hold` exists: the zombie below).
+    let hold = cluster.root.path().join("hold-node-a");
+    let hold_file = hold.to_string_lossy().into_owned();
+    let hold_env = [("TRIBUTARY_HOLD_AT", "before-table-commit"), ("TRIBUTARY_HOLD_FILE", hold_file.as_str())];
+    let a = cluster.node_with_env("node-a", &["--flush-seconds", "5", "--flush-rows", "100000"], &hold_env);
     let b = cluster.node("node-b", &["--flush-rows", "500"]);
     let c = cluster.node("node-c", &["--flush-rows", "500"]);
     let file = definition(cluster.root.path(), "clustered", &stream_arn);
@@ -229,12 +232,19 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (b commits, releases; the others' next scan)");
 
     rt.block_on(merge_third_and_fourth(&client, &emulators.kinesis, &stream_arn, &shards));
+    // A zombie: paused in the middle of a commit past the failover time, then woken. It
+    // learns it lost its shards only after its commit went on: the fence must refuse it.
+    std::fs::write(&hold, b"").expect("hold file");
     rt.block_on(put_indexed(&client, &stream_arn, 2 * third..RECORDS, payload));
-    // A zombie: paused past the failover time with rows in flight, then woken.
-    std::thread::sleep(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !a.log().contains("held at before-table-commit") {
+        assert!(Instant::now() < deadline, "a never reached its commit: {}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     a.signal("STOP");
     std::thread::sleep(Duration::from_secs_f64(failover_seconds() + 3.0));
     until_held_by(&d, "clustered", &["node-d"], Duration::from_secs(60));
+    std::fs::remove_file(&hold).expect("release the hold");
     a.signal("CONT");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !a.log().contains("was claimed by a newer owner") {

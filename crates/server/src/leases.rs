@@ -262,6 +262,21 @@ impl Assignment {
         }
     }
 
+    /// The shards the worker started with that `held` no longer holds in the same epoch.
+    pub(crate) fn lost(&self, held: &Option<watch::Receiver<Held>>) -> BTreeSet<String> {
+        match (self, held) {
+            (Assignment::Leased { epochs, .. }, Some(held)) => {
+                let now = held.borrow();
+                epochs
+                    .iter()
+                    .filter(|(shard, epoch)| now.get(*shard) != Some(*epoch))
+                    .map(|(shard, _)| shard.clone())
+                    .collect()
+            }
+            _ => BTreeSet::new(),
+        }
+    }
+
     /// After the claim: each held shard's checkpoint in the table, and this
     /// node's address, go to the lease table with the next renewals.
     pub(crate) fn claimed(&mut self, checkpoints: &HashMap<String, ShardCheckpoint>) {

@@ -17,6 +17,7 @@ mod finish;
 mod history;
 mod leases;
 mod openmetadata_status;
+mod pending;
 mod prometheus;
 mod registries;
 mod replay;

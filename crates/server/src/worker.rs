@@ -9,7 +9,7 @@
 //! and loses none: on restart, uncommitted files are deleted and reading
 //! resumes after the last committed record of each shard.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tributary_reader::{
     StartPosition,
 };
 use tributary_sink::table::{Maintenance, TableCatalog, TableWriter, WrittenFile, already_rejected, rejected_batch};
-use tributary_sink::{DatasetWriter, Recovered, WATERMARK_METADATA, error_rows, failpoint};
+use tributary_sink::{DatasetWriter, Recovered, WATERMARK_METADATA, error_rows, failpoint, hold_point};
 use tributary_source::{Cdc, ClientFactory, Consumer, DatasetFormat, SecretPolicy, Source};
 use tributary_store::{BatchCommit, ErrorRetention, ShardCounts, Store, StoredVersion};
 
@@ -33,6 +33,7 @@ use crate::cluster::Cluster;
 use crate::failure::WorkerError;
 use crate::finish::FinishWatch;
 use crate::leases::{Assignment, held_changed};
+use crate::pending::Pending;
 use crate::status::{Committed, WorkerStatus};
 use crate::table_output::{claim_shards, open_table, settle_for_files, table_commit_error};
 
@@ -138,17 +139,6 @@ pub(crate) fn checkpoint_scope(source: &str, stream_arn: &str) -> String {
     format!("{source}@{stream_arn}")
 }
 
-/// Rows decoded but not yet committed, and the checkpoint moves they stand for.
-#[derive(Default)]
-struct Pending {
-    advances: BTreeMap<Arc<str>, ShardAdvance>,
-    counts: BTreeMap<Arc<str>, ShardCounts>,
-    /// The shards of the accepted rows, in decode order, as runs of (shard, rows).
-    accepted: Vec<(Arc<str>, usize)>,
-    rows: usize,
-    since: Option<Instant>,
-}
-
 /// What decoding (part of) a batch gave.
 #[derive(Debug, Default)]
 struct DecodedRecords {
@@ -190,22 +180,6 @@ fn decode_records(
         }
     }
     Ok(())
-}
-
-impl Pending {
-    fn add(&mut self, batch: &ShardBatch) {
-        self.advances
-            .entry(Arc::clone(&batch.shard_id))
-            .and_modify(|advance| advance.to = batch.to.clone())
-            .or_insert_with(|| batch.advance());
-        self.since.get_or_insert_with(Instant::now);
-    }
-
-    fn counts(&mut self, shard_id: &Arc<str>) -> &mut ShardCounts {
-        self.counts
-            .entry(Arc::clone(shard_id))
-            .or_insert_with(|| ShardCounts { shard_id: shard_id.to_string(), ..ShardCounts::default() })
-    }
 }
 
 pub(crate) struct Worker<'a> {
@@ -366,8 +340,9 @@ impl Worker<'_> {
                 _ = stop.changed() => return self.flush().await.map(|()| Ended::Stopped),
                 () = held_changed(held) => {
                     if self.assignment.moved(held) {
-                        // A lost shard's rows are refused by the fence; the others land.
-                        self.flush().await?;
+                        // A lost shard's rows are left to its new owner; the others land.
+                        let lost = self.assignment.lost(held);
+                        self.flush_without(&lost).await?;
                         return Ok(Ended::Reassigned);
                     }
                 }
@@ -457,11 +432,20 @@ impl Worker<'_> {
 
     /// Writes the decoded rows and commits files, checkpoints and rejections together.
     async fn flush(&mut self) -> Result<(), WorkerError> {
+        self.flush_without(&BTreeSet::new()).await
+    }
+
+    /// [`Worker::flush`], leaving out what was read from the shards in `lost`.
+    async fn flush_without(&mut self, lost: &BTreeSet<String>) -> Result<(), WorkerError> {
         if self.pending.advances.is_empty() {
             return Ok(());
         }
         let mut decoded = self.decoder.lock().flush().map_err(|error| format!("finishing the batch: {error}"))?;
         let mut pending = std::mem::take(&mut self.pending);
+        pending.drop_shards(lost, &mut decoded).map_err(|error| format!("leaving out the lost shards: {error}"))?;
+        if pending.advances.is_empty() {
+            return Ok(());
+        }
         let applied =
             self.rules.apply(&decoded.batch).map_err(|error| format!("applying the source's rules: {error}"))?;
         let mut outcomes = applied.outcomes.iter();
@@ -573,6 +557,7 @@ impl Worker<'_> {
                 let data_files = written.into_iter().map(|file| file.data_file).collect();
                 let rejected_files = rejected_written.into_iter().map(|file| file.data_file).collect();
                 failpoint("before-table-commit");
+                hold_point("before-table-commit").await;
                 table
                     .commit_fenced(
                         &self.scope,

@@ -31,6 +31,25 @@ pub fn failpoint(name: &str) {
 }
 pub use error_rows::{PAYLOAD_CAP, error_rows};
 
+/// Fault injection for the cluster tests: with `TRIBUTARY_HOLD_AT=NAME`, a
+/// task reaching `NAME` while the file `TRIBUTARY_HOLD_FILE` exists waits
+/// there until the file is gone, so a test can pause the process with a
+/// commit in flight (a zombie that does not know it lost its shards).
+pub async fn hold_point(name: &str) {
+    let (Ok(point), Some(file)) = (std::env::var("TRIBUTARY_HOLD_AT"), std::env::var_os("TRIBUTARY_HOLD_FILE")) else {
+        return;
+    };
+    let file = std::path::PathBuf::from(file);
+    if point != name || !file.exists() {
+        return;
+    }
+    eprintln!("tributary: held at {name} while {} exists", file.display());
+    while file.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("tributary: released at {name}");
+}
+
 /// Numbers the data files this process writes: one count for every writer,
 /// so two writers of one dataset (a worker and a replay) never pick the same
 /// name in the same microsecond.
