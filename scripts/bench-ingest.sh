@@ -167,9 +167,13 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
       sleep 1
     done
     end=$(date +%s.%N)
-    local ticks=0 lease_calls=0 pid idle_ticks
+    local ticks=0 lease_calls=0 pid idle_ticks commits=0 retries=0 get_records=0 metrics
     for url in "${urls[@]}"; do
-      lease_calls=$((lease_calls + $(curl -fsS "$url/metrics" | awk '/^tributary_lease_table_calls_total/ {n += $2} END {print n + 0}')))
+      metrics=$(curl -fsS "$url/metrics")
+      lease_calls=$((lease_calls + $(awk '/^tributary_lease_table_calls_total/ {n += $2} END {print n + 0}' <<<"$metrics")))
+      commits=$((commits + $(awk '/^tributary_batches_committed_total/ {n += $2} END {print n + 0}' <<<"$metrics")))
+      retries=$((retries + $(awk '/^tributary_table_commit_retries_total/ {n += $2} END {print n + 0}' <<<"$metrics")))
+      get_records=$((get_records + $(awk '/^tributary_shard_calls_total/ {n += $2} END {print n + 0}' <<<"$metrics")))
     done
     ticks=$(ticks_now)
     # What the processes cost doing nothing but staying up (polling the shards, and in cluster mode the
@@ -178,7 +182,7 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     idle_ticks=$(( $(ticks_now) - ticks ))
     for pid in "${cluster_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
     cluster_pids=()
-    cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)") $steady_from $steady_to;"
+    cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)") $steady_from $steady_to $commits $retries $get_records;"
   }
   idle_seconds=20
   read -r -a extra_flags <<<"${TRIBUTARY_BENCH_CLUSTER_FLAGS:-}"
@@ -217,10 +221,13 @@ if s3_ticks:
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 if cluster:
     # The runs of each configuration summed (its order kept), wall and calls included.
-    summed, steady, idle_seconds_per_run = {}, {}, 20
-    for label, count, started, done, idle, lease_calls, wall, steady_from, steady_to in (
+    summed, steady, calls, idle_seconds_per_run = {}, {}, {}, 20
+    for label, count, started, done, idle, lease_calls, wall, steady_from, steady_to, commits, retries, get_records in (
         run.split() for run in cluster.strip(";").split(";")
     ):
+        counted = calls.setdefault(label, [0, 0, 0])
+        for at, value in enumerate((commits, retries, get_records)):
+            counted[at] += int(value)
         total = summed.setdefault(label, [label, count, 0, 0, 0, 0, 0.0, 0])
         for at, value in ((2, int(started)), (3, int(done)), (4, int(idle)), (5, int(lease_calls)), (6, float(wall))):
             total[at] += value
@@ -266,5 +273,9 @@ if cluster:
         base_steady = base_steady or per_record
         print(f"    {label:>5}: steady {per_record * 1e6:5.2f} CPU s per 1M ({per_record / base_steady:.2f} of plain) "
               f"over {window_rows} records in {window_seconds:5.1f} s")
+    print("    per run, summed over the processes: batch commits, table commits tried again (another writer moved the table")
+    print("    first), GetRecords calls")
+    for label, (commits, retries, get_records) in calls.items():
+        print(f"    {label:>5}: {commits / repeats:5.1f} commits, {retries / repeats:5.1f} retries, {get_records / repeats:7.1f} GetRecords")
     print("    KCL 2.x: a renewal call every ~3.3 s per lease (18 per shard per minute) plus a scan every ~20 s per worker")
 PY

@@ -68,6 +68,13 @@ pub(crate) fn render(supervisor: &Supervisor, error_log_rows: &dyn Fn(&str) -> u
         &|s, _| s.reader.as_ref().map_or(0, |r| r.max_millis_behind_latest()),
     );
     per_source("tributary_error_log_rows", "gauge", "Rows in the source's error log.", &|_, rows| count(rows));
+    header(
+        &mut out,
+        "tributary_table_commit_retries_total",
+        "counter",
+        "Iceberg table commits tried again after another writer's commit moved the table first.",
+    );
+    let _ = writeln!(out, "tributary_table_commit_retries_total {}", tributary_sink::table::commit_retries());
     // Sources without a watermark yet (nothing committed) have no series.
     header(
         &mut out,

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use support::{SCOPE, SHARD, advance, commit_batch, rows, unique};
-use tributary_reader::ShardCheckpoint;
+use support::{SCOPE, SHARD, advance, at, commit_batch, commit_batch_rejecting, rows, unique};
+use tributary_reader::{ShardAdvance, ShardCheckpoint};
 use tributary_sink::table::{
-    DynamoCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, rejected_schema,
+    DynamoCatalog, REJECTED_TIMESTAMP, TableCatalog, TableError, TableWriter, commit_retries, rejected_schema,
 };
 use tributary_source::{AwsSettings, ClientFactory};
 use tributary_store::Store;
@@ -145,4 +145,27 @@ async fn two_processes_on_one_dynamodb_catalog_commit_exactly_once_in_its_layout
         let rejected = pyiceberg_ids(&catalog_table, "orders__rejected").expect("read above");
         assert!(rejected == [100, 200] || rejected == [100, 201], "{rejected:?}");
     }
+
+    // Two processes committing other shards at once both land, every time: the one whose
+    // catalog condition failed loads the tables again and retries (and counts it).
+    let retries_before = commit_retries();
+    let shard_advance = |shard: &str, round: u64| ShardAdvance {
+        shard_id: shard.to_owned(),
+        from: if round == 0 { ShardCheckpoint::default() } else { at(&round.to_string()) },
+        to: at(&(round + 1).to_string()),
+    };
+    for round in 0..4 {
+        let id = 10 + 2 * round as i64;
+        let (ids_a, ids_b) = ([id], [id + 1]);
+        let (a, b) = tokio::join!(
+            commit_batch_rejecting(&first.table, &first.rejected, &ids_a, None, shard_advance("shard-a", round)),
+            commit_batch_rejecting(&second.table, &second.rejected, &ids_b, None, shard_advance("shard-b", round)),
+        );
+        a.expect("the first process's shard lands");
+        b.expect("the second process's shard lands");
+    }
+    assert_eq!(snapshot_count(&first.table).await, 2 + 8, "every batch once");
+    let checkpoints = first.table.checkpoints(SCOPE).await.expect("checkpoints").shards;
+    assert_eq!((&checkpoints["shard-a"], &checkpoints["shard-b"]), (&at("4"), &at("4")));
+    assert!(commit_retries() > retries_before, "four rounds of simultaneous commits and no retry");
 }

@@ -26,6 +26,7 @@ mod stats;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema as ArrowSchema;
@@ -569,6 +570,7 @@ impl TableWriter {
                 Ok(mut tables) => return Ok(tables.swap_remove(0)),
                 Err(error) if error.kind() == ErrorKind::CatalogCommitConflicts && attempt < COMMIT_ATTEMPTS => {
                     attempt += 1;
+                    COMMIT_RETRIES.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -625,6 +627,15 @@ fn transact(
 
 /// Times a commit is tried again after another commit moved a table first.
 const COMMIT_ATTEMPTS: u32 = 4;
+
+/// Commits of this process tried again because another writer's commit moved a table first.
+static COMMIT_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many table commits this process tried again (each retry reloads the
+/// tables and writes the manifests anew: with several writers, their cost).
+pub fn commit_retries() -> u64 {
+    COMMIT_RETRIES.load(Ordering::Relaxed)
+}
 
 const CONFLICT: &str = "checkpoint moved: ";
 const FENCED: &str = "epoch moved: ";
