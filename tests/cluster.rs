@@ -20,6 +20,11 @@ use support::{
     tributary, unique,
 };
 
+/// How long a test waits for the cluster to get somewhere (leases spread, a
+/// node reach a point): long, as a loaded CI machine runs these processes slowly;
+/// what the product promises (the hand-over after `kill -9`) is asserted apart.
+const SETTLE: Duration = Duration::from_secs(120);
+
 /// Short, so the test is quick; `TRIBUTARY_TEST_LEASE_FAILOVER_SECONDS=10` measures the default.
 fn failover_seconds() -> f64 {
     std::env::var("TRIBUTARY_TEST_LEASE_FAILOVER_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0)
@@ -206,7 +211,7 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     let file = definition(cluster.root.path(), "clustered", &stream_arn);
     let committed = tributary(&["commit", &file.to_string_lossy(), "--server", &b.url()], &[]);
     assert!(committed.status.success(), "{}", String::from_utf8_lossy(&committed.stderr));
-    let spread = until_held_by(&a, "clustered", &["node-a", "node-b", "node-c"], Duration::from_secs(60));
+    let spread = until_held_by(&a, "clustered", &["node-a", "node-b", "node-c"], SETTLE);
     eprintln!("MEASURED commit on b to 16 shards spread over 3 nodes: {spread:?}");
 
     let client = kinesis_client(&emulators.kinesis);
@@ -215,19 +220,19 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
 
     // kill -9: c's shards move once their counters stood still for the failover time.
     c.crash();
-    let after_kill = until_held_by(&a, "clustered", &["node-a", "node-b"], Duration::from_secs(60));
+    let after_kill = until_held_by(&a, "clustered", &["node-a", "node-b"], SETTLE);
     eprintln!("MEASURED hand-over after kill -9: {after_kill:?} (failover {} s, scan 300 ms)", failover_seconds());
     assert!(after_kill < Duration::from_secs_f64(failover_seconds() + 10.0), "{after_kill:?}");
 
     let shards = rt.block_on(split_first_shard(&client, &emulators.kinesis, &stream_arn));
     rt.block_on(put_indexed(&client, &stream_arn, third..2 * third, payload));
     let d = cluster.node("node-d", &["--flush-rows", "500"]);
-    until_held_by(&a, "clustered", &["node-a", "node-b", "node-d"], Duration::from_secs(60));
+    until_held_by(&a, "clustered", &["node-a", "node-b", "node-d"], SETTLE);
 
     // SIGTERM: b commits what it holds and releases its leases; the others take them at their next scan.
     let mut b = b;
     b.signal("TERM");
-    let after_sigterm = until_held_by(&a, "clustered", &["node-a", "node-d"], Duration::from_secs(60));
+    let after_sigterm = until_held_by(&a, "clustered", &["node-a", "node-d"], SETTLE);
     assert!(b.wait_exit(Duration::from_secs(30)), "b stopped cleanly: {}", b.log());
     eprintln!("MEASURED hand-over after SIGTERM: {after_sigterm:?} (b commits, releases; the others' next scan)");
 
@@ -236,14 +241,14 @@ fn nodes_share_the_shards_through_resharding_kill_9_a_new_node_sigterm_and_a_zom
     // learns it lost its shards only after its commit went on: the fence must refuse it.
     std::fs::write(&hold, b"").expect("hold file");
     rt.block_on(put_indexed(&client, &stream_arn, 2 * third..RECORDS, payload));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + SETTLE;
     while !a.log().contains("held at before-table-commit") {
         assert!(Instant::now() < deadline, "a never reached its commit: {}", a.log());
         std::thread::sleep(Duration::from_millis(100));
     }
     a.signal("STOP");
     std::thread::sleep(Duration::from_secs_f64(failover_seconds() + 3.0));
-    until_held_by(&d, "clustered", &["node-d"], Duration::from_secs(60));
+    until_held_by(&d, "clustered", &["node-d"], SETTLE);
     std::fs::remove_file(&hold).expect("release the hold");
     a.signal("CONT");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -423,14 +428,14 @@ fn with_glue_one_node_at_a_time_a_crash_between_the_two_commits_repeats_nothing(
         cluster.node_with_env("node-a", &["--flush-rows", "400"], &[("TRIBUTARY_FAILPOINT", "between-table-commits")]);
     let _ = tributary(&["commit", &file.to_string_lossy(), "--server", &a.url()], &[]);
     // Its first batch's rejected commit lands in Glue; then the process dies.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + SETTLE;
     while !a.log().contains("failpoint between-table-commits") {
         assert!(Instant::now() < deadline, "node a never reached the failpoint: {}", a.log());
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!a.wait_exit(Duration::from_secs(30)), "the failpoint aborts");
     let b = cluster.node("node-b", &["--flush-rows", "400"]);
-    until_held_by(&b, "glued", &["node-b"], Duration::from_secs(60));
+    until_held_by(&b, "glued", &["node-b"], SETTLE);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !b.log().contains("Forwarded") {
         assert!(Instant::now() < deadline, "b never brought the rejected table in step: {}", b.log());
