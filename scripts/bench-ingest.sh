@@ -150,23 +150,41 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     start=$(date +%s.%N)
     TRIBUTARY_SERVER=${urls[0]} target/release/tributary commit "$work/events-iceberg.yaml" -m bench >&2
     local give_up=$((SECONDS + 900))
-    # The steady window: from the first poll past 20% of the records to the first past 90%, with the
-    # CPU and rows of both polls, so each process's start (its worker, its shard claim) and the last
+    # The steady window: from the first poll past 20% of the records at which every process has landed
+    # rows (a batch of its own committed) to the first past 90%, with the CPU and rows of both polls,
+    # so each process's start (its worker, its shard claim, its first batch's buffers) and the last
     # shards' tail stay out of it.
-    local steady_from="" steady_to="" polled_ticks
+    local steady_from="" steady_to="" polled_ticks landed idle_process
+    # With perf, the steady window's and the idle time's CPU also as perf's task-clock (to the
+    # microsecond, all threads): ticks are 10 ms, so a run's few hundred ms shift by a tenth.
+    local precise_pid="" pid_list
+    pid_list=$(IFS=,; echo "${cluster_pids[*]}")
+    start_precise() { [ -n "$have_perf" ] || return 0; perf stat -e task-clock,page-faults,context-switches -x, -p "$pid_list" -o "$1" 2>/dev/null & precise_pid=$!; }
+    stop_precise() { [ -n "$precise_pid" ] || return 0; kill -INT "$precise_pid" 2>/dev/null || true; wait "$precise_pid" || true; precise_pid=""; }
+    # precise EVENT FILE: perf's count of EVENT in FILE, or - without perf.
+    precise() { if [ -s "$2" ]; then awk -F, -v event="$1" '$3 == event {print $1}' "$2"; else echo "-"; fi; }
     while :; do
-      rows=0
+      rows=0 idle_process=""
       polled_ticks=$(ticks_now)
       for url in "${urls[@]}"; do
-        rows=$((rows + $(curl -fsS "$url/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')))
+        landed=$(curl -fsS "$url/metrics" | awk '/^tributary_(rows_written|records_rejected)_total/ {n += $2} END {print n + 0}')
+        [ "$landed" -gt 0 ] || idle_process=1
+        rows=$((rows + landed))
       done
-      if [ -z "$steady_from" ] && [ "$rows" -ge $((records / 5)) ]; then steady_from="$polled_ticks,$rows,$(date +%s.%N)"; fi
-      if [ -z "$steady_to" ] && [ "$rows" -ge $((records * 9 / 10)) ]; then steady_to="$polled_ticks,$rows,$(date +%s.%N)"; fi
+      if [ -z "$steady_from" ] && [ -z "$idle_process" ] && [ "$rows" -ge $((records / 5)) ]; then
+        steady_from="$polled_ticks,$rows,$(date +%s.%N)"
+        start_precise "$work/steady-$label-$cluster_run.perf"
+      fi
+      if [ -n "$steady_from" ] && [ -z "$steady_to" ] && [ "$rows" -ge $((records * 9 / 10)) ]; then
+        steady_to="$polled_ticks,$rows,$(date +%s.%N)"
+        stop_precise
+      fi
       [ "$rows" -ge "$records" ] && break
       [ "$SECONDS" -lt "$give_up" ] || { echo "bench-ingest.sh: $label: $rows of $records rows after 15 min; giving up" >&2; exit 1; }
       sleep 1
     done
     end=$(date +%s.%N)
+    [ -n "$steady_to" ] || { echo "bench-ingest.sh: $label: no steady window (a process landed nothing before 90% of the records)" >&2; exit 1; }
     local ticks=0 lease_calls=0 pid idle_ticks commits=0 retries=0 get_records=0 metrics
     for url in "${urls[@]}"; do
       metrics=$(curl -fsS "$url/metrics")
@@ -178,13 +196,16 @@ if [ -n "${TRIBUTARY_BENCH_CLUSTER:-}" ]; then
     ticks=$(ticks_now)
     # What the processes cost doing nothing but staying up (polling the shards, and in cluster mode the
     # leases, definitions and heartbeats), over a fixed window once every record landed.
+    start_precise "$work/idle-$label-$cluster_run.perf"
     sleep "$idle_seconds"
+    stop_precise
     idle_ticks=$(( $(ticks_now) - ticks ))
     for pid in "${cluster_pids[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done
     cluster_pids=()
-    cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)") $steady_from $steady_to $commits $retries $get_records;"
+    cluster_report+="$label $count $started_ticks $ticks $idle_ticks $lease_calls $("$python" -c "print($end - $start)") $steady_from $steady_to $commits $retries $get_records $(precise task-clock "$work/steady-$label-$cluster_run.perf") $(precise task-clock "$work/idle-$label-$cluster_run.perf") $(precise page-faults "$work/steady-$label-$cluster_run.perf") $(precise context-switches "$work/steady-$label-$cluster_run.perf");"
   }
   idle_seconds=20
+  have_perf=$(perf stat -e task-clock -x, -o /dev/null true >/dev/null 2>&1 && echo 1 || true)
   read -r -a extra_flags <<<"${TRIBUTARY_BENCH_CLUSTER_FLAGS:-}"
   # CPU is counted in 10 ms ticks and a run is about 20 of them: TRIBUTARY_BENCH_CLUSTER_RUNS
   # repeats every configuration (interleaved, so drift hits all alike) and the report sums them.
@@ -221,10 +242,9 @@ if s3_ticks:
 print(f"  CPU per record: python / tributary = {peer['cpu_seconds'] / ours_cpu:.1f}x")
 if cluster:
     # The runs of each configuration summed (its order kept), wall and calls included.
-    summed, steady, calls, idle_seconds_per_run = {}, {}, {}, 20
-    for label, count, started, done, idle, lease_calls, wall, steady_from, steady_to, commits, retries, get_records in (
-        run.split() for run in cluster.strip(";").split(";")
-    ):
+    summed, steady, calls, precise, idle_seconds_per_run = {}, {}, {}, {}, 20
+    for (label, count, started, done, idle, lease_calls, wall, steady_from, steady_to, commits, retries, get_records,
+         steady_ms, idle_ms, steady_faults, steady_switches) in (run.split() for run in cluster.strip(";").split(";")):
         counted = calls.setdefault(label, [0, 0, 0])
         for at, value in enumerate((commits, retries, get_records)):
             counted[at] += int(value)
@@ -241,6 +261,16 @@ if cluster:
         window[1] += int(rows_to) - int(rows_from)
         window[2] += float(at_to) - float(at_from)
         window[3] += int(idle) / idle_seconds_per_run * (float(at_to) - float(at_from))
+        # perf's task-clock of the same window, less the idle task-clock over its length; None without perf.
+        if steady_ms != "-" and idle_ms != "-" and precise.get(label, []) is not None:
+            net_ms = float(steady_ms) - float(idle_ms) / idle_seconds_per_run * (float(at_to) - float(at_from))
+            kept = precise.setdefault(label, [0.0, 0, 0, 0])
+            kept[0] += net_ms
+            kept[1] += int(rows_to) - int(rows_from)
+            kept[2] += int(steady_faults)
+            kept[3] += int(steady_switches)
+        else:
+            precise[label] = None
     runs = [total[:7] for total in summed.values()]
     repeats = next(iter(summed.values()))[7]
     records *= repeats
@@ -273,6 +303,14 @@ if cluster:
         base_steady = base_steady or per_record
         print(f"    {label:>5}: steady {per_record * 1e6:5.2f} CPU s per 1M ({per_record / base_steady:.2f} of plain) "
               f"over {window_rows} records in {window_seconds:5.1f} s")
+    if precise and all(kept and kept[1] for kept in precise.values()):
+        print("    steady, perf task-clock (microseconds, every thread) rather than 10 ms ticks, less the idle task-clock:")
+        base_precise = None
+        for label, (net_ms, rows, faults, switches) in precise.items():
+            per_record = net_ms / 1000 / rows
+            base_precise = base_precise or per_record
+            print(f"    {label:>5}: steady {per_record * 1e6:5.2f} CPU s per 1M ({per_record / base_precise:.2f} of plain), "
+                  f"{faults * 1000 / rows:6.1f} page faults and {switches * 1000 / rows:6.1f} context switches per 1k records")
     print("    per run, summed over the processes: batch commits, table commits tried again (another writer moved the table")
     print("    first), GetRecords calls")
     for label, (commits, retries, get_records) in calls.items():
