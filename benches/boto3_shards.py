@@ -30,15 +30,17 @@ def trim_horizon_iterators(kinesis, stream_arn):
     }
 
 
-def record_pages(kinesis, stream_arn, expected):
-    """Yields each GetRecords answer's records, shard after shard, until `expected` records were read."""
+def record_pages(kinesis, stream_arn, expected, unpack=None):
+    """Yields each GetRecords answer's records, shard after shard, until `expected` records were read;
+    with `unpack`, each answer's records pass through it first (KPL de-aggregation) and count after it."""
     iterators = trim_horizon_iterators(kinesis, stream_arn)
     read = 0
     while read < expected and iterators:
         for shard, iterator in list(iterators.items()):
             response = kinesis.get_records(StreamARN=stream_arn, ShardIterator=iterator, Limit=10000)
-            read += len(response["Records"])
-            yield response["Records"]
+            records = unpack(response["Records"]) if unpack else response["Records"]
+            read += len(records)
+            yield records
             if response.get("NextShardIterator"):
                 iterators[shard] = response["NextShardIterator"]
             else:

@@ -1,11 +1,14 @@
 """The peer of the end-to-end benchmark: a plain Python consumer, as a user
 would write it: a boto3 GetRecords loop over every shard from TRIM_HORIZON,
 payloads buffered and turned into Parquet with pyarrow's JSON reader every
-100,000 records. Prints its own CPU time and peak RSS as JSON.
+100,000 records. Prints its own CPU time and peak RSS as JSON. With
+TRIBUTARY_BENCH_AGGREGATE above 1 the stream holds KPL aggregates, which it
+unpacks with AWS's own aws-kinesis-agg, as a boto3 user of such a stream would.
 
     python python_consumer.py STREAM_ARN EXPECTED_RECORDS OUT_DIR
 """
 
+import base64
 import io
 import json
 import os
@@ -42,6 +45,14 @@ def write(lines, out_dir, part):
     return table.num_rows
 
 
+def payloads(records):
+    """The user records' payloads of one GetRecords answer of KPL aggregates."""
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+
+    # The library hands sub-records on as Lambda events do, payloads base64-encoded.
+    return [base64.b64decode(record["kinesis"]["data"]) for record in iter_deaggregate_records(records, data_format="Boto3")]
+
+
 def main() -> None:
     stream_arn, expected, out_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
@@ -49,8 +60,10 @@ def main() -> None:
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     read = rows = parts = 0
     buffered = []
-    for page in record_pages(kinesis, stream_arn, expected):
-        buffered += [record["Data"] for record in page]
+    aggregated = int(os.environ.get("TRIBUTARY_BENCH_AGGREGATE", "1")) > 1
+    plain = lambda records: [record["Data"] for record in records]
+    for page in record_pages(kinesis, stream_arn, expected, payloads if aggregated else plain):
+        buffered += page
         read += len(page)
         if len(buffered) >= FLUSH_RECORDS:
             rows += write(buffered, out_dir, parts)

@@ -8,6 +8,8 @@
 //!
 //! `--kind orders` (the quickstart's schema) or `--kind events`: ~250-byte
 //! click events, the benchmarks' payload (`examples/events.yaml`).
+//! `--aggregate N` packs N records into each Kinesis record the way the KPL
+//! does (one partition key per aggregate), as high-volume producers send them.
 //!
 //! Endpoint, region and credentials come from the standard AWS environment
 //! (`AWS_ENDPOINT_URL_KINESIS`, `AWS_REGION`, ...). Prints the stream ARN last.
@@ -41,6 +43,9 @@ struct Args {
     /// PutRecords calls in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Records per Kinesis record, KPL-aggregated (1: not aggregated).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    aggregate: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -51,6 +56,9 @@ enum Kind {
 
 /// PutRecords takes at most 500 entries per call.
 const BATCH: usize = 500;
+
+/// PutRecords takes at most 5 MiB per call; aggregates are sized to stay well under it.
+const CALL_BYTES: usize = 4 << 20;
 
 /// A ~250-byte click event.
 fn click(i: usize) -> String {
@@ -116,17 +124,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     let mut put = 0;
-    for start in (0..args.records).step_by(BATCH) {
+    let aggregate = usize::try_from(args.aggregate)?;
+    // Records per call: 500 entries, or fewer aggregates when 500 would pass the call's byte limit.
+    let per_call = if aggregate == 1 { BATCH } else { aggregate * (CALL_BYTES / (aggregate * 300)).clamp(1, BATCH) };
+    for start in (0..args.records).step_by(per_call) {
         if calls.len() >= args.concurrency.max(1) {
             put += calls.join_next().await.ok_or("no call in flight")???;
         }
-        let end = (start + BATCH).min(args.records);
+        let end = (start + per_call).min(args.records);
         let entries = (start..end)
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(event(i, args.malformed_every, args.kind)))
-                    .partition_key(format!("customer-{}", i % 97))
-                    .build()
+            .step_by(aggregate)
+            .map(|first| {
+                let last = (first + aggregate).min(end);
+                let partition_key = format!("customer-{}", (first / aggregate) % 97);
+                let data = if aggregate == 1 {
+                    event(first, args.malformed_every, args.kind).into_bytes()
+                } else {
+                    let payloads: Vec<String> =
+                        (first..last).map(|i| event(i, args.malformed_every, args.kind)).collect();
+                    let records: Vec<(&str, Option<u128>, &[u8])> =
+                        payloads.iter().map(|payload| (partition_key.as_str(), None, payload.as_bytes())).collect();
+                    tributary_reader::kpl::pack(&records)
+                };
+                PutRecordsRequestEntry::builder().data(Blob::new(data)).partition_key(partition_key).build()
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (client, stream_arn) = (client.clone(), stream_arn.clone());
