@@ -29,6 +29,10 @@ const RENEW_CONDITION: &str = "#counter = :counter AND #owner = :me";
 /// DynamoDB's limit of actions in one transaction.
 pub(crate) const TRANSACTION_ITEMS: usize = 100;
 
+/// Scans a shard sync makes after a refused transaction before it creates
+/// the rest lease by lease.
+const SYNC_RESCANS: usize = 2;
+
 /// One lease to renew, with what to publish and the checkpoint to mirror if it moved.
 #[derive(Debug, Clone, Copy)]
 pub struct Renewal<'a> {
@@ -160,44 +164,55 @@ impl LeaseTable {
     }
 
     /// [`LeaseTable::sync`] against leases known to exist (a recent scan,
-    /// so no scan of its own): a lease created since is refused as existing.
+    /// so no scan of its own). The missing leases are created together, up
+    /// to 100 per transaction; a transaction refused because another
+    /// process's sync created some of them in between (processes starting a
+    /// new source together) is followed by a scan and a transaction of what
+    /// is still missing, rather than a refused write per lease.
     pub async fn sync_against(
         &self,
         shards: &[ShardSpec],
         root_checkpoint: &LeaseCheckpoint,
         existing: &HashSet<String>,
     ) -> Result<(usize, u64), ClusterError> {
-        let missing: Vec<Lease> = shards
-            .iter()
-            .filter(|shard| !existing.contains(&shard.shard_id))
-            .map(|shard| {
-                let mut lease =
-                    Lease::new(&shard.shard_id, shard.parent_shard_ids.clone(), shard.hash_key_range.clone());
-                if shard.parent_shard_ids.is_empty() {
-                    lease.checkpoint = root_checkpoint.clone();
-                }
-                lease
-            })
-            .collect();
+        let lease_for = |shard: &ShardSpec| {
+            let mut lease = Lease::new(&shard.shard_id, shard.parent_shard_ids.clone(), shard.hash_key_range.clone());
+            if shard.parent_shard_ids.is_empty() {
+                lease.checkpoint = root_checkpoint.clone();
+            }
+            lease
+        };
         let (mut created, mut calls) = (0, 0);
-        for chunk in missing.chunks(TRANSACTION_ITEMS) {
-            // All at once (a new wide stream), or one by one when some exist already.
-            if chunk.len() > 1 {
+        let mut known = existing.clone();
+        for round in 0..=SYNC_RESCANS {
+            let missing: Vec<Lease> =
+                shards.iter().filter(|shard| !known.contains(&shard.shard_id)).map(lease_for).collect();
+            let mut refused = Vec::new();
+            for chunk in missing.chunks(TRANSACTION_ITEMS) {
                 calls += 1;
                 if self.create_chunk(chunk).await? {
                     created += chunk.len();
-                    continue;
+                } else {
+                    refused.extend_from_slice(chunk);
                 }
             }
-            for lease in chunk {
-                calls += 1;
-                match self.create(lease).await {
-                    Ok(()) => created += 1,
-                    // Another process's sync created it in between.
-                    Err(ClusterError::Exists { .. }) => {}
-                    Err(error) => return Err(error),
-                }
+            if refused.is_empty() {
+                break;
             }
+            if round == SYNC_RESCANS {
+                // Still racing after every rescan: lease by lease, so this sync ends.
+                for lease in &refused {
+                    calls += 1;
+                    match self.create(lease).await {
+                        Ok(()) => created += 1,
+                        Err(ClusterError::Exists { .. }) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                break;
+            }
+            calls += 1;
+            known = self.list().await?.into_iter().map(|lease| lease.key).collect();
         }
         Ok((created, calls))
     }

@@ -236,11 +236,11 @@ async fn shard_sync_creates_each_lease_once_and_children_wait_for_shard_end() {
     let start = LeaseCheckpoint::AtTimestamp;
     assert_eq!(a.sync(&shards, &start).await.expect("sync"), (3, 2), "a scan, then one transaction creates all three");
     assert_eq!(b.sync(&shards, &start).await.expect("sync again"), (0, 1), "each lease is created once");
-    // A sync against a stale view (it misses shard-0's lease) is refused whole, then creates lease by lease.
+    // A sync against a stale view (it misses shard-0's lease) is refused whole, scans, then creates the rest.
     let wider = [spec("shard-0", &[]), spec("shard-9", &[])];
     let stale = std::collections::HashSet::new();
-    assert_eq!(b.sync_against(&wider, &start, &stale).await.expect("sync"), (1, 3));
-    assert_eq!(b.sync_against(&wider, &start, &stale).await.expect("sync"), (0, 3));
+    assert_eq!(b.sync_against(&wider, &start, &stale).await.expect("sync"), (1, 3), "refused, a scan, shard-9");
+    assert_eq!(b.sync_against(&wider, &start, &stale).await.expect("sync"), (0, 2), "refused, a scan, nothing left");
     let leases = a.list().await.expect("list");
     let checkpoints: Vec<(&str, &LeaseCheckpoint)> = leases.iter().map(|l| (l.key.as_str(), &l.checkpoint)).collect();
     assert_eq!(
@@ -323,4 +323,39 @@ async fn many_leases_are_renewed_in_one_call_and_a_moved_one_refuses_the_call() 
     let after = a.list().await.expect("list");
     assert_eq!((after[0].counter, after[1].counter), (2, 2), "nothing of a refused transaction is written");
     assert_eq!(after[2].owner.as_deref(), Some("node-b"));
+}
+
+/// Processes starting a new source together all sync its shards against an
+/// empty view: the ones that lose the race scan once and create what is
+/// still missing in one transaction, not one refused write per shard (128
+/// calls for 64 shards and three processes, as it was).
+#[tokio::test]
+async fn a_shard_sync_that_loses_the_race_for_a_wide_stream_costs_a_scan_not_a_call_per_shard() {
+    use tributary_cluster::ShardSpec;
+    if !support::moto_is_up() {
+        return;
+    }
+    let client = support::client().await;
+    let name = LeaseTable::table_name(&support::unique("c"), "race");
+    let first = LeaseTable::new(client.clone(), &name, "node-a");
+    let late = LeaseTable::new(client.clone(), &name, "node-b");
+    first.ensure().await.expect("create");
+    let spec = |i: usize| ShardSpec {
+        shard_id: format!("shardId-{i:012}"),
+        parent_shard_ids: Vec::new(),
+        hash_key_range: None,
+    };
+    let shards: Vec<ShardSpec> = (0..64).map(spec).collect();
+    let start = LeaseCheckpoint::TrimHorizon;
+    let nothing_seen = std::collections::HashSet::new();
+    // The first process created 40 of them (its listing was older), the second syncs all 64 from an empty view.
+    assert_eq!(first.sync(&shards[..40], &start).await.expect("sync"), (40, 2));
+    assert_eq!(
+        late.sync_against(&shards, &start, &nothing_seen).await.expect("sync"),
+        (24, 3),
+        "refused, one scan, one transaction of the 24 still missing"
+    );
+    assert_eq!(late.sync_against(&shards, &start, &nothing_seen).await.expect("sync"), (0, 2), "refused, one scan");
+    let keys: Vec<String> = first.list().await.expect("list").into_iter().map(|lease| lease.key).collect();
+    assert_eq!(keys, shards.iter().map(|shard| shard.shard_id.clone()).collect::<Vec<_>>(), "each lease once");
 }
