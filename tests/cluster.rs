@@ -453,6 +453,31 @@ fn with_glue_one_node_at_a_time_a_crash_between_the_two_commits_repeats_nothing(
     assert!(c.stop());
 }
 
+/// A node joining a source the others already read takes its share from
+/// their leases at once, before its own ListShards answers: listing the
+/// shards can take seconds while the stream is read hard, and a node that
+/// waits for it leaves its share to the others meanwhile. Here node b's
+/// Kinesis endpoint accepts connections and never answers.
+#[test]
+fn a_node_joining_a_running_source_takes_its_share_before_its_shards_are_listed() {
+    let Some(emulators) = Emulators::from_env() else { return };
+    let rt = runtime();
+    let stream_arn = rt.block_on(create_stream(&emulators.kinesis, &unique("join"), 4, true));
+    let cluster = ClusterSetup::new(&emulators);
+    let a = cluster.node("node-a", &[]);
+    let file = definition(cluster.root.path(), "joined", &stream_arn);
+    let committed = tributary(&["commit", &file.to_string_lossy(), "--server", &a.url()], &[]);
+    assert!(committed.status.success(), "{}", String::from_utf8_lossy(&committed.stderr));
+    until_held_by(&a, "joined", &["node-a"], SETTLE);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_endpoint = format!("http://{}", silent.local_addr().expect("address"));
+    let b = cluster.node_with_env("node-b", &[], &[("AWS_ENDPOINT_URL_KINESIS", silent_endpoint.as_str())]);
+    // Two scans of b's (300 ms each) after it follows the definition, with room for a loaded machine.
+    until_held_by(&a, "joined", &["node-a", "node-b"], Duration::from_secs(20));
+    drop(b);
+    assert!(a.stop());
+}
+
 /// A bounded source finishes once every shard is done, wherever it is read:
 /// each node says so in its leases, and the node that finds every shard done
 /// records the finish in the cluster's definitions, which every node follows.

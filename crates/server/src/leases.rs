@@ -48,8 +48,22 @@ impl SourceLeases {
     ) -> Result<SourceLeases, String> {
         let table = cluster.lease_table(source);
         table.ensure().await.map_err(|error| error.to_string())?;
-        // Leases exist before the first scan, so the first node does not wait a round.
-        let (_, calls) = sync_shards(&table, &kinesis, &stream_arn, &root).await?;
+        // The first node creates the leases before its first scan, so it does not wait a
+        // round. A node joining a source others already read starts from their leases at
+        // once and lists the shards in the background: ListShards can take seconds while
+        // the stream is read hard, and a share left unowned for the failover time is taken
+        // by the others (and then stolen back, its rows read twice).
+        let existing: HashSet<String> =
+            table.list().await.map_err(|error| error.to_string())?.into_iter().map(|lease| lease.key).collect();
+        let mut calls = 1;
+        if existing.is_empty() {
+            let specs = list_shards(&kinesis, &stream_arn).await?;
+            let (_, created_in) = table
+                .sync_against(&specs, &root, &existing)
+                .await
+                .map_err(|error| format!("creating the shards' leases: {error}"))?;
+            calls += created_in;
+        }
         // The nodes as they are now, so a cluster starting together spreads without stealing.
         if let Err(error) = cluster.count_live_nodes().await {
             tracing::warn!(%error, "reading the nodes table failed; balancing by lease owners only");
@@ -60,6 +74,10 @@ impl SourceLeases {
         let shard_ended = Arc::new(Notify::new());
         let sync = ShardSync { table, kinesis, stream_arn, root, view: coordinator.view_watch(), counters };
         let shard_sync = tokio::spawn(sync.run(Arc::clone(&shard_ended)));
+        if !existing.is_empty() {
+            // Shards new since the others' last sync get leases now, not in a sync interval.
+            shard_ended.notify_one();
+        }
         Ok(SourceLeases { coordinator, shard_sync, shard_ended, advertise: cluster.config.advertise.clone() })
     }
 
