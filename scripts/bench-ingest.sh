@@ -13,11 +13,11 @@
 #   TRIBUTARY_BENCH_CLUSTER=1 ./scripts/bench-ingest.sh                                # also cluster mode with 1, 2 and 3 processes (moto S3, DynamoDB catalog and leases)
 #   TRIBUTARY_BENCH_CLUSTER=1 TRIBUTARY_BENCH_CLUSTER_RUNS=3 ./scripts/bench-ingest.sh         # each cluster configuration three times, summed (CPU ticks are 10 ms)
 #   TRIBUTARY_BENCH_CLUSTER=1 TRIBUTARY_BENCH_CLUSTER_FLAGS="--flush-rows 10000" ./scripts/bench-ingest.sh
+#       # serve flags for every process of the cluster runs, plain included (here: commits triggered by rows, as
+#       # at real read rates, rather than by the 10 s timer at kinesis-local's ~5k records/s)
 #   TRIBUTARY_BENCH_RECORDS=300000 TRIBUTARY_BENCH_AGGREGATE=50 ./scripts/bench-ingest.sh     # KPL-aggregated, 50 events per Kinesis record
 #       # (kinesis-local fills and serves aggregates ~10x faster in events/s, so a run's fixed costs weigh less;
 #       # the Python peer de-aggregates with AWS's aws-kinesis-agg; with a reused stream, say how it was filled)
-#       # serve flags for every process of the cluster runs, plain included (here: commits triggered by rows, as
-#       # at real read rates, rather than by the 10 s timer at kinesis-local's ~5k records/s)
 #
 # Ours runs twice per run, interleaved so machine drift hits both alike: the
 # dataset as plain Parquet files, and as an Iceberg table in a local warehouse
